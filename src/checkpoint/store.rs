@@ -1,0 +1,97 @@
+//! The file state store: one JSON file per job in the state directory, replaced
+//! atomically (write a temp file, fsync it, rename it over the old one, fsync the
+//! directory), so a crash leaves either the old checkpoint or the new one, never half.
+
+use super::BackfillState;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// A state directory.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+const BACKFILL: &str = "backfill.json";
+
+impl FileStore {
+    /// The store in `dir` (created on first save).
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The recorded backfill state, if any.
+    pub fn load_backfill(&self) -> Result<Option<BackfillState>, String> {
+        let path = self.dir.join(BACKFILL);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot read checkpoint {}: {e}", path.display())),
+        };
+        serde_json::from_str(&text).map(Some).map_err(|e| {
+            format!(
+                "checkpoint {} is damaged ({e}); move it away to start the backfill over",
+                path.display()
+            )
+        })
+    }
+
+    /// Records `state`, atomically.
+    pub fn save_backfill(&self, state: &BackfillState) -> Result<(), String> {
+        let text = serde_json::to_vec(state).map_err(|e| e.to_string())?;
+        self.replace(BACKFILL, &text)
+            .map_err(|e| format!("cannot write checkpoint in {}: {e}", self.dir.display()))
+    }
+
+    /// Removes the recorded backfill state (`--fresh`).
+    pub fn clear_backfill(&self) -> Result<(), String> {
+        match fs::remove_file(self.dir.join(BACKFILL)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("cannot remove checkpoint: {e}")),
+        }
+    }
+
+    fn replace(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        fs::create_dir_all(&self.dir)?;
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, self.dir.join(name))?;
+        // The rename itself is durable only once the directory is.
+        File::open(&self.dir)?.sync_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saves_loads_and_replaces() {
+        let dir = std::env::temp_dir().join(format!("tsmig-store-{}", std::process::id()));
+        let store = FileStore::new(&dir);
+        assert_eq!(store.load_backfill().unwrap(), None);
+        let mut state = BackfillState::new("j", vec![]);
+        store.save_backfill(&state).unwrap();
+        state.finished = vec![(0, 4)];
+        store.save_backfill(&state).unwrap();
+        assert_eq!(store.load_backfill().unwrap(), Some(state));
+        assert!(!dir.join(".backfill.json.tmp").exists());
+        fs::write(dir.join(BACKFILL), b"{ nope").unwrap();
+        assert!(store.load_backfill().unwrap_err().contains("damaged"));
+        store.clear_backfill().unwrap();
+        assert_eq!(store.load_backfill().unwrap(), None);
+        fs::remove_dir_all(dir).unwrap();
+    }
+}

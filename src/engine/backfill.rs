@@ -1,0 +1,138 @@
+//! The backfill dataflow, assembled top to bottom in [`run`].
+
+use super::commit::{commit, Committer};
+use super::read::{read_splits, ReadContext};
+use super::{map, plan, sink, Cluster, Control, EpochClock};
+use crate::checkpoint::store::FileStore;
+use crate::checkpoint::BackfillState;
+use crate::dead_letter::DeadLetters;
+use crate::mapping::Mappings;
+use crate::metrics::Counters;
+use crate::model::Point;
+use crate::sinks::Sink;
+use crate::sources::BoundedSource;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use timely::dataflow::operators::probe::Handle as ProbeHandle;
+use timely::dataflow::operators::{Exchange, Probe};
+
+/// Everything a backfill needs, built by the caller.
+pub struct Backfill<S: Sink> {
+    /// The source, its projections already set.
+    pub source: Arc<dyn BoundedSource>,
+    /// The compiled mappings.
+    pub mappings: Arc<Mappings>,
+    /// The target.
+    pub sink: Arc<S>,
+    /// Process 0: the recorded state (plan and finished splits) and where to write it.
+    pub state: Option<(BackfillState, FileStore)>,
+    /// How often durable progress is written.
+    pub checkpoint_interval: Duration,
+    /// Length of an epoch.
+    pub epoch: Duration,
+    /// Backpressure bound per worker.
+    pub max_in_flight_rows: u64,
+    /// Where rejected records go.
+    pub dead_letters: DeadLetters,
+    /// Running totals.
+    pub counters: Arc<Counters>,
+    /// Stop request and failure.
+    pub control: Control,
+    /// The runtime the connectors' async work runs on.
+    pub runtime: tokio::runtime::Handle,
+}
+
+/// Runs the backfill on this process's workers until every split is read and durable (or
+/// a stop was requested and everything read is durable). `Err` carries the job's failure.
+pub fn run<S: Sink>(job: Backfill<S>, cluster: &Cluster) -> Result<(), String> {
+    let control = job.control.clone();
+    // Worker 0 takes the plan and the state store; other workers get none.
+    let state = Arc::new(Mutex::new(job.state));
+    let clock = EpochClock { start: Instant::now(), tick: job.epoch };
+    let Backfill {
+        source,
+        mappings,
+        sink,
+        checkpoint_interval,
+        max_in_flight_rows,
+        dead_letters,
+        counters,
+        runtime,
+        ..
+    } = job;
+
+    let worker_control = control.clone();
+    let guards = timely::execute(cluster.timely_config(), move |worker| {
+        let control = worker_control.clone();
+        let owned = if worker.index() == 0 {
+            state.lock().unwrap_or_else(|p| p.into_inner()).take()
+        } else {
+            None
+        };
+        let (pending, committer) = match owned {
+            Some((state, store)) => {
+                let pending = state.pending();
+                let committer = Committer {
+                    state,
+                    store,
+                    interval: checkpoint_interval,
+                    counters: counters.clone(),
+                    control: control.clone(),
+                };
+                (pending, Some(committer))
+            }
+            None => (Vec::new(), None),
+        };
+        let durable = ProbeHandle::new();
+
+        worker.dataflow::<u64, _, _>(|scope| {
+            let splits = plan::splits(scope, pending);
+            let (rows, finished) = read_splits(
+                splits,
+                ReadContext {
+                    source: source.clone(),
+                    runtime: runtime.clone(),
+                    dead_letters: dead_letters.clone(),
+                    counters: counters.clone(),
+                    control: control.clone(),
+                    clock,
+                    max_in_flight_rows,
+                    durable: durable.clone(),
+                },
+            );
+            let points = map::rows_to_points(rows, mappings.clone(), dead_letters.clone());
+            let routed = points.exchange(|p: &Point| p.device_hash);
+            let acks = sink::write(
+                routed,
+                sink.clone(),
+                runtime.clone(),
+                dead_letters.clone(),
+                counters.clone(),
+                control.clone(),
+            )
+            .probe_with(&durable);
+            commit(finished, acks, committer);
+        });
+
+        while worker.step_or_park(None) {}
+    })?;
+
+    let results = guards.join();
+    if let Some(failure) = job_failure(&results, &control) {
+        return Err(failure);
+    }
+    Ok(())
+}
+
+fn job_failure(results: &[Result<(), String>], control: &Control) -> Option<String> {
+    if let Some(failure) = control.failure() {
+        return Some(failure);
+    }
+    results.iter().find_map(|r| r.as_ref().err()).map(|e| {
+        if e.contains("JobFailed") || e.is_empty() {
+            "a worker failed".to_string()
+        } else {
+            format!("a worker failed: {e}")
+        }
+    })
+}

@@ -1,0 +1,143 @@
+//! The engine: the only module that knows timely dataflow.
+//!
+//! A backfill is one dataflow per worker, assembled in [`backfill::run`]:
+//!
+//! ```text
+//!  worker 0 only                   every worker
+//!  ┌────────┐ splits  ┌──────────────┐ rows  ┌─────┐ points  ┌──────────┐ points ┌──────┐
+//!  │  plan  │───────▶│ read splits  │─────▶│ map │───────▶│ exchange │──────▶│ sink │──┐
+//!  └────────┘ (split  └──────────────┘       └─────┘         │ (device) │       └──────┘  │ acks
+//!             id → worker)    │ finished split ids           └──────────┘                 │ (frontier
+//!                             ▼ (exchanged to worker 0)                                     │  only)
+//!                        ┌──────────┐◀──────────────────────────────────────────────────────┘
+//!                        │  commit  │  records a split as finished once its epoch is durable
+//!                        └──────────┘
+//! ```
+//!
+//! Timestamps are epochs (`u64`): ticks of a clock of `flow.epoch` each. Readers stamp rows
+//! with the current epoch, sinks hold a capability for every epoch with writes not yet
+//! acknowledged, and so the frontier after the sinks is the oldest epoch not yet durable on
+//! every worker of every process. The commit operator on worker 0 records a split finished
+//! only when that frontier has passed the epoch in which the split's last row was read —
+//! that is the checkpoint barrier, with no barrier messages. The same frontier, probed on
+//! each worker, is the readers' backpressure.
+
+pub mod backfill;
+mod commit;
+mod map;
+mod plan;
+mod read;
+mod sink;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Where the workers of a job run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    /// Worker threads per process.
+    pub workers: usize,
+    /// This process's index.
+    pub process: usize,
+    /// `host:port` of every process, in process order; empty for a single process.
+    pub hosts: Vec<String>,
+}
+
+impl Cluster {
+    /// One process with `workers` threads.
+    pub fn local(workers: usize) -> Self {
+        Self { workers, process: 0, hosts: Vec::new() }
+    }
+
+    /// Number of processes.
+    pub fn processes(&self) -> usize {
+        self.hosts.len().max(1)
+    }
+
+    fn timely_config(&self) -> timely::Config {
+        let communication = if self.hosts.len() > 1 {
+            timely::CommunicationConfig::Cluster {
+                threads: self.workers,
+                process: self.process,
+                addresses: self.hosts.clone(),
+                report: false,
+                zerocopy: false,
+            }
+        } else if self.workers > 1 {
+            timely::CommunicationConfig::Process(self.workers)
+        } else {
+            timely::CommunicationConfig::Thread
+        };
+        timely::Config {
+            communication,
+            worker: timely::WorkerConfig::default(),
+        }
+    }
+}
+
+/// A job-wide stop request (SIGTERM) and the first fatal error, shared by every worker and
+/// task of a process.
+#[derive(Clone, Default)]
+pub struct Control {
+    stop: Arc<AtomicBool>,
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+/// The panic payload of a worker that stops because the job failed; the message is in
+/// [`Control::failure`], so the panic itself is not printed.
+pub struct JobFailed;
+
+impl Control {
+    /// Asks sources to stop reading; what was read is still written and checkpointed.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a stop was requested.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Records the job's failure (the first one wins) and stops the workers. Never returns:
+    /// unwinding a worker is how timely ends a run on every worker and process.
+    pub fn fail(&self, message: String) -> ! {
+        {
+            let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+            if failure.is_none() {
+                *failure = Some(message);
+            }
+        }
+        self.request_stop();
+        std::panic::panic_any(JobFailed)
+    }
+
+    /// The failure, if any.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Installs a panic hook that stays quiet for [`JobFailed`] (its message is reported once,
+/// by the caller) and prints every other panic as usual.
+pub fn quiet_job_failures() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info.payload().downcast_ref::<JobFailed>().is_none() {
+            previous(info);
+        }
+    }));
+}
+
+/// The epoch clock: epoch `n` is the `n`-th tick of `tick` since the job started.
+#[derive(Clone, Copy)]
+struct EpochClock {
+    start: Instant,
+    tick: Duration,
+}
+
+impl EpochClock {
+    fn now(&self) -> u64 {
+        (self.start.elapsed().as_nanos() / self.tick.as_nanos().max(1)) as u64
+    }
+}

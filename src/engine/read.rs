@@ -1,0 +1,208 @@
+//! The read operator: reads the splits routed to this worker, one at a time, on the tokio
+//! runtime, and emits their rows stamped with the current epoch.
+//!
+//! ```text
+//!  splits ──▶ [ read splits ] ──▶ rows            (at the current epoch)
+//!                   │
+//!                   └──────────▶ finished splits  (at the epoch of their last row)
+//! ```
+//!
+//! Capabilities: it holds one capability per output at the current epoch and downgrades
+//! both as the epoch clock ticks, so epochs close even while a slow split is read; it
+//! drops them when no split is left (or a stop was requested). A split id is emitted on the
+//! second output only after every row of the split has been emitted, at an epoch no
+//! earlier than those rows: once that epoch is durable, so is the whole split.
+//!
+//! Backpressure: rows emitted at epochs the probe after the sinks has not passed are in
+//! flight; past `max_in_flight_rows` the operator stops draining the read task's bounded
+//! channel, so the task (and the database cursor) wait too.
+
+use super::{Control, EpochClock};
+use crate::dead_letter::DeadLetters;
+use crate::metrics::Counters;
+use crate::model::Row;
+use crate::sources::{BoundedSource, RowSender, SourceError, Split};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::probe::Handle as ProbeHandle;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::Stream;
+use tokio::sync::{mpsc, oneshot};
+
+/// Row batches buffered between a read task and the operator.
+const CHANNEL_BATCHES: usize = 4;
+/// Row batches emitted per activation before yielding to other operators.
+const BATCHES_PER_ACTIVATION: usize = 32;
+
+/// What the read operator needs besides its input.
+pub(super) struct ReadContext {
+    pub source: Arc<dyn BoundedSource>,
+    pub runtime: tokio::runtime::Handle,
+    pub dead_letters: DeadLetters,
+    pub counters: Arc<Counters>,
+    pub control: Control,
+    pub clock: EpochClock,
+    pub max_in_flight_rows: u64,
+    /// The frontier after the sinks.
+    pub durable: ProbeHandle<u64>,
+}
+
+/// A split being read by a tokio task.
+struct Reading {
+    split: u64,
+    rows: mpsc::Receiver<Vec<Row>>,
+    done: oneshot::Receiver<Result<u64, SourceError>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+type Rows<'s> = Stream<'s, u64, Vec<Row>>;
+type Finished<'s> = Stream<'s, u64, Vec<u64>>;
+
+/// Reads `splits`; returns the rows and the ids of finished splits.
+pub(super) fn read_splits<'s>(splits: Stream<'s, u64, Vec<Split>>, ctx: ReadContext) -> (Rows<'s>, Finished<'s>) {
+    let scope = splits.scope();
+    let mut builder = OperatorBuilder::new("ReadSplits".to_owned(), scope);
+    let info = builder.operator_info();
+    let mut input = builder.new_input(splits, Pipeline);
+    let (rows_output, rows) = builder.new_output::<Vec<Row>>();
+    let (finished_output, finished) = builder.new_output::<Vec<u64>>();
+    let mut rows_output = OutputBuilder::<u64, CapacityContainerBuilder<Vec<Row>>>::from(rows_output);
+    let mut finished_output = OutputBuilder::<u64, CapacityContainerBuilder<Vec<u64>>>::from(finished_output);
+    let activator = scope.activator_for(info.address.clone());
+    let sync_activator = scope.worker().sync_activator_for(info.address.to_vec());
+    let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        let _ = sync_activator.activate();
+    });
+
+    builder.build(move |mut capabilities| {
+        let mut finished_cap: Option<Capability<u64>> = capabilities.pop();
+        let mut rows_cap: Option<Capability<u64>> = capabilities.pop();
+        let mut queue: VecDeque<Split> = VecDeque::new();
+        let mut reading: Option<Reading> = None;
+        let mut in_flight = InFlight::default();
+        let ctx = ctx;
+
+        move |frontiers| {
+            input.for_each(|_time, splits| queue.extend(splits.drain(..)));
+            let (Some(rows_cap_ref), Some(finished_cap_ref)) = (rows_cap.as_mut(), finished_cap.as_mut()) else {
+                return;
+            };
+
+            let epoch = ctx.clock.now().max(*rows_cap_ref.time());
+            rows_cap_ref.downgrade(&epoch);
+            finished_cap_ref.downgrade(&epoch);
+
+            if ctx.control.stopping() {
+                // Stop reading: the split under way is not finished and will be read again.
+                if let Some(r) = reading.take() {
+                    r.task.abort();
+                }
+                queue.clear();
+            }
+
+            in_flight.forget_durable(ctx.durable.with_frontier(|f| f.first().copied()));
+
+            let mut more_ready = false;
+            if let Some(r) = reading.as_mut() {
+                let mut emit = |batch: &mut Vec<Row>, in_flight: &mut InFlight| {
+                    let n = batch.len() as u64;
+                    Counters::add(&ctx.counters.rows_read, n);
+                    in_flight.add(epoch, n);
+                    rows_output.activate().session(&*rows_cap_ref).give_container(batch);
+                };
+                let mut budget = BATCHES_PER_ACTIVATION;
+                while in_flight.rows < ctx.max_in_flight_rows && budget > 0 {
+                    match r.rows.try_recv() {
+                        Ok(mut batch) => emit(&mut batch, &mut in_flight),
+                        Err(_) => break,
+                    }
+                    budget -= 1;
+                }
+                more_ready = budget == 0;
+                match r.done.try_recv() {
+                    Err(oneshot::error::TryRecvError::Empty) => {}
+                    Ok(Ok(_rows)) => {
+                        // The task sent its last rows before it finished: take them all now,
+                        // so the split is marked finished no earlier than its last row.
+                        while let Ok(mut batch) = r.rows.try_recv() {
+                            emit(&mut batch, &mut in_flight);
+                        }
+                        finished_output.activate().session(&*finished_cap_ref).give(r.split);
+                        reading = None;
+                    }
+                    Ok(Err(SourceError::Stopped)) => reading = None,
+                    Ok(Err(e)) => ctx.control.fail(e.to_string()),
+                    Err(oneshot::error::TryRecvError::Closed) => {
+                        ctx.control.fail(format!("the task reading split {} ended without a result", r.split))
+                    }
+                }
+            }
+
+            if reading.is_none() && !ctx.control.stopping() {
+                if let Some(split) = queue.pop_front() {
+                    reading = Some(start(&ctx, split, wake.clone()));
+                }
+            }
+
+            if reading.is_none() && queue.is_empty() && (frontiers[0].is_empty() || ctx.control.stopping()) {
+                // Nothing left to read: release the epochs so the job can drain.
+                rows_cap = None;
+                finished_cap = None;
+            } else if more_ready {
+                activator.activate();
+            } else {
+                // Tick the epoch clock and look at the frontier again.
+                activator.activate_after(ctx.clock.tick);
+            }
+        }
+    });
+    (rows, finished)
+}
+
+/// Rows emitted per epoch and not yet known durable, oldest first.
+#[derive(Default)]
+struct InFlight {
+    epochs: VecDeque<(u64, u64)>,
+    rows: u64,
+}
+
+impl InFlight {
+    fn add(&mut self, epoch: u64, rows: u64) {
+        self.rows += rows;
+        match self.epochs.back_mut() {
+            Some((e, n)) if *e == epoch => *n += rows,
+            _ => self.epochs.push_back((epoch, rows)),
+        }
+    }
+
+    /// Drops the epochs before `frontier` (all of them when it is `None`).
+    fn forget_durable(&mut self, frontier: Option<u64>) {
+        while let Some(&(e, n)) = self.epochs.front() {
+            if frontier.is_some_and(|f| e >= f) {
+                break;
+            }
+            self.rows -= n;
+            self.epochs.pop_front();
+        }
+    }
+}
+
+fn start(ctx: &ReadContext, split: Split, wake: Arc<dyn Fn() + Send + Sync>) -> Reading {
+    let (tx, rows) = mpsc::channel(CHANNEL_BATCHES);
+    let (done_tx, done) = oneshot::channel();
+    let sender = RowSender::new(tx, wake.clone());
+    let source = ctx.source.clone();
+    let dead_letters = ctx.dead_letters.clone();
+    let id = split.id;
+    let task = ctx.runtime.spawn(async move {
+        let result = source.read(&split, &sender, &dead_letters).await;
+        drop(sender);
+        let _ = done_tx.send(result);
+        wake();
+    });
+    Reading { split: id, rows, done, task }
+}

@@ -1,0 +1,383 @@
+//! The job file: what to read, how to map it, where to write it.
+//!
+//! A job file is YAML with `${ENV}` references ([`env`]). Loading it substitutes the
+//! references, deserialises the [`JobFile`] (unknown keys are errors), and checks what can
+//! be checked without a database. Every error names the file, line and key
+//! ([`JobError`]); checks that need the source's schema (unknown columns) use
+//! [`Job::error_at`] to point at the offending key the same way.
+
+pub mod env;
+pub mod locate;
+
+use crate::sinks::SinkConfig;
+use crate::sources::SourceConfig;
+use serde::{Deserialize, Deserializer, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use env::Secrets;
+pub use locate::Locations;
+
+/// A job file as written by the user.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobFile {
+    /// Name of the job: shown in logs and used for the default state directory.
+    pub name: String,
+    /// What the job does when `-c` is not given on the command line.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Where rows come from.
+    pub source: SourceConfig,
+    /// Where points go.
+    pub sink: SinkConfig,
+    /// How rows of each source table become points.
+    pub mappings: Vec<MappingConfig>,
+    /// Where and how often progress is recorded, so a restart resumes.
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
+    /// Where rejected rows and points are kept (JSON lines); default `<state dir>/dead-letter.jsonl`.
+    #[serde(default)]
+    pub dead_letter: Option<PathBuf>,
+    /// Flow control between sources and sinks.
+    #[serde(default)]
+    pub flow: FlowConfig,
+}
+
+/// The entry points of `tsmig-job`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Mode {
+    /// Copy every existing row once, then exit.
+    #[default]
+    #[serde(rename = "backfill")]
+    Backfill,
+    /// Follow the source's change log.
+    #[serde(rename = "cdc")]
+    Cdc,
+    /// Backfill from a consistent snapshot, then follow the change log from it.
+    #[serde(rename = "backfill+cdc")]
+    BackfillCdc,
+    /// Compare source and target.
+    #[serde(rename = "verify")]
+    Verify,
+    /// Serve an InfluxDB-compatible write endpoint.
+    #[serde(rename = "ingest")]
+    Ingest,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Backfill => "backfill",
+            Mode::Cdc => "cdc",
+            Mode::BackfillCdc => "backfill+cdc",
+            Mode::Verify => "verify",
+            Mode::Ingest => "ingest",
+        })
+    }
+}
+
+/// How the rows of one source table become points.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingConfig {
+    /// Source table the mapping reads.
+    pub table: String,
+    /// Target measurement; default: the table name.
+    #[serde(default)]
+    pub measurement: Option<String>,
+    /// Column naming the device: written as a tag and used as the exchange key.
+    pub device_field: String,
+    /// Column holding the point's time (DATETIME, TIMESTAMP, DATE, or an integer epoch).
+    pub timestamp_field: String,
+    /// Unit of an integer `timestamp_field`: `s`, `ms`, `us` or `ns`.
+    #[serde(default)]
+    pub timestamp_unit: Option<TimeUnit>,
+    /// Further columns written as tags (NULL or empty values leave the tag out).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Columns written as fields (NULL values are left out, never written as 0).
+    pub fields: Vec<String>,
+}
+
+/// A unit of time, for integer timestamps and sink precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TimeUnit {
+    /// Seconds.
+    #[serde(rename = "s")]
+    Seconds,
+    /// Milliseconds.
+    #[serde(rename = "ms")]
+    Millis,
+    /// Microseconds.
+    #[serde(rename = "us")]
+    Micros,
+    /// Nanoseconds.
+    #[serde(rename = "ns")]
+    Nanos,
+}
+
+impl TimeUnit {
+    /// Nanoseconds in one unit.
+    pub fn nanos(self) -> i64 {
+        match self {
+            TimeUnit::Seconds => 1_000_000_000,
+            TimeUnit::Millis => 1_000_000,
+            TimeUnit::Micros => 1_000,
+            TimeUnit::Nanos => 1,
+        }
+    }
+
+    /// The unit's name as the job file and InfluxDB spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeUnit::Seconds => "s",
+            TimeUnit::Millis => "ms",
+            TimeUnit::Micros => "us",
+            TimeUnit::Nanos => "ns",
+        }
+    }
+}
+
+/// Where and how often progress is recorded.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// How often durable progress is written to the store (e.g. `1s`, `500ms`).
+    #[serde(default = "default_interval", deserialize_with = "duration")]
+    pub interval: Duration,
+    /// The state store: `file:<directory>`; default `file:./state/<job name>`.
+    #[serde(default)]
+    pub store: Option<String>,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        Self {
+            interval: default_interval(),
+            store: None,
+        }
+    }
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// Flow control: how far sources may run ahead of what the sinks have made durable.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowConfig {
+    /// Length of an epoch. Sources stamp rows with the epoch of the moment they read them;
+    /// a shorter epoch makes rows durable (and checkpointable) sooner.
+    #[serde(default = "default_epoch", deserialize_with = "duration")]
+    pub epoch: Duration,
+    /// Rows a worker's source may have read that are not yet durable in the target; past
+    /// this it waits. Bounds memory whatever the speed of source and target.
+    #[serde(default = "default_max_in_flight_rows")]
+    pub max_in_flight_rows: u64,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        Self {
+            epoch: default_epoch(),
+            max_in_flight_rows: default_max_in_flight_rows(),
+        }
+    }
+}
+
+fn default_epoch() -> Duration {
+    Duration::from_millis(50)
+}
+
+fn default_max_in_flight_rows() -> u64 {
+    100_000
+}
+
+/// Deserialises `"1s"`, `"250ms"`, `"2m"` into a [`Duration`].
+pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text)
+        .map_err(|e| serde::de::Error::custom(format!("`{text}` is not a duration ({e})")))
+}
+
+/// An error in a job file, with its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobError {
+    /// The job file.
+    pub file: PathBuf,
+    /// 1-based line and column, when known.
+    pub place: Option<(usize, usize)>,
+    /// The key path, e.g. `source.tables[0].chunk_rows`.
+    pub key: Option<String>,
+    /// What is wrong (secrets already masked).
+    pub message: String,
+}
+
+impl fmt::Display for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some((line, column)) = self.place {
+            write!(f, ":{line}:{column}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": key `{key}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for JobError {}
+
+/// A loaded job: the file's content plus what is needed to report errors against it.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The parsed file.
+    pub file: JobFile,
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Key path → line, for errors found after parsing.
+    pub locations: Locations,
+    /// Values substituted from the environment, masked in messages.
+    pub secrets: Secrets,
+}
+
+impl Job {
+    /// Reads, substitutes and parses a job file.
+    pub fn load(path: &Path) -> Result<Job, JobError> {
+        let text = std::fs::read_to_string(path).map_err(|e| JobError {
+            file: path.to_path_buf(),
+            place: None,
+            key: None,
+            message: format!("cannot read the job file: {e}"),
+        })?;
+        Self::parse(path, &text, |name| std::env::var(name).ok())
+    }
+
+    /// Parses job file text; `lookup` resolves `${VAR}` references.
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Job, JobError> {
+        let substituted = env::substitute(text, lookup).map_err(|e| JobError {
+            file: path.to_path_buf(),
+            place: Some((e.line, e.column)),
+            key: None,
+            message: e.message,
+        })?;
+        let locations = Locations::index(&substituted.text);
+        let secrets = substituted.secrets;
+        let deserializer = serde_yaml::Deserializer::from_str(&substituted.text);
+        let file: JobFile = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let (key, message) = describe_serde_error(&key, &inner.to_string());
+            let place = key
+                .as_deref()
+                .and_then(|k| locations.find(k))
+                .or_else(|| inner.location().map(|l| (l.line(), l.column())));
+            JobError {
+                file: path.to_path_buf(),
+                place,
+                key,
+                message: secrets.redact(&message),
+            }
+        })?;
+        let job = Job {
+            file,
+            path: path.to_path_buf(),
+            locations,
+            secrets,
+        };
+        job.check()?;
+        Ok(job)
+    }
+
+    /// An error about the key at `key` (a path such as `mappings[0].fields[2]`).
+    pub fn error_at(&self, key: &str, message: impl Into<String>) -> JobError {
+        JobError {
+            file: self.path.clone(),
+            place: self.locations.find(key),
+            key: Some(key.to_string()),
+            message: self.secrets.redact(&message.into()),
+        }
+    }
+
+    /// The state directory named by `checkpoint.store`.
+    pub fn state_dir(&self) -> Result<PathBuf, JobError> {
+        match &self.file.checkpoint.store {
+            None => Ok(PathBuf::from("state").join(&self.file.name)),
+            Some(store) => match store.strip_prefix("file:") {
+                Some(dir) if !dir.is_empty() => Ok(PathBuf::from(dir)),
+                _ => Err(self.error_at(
+                    "checkpoint.store",
+                    format!("`{store}` is not a state store; use file:<directory>"),
+                )),
+            },
+        }
+    }
+
+    /// The dead-letter file.
+    pub fn dead_letter_path(&self) -> Result<PathBuf, JobError> {
+        match &self.file.dead_letter {
+            Some(path) => Ok(path.clone()),
+            None => Ok(self.state_dir()?.join("dead-letter.jsonl")),
+        }
+    }
+
+    /// Checks that need no database.
+    fn check(&self) -> Result<(), JobError> {
+        let f = &self.file;
+        if f.name.trim().is_empty() {
+            return Err(self.error_at("name", "the job name must not be empty"));
+        }
+        if f.mappings.is_empty() {
+            return Err(self.error_at("mappings", "a job needs at least one mapping"));
+        }
+        for (i, m) in f.mappings.iter().enumerate() {
+            if m.fields.is_empty() {
+                return Err(self.error_at(
+                    &format!("mappings[{i}].fields"),
+                    "a mapping needs at least one field",
+                ));
+            }
+        }
+        if f.flow.epoch < Duration::from_millis(1) {
+            return Err(self.error_at("flow.epoch", "must be at least 1ms"));
+        }
+        if f.flow.max_in_flight_rows == 0 {
+            return Err(self.error_at("flow.max_in_flight_rows", "must be at least 1"));
+        }
+        self.state_dir()?;
+        f.source.check(self)?;
+        f.sink.check(self)?;
+        Ok(())
+    }
+}
+
+/// serde's message, with the key of an unknown field appended to the path so the error
+/// points at the unknown key itself.
+fn describe_serde_error(path: &str, message: &str) -> (Option<String>, String) {
+    let message = message
+        .split(" at line ")
+        .next()
+        .unwrap_or(message)
+        .to_string();
+    let path = if path == "." { String::new() } else { path.to_string() };
+    let key = if let Some(rest) = message.strip_prefix("unknown field `") {
+        let name = rest.split('`').next().unwrap_or_default();
+        Some(if path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{path}.{name}")
+        })
+    } else if path.is_empty() {
+        None
+    } else {
+        Some(path)
+    };
+    (key, message)
+}

@@ -1,0 +1,17 @@
+//! tsmig: a dataflow engine that migrates and replicates time-series data between
+//! databases, on timely dataflow.
+//!
+//! The pieces, in the order data meets them: [`job`] (the job file), [`sources`] (rows from
+//! a database), [`mapping`] (rows → [`model::Point`]s), [`sinks`] (points into a database),
+//! [`engine`] (the timely dataflow that runs them, the only module that knows timely) and
+//! [`checkpoint`] (what is durably done, where a restart resumes).
+
+pub mod checkpoint;
+pub mod dead_letter;
+pub mod engine;
+pub mod job;
+pub mod mapping;
+pub mod metrics;
+pub mod model;
+pub mod sinks;
+pub mod sources;

@@ -1,0 +1,444 @@
+//! Mapping: source rows → points, as the job file's `mappings` say.
+//!
+//! A mapping is compiled once against the source's schema: column names become positions
+//! in the row, names become shared [`Name`]s, tags are sorted by key (InfluxDB's order).
+//! Compiling is where the job file meets the database, so every error names the key of
+//! the job file that is wrong. Applying a mapping is then one pass over the row with no
+//! lookups; a row that cannot become a point is rejected with the reason.
+
+use crate::job::{Job, JobError, TimeUnit};
+use crate::model::{device_hash, Name, Point, Row, Value};
+use crate::sources::{ColumnKind, TableSchema};
+use std::sync::Arc;
+
+/// Where a point's time comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimeSource {
+    /// A DATETIME/TIMESTAMP/DATE column, already in nanoseconds.
+    Instant,
+    /// An integer column counting `TimeUnit`s since the Unix epoch.
+    Epoch(TimeUnit),
+}
+
+/// One compiled entry of `mappings`.
+#[derive(Debug, Clone)]
+struct Compiled {
+    measurement: Name,
+    device: usize,
+    device_column: Name,
+    time: usize,
+    time_column: Name,
+    time_source: TimeSource,
+    /// (tag key, position in the row), sorted by key; includes the device.
+    tags: Vec<(Name, usize)>,
+    /// (field key, position in the row), in the job file's order.
+    fields: Vec<(Name, usize)>,
+}
+
+/// All mappings of a job, compiled against the source schema.
+#[derive(Debug, Clone)]
+pub struct Mappings {
+    /// Per source table: the mappings that read it.
+    per_table: Vec<Vec<Compiled>>,
+    /// Per source table: the schema columns rows carry, in row order.
+    projections: Vec<Vec<usize>>,
+    /// Per source table: the names of the projected columns (for dead letters).
+    column_names: Vec<Vec<String>>,
+}
+
+/// A row the mapping could not turn into a point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    /// Why.
+    pub reason: String,
+    /// The row, column → value, as JSON.
+    pub row: serde_json::Value,
+}
+
+impl Mappings {
+    /// Compiles `job`'s mappings against `schema` (one entry per source table, in the job
+    /// file's order).
+    pub fn compile(job: &Job, schema: &[TableSchema]) -> Result<Mappings, JobError> {
+        let tables = job.file.source.table_names();
+        let mut per_table: Vec<Vec<Compiled>> = vec![Vec::new(); tables.len()];
+        let mut projections: Vec<Vec<usize>> = vec![Vec::new(); tables.len()];
+
+        for (i, m) in job.file.mappings.iter().enumerate() {
+            let key = |k: &str| format!("mappings[{i}].{k}");
+            let Some(table_index) = tables.iter().position(|t| *t == m.table) else {
+                return Err(job.error_at(
+                    &key("table"),
+                    format!(
+                        "table `{}` is not one of the source's tables ({})",
+                        m.table,
+                        tables.join(", ")
+                    ),
+                ));
+            };
+            let table = &schema[table_index];
+            let projection = &mut projections[table_index];
+            // Resolves a column name to its position in the row, adding it to the projection.
+            let mut column = |name: &str, at: String| -> Result<(usize, ColumnKind), JobError> {
+                let Some(c) = table.columns.iter().position(|c| c.name == name) else {
+                    let known: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+                    return Err(job.error_at(
+                        &at,
+                        format!(
+                            "column `{name}` is not in table `{}` (its columns: {})",
+                            table.name,
+                            known.join(", ")
+                        ),
+                    ));
+                };
+                let kind = table.columns[c].kind.clone();
+                if let ColumnKind::Unsupported(t) = &kind {
+                    return Err(job.error_at(
+                        &at,
+                        format!("column `{name}` has type {t}, which tsmig cannot map"),
+                    ));
+                }
+                let position = match projection.iter().position(|p| *p == c) {
+                    Some(p) => p,
+                    None => {
+                        projection.push(c);
+                        projection.len() - 1
+                    }
+                };
+                Ok((position, kind))
+            };
+
+            let (device, _) = column(&m.device_field, key("device_field"))?;
+            let (time, time_kind) = column(&m.timestamp_field, key("timestamp_field"))?;
+            let time_source = match (&time_kind, m.timestamp_unit) {
+                (ColumnKind::Time, None) => TimeSource::Instant,
+                (ColumnKind::Time, Some(_)) => {
+                    return Err(job.error_at(
+                        &key("timestamp_unit"),
+                        format!(
+                            "`{}` is a date/time column; timestamp_unit applies to integer columns only",
+                            m.timestamp_field
+                        ),
+                    ))
+                }
+                (ColumnKind::Int | ColumnKind::UInt, Some(unit)) => TimeSource::Epoch(unit),
+                (ColumnKind::Int | ColumnKind::UInt, None) => {
+                    return Err(job.error_at(
+                        &key("timestamp_field"),
+                        format!(
+                            "`{}` is an integer column: say its unit with timestamp_unit: s, ms, us or ns",
+                            m.timestamp_field
+                        ),
+                    ))
+                }
+                (other, _) => {
+                    return Err(job.error_at(
+                        &key("timestamp_field"),
+                        format!(
+                            "`{}` holds {other:?} values; a timestamp must be DATETIME, TIMESTAMP, DATE or an integer epoch",
+                            m.timestamp_field
+                        ),
+                    ))
+                }
+            };
+
+            let mut tags: Vec<(Name, usize)> = vec![(Arc::from(m.device_field.as_str()), device)];
+            for (t, name) in m.tags.iter().enumerate() {
+                if *name == m.device_field {
+                    continue;
+                }
+                if tags.iter().any(|(k, _)| &**k == name.as_str()) {
+                    return Err(job.error_at(&key(&format!("tags[{t}]")), format!("tag `{name}` is listed twice")));
+                }
+                let (at, _) = column(name, key(&format!("tags[{t}]")))?;
+                tags.push((Arc::from(name.as_str()), at));
+            }
+            tags.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+
+            let mut fields: Vec<(Name, usize)> = Vec::with_capacity(m.fields.len());
+            for (f, name) in m.fields.iter().enumerate() {
+                let at = key(&format!("fields[{f}]"));
+                if tags.iter().any(|(k, _)| &**k == name.as_str()) {
+                    return Err(job.error_at(&at, format!("`{name}` is already a tag; a column is either a tag or a field")));
+                }
+                if fields.iter().any(|(k, _)| &**k == name.as_str()) {
+                    return Err(job.error_at(&at, format!("field `{name}` is listed twice")));
+                }
+                let (position, _) = column(name, at)?;
+                fields.push((Arc::from(name.as_str()), position));
+            }
+
+            per_table[table_index].push(Compiled {
+                measurement: Arc::from(m.measurement.as_deref().unwrap_or(&m.table)),
+                device,
+                device_column: Arc::from(m.device_field.as_str()),
+                time,
+                time_column: Arc::from(m.timestamp_field.as_str()),
+                time_source,
+                tags,
+                fields,
+            });
+        }
+
+        for (t, mappings) in per_table.iter().enumerate() {
+            if mappings.is_empty() {
+                return Err(job.error_at(
+                    &format!("source.tables[{t}]"),
+                    format!("no mapping reads table `{}`", tables[t]),
+                ));
+            }
+        }
+        let column_names = projections
+            .iter()
+            .zip(schema)
+            .map(|(p, s)| p.iter().map(|&c| s.columns[c].name.clone()).collect())
+            .collect();
+        Ok(Mappings {
+            per_table,
+            projections,
+            column_names,
+        })
+    }
+
+    /// The schema columns rows of `table` must carry, in row order.
+    pub fn projection(&self, table: usize) -> &[usize] {
+        &self.projections[table]
+    }
+
+    /// The measurements written, for `plan`.
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (t, mappings) in self.per_table.iter().enumerate() {
+            for m in mappings {
+                let tags: Vec<&str> = m.tags.iter().map(|(k, _)| &**k).collect();
+                let fields: Vec<&str> = m.fields.iter().map(|(k, _)| &**k).collect();
+                out.push(format!(
+                    "table {} → measurement {} (device {}, time {}{}) tags [{}] fields [{}]",
+                    t,
+                    m.measurement,
+                    m.device_column,
+                    m.time_column,
+                    match m.time_source {
+                        TimeSource::Instant => String::new(),
+                        TimeSource::Epoch(u) => format!(" in {}", u.as_str()),
+                    },
+                    tags.join(", "),
+                    fields.join(", ")
+                ));
+            }
+        }
+        out
+    }
+
+    /// Turns `row` into points (one per mapping of its table), passing each to `emit`, or
+    /// rejections to `reject`.
+    pub fn apply(
+        &self,
+        mut row: Row,
+        emit: &mut impl FnMut(Point),
+        reject: &mut impl FnMut(Rejected),
+    ) {
+        let table = row.table as usize;
+        let Some(mappings) = self.per_table.get(table) else {
+            reject(Rejected {
+                reason: format!("row of unknown table index {table}"),
+                row: serde_json::Value::Null,
+            });
+            return;
+        };
+        let last = mappings.len() - 1;
+        for (i, m) in mappings.iter().enumerate() {
+            // The last mapping may move values out of the row; earlier ones copy.
+            let result = if i == last {
+                m.point(&mut row.values, true)
+            } else {
+                m.point(&mut row.values, false)
+            };
+            match result {
+                Ok(point) => emit(point),
+                Err(reason) => reject(Rejected {
+                    reason,
+                    row: self.row_json(table, &row.values),
+                }),
+            }
+        }
+    }
+
+    /// A row as a JSON object, column → value.
+    pub fn row_json(&self, table: usize, values: &[Option<Value>]) -> serde_json::Value {
+        let names = &self.column_names[table];
+        let map: serde_json::Map<String, serde_json::Value> = names
+            .iter()
+            .zip(values)
+            .map(|(n, v)| {
+                (
+                    n.clone(),
+                    v.as_ref().map(Value::to_json).unwrap_or(serde_json::Value::Null),
+                )
+            })
+            .collect();
+        serde_json::Value::Object(map)
+    }
+}
+
+impl Compiled {
+    fn point(&self, values: &mut [Option<Value>], take: bool) -> Result<Point, String> {
+        let time = match (&values[self.time], self.time_source) {
+            (None, _) => return Err(format!("timestamp column `{}` is NULL", self.time_column)),
+            (Some(Value::Time(ns)), TimeSource::Instant) => *ns,
+            (Some(Value::Int(v)), TimeSource::Epoch(unit)) => v
+                .checked_mul(unit.nanos())
+                .ok_or_else(|| format!("timestamp {v}{} is out of range", unit.as_str()))?,
+            (Some(Value::UInt(v)), TimeSource::Epoch(unit)) => i64::try_from(*v)
+                .ok()
+                .and_then(|v| v.checked_mul(unit.nanos()))
+                .ok_or_else(|| format!("timestamp {v}{} is out of range", unit.as_str()))?,
+            (Some(other), _) => {
+                return Err(format!(
+                    "timestamp column `{}` holds {other}, not a time",
+                    self.time_column
+                ))
+            }
+        };
+
+        let device_hash = match &values[self.device] {
+            None => return Err(format!("device column `{}` is NULL", self.device_column)),
+            Some(Value::String(s)) if s.is_empty() => {
+                return Err(format!("device column `{}` is empty", self.device_column))
+            }
+            Some(Value::String(s)) => device_hash(s.as_bytes()),
+            Some(v) => device_hash(v.to_string().as_bytes()),
+        };
+
+        let mut tags = Vec::with_capacity(self.tags.len());
+        for (key, at) in &self.tags {
+            let text = match (&mut values[*at], take) {
+                (None, _) => continue,
+                (Some(Value::String(s)), true) => std::mem::take(s),
+                (Some(v), _) => v.to_string(),
+            };
+            // InfluxDB has no empty tag values: an empty value is an absent tag.
+            if !text.is_empty() {
+                tags.push((key.clone(), text));
+            }
+        }
+
+        let mut fields = Vec::with_capacity(self.fields.len());
+        for (key, at) in &self.fields {
+            let value = if take { values[*at].take() } else { values[*at].clone() };
+            if let Some(v) = value {
+                fields.push((key.clone(), v));
+            }
+        }
+        if fields.is_empty() {
+            return Err("every field is NULL: nothing to write".into());
+        }
+
+        Ok(Point {
+            measurement: self.measurement.clone(),
+            tags,
+            fields,
+            time,
+            device_hash,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::Column;
+    use std::path::Path;
+
+    fn schema() -> Vec<TableSchema> {
+        let col = |name: &str, kind: ColumnKind| Column {
+            name: name.into(),
+            kind,
+            source_type: String::new(),
+        };
+        vec![TableSchema {
+            name: "readings".into(),
+            columns: vec![
+                col("id", ColumnKind::Int),
+                col("device", ColumnKind::Text),
+                col("site", ColumnKind::Text),
+                col("ts", ColumnKind::Time),
+                col("temp", ColumnKind::Float),
+                col("ok", ColumnKind::Bool),
+                col("blob", ColumnKind::Unsupported("blob".into())),
+            ],
+        }]
+    }
+
+    fn job(mapping: &str) -> Result<Job, JobError> {
+        let text = format!(
+            "name: t\nsource:\n  type: mysql\n  url: mysql://u@h/db\n  tables:\n    - name: readings\nsink:\n  type: blackhole\nmappings:\n{mapping}"
+        );
+        Job::parse(Path::new("job.yaml"), &text, |_| None)
+    }
+
+    const GOOD: &str = "  - table: readings\n    measurement: m\n    device_field: device\n    timestamp_field: ts\n    tags: [site]\n    fields: [temp, ok]\n";
+
+    #[test]
+    fn maps_a_row_to_a_point_with_sorted_tags_and_no_nulls() {
+        let job = job(GOOD).unwrap();
+        let m = Mappings::compile(&job, &schema()).unwrap();
+        // Row order follows first use: device, ts, site, temp, ok.
+        assert_eq!(m.projection(0), &[1, 3, 2, 4, 5]);
+        let row = Row {
+            table: 0,
+            values: vec![
+                Some(Value::String("d1".into())),
+                Some(Value::Time(5)),
+                Some(Value::String(String::new())),
+                Some(Value::Float(1.5)),
+                None,
+            ],
+        };
+        let mut points = Vec::new();
+        m.apply(row, &mut |p| points.push(p), &mut |r| panic!("{r:?}"));
+        assert_eq!(points.len(), 1);
+        let p = &points[0];
+        assert_eq!(&*p.measurement, "m");
+        assert_eq!(p.tags, vec![(Arc::from("device"), "d1".to_string())]);
+        assert_eq!(p.fields, vec![(Arc::from("temp"), Value::Float(1.5))]);
+        assert_eq!(p.time, 5);
+        assert_eq!(p.device_hash, device_hash(b"d1"));
+    }
+
+    #[test]
+    fn rows_that_cannot_be_points_are_rejected_with_reasons() {
+        let job = job(GOOD).unwrap();
+        let m = Mappings::compile(&job, &schema()).unwrap();
+        let cases = [
+            (vec![None, Some(Value::Time(1)), None, Some(Value::Float(1.0)), None], "device column `device` is NULL"),
+            (vec![Some(Value::String("d".into())), None, None, Some(Value::Float(1.0)), None], "timestamp column `ts` is NULL"),
+            (vec![Some(Value::String("d".into())), Some(Value::Time(1)), None, None, None], "every field is NULL: nothing to write"),
+        ];
+        for (values, reason) in cases {
+            let mut rejected = Vec::new();
+            m.apply(Row { table: 0, values }, &mut |p| panic!("{p:?}"), &mut |r| rejected.push(r));
+            assert_eq!(rejected.len(), 1);
+            assert_eq!(rejected[0].reason, reason);
+            assert!(rejected[0].row.get("device").is_some());
+        }
+    }
+
+    #[test]
+    fn unknown_column_names_the_key_and_line() {
+        let job = job("  - table: readings\n    device_field: device\n    timestamp_field: ts\n    fields: [temp, tmep]\n").unwrap();
+        let err = Mappings::compile(&job, &schema()).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("mappings[0].fields[1]"));
+        assert_eq!(err.place.map(|p| p.0), Some(13));
+        assert!(err.message.contains("column `tmep` is not in table `readings`"), "{}", err.message);
+    }
+
+    #[test]
+    fn integer_timestamps_need_a_unit_and_unsupported_types_are_refused() {
+        let job1 = job("  - table: readings\n    device_field: device\n    timestamp_field: id\n    fields: [temp]\n").unwrap();
+        let err = Mappings::compile(&job1, &schema()).unwrap_err();
+        assert!(err.message.contains("timestamp_unit"), "{}", err.message);
+        let job2 = job("  - table: readings\n    device_field: device\n    timestamp_field: id\n    timestamp_unit: ms\n    fields: [blob]\n").unwrap();
+        let err = Mappings::compile(&job2, &schema()).unwrap_err();
+        assert!(err.message.contains("type blob"), "{}", err.message);
+    }
+}

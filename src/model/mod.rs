@@ -1,0 +1,150 @@
+//! What flows through a job: source [`Row`]s, typed [`Value`]s and target [`Point`]s.
+//!
+//! A source emits rows (values in the order of the columns the job reads), the mapping
+//! turns each row into a point, and the sinks write points. Names that repeat on every
+//! point (measurement, tag and field keys) are [`Name`]s: shared, so a point costs no
+//! allocation for them.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::Arc;
+
+/// A name shared by many points: a measurement, a tag key or a field key.
+pub type Name = Arc<str>;
+
+/// One typed value, as read from a source or written as a field.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    /// A signed integer (TINYINT..BIGINT).
+    Int(i64),
+    /// An unsigned integer (the UNSIGNED integer types).
+    UInt(u64),
+    /// A floating-point number (FLOAT, DOUBLE, DECIMAL).
+    Float(f64),
+    /// A boolean (BIT(1), TINYINT(1)).
+    Bool(bool),
+    /// Text (CHAR, VARCHAR, TEXT, ENUM, SET).
+    String(String),
+    /// An instant in nanoseconds since the Unix epoch, UTC (DATETIME, TIMESTAMP, DATE).
+    Time(i64),
+}
+
+impl Value {
+    /// The value as it reads in a tag, in a dead letter or in an error message.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        match self {
+            Value::Int(v) => out.push_str(itoa::Buffer::new().format(*v)),
+            Value::UInt(v) => out.push_str(itoa::Buffer::new().format(*v)),
+            Value::Float(v) => out.push_str(ryu::Buffer::new().format(*v)),
+            Value::Bool(v) => out.push_str(if *v { "true" } else { "false" }),
+            Value::String(v) => out.push_str(v),
+            Value::Time(ns) => {
+                let _ = write!(out, "{}", format_time(*ns));
+            }
+        }
+    }
+
+    /// The value as JSON, for dead-letter records.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Int(v) => (*v).into(),
+            Value::UInt(v) => (*v).into(),
+            Value::Float(v) => serde_json::Number::from_f64(*v)
+                .map(serde_json::Value::Number)
+                .unwrap_or_else(|| serde_json::Value::String(v.to_string())),
+            Value::Bool(v) => (*v).into(),
+            Value::String(v) => v.clone().into(),
+            Value::Time(ns) => format_time(*ns).into(),
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = String::new();
+        self.render(&mut s);
+        f.write_str(&s)
+    }
+}
+
+/// RFC 3339 text of an instant in nanoseconds, UTC, with as many fraction digits as needed.
+pub fn format_time(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let nanos = ns.rem_euclid(1_000_000_000) as u32;
+    match chrono::DateTime::from_timestamp(secs, nanos) {
+        Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        None => format!("{ns}ns"),
+    }
+}
+
+/// One source row: the values of the columns the job reads, `None` for SQL NULL.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    /// Index of the source table (in the job file's order) the row comes from.
+    pub table: u32,
+    /// Column values in the order of the source's projection for that table.
+    pub values: Vec<Option<Value>>,
+}
+
+/// One time-series point, ready for a sink.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// InfluxDB measurement; for IoTDB, the device path.
+    pub measurement: Name,
+    /// Tag set, sorted by key, no empty values.
+    pub tags: Vec<(Name, String)>,
+    /// Field set, at least one field.
+    pub fields: Vec<(Name, Value)>,
+    /// Nanoseconds since the Unix epoch, UTC.
+    pub time: i64,
+    /// Fixed hash of the device key: the exchange routes on it, so one worker owns a device.
+    pub device_hash: u64,
+}
+
+impl Point {
+    /// The point as JSON, for dead-letter records and error messages.
+    pub fn to_json(&self) -> serde_json::Value {
+        let tags: serde_json::Map<String, serde_json::Value> = self
+            .tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone().into()))
+            .collect();
+        let fields: serde_json::Map<String, serde_json::Value> = self
+            .fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_json()))
+            .collect();
+        serde_json::json!({
+            "measurement": &*self.measurement,
+            "tags": tags,
+            "fields": fields,
+            "time": format_time(self.time),
+        })
+    }
+}
+
+/// The fixed hash the exchange routes on. Never `RandomState`: every process must agree.
+pub fn device_hash(device: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_renders_as_rfc3339_utc() {
+        assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_time(1_767_225_600_123_456_000), "2026-01-01T00:00:00.123456Z");
+        assert_eq!(format_time(-1), "1969-12-31T23:59:59.999999999Z");
+    }
+
+    #[test]
+    fn device_hash_is_stable_across_runs() {
+        // A changed hash would reroute devices between workers of one cluster.
+        assert_eq!(device_hash(b"dev-0001"), device_hash(b"dev-0001"));
+        assert_ne!(device_hash(b"dev-0001"), device_hash(b"dev-0002"));
+        assert_eq!(device_hash(b""), 0x2d06800538d394c2);
+    }
+}

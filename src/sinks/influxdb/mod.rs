@@ -1,0 +1,169 @@
+//! The InfluxDB sink (1.x and 2.x): points become line protocol in one buffer per request.
+
+pub mod client;
+pub mod config;
+pub mod encoding;
+
+use crate::model::Point;
+use crate::sinks::{Batch, BatchConfig, Sink, WriteError};
+use bytes::Bytes;
+use client::InfluxClient;
+use config::InfluxSinkConfig;
+use encoding::{encode_point, Encoding};
+
+/// Writes points to one InfluxDB server.
+pub struct InfluxSink {
+    client: InfluxClient,
+    encoding: Encoding,
+    batching: BatchConfig,
+    create_database: bool,
+    target: String,
+}
+
+impl InfluxSink {
+    /// A sink for `config`.
+    pub fn new(config: &InfluxSinkConfig) -> Result<Self, String> {
+        let target = match config.version {
+            1 => format!(
+                "InfluxDB 1.x at {}, database {}, precision {}",
+                config.url,
+                config.database.as_deref().unwrap_or_default(),
+                config.precision.as_str()
+            ),
+            _ => format!(
+                "InfluxDB 2.x at {}, org {}, bucket {}, precision {}",
+                config.url,
+                config.org.as_deref().unwrap_or_default(),
+                config.bucket.as_deref().unwrap_or_default(),
+                config.precision.as_str()
+            ),
+        };
+        Ok(Self {
+            client: InfluxClient::new(config)?,
+            encoding: Encoding {
+                precision: config.precision,
+                unsigned: config.version == 2,
+            },
+            batching: config.batching(),
+            create_database: config.create_database && config.version == 1,
+            target,
+        })
+    }
+}
+
+/// Lines of line protocol, one request body.
+pub struct LineBatch {
+    encoding: Encoding,
+    body: Vec<u8>,
+    /// Offset just past each line's newline.
+    ends: Vec<usize>,
+}
+
+impl Batch for LineBatch {
+    fn push(&mut self, point: &Point) -> Result<(), String> {
+        encode_point(&mut self.body, point, self.encoding)?;
+        self.ends.push(self.body.len());
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn bytes(&self) -> usize {
+        self.body.len()
+    }
+
+    fn split(mut self) -> Option<(Self, Self)> {
+        if self.ends.len() < 2 {
+            return None;
+        }
+        let half = self.ends.len() / 2;
+        let cut = self.ends[half - 1];
+        let right = LineBatch {
+            encoding: self.encoding,
+            body: self.body[cut..].to_vec(),
+            ends: self.ends[half..].iter().map(|e| e - cut).collect(),
+        };
+        self.body.truncate(cut);
+        self.ends.truncate(half);
+        Some((self, right))
+    }
+
+    fn records(&self) -> Vec<serde_json::Value> {
+        let mut start = 0;
+        self.ends
+            .iter()
+            .map(|&end| {
+                let line = String::from_utf8_lossy(&self.body[start..end - 1]).into_owned();
+                start = end;
+                serde_json::Value::String(line)
+            })
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for InfluxSink {
+    type Batch = LineBatch;
+
+    fn new_batch(&self) -> LineBatch {
+        LineBatch {
+            encoding: self.encoding,
+            body: Vec::with_capacity(self.batching.max_rows.min(100_000) * 96),
+            ends: Vec::with_capacity(self.batching.max_rows.min(100_000)),
+        }
+    }
+
+    fn batching(&self) -> &BatchConfig {
+        &self.batching
+    }
+
+    async fn write(&self, batch: &LineBatch) -> Result<(), WriteError> {
+        self.client.write(Bytes::copy_from_slice(&batch.body)).await
+    }
+
+    async fn prepare(&self) -> Result<(), WriteError> {
+        if self.create_database {
+            self.client.create_database().await?;
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        self.target.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::TimeUnit;
+    use crate::model::Value;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_batch_splits_into_halves_at_line_boundaries() {
+        let mut b = LineBatch {
+            encoding: Encoding { precision: TimeUnit::Nanos, unsigned: false },
+            body: Vec::new(),
+            ends: Vec::new(),
+        };
+        for t in 0..5 {
+            let p = Point {
+                measurement: Arc::from("m"),
+                tags: vec![],
+                fields: vec![(Arc::from("f"), Value::Int(t))],
+                time: t,
+                device_hash: 0,
+            };
+            b.push(&p).unwrap();
+        }
+        let (left, right) = b.split().unwrap();
+        assert_eq!(left.records(), vec!["m f=0i 0", "m f=1i 1"]);
+        assert_eq!(right.records(), vec!["m f=2i 2", "m f=3i 3", "m f=4i 4"]);
+        assert_eq!(right.body, b"m f=2i 2\nm f=3i 3\nm f=4i 4\n");
+        let (one, _) = left.split().unwrap();
+        assert!(one.split().is_none());
+    }
+}

@@ -1,0 +1,107 @@
+//! Sinks: where points go.
+//!
+//! A sink is two halves. Its [`Batch`] turns points into one request body on the worker
+//! thread (encode once, straight into the buffer that will be sent). Its [`Sink::write`]
+//! sends one batch on the tokio runtime and classifies what happened as a [`WriteError`].
+//! Everything else — batch sizes and linger, requests in flight, retry with backoff and
+//! jitter, splitting a batch that is too large, finding the lines a target rejects and
+//! dead-lettering exactly those — is shared, in [`util`], so every sink behaves alike.
+//! Each connector has its own folder: `config.rs`, `client.rs`, `encoding.rs`.
+
+pub mod blackhole;
+pub mod influxdb;
+pub mod util;
+
+use crate::job::{Job, JobError};
+use crate::model::Point;
+use serde::Deserialize;
+use std::time::Duration;
+
+pub use util::BatchConfig;
+
+/// The `sink:` section of a job file, by `type`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SinkConfig {
+    /// InfluxDB 1.x (`/write`) or 2.x (`/api/v2/write`).
+    Influxdb(influxdb::config::InfluxSinkConfig),
+    /// Counts and discards every point: measures the source and the engine alone.
+    Blackhole(blackhole::BlackholeConfig),
+}
+
+impl SinkConfig {
+    /// Checks that need no server.
+    pub fn check(&self, job: &Job) -> Result<(), JobError> {
+        match self {
+            SinkConfig::Influxdb(c) => c.check(job),
+            SinkConfig::Blackhole(_) => Ok(()),
+        }
+    }
+}
+
+/// How one write attempt failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteError {
+    /// Worth retrying: network errors, timeouts, 429, 5xx. `retry_after` is the server's
+    /// wish, if it said one.
+    Transient {
+        /// What happened.
+        message: String,
+        /// How long the server asked us to wait.
+        retry_after: Option<Duration>,
+    },
+    /// The request was too large (413): the batch is split and both halves sent.
+    TooLarge {
+        /// What the server said.
+        message: String,
+    },
+    /// The target refused the data for good (400 and the like). Some lines of the batch
+    /// are bad; which ones is found by splitting the batch, and those are dead-lettered.
+    Rejected {
+        /// What the server said.
+        message: String,
+    },
+    /// Nothing can be written (authentication, missing database): the job fails.
+    Fatal {
+        /// What the server said.
+        message: String,
+    },
+}
+
+/// Points encoded into one request body.
+pub trait Batch: Send + Sized + 'static {
+    /// Adds a point. `Err` is a definite rejection of this point alone (the target could
+    /// never accept it); the point is dead-lettered with that reason.
+    fn push(&mut self, point: &Point) -> Result<(), String>;
+    /// Points in the batch.
+    fn len(&self) -> usize;
+    /// Whether the batch holds no point.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Size of the encoded body.
+    fn bytes(&self) -> usize;
+    /// Divides the batch into two non-empty halves; `None` for a single point.
+    fn split(self) -> Option<(Self, Self)>;
+    /// The batch's points as readable records, for the dead-letter file.
+    fn records(&self) -> Vec<serde_json::Value>;
+}
+
+/// A target that takes batches of points.
+#[async_trait::async_trait]
+pub trait Sink: Send + Sync + 'static {
+    /// What one request carries.
+    type Batch: Batch;
+    /// An empty batch.
+    fn new_batch(&self) -> Self::Batch;
+    /// Sizes, linger, concurrency and retry policy.
+    fn batching(&self) -> &BatchConfig;
+    /// Sends one batch; called on the tokio runtime, possibly several times at once.
+    async fn write(&self, batch: &Self::Batch) -> Result<(), WriteError>;
+    /// Prepares the target before the first write (e.g. creates the database).
+    async fn prepare(&self) -> Result<(), WriteError> {
+        Ok(())
+    }
+    /// What `plan` shows about the target.
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,302 @@
+//! What every sink shares: batch bounds, the retry policy, and [`deliver`], which takes
+//! one batch from "encoded" to "written or dead-lettered".
+//!
+//! Error handling follows one rule. Transient failures (network, timeout, 429, 5xx) are
+//! retried with exponential backoff and full jitter, at least as long as the server's
+//! Retry-After; the batch's epoch stays open meanwhile, so nothing is checkpointed past
+//! it. A batch that is too large is split in two. A batch the target rejects for good is
+//! bisected until each rejected point stands alone; those points are dead-lettered with
+//! the server's message and the rest are written (writes are idempotent per series and
+//! time, so sending a good point twice is harmless). Fatal errors fail the job.
+
+use super::{Batch, Sink, WriteError};
+use crate::dead_letter::DeadLetters;
+use crate::metrics::Counters;
+use std::time::Duration;
+
+/// Bounds on a batch and on the requests of one sink.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchConfig {
+    /// A batch is sent once it holds this many points.
+    pub max_rows: usize,
+    /// ... or this many bytes.
+    pub max_bytes: usize,
+    /// ... or when its oldest point has waited this long.
+    pub linger: Duration,
+    /// Requests in flight at once, per worker.
+    pub in_flight: usize,
+    /// How transient failures are retried.
+    pub retry: RetryPolicy,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_rows: 5_000,
+            max_bytes: 4 << 20,
+            linger: Duration::from_millis(100),
+            in_flight: 2,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Retries of transient failures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Retries before the job fails (the checkpoint keeps what was durable).
+    pub max_retries: u32,
+    /// Backoff before the first retry.
+    pub initial_backoff: Duration,
+    /// Longest backoff between two attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_retries: 10,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Longest wait a server's Retry-After can impose.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+impl RetryPolicy {
+    /// The wait before retry number `attempt` (0-based): full jitter over an exponential
+    /// ceiling, and never less than what the server asked for.
+    pub fn backoff(&self, attempt: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
+        let ceiling = self
+            .initial_backoff
+            .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX))
+            .min(self.max_backoff);
+        let jittered = ceiling.mul_f64(jitter.clamp(0.0, 1.0));
+        match retry_after {
+            Some(wish) => jittered.max(wish.min(MAX_RETRY_AFTER)),
+            None => jittered,
+        }
+    }
+}
+
+/// What became of one batch.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    /// Points the target acknowledged.
+    pub written: u64,
+    /// Points dead-lettered because the target refused them.
+    pub dead_lettered: u64,
+}
+
+/// Sends `batch` until every point is written or dead-lettered. `Err` means the job must
+/// fail (fatal error, or transient errors beyond the retry limit).
+pub async fn deliver<S: Sink>(
+    sink: &S,
+    batch: S::Batch,
+    dead_letters: &DeadLetters,
+    counters: &Counters,
+) -> Result<Delivery, String> {
+    let policy = &sink.batching().retry;
+    let mut delivery = Delivery::default();
+    let mut queue = vec![batch];
+    while let Some(batch) = queue.pop() {
+        let mut attempt = 0;
+        let refused = loop {
+            match sink.write(&batch).await {
+                Ok(()) => {
+                    delivery.written += batch.len() as u64;
+                    Counters::add(&counters.points_written, batch.len() as u64);
+                    Counters::add(&counters.requests, 1);
+                    break None;
+                }
+                Err(WriteError::Transient { message, retry_after }) => {
+                    if attempt >= policy.max_retries {
+                        return Err(format!(
+                            "write failed {} times, giving up: {message}",
+                            attempt + 1
+                        ));
+                    }
+                    let wait = policy.backoff(attempt, retry_after, fastrand::f64());
+                    tracing::warn!(attempt = attempt + 1, wait_ms = wait.as_millis() as u64,
+                        "transient write failure, retrying: {message}");
+                    Counters::add(&counters.retries, 1);
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(WriteError::TooLarge { message }) | Err(WriteError::Rejected { message }) => {
+                    break Some(message)
+                }
+                Err(WriteError::Fatal { message }) => return Err(message),
+            }
+        };
+        if let Some(message) = refused {
+            if batch.len() <= 1 {
+                for record in batch.records() {
+                    dead_letters.record("sink", &message, record);
+                    delivery.dead_lettered += 1;
+                }
+            } else {
+                let size = batch.len();
+                let (left, right) = batch
+                    .split()
+                    .ok_or_else(|| format!("the sink could not split a refused batch of {size} points"))?;
+                // Left last onto the stack, so it is sent first and points keep their order.
+                queue.push(right);
+                queue.push(left);
+            }
+        }
+    }
+    Ok(delivery)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Point, Value};
+    use std::sync::Arc;
+    use std::sync::Mutex;
+
+    #[test]
+    fn backoff_grows_caps_and_honours_retry_after() {
+        let p = RetryPolicy {
+            max_retries: 5,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+        };
+        assert_eq!(p.backoff(0, None, 1.0), Duration::from_millis(100));
+        assert_eq!(p.backoff(3, None, 1.0), Duration::from_millis(800));
+        assert_eq!(p.backoff(4, None, 1.0), Duration::from_secs(1));
+        assert_eq!(p.backoff(40, None, 0.5), Duration::from_millis(500));
+        assert_eq!(p.backoff(0, Some(Duration::from_secs(3)), 0.0), Duration::from_secs(3));
+        assert_eq!(p.backoff(0, Some(Duration::from_secs(9999)), 0.0), MAX_RETRY_AFTER);
+    }
+
+    /// A batch of point times.
+    struct Times(Vec<i64>);
+    impl Batch for Times {
+        fn push(&mut self, p: &Point) -> Result<(), String> {
+            self.0.push(p.time);
+            Ok(())
+        }
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+        fn bytes(&self) -> usize {
+            self.0.len() * 8
+        }
+        fn split(mut self) -> Option<(Self, Self)> {
+            (self.0.len() > 1).then(|| {
+                let right = self.0.split_off(self.0.len() / 2);
+                (self, Times(right))
+            })
+        }
+        fn records(&self) -> Vec<serde_json::Value> {
+            self.0.iter().map(|t| (*t).into()).collect()
+        }
+    }
+
+    /// Refuses any batch holding a bad time, fails transiently `flaky` times first, and
+    /// keeps what it accepted.
+    struct Picky {
+        bad: Vec<i64>,
+        flaky: Mutex<u32>,
+        stored: Mutex<Vec<i64>>,
+        config: BatchConfig,
+    }
+
+    #[async_trait::async_trait]
+    impl Sink for Picky {
+        type Batch = Times;
+        fn new_batch(&self) -> Times {
+            Times(Vec::new())
+        }
+        fn batching(&self) -> &BatchConfig {
+            &self.config
+        }
+        async fn write(&self, batch: &Times) -> Result<(), WriteError> {
+            {
+                let mut flaky = self.flaky.lock().unwrap();
+                if *flaky > 0 {
+                    *flaky -= 1;
+                    return Err(WriteError::Transient { message: "503".into(), retry_after: None });
+                }
+            }
+            if batch.0.iter().any(|t| self.bad.contains(t)) {
+                return Err(WriteError::Rejected { message: "bad point".into() });
+            }
+            self.stored.lock().unwrap().extend(&batch.0);
+            Ok(())
+        }
+        fn describe(&self) -> String {
+            String::new()
+        }
+    }
+
+    fn picky(bad: Vec<i64>, flaky: u32, max_retries: u32) -> Picky {
+        let mut config = BatchConfig::default();
+        config.retry = RetryPolicy {
+            max_retries,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(2),
+        };
+        Picky { bad, flaky: Mutex::new(flaky), stored: Mutex::new(Vec::new()), config }
+    }
+
+    fn batch(sink: &Picky, n: i64) -> Times {
+        let mut b = sink.new_batch();
+        for t in 0..n {
+            let p = Point {
+                measurement: Arc::from("m"),
+                tags: vec![],
+                fields: vec![(Arc::from("f"), Value::Int(t))],
+                time: t,
+                device_hash: 0,
+            };
+            b.push(&p).unwrap();
+        }
+        b
+    }
+
+    fn dead_letter_file(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("tsmig-deliver-{name}-{}.jsonl", std::process::id()))
+    }
+
+    #[tokio::test]
+    async fn rejected_points_are_isolated_and_dead_lettered_the_rest_written() {
+        let sink = picky(vec![3, 77, 78], 2, 5);
+        let path = dead_letter_file("isolate");
+        let dl = DeadLetters::new("t", &path);
+        let counters = Counters::default();
+        let b = batch(&sink, 100);
+        let d = deliver(&sink, b, &dl, &counters).await.unwrap();
+        assert_eq!(d, Delivery { written: 97, dead_lettered: 3 });
+        let mut stored = sink.stored.lock().unwrap().clone();
+        stored.sort();
+        stored.dedup();
+        let expected: Vec<i64> = (0..100).filter(|t| ![3, 77, 78].contains(t)).collect();
+        assert_eq!(stored, expected);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let rejected: Vec<i64> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["record"].as_i64().unwrap())
+            .collect();
+        assert_eq!(rejected, vec![3, 77, 78]);
+        assert!(text.contains("bad point"));
+        assert_eq!(Counters::get(&counters.retries), 2);
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[tokio::test]
+    async fn transient_failures_beyond_the_limit_fail_the_job() {
+        let sink = picky(vec![], 10, 3);
+        let dl = DeadLetters::new("t", &dead_letter_file("limit"));
+        let counters = Counters::default();
+        let b = batch(&sink, 10);
+        let err = deliver(&sink, b, &dl, &counters).await.unwrap_err();
+        assert!(err.contains("failed 4 times"), "{err}");
+        assert!(sink.stored.lock().unwrap().is_empty());
+        assert_eq!(dl.count(), 0);
+    }
+}

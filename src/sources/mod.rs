@@ -1,0 +1,176 @@
+//! Sources: where rows come from.
+//!
+//! A bounded source divides its input into [`Split`]s and streams the rows of one split at
+//! a time into a [`RowSender`]. It never sees the dataflow: the engine decides which
+//! worker reads which split, stamps rows with epochs and records finished splits once they
+//! are durable in the target. Each connector lives in its own folder, split the same way:
+//! `config.rs` (the job-file section), `client.rs` (talking to the server), `encoding.rs`
+//! (server values → [`Value`](crate::model::Value)).
+
+pub mod mysql;
+
+use crate::dead_letter::DeadLetters;
+use crate::job::{Job, JobError};
+use crate::model::Row;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// The `source:` section of a job file, by `type`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SourceConfig {
+    /// MySQL or MariaDB tables, read as a chunked parallel scan.
+    Mysql(mysql::config::MysqlSourceConfig),
+}
+
+impl SourceConfig {
+    /// Checks that need no server.
+    pub fn check(&self, job: &Job) -> Result<(), JobError> {
+        match self {
+            SourceConfig::Mysql(c) => c.check(job),
+        }
+    }
+
+    /// The source tables, in the job file's order (a row's `table` indexes this list).
+    pub fn table_names(&self) -> Vec<String> {
+        match self {
+            SourceConfig::Mysql(c) => c.tables.iter().map(|t| t.name.clone()).collect(),
+        }
+    }
+}
+
+/// What kind of values a column holds, as far as mapping is concerned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ColumnKind {
+    /// Signed integers.
+    Int,
+    /// Unsigned integers.
+    UInt,
+    /// Floating point and decimal numbers.
+    Float,
+    /// Booleans.
+    Bool,
+    /// Text.
+    Text,
+    /// Instants (DATETIME, TIMESTAMP, DATE).
+    Time,
+    /// A type tsmig cannot map; the text is the server's type name.
+    Unsupported(String),
+}
+
+/// A source column.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Column {
+    /// Column name.
+    pub name: String,
+    /// What it holds.
+    pub kind: ColumnKind,
+    /// The server's own type, e.g. `decimal(8,2)`; shown by `plan`.
+    pub source_type: String,
+}
+
+/// The columns of one source table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableSchema {
+    /// Table name as the job file names it.
+    pub name: String,
+    /// Every column of the table, in the table's order.
+    pub columns: Vec<Column>,
+}
+
+/// A bounded piece of a source's input, read by one worker.
+///
+/// `start..end` is half-open over the source's split dimension (the split key for MySQL);
+/// `None` is unbounded on that side. `partition` names a sub-division where the source has
+/// one (unused by MySQL). `id` is unique within the job's plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Split {
+    /// Unique within the plan; the checkpoint records finished ids.
+    pub id: u64,
+    /// Index of the table in the job file's order.
+    pub table: u32,
+    /// A sub-division of the table, if the source has one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub partition: String,
+    /// Inclusive lower bound; `None` for none.
+    pub start: Option<i64>,
+    /// Exclusive upper bound; `None` for none.
+    pub end: Option<i64>,
+    /// Also read rows whose split key is NULL (they fall in no range).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nulls: bool,
+    /// The planner's estimate of the rows in the split (for progress and ETA).
+    pub estimated_rows: u64,
+}
+
+/// Why a source failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The job file asks for something the source cannot do (unknown table, bad split key).
+    #[error("{0}")]
+    Config(#[from] JobError),
+    /// The server failed or refused.
+    #[error("{0}")]
+    Server(String),
+    /// The engine stopped taking rows (shutdown).
+    #[error("the job is stopping")]
+    Stopped,
+}
+
+/// Where a read task sends its rows. Bounded: `send` waits while the engine is behind, so
+/// a fast server cannot fill memory.
+#[derive(Clone)]
+pub struct RowSender {
+    tx: tokio::sync::mpsc::Sender<Vec<Row>>,
+    wake: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl RowSender {
+    /// A sender into `tx` that calls `wake` after each batch so the reading operator runs.
+    pub fn new(tx: tokio::sync::mpsc::Sender<Vec<Row>>, wake: Arc<dyn Fn() + Send + Sync>) -> Self {
+        Self { tx, wake }
+    }
+
+    /// Sends one batch of rows.
+    pub async fn send(&self, rows: Vec<Row>) -> Result<(), SourceError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.tx.send(rows).await.map_err(|_| SourceError::Stopped)?;
+        (self.wake)();
+        Ok(())
+    }
+}
+
+/// A source that reads a fixed input in splits: the backfill.
+#[async_trait::async_trait]
+pub trait BoundedSource: Send + Sync + 'static {
+    /// Every column of each source table, in the job file's table order.
+    fn schema(&self) -> &[TableSchema];
+
+    /// Restricts what rows of `table` carry to `columns` (indices into its schema), in
+    /// that order. Called once, before planning and reading.
+    fn set_projection(&mut self, table: usize, columns: Vec<usize>);
+
+    /// Divides the input into splits. Called once per job; the plan is stored with the
+    /// checkpoint so a restart reads the same splits.
+    async fn plan(&self) -> Result<Vec<Split>, SourceError>;
+
+    /// Streams every row of `split` into `out`. Rows that cannot be converted go to
+    /// `dead_letters`. Returns the number of rows sent.
+    async fn read(
+        &self,
+        split: &Split,
+        out: &RowSender,
+        dead_letters: &DeadLetters,
+    ) -> Result<u64, SourceError>;
+}
+
+/// Connects to the source named in the job file and reads its tables' schemas.
+pub async fn open_bounded(job: &Job) -> Result<Box<dyn BoundedSource>, SourceError> {
+    match &job.file.source {
+        SourceConfig::Mysql(config) => Ok(Box::new(
+            mysql::client::MysqlSource::open(job, config).await?,
+        )),
+    }
+}

@@ -1,0 +1,8 @@
+//! The MySQL/MariaDB source: a chunked, parallel scan of tables (the backfill).
+//!
+//! `config.rs` is the job-file section, `client.rs` plans splits and streams rows over
+//! mysql_async's binary protocol, `encoding.rs` converts MySQL values into tsmig's.
+
+pub mod client;
+pub mod config;
+pub mod encoding;
