@@ -101,8 +101,10 @@ mod tests {
         dl.record("sink", "bad", json!("m f=1 1"));
         assert_eq!(dl.count(), 2);
         let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<serde_json::Value> =
-            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["stage"], "mapping");
         assert_eq!(lines[0]["reason"], "device is NULL");

@@ -13,5 +13,6 @@ pub mod job;
 pub mod mapping;
 pub mod metrics;
 pub mod model;
+pub mod runner;
 pub mod sinks;
 pub mod sources;

@@ -1,1 +1,214 @@
-fn main() {}
+//! `tsmig-job`: runs a tsmig job file.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use tsmig::engine::Cluster;
+use tsmig::job::{Job, Mode};
+use tsmig::runner::{self, ProgressMode, RunError, RunOptions};
+
+/// Migrates and replicates time-series data between databases, as a timely dataflow.
+///
+/// Run a job:      tsmig-job -c backfill --config jobs/NAME.yaml --workers 2
+/// Check a file:   tsmig-job validate --config jobs/NAME.yaml
+/// Show the plan:  tsmig-job plan --config jobs/NAME.yaml
+#[derive(Parser, Debug)]
+#[command(
+    name = "tsmig-job",
+    version,
+    verbatim_doc_comment,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Checks a job file (keys, types, ${ENV} references) without connecting anywhere.
+    Validate {
+        /// The job file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Connects to the source, checks the mappings against its tables and shows splits,
+    /// mappings and target. Writes nothing.
+    Plan {
+        /// The job file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Entry point (as `flink run -c`); overrides `mode:` in the job file.
+    #[arg(short = 'c', long = "class", value_enum, value_name = "ENTRY")]
+    entry: Option<Entry>,
+    /// The job file (YAML).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Worker threads in this process.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    workers: usize,
+    /// Processes in the cluster (each started with the same flags and its own --process).
+    #[arg(long, default_value_t = 1, value_name = "P")]
+    processes: usize,
+    /// This process's index, 0 ..= P-1. Process 0 plans and writes the checkpoints.
+    #[arg(long, default_value_t = 0, value_name = "I")]
+    process: usize,
+    /// The cluster's hosts: one host:port a line, in process order (see cluster/).
+    #[arg(long, value_name = "FILE")]
+    hostfile: Option<PathBuf>,
+    /// Forget recorded progress and copy everything again.
+    #[arg(long)]
+    fresh: bool,
+    /// How progress is shown.
+    #[arg(long, value_enum, default_value = "auto")]
+    progress: ProgressMode,
+}
+
+/// The entry points.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Entry {
+    /// Copy every existing row once, then exit.
+    Backfill,
+    /// Follow the source's change log.
+    Cdc,
+    /// Backfill from a consistent snapshot, then follow the change log.
+    #[value(name = "backfill+cdc")]
+    BackfillCdc,
+    /// Compare source and target.
+    Verify,
+    /// Serve an InfluxDB-compatible write endpoint.
+    Ingest,
+}
+
+impl From<Entry> for Mode {
+    fn from(e: Entry) -> Mode {
+        match e {
+            Entry::Backfill => Mode::Backfill,
+            Entry::Cdc => Mode::Cdc,
+            Entry::BackfillCdc => Mode::BackfillCdc,
+            Entry::Verify => Mode::Verify,
+            Entry::Ingest => Mode::Ingest,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<Job, RunError> {
+    Job::load(path).map_err(|e| RunError::Usage(e.to_string()))
+}
+
+fn run(cli: Cli) -> Result<(), RunError> {
+    match cli.command {
+        Some(Command::Validate { config }) => {
+            let job = load(&config)?;
+            println!(
+                "{}: valid job `{}` (mode {}, {} tables, {} mappings)",
+                config.display(),
+                job.file.name,
+                job.file.mode,
+                job.file.source.table_names().len(),
+                job.file.mappings.len()
+            );
+            Ok(())
+        }
+        Some(Command::Plan { config }) => {
+            let job = load(&config)?;
+            print!("{}", runner::plan(&job)?);
+            Ok(())
+        }
+        None => {
+            let args = cli.run;
+            let config = args
+                .config
+                .clone()
+                .ok_or_else(|| RunError::Usage("--config FILE is required (see --help)".into()))?;
+            let cluster = cluster(&args)?;
+            let job = load(&config)?;
+            let mode = args.entry.map(Mode::from).unwrap_or(job.file.mode);
+            let options = RunOptions {
+                cluster,
+                fresh: args.fresh,
+                progress: args.progress,
+            };
+            runner::run(&job, mode, &options)
+        }
+    }
+}
+
+fn cluster(args: &RunArgs) -> Result<Cluster, RunError> {
+    if args.workers == 0 {
+        return Err(RunError::Usage("--workers must be at least 1".into()));
+    }
+    if args.process >= args.processes {
+        return Err(RunError::Usage(format!(
+            "--process {} is not below --processes {}",
+            args.process, args.processes
+        )));
+    }
+    if args.processes == 1 {
+        return Ok(Cluster::local(args.workers));
+    }
+    let Some(hostfile) = &args.hostfile else {
+        return Err(RunError::Usage(
+            "--processes above 1 needs --hostfile FILE".into(),
+        ));
+    };
+    let text = std::fs::read_to_string(hostfile)
+        .map_err(|e| RunError::Usage(format!("cannot read {}: {e}", hostfile.display())))?;
+    let hosts: Vec<String> = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default().trim())
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    for (i, h) in hosts.iter().enumerate() {
+        if h.rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .is_none()
+        {
+            return Err(RunError::Usage(format!(
+                "{}: host {} is `{h}`, not host:port",
+                hostfile.display(),
+                i + 1
+            )));
+        }
+    }
+    if hosts.len() < args.processes {
+        return Err(RunError::Usage(format!(
+            "{} names {} hosts but --processes is {}",
+            hostfile.display(),
+            hosts.len(),
+            args.processes
+        )));
+    }
+    Ok(Cluster {
+        workers: args.workers,
+        process: args.process,
+        hosts: hosts[..args.processes].to_vec(),
+    })
+}

@@ -32,8 +32,15 @@ fn value(v: &serde_json::Value) -> Option<Value> {
 fn encoder_agrees_with_the_reference_on_every_encode_case() {
     let corpus = corpus();
     let cases = corpus["encode"].as_object().unwrap();
-    assert!(cases.len() >= 100, "the corpus has {} encode cases", cases.len());
-    let enc = Encoding { precision: TimeUnit::Nanos, unsigned: true };
+    assert!(
+        cases.len() >= 100,
+        "the corpus has {} encode cases",
+        cases.len()
+    );
+    let enc = Encoding {
+        precision: TimeUnit::Nanos,
+        unsigned: true,
+    };
     let mut failures = Vec::new();
     for (key, case) in cases {
         let p = &case["input"]["point"];
@@ -51,7 +58,12 @@ fn encoder_agrees_with_the_reference_on_every_encode_case() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|f| (name(&f["key"]), value(&f["value"]).expect("a field value kind")))
+                .map(|f| {
+                    (
+                        name(&f["key"]),
+                        value(&f["value"]).expect("a field value kind"),
+                    )
+                })
                 .collect(),
             time: p["time"].as_i64().unwrap(),
             device_hash: 0,
@@ -72,8 +84,16 @@ fn encoder_agrees_with_the_reference_on_every_encode_case() {
                 String::from_utf8_lossy(&out),
                 expected["error"]
             )),
-            (Err(e), Some(text)) => failures.push(format!("{key}: refused ({e}), expected {text:?}")),
+            (Err(e), Some(text)) => {
+                failures.push(format!("{key}: refused ({e}), expected {text:?}"))
+            }
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }

@@ -48,7 +48,10 @@ pub fn run<S: Sink>(job: Backfill<S>, cluster: &Cluster) -> Result<(), String> {
     let control = job.control.clone();
     // Worker 0 takes the plan and the state store; other workers get none.
     let state = Arc::new(Mutex::new(job.state));
-    let clock = EpochClock { start: Instant::now(), tick: job.epoch };
+    let clock = EpochClock {
+        start: Instant::now(),
+        tick: job.epoch,
+    };
     let Backfill {
         source,
         mappings,

@@ -17,8 +17,8 @@ use crate::checkpoint::{BackfillState, Ledger};
 use crate::metrics::Counters;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::OutputBuilderSession;
 use timely::dataflow::operators::Operator;
 use timely::dataflow::Stream;
@@ -39,48 +39,58 @@ pub(super) fn commit<'s>(
     committer: Option<Committer>,
 ) {
     let scope = finished.scope();
-    let _: Stream<'s, u64, Vec<()>> = finished.binary_frontier(
-        acks,
-        Exchange::new(|_: &u64| 0),
-        Pipeline,
-        "Commit",
-        move |_capability, info| {
-            let activator = scope.activator_for(info.address.clone());
-            let mut committer = committer;
-            let mut ledger = Ledger::default();
-            let mut dirty = false;
-            let mut last_save = Instant::now();
-            move |(finished, finished_frontier), (acks, acks_frontier), _output: &mut OutputBuilderSession<'_, u64, CapacityContainerBuilder<Vec<()>>>| {
-                finished.for_each(|time, ids| {
-                    for id in ids.drain(..) {
-                        ledger.record(*time.time(), id);
-                    }
-                });
-                acks.for_each(|_, _| {});
-                let Some(c) = committer.as_mut() else { return };
+    let _: Stream<'s, u64, Vec<()>> =
+        finished.binary_frontier(
+            acks,
+            Exchange::new(|_: &u64| 0),
+            Pipeline,
+            "Commit",
+            move |_capability, info| {
+                let activator = scope.activator_for(info.address.clone());
+                let mut committer = committer;
+                let mut ledger = Ledger::default();
+                let mut dirty = false;
+                let mut last_save = Instant::now();
+                move |(finished, finished_frontier),
+                      (acks, acks_frontier),
+                      _output: &mut OutputBuilderSession<
+                    '_,
+                    u64,
+                    CapacityContainerBuilder<Vec<()>>,
+                >| {
+                    finished.for_each(|time, ids| {
+                        for id in ids.drain(..) {
+                            ledger.record(*time.time(), id);
+                        }
+                    });
+                    acks.for_each(|_, _| {});
+                    let Some(c) = committer.as_mut() else { return };
 
-                let oldest_open = [finished_frontier.frontier().first(), acks_frontier.frontier().first()]
+                    let oldest_open = [
+                        finished_frontier.frontier().first(),
+                        acks_frontier.frontier().first(),
+                    ]
                     .into_iter()
                     .flatten()
                     .min()
                     .copied();
-                let durable = ledger.take_durable(oldest_open);
-                if !durable.is_empty() {
-                    Counters::add(&c.counters.splits_done, durable.len() as u64);
-                    c.state.finish(durable);
-                    dirty = true;
-                }
-                let drained = oldest_open.is_none();
-                if dirty && (drained || last_save.elapsed() >= c.interval) {
-                    if let Err(e) = c.store.save_backfill(&c.state) {
-                        c.control.fail(e);
+                    let durable = ledger.take_durable(oldest_open);
+                    if !durable.is_empty() {
+                        Counters::add(&c.counters.splits_done, durable.len() as u64);
+                        c.state.finish(durable);
+                        dirty = true;
                     }
-                    dirty = false;
-                    last_save = Instant::now();
-                } else if dirty {
-                    activator.activate_after(c.interval.saturating_sub(last_save.elapsed()));
+                    let drained = oldest_open.is_none();
+                    if dirty && (drained || last_save.elapsed() >= c.interval) {
+                        if let Err(e) = c.store.save_backfill(&c.state) {
+                            c.control.fail(e);
+                        }
+                        dirty = false;
+                        last_save = Instant::now();
+                    } else if dirty {
+                        activator.activate_after(c.interval.saturating_sub(last_save.elapsed()));
+                    }
                 }
-            }
-        },
-    );
+            },
+        );
 }

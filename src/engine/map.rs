@@ -22,11 +22,9 @@ pub(super) fn rows_to_points<'s>(
             input.for_each_time(|time, batches| {
                 for batch in batches {
                     for row in batch.drain(..) {
-                        mappings.apply(
-                            row,
-                            &mut |p| points.push(p),
-                            &mut |r| dead_letters.record("mapping", &r.reason, r.row),
-                        );
+                        mappings.apply(row, &mut |p| points.push(p), &mut |r| {
+                            dead_letters.record("mapping", &r.reason, r.row)
+                        });
                     }
                 }
                 if !points.is_empty() {

@@ -47,7 +47,11 @@ pub struct Cluster {
 impl Cluster {
     /// One process with `workers` threads.
     pub fn local(workers: usize) -> Self {
-        Self { workers, process: 0, hosts: Vec::new() }
+        Self {
+            workers,
+            process: 0,
+            hosts: Vec::new(),
+        }
     }
 
     /// Number of processes.
@@ -114,7 +118,10 @@ impl Control {
 
     /// The failure, if any.
     pub fn failure(&self) -> Option<String> {
-        self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 

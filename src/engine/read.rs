@@ -63,15 +63,20 @@ type Rows<'s> = Stream<'s, u64, Vec<Row>>;
 type Finished<'s> = Stream<'s, u64, Vec<u64>>;
 
 /// Reads `splits`; returns the rows and the ids of finished splits.
-pub(super) fn read_splits<'s>(splits: Stream<'s, u64, Vec<Split>>, ctx: ReadContext) -> (Rows<'s>, Finished<'s>) {
+pub(super) fn read_splits<'s>(
+    splits: Stream<'s, u64, Vec<Split>>,
+    ctx: ReadContext,
+) -> (Rows<'s>, Finished<'s>) {
     let scope = splits.scope();
     let mut builder = OperatorBuilder::new("ReadSplits".to_owned(), scope);
     let info = builder.operator_info();
     let mut input = builder.new_input(splits, Pipeline);
     let (rows_output, rows) = builder.new_output::<Vec<Row>>();
     let (finished_output, finished) = builder.new_output::<Vec<u64>>();
-    let mut rows_output = OutputBuilder::<u64, CapacityContainerBuilder<Vec<Row>>>::from(rows_output);
-    let mut finished_output = OutputBuilder::<u64, CapacityContainerBuilder<Vec<u64>>>::from(finished_output);
+    let mut rows_output =
+        OutputBuilder::<u64, CapacityContainerBuilder<Vec<Row>>>::from(rows_output);
+    let mut finished_output =
+        OutputBuilder::<u64, CapacityContainerBuilder<Vec<u64>>>::from(finished_output);
     let activator = scope.activator_for(info.address.clone());
     let sync_activator = scope.worker().sync_activator_for(info.address.to_vec());
     let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
@@ -88,7 +93,9 @@ pub(super) fn read_splits<'s>(splits: Stream<'s, u64, Vec<Split>>, ctx: ReadCont
 
         move |frontiers| {
             input.for_each(|_time, splits| queue.extend(splits.drain(..)));
-            let (Some(rows_cap_ref), Some(finished_cap_ref)) = (rows_cap.as_mut(), finished_cap.as_mut()) else {
+            let (Some(rows_cap_ref), Some(finished_cap_ref)) =
+                (rows_cap.as_mut(), finished_cap.as_mut())
+            else {
                 return;
             };
 
@@ -112,7 +119,10 @@ pub(super) fn read_splits<'s>(splits: Stream<'s, u64, Vec<Split>>, ctx: ReadCont
                     let n = batch.len() as u64;
                     Counters::add(&ctx.counters.rows_read, n);
                     in_flight.add(epoch, n);
-                    rows_output.activate().session(&*rows_cap_ref).give_container(batch);
+                    rows_output
+                        .activate()
+                        .session(&*rows_cap_ref)
+                        .give_container(batch);
                 };
                 let mut budget = BATCHES_PER_ACTIVATION;
                 while in_flight.rows < ctx.max_in_flight_rows && budget > 0 {
@@ -131,14 +141,18 @@ pub(super) fn read_splits<'s>(splits: Stream<'s, u64, Vec<Split>>, ctx: ReadCont
                         while let Ok(mut batch) = r.rows.try_recv() {
                             emit(&mut batch, &mut in_flight);
                         }
-                        finished_output.activate().session(&*finished_cap_ref).give(r.split);
+                        finished_output
+                            .activate()
+                            .session(&*finished_cap_ref)
+                            .give(r.split);
                         reading = None;
                     }
                     Ok(Err(SourceError::Stopped)) => reading = None,
                     Ok(Err(e)) => ctx.control.fail(e.to_string()),
-                    Err(oneshot::error::TryRecvError::Closed) => {
-                        ctx.control.fail(format!("the task reading split {} ended without a result", r.split))
-                    }
+                    Err(oneshot::error::TryRecvError::Closed) => ctx.control.fail(format!(
+                        "the task reading split {} ended without a result",
+                        r.split
+                    )),
                 }
             }
 
@@ -148,7 +162,10 @@ pub(super) fn read_splits<'s>(splits: Stream<'s, u64, Vec<Split>>, ctx: ReadCont
                 }
             }
 
-            if reading.is_none() && queue.is_empty() && (frontiers[0].is_empty() || ctx.control.stopping()) {
+            if reading.is_none()
+                && queue.is_empty()
+                && (frontiers[0].is_empty() || ctx.control.stopping())
+            {
                 // Nothing left to read: release the epochs so the job can drain.
                 rows_cap = None;
                 finished_cap = None;
@@ -204,5 +221,10 @@ fn start(ctx: &ReadContext, split: Split, wake: Arc<dyn Fn() + Send + Sync>) -> 
         let _ = done_tx.send(result);
         wake();
     });
-    Reading { split: id, rows, done, task }
+    Reading {
+        split: id,
+        rows,
+        done,
+        task,
+    }
 }

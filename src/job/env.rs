@@ -156,7 +156,10 @@ mod tests {
     fn replaces_references_and_remembers_values() {
         let s = substitute("url: mysql://u:${PW}@h/db\n", env).unwrap();
         assert_eq!(s.text, "url: mysql://u:s3cret@h/db\n");
-        assert_eq!(s.secrets.redact("failed for u:s3cret@h"), "failed for u:***@h");
+        assert_eq!(
+            s.secrets.redact("failed for u:s3cret@h"),
+            "failed for u:***@h"
+        );
     }
 
     #[test]
@@ -177,7 +180,10 @@ mod tests {
     fn comments_are_not_substituted() {
         let text = "  # token: ${INFLUX_TOKEN}\nurl: \"a#${PW}\" # ${NOPE}\n";
         let s = substitute(text, env).unwrap();
-        assert_eq!(s.text, "  # token: ${INFLUX_TOKEN}\nurl: \"a#s3cret\" # ${NOPE}\n");
+        assert_eq!(
+            s.text,
+            "  # token: ${INFLUX_TOKEN}\nurl: \"a#s3cret\" # ${NOPE}\n"
+        );
     }
 
     #[test]

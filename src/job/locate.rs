@@ -80,9 +80,14 @@ impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, event: Event, mark: Marker) {
         match event {
             Event::Scalar(value, ..) => {
-                if let Some(Frame::Map { path, key: key @ None }) = self.stack.last_mut() {
+                if let Some(Frame::Map {
+                    path,
+                    key: key @ None,
+                }) = self.stack.last_mut()
+                {
                     let full = Self::join(path, &value);
-                    self.places.insert(full.clone(), (mark.line(), mark.col() + 1));
+                    self.places
+                        .insert(full.clone(), (mark.line(), mark.col() + 1));
                     *key = Some(full);
                 } else {
                     self.value_path(mark);

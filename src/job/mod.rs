@@ -366,7 +366,11 @@ fn describe_serde_error(path: &str, message: &str) -> (Option<String>, String) {
         .next()
         .unwrap_or(message)
         .to_string();
-    let path = if path == "." { String::new() } else { path.to_string() };
+    let path = if path == "." {
+        String::new()
+    } else {
+        path.to_string()
+    };
     let key = if let Some(rest) = message.strip_prefix("unknown field `") {
         let name = rest.split('`').next().unwrap_or_default();
         Some(if path.is_empty() {

@@ -147,7 +147,10 @@ impl Mappings {
                     continue;
                 }
                 if tags.iter().any(|(k, _)| &**k == name.as_str()) {
-                    return Err(job.error_at(&key(&format!("tags[{t}]")), format!("tag `{name}` is listed twice")));
+                    return Err(job.error_at(
+                        &key(&format!("tags[{t}]")),
+                        format!("tag `{name}` is listed twice"),
+                    ));
                 }
                 let (at, _) = column(name, key(&format!("tags[{t}]")))?;
                 tags.push((Arc::from(name.as_str()), at));
@@ -158,7 +161,10 @@ impl Mappings {
             for (f, name) in m.fields.iter().enumerate() {
                 let at = key(&format!("fields[{f}]"));
                 if tags.iter().any(|(k, _)| &**k == name.as_str()) {
-                    return Err(job.error_at(&at, format!("`{name}` is already a tag; a column is either a tag or a field")));
+                    return Err(job.error_at(
+                        &at,
+                        format!("`{name}` is already a tag; a column is either a tag or a field"),
+                    ));
                 }
                 if fields.iter().any(|(k, _)| &**k == name.as_str()) {
                     return Err(job.error_at(&at, format!("field `{name}` is listed twice")));
@@ -272,7 +278,9 @@ impl Mappings {
             .map(|(n, v)| {
                 (
                     n.clone(),
-                    v.as_ref().map(Value::to_json).unwrap_or(serde_json::Value::Null),
+                    v.as_ref()
+                        .map(Value::to_json)
+                        .unwrap_or(serde_json::Value::Null),
                 )
             })
             .collect();
@@ -324,7 +332,11 @@ impl Compiled {
 
         let mut fields = Vec::with_capacity(self.fields.len());
         for (key, at) in &self.fields {
-            let value = if take { values[*at].take() } else { values[*at].clone() };
+            let value = if take {
+                values[*at].take()
+            } else {
+                values[*at].clone()
+            };
             if let Some(v) = value {
                 fields.push((key.clone(), v));
             }
@@ -410,13 +422,44 @@ mod tests {
         let job = job(GOOD).unwrap();
         let m = Mappings::compile(&job, &schema()).unwrap();
         let cases = [
-            (vec![None, Some(Value::Time(1)), None, Some(Value::Float(1.0)), None], "device column `device` is NULL"),
-            (vec![Some(Value::String("d".into())), None, None, Some(Value::Float(1.0)), None], "timestamp column `ts` is NULL"),
-            (vec![Some(Value::String("d".into())), Some(Value::Time(1)), None, None, None], "every field is NULL: nothing to write"),
+            (
+                vec![
+                    None,
+                    Some(Value::Time(1)),
+                    None,
+                    Some(Value::Float(1.0)),
+                    None,
+                ],
+                "device column `device` is NULL",
+            ),
+            (
+                vec![
+                    Some(Value::String("d".into())),
+                    None,
+                    None,
+                    Some(Value::Float(1.0)),
+                    None,
+                ],
+                "timestamp column `ts` is NULL",
+            ),
+            (
+                vec![
+                    Some(Value::String("d".into())),
+                    Some(Value::Time(1)),
+                    None,
+                    None,
+                    None,
+                ],
+                "every field is NULL: nothing to write",
+            ),
         ];
         for (values, reason) in cases {
             let mut rejected = Vec::new();
-            m.apply(Row { table: 0, values }, &mut |p| panic!("{p:?}"), &mut |r| rejected.push(r));
+            m.apply(
+                Row { table: 0, values },
+                &mut |p| panic!("{p:?}"),
+                &mut |r| rejected.push(r),
+            );
             assert_eq!(rejected.len(), 1);
             assert_eq!(rejected[0].reason, reason);
             assert!(rejected[0].row.get("device").is_some());
@@ -429,7 +472,12 @@ mod tests {
         let err = Mappings::compile(&job, &schema()).unwrap_err();
         assert_eq!(err.key.as_deref(), Some("mappings[0].fields[1]"));
         assert_eq!(err.place.map(|p| p.0), Some(13));
-        assert!(err.message.contains("column `tmep` is not in table `readings`"), "{}", err.message);
+        assert!(
+            err.message
+                .contains("column `tmep` is not in table `readings`"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

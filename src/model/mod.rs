@@ -136,7 +136,10 @@ mod tests {
     #[test]
     fn time_renders_as_rfc3339_utc() {
         assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
-        assert_eq!(format_time(1_767_225_600_123_456_000), "2026-01-01T00:00:00.123456Z");
+        assert_eq!(
+            format_time(1_767_225_600_123_456_000),
+            "2026-01-01T00:00:00.123456Z"
+        );
         assert_eq!(format_time(-1), "1969-12-31T23:59:59.999999999Z");
     }
 

@@ -90,14 +90,16 @@ pub struct Split {
     /// Index of the table in the job file's order.
     pub table: u32,
     /// A sub-division of the table, if the source has one.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    // No `skip_serializing_if` here or below: splits cross processes in bincode, which
+    // is not self-describing and cannot skip a field.
+    #[serde(default)]
     pub partition: String,
     /// Inclusive lower bound; `None` for none.
     pub start: Option<i64>,
     /// Exclusive upper bound; `None` for none.
     pub end: Option<i64>,
-    /// Also read rows whose split key is NULL (they fall in no range).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// Read only the rows whose split key is NULL (they fall in no range).
+    #[serde(default)]
     pub nulls: bool,
     /// The planner's estimate of the rows in the split (for progress and ETA).
     pub estimated_rows: u64,

@@ -72,7 +72,8 @@ impl InfluxClient {
             .build()
             .map_err(|e| e.to_string())?;
         let database = config.database.clone().unwrap_or_default();
-        let mut write_url = reqwest::Url::parse(&format!("{base}/write")).map_err(|e| e.to_string())?;
+        let mut write_url =
+            reqwest::Url::parse(&format!("{base}/write")).map_err(|e| e.to_string())?;
         {
             let mut q = write_url.query_pairs_mut();
             q.append_pair("db", &database);
@@ -103,10 +104,20 @@ impl InfluxClient {
 
     /// Creates the database (version 1; `CREATE DATABASE` is idempotent there).
     pub async fn create_database(&self) -> Result<(), WriteError> {
-        let InfluxClient::V1 { http, query_url, database, auth, .. } = self else {
+        let InfluxClient::V1 {
+            http,
+            query_url,
+            database,
+            auth,
+            ..
+        } = self
+        else {
             return Ok(());
         };
-        let q = format!("CREATE DATABASE \"{}\"", database.replace('\\', "\\\\").replace('"', "\\\""));
+        let q = format!(
+            "CREATE DATABASE \"{}\"",
+            database.replace('\\', "\\\\").replace('"', "\\\"")
+        );
         let mut request = http.post(query_url.as_str()).form(&[("q", q.as_str())]);
         if let Some((u, p)) = auth {
             request = request.basic_auth(u, Some(p));
@@ -124,7 +135,12 @@ impl InfluxClient {
     /// Writes one body of line protocol.
     pub async fn write(&self, body: Bytes) -> Result<(), WriteError> {
         match self {
-            InfluxClient::V1 { http, write_url, auth, .. } => {
+            InfluxClient::V1 {
+                http,
+                write_url,
+                auth,
+                ..
+            } => {
                 let mut request = http.post(write_url.as_str()).body(body);
                 if let Some((u, p)) = auth {
                     request = request.basic_auth(u, Some(p));
@@ -138,7 +154,12 @@ impl InfluxClient {
                 let body = response.text().await.unwrap_or_default();
                 Err(classify(status, &body, retry_after))
             }
-            InfluxClient::V2 { client, org, bucket, precision } => {
+            InfluxClient::V2 {
+                client,
+                org,
+                bucket,
+                precision,
+            } => {
                 match client
                     .write_line_protocol_with_precision(org, bucket, body, *precision)
                     .await
@@ -147,7 +168,9 @@ impl InfluxClient {
                     Err(influxdb2::RequestError::Http { status, text }) => {
                         Err(classify(status, &text, None))
                     }
-                    Err(influxdb2::RequestError::ReqwestProcessing { source }) => Err(transport(source)),
+                    Err(influxdb2::RequestError::ReqwestProcessing { source }) => {
+                        Err(transport(source))
+                    }
                     Err(other) => Err(WriteError::Transient {
                         message: other.to_string(),
                         retry_after: None,
@@ -196,7 +219,10 @@ pub fn classify(status: StatusCode, body: &str, retry_after: Option<Duration>) -
     let message = format!("HTTP {}: {}", status.as_u16(), server_message(body));
     match status.as_u16() {
         413 => WriteError::TooLarge { message },
-        429 | 500..=599 | 408 => WriteError::Transient { message, retry_after },
+        429 | 500..=599 | 408 => WriteError::Transient {
+            message,
+            retry_after,
+        },
         401 | 403 | 404 => WriteError::Fatal { message },
         _ => WriteError::Rejected { message },
     }
@@ -225,8 +251,12 @@ mod tests {
         assert!(matches!(c(429, ""), WriteError::Transient { .. }));
         assert!(matches!(c(503, ""), WriteError::Transient { .. }));
         assert!(matches!(c(401, ""), WriteError::Fatal { .. }));
-        assert!(matches!(c(404, "{\"error\":\"database not found: \\\"x\\\"\"}"), WriteError::Fatal { message } if message == "HTTP 404: database not found: \"x\""));
-        assert!(matches!(c(400, "{\"code\":\"invalid\",\"message\":\"partial write\"}"), WriteError::Rejected { message } if message == "HTTP 400: partial write"));
+        assert!(
+            matches!(c(404, "{\"error\":\"database not found: \\\"x\\\"\"}"), WriteError::Fatal { message } if message == "HTTP 404: database not found: \"x\"")
+        );
+        assert!(
+            matches!(c(400, "{\"code\":\"invalid\",\"message\":\"partial write\"}"), WriteError::Rejected { message } if message == "HTTP 400: partial write")
+        );
         assert!(matches!(c(422, "nope"), WriteError::Rejected { .. }));
     }
 }

@@ -114,7 +114,11 @@ impl InfluxSinkConfig {
             2 => {
                 need("org", &self.org, "version 2 writes to an org's bucket")?;
                 need("bucket", &self.bucket, "version 2 writes to a bucket")?;
-                need("token", &self.token, "version 2 needs an API token (use ${ENV})")?;
+                need(
+                    "token",
+                    &self.token,
+                    "version 2 needs an API token (use ${ENV})",
+                )?;
             }
             v => return Err(job.error_at("sink.version", format!("version {v} is not 1 or 2"))),
         }

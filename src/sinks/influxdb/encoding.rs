@@ -41,7 +41,9 @@ fn write_point(out: &mut Vec<u8>, point: &Point, enc: Encoding) -> Result<(), St
             return Err("a tag key is empty".into());
         }
         if value.is_empty() {
-            return Err(format!("invalid tag value {key}=\"\": tag values cannot be empty"));
+            return Err(format!(
+                "invalid tag value {key}=\"\": tag values cannot be empty"
+            ));
         }
         out.push(b',');
         write_name(out, key, b",= ", "tag key")?;
@@ -77,10 +79,14 @@ fn write_point(out: &mut Vec<u8>, point: &Point, enc: Encoding) -> Result<(), St
 /// Writes a measurement, tag or field key with `special` bytes escaped.
 fn write_name(out: &mut Vec<u8>, name: &str, special: &[u8], what: &str) -> Result<(), String> {
     if name.contains(['\n', '\r']) {
-        return Err(format!("{what} {name:?} contains a line break, which line protocol cannot carry"));
+        return Err(format!(
+            "{what} {name:?} contains a line break, which line protocol cannot carry"
+        ));
     }
     if name.ends_with('\\') {
-        return Err(format!("{what} {name:?} ends with a backslash, which line protocol cannot carry"));
+        return Err(format!(
+            "{what} {name:?} ends with a backslash, which line protocol cannot carry"
+        ));
     }
     let bytes = name.as_bytes();
     if !bytes.iter().any(|b| special.contains(b)) {
@@ -269,8 +275,14 @@ mod tests {
         }
     }
 
-    const V1_MS: Encoding = Encoding { precision: TimeUnit::Millis, unsigned: false };
-    const V2_NS: Encoding = Encoding { precision: TimeUnit::Nanos, unsigned: true };
+    const V1_MS: Encoding = Encoding {
+        precision: TimeUnit::Millis,
+        unsigned: false,
+    };
+    const V2_NS: Encoding = Encoding {
+        precision: TimeUnit::Nanos,
+        unsigned: true,
+    };
 
     #[test]
     fn typed_fields_and_precision() {
@@ -294,12 +306,30 @@ mod tests {
     #[test]
     fn what_line_protocol_cannot_carry_is_refused() {
         let refused = [
-            (point(&[("t", "")], vec![("f", Value::Int(1))], 0), "cannot be empty"),
-            (point(&[("t", "a\nb")], vec![("f", Value::Int(1))], 0), "line break"),
-            (point(&[("t", "a\\")], vec![("f", Value::Int(1))], 0), "backslash"),
-            (point(&[], vec![("f", Value::Float(f64::NAN))], 0), "cannot store"),
-            (point(&[], vec![("f", Value::UInt(u64::MAX))], 0), "signed 64-bit"),
-            (point(&[], vec![("f", Value::Int(1))], 1_500_000_001), "finer than"),
+            (
+                point(&[("t", "")], vec![("f", Value::Int(1))], 0),
+                "cannot be empty",
+            ),
+            (
+                point(&[("t", "a\nb")], vec![("f", Value::Int(1))], 0),
+                "line break",
+            ),
+            (
+                point(&[("t", "a\\")], vec![("f", Value::Int(1))], 0),
+                "backslash",
+            ),
+            (
+                point(&[], vec![("f", Value::Float(f64::NAN))], 0),
+                "cannot store",
+            ),
+            (
+                point(&[], vec![("f", Value::UInt(u64::MAX))], 0),
+                "signed 64-bit",
+            ),
+            (
+                point(&[], vec![("f", Value::Int(1))], 1_500_000_001),
+                "finer than",
+            ),
             (point(&[], vec![], 0), "at least one field"),
         ];
         for (p, reason) in refused {

@@ -145,7 +145,10 @@ mod tests {
     #[test]
     fn a_batch_splits_into_halves_at_line_boundaries() {
         let mut b = LineBatch {
-            encoding: Encoding { precision: TimeUnit::Nanos, unsigned: false },
+            encoding: Encoding {
+                precision: TimeUnit::Nanos,
+                unsigned: false,
+            },
             body: Vec::new(),
             ends: Vec::new(),
         };

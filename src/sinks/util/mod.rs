@@ -111,7 +111,10 @@ pub async fn deliver<S: Sink>(
                     Counters::add(&counters.requests, 1);
                     break None;
                 }
-                Err(WriteError::Transient { message, retry_after }) => {
+                Err(WriteError::Transient {
+                    message,
+                    retry_after,
+                }) => {
                     if attempt >= policy.max_retries {
                         return Err(format!(
                             "write failed {} times, giving up: {message}",
@@ -119,8 +122,11 @@ pub async fn deliver<S: Sink>(
                         ));
                     }
                     let wait = policy.backoff(attempt, retry_after, fastrand::f64());
-                    tracing::warn!(attempt = attempt + 1, wait_ms = wait.as_millis() as u64,
-                        "transient write failure, retrying: {message}");
+                    tracing::warn!(
+                        attempt = attempt + 1,
+                        wait_ms = wait.as_millis() as u64,
+                        "transient write failure, retrying: {message}"
+                    );
                     Counters::add(&counters.retries, 1);
                     tokio::time::sleep(wait).await;
                     attempt += 1;
@@ -139,9 +145,9 @@ pub async fn deliver<S: Sink>(
                 }
             } else {
                 let size = batch.len();
-                let (left, right) = batch
-                    .split()
-                    .ok_or_else(|| format!("the sink could not split a refused batch of {size} points"))?;
+                let (left, right) = batch.split().ok_or_else(|| {
+                    format!("the sink could not split a refused batch of {size} points")
+                })?;
                 // Left last onto the stack, so it is sent first and points keep their order.
                 queue.push(right);
                 queue.push(left);
@@ -169,8 +175,14 @@ mod tests {
         assert_eq!(p.backoff(3, None, 1.0), Duration::from_millis(800));
         assert_eq!(p.backoff(4, None, 1.0), Duration::from_secs(1));
         assert_eq!(p.backoff(40, None, 0.5), Duration::from_millis(500));
-        assert_eq!(p.backoff(0, Some(Duration::from_secs(3)), 0.0), Duration::from_secs(3));
-        assert_eq!(p.backoff(0, Some(Duration::from_secs(9999)), 0.0), MAX_RETRY_AFTER);
+        assert_eq!(
+            p.backoff(0, Some(Duration::from_secs(3)), 0.0),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            p.backoff(0, Some(Duration::from_secs(9999)), 0.0),
+            MAX_RETRY_AFTER
+        );
     }
 
     /// A batch of point times.
@@ -220,11 +232,16 @@ mod tests {
                 let mut flaky = self.flaky.lock().unwrap();
                 if *flaky > 0 {
                     *flaky -= 1;
-                    return Err(WriteError::Transient { message: "503".into(), retry_after: None });
+                    return Err(WriteError::Transient {
+                        message: "503".into(),
+                        retry_after: None,
+                    });
                 }
             }
             if batch.0.iter().any(|t| self.bad.contains(t)) {
-                return Err(WriteError::Rejected { message: "bad point".into() });
+                return Err(WriteError::Rejected {
+                    message: "bad point".into(),
+                });
             }
             self.stored.lock().unwrap().extend(&batch.0);
             Ok(())
@@ -241,7 +258,12 @@ mod tests {
             initial_backoff: Duration::from_millis(1),
             max_backoff: Duration::from_millis(2),
         };
-        Picky { bad, flaky: Mutex::new(flaky), stored: Mutex::new(Vec::new()), config }
+        Picky {
+            bad,
+            flaky: Mutex::new(flaky),
+            stored: Mutex::new(Vec::new()),
+            config,
+        }
     }
 
     fn batch(sink: &Picky, n: i64) -> Times {
@@ -271,7 +293,13 @@ mod tests {
         let counters = Counters::default();
         let b = batch(&sink, 100);
         let d = deliver(&sink, b, &dl, &counters).await.unwrap();
-        assert_eq!(d, Delivery { written: 97, dead_lettered: 3 });
+        assert_eq!(
+            d,
+            Delivery {
+                written: 97,
+                dead_lettered: 3
+            }
+        );
         let mut stored = sink.stored.lock().unwrap().clone();
         stored.sort();
         stored.dedup();
@@ -280,7 +308,11 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let rejected: Vec<i64> = text
             .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["record"].as_i64().unwrap())
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["record"]
+                    .as_i64()
+                    .unwrap()
+            })
             .collect();
         assert_eq!(rejected, vec![3, 77, 78]);
         assert!(text.contains("bad point"));

@@ -74,29 +74,32 @@ impl MysqlSource {
             // TIMESTAMP values arrive in the session's zone: make that UTC.
             .init(vec!["SET time_zone = '+00:00'"])
             .stmt_cache_size(64);
-        let where_ = format!("{}:{}", opts_host(&config.url), "(database)");
+        let host = opts_host(&config.url);
         let pool = mysql_async::Pool::new(opts);
         let offset_ns = parse_offset(&config.time_zone)
             .map_err(|e| job.error_at("source.time_zone", e))? as i64
             * 1_000_000_000;
 
-        let mut conn = pool.get_conn().await.map_err(|e| {
-            SourceError::Server(format!("cannot connect to MySQL at {}: {e}", where_.trim_end_matches(":(database)")))
-        })?;
+        let mut conn = pool
+            .get_conn()
+            .await
+            .map_err(|e| SourceError::Server(format!("cannot connect to MySQL at {host}: {e}")))?;
         let mut tables = Vec::new();
         for (i, t) in config.tables.iter().enumerate() {
             let key = format!("source.tables[{i}]");
-            let (db, name) = match t.name.split_once('.') {
-                Some((db, name)) => (db.to_string(), name.to_string()),
-                None => match &default_db {
-                    Some(db) => (db.clone(), t.name.clone()),
-                    None => {
-                        return Err(job
-                            .error_at(&format!("{key}.name"), "name the database: in the URL (…/database) or as database.table")
-                            .into())
-                    }
-                },
-            };
+            let (db, name) =
+                match t.name.split_once('.') {
+                    Some((db, name)) => (db.to_string(), name.to_string()),
+                    None => match &default_db {
+                        Some(db) => (db.clone(), t.name.clone()),
+                        None => return Err(job
+                            .error_at(
+                                &format!("{key}.name"),
+                                "name the database: in the URL (…/database) or as database.table",
+                            )
+                            .into()),
+                    },
+                };
             let columns: Vec<(String, String, String, String)> = conn
                 .exec(
                     "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE FROM information_schema.COLUMNS \
@@ -107,27 +110,49 @@ impl MysqlSource {
                 .map_err(|e| server("reading the table schema", e))?;
             if columns.is_empty() {
                 return Err(job
-                    .error_at(&format!("{key}.name"), format!("table {db}.{name} does not exist (or the user may not read it)"))
+                    .error_at(
+                        &format!("{key}.name"),
+                        format!("table {db}.{name} does not exist (or the user may not read it)"),
+                    )
                     .into());
             }
-            let mut schema = TableSchema { name: t.name.clone(), columns: Vec::new() };
+            let mut schema = TableSchema {
+                name: t.name.clone(),
+                columns: Vec::new(),
+            };
             let mut conversions = Vec::new();
             for (column, data_type, column_type, _) in &columns {
                 let (conversion, kind) = classify(data_type, column_type);
-                schema.columns.push(Column { name: column.clone(), kind, source_type: column_type.clone() });
+                schema.columns.push(Column {
+                    name: column.clone(),
+                    kind,
+                    source_type: column_type.clone(),
+                });
                 conversions.push(conversion);
             }
             let split = match &t.split_by {
                 None => None,
                 Some(column) => {
-                    let Some((_, data_type, _, nullable)) = columns.iter().find(|c| &c.0 == column) else {
+                    let Some((_, data_type, _, nullable)) = columns.iter().find(|c| &c.0 == column)
+                    else {
                         return Err(job
-                            .error_at(&format!("{key}.split_by"), format!("column `{column}` is not in table {db}.{name}"))
+                            .error_at(
+                                &format!("{key}.split_by"),
+                                format!("column `{column}` is not in table {db}.{name}"),
+                            )
                             .into());
                     };
-                    if !matches!(data_type.as_str(), "tinyint" | "smallint" | "mediumint" | "int" | "bigint") {
+                    if !matches!(
+                        data_type.as_str(),
+                        "tinyint" | "smallint" | "mediumint" | "int" | "bigint"
+                    ) {
                         return Err(job
-                            .error_at(&format!("{key}.split_by"), format!("`{column}` is {data_type}; split_by needs an integer column"))
+                            .error_at(
+                                &format!("{key}.split_by"),
+                                format!(
+                                    "`{column}` is {data_type}; split_by needs an integer column"
+                                ),
+                            )
                             .into());
                     }
                     let indexed: Option<String> = conn
@@ -161,25 +186,50 @@ impl MysqlSource {
         }
         drop(conn);
         let schemas = tables.iter().map(|t| t.schema.clone()).collect();
-        Ok(Self { pool, tables, schemas, offset_ns })
+        Ok(Self {
+            pool,
+            tables,
+            schemas,
+            offset_ns,
+        })
     }
 
     /// Rows the server expects in `table` between `start` and `end`, by `EXPLAIN`.
-    async fn estimate(&self, conn: &mut mysql_async::Conn, table: &Table, start: i64, end: i64) -> Result<u64, SourceError> {
-        let (column, _) = table.split.as_ref().expect("only split tables are estimated");
+    async fn estimate(
+        &self,
+        conn: &mut mysql_async::Conn,
+        table: &Table,
+        start: i64,
+        end: i64,
+    ) -> Result<u64, SourceError> {
+        let (column, _) = table
+            .split
+            .as_ref()
+            .expect("only split tables are estimated");
         let sql = format!(
             "EXPLAIN SELECT {column} FROM {} WHERE {column} >= {start} AND {column} < {end}",
             table.quoted
         );
-        let row: Option<mysql_async::Row> = conn.query_first(sql).await.map_err(|e| server("estimating a chunk", e))?;
+        let row: Option<mysql_async::Row> = conn
+            .query_first(sql)
+            .await
+            .map_err(|e| server("estimating a chunk", e))?;
         Ok(row
-            .and_then(|r| r.get_opt::<Option<u64>, _>("rows").and_then(Result::ok).flatten())
+            .and_then(|r| {
+                r.get_opt::<Option<u64>, _>("rows")
+                    .and_then(Result::ok)
+                    .flatten()
+            })
             .unwrap_or(0))
     }
 
     async fn plan_table(&self, t: usize, next_id: &mut u64) -> Result<Vec<Split>, SourceError> {
         let table = &self.tables[t];
-        let mut conn = self.pool.get_conn().await.map_err(|e| server("connecting", e))?;
+        let mut conn = self
+            .pool
+            .get_conn()
+            .await
+            .map_err(|e| server("connecting", e))?;
         let table_rows: Option<u64> = conn
             .exec_first(
                 "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE CONCAT('`', REPLACE(TABLE_SCHEMA, '`', '``'), '`.`', REPLACE(TABLE_NAME, '`', '``'), '`') = ?",
@@ -190,7 +240,15 @@ impl MysqlSource {
             .flatten();
         let table_rows = table_rows.unwrap_or(0);
         let mut split = |start, end, nulls, estimated_rows| {
-            let s = Split { id: *next_id, table: t as u32, partition: String::new(), start, end, nulls, estimated_rows };
+            let s = Split {
+                id: *next_id,
+                table: t as u32,
+                partition: String::new(),
+                start,
+                end,
+                nulls,
+                estimated_rows,
+            };
             *next_id += 1;
             s
         };
@@ -198,30 +256,52 @@ impl MysqlSource {
             return Ok(vec![split(None, None, false, table_rows)]);
         };
         let (min, max): (Option<i64>, Option<i64>) = conn
-            .query_first(format!("SELECT MIN({column}), MAX({column}) FROM {}", table.quoted))
+            .query_first(format!(
+                "SELECT MIN({column}), MAX({column}) FROM {}",
+                table.quoted
+            ))
             .await
             .map_err(|e| server("reading the split key's range", e))?
             .unwrap_or((None, None));
         let mut splits = Vec::new();
         if let (Some(min), Some(max)) = (min, max) {
             let chunk = table.chunk_rows;
-            // [start, end) pieces with their estimates, refined until none is too big.
-            let mut pieces: Vec<(i64, i64, u64, u32)> = Vec::new();
             let end = max as i128 + 1;
             let first_cut = (table_rows / chunk).max(1) as i128;
-            let mut todo: Vec<(i64, i64, u32)> = even_cuts(min as i128, end, first_cut).into_iter().map(|(a, b)| (a, b, 0)).collect();
-            todo.reverse();
+            let mut todo: Vec<(i64, i64, u32)> = Vec::new();
+            let mut first: Vec<(i64, i64, u64)> = Vec::new();
+            for (a, b) in even_cuts(min as i128, end, first_cut) {
+                first.push((a, b, self.estimate(&mut conn, table, a, b).await?));
+            }
+            // Range estimates are only relative (InnoDB's are often 2x off); the table's
+            // own row count scales them.
+            let sum: u64 = first.iter().map(|p| p.2).sum();
+            let scale = if sum > 0 && table_rows > 0 {
+                table_rows as f64 / sum as f64
+            } else {
+                1.0
+            };
+            let scaled = |rows: u64| (rows as f64 * scale).round() as u64;
+            // [start, end) pieces with their estimates, refined until none is too big.
+            let mut pieces: Vec<(i64, i64, u64, u32)> = Vec::new();
+            let mut consider =
+                |a: i64, b: i64, rows: u64, depth: u32, todo: &mut Vec<(i64, i64, u32)>| {
+                    let width = b as i128 - a as i128;
+                    if rows > 2 * chunk && width > 1 && depth < MAX_REFINE_DEPTH {
+                        let parts = (rows.div_ceil(chunk) as i128).min(width).max(2);
+                        for (x, y) in even_cuts(a as i128, b as i128, parts).into_iter().rev() {
+                            todo.push((x, y, depth + 1));
+                        }
+                    } else {
+                        pieces.push((a, b, rows, depth));
+                    }
+                };
+            for (a, b, rows) in first {
+                consider(a, b, scaled(rows), 0, &mut todo);
+            }
             while let Some((a, b, depth)) = todo.pop() {
-                let rows = self.estimate(&mut conn, table, a, b).await?;
-                let width = b as i128 - a as i128;
-                if rows > 2 * chunk && width > 1 && depth < MAX_REFINE_DEPTH {
-                    let parts = (rows.div_ceil(chunk) as i128).min(width).max(2);
-                    let mut cuts: Vec<(i64, i64, u32)> = even_cuts(a as i128, b as i128, parts).into_iter().map(|(x, y)| (x, y, depth + 1)).collect();
-                    cuts.reverse();
-                    todo.extend(cuts);
-                } else {
-                    pieces.push((a, b, rows, depth));
-                }
+                let rows = scaled(self.estimate(&mut conn, table, a, b).await?);
+                consider(a, b, rows, depth, &mut todo);
             }
             pieces.sort_by_key(|p| p.0);
             // Merge neighbours while they stay within one chunk.
@@ -250,7 +330,12 @@ impl MysqlSource {
         Ok(splits)
     }
 
-    async fn read_once(&self, split: &Split, out: &RowSender, dead_letters: &DeadLetters) -> Result<u64, mysql_async::Error> {
+    async fn read_once(
+        &self,
+        split: &Split,
+        out: &RowSender,
+        dead_letters: &DeadLetters,
+    ) -> Result<u64, mysql_async::Error> {
         let table = &self.tables[split.table as usize];
         let mut sql = table.select.clone();
         let mut params: Vec<mysql_async::Value> = Vec::new();
@@ -286,7 +371,10 @@ impl MysqlSource {
                 match convert(value, table.conversions[column], self.offset_ns) {
                     Ok(v) => converted.push(v),
                     Err(reason) => {
-                        failure = Some(format!("column `{}`: {reason}", table.schema.columns[column].name));
+                        failure = Some(format!(
+                            "column `{}`: {reason}",
+                            table.schema.columns[column].name
+                        ));
                         converted.push(None);
                     }
                 }
@@ -296,15 +384,34 @@ impl MysqlSource {
                     .projection
                     .iter()
                     .zip(&converted)
-                    .map(|(&c, v)| (table.schema.columns[c].name.clone(), v.as_ref().map(|v| v.to_json()).unwrap_or_default()))
+                    .map(|(&c, v)| {
+                        (
+                            table.schema.columns[c].name.clone(),
+                            v.as_ref().map(|v| v.to_json()).unwrap_or_default(),
+                        )
+                    })
                     .collect();
-                dead_letters.record("source", &format!("table {}: {reason}", table.schema.name), row.into());
+                dead_letters.record(
+                    "source",
+                    &format!("table {}: {reason}", table.schema.name),
+                    row.into(),
+                );
                 continue;
             }
-            batch.push(Row { table: split.table, values: converted });
+            batch.push(Row {
+                table: split.table,
+                values: converted,
+            });
             if batch.len() == ROWS_PER_BATCH {
                 sent += batch.len() as u64;
-                if out.send(std::mem::replace(&mut batch, Vec::with_capacity(ROWS_PER_BATCH))).await.is_err() {
+                if out
+                    .send(std::mem::replace(
+                        &mut batch,
+                        Vec::with_capacity(ROWS_PER_BATCH),
+                    ))
+                    .await
+                    .is_err()
+                {
                     return Ok(sent);
                 }
             }
@@ -345,7 +452,10 @@ impl BoundedSource for MysqlSource {
 
     fn set_projection(&mut self, table: usize, columns: Vec<usize>) {
         let t = &mut self.tables[table];
-        let list: Vec<String> = columns.iter().map(|&c| quote(&t.schema.columns[c].name)).collect();
+        let list: Vec<String> = columns
+            .iter()
+            .map(|&c| quote(&t.schema.columns[c].name))
+            .collect();
         t.select = format!("SELECT {} FROM {}", list.join(", "), t.quoted);
         t.projection = columns;
     }
@@ -359,19 +469,31 @@ impl BoundedSource for MysqlSource {
         Ok(splits)
     }
 
-    async fn read(&self, split: &Split, out: &RowSender, dead_letters: &DeadLetters) -> Result<u64, SourceError> {
+    async fn read(
+        &self,
+        split: &Split,
+        out: &RowSender,
+        dead_letters: &DeadLetters,
+    ) -> Result<u64, SourceError> {
         let mut attempt = 0;
         loop {
             match self.read_once(split, out, dead_letters).await {
                 Ok(rows) => return Ok(rows),
                 Err(e) if is_transient(&e) && attempt < READ_RETRIES => {
                     attempt += 1;
-                    tracing::warn!(split = split.id, attempt, "reading a chunk failed, reading it again: {e}");
+                    tracing::warn!(
+                        split = split.id,
+                        attempt,
+                        "reading a chunk failed, reading it again: {e}"
+                    );
                     tokio::time::sleep(Duration::from_millis(200 * (1 << attempt))).await;
                 }
                 Err(e) => {
                     let table = &self.tables[split.table as usize].schema.name;
-                    return Err(server(&format!("reading chunk {} of table {table}", split.id), e));
+                    return Err(server(
+                        &format!("reading chunk {} of table {table}", split.id),
+                        e,
+                    ));
                 }
             }
         }

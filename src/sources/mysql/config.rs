@@ -70,7 +70,10 @@ impl MysqlSourceConfig {
     /// Checks that need no server.
     pub fn check(&self, job: &Job) -> Result<(), JobError> {
         mysql_async::Opts::from_url(&self.url).map_err(|e| {
-            job.error_at("source.url", format!("not a MySQL URL ({e}); expected mysql://user:password@host:port/database"))
+            job.error_at(
+                "source.url",
+                format!("not a MySQL URL ({e}); expected mysql://user:password@host:port/database"),
+            )
         })?;
         parse_offset(&self.time_zone).map_err(|e| job.error_at("source.time_zone", e))?;
         if self.tables.is_empty() {
@@ -78,10 +81,16 @@ impl MysqlSourceConfig {
         }
         for (i, t) in self.tables.iter().enumerate() {
             if t.chunk_rows == 0 {
-                return Err(job.error_at(&format!("source.tables[{i}].chunk_rows"), "must be at least 1"));
+                return Err(job.error_at(
+                    &format!("source.tables[{i}].chunk_rows"),
+                    "must be at least 1",
+                ));
             }
             if self.tables[..i].iter().any(|o| o.name == t.name) {
-                return Err(job.error_at(&format!("source.tables[{i}].name"), format!("table `{}` is listed twice", t.name)));
+                return Err(job.error_at(
+                    &format!("source.tables[{i}].name"),
+                    format!("table `{}` is listed twice", t.name),
+                ));
             }
         }
         Ok(())
@@ -98,7 +107,9 @@ mod tests {
         assert_eq!(parse_offset("UTC"), Ok(0));
         assert_eq!(parse_offset("-05:30"), Ok(-(5 * 3600 + 30 * 60)));
         assert_eq!(parse_offset("+0200"), Ok(7200));
-        assert!(parse_offset("Europe/Berlin").unwrap_err().contains("Named zones"));
+        assert!(parse_offset("Europe/Berlin")
+            .unwrap_err()
+            .contains("Named zones"));
         assert!(parse_offset("+25:00").is_err());
     }
 }

@@ -62,7 +62,10 @@ pub fn classify(data_type: &str, column_type: &str) -> (Conversion, ColumnKind) 
         | "json" => (Conversion::Text, ColumnKind::Text),
         "datetime" | "date" => (Conversion::LocalTime, ColumnKind::Time),
         "timestamp" => (Conversion::UtcTime, ColumnKind::Time),
-        _ => (Conversion::Unsupported, ColumnKind::Unsupported(column_type.to_string())),
+        _ => (
+            Conversion::Unsupported,
+            ColumnKind::Unsupported(column_type.to_string()),
+        ),
     }
 }
 
@@ -71,25 +74,39 @@ pub fn convert(value: My, conversion: Conversion, offset_ns: i64) -> Result<Opti
     let v = match (conversion, value) {
         (_, My::NULL) => return Ok(None),
         (Conversion::Int, My::Int(i)) => Value::Int(i),
-        (Conversion::Int, My::UInt(u)) => Value::Int(i64::try_from(u).map_err(|_| format!("{u} is out of range"))?),
+        (Conversion::Int, My::UInt(u)) => {
+            Value::Int(i64::try_from(u).map_err(|_| format!("{u} is out of range"))?)
+        }
         (Conversion::UInt, My::UInt(u)) => Value::UInt(u),
-        (Conversion::UInt, My::Int(i)) => Value::UInt(u64::try_from(i).map_err(|_| format!("{i} is negative in an unsigned column"))?),
+        (Conversion::UInt, My::Int(i)) => Value::UInt(
+            u64::try_from(i).map_err(|_| format!("{i} is negative in an unsigned column"))?,
+        ),
         (Conversion::Float32, My::Float(f)) => Value::Float(shortest_f32(f)),
         (Conversion::Float32 | Conversion::Float64, My::Double(f)) => Value::Float(f),
         (Conversion::Decimal, My::Bytes(b)) => {
             let text = std::str::from_utf8(&b).map_err(|_| "DECIMAL is not text".to_string())?;
-            Value::Float(text.parse::<f64>().map_err(|_| format!("DECIMAL {text:?} is not a number"))?)
+            Value::Float(
+                text.parse::<f64>()
+                    .map_err(|_| format!("DECIMAL {text:?} is not a number"))?,
+            )
         }
         (Conversion::Bool, My::Int(i)) => match i {
             0 => Value::Bool(false),
             1 => Value::Bool(true),
-            other => return Err(format!("{other} in a boolean column (TINYINT(1)) is neither 0 nor 1")),
+            other => {
+                return Err(format!(
+                    "{other} in a boolean column (TINYINT(1)) is neither 0 nor 1"
+                ))
+            }
         },
         (Conversion::Bool, My::UInt(u)) if u <= 1 => Value::Bool(u == 1),
         (Conversion::Bool, My::Bytes(b)) => Value::Bool(b.iter().any(|&x| x != 0)),
         (Conversion::Bits, My::Bytes(b)) => {
             if b.len() > 8 {
-                return Err(format!("BIT value of {} bytes is wider than 64 bits", b.len()));
+                return Err(format!(
+                    "BIT value of {} bytes is wider than 64 bits",
+                    b.len()
+                ));
             }
             Value::UInt(b.iter().fold(0u64, |acc, &x| (acc << 8) | x as u64))
         }
@@ -103,7 +120,9 @@ pub fn convert(value: My, conversion: Conversion, offset_ns: i64) -> Result<Opti
             Value::Time(civil_nanos(y, mo, d, h, mi, s, us)?)
         }
         (conversion, value) => {
-            return Err(format!("unexpected value {value:?} for a {conversion:?} column"))
+            return Err(format!(
+                "unexpected value {value:?} for a {conversion:?} column"
+            ))
         }
     };
     Ok(Some(v))
@@ -114,7 +133,10 @@ fn shortest_f32(f: f32) -> f64 {
     if !f.is_finite() {
         return f as f64;
     }
-    ryu::Buffer::new().format_finite(f).parse().unwrap_or(f as f64)
+    ryu::Buffer::new()
+        .format_finite(f)
+        .parse()
+        .unwrap_or(f as f64)
 }
 
 /// Nanoseconds since the epoch of a wall-clock time read as UTC.
@@ -124,9 +146,9 @@ fn civil_nanos(y: u16, mo: u8, d: u8, h: u8, mi: u8, s: u8, us: u32) -> Result<i
     let time = date
         .and_hms_micro_opt(h as u32, mi as u32, s as u32, us)
         .ok_or_else(|| format!("{h:02}:{mi:02}:{s:02}.{us:06} is not a time of day"))?;
-    time.and_utc()
-        .timestamp_nanos_opt()
-        .ok_or_else(|| format!("{time} is outside the years 1678-2261 that nanosecond time can hold"))
+    time.and_utc().timestamp_nanos_opt().ok_or_else(|| {
+        format!("{time} is outside the years 1678-2261 that nanosecond time can hold")
+    })
 }
 
 #[cfg(test)]
@@ -137,18 +159,27 @@ mod tests {
     fn classifies_sensor_table_types() {
         assert_eq!(classify("tinyint", "tinyint(1)").0, Conversion::Bool);
         assert_eq!(classify("tinyint", "tinyint(4)").0, Conversion::Int);
-        assert_eq!(classify("bigint", "bigint(20) unsigned").0, Conversion::UInt);
+        assert_eq!(
+            classify("bigint", "bigint(20) unsigned").0,
+            Conversion::UInt
+        );
         assert_eq!(classify("decimal", "decimal(8,2)").1, ColumnKind::Float);
         assert_eq!(classify("bit", "bit(1)").0, Conversion::Bool);
         assert_eq!(classify("datetime", "datetime(6)").0, Conversion::LocalTime);
-        assert_eq!(classify("blob", "blob").1, ColumnKind::Unsupported("blob".into()));
+        assert_eq!(
+            classify("blob", "blob").1,
+            ColumnKind::Unsupported("blob".into())
+        );
     }
 
     #[test]
     fn converts_values_exactly() {
         let c = |v, k| convert(v, k, 0).unwrap().unwrap();
         assert_eq!(c(My::Float(12.3), Conversion::Float32), Value::Float(12.3));
-        assert_eq!(c(My::Bytes(b"-12.345".to_vec()), Conversion::Decimal), Value::Float(-12.345));
+        assert_eq!(
+            c(My::Bytes(b"-12.345".to_vec()), Conversion::Decimal),
+            Value::Float(-12.345)
+        );
         assert_eq!(c(My::Bytes(vec![1]), Conversion::Bool), Value::Bool(true));
         assert_eq!(c(My::Bytes(vec![1, 2]), Conversion::Bits), Value::UInt(258));
         assert_eq!(
@@ -157,7 +188,12 @@ mod tests {
         );
         // DATETIME in +02:00 is two hours earlier in UTC.
         assert_eq!(
-            convert(My::Date(2026, 1, 1, 2, 0, 0, 0), Conversion::LocalTime, 7_200_000_000_000).unwrap(),
+            convert(
+                My::Date(2026, 1, 1, 2, 0, 0, 0),
+                Conversion::LocalTime,
+                7_200_000_000_000
+            )
+            .unwrap(),
             Some(Value::Time(1_767_225_600_000_000_000))
         );
         assert_eq!(convert(My::NULL, Conversion::Int, 0).unwrap(), None);
@@ -165,8 +201,16 @@ mod tests {
 
     #[test]
     fn refuses_what_it_cannot_convert_faithfully() {
-        assert!(convert(My::Int(2), Conversion::Bool, 0).unwrap_err().contains("neither 0 nor 1"));
-        assert!(convert(My::Bytes(vec![0xff]), Conversion::Text, 0).unwrap_err().contains("UTF-8"));
-        assert!(convert(My::Date(0, 0, 0, 0, 0, 0, 0), Conversion::LocalTime, 0).unwrap_err().contains("zero date"));
+        assert!(convert(My::Int(2), Conversion::Bool, 0)
+            .unwrap_err()
+            .contains("neither 0 nor 1"));
+        assert!(convert(My::Bytes(vec![0xff]), Conversion::Text, 0)
+            .unwrap_err()
+            .contains("UTF-8"));
+        assert!(
+            convert(My::Date(0, 0, 0, 0, 0, 0, 0), Conversion::LocalTime, 0)
+                .unwrap_err()
+                .contains("zero date")
+        );
     }
 }

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every test: starts the private MariaDB and InfluxDB (installing them from Debian's
+# packages if missing), runs `cargo test`, and stops the servers again if it started them.
+# Works on a fresh machine; CI runs exactly this (.ci/run).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Servers a developer already runs stay up afterwards; servers started here are stopped.
+started_here=1
+if [[ $(scripts/services.sh status 2>/dev/null | grep -c " running ") == 2 ]]; then
+  started_here=0
+fi
+scripts/services.sh start
+if (( started_here )); then
+  trap 'scripts/services.sh stop' EXIT
+fi
+eval "$(scripts/services.sh env)"
+
+cargo build --all-targets
+cargo test --all-targets -- "$@"

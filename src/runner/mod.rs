@@ -1,0 +1,346 @@
+//! Running a job from the command line: open the source, compile the mappings, build the
+//! sink, load or make the plan, run the engine, report. Everything here is plain async
+//! setup and reporting; the dataflow itself is in [`crate::engine`].
+
+mod progress;
+
+use crate::checkpoint::store::FileStore;
+use crate::checkpoint::BackfillState;
+use crate::dead_letter::DeadLetters;
+use crate::engine::{self, backfill::Backfill, Cluster, Control};
+use crate::job::{Job, Mode};
+use crate::mapping::Mappings;
+use crate::metrics::Counters;
+use crate::sinks::blackhole::BlackholeSink;
+use crate::sinks::influxdb::InfluxSink;
+use crate::sinks::{Sink, SinkConfig};
+use crate::sources::{self, BoundedSource};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use progress::ProgressMode;
+
+/// How the command line asked the job to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Workers and processes.
+    pub cluster: Cluster,
+    /// Forget recorded progress and start over.
+    pub fresh: bool,
+    /// How progress is shown.
+    pub progress: ProgressMode,
+}
+
+/// Why a run failed, and which exit code says so.
+#[derive(Debug)]
+pub enum RunError {
+    /// The job file or the command line is wrong (exit 2).
+    Usage(String),
+    /// The job ran and failed (exit 1).
+    Failed(String),
+}
+
+impl RunError {
+    /// The process exit code.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Usage(_) => 2,
+            RunError::Failed(_) => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Usage(m) | RunError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, RunError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("tsmig-io")
+        .enable_all()
+        .build()
+        .map_err(|e| RunError::Failed(format!("cannot start the async runtime: {e}")))
+}
+
+fn source_error(job: &Job, e: sources::SourceError) -> RunError {
+    match e {
+        sources::SourceError::Config(e) => RunError::Usage(e.to_string()),
+        other => RunError::Failed(job.secrets.redact(&other.to_string())),
+    }
+}
+
+/// Opens the source and compiles the mappings against its schema.
+async fn open(job: &Job) -> Result<(Box<dyn BoundedSource>, Mappings), RunError> {
+    let mut source = sources::open_bounded(job)
+        .await
+        .map_err(|e| source_error(job, e))?;
+    let mappings =
+        Mappings::compile(job, source.schema()).map_err(|e| RunError::Usage(e.to_string()))?;
+    for table in 0..source.schema().len() {
+        source.set_projection(table, mappings.projection(table).to_vec());
+    }
+    Ok((source, mappings))
+}
+
+/// `tsmig-job plan`: shows tables, splits, mappings and target; writes nothing.
+pub fn plan(job: &Job) -> Result<String, RunError> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let (source, mappings) = open(job).await?;
+        let splits = source.plan().await.map_err(|e| source_error(job, e))?;
+        let mut out = format!("job {} (mode {})\n", job.file.name, job.file.mode);
+        for (t, schema) in source.schema().iter().enumerate() {
+            let in_table: Vec<_> = splits.iter().filter(|s| s.table as usize == t).collect();
+            let rows: u64 = in_table.iter().map(|s| s.estimated_rows).sum();
+            out.push_str(&format!(
+                "source table {}: {} columns, {} splits, ~{} rows\n",
+                schema.name,
+                schema.columns.len(),
+                in_table.len(),
+                rows
+            ));
+            for c in &schema.columns {
+                out.push_str(&format!(
+                    "  column {} {} ({:?})\n",
+                    c.name, c.source_type, c.kind
+                ));
+            }
+            for s in in_table.iter().take(20) {
+                out.push_str(&format!(
+                    "  split {}: {}..{}{} ~{} rows\n",
+                    s.id,
+                    s.start.map(|v| v.to_string()).unwrap_or_default(),
+                    s.end.map(|v| v.to_string()).unwrap_or_default(),
+                    if s.nulls { " (NULL keys)" } else { "" },
+                    s.estimated_rows
+                ));
+            }
+            if in_table.len() > 20 {
+                out.push_str(&format!("  ... {} more splits\n", in_table.len() - 20));
+            }
+        }
+        for m in mappings.describe() {
+            out.push_str(&format!("mapping {m}\n"));
+        }
+        out.push_str(&format!("target {}\n", describe_sink(job)?));
+        Ok(out)
+    })
+}
+
+fn describe_sink(job: &Job) -> Result<String, RunError> {
+    Ok(match &job.file.sink {
+        SinkConfig::Influxdb(c) => InfluxSink::new(c).map_err(RunError::Usage)?.describe(),
+        SinkConfig::Blackhole(c) => BlackholeSink::new(c).describe(),
+    })
+}
+
+/// Runs `job` with the entry point `mode`.
+pub fn run(job: &Job, mode: Mode, options: &RunOptions) -> Result<(), RunError> {
+    match mode {
+        Mode::Backfill => backfill(job, options),
+        other => Err(RunError::Usage(format!(
+            "the `{other}` entry point is not available in this version of tsmig; only `backfill` is"
+        ))),
+    }
+}
+
+fn backfill(job: &Job, options: &RunOptions) -> Result<(), RunError> {
+    match &job.file.sink {
+        SinkConfig::Influxdb(c) => {
+            let sink = InfluxSink::new(c).map_err(RunError::Usage)?;
+            backfill_into(job, options, sink)
+        }
+        SinkConfig::Blackhole(c) => backfill_into(job, options, BlackholeSink::new(c)),
+    }
+}
+
+fn backfill_into<S: Sink>(job: &Job, options: &RunOptions, sink: S) -> Result<(), RunError> {
+    let started = Instant::now();
+    let rt = runtime()?;
+    let control = Control::default();
+    engine::quiet_job_failures();
+    watch_signals(&rt, &control);
+
+    let (source, mappings) = rt.block_on(open(job))?;
+    rt.block_on(sink.prepare()).map_err(|e| {
+        RunError::Failed(
+            job.secrets
+                .redact(&format!("the target is not ready: {e:?}")),
+        )
+    })?;
+
+    let counters = Counters::new();
+    let cluster = &options.cluster;
+    let state = if cluster.process == 0 {
+        let store = FileStore::new(
+            &job.state_dir()
+                .map_err(|e| RunError::Usage(e.to_string()))?,
+        );
+        if options.fresh {
+            store.clear_backfill().map_err(RunError::Failed)?;
+        }
+        let state = match store.load_backfill().map_err(RunError::Failed)? {
+            Some(state) if state.job != job.file.name => return Err(RunError::Usage(format!(
+                "the state in {} belongs to job `{}`, not `{}`; point checkpoint.store elsewhere",
+                store.dir().display(),
+                state.job,
+                job.file.name
+            ))),
+            Some(state) => {
+                let pending = state.pending();
+                tracing::info!(
+                    splits = state.plan.len(),
+                    pending = pending.len(),
+                    "resuming from checkpoint in {}",
+                    store.dir().display()
+                );
+                state
+            }
+            None => {
+                let plan = rt
+                    .block_on(source.plan())
+                    .map_err(|e| source_error(job, e))?;
+                let state = BackfillState::new(&job.file.name, plan);
+                // Recorded before the first row is read, so a restart reads the same splits.
+                store.save_backfill(&state).map_err(RunError::Failed)?;
+                state
+            }
+        };
+        let pending = state.pending();
+        Counters::add(&counters.splits_planned, state.plan.len() as u64);
+        Counters::add(
+            &counters.splits_done,
+            (state.plan.len() - pending.len()) as u64,
+        );
+        Counters::add(
+            &counters.rows_expected,
+            pending.iter().map(|s| s.estimated_rows).sum(),
+        );
+        if pending.is_empty() {
+            tracing::info!("every split is already finished; run with --fresh to copy again");
+        }
+        Some((state, store))
+    } else {
+        None
+    };
+
+    let dead_letter_path = dead_letter_path(job, cluster)?;
+    let dead_letters = DeadLetters::new(&job.file.name, &dead_letter_path);
+    let progress = progress::start(options.progress, counters.clone(), dead_letters.clone());
+    let result = engine::backfill::run(
+        Backfill {
+            source: Arc::from(source),
+            mappings: Arc::new(mappings),
+            sink: Arc::new(sink),
+            state,
+            checkpoint_interval: job.file.checkpoint.interval,
+            epoch: job.file.flow.epoch,
+            max_in_flight_rows: job.file.flow.max_in_flight_rows,
+            dead_letters: dead_letters.clone(),
+            counters: counters.clone(),
+            control: control.clone(),
+            runtime: rt.handle().clone(),
+        },
+        cluster,
+    );
+    progress.finish();
+    rt.shutdown_timeout(Duration::from_secs(1));
+
+    let elapsed = started.elapsed();
+    let summary = Summary::read(&counters, dead_letters.count(), elapsed, control.stopping());
+    println!("{summary}");
+    if dead_letters.count() > 0 {
+        eprintln!(
+            "tsmig: {} records were dead-lettered: see {}",
+            dead_letters.count(),
+            dead_letters.path().display()
+        );
+    }
+    result.map_err(|e| RunError::Failed(job.secrets.redact(&e)))
+}
+
+fn dead_letter_path(job: &Job, cluster: &Cluster) -> Result<PathBuf, RunError> {
+    let path = job
+        .dead_letter_path()
+        .map_err(|e| RunError::Usage(e.to_string()))?;
+    if cluster.processes() == 1 {
+        return Ok(path);
+    }
+    // One file per process: processes may share a directory but never a file.
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = path
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    Ok(path.with_file_name(format!("{stem}.process-{}{ext}", cluster.process)))
+}
+
+/// SIGTERM and SIGINT stop reading; what was read is written and checkpointed.
+fn watch_signals(rt: &tokio::runtime::Runtime, control: &Control) {
+    use tokio::signal::unix::{signal, SignalKind};
+    for kind in [SignalKind::terminate(), SignalKind::interrupt()] {
+        let control = control.clone();
+        rt.spawn(async move {
+            let Ok(mut stream) = signal(kind) else { return };
+            if stream.recv().await.is_some() {
+                tracing::warn!(
+                    "stop requested: no new reads; writing what was read, then a final checkpoint"
+                );
+                control.request_stop();
+            }
+        });
+    }
+}
+
+/// The totals printed when a job ends.
+#[derive(Debug)]
+pub struct Summary {
+    rows_read: u64,
+    points_written: u64,
+    dead_lettered: u64,
+    splits_done: u64,
+    splits_total: u64,
+    elapsed: Duration,
+    stopped: bool,
+}
+
+impl Summary {
+    fn read(c: &Counters, dead_lettered: u64, elapsed: Duration, stopped: bool) -> Self {
+        Self {
+            rows_read: Counters::get(&c.rows_read),
+            points_written: Counters::get(&c.points_written),
+            dead_lettered,
+            splits_done: Counters::get(&c.splits_done),
+            splits_total: Counters::get(&c.splits_planned),
+            elapsed,
+            stopped,
+        }
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.elapsed.as_secs_f64();
+        write!(
+            f,
+            "summary: rows_read={} points_written={} dead_lettered={} splits_done={} splits_total={} seconds={:.3} rows_per_second={:.0}{}",
+            self.rows_read,
+            self.points_written,
+            self.dead_lettered,
+            self.splits_done,
+            self.splits_total,
+            secs,
+            self.rows_read as f64 / secs.max(1e-9),
+            if self.stopped { " stopped=true" } else { "" }
+        )
+    }
+}
