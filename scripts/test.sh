@@ -17,4 +17,4 @@ fi
 eval "$(scripts/services.sh env)"
 
 cargo build --all-targets
-cargo test --all-targets -- "$@"
+cargo test --all-targets --no-fail-fast -- "$@"

@@ -39,19 +39,18 @@ pub(super) fn commit<'s>(
     committer: Option<Committer>,
 ) {
     let scope = finished.scope();
-    let _: Stream<'s, u64, Vec<()>> =
-        finished.binary_frontier(
-            acks,
-            Exchange::new(|_: &u64| 0),
-            Pipeline,
-            "Commit",
-            move |_capability, info| {
-                let activator = scope.activator_for(info.address.clone());
-                let mut committer = committer;
-                let mut ledger = Ledger::default();
-                let mut dirty = false;
-                let mut last_save = Instant::now();
-                move |(finished, finished_frontier),
+    let _: Stream<'s, u64, Vec<()>> = finished.binary_frontier(
+        acks,
+        Exchange::new(|_: &u64| 0),
+        Pipeline,
+        "Commit",
+        move |_capability, info| {
+            let activator = scope.activator_for(info.address.clone());
+            let mut committer = committer;
+            let mut ledger = Ledger::default();
+            let mut dirty = false;
+            let mut last_save = Instant::now();
+            move |(finished, finished_frontier),
                       (acks, acks_frontier),
                       _output: &mut OutputBuilderSession<
                     '_,
@@ -91,6 +90,6 @@ pub(super) fn commit<'s>(
                         activator.activate_after(c.interval.saturating_sub(last_save.elapsed()));
                     }
                 }
-            },
-        );
+        },
+    );
 }

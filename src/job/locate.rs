@@ -42,8 +42,15 @@ impl Locations {
 }
 
 enum Frame {
-    Map { path: String, key: Option<String> },
-    Seq { path: String, next: usize },
+    Map {
+        path: String,
+        key: Option<String>,
+        keys_seen: usize,
+    },
+    Seq {
+        path: String,
+        next: usize,
+    },
 }
 
 #[derive(Default)]
@@ -83,11 +90,17 @@ impl MarkedEventReceiver for Builder {
                 if let Some(Frame::Map {
                     path,
                     key: key @ None,
+                    keys_seen,
                 }) = self.stack.last_mut()
                 {
                     let full = Self::join(path, &value);
-                    self.places
-                        .insert(full.clone(), (mark.line(), mark.col() + 1));
+                    let place = (mark.line(), mark.col() + 1);
+                    self.places.insert(full.clone(), place);
+                    // A list item's place is its first key (the parser marks a mapping's start oddly).
+                    if *keys_seen == 0 && path.ends_with(']') {
+                        self.places.insert(path.clone(), place);
+                    }
+                    *keys_seen += 1;
                     *key = Some(full);
                 } else {
                     self.value_path(mark);
@@ -95,7 +108,11 @@ impl MarkedEventReceiver for Builder {
             }
             Event::MappingStart(..) => {
                 let path = self.value_path(mark).unwrap_or_default();
-                self.stack.push(Frame::Map { path, key: None });
+                self.stack.push(Frame::Map {
+                    path,
+                    key: None,
+                    keys_seen: 0,
+                });
             }
             Event::SequenceStart(..) => {
                 let path = self.value_path(mark).unwrap_or_default();
@@ -125,7 +142,7 @@ mod tests {
         assert_eq!(l.find("source.type"), Some((3, 3)));
         assert_eq!(l.find("source.tables[0].split_by"), Some((6, 7)));
         assert_eq!(l.find("source.tables[1].name"), Some((7, 7)));
-        assert_eq!(l.find("mappings[0].fields[1]"), Some((9, 16)));
+        assert_eq!(l.find("mappings[0].fields[1]"), Some((9, 17)));
     }
 
     #[test]

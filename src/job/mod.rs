@@ -358,8 +358,59 @@ impl Job {
     }
 }
 
+/// Marks a key path carried inside a serde error message from a tagged section
+/// ([`section`]) out to [`Job::parse`], which joins it to the section's own path.
+const PATH_MARK: char = '\u{1}';
+
+/// Splits a `type:`-tagged section (`source:`, `sink:`) into its type and the rest.
+pub fn tagged_section<'de, D: Deserializer<'de>>(
+    d: D,
+    what: &str,
+    types: &[&str],
+) -> Result<(String, serde_yaml::Value), D::Error> {
+    use serde::de::Error;
+    let mut body = serde_yaml::Mapping::deserialize(d)?;
+    let kind = match body.remove("type") {
+        Some(serde_yaml::Value::String(kind)) => kind,
+        Some(_) => {
+            return Err(D::Error::custom(format!(
+                "{PATH_MARK}type{PATH_MARK}the {what} type must be text"
+            )))
+        }
+        None => {
+            return Err(D::Error::custom(format!(
+                "missing field `type`: the {what} type, one of {}",
+                types.join(", ")
+            )))
+        }
+    };
+    if !types.contains(&kind.as_str()) {
+        return Err(D::Error::custom(format!(
+            "{PATH_MARK}type{PATH_MARK}unknown {what} type `{kind}`, expected one of {}",
+            types.join(", ")
+        )));
+    }
+    Ok((kind, serde_yaml::Value::Mapping(body)))
+}
+
+/// Deserialises the body of a tagged section, keeping the key path of an error inside it
+/// (serde's own tagged enums lose it).
+pub fn section<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+    body: serde_yaml::Value,
+) -> Result<T, E> {
+    serde_path_to_error::deserialize(body).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        let (inner_path, message) = describe_serde_error(&path, &message);
+        match inner_path {
+            Some(p) => E::custom(format!("{PATH_MARK}{p}{PATH_MARK}{message}")),
+            None => E::custom(message),
+        }
+    })
+}
+
 /// serde's message, with the key of an unknown field appended to the path so the error
-/// points at the unknown key itself.
+/// points at the unknown key itself, and a path carried out of a tagged section joined on.
 fn describe_serde_error(path: &str, message: &str) -> (Option<String>, String) {
     let message = message
         .split(" at line ")
@@ -371,13 +422,25 @@ fn describe_serde_error(path: &str, message: &str) -> (Option<String>, String) {
     } else {
         path.to_string()
     };
-    let key = if let Some(rest) = message.strip_prefix("unknown field `") {
-        let name = rest.split('`').next().unwrap_or_default();
-        Some(if path.is_empty() {
+    let join = |name: &str| {
+        if path.is_empty() {
             name.to_string()
+        } else if name.starts_with('[') {
+            format!("{path}{name}")
         } else {
             format!("{path}.{name}")
-        })
+        }
+    };
+    if let Some(rest) = message.strip_prefix(PATH_MARK) {
+        if let Some((inner, message)) = rest.split_once(PATH_MARK) {
+            return (Some(join(inner)), message.to_string());
+        }
+    }
+    let key = if let Some(rest) = message.strip_prefix("unknown field `") {
+        // Some deserializers put the unknown key in the path already, some do not.
+        let name = rest.split('`').next().unwrap_or_default();
+        let already = path == name || path.ends_with(&format!(".{name}"));
+        Some(if already { path.clone() } else { join(name) })
     } else if path.is_empty() {
         None
     } else {

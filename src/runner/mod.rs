@@ -186,12 +186,14 @@ fn backfill_into<S: Sink>(job: &Job, options: &RunOptions, sink: S) -> Result<()
             store.clear_backfill().map_err(RunError::Failed)?;
         }
         let state = match store.load_backfill().map_err(RunError::Failed)? {
-            Some(state) if state.job != job.file.name => return Err(RunError::Usage(format!(
+            Some(state) if state.job != job.file.name => {
+                return Err(RunError::Usage(format!(
                 "the state in {} belongs to job `{}`, not `{}`; point checkpoint.store elsewhere",
                 store.dir().display(),
                 state.job,
                 job.file.name
-            ))),
+            )))
+            }
             Some(state) => {
                 let pending = state.pending();
                 tracing::info!(

@@ -20,13 +20,26 @@ use std::time::Duration;
 pub use util::BatchConfig;
 
 /// The `sink:` section of a job file, by `type`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
+#[derive(Debug, Clone)]
 pub enum SinkConfig {
-    /// InfluxDB 1.x (`/write`) or 2.x (`/api/v2/write`).
+    /// `type: influxdb`: InfluxDB 1.x (`/write`) or 2.x (`/api/v2/write`).
     Influxdb(influxdb::config::InfluxSinkConfig),
-    /// Counts and discards every point: measures the source and the engine alone.
+    /// `type: blackhole`: counts and discards every point, to measure the source and the
+    /// engine alone.
     Blackhole(blackhole::BlackholeConfig),
+}
+
+impl<'de> Deserialize<'de> for SinkConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (kind, body) = crate::job::tagged_section(d, "sink", &["influxdb", "blackhole"])?;
+        match kind.as_str() {
+            "influxdb" => crate::job::section(body).map(SinkConfig::Influxdb),
+            "blackhole" => crate::job::section(body).map(SinkConfig::Blackhole),
+            other => Err(serde::de::Error::custom(format!(
+                "unknown sink type `{other}`"
+            ))),
+        }
+    }
 }
 
 impl SinkConfig {

@@ -16,11 +16,22 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// The `source:` section of a job file, by `type`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
+#[derive(Debug, Clone)]
 pub enum SourceConfig {
-    /// MySQL or MariaDB tables, read as a chunked parallel scan.
+    /// `type: mysql`: MySQL or MariaDB tables, read as a chunked parallel scan.
     Mysql(mysql::config::MysqlSourceConfig),
+}
+
+impl<'de> Deserialize<'de> for SourceConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (kind, body) = crate::job::tagged_section(d, "source", &["mysql"])?;
+        match kind.as_str() {
+            "mysql" => crate::job::section(body).map(SourceConfig::Mysql),
+            other => Err(serde::de::Error::custom(format!(
+                "unknown source type `{other}`"
+            ))),
+        }
+    }
 }
 
 impl SourceConfig {

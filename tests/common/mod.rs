@@ -1,0 +1,274 @@
+//! Shared by the integration tests: the private MariaDB and InfluxDB that
+//! `scripts/services.sh` starts (scripts/test.sh starts them before `cargo test`), job
+//! files written to a temp dir, and running `tsmig-job`.
+#![allow(dead_code)]
+
+use mysql_async::prelude::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub fn mysql_url() -> String {
+    std::env::var("TSMIG_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://tsmig:tsmig@127.0.0.1:13306/factory".into())
+}
+
+pub fn influx_url() -> String {
+    std::env::var("TSMIG_INFLUX_URL").unwrap_or_else(|_| "http://127.0.0.1:18086".into())
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// Runs SQL statements against the private MariaDB; returns the rows of the last one.
+pub fn sql(statements: &[&str]) -> Vec<mysql_async::Row> {
+    block_on(async {
+        let mut conn = mysql_async::Conn::from_url(mysql_url())
+            .await
+            .expect("the private MariaDB must run: use scripts/test.sh, which starts it");
+        let mut rows = Vec::new();
+        for s in statements {
+            rows = conn.query(*s).await.unwrap_or_else(|e| panic!("{s}: {e}"));
+        }
+        conn.disconnect().await.unwrap();
+        rows
+    })
+}
+
+/// One value of a one-row query.
+pub fn sql_value<T: FromValue>(statement: &str) -> T {
+    let rows = sql(&[statement]);
+    let row = rows
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("{statement}: no row"));
+    row.get(0).unwrap()
+}
+
+/// Loads the demo sensor table with `rows` rows under `table` (scripts/load-sample.sh).
+pub fn load_sensor_table(table: &str, rows: u64) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new(root.join("scripts/load-sample.sh"))
+        .arg(rows.to_string())
+        .arg("--table")
+        .arg(table)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "loading {table}");
+}
+
+/// An InfluxQL query against the private InfluxDB; times in `epoch` units.
+pub fn influx_query(db: &str, q: &str, epoch: &str) -> serde_json::Value {
+    block_on(async {
+        let response = reqwest::Client::new()
+            .post(format!("{}/query", influx_url()))
+            .form(&[("db", db), ("q", q), ("epoch", epoch)])
+            .send()
+            .await
+            .expect("the private InfluxDB must run: use scripts/test.sh, which starts it");
+        let json: serde_json::Value = response.json().await.unwrap();
+        if let Some(e) = json["results"][0].get("error") {
+            panic!("{q}: {e}");
+        }
+        json
+    })
+}
+
+/// Writes line protocol to `db` directly (to seed a conflict, say).
+pub fn influx_write(db: &str, lines: &str, precision: &str) {
+    block_on(async {
+        let r = reqwest::Client::new()
+            .post(format!(
+                "{}/write?db={db}&precision={precision}",
+                influx_url()
+            ))
+            .body(lines.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "seeding {db}: {}",
+            r.text().await.unwrap()
+        );
+    })
+}
+
+/// Drops and creates an InfluxDB database.
+pub fn fresh_influx_db(db: &str) {
+    influx_query("", &format!("DROP DATABASE \"{db}\""), "ns");
+    influx_query("", &format!("CREATE DATABASE \"{db}\""), "ns");
+}
+
+/// `SELECT count(field) FROM measurement`, 0 when there is none.
+pub fn influx_count(db: &str, measurement: &str, field: &str) -> u64 {
+    let json = influx_query(
+        db,
+        &format!("SELECT count(\"{field}\") FROM \"{measurement}\""),
+        "ns",
+    );
+    json["results"][0]["series"][0]["values"][0][1]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Every point of a measurement as (time, tags, fields) JSON, sorted, for comparisons.
+pub fn influx_dump(db: &str, measurement: &str, epoch: &str) -> Vec<serde_json::Value> {
+    let json = influx_query(
+        db,
+        &format!("SELECT * FROM \"{measurement}\" GROUP BY *"),
+        epoch,
+    );
+    let mut points = Vec::new();
+    for series in json["results"][0]["series"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        let columns: Vec<String> = series["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect();
+        for values in series["values"].as_array().unwrap() {
+            let mut fields = serde_json::Map::new();
+            for (c, v) in columns.iter().zip(values.as_array().unwrap()) {
+                if c != "time" && !v.is_null() {
+                    fields.insert(c.clone(), v.clone());
+                }
+            }
+            points.push(serde_json::json!({
+                "time": values[0],
+                "tags": series["tags"],
+                "fields": fields,
+            }));
+        }
+    }
+    points.sort_by_key(|p| p.to_string());
+    points
+}
+
+/// A unique name for this test run, so tests can run side by side and again.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// A scratch directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join("tsmig-tests").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The job file for copying `table` into InfluxDB database `db`, with `extra` YAML
+/// appended to the sink section, and state under `dir`.
+pub fn sensor_job(
+    dir: &Path,
+    table: &str,
+    db: &str,
+    chunk_rows: u64,
+    sink_extra: &str,
+    flow: &str,
+) -> PathBuf {
+    let text = format!(
+        r#"name: {table}
+mode: backfill
+source:
+  type: mysql
+  url: mysql://tsmig:${{MYSQL_PASSWORD}}@127.0.0.1:13306/factory
+  time_zone: "+00:00"
+  tables:
+    - name: {table}
+      split_by: id
+      chunk_rows: {chunk_rows}
+sink:
+  type: influxdb
+  version: 1
+  url: {influx}
+  database: {db}
+  precision: ms
+  batch_size: 1000
+{sink_extra}
+mappings:
+  - table: {table}
+    measurement: sensors
+    device_field: device_id
+    timestamp_field: ts
+    tags: [site]
+    fields: [temperature, humidity, pressure, status]
+checkpoint:
+  interval: 100ms
+  store: file:{state}
+{flow}
+"#,
+        influx = influx_url(),
+        state = dir.join("state").display(),
+    );
+    let path = dir.join("job.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub fn tsmig() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tsmig-job"));
+    c.env("MYSQL_PASSWORD", "tsmig").env("RUST_LOG", "warn");
+    c
+}
+
+/// Runs `tsmig-job` to completion.
+pub fn run(args: &[&str]) -> Output {
+    tsmig().args(args).output().unwrap()
+}
+
+/// The `summary:` line's `key=value`s of a run's stdout.
+pub fn summary(stdout: &[u8]) -> std::collections::HashMap<String, String> {
+    let text = String::from_utf8_lossy(stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("summary: "))
+        .unwrap_or_else(|| panic!("no summary line in {text:?}"));
+    line["summary: ".len()..]
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+pub fn summary_u64(stdout: &[u8], key: &str) -> u64 {
+    summary(stdout)[key].parse().unwrap()
+}
+
+/// Asserts a run succeeded, showing its output if not.
+pub fn assert_ok(output: &Output) {
+    assert!(
+        output.status.success(),
+        "tsmig-job failed ({}):\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Free TCP ports on loopback (for a local cluster's hostfile).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
