@@ -9,6 +9,17 @@ use common::*;
 use serde_json::{json, Value as Json};
 use std::time::{Duration, Instant};
 
+/// device_id, site, time (ms), temperature, humidity, pressure, status.
+type SensorRow = (
+    String,
+    String,
+    i64,
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+    Option<i64>,
+);
+
 /// Every row of `table` as the point tsmig should write (time in ms), sorted like `influx_dump`.
 fn expected_points(table: &str) -> Vec<Json> {
     let rows = sql(&[
@@ -20,15 +31,8 @@ fn expected_points(table: &str) -> Vec<Json> {
     let mut points: Vec<Json> = rows
         .into_iter()
         .map(|r| {
-            let (device, site, time, temperature, humidity, pressure, status): (
-                String,
-                String,
-                i64,
-                Option<f64>,
-                Option<f64>,
-                Option<f64>,
-                Option<i64>,
-            ) = mysql_async::from_row(r);
+            let (device, site, time, temperature, humidity, pressure, status): SensorRow =
+                mysql_async::from_row(r);
             let mut fields = serde_json::Map::new();
             for (k, v) in [
                 ("temperature", temperature),

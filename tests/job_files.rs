@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const GOOD: &str = r#"name: bad-files
 source:
@@ -34,7 +34,7 @@ fn write(name: &str, text: &str) -> PathBuf {
 }
 
 /// Runs `args` with the job file; returns (exit code, the one stderr line starting `error:`).
-fn fails(args: &[&str], path: &PathBuf) -> (i32, String) {
+fn fails(args: &[&str], path: &Path) -> (i32, String) {
     let mut all: Vec<&str> = args.to_vec();
     all.push("--config");
     all.push(path.to_str().unwrap());

@@ -72,7 +72,7 @@ if (( need_build )); then
   log "compiling ${#sources[@]} source file(s) into $CLASSES"
   rm -rf "$CLASSES"
   mkdir -p "$CLASSES"
-  javac --release 17 -encoding UTF-8 -nowarn -Xlint:-deprecation -d "$CLASSES" -cp "$compile_cp" "${sources[@]}"
+  javac --release 17 -encoding UTF-8 -nowarn -Xlint:-deprecation -XDsuppressNotes -d "$CLASSES" -cp "$compile_cp" "${sources[@]}"
   touch "$build_stamp"
 fi
 

@@ -8,6 +8,10 @@
 
 use std::collections::BTreeSet;
 
+/// Values shorter than this are not masked (a one-letter "secret" would mask every
+/// occurrence of that letter and make messages unreadable).
+const MIN_SECRET_CHARS: usize = 3;
+
 /// The text with every reference replaced, and the values that were substituted.
 #[derive(Debug)]
 pub struct Substituted {
@@ -99,7 +103,13 @@ pub fn substitute(
                 });
             }
             let value = match (lookup(name).filter(|v| !v.is_empty()), default) {
-                (Some(v), _) => v,
+                (Some(v), _) => {
+                    // Masked in messages; too short a value would mask half of every word.
+                    if v.chars().count() >= MIN_SECRET_CHARS {
+                        secrets.values.insert(v.clone());
+                    }
+                    v
+                }
                 (None, Some(d)) => d.to_string(),
                 (None, None) => {
                     return Err(EnvError {
@@ -109,9 +119,6 @@ pub fn substitute(
                     })
                 }
             };
-            if !value.is_empty() {
-                secrets.values.insert(value.clone());
-            }
             out.push_str(&value);
             column += body.chars().count() + 3;
             rest = &body_start[end + 1..];
@@ -164,8 +171,10 @@ mod tests {
 
     #[test]
     fn defaults_and_escapes() {
-        let s = substitute("a: ${NOPE:-x}\nb: ${EMPTY:-y}\nc: $${PW}\nd: $5\n", env).unwrap();
-        assert_eq!(s.text, "a: x\nb: y\nc: ${PW}\nd: $5\n");
+        let s = substitute("a: ${NOPE:-xyz}\nb: ${EMPTY:-y}\nc: $${PW}\nd: $5\n", env).unwrap();
+        assert_eq!(s.text, "a: xyz\nb: y\nc: ${PW}\nd: $5\n");
+        // Defaults are written in the file: they are no secret.
+        assert_eq!(s.secrets.redact("xyz"), "xyz");
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub mod locate;
 
 use crate::sinks::SinkConfig;
 use crate::sources::SourceConfig;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -46,24 +46,54 @@ pub struct JobFile {
 }
 
 /// The entry points of `tsmig-job`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
     /// Copy every existing row once, then exit.
     #[default]
-    #[serde(rename = "backfill")]
     Backfill,
     /// Follow the source's change log.
-    #[serde(rename = "cdc")]
     Cdc,
     /// Backfill from a consistent snapshot, then follow the change log from it.
-    #[serde(rename = "backfill+cdc")]
     BackfillCdc,
     /// Compare source and target.
-    #[serde(rename = "verify")]
     Verify,
     /// Serve an InfluxDB-compatible write endpoint.
-    #[serde(rename = "ingest")]
     Ingest,
+}
+
+impl<'de> Deserialize<'de> for Mode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        one_of(
+            d,
+            &[
+                ("backfill", Mode::Backfill),
+                ("cdc", Mode::Cdc),
+                ("backfill+cdc", Mode::BackfillCdc),
+                ("verify", Mode::Verify),
+                ("ingest", Mode::Ingest),
+            ],
+        )
+    }
+}
+
+/// Deserialises one of a few words, with a message that lists them.
+fn one_of<'de, D: Deserializer<'de>, T: Copy>(d: D, choices: &[(&str, T)]) -> Result<T, D::Error> {
+    let value = serde_yaml::Value::deserialize(d)?;
+    let text = match &value {
+        serde_yaml::Value::String(s) => s.clone(),
+        other => serde_yaml::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+    };
+    let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+    choices
+        .iter()
+        .find(|(n, _)| *n == text)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!("`{text}` is not one of {}", names.join(", ")))
+        })
 }
 
 impl fmt::Display for Mode {
@@ -102,20 +132,30 @@ pub struct MappingConfig {
 }
 
 /// A unit of time, for integer timestamps and sink precision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeUnit {
-    /// Seconds.
-    #[serde(rename = "s")]
+    /// Seconds (`s`).
     Seconds,
-    /// Milliseconds.
-    #[serde(rename = "ms")]
+    /// Milliseconds (`ms`).
     Millis,
-    /// Microseconds.
-    #[serde(rename = "us")]
+    /// Microseconds (`us`).
     Micros,
-    /// Nanoseconds.
-    #[serde(rename = "ns")]
+    /// Nanoseconds (`ns`).
     Nanos,
+}
+
+impl<'de> Deserialize<'de> for TimeUnit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        one_of(
+            d,
+            &[
+                ("s", TimeUnit::Seconds),
+                ("ms", TimeUnit::Millis),
+                ("us", TimeUnit::Micros),
+                ("ns", TimeUnit::Nanos),
+            ],
+        )
+    }
 }
 
 impl TimeUnit {

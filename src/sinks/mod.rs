@@ -23,7 +23,7 @@ pub use util::BatchConfig;
 #[derive(Debug, Clone)]
 pub enum SinkConfig {
     /// `type: influxdb`: InfluxDB 1.x (`/write`) or 2.x (`/api/v2/write`).
-    Influxdb(influxdb::config::InfluxSinkConfig),
+    Influxdb(Box<influxdb::config::InfluxSinkConfig>),
     /// `type: blackhole`: counts and discards every point, to measure the source and the
     /// engine alone.
     Blackhole(blackhole::BlackholeConfig),

@@ -252,11 +252,13 @@ mod tests {
     }
 
     fn picky(bad: Vec<i64>, flaky: u32, max_retries: u32) -> Picky {
-        let mut config = BatchConfig::default();
-        config.retry = RetryPolicy {
-            max_retries,
-            initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(2),
+        let config = BatchConfig {
+            retry: RetryPolicy {
+                max_retries,
+                initial_backoff: Duration::from_millis(1),
+                max_backoff: Duration::from_millis(2),
+            },
+            ..BatchConfig::default()
         };
         Picky {
             bad,
