@@ -71,6 +71,7 @@ fn normalise(points: Vec<Json>) -> Vec<Json> {
 #[test]
 fn one_worker_two_workers_and_two_processes_write_the_same_exact_points() {
     let table = unique("par");
+    let mut cleanup = Cleanup::default().table(&table);
     load_sensor_table(&table, 30_000);
     let expected = normalise(expected_points(&table));
     assert_eq!(expected.len(), 30_000);
@@ -78,6 +79,7 @@ fn one_worker_two_workers_and_two_processes_write_the_same_exact_points() {
     let mut dumps = Vec::new();
     for setup in ["1 worker", "2 workers", "2 processes"] {
         let db = unique("par");
+        cleanup = cleanup.database(&db);
         fresh_influx_db(&db);
         let dir = scratch(&db);
         let job = sensor_job(&dir, &table, &db, 4_000, "", "");
@@ -151,6 +153,7 @@ fn one_worker_two_workers_and_two_processes_write_the_same_exact_points() {
 fn edge_case_values_arrive_exactly() {
     let table = unique("edge");
     let db = unique("edge");
+    let _cleanup = Cleanup::default().table(&table).database(&db);
     fresh_influx_db(&db);
     sql(&[
         &format!(
@@ -264,6 +267,7 @@ dead_letter: {dl}
 fn killed_mid_run_then_restarted_rereads_only_unfinished_chunks() {
     let table = unique("kill");
     let db = unique("kill");
+    let _cleanup = Cleanup::default().table(&table).database(&db);
     let rows = 100_000;
     load_sensor_table(&table, rows);
     fresh_influx_db(&db);
@@ -376,6 +380,7 @@ fn killed_mid_run_then_restarted_rereads_only_unfinished_chunks() {
 fn sigterm_stops_reading_writes_what_was_read_and_checkpoints() {
     let table = unique("term");
     let db = unique("term");
+    let _cleanup = Cleanup::default().table(&table).database(&db);
     let rows = 100_000;
     load_sensor_table(&table, rows);
     fresh_influx_db(&db);
@@ -443,6 +448,7 @@ fn sigterm_stops_reading_writes_what_was_read_and_checkpoints() {
 fn lines_the_target_rejects_are_dead_lettered_exactly() {
     let table = unique("rej");
     let db = unique("rej");
+    let _cleanup = Cleanup::default().table(&table).database(&db);
     fresh_influx_db(&db);
     // Rows in two different weeks; InfluxDB keeps field types per shard (a week here).
     sql(&[

@@ -107,6 +107,7 @@ fn unset_variable_is_named() {
 #[test]
 fn unknown_column_is_found_against_the_real_table() {
     let table = unique("cols");
+    let _cleanup = Cleanup::default().table(&table);
     load_sensor_table(&table, 10);
     let path = write(
         "column",
@@ -148,6 +149,7 @@ fn unknown_table_and_unindexed_split_key_are_refused() {
     );
 
     let table = unique("noidx");
+    let _cleanup = Cleanup::default().table(&table);
     load_sensor_table(&table, 10);
     let path = write(
         "split",

@@ -311,6 +311,7 @@ pub struct Summary {
     dead_lettered: u64,
     splits_done: u64,
     splits_total: u64,
+    retries: u64,
     elapsed: Duration,
     stopped: bool,
 }
@@ -323,6 +324,7 @@ impl Summary {
             dead_lettered,
             splits_done: Counters::get(&c.splits_done),
             splits_total: Counters::get(&c.splits_planned),
+            retries: Counters::get(&c.retries),
             elapsed,
             stopped,
         }
@@ -334,12 +336,13 @@ impl std::fmt::Display for Summary {
         let secs = self.elapsed.as_secs_f64();
         write!(
             f,
-            "summary: rows_read={} points_written={} dead_lettered={} splits_done={} splits_total={} seconds={:.3} rows_per_second={:.0}{}",
+            "summary: rows_read={} points_written={} dead_lettered={} splits_done={} splits_total={} retries={} seconds={:.3} rows_per_second={:.0}{}",
             self.rows_read,
             self.points_written,
             self.dead_lettered,
             self.splits_done,
             self.splits_total,
+            self.retries,
             secs,
             self.rows_read as f64 / secs.max(1e-9),
             if self.stopped { " stopped=true" } else { "" }

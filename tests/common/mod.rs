@@ -272,3 +272,36 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         .map(|l| l.local_addr().unwrap().port())
         .collect()
 }
+
+/// Drops the tables and InfluxDB databases a test made, when the test ends (pass or fail),
+/// so repeated runs do not pile data up on the private servers.
+#[derive(Default)]
+pub struct Cleanup {
+    tables: Vec<String>,
+    databases: Vec<String>,
+}
+
+impl Cleanup {
+    pub fn table(mut self, name: &str) -> Self {
+        self.tables.push(name.to_string());
+        self
+    }
+
+    pub fn database(mut self, name: &str) -> Self {
+        self.databases.push(name.to_string());
+        self
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for t in &self.tables {
+            let statement = format!("DROP TABLE IF EXISTS {t}");
+            let _ = std::panic::catch_unwind(|| sql(&[statement.as_str()]));
+        }
+        for d in &self.databases {
+            let statement = format!("DROP DATABASE \"{d}\"");
+            let _ = std::panic::catch_unwind(|| influx_query("", &statement, "ns"));
+        }
+    }
+}
