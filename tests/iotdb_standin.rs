@@ -1,0 +1,1025 @@
+//! The IoTDB stand-in (tests/standins/iotdb/) driven by the real `iotdb-client-rs`
+//! client, so what it answers is what the client reads off the wire: sessions,
+//! databases, time series, tablets and records landing with exact timestamps and
+//! typed values, point and range deletes, IoTDB's status for a type conflict, and the
+//! failures a test injects. What the client cannot send (an aligned tablet, nulls in a
+//! tablet's bitmap, a call without a session) goes through a small hand-made Thrift
+//! caller that writes the fields by their ids in IoTDB's client.thrift.
+
+#[path = "standins/iotdb/mod.rs"]
+mod iotdb_standin;
+
+use iotdb::client::remote::{Config, RpcSession};
+use iotdb::client::{DataSet, MeasurementSchema, Session, Tablet, Value};
+use iotdb::protocal::{TSCompressionType, TSDataType, TSEncoding};
+use iotdb_standin::{status, IotdbStandIn, Options, SeriesInfo, StandInDataType, StandInValue};
+use std::time::{Duration, Instant};
+
+fn config(standin: &IotdbStandIn) -> Config {
+    Config {
+        port: i32::from(standin.port()),
+        ..Config::default()
+    }
+}
+
+fn session(standin: &IotdbStandIn) -> RpcSession {
+    let mut session = RpcSession::new(config(standin)).expect("connect to the stand-in");
+    session.open().expect("open a session");
+    session
+}
+
+/// The client's error text for a failed call.
+fn error_of<T>(result: iotdb::client::Result<T>) -> String {
+    match result {
+        Ok(_) => panic!("the call should have failed"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn schema(name: &str, data_type: TSDataType) -> MeasurementSchema {
+    MeasurementSchema::new(
+        name.into(),
+        data_type,
+        TSEncoding::Plain,
+        TSCompressionType::SNAPPY,
+        None,
+    )
+}
+
+fn series_info(
+    path: &str,
+    data_type: StandInDataType,
+    encoding: &str,
+    compressor: &str,
+) -> SeriesInfo {
+    SeriesInfo {
+        path: path.into(),
+        data_type,
+        encoding: encoding.into(),
+        compressor: compressor.into(),
+    }
+}
+
+/// Rows of a query as (time, values without the time column).
+fn rows(data_set: Box<dyn DataSet + '_>) -> Vec<(i64, Vec<Value>)> {
+    let skip = usize::from(!data_set.is_ignore_timestamp());
+    data_set
+        .map(|r| (r.timestamp, r.values.into_iter().skip(skip).collect()))
+        .collect()
+}
+
+#[test]
+fn a_session_opens_with_the_right_password_only() {
+    let standin = IotdbStandIn::start_with(Options {
+        user: "migrator".into(),
+        password: "s3cret".into(),
+        ..Options::default()
+    });
+    let mut wrong = RpcSession::new(Config {
+        username: "migrator".into(),
+        password: "guess".into(),
+        ..config(&standin)
+    })
+    .unwrap();
+    let error = error_of(wrong.open());
+    assert!(
+        error.contains(&format!("code: {}", status::WRONG_LOGIN_PASSWORD)),
+        "{error}"
+    );
+
+    let mut right = RpcSession::new(Config {
+        username: "migrator".into(),
+        password: "s3cret".into(),
+        ..config(&standin)
+    })
+    .unwrap();
+    right.open().unwrap();
+    assert_eq!(right.get_time_zone().unwrap(), "Asia/Shanghai");
+    right.set_time_zone("UTC").unwrap();
+    assert_eq!(right.get_time_zone().unwrap(), "UTC");
+    right.close().unwrap();
+    assert_eq!(standin.calls("openSession"), 2);
+    assert_eq!(standin.calls("closeSession"), 1);
+}
+
+#[test]
+fn databases_are_created_listed_refused_twice_and_deleted() {
+    let standin = IotdbStandIn::start();
+    let mut session = session(&standin);
+    session.set_storage_group("root.factory").unwrap();
+    let error = error_of(session.set_storage_group("root.factory"));
+    assert!(
+        error.contains(&format!("code: {}", status::DATABASE_ALREADY_EXISTS)),
+        "{error}"
+    );
+    let error = error_of(session.set_storage_group("root.factory.hall"));
+    assert!(
+        error.contains("root.factory has already been created as database"),
+        "{error}"
+    );
+
+    assert!(session
+        .execute_update_statement("CREATE DATABASE root.plant")
+        .unwrap()
+        .is_none());
+    assert!(session
+        .execute_update_statement("set storage group to root.yard;")
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        standin.databases(),
+        ["root.factory", "root.plant", "root.yard"]
+    );
+
+    let listed = rows(
+        session
+            .execute_query_statement("SHOW DATABASES", None)
+            .unwrap(),
+    );
+    let names: Vec<Value> = listed.into_iter().flat_map(|(_, values)| values).collect();
+    assert_eq!(
+        names,
+        ["root.factory", "root.plant", "root.yard"].map(|n| Value::Text(n.into()))
+    );
+
+    session
+        .insert_record("root.plant.d1", vec!["s"], vec![Value::Int32(1)], 1, None)
+        .unwrap();
+    session
+        .delete_storage_groups(vec!["root.plant", "root.yard"])
+        .unwrap();
+    assert_eq!(standin.databases(), ["root.factory"]);
+    assert!(
+        standin.all_points().is_empty(),
+        "a deleted database takes its series"
+    );
+    let error = error_of(session.delete_storage_group("root.nowhere"));
+    assert!(
+        error.contains(&format!("code: {}", status::PATH_NOT_EXIST)),
+        "{error}"
+    );
+}
+
+#[test]
+fn series_created_one_by_one_and_many_at_once_keep_their_schema() {
+    let standin = IotdbStandIn::start();
+    let mut session = session(&standin);
+    session.set_storage_group("root.factory").unwrap();
+    session
+        .create_timeseries(
+            "root.factory.d1.temperature",
+            TSDataType::Double,
+            TSEncoding::Gorilla,
+            TSCompressionType::SNAPPY,
+            None,
+            None,
+            None,
+            None,
+        )
+        .unwrap();
+    session
+        .create_multi_timeseries(
+            vec!["root.factory.d1.status", "root.factory.d2.label"],
+            vec![TSDataType::Int32, TSDataType::Text],
+            vec![TSEncoding::RLE, TSEncoding::Plain],
+            vec![TSCompressionType::LZ4, TSCompressionType::UNCOMPRESSED],
+            None,
+            None,
+            None,
+            None,
+        )
+        .unwrap();
+    assert_eq!(
+        standin.series(),
+        [
+            series_info(
+                "root.factory.d1.status",
+                StandInDataType::Int32,
+                "RLE",
+                "LZ4"
+            ),
+            series_info(
+                "root.factory.d1.temperature",
+                StandInDataType::Double,
+                "GORILLA",
+                "SNAPPY"
+            ),
+            series_info(
+                "root.factory.d2.label",
+                StandInDataType::Text,
+                "PLAIN",
+                "UNCOMPRESSED"
+            ),
+        ]
+    );
+    assert_eq!(standin.is_aligned("root.factory.d1"), Some(false));
+
+    let error = error_of(session.create_timeseries(
+        "root.factory.d1.temperature",
+        TSDataType::Float,
+        TSEncoding::Plain,
+        TSCompressionType::SNAPPY,
+        None,
+        None,
+        None,
+        None,
+    ));
+    assert!(
+        error.contains(&format!("code: {}", status::TIMESERIES_ALREADY_EXIST)),
+        "{error}"
+    );
+    // A batch with an existing path fails as a whole status but creates the others.
+    let error = error_of(session.create_multi_timeseries(
+        vec!["root.factory.d1.status", "root.factory.d3.speed"],
+        vec![TSDataType::Int32, TSDataType::Float],
+        vec![TSEncoding::RLE, TSEncoding::Gorilla],
+        vec![TSCompressionType::LZ4, TSCompressionType::LZ4],
+        None,
+        None,
+        None,
+        None,
+    ));
+    assert!(
+        error.contains(&format!("code: {}", status::MULTIPLE_ERROR)),
+        "{error}"
+    );
+    assert!(standin
+        .series()
+        .iter()
+        .any(|s| s.path == "root.factory.d3.speed"));
+
+    let listed = rows(
+        session
+            .execute_query_statement("SHOW TIMESERIES root.factory.d1.*", None)
+            .unwrap(),
+    );
+    assert_eq!(listed.len(), 2);
+    assert_eq!(
+        listed[1].1[0],
+        Value::Text("root.factory.d1.temperature".into())
+    );
+    assert_eq!(listed[1].1[3], Value::Text("DOUBLE".into()));
+    let counted = rows(
+        session
+            .execute_query_statement("COUNT TIMESERIES", None)
+            .unwrap(),
+    );
+    assert_eq!(counted, [(0, vec![Value::Int64(4)])]);
+
+    session
+        .delete_timeseries(vec!["root.factory.d3.**"])
+        .unwrap();
+    assert_eq!(standin.series().len(), 3);
+}
+
+#[test]
+fn a_tablet_lands_with_exact_timestamps_and_typed_values() {
+    let standin = IotdbStandIn::start();
+    let mut session = session(&standin);
+    let mut tablet = Tablet::new(
+        "root.factory.d1",
+        vec![
+            schema("running", TSDataType::Boolean),
+            schema("status", TSDataType::Int32),
+            schema("counter", TSDataType::Int64),
+            schema("humidity", TSDataType::Float),
+            schema("temperature", TSDataType::Double),
+            schema("label", TSDataType::Text),
+        ],
+    );
+    let t0 = 1_700_000_000_000_i64;
+    for (i, t) in [t0, t0 + 1000, t0 + 2000].into_iter().enumerate() {
+        let i32v = i as i32;
+        tablet
+            .add_row(
+                vec![
+                    Value::Bool(i % 2 == 0),
+                    Value::Int32(-7 + i32v),
+                    Value::Int64(i64::MAX - i as i64),
+                    Value::Float(0.1 + i as f32),
+                    Value::Double(20.25 + i as f64),
+                    Value::Text(format!("ünit-{i}")),
+                ],
+                t,
+            )
+            .unwrap();
+    }
+    session.insert_tablet(&tablet).unwrap();
+
+    let times = [t0, t0 + 1000, t0 + 2000];
+    let expect = |f: fn(usize) -> StandInValue| -> Vec<(i64, StandInValue)> {
+        times.iter().enumerate().map(|(i, t)| (*t, f(i))).collect()
+    };
+    assert_eq!(
+        standin.points("root.factory.d1.running"),
+        expect(|i| StandInValue::Boolean(i % 2 == 0))
+    );
+    assert_eq!(
+        standin.points("root.factory.d1.status"),
+        expect(|i| StandInValue::Int32(-7 + i as i32))
+    );
+    assert_eq!(
+        standin.points("root.factory.d1.counter"),
+        expect(|i| StandInValue::Int64(i64::MAX - i as i64))
+    );
+    assert_eq!(
+        standin.points("root.factory.d1.humidity"),
+        expect(|i| StandInValue::Float(0.1 + i as f32))
+    );
+    assert_eq!(
+        standin.points("root.factory.d1.temperature"),
+        expect(|i| StandInValue::Double(20.25 + i as f64))
+    );
+    assert_eq!(
+        standin.points("root.factory.d1.label"),
+        expect(|i| StandInValue::Text(format!("ünit-{i}")))
+    );
+    // Auto-created as IoTDB does: database at level 1, series typed by the tablet.
+    assert_eq!(standin.databases(), ["root.factory"]);
+    assert_eq!(standin.is_aligned("root.factory.d1"), Some(false));
+    assert_eq!(standin.series().len(), 6);
+    assert_eq!(standin.calls("insertTablet"), 1);
+}
+
+#[test]
+fn tablets_of_several_devices_land_in_one_call() {
+    let standin = IotdbStandIn::start();
+    let mut session = session(&standin);
+    let mut first = Tablet::new(
+        "root.factory.d1",
+        vec![schema("temperature", TSDataType::Double)],
+    );
+    first.add_row(vec![Value::Double(21.5)], 10).unwrap();
+    first.add_row(vec![Value::Double(22.5)], 20).unwrap();
+    let mut second = Tablet::new("root.plant.d2", vec![schema("status", TSDataType::Int64)]);
+    second.add_row(vec![Value::Int64(3)], 15).unwrap();
+    session.insert_tablets(vec![&first, &second]).unwrap();
+
+    let all = standin.all_points();
+    assert_eq!(all.len(), 2);
+    assert_eq!(
+        all["root.factory.d1.temperature"],
+        [
+            (10, StandInValue::Double(21.5)),
+            (20, StandInValue::Double(22.5))
+        ]
+    );
+    assert_eq!(all["root.plant.d2.status"], [(15, StandInValue::Int64(3))]);
+    assert_eq!(standin.databases(), ["root.factory", "root.plant"]);
+    assert_eq!(standin.calls("insertTablets"), 1);
+}
+
+#[test]
+fn records_land_typed_and_string_records_take_their_series_type() {
+    let standin = IotdbStandIn::start();
+    let mut session = session(&standin);
+    session
+        .insert_record(
+            "root.factory.d1",
+            vec!["temperature", "status", "label"],
+            vec![
+                Value::Double(19.5),
+                Value::Int32(2),
+                Value::Text("ok".into()),
+            ],
+            100,
+            None,
+        )
+        .unwrap();
+    session
+        .insert_records(
+            vec!["root.factory.d1", "root.factory.d2"],
+            vec![vec!["temperature"], vec!["running"]],
+            vec![vec![Value::Double(20.0)], vec![Value::Bool(true)]],
+            vec![200, 200],
+        )
+        .unwrap();
+    session
+        .insert_records_of_one_device(
+            "root.factory.d1",
+            vec![400, 300],
+            vec![vec!["temperature"], vec!["temperature"]],
+            vec![vec![Value::Double(22.0)], vec![Value::Double(21.0)]],
+            false,
+        )
+        .unwrap();
+    // A string value is parsed into the type of its series...
+    session
+        .insert_string_record("root.factory.d1", vec!["status"], vec!["5"], 500, None)
+        .unwrap();
+    // ...and a new series gets IoTDB's inferred type (numbers → DOUBLE).
+    session
+        .insert_string_record(
+            "root.factory.d3",
+            vec!["speed", "on"],
+            vec!["12", "true"],
+            600,
+            true,
+        )
+        .unwrap();
+
+    assert_eq!(
+        standin.points("root.factory.d1.temperature"),
+        [(100, 19.5), (200, 20.0), (300, 21.0), (400, 22.0)]
+            .map(|(t, v)| (t, StandInValue::Double(v)))
+    );
+    assert_eq!(
+        standin.points("root.factory.d1.status"),
+        [(100, StandInValue::Int32(2)), (500, StandInValue::Int32(5))]
+    );
+    assert_eq!(
+        standin.points("root.factory.d1.label"),
+        [(100, StandInValue::Text("ok".into()))]
+    );
+    assert_eq!(
+        standin.points("root.factory.d2.running"),
+        [(200, StandInValue::Boolean(true))]
+    );
+    assert_eq!(
+        standin.points("root.factory.d3.speed"),
+        [(600, StandInValue::Double(12.0))]
+    );
+    assert_eq!(
+        standin.points("root.factory.d3.on"),
+        [(600, StandInValue::Boolean(true))]
+    );
+    assert_eq!(standin.is_aligned("root.factory.d3"), Some(true));
+    assert_eq!(standin.is_aligned("root.factory.d1"), Some(false));
+    let types: Vec<(String, StandInDataType)> = standin
+        .series()
+        .into_iter()
+        .map(|s| (s.path, s.data_type))
+        .collect();
+    assert!(types.contains(&("root.factory.d1.label".into(), StandInDataType::Text)));
+    assert!(types.contains(&("root.factory.d3.speed".into(), StandInDataType::Double)));
+}
+
+#[test]
+fn deleting_one_timestamp_removes_exactly_that_point_and_a_range_everything_up_to_it() {
+    let standin = IotdbStandIn::start();
+    let mut session = session(&standin);
+    let mut tablet = Tablet::new(
+        "root.factory.d1",
+        vec![
+            schema("a", TSDataType::Int64),
+            schema("b", TSDataType::Int64),
+        ],
+    );
+    for t in 1..=5 {
+        tablet
+            .add_row(vec![Value::Int64(t), Value::Int64(10 * t)], t)
+            .unwrap();
+    }
+    session.insert_tablet(&tablet).unwrap();
+
+    session
+        .delete_data(vec!["root.factory.d1.a"], 3, 3)
+        .unwrap();
+    let times =
+        |path: &str| -> Vec<i64> { standin.points(path).into_iter().map(|(t, _)| t).collect() };
+    assert_eq!(times("root.factory.d1.a"), [1, 2, 4, 5]);
+    assert_eq!(
+        times("root.factory.d1.b"),
+        [1, 2, 3, 4, 5],
+        "only the named series"
+    );
+
+    // Java's two-argument deleteData(paths, endTime) is (Long.MIN_VALUE, endTime).
+    session
+        .delete_data(vec!["root.factory.d1.*"], i64::MIN, 4)
+        .unwrap();
+    assert_eq!(
+        standin.points("root.factory.d1.a"),
+        [(5, StandInValue::Int64(5))]
+    );
+    assert_eq!(
+        standin.points("root.factory.d1.b"),
+        [(5, StandInValue::Int64(50))]
+    );
+    // Deleting under a path with no series is no error, as in IoTDB 1.x.
+    session
+        .delete_data(vec!["root.nowhere.d9.x"], 0, 10)
+        .unwrap();
+}
+
+#[test]
+fn a_value_of_another_type_is_refused_with_iotdbs_status_and_the_rest_lands() {
+    let standin = IotdbStandIn::start();
+    let mut session = session(&standin);
+    session
+        .insert_record(
+            "root.factory.d1",
+            vec!["count"],
+            vec![Value::Int64(1)],
+            1,
+            None,
+        )
+        .unwrap();
+    let error = error_of(session.insert_record(
+        "root.factory.d1",
+        vec!["count", "temperature"],
+        vec![Value::Double(2.5), Value::Double(20.0)],
+        2,
+        None,
+    ));
+    assert!(
+        error.starts_with(&format!("code: {}", status::METADATA_ERROR)),
+        "{error}"
+    );
+    assert!(
+        error.contains(
+            "Fail to insert measurements [count] caused by [data type of root.factory.d1.count \
+             is not consistent, registered type INT64, inserting type DOUBLE, timestamp 2, value 2.5]"
+        ),
+        "{error}"
+    );
+    assert_eq!(
+        standin.points("root.factory.d1.count"),
+        [(1, StandInValue::Int64(1))]
+    );
+    assert_eq!(
+        standin.points("root.factory.d1.temperature"),
+        [(2, StandInValue::Double(20.0))]
+    );
+
+    let mut tablet = Tablet::new("root.factory.d1", vec![schema("count", TSDataType::Text)]);
+    tablet
+        .add_row(vec![Value::Text("three".into())], 3)
+        .unwrap();
+    let error = error_of(session.insert_tablet(&tablet));
+    assert!(
+        error.contains("registered type INT64, inserting type TEXT"),
+        "{error}"
+    );
+    let error = error_of(session.insert_string_record(
+        "root.factory.d1",
+        vec!["count"],
+        vec!["many"],
+        4,
+        None,
+    ));
+    assert!(
+        error.contains("Fail to insert measurements [count]"),
+        "{error}"
+    );
+    assert_eq!(
+        standin.points("root.factory.d1.count"),
+        [(1, StandInValue::Int64(1))]
+    );
+}
+
+#[test]
+fn without_auto_create_schema_a_missing_database_is_refused() {
+    let standin = IotdbStandIn::start_with(Options {
+        auto_create_schema: false,
+        ..Options::default()
+    });
+    let mut session = session(&standin);
+    let error = error_of(session.insert_record(
+        "root.factory.d1",
+        vec!["x"],
+        vec![Value::Int32(1)],
+        1,
+        None,
+    ));
+    assert!(
+        error.contains(&format!("code: {}", status::DATABASE_NOT_EXIST)),
+        "{error}"
+    );
+    session.set_storage_group("root.factory").unwrap();
+    let error = error_of(session.insert_record(
+        "root.factory.d1",
+        vec!["x"],
+        vec![Value::Int32(1)],
+        1,
+        None,
+    ));
+    assert!(
+        error.contains("Path [root.factory.d1.x] does not exist"),
+        "{error}"
+    );
+    assert!(standin.all_points().is_empty());
+}
+
+#[test]
+fn injected_failures_reach_the_client_and_write_nothing() {
+    let standin = IotdbStandIn::start();
+    let mut session = session(&standin);
+    let tablet = |t: i64| {
+        let mut tablet = Tablet::new(
+            "root.factory.d1",
+            vec![schema("temperature", TSDataType::Double)],
+        );
+        tablet.add_row(vec![Value::Double(t as f64)], t).unwrap();
+        tablet
+    };
+    standin.fail_next(2, status::WRITE_PROCESS_REJECT);
+    for t in [1, 2] {
+        let error = error_of(session.insert_tablet(&tablet(t)));
+        assert!(
+            error.starts_with(&format!("code: {}", status::WRITE_PROCESS_REJECT)),
+            "{error}"
+        );
+    }
+    session.insert_tablet(&tablet(3)).unwrap();
+    assert_eq!(standin.calls("insertTablet"), 3);
+    assert_eq!(
+        standin.points("root.factory.d1.temperature"),
+        [(3, StandInValue::Double(3.0))]
+    );
+
+    // A hang-up mid-call: the client sees a broken call and nothing was written.
+    standin.hang_up_next(1);
+    assert!(session.insert_tablet(&tablet(4)).is_err());
+    let mut again = self::session(&standin);
+    again.insert_tablet(&tablet(5)).unwrap();
+    assert_eq!(
+        standin.points("root.factory.d1.temperature"),
+        [
+            (3, StandInValue::Double(3.0)),
+            (5, StandInValue::Double(5.0))
+        ]
+    );
+}
+
+#[test]
+fn refused_connections_are_seen_by_the_client_then_it_gets_in() {
+    let standin = IotdbStandIn::start();
+    standin.refuse_connections(2);
+    for _ in 0..2 {
+        let refused = RpcSession::new(config(&standin)).and_then(|mut s| {
+            s.open()?;
+            Ok(s)
+        });
+        assert!(refused.is_err());
+    }
+    session(&standin).set_storage_group("root.factory").unwrap();
+    assert_eq!(
+        standin.calls("openSession"),
+        1,
+        "refused connections never reach a call"
+    );
+}
+
+#[test]
+fn a_delay_slows_every_call() {
+    let standin = IotdbStandIn::start();
+    let mut session = session(&standin);
+    standin.delay(Duration::from_millis(150));
+    let started = Instant::now();
+    session.set_storage_group("root.factory").unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    standin.delay(Duration::ZERO);
+}
+
+#[test]
+fn the_compact_protocol_is_answered_too() {
+    let standin = IotdbStandIn::start();
+    let mut session = RpcSession::new(Config {
+        enable_compression: true,
+        ..config(&standin)
+    })
+    .unwrap();
+    session.open().unwrap();
+    let mut tablet = Tablet::new(
+        "root.factory.d1",
+        vec![schema("running", TSDataType::Boolean)],
+    );
+    tablet.add_row(vec![Value::Bool(true)], 7).unwrap();
+    session.insert_tablet(&tablet).unwrap();
+    assert_eq!(
+        standin.points("root.factory.d1.running"),
+        [(7, StandInValue::Boolean(true))]
+    );
+}
+
+#[test]
+fn a_select_reads_back_what_was_written_across_fetches() {
+    let standin = IotdbStandIn::start();
+    let mut session = RpcSession::new(Config {
+        fetch_size: 2,
+        ..config(&standin)
+    })
+    .unwrap();
+    session.open().unwrap();
+    let mut tablet = Tablet::new(
+        "root.factory.d1",
+        vec![
+            schema("status", TSDataType::Int32),
+            schema("label", TSDataType::Text),
+        ],
+    );
+    for t in 1..=5 {
+        tablet
+            .add_row(
+                vec![Value::Int32(t as i32), Value::Text(format!("r{t}"))],
+                t,
+            )
+            .unwrap();
+    }
+    session.insert_tablet(&tablet).unwrap();
+    session
+        .insert_record(
+            "root.factory.d1",
+            vec!["status"],
+            vec![Value::Int32(6)],
+            6,
+            None,
+        )
+        .unwrap();
+
+    let read = rows(
+        session
+            .execute_query_statement("SELECT status, label FROM root.factory.d1", None)
+            .unwrap(),
+    );
+    let mut expected: Vec<(i64, Vec<Value>)> = (1..=5)
+        .map(|t| {
+            (
+                t,
+                vec![Value::Int32(t as i32), Value::Text(format!("r{t}"))],
+            )
+        })
+        .collect();
+    expected.push((6, vec![Value::Int32(6), Value::Null]));
+    assert_eq!(read, expected);
+    assert!(
+        standin.calls("fetchResults") >= 3,
+        "six rows, two per fetch"
+    );
+    assert_eq!(standin.calls("closeOperation"), 1);
+}
+
+#[test]
+fn calls_the_stand_in_does_not_implement_say_so() {
+    let standin = IotdbStandIn::start();
+    let mut session = session(&standin);
+    let error = error_of(session.execute_raw_data_query(vec!["root.factory.d1.s"], 0, 10));
+    assert!(
+        error.contains("not implemented by the stand-in: executeRawDataQuery"),
+        "{error}"
+    );
+    let error = error_of(session.execute_update_statement("FLUSH"));
+    assert!(
+        error.contains("not implemented by the stand-in: statement `FLUSH`"),
+        "{error}"
+    );
+    assert!(
+        error.contains(&format!("code: {}", status::UNSUPPORTED_OPERATION)),
+        "{error}"
+    );
+}
+
+#[test]
+fn the_stand_in_stops_when_dropped() {
+    let standin = IotdbStandIn::start();
+    let mut session = session(&standin);
+    drop(standin);
+    assert!(session.set_storage_group("root.factory").is_err());
+}
+
+/// A Thrift caller that writes requests field by field, by the ids of IoTDB's
+/// client.thrift, for what iotdb-client-rs cannot send.
+mod raw {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use thrift::protocol::{
+        TBinaryInputProtocol, TBinaryOutputProtocol, TFieldIdentifier, TInputProtocol,
+        TListIdentifier, TMessageIdentifier, TMessageType, TOutputProtocol, TStructIdentifier,
+        TType,
+    };
+
+    pub struct Caller {
+        stream: TcpStream,
+        seq: i32,
+    }
+
+    pub enum Field<'a> {
+        I32(i32),
+        I64(i64),
+        Bool(bool),
+        Str(&'a str),
+        Bytes(&'a [u8]),
+        Strs(&'a [&'a str]),
+        I32s(&'a [i32]),
+    }
+
+    impl Caller {
+        pub fn connect(port: u16) -> Caller {
+            Caller {
+                stream: TcpStream::connect(("127.0.0.1", port)).unwrap(),
+                seq: 0,
+            }
+        }
+
+        /// Calls `method(1: <struct with fields>)` and returns the code of the TSStatus
+        /// in its answer (the result itself, or field 1 of the result struct).
+        pub fn call(&mut self, method: &str, fields: &[(i16, Field)]) -> i32 {
+            self.seq += 1;
+            let mut payload = Vec::new();
+            {
+                let mut o = TBinaryOutputProtocol::new(&mut payload, true);
+                o.write_message_begin(&TMessageIdentifier::new(
+                    method,
+                    TMessageType::Call,
+                    self.seq,
+                ))
+                .unwrap();
+                o.write_struct_begin(&TStructIdentifier::new("args"))
+                    .unwrap();
+                o.write_field_begin(&TFieldIdentifier::new("req", TType::Struct, 1))
+                    .unwrap();
+                o.write_struct_begin(&TStructIdentifier::new("req"))
+                    .unwrap();
+                for (id, field) in fields {
+                    write_field(&mut o, *id, field);
+                }
+                o.write_field_stop().unwrap();
+                o.write_struct_end().unwrap();
+                o.write_field_end().unwrap();
+                o.write_field_stop().unwrap();
+                o.write_struct_end().unwrap();
+                o.write_message_end().unwrap();
+                o.flush().unwrap();
+            }
+            self.stream
+                .write_all(&(payload.len() as i32).to_be_bytes())
+                .unwrap();
+            self.stream.write_all(&payload).unwrap();
+
+            let mut length = [0u8; 4];
+            self.stream.read_exact(&mut length).unwrap();
+            let mut frame = vec![0u8; i32::from_be_bytes(length) as usize];
+            self.stream.read_exact(&mut frame).unwrap();
+            let mut i = TBinaryInputProtocol::new(&frame[..], true);
+            let header = i.read_message_begin().unwrap();
+            assert_eq!(header.message_type, TMessageType::Reply, "{method}");
+            assert_eq!(header.sequence_number, self.seq);
+            i.read_struct_begin().unwrap();
+            let success = i.read_field_begin().unwrap();
+            assert_eq!((success.id, success.field_type), (Some(0), TType::Struct));
+            status_code(&mut i)
+        }
+    }
+
+    fn write_field(o: &mut dyn TOutputProtocol, id: i16, field: &Field) {
+        let ty = match field {
+            Field::I32(_) => TType::I32,
+            Field::I64(_) => TType::I64,
+            Field::Bool(_) => TType::Bool,
+            Field::Str(_) | Field::Bytes(_) => TType::String,
+            Field::Strs(_) | Field::I32s(_) => TType::List,
+        };
+        o.write_field_begin(&TFieldIdentifier::new("f", ty, id))
+            .unwrap();
+        match field {
+            Field::I32(v) => o.write_i32(*v).unwrap(),
+            Field::I64(v) => o.write_i64(*v).unwrap(),
+            Field::Bool(v) => o.write_bool(*v).unwrap(),
+            Field::Str(v) => o.write_string(v).unwrap(),
+            Field::Bytes(v) => o.write_bytes(v).unwrap(),
+            Field::Strs(v) => {
+                o.write_list_begin(&TListIdentifier::new(TType::String, v.len() as i32))
+                    .unwrap();
+                v.iter().for_each(|s| o.write_string(s).unwrap());
+                o.write_list_end().unwrap();
+            }
+            Field::I32s(v) => {
+                o.write_list_begin(&TListIdentifier::new(TType::I32, v.len() as i32))
+                    .unwrap();
+                v.iter().for_each(|n| o.write_i32(*n).unwrap());
+                o.write_list_end().unwrap();
+            }
+        }
+        o.write_field_end().unwrap();
+    }
+
+    /// Reads a struct that is a TSStatus (field 1 an i32) or holds one at field 1.
+    fn status_code(i: &mut dyn TInputProtocol) -> i32 {
+        i.read_struct_begin().unwrap();
+        let mut code = None;
+        loop {
+            let field = i.read_field_begin().unwrap();
+            match (field.id, field.field_type) {
+                (_, TType::Stop) => break,
+                (Some(1), TType::I32) => code = Some(i.read_i32().unwrap()),
+                (Some(1), TType::Struct) => code = Some(status_code(i)),
+                (_, ty) => i.skip(ty).unwrap(),
+            }
+            i.read_field_end().unwrap();
+        }
+        i.read_struct_end().unwrap();
+        code.expect("a status code")
+    }
+}
+
+#[test]
+fn an_aligned_tablet_with_nulls_in_its_bitmaps_lands_without_them() {
+    use raw::Field;
+    let standin = IotdbStandIn::start();
+    let mut caller = raw::Caller::connect(standin.port());
+    let code = caller.call(
+        "openSession",
+        &[
+            (1, Field::I32(2)),
+            (2, Field::Str("UTC")),
+            (3, Field::Str("root")),
+            (4, Field::Str("root")),
+        ],
+    );
+    assert_eq!(code, status::SUCCESS_STATUS);
+
+    // Three rows of (a INT64, b TEXT); a is null at row 1, b at row 2. The layout is
+    // IoTDB's: column-major big-endian values with placeholders under the nulls, then
+    // per column a has-bitmap byte and size/8+1 bytes, bit (row % 8) set = null.
+    let mut values = Vec::new();
+    for a in [10_i64, 0, 30] {
+        values.extend_from_slice(&a.to_be_bytes());
+    }
+    for b in ["x", "y", ""] {
+        values.extend_from_slice(&(b.len() as i32).to_be_bytes());
+        values.extend_from_slice(b.as_bytes());
+    }
+    values.extend_from_slice(&[1, 0b0000_0010, 1, 0b0000_0100]);
+    let timestamps: Vec<u8> = [100_i64, 200, 300]
+        .iter()
+        .flat_map(|t| t.to_be_bytes())
+        .collect();
+    let tablet = |device: &'static str, aligned: bool| {
+        vec![
+            (1, Field::I64(1)),
+            (2, Field::Str(device)),
+            (3, Field::Strs(&["a", "b"])),
+            (4, Field::Bytes(&values)),
+            (5, Field::Bytes(&timestamps)),
+            (6, Field::I32s(&[2, 5])),
+            (7, Field::I32(3)),
+            (8, Field::Bool(aligned)),
+        ]
+    };
+    assert_eq!(
+        caller.call("insertTablet", &tablet("root.factory.d1", true)),
+        status::SUCCESS_STATUS
+    );
+    assert_eq!(
+        standin.points("root.factory.d1.a"),
+        [
+            (100, StandInValue::Int64(10)),
+            (300, StandInValue::Int64(30))
+        ]
+    );
+    assert_eq!(
+        standin.points("root.factory.d1.b"),
+        [
+            (100, StandInValue::Text("x".into())),
+            (200, StandInValue::Text("y".into()))
+        ]
+    );
+    assert_eq!(standin.is_aligned("root.factory.d1"), Some(true));
+
+    // The same device written non-aligned is refused, as IoTDB refuses it.
+    assert_eq!(
+        caller.call("insertTablet", &tablet("root.factory.d1", false)),
+        status::ALIGNED_TIMESERIES_ERROR
+    );
+    // testInsertTablet answers success and writes nothing.
+    assert_eq!(
+        caller.call("testInsertTablet", &tablet("root.factory.d9", true)),
+        status::SUCCESS_STATUS
+    );
+    assert!(standin
+        .series()
+        .iter()
+        .all(|s| !s.path.starts_with("root.factory.d9")));
+}
+
+#[test]
+fn a_call_without_a_session_is_not_logged_in() {
+    use raw::Field;
+    let standin = IotdbStandIn::start();
+    let mut caller = raw::Caller::connect(standin.port());
+    let code = caller.call(
+        "deleteData",
+        &[
+            (1, Field::I64(1)),
+            (2, Field::Strs(&["root.x.d.s"])),
+            (3, Field::I64(0)),
+            (4, Field::I64(1)),
+        ],
+    );
+    assert_eq!(code, status::NOT_LOGIN);
+    let code = caller.call(
+        "openSession",
+        &[
+            (1, Field::I32(1)),
+            (2, Field::Str("UTC")),
+            (3, Field::Str("root")),
+            (4, Field::Str("root")),
+        ],
+    );
+    assert_eq!(
+        code,
+        status::INCOMPATIBLE_VERSION,
+        "only protocol V3 is accepted"
+    );
+}

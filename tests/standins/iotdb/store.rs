@@ -1,0 +1,805 @@
+//! The stand-in's memory: IoTDB's tree model reduced to what a sink touches. Databases
+//! (storage groups) own the paths under them; a time series is a full path with a data
+//! type, encoding and compressor; a device (the path above its series) is aligned or
+//! not; a series holds one value per timestamp, a later write to the same timestamp
+//! replacing the earlier one, as in IoTDB.
+//!
+//! Writes follow IoTDB's rules with auto-create-schema on (its default): a missing
+//! database is created at level 1 (`root.<first node>`, default_storage_group_level=1),
+//! a missing series with the type of the value written. A value of another type than
+//! the series' is refused for that measurement only and the rest of the write lands
+//! (IoTDB's partial insert, enable_partial_insert=true), answered with 507 and the
+//! message "Fail to insert measurements [..] caused by [..]".
+
+use super::status::{self, Status};
+use super::{SeriesInfo, StandInDataType, StandInValue};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// IoTDB's TSEncoding ids 0..=8, as iotdb-client-rs 0.3.12 also numbers them.
+const ENCODINGS: [&str; 9] = [
+    "PLAIN",
+    "DICTIONARY",
+    "RLE",
+    "DIFF",
+    "TS_2DIFF",
+    "BITMAP",
+    "GORILLA_V1",
+    "REGULAR",
+    "GORILLA",
+];
+
+/// IoTDB's CompressionType ids 0..=7, as iotdb-client-rs 0.3.12 also numbers them.
+const COMPRESSORS: [&str; 8] = [
+    "UNCOMPRESSED",
+    "SNAPPY",
+    "GZIP",
+    "LZO",
+    "SDT",
+    "PAA",
+    "PLA",
+    "LZ4",
+];
+
+/// Encoding of a series the stand-in creates without being told one, modelled on IoTDB
+/// 1.x's default configuration.
+pub(crate) fn default_encoding(data_type: StandInDataType) -> &'static str {
+    match data_type {
+        StandInDataType::Boolean => "RLE",
+        StandInDataType::Int32 | StandInDataType::Int64 => "TS_2DIFF",
+        StandInDataType::Float | StandInDataType::Double => "GORILLA",
+        StandInDataType::Text => "PLAIN",
+    }
+}
+
+pub(crate) const DEFAULT_COMPRESSOR: &str = "LZ4";
+
+pub(crate) fn encoding_name(id: i32) -> Result<&'static str, Status> {
+    usize::try_from(id)
+        .ok()
+        .and_then(|i| ENCODINGS.get(i).copied())
+        .ok_or_else(|| Status::not_implemented(format!("encoding id {id}")))
+}
+
+pub(crate) fn compressor_name(id: i32) -> Result<&'static str, Status> {
+    usize::try_from(id)
+        .ok()
+        .and_then(|i| COMPRESSORS.get(i).copied())
+        .ok_or_else(|| Status::not_implemented(format!("compressor id {id}")))
+}
+
+pub(crate) fn encoding_by_name(name: &str) -> Option<&'static str> {
+    let name = name.to_ascii_uppercase();
+    let name = if name == "PLAIN_DICTIONARY" {
+        "DICTIONARY".to_string()
+    } else {
+        name
+    };
+    ENCODINGS.iter().copied().find(|e| *e == name)
+}
+
+pub(crate) fn compressor_by_name(name: &str) -> Option<&'static str> {
+    let name = name.to_ascii_uppercase();
+    COMPRESSORS.iter().copied().find(|c| *c == name)
+}
+
+pub(crate) fn data_type_from_id(id: i32) -> Result<StandInDataType, Status> {
+    StandInDataType::from_id(id).ok_or_else(|| {
+        Status::not_implemented(format!(
+            "data type id {id} (it keeps BOOLEAN, INT32, INT64, FLOAT, DOUBLE and TEXT)"
+        ))
+    })
+}
+
+pub(crate) struct Series {
+    pub data_type: StandInDataType,
+    pub encoding: &'static str,
+    pub compressor: &'static str,
+    pub points: BTreeMap<i64, StandInValue>,
+}
+
+/// One value of a write before it meets the schema.
+#[derive(Clone, Debug)]
+pub(crate) enum Cell {
+    Typed(StandInValue),
+    /// From insertStringRecord(s): typed by the series, or inferred when it is new.
+    Raw(String),
+    Null,
+}
+
+/// The values one write brings for one measurement, one cell per timestamp.
+pub(crate) struct Column {
+    pub measurement: String,
+    /// The type the client declared (tablets), if any.
+    pub declared: Option<StandInDataType>,
+    pub cells: Vec<Cell>,
+}
+
+/// What one insert call writes into one device.
+pub(crate) struct DeviceWrite {
+    pub device: String,
+    pub aligned: bool,
+    pub timestamps: Vec<i64>,
+    pub columns: Vec<Column>,
+}
+
+pub(crate) struct Store {
+    auto_create_schema: bool,
+    databases: BTreeSet<String>,
+    series: BTreeMap<String, Series>,
+    /// Device path → aligned, for every device that has a series.
+    devices: BTreeMap<String, bool>,
+}
+
+impl Store {
+    pub fn new(auto_create_schema: bool) -> Store {
+        Store {
+            auto_create_schema,
+            databases: BTreeSet::new(),
+            series: BTreeMap::new(),
+            devices: BTreeMap::new(),
+        }
+    }
+
+    // ---- databases -------------------------------------------------------------
+
+    pub fn create_database(&mut self, path: &str) -> Status {
+        let nodes = match nodes_of(path) {
+            Ok(nodes) => nodes,
+            Err(status) => return status,
+        };
+        if nodes.len() < 2 {
+            return Status::error(
+                status::ILLEGAL_PATH,
+                format!("{path} is not a legal path, because it has no node below root"),
+            );
+        }
+        if self.databases.contains(path) {
+            return Status::error(
+                status::DATABASE_ALREADY_EXISTS,
+                format!("{path} has already been created as database"),
+            );
+        }
+        if let Some(parent) = self.databases.iter().find(|db| is_under(path, db)) {
+            return Status::error(
+                status::DATABASE_ALREADY_EXISTS,
+                format!("{parent} has already been created as database"),
+            );
+        }
+        if self.databases.iter().any(|db| is_under(db, path)) {
+            return Status::error(
+                status::DATABASE_ALREADY_EXISTS,
+                format!("some children of {path} have already been created as database"),
+            );
+        }
+        if self.series.contains_key(path) {
+            return Status::error(
+                status::PATH_ALREADY_EXIST,
+                format!("Path [{path}] already exist"),
+            );
+        }
+        self.databases.insert(path.to_string());
+        Status::ok()
+    }
+
+    /// DELETE DATABASE: removes the databases matching any pattern with every series
+    /// and point under them.
+    pub fn delete_databases(&mut self, patterns: &[String]) -> Status {
+        let mut doomed = BTreeSet::new();
+        for pattern in patterns {
+            let pattern_nodes = match nodes_of(pattern) {
+                Ok(nodes) => nodes,
+                Err(status) => return status,
+            };
+            let matched: Vec<String> = self
+                .databases
+                .iter()
+                .filter(|db| matches(&pattern_nodes, &split(db)))
+                .cloned()
+                .collect();
+            if matched.is_empty() {
+                return Status::error(
+                    status::PATH_NOT_EXIST,
+                    format!("Path [{pattern}] does not exist"),
+                );
+            }
+            doomed.extend(matched);
+        }
+        for db in &doomed {
+            self.databases.remove(db);
+            self.series.retain(|path, _| !is_under(path, db));
+            self.devices
+                .retain(|device, _| device != db && !is_under(device, db));
+        }
+        Status::ok()
+    }
+
+    pub fn databases(&self) -> Vec<String> {
+        self.databases.iter().cloned().collect()
+    }
+
+    pub fn databases_matching(&self, pattern: &str) -> Result<Vec<String>, Status> {
+        let pattern = nodes_of(pattern)?;
+        Ok(self
+            .databases
+            .iter()
+            .filter(|db| matches(&pattern, &split(db)))
+            .cloned()
+            .collect())
+    }
+
+    fn database_of(&self, series_path: &str) -> Option<&String> {
+        self.databases.iter().find(|db| is_under(series_path, db))
+    }
+
+    /// The database that holds `series_path`, created at level 1 if auto-create is on.
+    fn ensure_database(&mut self, series_path: &str) -> Result<String, Status> {
+        if let Some(db) = self.database_of(series_path) {
+            return Ok(db.clone());
+        }
+        if !self.auto_create_schema {
+            return Err(Status::error(
+                status::DATABASE_NOT_EXIST,
+                "Database not exists and failed to create automatically because \
+                 enable_auto_create_schema is FALSE.",
+            ));
+        }
+        let nodes = split(series_path);
+        if nodes.len() < 3 {
+            return Err(Status::error(
+                status::ILLEGAL_PATH,
+                format!("{series_path} is not a legal path for a time series"),
+            ));
+        }
+        let db = nodes[..2].join(".");
+        let created = self.create_database(&db);
+        if created.is_ok() {
+            Ok(db)
+        } else {
+            Err(created)
+        }
+    }
+
+    // ---- time series -----------------------------------------------------------
+
+    pub fn create_timeseries(
+        &mut self,
+        path: &str,
+        data_type: StandInDataType,
+        encoding: &'static str,
+        compressor: &'static str,
+    ) -> Status {
+        let nodes = match nodes_of(path) {
+            Ok(nodes) => nodes,
+            Err(status) => return status,
+        };
+        if let Err(status) = no_wildcards(path, &nodes) {
+            return status;
+        }
+        let device = parent_of(path);
+        if self.devices.get(device) == Some(&true) {
+            return Status::error(
+                status::ALIGNED_TIMESERIES_ERROR,
+                format!(
+                    "timeseries under this entity is aligned, please use \
+                     createAlignedTimeseries or change entity. (Path: {device})"
+                ),
+            );
+        }
+        if let Err(status) = self.check_new_series(path) {
+            return status;
+        }
+        if let Err(status) = self.ensure_database(path) {
+            return status;
+        }
+        self.add_series(path, data_type, encoding, compressor, false);
+        Status::ok()
+    }
+
+    pub fn create_aligned_timeseries(
+        &mut self,
+        device: &str,
+        measurements: &[(String, StandInDataType, &'static str, &'static str)],
+    ) -> Status {
+        let nodes = match nodes_of(device) {
+            Ok(nodes) => nodes,
+            Err(status) => return status,
+        };
+        if let Err(status) = no_wildcards(device, &nodes) {
+            return status;
+        }
+        if self.devices.get(device) == Some(&false) {
+            return Status::error(
+                status::ALIGNED_TIMESERIES_ERROR,
+                format!(
+                    "Timeseries under this device is not aligned, please use \
+                     createTimeseries or change device. (Path: {device})"
+                ),
+            );
+        }
+        let paths: Vec<String> = measurements
+            .iter()
+            .map(|(m, ..)| format!("{device}.{m}"))
+            .collect();
+        for path in &paths {
+            if let Err(status) = self.check_new_series(path) {
+                return status;
+            }
+        }
+        if let Some(path) = paths.first() {
+            if let Err(status) = self.ensure_database(path) {
+                return status;
+            }
+        }
+        for (path, (_, data_type, encoding, compressor)) in paths.iter().zip(measurements) {
+            self.add_series(path, *data_type, encoding, compressor, true);
+        }
+        Status::ok()
+    }
+
+    fn check_new_series(&self, path: &str) -> Result<(), Status> {
+        if self.series.contains_key(path) {
+            return Err(Status::error(
+                status::TIMESERIES_ALREADY_EXIST,
+                format!("Path [{path}] already exist"),
+            ));
+        }
+        if self.databases.contains(path)
+            || self.series.keys().any(|s| is_under(s, path))
+            || self.databases.iter().any(|db| is_under(db, path))
+        {
+            return Err(Status::error(
+                status::PATH_ALREADY_EXIST,
+                format!("Path [{path}] already exist"),
+            ));
+        }
+        if let Some(series) = self.series.keys().find(|s| is_under(path, s)) {
+            return Err(Status::error(
+                status::METADATA_ERROR,
+                format!("{series} is a time series and cannot have children"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn add_series(
+        &mut self,
+        path: &str,
+        data_type: StandInDataType,
+        encoding: &'static str,
+        compressor: &'static str,
+        aligned: bool,
+    ) {
+        self.devices
+            .entry(parent_of(path).to_string())
+            .or_insert(aligned);
+        self.series.insert(
+            path.to_string(),
+            Series {
+                data_type,
+                encoding,
+                compressor,
+                points: BTreeMap::new(),
+            },
+        );
+    }
+
+    pub fn delete_timeseries(&mut self, patterns: &[String]) -> Status {
+        let mut doomed = BTreeSet::new();
+        for pattern in patterns {
+            let matched = match self.series_matching(pattern) {
+                Ok(matched) => matched,
+                Err(status) => return status,
+            };
+            if matched.is_empty() {
+                return Status::error(
+                    status::PATH_NOT_EXIST,
+                    format!("Path [{pattern}] does not exist"),
+                );
+            }
+            doomed.extend(matched);
+        }
+        for path in &doomed {
+            self.series.remove(path);
+        }
+        let series = &self.series;
+        self.devices
+            .retain(|device, _| series.keys().any(|s| parent_of(s) == device));
+        Status::ok()
+    }
+
+    /// Full paths of the series a path pattern (`*` one node, `**` one or more) matches.
+    pub fn series_matching(&self, pattern: &str) -> Result<Vec<String>, Status> {
+        let pattern = nodes_of(pattern)?;
+        Ok(self
+            .series
+            .keys()
+            .filter(|path| matches(&pattern, &split(path)))
+            .cloned()
+            .collect())
+    }
+
+    pub fn series_info(&self, path: &str) -> Option<SeriesInfo> {
+        self.series.get(path).map(|s| SeriesInfo {
+            path: path.to_string(),
+            data_type: s.data_type,
+            encoding: s.encoding.to_string(),
+            compressor: s.compressor.to_string(),
+        })
+    }
+
+    pub fn database_name_of(&self, path: &str) -> Option<String> {
+        self.database_of(path).cloned()
+    }
+
+    pub fn all_series(&self) -> Vec<SeriesInfo> {
+        self.series
+            .keys()
+            .filter_map(|path| self.series_info(path))
+            .collect()
+    }
+
+    pub fn points(&self, path: &str) -> Vec<(i64, StandInValue)> {
+        self.series
+            .get(path)
+            .map(|s| s.points.iter().map(|(t, v)| (*t, v.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn series_paths(&self) -> impl Iterator<Item = &String> {
+        self.series.keys()
+    }
+
+    pub fn is_aligned(&self, device: &str) -> Option<bool> {
+        self.devices.get(device).copied()
+    }
+
+    // ---- data ------------------------------------------------------------------
+
+    /// One insert call. Path, alignment and database problems refuse the whole call
+    /// before anything is written; type problems refuse single measurements.
+    pub fn write(&mut self, writes: Vec<DeviceWrite>) -> Status {
+        for write in &writes {
+            if let Err(status) = self.check_device_write(write) {
+                return status;
+            }
+        }
+        let mut refused: Vec<(String, String)> = Vec::new();
+        for write in writes {
+            self.apply_device_write(write, &mut refused);
+        }
+        if refused.is_empty() {
+            return Status::ok();
+        }
+        let (measurements, causes): (Vec<String>, Vec<String>) = refused.into_iter().unzip();
+        Status::error(
+            status::METADATA_ERROR,
+            format!(
+                "Fail to insert measurements [{}] caused by [{}]",
+                measurements.join(", "),
+                causes.join(", ")
+            ),
+        )
+    }
+
+    fn check_device_write(&self, write: &DeviceWrite) -> Result<(), Status> {
+        let nodes = nodes_of(&write.device)?;
+        no_wildcards(&write.device, &nodes)?;
+        if nodes.len() < 2 {
+            return Err(Status::error(
+                status::ILLEGAL_PATH,
+                format!("{} is not a legal device path", write.device),
+            ));
+        }
+        for column in &write.columns {
+            let m = &column.measurement;
+            if m.is_empty() || m.contains('.') || m.contains('`') || m.contains('*') {
+                return Err(Status::error(
+                    status::ILLEGAL_PATH,
+                    format!("{}.{m} is not a legal path", write.device),
+                ));
+            }
+            if column.cells.len() != write.timestamps.len() {
+                return Err(Status::error(
+                    status::ILLEGAL_PARAMETER,
+                    format!(
+                        "{m} has {} values for {} timestamps",
+                        column.cells.len(),
+                        write.timestamps.len()
+                    ),
+                ));
+            }
+        }
+        match self.devices.get(&write.device) {
+            Some(true) if !write.aligned => Err(Status::error(
+                status::ALIGNED_TIMESERIES_ERROR,
+                format!(
+                    "Timeseries under path [{}] is aligned , please set \
+                     InsertPlan.isAligned() = true",
+                    write.device
+                ),
+            )),
+            Some(false) if write.aligned => Err(Status::error(
+                status::ALIGNED_TIMESERIES_ERROR,
+                format!(
+                    "Timeseries under path [{}] is not aligned , please set \
+                     InsertPlan.isAligned() = false",
+                    write.device
+                ),
+            )),
+            _ => {
+                let covered = self
+                    .databases
+                    .iter()
+                    .any(|db| *db == write.device || is_under(&write.device, db));
+                if !covered && !self.auto_create_schema {
+                    return Err(Status::error(
+                        status::DATABASE_NOT_EXIST,
+                        "Database not exists and failed to create automatically because \
+                         enable_auto_create_schema is FALSE.",
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn apply_device_write(&mut self, write: DeviceWrite, refused: &mut Vec<(String, String)>) {
+        for column in write.columns {
+            let path = format!("{}.{}", write.device, column.measurement);
+            let values = match self.typed_values(&write.device, &column, &write.timestamps) {
+                Ok(values) => values,
+                Err(cause) => {
+                    refused.push((column.measurement.clone(), cause));
+                    continue;
+                }
+            };
+            let Some(data_type) = values
+                .iter()
+                .flatten()
+                .map(StandInValue::data_type)
+                .next()
+                .or(column.declared)
+            else {
+                continue; // only nulls for a series that does not exist: nothing to do
+            };
+            if !self.series.contains_key(&path) {
+                if !self.auto_create_schema {
+                    refused.push((
+                        column.measurement.clone(),
+                        format!("Path [{path}] does not exist"),
+                    ));
+                    continue;
+                }
+                if let Err(status) = self.check_new_series(&path) {
+                    refused.push((column.measurement.clone(), status_text(&status)));
+                    continue;
+                }
+                if let Err(status) = self.ensure_database(&path) {
+                    refused.push((column.measurement.clone(), status_text(&status)));
+                    continue;
+                }
+                self.add_series(
+                    &path,
+                    data_type,
+                    default_encoding(data_type),
+                    DEFAULT_COMPRESSOR,
+                    write.aligned,
+                );
+            }
+            let series = self.series.get_mut(&path).expect("created above");
+            for (t, value) in write.timestamps.iter().zip(values) {
+                if let Some(value) = value {
+                    series.points.insert(*t, value);
+                }
+            }
+        }
+    }
+
+    /// The column's values in the type of its series (or the type it will be created
+    /// with), or why the column is refused.
+    fn typed_values(
+        &self,
+        device: &str,
+        column: &Column,
+        timestamps: &[i64],
+    ) -> Result<Vec<Option<StandInValue>>, String> {
+        let path = format!("{device}.{}", column.measurement);
+        let registered = self.series.get(&path).map(|s| s.data_type);
+        let target = registered.or(column.declared).or_else(|| {
+            column.cells.iter().find_map(|c| match c {
+                Cell::Raw(s) => Some(infer_type(s)),
+                _ => None,
+            })
+        });
+        let mismatch =
+            |registered: StandInDataType, inserting: StandInDataType, t: i64, value: &str| {
+                format!(
+                    "data type of {device}.{} is not consistent, registered type {}, inserting \
+                 type {}, timestamp {t}, value {value}",
+                    column.measurement,
+                    registered.name(),
+                    inserting.name()
+                )
+            };
+        // A tablet column declares its type even where all its values are null.
+        if let (Some(registered), Some(declared)) = (registered, column.declared) {
+            if registered != declared {
+                let (t, value) = column
+                    .cells
+                    .iter()
+                    .zip(timestamps)
+                    .find_map(|(c, t)| match c {
+                        Cell::Typed(v) => Some((*t, v.to_string())),
+                        _ => None,
+                    })
+                    .unwrap_or((
+                        timestamps.first().copied().unwrap_or_default(),
+                        "null".into(),
+                    ));
+                return Err(mismatch(registered, declared, t, &value));
+            }
+        }
+        let mut values = Vec::with_capacity(column.cells.len());
+        for (cell, t) in column.cells.iter().zip(timestamps) {
+            let value = match cell {
+                Cell::Null => None,
+                Cell::Typed(v) => {
+                    if let Some(registered) = registered {
+                        if v.data_type() != registered {
+                            return Err(mismatch(registered, v.data_type(), *t, &v.to_string()));
+                        }
+                    }
+                    Some(v.clone())
+                }
+                Cell::Raw(s) => {
+                    let target = target.expect("a raw cell gives a type");
+                    match parse_as(s, target) {
+                        Some(v) => Some(v),
+                        None => {
+                            return Err(format!(
+                                "data type of {device}.{} is not consistent, registered type \
+                                 {}, inserting timestamp {t}, value {s}",
+                                column.measurement,
+                                target.name()
+                            ))
+                        }
+                    }
+                }
+            };
+            values.push(value);
+        }
+        Ok(values)
+    }
+
+    /// Deletes the points of the series matching `patterns` with start <= t <= end.
+    /// Like IoTDB 1.x, patterns that match nothing are no error.
+    pub fn delete_data(&mut self, patterns: &[String], start: i64, end: i64) -> Status {
+        let mut paths = BTreeSet::new();
+        for pattern in patterns {
+            match self.series_matching(pattern) {
+                Ok(matched) => paths.extend(matched),
+                Err(status) => return status,
+            }
+        }
+        if start > end {
+            return Status::ok();
+        }
+        for path in paths {
+            if let Some(series) = self.series.get_mut(&path) {
+                let doomed: Vec<i64> = series.points.range(start..=end).map(|(t, _)| *t).collect();
+                for t in doomed {
+                    series.points.remove(&t);
+                }
+            }
+        }
+        Status::ok()
+    }
+}
+
+fn status_text(status: &Status) -> String {
+    status
+        .message
+        .clone()
+        .unwrap_or_else(|| status.code.to_string())
+}
+
+/// IoTDB's type inference for a string value written to a new series, with IoTDB 1.x's
+/// defaults: "true"/"false" → BOOLEAN, numbers (integer_string_infer_type and
+/// floating_string_infer_type) and NaN → DOUBLE, anything else → TEXT.
+pub(crate) fn infer_type(raw: &str) -> StandInDataType {
+    let trimmed = raw.trim();
+    if trimmed.eq_ignore_ascii_case("true") || trimmed.eq_ignore_ascii_case("false") {
+        StandInDataType::Boolean
+    } else if trimmed.eq_ignore_ascii_case("nan") || looks_numeric(trimmed) {
+        StandInDataType::Double
+    } else {
+        StandInDataType::Text
+    }
+}
+
+fn looks_numeric(s: &str) -> bool {
+    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+    !digits.is_empty()
+        && digits
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit() || c == '.')
+        && s.parse::<f64>().is_ok()
+}
+
+pub(crate) fn parse_as(raw: &str, data_type: StandInDataType) -> Option<StandInValue> {
+    let trimmed = raw.trim();
+    Some(match data_type {
+        StandInDataType::Boolean => {
+            if trimmed.eq_ignore_ascii_case("true") {
+                StandInValue::Boolean(true)
+            } else if trimmed.eq_ignore_ascii_case("false") {
+                StandInValue::Boolean(false)
+            } else {
+                return None;
+            }
+        }
+        StandInDataType::Int32 => StandInValue::Int32(trimmed.parse().ok()?),
+        StandInDataType::Int64 => StandInValue::Int64(trimmed.parse().ok()?),
+        StandInDataType::Float => StandInValue::Float(trimmed.parse().ok()?),
+        StandInDataType::Double => StandInValue::Double(trimmed.parse().ok()?),
+        StandInDataType::Text => StandInValue::Text(raw.to_string()),
+    })
+}
+
+// ---- paths -----------------------------------------------------------------------
+
+/// The nodes of a path, checked the way the stand-in can: it starts at `root` and has
+/// no empty node. Back-quoted nodes (which may hold dots) are not parsed.
+fn nodes_of(path: &str) -> Result<Vec<&str>, Status> {
+    let nodes = split(path);
+    if nodes.first() != Some(&"root") || nodes.iter().any(|n| n.is_empty()) {
+        return Err(Status::error(
+            status::ILLEGAL_PATH,
+            format!("{path} is not a legal path"),
+        ));
+    }
+    if path.contains('`') {
+        return Err(Status::not_implemented(format!(
+            "back-quoted path nodes ({path})"
+        )));
+    }
+    Ok(nodes)
+}
+
+fn no_wildcards(path: &str, nodes: &[&str]) -> Result<(), Status> {
+    if nodes.iter().any(|n| n.contains('*')) {
+        return Err(Status::error(
+            status::ILLEGAL_PATH,
+            format!("{path} is not a legal path: no wildcard here"),
+        ));
+    }
+    Ok(())
+}
+
+fn split(path: &str) -> Vec<&str> {
+    path.split('.').collect()
+}
+
+/// Whether `path` lies strictly below `ancestor`.
+fn is_under(path: &str, ancestor: &str) -> bool {
+    path.len() > ancestor.len()
+        && path.starts_with(ancestor)
+        && path.as_bytes()[ancestor.len()] == b'.'
+}
+
+pub(crate) fn parent_of(path: &str) -> &str {
+    path.rsplit_once('.').map_or("", |(parent, _)| parent)
+}
+
+/// IoTDB path patterns: `*` is one whole node, `**` one or more nodes.
+fn matches(pattern: &[&str], path: &[&str]) -> bool {
+    match (pattern.split_first(), path.split_first()) {
+        (None, None) => true,
+        (Some((&"**", rest)), _) => (1..=path.len()).any(|k| matches(rest, &path[k..])),
+        (Some((p, rest)), Some((n, path_rest))) => {
+            (*p == "*" || p == n) && matches(rest, path_rest)
+        }
+        _ => false,
+    }
+}
