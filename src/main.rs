@@ -7,6 +7,11 @@ use tsmig::engine::Cluster;
 use tsmig::job::{Job, Mode};
 use tsmig::runner::{self, ProgressMode, RunError, RunOptions};
 
+/// mimalloc: a job allocates a few small objects per row on several threads at once,
+/// which glibc's allocator serves markedly slower.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Migrates and replicates time-series data between databases, as a timely dataflow.
 ///
 /// Run a job:      tsmig-job -c backfill --config jobs/NAME.yaml --workers 2
@@ -100,6 +105,7 @@ impl From<Entry> for Mode {
 }
 
 fn main() -> ExitCode {
+    tsmig::metrics::process_start();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

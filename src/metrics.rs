@@ -2,7 +2,14 @@
 //! prints them. One set per process, shared by its workers and its tokio tasks.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+/// When this process started (the first call; `main` makes it early).
+pub fn process_start() -> Instant {
+    static START: OnceLock<Instant> = OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
 
 /// Running totals of one process.
 #[derive(Default, Debug)]
@@ -21,6 +28,8 @@ pub struct Counters {
     pub splits_done: AtomicU64,
     /// Rows the planner expects in the splits still to read (process 0 only), for the ETA.
     pub rows_expected: AtomicU64,
+    /// Microseconds from process start to the first acknowledged write (0: none yet).
+    pub first_write_us: AtomicU64,
 }
 
 impl Counters {
@@ -32,6 +41,16 @@ impl Counters {
     /// Adds `n` to a counter.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Notes an acknowledged write; the first one fixes `first_write_us`.
+    pub fn written(&self, points: u64) {
+        Self::add(&self.points_written, points);
+        Self::add(&self.requests, 1);
+        if Self::get(&self.first_write_us) == 0 {
+            let us = (process_start().elapsed().as_micros() as u64).max(1);
+            let _ = self.first_write_us.compare_exchange(0, us, Ordering::Relaxed, Ordering::Relaxed);
+        }
     }
 
     /// Reads a counter.

@@ -3,9 +3,9 @@
 //! expected text is what InfluxData's reference encoder writes; an expected error must be
 //! an error here too.
 
-use std::sync::Arc;
+
 use tsmig::job::TimeUnit;
-use tsmig::model::{Point, Value};
+use tsmig::model::{Name, Point, Value};
 use tsmig::sinks::influxdb::encoding::{encode_point, Encoding};
 
 fn corpus() -> serde_json::Value {
@@ -45,7 +45,7 @@ fn encoder_agrees_with_the_reference_on_every_encode_case() {
     for (key, case) in cases {
         let p = &case["input"]["point"];
         assert_eq!(case["input"]["precision"], "1ns", "{key}");
-        let name = |v: &serde_json::Value| -> Arc<str> { Arc::from(v.as_str().unwrap()) };
+        let name = |v: &serde_json::Value| -> Name { Name::from(v.as_str().unwrap()) };
         let point = Point {
             measurement: name(&p["name"]),
             tags: p["tags"]

@@ -9,7 +9,7 @@
 use crate::job::{Job, JobError, TimeUnit};
 use crate::model::{device_hash, Name, Point, Row, Value};
 use crate::sources::{ColumnKind, TableSchema};
-use std::sync::Arc;
+
 
 /// Where a point's time comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +141,7 @@ impl Mappings {
                 }
             };
 
-            let mut tags: Vec<(Name, usize)> = vec![(Arc::from(m.device_field.as_str()), device)];
+            let mut tags: Vec<(Name, usize)> = vec![(Name::from(m.device_field.as_str()), device)];
             for (t, name) in m.tags.iter().enumerate() {
                 if *name == m.device_field {
                     continue;
@@ -153,7 +153,7 @@ impl Mappings {
                     ));
                 }
                 let (at, _) = column(name, key(&format!("tags[{t}]")))?;
-                tags.push((Arc::from(name.as_str()), at));
+                tags.push((Name::from(name.as_str()), at));
             }
             tags.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
 
@@ -170,15 +170,15 @@ impl Mappings {
                     return Err(job.error_at(&at, format!("field `{name}` is listed twice")));
                 }
                 let (position, _) = column(name, at)?;
-                fields.push((Arc::from(name.as_str()), position));
+                fields.push((Name::from(name.as_str()), position));
             }
 
             per_table[table_index].push(Compiled {
-                measurement: Arc::from(m.measurement.as_deref().unwrap_or(&m.table)),
+                measurement: Name::from(m.measurement.as_deref().unwrap_or(&m.table)),
                 device,
-                device_column: Arc::from(m.device_field.as_str()),
+                device_column: Name::from(m.device_field.as_str()),
                 time,
-                time_column: Arc::from(m.timestamp_field.as_str()),
+                time_column: Name::from(m.timestamp_field.as_str()),
                 time_source,
                 tags,
                 fields,
@@ -411,8 +411,8 @@ mod tests {
         assert_eq!(points.len(), 1);
         let p = &points[0];
         assert_eq!(&*p.measurement, "m");
-        assert_eq!(p.tags, vec![(Arc::from("device"), "d1".to_string())]);
-        assert_eq!(p.fields, vec![(Arc::from("temp"), Value::Float(1.5))]);
+        assert_eq!(p.tags, vec![(Name::from("device"), "d1".to_string())]);
+        assert_eq!(p.fields, vec![(Name::from("temp"), Value::Float(1.5))]);
         assert_eq!(p.time, 5);
         assert_eq!(p.device_hash, device_hash(b"d1"));
     }

@@ -17,7 +17,7 @@ use crate::sinks::{Sink, SinkConfig};
 use crate::sources::{self, BoundedSource};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use progress::ProgressMode;
 
@@ -161,13 +161,14 @@ fn backfill(job: &Job, options: &RunOptions) -> Result<(), RunError> {
 }
 
 fn backfill_into<S: Sink>(job: &Job, options: &RunOptions, sink: S) -> Result<(), RunError> {
-    let started = Instant::now();
+    let started = crate::metrics::process_start();
     let rt = runtime()?;
     let control = Control::default();
     engine::quiet_job_failures();
     watch_signals(&rt, &control);
 
     let (source, mappings) = rt.block_on(open(job))?;
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "source open, mappings compiled");
     rt.block_on(sink.prepare()).map_err(|e| {
         RunError::Failed(
             job.secrets
@@ -232,6 +233,7 @@ fn backfill_into<S: Sink>(job: &Job, options: &RunOptions, sink: S) -> Result<()
         None
     };
 
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "target ready, plan loaded");
     let dead_letter_path = dead_letter_path(job, cluster)?;
     let dead_letters = DeadLetters::new(&job.file.name, &dead_letter_path);
     let progress = progress::start(options.progress, counters.clone(), dead_letters.clone());
@@ -312,6 +314,7 @@ pub struct Summary {
     splits_done: u64,
     splits_total: u64,
     retries: u64,
+    first_write_ms: f64,
     elapsed: Duration,
     stopped: bool,
 }
@@ -325,6 +328,7 @@ impl Summary {
             splits_done: Counters::get(&c.splits_done),
             splits_total: Counters::get(&c.splits_planned),
             retries: Counters::get(&c.retries),
+            first_write_ms: Counters::get(&c.first_write_us) as f64 / 1000.0,
             elapsed,
             stopped,
         }
@@ -336,13 +340,14 @@ impl std::fmt::Display for Summary {
         let secs = self.elapsed.as_secs_f64();
         write!(
             f,
-            "summary: rows_read={} points_written={} dead_lettered={} splits_done={} splits_total={} retries={} seconds={:.3} rows_per_second={:.0}{}",
+            "summary: rows_read={} points_written={} dead_lettered={} splits_done={} splits_total={} retries={} first_write_ms={:.1} seconds={:.3} rows_per_second={:.0}{}",
             self.rows_read,
             self.points_written,
             self.dead_lettered,
             self.splits_done,
             self.splits_total,
             self.retries,
+            self.first_write_ms,
             secs,
             self.rows_read as f64 / secs.max(1e-9),
             if self.stopped { " stopped=true" } else { "" }

@@ -219,7 +219,6 @@ pub fn write_float(out: &mut Vec<u8>, f: f64) {
 mod tests {
     use super::*;
     use crate::model::Name;
-    use std::sync::Arc;
 
     fn float(f: f64) -> String {
         let mut out = Vec::new();
@@ -253,7 +252,7 @@ mod tests {
     }
 
     fn point(tags: &[(&str, &str)], fields: Vec<(&str, Value)>, time: i64) -> Point {
-        let name = |s: &str| -> Name { Arc::from(s) };
+        let name = |s: &str| -> Name { Name::from(s) };
         Point {
             measurement: name("m"),
             tags: tags.iter().map(|(k, v)| (name(k), v.to_string())).collect(),

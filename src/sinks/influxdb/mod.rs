@@ -139,8 +139,7 @@ impl Sink for InfluxSink {
 mod tests {
     use super::*;
     use crate::job::TimeUnit;
-    use crate::model::Value;
-    use std::sync::Arc;
+    use crate::model::{Name, Value};
 
     #[test]
     fn a_batch_splits_into_halves_at_line_boundaries() {
@@ -154,9 +153,9 @@ mod tests {
         };
         for t in 0..5 {
             let p = Point {
-                measurement: Arc::from("m"),
+                measurement: Name::from("m"),
                 tags: vec![],
-                fields: vec![(Arc::from("f"), Value::Int(t))],
+                fields: vec![(Name::from("f"), Value::Int(t))],
                 time: t,
                 device_hash: 0,
             };

@@ -107,8 +107,7 @@ pub async fn deliver<S: Sink>(
             match sink.write(&batch).await {
                 Ok(()) => {
                     delivery.written += batch.len() as u64;
-                    Counters::add(&counters.points_written, batch.len() as u64);
-                    Counters::add(&counters.requests, 1);
+                    counters.written(batch.len() as u64);
                     break None;
                 }
                 Err(WriteError::Transient {
@@ -160,8 +159,7 @@ pub async fn deliver<S: Sink>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Point, Value};
-    use std::sync::Arc;
+    use crate::model::{Name, Point, Value};
     use std::sync::Mutex;
 
     #[test]
@@ -272,9 +270,9 @@ mod tests {
         let mut b = sink.new_batch();
         for t in 0..n {
             let p = Point {
-                measurement: Arc::from("m"),
+                measurement: Name::from("m"),
                 tags: vec![],
-                fields: vec![(Arc::from("f"), Value::Int(t))],
+                fields: vec![(Name::from("f"), Value::Int(t))],
                 time: t,
                 device_hash: 0,
             };
