@@ -49,7 +49,9 @@ impl Counters {
         Self::add(&self.requests, 1);
         if Self::get(&self.first_write_us) == 0 {
             let us = (process_start().elapsed().as_micros() as u64).max(1);
-            let _ = self.first_write_us.compare_exchange(0, us, Ordering::Relaxed, Ordering::Relaxed);
+            let _ =
+                self.first_write_us
+                    .compare_exchange(0, us, Ordering::Relaxed, Ordering::Relaxed);
         }
     }
 

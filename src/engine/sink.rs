@@ -11,8 +11,10 @@
 //! queued batch or in a write not yet acknowledged; none when nothing is pending. Its
 //! output carries no data: only this capability, which is what the probe after the sinks
 //! (and the commit operator) see. A batch is sent when it is full (rows or bytes), when
-//! its oldest point has lingered long enough, or as soon as the input has moved past every
-//! epoch in it — so an epoch never waits on a batch that nothing will fill.
+//! its oldest point has lingered long enough, as soon as the input has moved past every
+//! epoch in it — so an epoch never waits on a batch that nothing will fill — or at once
+//! when no request is out at all: batching pays only while the target is busy, and an
+//! idle target gets the first rows without delay.
 
 use super::Control;
 use crate::dead_letter::DeadLetters;
@@ -51,7 +53,10 @@ pub(super) fn write<'s, S: Sink>(
         let activator = scope.activator_for(info.address.clone());
         let sync_activator = scope.worker().sync_activator_for(info.address.to_vec());
         let config = sink.batching().clone();
-        let (acks_tx, acks) = mpsc::channel::<(Vec<u64>, Result<Delivery, String>)>();
+        type Ack<B> = (Vec<u64>, Result<(Delivery, Option<B>), String>);
+        let (acks_tx, acks) = mpsc::channel::<Ack<S::Batch>>();
+        // Emptied batches back from delivered writes, to be filled again.
+        let mut spare: Vec<S::Batch> = Vec::new();
         let mut capability: Option<Capability<u64>> = None;
         let mut open: Option<(Pending<S::Batch>, Instant)> = None;
         let mut queued: VecDeque<Pending<S::Batch>> = VecDeque::new();
@@ -68,7 +73,8 @@ pub(super) fn write<'s, S: Sink>(
                 for points in batches {
                     for point in points.drain(..) {
                         let (current, _) = open.get_or_insert_with(|| {
-                            (Pending { batch: sink.new_batch(), epochs: Vec::new() }, Instant::now())
+                            let batch = spare.pop().unwrap_or_else(|| sink.new_batch());
+                            (Pending { batch, epochs: Vec::new() }, Instant::now())
                         });
                         if current.epochs.last() != Some(&epoch) && !current.epochs.contains(&epoch) {
                             current.epochs.push(epoch);
@@ -88,8 +94,10 @@ pub(super) fn write<'s, S: Sink>(
             // Acknowledged writes release their epochs.
             while let Ok((epochs, result)) = acks.try_recv() {
                 in_flight -= 1;
-                if let Err(message) = result {
-                    control.fail(format!("writing to the sink failed: {message}"));
+                match result {
+                    Err(message) => control.fail(format!("writing to the sink failed: {message}")),
+                    Ok((_, Some(batch))) if spare.len() < config.in_flight + 1 => spare.push(batch),
+                    Ok(_) => {}
                 }
                 release(&mut pending, &epochs);
             }
@@ -97,10 +105,12 @@ pub(super) fn write<'s, S: Sink>(
             // Send the open batch when it is due.
             if let Some((current, since)) = &open {
                 let epochs_closed = current.epochs.iter().all(|e| !frontier.less_equal(e));
+                // An idle sink sends at once: batching only pays while a request is out.
+                let idle = in_flight == 0 && queued.is_empty();
                 if current.batch.is_empty() {
                     let (empty, _) = open.take().expect("a batch is open");
                     release(&mut pending, &empty.epochs);
-                } else if epochs_closed || since.elapsed() >= config.linger {
+                } else if idle || epochs_closed || since.elapsed() >= config.linger {
                     let (due, _) = open.take().expect("a batch is open");
                     queued.push_back(due);
                 } else {

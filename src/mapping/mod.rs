@@ -10,7 +10,6 @@ use crate::job::{Job, JobError, TimeUnit};
 use crate::model::{device_hash, Name, Point, Row, Value};
 use crate::sources::{ColumnKind, TableSchema};
 
-
 /// Where a point's time comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TimeSource {

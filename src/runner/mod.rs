@@ -168,7 +168,10 @@ fn backfill_into<S: Sink>(job: &Job, options: &RunOptions, sink: S) -> Result<()
     watch_signals(&rt, &control);
 
     let (source, mappings) = rt.block_on(open(job))?;
-    tracing::debug!(ms = started.elapsed().as_millis() as u64, "source open, mappings compiled");
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "source open, mappings compiled"
+    );
     rt.block_on(sink.prepare()).map_err(|e| {
         RunError::Failed(
             job.secrets
@@ -233,7 +236,10 @@ fn backfill_into<S: Sink>(job: &Job, options: &RunOptions, sink: S) -> Result<()
         None
     };
 
-    tracing::debug!(ms = started.elapsed().as_millis() as u64, "target ready, plan loaded");
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "target ready, plan loaded"
+    );
     let dead_letter_path = dead_letter_path(job, cluster)?;
     let dead_letters = DeadLetters::new(&job.file.name, &dead_letter_path);
     let progress = progress::start(options.progress, counters.clone(), dead_letters.clone());

@@ -51,6 +51,9 @@ impl Batch for Counted {
     fn records(&self) -> Vec<serde_json::Value> {
         Vec::new()
     }
+    fn clear(&mut self) {
+        self.0 = 0;
+    }
 }
 
 #[async_trait::async_trait]

@@ -98,6 +98,9 @@ pub trait Batch: Send + Sized + 'static {
     fn split(self) -> Option<(Self, Self)>;
     /// The batch's points as readable records, for the dead-letter file.
     fn records(&self) -> Vec<serde_json::Value>;
+    /// Empties the batch so it can be filled again, keeping its buffers: a sink that
+    /// recycles its batches allocates (and the kernel zeroes) no fresh memory per request.
+    fn clear(&mut self);
 }
 
 /// A target that takes batches of points.

@@ -110,6 +110,18 @@ fn write_value(out: &mut Vec<u8>, key: &str, value: &Value, enc: Encoding) -> Re
             }
             write_float(out, *f);
         }
+        Value::Decimal(d) => {
+            // Line protocol reads a number without a suffix as a float: the exact text
+            // needs no conversion. Anything else in it would corrupt the line.
+            if d.is_empty()
+                || !d
+                    .bytes()
+                    .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'-' | b'+' | b'e' | b'E'))
+            {
+                return Err(format!("field {key} is {d:?}, not a number"));
+            }
+            out.extend_from_slice(d.as_bytes());
+        }
         Value::Int(i) => {
             out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes());
             out.push(b'i');
@@ -292,12 +304,13 @@ mod tests {
                 ("u", Value::UInt(7)),
                 ("b", Value::Bool(true)),
                 ("s", Value::String("say \"hi\" \\o/".into())),
+                ("d", Value::Decimal("-1000.10".into())),
             ],
             1_500_000_000,
         );
         assert_eq!(
             line(&p, V1_MS).unwrap(),
-            "m,d=a\\ b,s=x\\,y\\=z i=-3i,u=7i,b=true,s=\"say \\\"hi\\\" \\\\o/\" 1500\n"
+            "m,d=a\\ b,s=x\\,y\\=z i=-3i,u=7i,b=true,s=\"say \\\"hi\\\" \\\\o/\",d=-1000.10 1500\n"
         );
         assert!(line(&p, V2_NS).unwrap().contains("u=7u"));
     }

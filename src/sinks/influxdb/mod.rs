@@ -10,6 +10,7 @@ use bytes::Bytes;
 use client::InfluxClient;
 use config::InfluxSinkConfig;
 use encoding::{encode_point, Encoding};
+use std::sync::Arc;
 
 /// Writes points to one InfluxDB server.
 pub struct InfluxSink {
@@ -52,17 +53,39 @@ impl InfluxSink {
 }
 
 /// Lines of line protocol, one request body.
+///
+/// The body is shared with the HTTP request rather than copied into it; once the request
+/// is done the batch is the only owner again, and the buffer is reused for the next one.
 pub struct LineBatch {
     encoding: Encoding,
-    body: Vec<u8>,
+    body: Arc<Vec<u8>>,
     /// Offset just past each line's newline.
     ends: Vec<usize>,
 }
 
+/// A request body borrowed from a [`LineBatch`] without copying.
+struct SharedBody(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for SharedBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl LineBatch {
+    fn body_mut(&mut self) -> &mut Vec<u8> {
+        // Unique except while a request is out, when nothing is pushed or cut.
+        Arc::make_mut(&mut self.body)
+    }
+}
+
 impl Batch for LineBatch {
     fn push(&mut self, point: &Point) -> Result<(), String> {
-        encode_point(&mut self.body, point, self.encoding)?;
-        self.ends.push(self.body.len());
+        let encoding = self.encoding;
+        let body = self.body_mut();
+        encode_point(body, point, encoding)?;
+        let end = body.len();
+        self.ends.push(end);
         Ok(())
     }
 
@@ -82,10 +105,10 @@ impl Batch for LineBatch {
         let cut = self.ends[half - 1];
         let right = LineBatch {
             encoding: self.encoding,
-            body: self.body[cut..].to_vec(),
+            body: Arc::new(self.body[cut..].to_vec()),
             ends: self.ends[half..].iter().map(|e| e - cut).collect(),
         };
-        self.body.truncate(cut);
+        self.body_mut().truncate(cut);
         self.ends.truncate(half);
         Some((self, right))
     }
@@ -101,6 +124,11 @@ impl Batch for LineBatch {
             })
             .collect()
     }
+
+    fn clear(&mut self) {
+        self.body_mut().clear();
+        self.ends.clear();
+    }
 }
 
 #[async_trait::async_trait]
@@ -110,7 +138,7 @@ impl Sink for InfluxSink {
     fn new_batch(&self) -> LineBatch {
         LineBatch {
             encoding: self.encoding,
-            body: Vec::with_capacity(self.batching.max_rows.min(100_000) * 96),
+            body: Arc::new(Vec::with_capacity(self.batching.max_rows.min(100_000) * 96)),
             ends: Vec::with_capacity(self.batching.max_rows.min(100_000)),
         }
     }
@@ -120,7 +148,9 @@ impl Sink for InfluxSink {
     }
 
     async fn write(&self, batch: &LineBatch) -> Result<(), WriteError> {
-        self.client.write(Bytes::copy_from_slice(&batch.body)).await
+        self.client
+            .write(Bytes::from_owner(SharedBody(batch.body.clone())))
+            .await
     }
 
     async fn prepare(&self) -> Result<(), WriteError> {
@@ -148,7 +178,7 @@ mod tests {
                 precision: TimeUnit::Nanos,
                 unsigned: false,
             },
-            body: Vec::new(),
+            body: Arc::new(Vec::new()),
             ends: Vec::new(),
         };
         for t in 0..5 {
@@ -164,7 +194,10 @@ mod tests {
         let (left, right) = b.split().unwrap();
         assert_eq!(left.records(), vec!["m f=0i 0", "m f=1i 1"]);
         assert_eq!(right.records(), vec!["m f=2i 2", "m f=3i 3", "m f=4i 4"]);
-        assert_eq!(right.body, b"m f=2i 2\nm f=3i 3\nm f=4i 4\n");
+        assert_eq!(
+            right.body.as_slice(),
+            &b"m f=2i 2\nm f=3i 3\nm f=4i 4\n"[..]
+        );
         let (one, _) = left.split().unwrap();
         assert!(one.split().is_none());
     }

@@ -91,17 +91,20 @@ pub struct Delivery {
 }
 
 /// Sends `batch` until every point is written or dead-lettered. `Err` means the job must
-/// fail (fatal error, or transient errors beyond the retry limit).
+/// fail (fatal error, or transient errors beyond the retry limit). A batch written whole
+/// is handed back, emptied, for reuse.
 pub async fn deliver<S: Sink>(
     sink: &S,
     batch: S::Batch,
     dead_letters: &DeadLetters,
     counters: &Counters,
-) -> Result<Delivery, String> {
+) -> Result<(Delivery, Option<S::Batch>), String> {
     let policy = &sink.batching().retry;
     let mut delivery = Delivery::default();
     let mut queue = vec![batch];
-    while let Some(batch) = queue.pop() {
+    let mut whole = true;
+    let mut reusable = None;
+    while let Some(mut batch) = queue.pop() {
         let mut attempt = 0;
         let refused = loop {
             match sink.write(&batch).await {
@@ -136,24 +139,30 @@ pub async fn deliver<S: Sink>(
                 Err(WriteError::Fatal { message }) => return Err(message),
             }
         };
-        if let Some(message) = refused {
-            if batch.len() <= 1 {
-                for record in batch.records() {
-                    dead_letters.record("sink", &message, record);
-                    delivery.dead_lettered += 1;
-                }
-            } else {
-                let size = batch.len();
-                let (left, right) = batch.split().ok_or_else(|| {
-                    format!("the sink could not split a refused batch of {size} points")
-                })?;
-                // Left last onto the stack, so it is sent first and points keep their order.
-                queue.push(right);
-                queue.push(left);
+        let Some(message) = refused else {
+            if whole {
+                batch.clear();
+                reusable = Some(batch);
             }
+            continue;
+        };
+        whole = false;
+        if batch.len() <= 1 {
+            for record in batch.records() {
+                dead_letters.record("sink", &message, record);
+                delivery.dead_lettered += 1;
+            }
+        } else {
+            let size = batch.len();
+            let (left, right) = batch.split().ok_or_else(|| {
+                format!("the sink could not split a refused batch of {size} points")
+            })?;
+            // Left last onto the stack, so it is sent first and points keep their order.
+            queue.push(right);
+            queue.push(left);
         }
     }
-    Ok(delivery)
+    Ok((delivery, reusable))
 }
 
 #[cfg(test)]
@@ -204,6 +213,9 @@ mod tests {
         }
         fn records(&self) -> Vec<serde_json::Value> {
             self.0.iter().map(|t| (*t).into()).collect()
+        }
+        fn clear(&mut self) {
+            self.0.clear();
         }
     }
 
@@ -292,7 +304,25 @@ mod tests {
         let dl = DeadLetters::new("t", &path);
         let counters = Counters::default();
         let b = batch(&sink, 100);
-        let d = deliver(&sink, b, &dl, &counters).await.unwrap();
+        let (d, reusable) = deliver(&sink, b, &dl, &counters).await.unwrap();
+        assert!(
+            reusable.is_none(),
+            "a batch that was cut is not handed back"
+        );
+        let whole = batch(&sink, 3);
+        let (d3, back) = deliver(&sink, whole, &dl, &counters).await.unwrap();
+        assert_eq!(
+            d3,
+            Delivery {
+                written: 3,
+                dead_lettered: 0
+            }
+        );
+        assert_eq!(
+            back.map(|b| b.len()),
+            Some(0),
+            "a batch written whole comes back, empty"
+        );
         assert_eq!(
             d,
             Delivery {
@@ -326,7 +356,9 @@ mod tests {
         let dl = DeadLetters::new("t", &dead_letter_file("limit"));
         let counters = Counters::default();
         let b = batch(&sink, 10);
-        let err = deliver(&sink, b, &dl, &counters).await.unwrap_err();
+        let Err(err) = deliver(&sink, b, &dl, &counters).await else {
+            panic!("the job must fail")
+        };
         assert!(err.contains("failed 4 times"), "{err}");
         assert!(sink.stored.lock().unwrap().is_empty());
         assert_eq!(dl.count(), 0);

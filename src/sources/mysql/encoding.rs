@@ -7,7 +7,7 @@
 //! precision MySQL shows it (12.3, not 12.300000190734863); DATETIME is read in the job's
 //! UTC offset, TIMESTAMP as UTC (the session runs in `+00:00`); text must be UTF-8.
 
-use crate::model::Value;
+use crate::model::{Name, Value};
 use crate::sources::ColumnKind;
 use mysql_async::Value as My;
 
@@ -81,14 +81,18 @@ pub fn convert(value: My, conversion: Conversion, offset_ns: i64) -> Result<Opti
         (Conversion::UInt, My::Int(i)) => Value::UInt(
             u64::try_from(i).map_err(|_| format!("{i} is negative in an unsigned column"))?,
         ),
-        (Conversion::Float32, My::Float(f)) => Value::Float(shortest_f32(f)),
+        (Conversion::Float32, My::Float(f)) => shortest_f32(f),
         (Conversion::Float32 | Conversion::Float64, My::Double(f)) => Value::Float(f),
         (Conversion::Decimal, My::Bytes(b)) => {
             let text = std::str::from_utf8(&b).map_err(|_| "DECIMAL is not text".to_string())?;
-            Value::Float(
-                text.parse::<f64>()
-                    .map_err(|_| format!("DECIMAL {text:?} is not a number"))?,
-            )
+            if text.is_empty()
+                || !text
+                    .bytes()
+                    .all(|c| c.is_ascii_digit() || c == b'.' || c == b'-')
+            {
+                return Err(format!("DECIMAL {text:?} is not a number"));
+            }
+            Value::Decimal(Name::from(text))
         }
         (Conversion::Bool, My::Int(i)) => match i {
             0 => Value::Bool(false),
@@ -129,14 +133,13 @@ pub fn convert(value: My, conversion: Conversion, offset_ns: i64) -> Result<Opti
 }
 
 /// A FLOAT as the number MySQL shows, not its binary expansion: 12.3, not 12.300000190734863.
-fn shortest_f32(f: f32) -> f64 {
+fn shortest_f32(f: f32) -> Value {
     if !f.is_finite() {
-        return f as f64;
+        return Value::Float(f as f64);
     }
-    ryu::Buffer::new()
-        .format_finite(f)
-        .parse()
-        .unwrap_or(f as f64)
+    let mut buffer = ryu::Buffer::new();
+    let text = buffer.format_finite(f);
+    Value::Decimal(Name::from(text.strip_suffix(".0").unwrap_or(text)))
 }
 
 /// Nanoseconds since the epoch of a wall-clock time read as UTC.
@@ -175,10 +178,21 @@ mod tests {
     #[test]
     fn converts_values_exactly() {
         let c = |v, k| convert(v, k, 0).unwrap().unwrap();
-        assert_eq!(c(My::Float(12.3), Conversion::Float32), Value::Float(12.3));
+        assert_eq!(
+            c(My::Float(12.3), Conversion::Float32),
+            Value::Decimal("12.3".into())
+        );
+        assert_eq!(
+            c(My::Float(45.0), Conversion::Float32),
+            Value::Decimal("45".into())
+        );
+        assert_eq!(
+            c(My::Float(1e-7), Conversion::Float32),
+            Value::Decimal("1e-7".into())
+        );
         assert_eq!(
             c(My::Bytes(b"-12.345".to_vec()), Conversion::Decimal),
-            Value::Float(-12.345)
+            Value::Decimal("-12.345".into())
         );
         assert_eq!(c(My::Bytes(vec![1]), Conversion::Bool), Value::Bool(true));
         assert_eq!(c(My::Bytes(vec![1, 2]), Conversion::Bits), Value::UInt(258));
