@@ -17,4 +17,18 @@ fi
 eval "$(scripts/services.sh env)"
 
 cargo build --all-targets
-cargo test --all-targets --no-fail-fast -- "$@"
+log="$(mktemp)"
+status=0
+cargo test --all-targets --no-fail-fast -- "$@" 2>&1 | tee "$log" || status=$?
+
+# The benchmark in miniature (tiny data, one repetition, debug build, Flink included), so
+# the harness cannot rot; its numbers mean nothing. The real run is bench/run.sh.
+if [[ $status -eq 0 && $# -eq 0 ]]; then
+  bench/run.sh --smoke || status=$?
+fi
+
+# One closing line over every test binary: "tests: N passed, N failed".
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+rm -f "$log"
+exit "$status"

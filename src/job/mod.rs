@@ -233,7 +233,9 @@ fn default_epoch() -> Duration {
 }
 
 fn default_max_in_flight_rows() -> u64 {
-    100_000
+    // About 0.1 s of rows at full speed: enough to cover the time an epoch takes to become
+    // durable (BENCHMARKS.md), small enough to keep a job's memory in tens of megabytes.
+    30_000
 }
 
 /// Deserialises `"1s"`, `"250ms"`, `"2m"` into a [`Duration`].

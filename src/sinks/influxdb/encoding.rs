@@ -35,7 +35,7 @@ fn write_point(out: &mut Vec<u8>, point: &Point, enc: Encoding) -> Result<(), St
     if point.measurement.is_empty() {
         return Err("the measurement name is empty".into());
     }
-    write_name(out, &point.measurement, b", ", "measurement")?;
+    write_name(out, &point.measurement, IN_MEASUREMENT, "measurement")?;
     for (key, value) in &point.tags {
         if key.is_empty() {
             return Err("a tag key is empty".into());
@@ -46,9 +46,9 @@ fn write_point(out: &mut Vec<u8>, point: &Point, enc: Encoding) -> Result<(), St
             ));
         }
         out.push(b',');
-        write_name(out, key, b",= ", "tag key")?;
+        write_name(out, key, IN_KEY, "tag key")?;
         out.push(b'=');
-        write_name(out, value, b",= ", "tag value")?;
+        write_name(out, value, IN_KEY, "tag value")?;
     }
     if point.fields.is_empty() {
         return Err("a point needs at least one field".into());
@@ -58,7 +58,7 @@ fn write_point(out: &mut Vec<u8>, point: &Point, enc: Encoding) -> Result<(), St
             return Err("a field key is empty".into());
         }
         out.push(if i == 0 { b' ' } else { b',' });
-        write_name(out, key, b",= ", "field key")?;
+        write_name(out, key, IN_KEY, "field key")?;
         out.push(b'=');
         write_value(out, key, value, enc)?;
     }
@@ -76,25 +76,42 @@ fn write_point(out: &mut Vec<u8>, point: &Point, enc: Encoding) -> Result<(), St
     Ok(())
 }
 
-/// Writes a measurement, tag or field key with `special` bytes escaped.
-fn write_name(out: &mut Vec<u8>, name: &str, special: &[u8], what: &str) -> Result<(), String> {
-    if name.contains(['\n', '\r']) {
+/// Byte classes for escaping, looked up once per byte.
+const IN_MEASUREMENT: u8 = 1; // `,` and space take a backslash in a measurement
+const IN_KEY: u8 = 2; // `,`, `=` and space take one in tag keys, tag values, field keys
+const LINE_BREAK: u8 = 4; // cannot be carried at all
+
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b',' as usize] = IN_MEASUREMENT | IN_KEY;
+    t[b' ' as usize] = IN_MEASUREMENT | IN_KEY;
+    t[b'=' as usize] = IN_KEY;
+    t[b'\n' as usize] = LINE_BREAK;
+    t[b'\r' as usize] = LINE_BREAK;
+    t
+};
+
+/// Writes a measurement (`escape` = [`IN_MEASUREMENT`]) or a tag or field key or tag value
+/// ([`IN_KEY`]), escaping as needed; one pass over the bytes in the usual case.
+fn write_name(out: &mut Vec<u8>, name: &str, escape: u8, what: &str) -> Result<(), String> {
+    let bytes = name.as_bytes();
+    let classes = bytes.iter().fold(0, |acc, &b| acc | CLASS[b as usize]);
+    if classes & LINE_BREAK != 0 {
         return Err(format!(
             "{what} {name:?} contains a line break, which line protocol cannot carry"
         ));
     }
-    if name.ends_with('\\') {
+    if bytes.last() == Some(&b'\\') {
         return Err(format!(
             "{what} {name:?} ends with a backslash, which line protocol cannot carry"
         ));
     }
-    let bytes = name.as_bytes();
-    if !bytes.iter().any(|b| special.contains(b)) {
+    if classes & escape == 0 {
         out.extend_from_slice(bytes);
         return Ok(());
     }
     for &b in bytes {
-        if special.contains(&b) {
+        if CLASS[b as usize] & escape != 0 {
             out.push(b'\\');
         }
         out.push(b);
@@ -166,6 +183,12 @@ pub fn write_float(out: &mut Vec<u8>, f: f64) {
     }
     let mut buffer = ryu::Buffer::new();
     let text = buffer.format_finite(f);
+    // Between 1e-4 and 1e6 Go writes what ryu writes, less a trailing ".0".
+    let magnitude = f.abs();
+    if (1e-4..1e6).contains(&magnitude) && !text.contains('e') {
+        out.extend_from_slice(text.strip_suffix(".0").unwrap_or(text).as_bytes());
+        return;
+    }
     let (negative, text) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
