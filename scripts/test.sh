@@ -27,6 +27,11 @@ if [[ $status -eq 0 && $# -eq 0 ]]; then
   bench/run.sh --smoke || status=$?
 fi
 
+if (( started_here )); then
+  trap - EXIT
+  scripts/services.sh stop
+fi
+
 # One closing line over every test binary: "tests: N passed, N failed".
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
