@@ -83,7 +83,7 @@ pub(super) fn write<'s, S: Sink>(
                         if let Err(reason) = current.batch.push(&point) {
                             dead_letters.record("sink", &reason, point.to_json());
                         }
-                        if current.batch.len() >= config.max_rows || current.batch.bytes() >= config.max_bytes {
+                        if current.batch.len() >= config.batch_size || current.batch.bytes() >= config.batch_bytes {
                             let (full, _) = open.take().expect("a batch is open");
                             queued.push_back(full);
                         }

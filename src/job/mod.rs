@@ -435,6 +435,24 @@ pub fn tagged_section<'de, D: Deserializer<'de>>(
     Ok((kind, serde_yaml::Value::Mapping(body)))
 }
 
+/// Splits a section's keys in two: those named in `keys` (shared settings such as
+/// batching) and the rest (the section's own).
+pub fn split_section(
+    body: serde_yaml::Value,
+    keys: &[&str],
+) -> (serde_yaml::Value, serde_yaml::Value) {
+    let serde_yaml::Value::Mapping(map) = body else {
+        return (body, serde_yaml::Value::Mapping(Default::default()));
+    };
+    let (shared, own): (serde_yaml::Mapping, serde_yaml::Mapping) = map
+        .into_iter()
+        .partition(|(k, _)| k.as_str().is_some_and(|k| keys.contains(&k)));
+    (
+        serde_yaml::Value::Mapping(own),
+        serde_yaml::Value::Mapping(shared),
+    )
+}
+
 /// Deserialises the body of a tagged section, keeping the key path of an error inside it
 /// (serde's own tagged enums lose it).
 pub fn section<T: serde::de::DeserializeOwned, E: serde::de::Error>(

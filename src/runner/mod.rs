@@ -135,7 +135,9 @@ pub fn plan(job: &Job) -> Result<String, RunError> {
 
 fn describe_sink(job: &Job) -> Result<String, RunError> {
     Ok(match &job.file.sink {
-        SinkConfig::Influxdb(c) => InfluxSink::new(c).map_err(RunError::Usage)?.describe(),
+        SinkConfig::Influxdb(c, batching) => InfluxSink::new(c, batching)
+            .map_err(RunError::Usage)?
+            .describe(),
         SinkConfig::Blackhole(c) => BlackholeSink::new(c).describe(),
     })
 }
@@ -152,8 +154,8 @@ pub fn run(job: &Job, mode: Mode, options: &RunOptions) -> Result<(), RunError> 
 
 fn backfill(job: &Job, options: &RunOptions) -> Result<(), RunError> {
     match &job.file.sink {
-        SinkConfig::Influxdb(c) => {
-            let sink = InfluxSink::new(c).map_err(RunError::Usage)?;
+        SinkConfig::Influxdb(c, batching) => {
+            let sink = InfluxSink::new(c, batching).map_err(RunError::Usage)?;
             backfill_into(job, options, sink)
         }
         SinkConfig::Blackhole(c) => backfill_into(job, options, BlackholeSink::new(c)),

@@ -3,16 +3,6 @@
 
 use super::{Batch, BatchConfig, Sink, WriteError};
 use crate::model::Point;
-use serde::Deserialize;
-
-/// `sink: {type: blackhole}`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BlackholeConfig {
-    /// Points per batch, as a real sink would gather them.
-    #[serde(default)]
-    pub batch_size: Option<usize>,
-}
 
 /// Discards everything it is given.
 pub struct BlackholeSink {
@@ -20,13 +10,11 @@ pub struct BlackholeSink {
 }
 
 impl BlackholeSink {
-    /// A blackhole with `config`'s batch sizes.
-    pub fn new(config: &BlackholeConfig) -> Self {
-        let mut batching = BatchConfig::default();
-        if let Some(rows) = config.batch_size {
-            batching.max_rows = rows.max(1);
+    /// A blackhole that batches as `batching` says.
+    pub fn new(batching: &BatchConfig) -> Self {
+        Self {
+            batching: batching.clone(),
         }
-        Self { batching }
     }
 }
 

@@ -23,17 +23,23 @@ pub use util::BatchConfig;
 #[derive(Debug, Clone)]
 pub enum SinkConfig {
     /// `type: influxdb`: InfluxDB 1.x (`/write`) or 2.x (`/api/v2/write`).
-    Influxdb(Box<influxdb::config::InfluxSinkConfig>),
+    Influxdb(Box<influxdb::config::InfluxSinkConfig>, BatchConfig),
     /// `type: blackhole`: counts and discards every point, to measure the source and the
-    /// engine alone.
-    Blackhole(blackhole::BlackholeConfig),
+    /// engine alone. It takes only the batching keys.
+    Blackhole(BatchConfig),
 }
 
 impl<'de> Deserialize<'de> for SinkConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let (kind, body) = crate::job::tagged_section(d, "sink", &["influxdb", "blackhole"])?;
         match kind.as_str() {
-            "influxdb" => crate::job::section(body).map(SinkConfig::Influxdb),
+            "influxdb" => {
+                let (own, batching) = crate::job::split_section(body, BatchConfig::KEYS);
+                Ok(SinkConfig::Influxdb(
+                    crate::job::section(own)?,
+                    crate::job::section(batching)?,
+                ))
+            }
             "blackhole" => crate::job::section(body).map(SinkConfig::Blackhole),
             other => Err(serde::de::Error::custom(format!(
                 "unknown sink type `{other}`"
@@ -46,8 +52,11 @@ impl SinkConfig {
     /// Checks that need no server.
     pub fn check(&self, job: &Job) -> Result<(), JobError> {
         match self {
-            SinkConfig::Influxdb(c) => c.check(job),
-            SinkConfig::Blackhole(_) => Ok(()),
+            SinkConfig::Influxdb(c, batching) => {
+                batching.check(job)?;
+                c.check(job)
+            }
+            SinkConfig::Blackhole(batching) => batching.check(job),
         }
     }
 }

@@ -44,13 +44,13 @@ pub enum InfluxClient {
 
 impl InfluxClient {
     /// A client for `config` (checked by [`InfluxSinkConfig::check`]).
-    pub fn new(config: &InfluxSinkConfig) -> Result<Self, String> {
+    pub fn new(config: &InfluxSinkConfig, timeout: std::time::Duration) -> Result<Self, String> {
         let base = config.url.trim_end_matches('/');
         if config.version == 2 {
             reqwest::Url::parse(base).map_err(|e| format!("sink.url is not a URL: {e}"))?;
             let org = config.org.clone().unwrap_or_default();
             let token = config.token.clone().unwrap_or_default();
-            let builder = reqwest::Client::builder().timeout(config.timeout);
+            let builder = reqwest::Client::builder().timeout(timeout);
             let client = influxdb2::ClientBuilder::with_builder(builder, base, &org, token)
                 .build()
                 .map_err(|e| e.to_string())?;
@@ -68,7 +68,7 @@ impl InfluxClient {
             });
         }
         let http = reqwest::Client::builder()
-            .timeout(config.timeout)
+            .timeout(timeout)
             .build()
             .map_err(|e| e.to_string())?;
         let database = config.database.clone().unwrap_or_default();

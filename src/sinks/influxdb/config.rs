@@ -1,11 +1,10 @@
 //! The `sink:` section for InfluxDB.
 
-use crate::job::{duration, Job, JobError, TimeUnit};
-use crate::sinks::util::{BatchConfig, RetryPolicy};
+use crate::job::{Job, JobError, TimeUnit};
 use serde::Deserialize;
-use std::time::Duration;
 
-/// `sink: {type: influxdb, ...}`.
+/// `sink: {type: influxdb, ...}`; the batching keys beside these are
+/// [`BatchConfig`](crate::sinks::BatchConfig)'s.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InfluxSinkConfig {
@@ -42,30 +41,6 @@ pub struct InfluxSinkConfig {
     /// Create the database on start if it does not exist (version 1).
     #[serde(default = "default_true")]
     pub create_database: bool,
-    /// Points per write request.
-    #[serde(default = "default_batch_size")]
-    pub batch_size: usize,
-    /// Bytes per write request, at most.
-    #[serde(default = "default_batch_bytes")]
-    pub batch_bytes: usize,
-    /// How long a partly filled batch waits for more points before it is sent.
-    #[serde(default = "default_linger", deserialize_with = "duration")]
-    pub linger: Duration,
-    /// Write requests in flight at once, per worker.
-    #[serde(default = "default_in_flight")]
-    pub in_flight: usize,
-    /// Time limit of one request; a request that takes longer is retried.
-    #[serde(default = "default_timeout", deserialize_with = "duration")]
-    pub timeout: Duration,
-    /// Retries of a transient failure (network, timeout, 429, 5xx) before the job fails.
-    #[serde(default = "default_max_retries")]
-    pub max_retries: u32,
-    /// Backoff before the first retry; it doubles up to `max_backoff`, with jitter.
-    #[serde(default = "default_initial_backoff", deserialize_with = "duration")]
-    pub initial_backoff: Duration,
-    /// Longest backoff between two attempts.
-    #[serde(default = "default_max_backoff", deserialize_with = "duration")]
-    pub max_backoff: Duration,
 }
 
 fn default_version() -> u8 {
@@ -76,30 +51,6 @@ fn default_precision() -> TimeUnit {
 }
 fn default_true() -> bool {
     true
-}
-fn default_batch_size() -> usize {
-    5_000
-}
-fn default_batch_bytes() -> usize {
-    4 << 20
-}
-fn default_linger() -> Duration {
-    Duration::from_millis(100)
-}
-fn default_in_flight() -> usize {
-    2
-}
-fn default_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_max_retries() -> u32 {
-    10
-}
-fn default_initial_backoff() -> Duration {
-    Duration::from_millis(100)
-}
-fn default_max_backoff() -> Duration {
-    Duration::from_secs(10)
 }
 
 impl InfluxSinkConfig {
@@ -131,30 +82,6 @@ impl InfluxSinkConfig {
                 "https is not built into this tsmig yet; use http:// (or a TLS-terminating proxy)",
             ));
         }
-        if self.batch_size == 0 {
-            return Err(job.error_at("sink.batch_size", "must be at least 1"));
-        }
-        if self.batch_bytes < 1024 {
-            return Err(job.error_at("sink.batch_bytes", "must be at least 1024"));
-        }
-        if self.in_flight == 0 {
-            return Err(job.error_at("sink.in_flight", "must be at least 1"));
-        }
         Ok(())
-    }
-
-    /// The shared batching policy these settings describe.
-    pub fn batching(&self) -> BatchConfig {
-        BatchConfig {
-            max_rows: self.batch_size,
-            max_bytes: self.batch_bytes,
-            linger: self.linger,
-            in_flight: self.in_flight,
-            retry: RetryPolicy {
-                max_retries: self.max_retries,
-                initial_backoff: self.initial_backoff,
-                max_backoff: self.max_backoff,
-            },
-        }
     }
 }

@@ -23,7 +23,7 @@ pub struct InfluxSink {
 
 impl InfluxSink {
     /// A sink for `config`.
-    pub fn new(config: &InfluxSinkConfig) -> Result<Self, String> {
+    pub fn new(config: &InfluxSinkConfig, batching: &BatchConfig) -> Result<Self, String> {
         let target = match config.version {
             1 => format!(
                 "InfluxDB 1.x at {}, database {}, precision {}",
@@ -40,12 +40,12 @@ impl InfluxSink {
             ),
         };
         Ok(Self {
-            client: InfluxClient::new(config)?,
+            client: InfluxClient::new(config, batching.timeout)?,
             encoding: Encoding {
                 precision: config.precision,
                 unsigned: config.version == 2,
             },
-            batching: config.batching(),
+            batching: batching.clone(),
             create_database: config.create_database && config.version == 1,
             target,
         })
@@ -138,8 +138,10 @@ impl Sink for InfluxSink {
     fn new_batch(&self) -> LineBatch {
         LineBatch {
             encoding: self.encoding,
-            body: Arc::new(Vec::with_capacity(self.batching.max_rows.min(100_000) * 96)),
-            ends: Vec::with_capacity(self.batching.max_rows.min(100_000)),
+            body: Arc::new(Vec::with_capacity(
+                self.batching.batch_size.min(100_000) * 96,
+            )),
+            ends: Vec::with_capacity(self.batching.batch_size.min(100_000)),
         }
     }
 

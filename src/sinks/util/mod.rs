@@ -11,32 +11,115 @@
 
 use super::{Batch, Sink, WriteError};
 use crate::dead_letter::DeadLetters;
+use crate::job::{duration, Job, JobError};
 use crate::metrics::Counters;
+use serde::Deserialize;
 use std::time::Duration;
 
-/// Bounds on a batch and on the requests of one sink.
-#[derive(Debug, Clone, PartialEq)]
+/// Batching, concurrency and retries: the keys every sink section shares (`batch_size`,
+/// `linger`, `max_retries`, ...). They sit directly under `sink:` beside the sink's own keys.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BatchConfig {
-    /// A batch is sent once it holds this many points.
-    pub max_rows: usize,
-    /// ... or this many bytes.
-    pub max_bytes: usize,
-    /// ... or when its oldest point has waited this long.
+    /// Points per write request.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Bytes per write request, at most (for sinks whose requests are text).
+    #[serde(default = "default_batch_bytes")]
+    pub batch_bytes: usize,
+    /// How long a partly filled batch waits for more points before it is sent.
+    #[serde(default = "default_linger", deserialize_with = "duration")]
     pub linger: Duration,
-    /// Requests in flight at once, per worker.
+    /// Write requests in flight at once, per worker.
+    #[serde(default = "default_in_flight")]
     pub in_flight: usize,
-    /// How transient failures are retried.
-    pub retry: RetryPolicy,
+    /// Time limit of one request; a request that takes longer is retried.
+    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Retries of a transient failure (network, timeout, 429, 5xx) before the job fails.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// Backoff before the first retry; it doubles up to `max_backoff`, with jitter.
+    #[serde(default = "default_initial_backoff", deserialize_with = "duration")]
+    pub initial_backoff: Duration,
+    /// Longest backoff between two attempts.
+    #[serde(default = "default_max_backoff", deserialize_with = "duration")]
+    pub max_backoff: Duration,
+}
+
+fn default_batch_size() -> usize {
+    5_000
+}
+fn default_batch_bytes() -> usize {
+    4 << 20
+}
+fn default_linger() -> Duration {
+    Duration::from_millis(100)
+}
+fn default_in_flight() -> usize {
+    2
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_retries() -> u32 {
+    10
+}
+fn default_initial_backoff() -> Duration {
+    Duration::from_millis(100)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(10)
 }
 
 impl Default for BatchConfig {
     fn default() -> Self {
         Self {
-            max_rows: 5_000,
-            max_bytes: 4 << 20,
-            linger: Duration::from_millis(100),
-            in_flight: 2,
-            retry: RetryPolicy::default(),
+            batch_size: default_batch_size(),
+            batch_bytes: default_batch_bytes(),
+            linger: default_linger(),
+            in_flight: default_in_flight(),
+            timeout: default_timeout(),
+            max_retries: default_max_retries(),
+            initial_backoff: default_initial_backoff(),
+            max_backoff: default_max_backoff(),
+        }
+    }
+}
+
+impl BatchConfig {
+    /// The keys of a sink section that belong here.
+    pub const KEYS: &'static [&'static str] = &[
+        "batch_size",
+        "batch_bytes",
+        "linger",
+        "in_flight",
+        "timeout",
+        "max_retries",
+        "initial_backoff",
+        "max_backoff",
+    ];
+
+    /// Checks that need no server.
+    pub fn check(&self, job: &Job) -> Result<(), JobError> {
+        if self.batch_size == 0 {
+            return Err(job.error_at("sink.batch_size", "must be at least 1"));
+        }
+        if self.batch_bytes < 1024 {
+            return Err(job.error_at("sink.batch_bytes", "must be at least 1024"));
+        }
+        if self.in_flight == 0 {
+            return Err(job.error_at("sink.in_flight", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// How transient failures are retried.
+    pub fn retry(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_retries: self.max_retries,
+            initial_backoff: self.initial_backoff,
+            max_backoff: self.max_backoff,
         }
     }
 }
@@ -50,16 +133,6 @@ pub struct RetryPolicy {
     pub initial_backoff: Duration,
     /// Longest backoff between two attempts.
     pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_retries: 10,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(10),
-        }
-    }
 }
 
 /// Longest wait a server's Retry-After can impose.
@@ -99,7 +172,7 @@ pub async fn deliver<S: Sink>(
     dead_letters: &DeadLetters,
     counters: &Counters,
 ) -> Result<(Delivery, Option<S::Batch>), String> {
-    let policy = &sink.batching().retry;
+    let policy = sink.batching().retry();
     let mut delivery = Delivery::default();
     let mut queue = vec![batch];
     let mut whole = true;
@@ -263,11 +336,9 @@ mod tests {
 
     fn picky(bad: Vec<i64>, flaky: u32, max_retries: u32) -> Picky {
         let config = BatchConfig {
-            retry: RetryPolicy {
-                max_retries,
-                initial_backoff: Duration::from_millis(1),
-                max_backoff: Duration::from_millis(2),
-            },
+            max_retries,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(2),
             ..BatchConfig::default()
         };
         Picky {
