@@ -2,9 +2,12 @@
 //! client, so what it answers is what the client reads off the wire: sessions,
 //! databases, time series, tablets and records landing with exact timestamps and
 //! typed values, point and range deletes, IoTDB's status for a type conflict, and the
-//! failures a test injects. What the client cannot send (an aligned tablet, nulls in a
-//! tablet's bitmap, a call without a session) goes through a small hand-made Thrift
-//! caller that writes the fields by their ids in IoTDB's client.thrift.
+//! failures a test injects; back-quoted path nodes and IoTDB's 509 for a node that
+//! needs quotes and has none; TTL per database; auto-created databases and the statuses
+//! for existing databases and series. What the client cannot send (an aligned tablet,
+//! nulls in a tablet's bitmap, a call without a session) or cannot read (the
+//! sub-statuses of a 302) goes through a small hand-made Thrift caller that writes the
+//! fields by their ids in IoTDB's client.thrift.
 
 #[path = "standins/iotdb/mod.rs"]
 mod iotdb_standin;
@@ -794,6 +797,14 @@ mod raw {
         seq: i32,
     }
 
+    /// A TSStatus as read off the wire.
+    #[derive(Debug)]
+    pub struct RawStatus {
+        pub code: i32,
+        pub message: Option<String>,
+        pub sub_status: Vec<RawStatus>,
+    }
+
     pub enum Field<'a> {
         I32(i32),
         I64(i64),
@@ -815,6 +826,25 @@ mod raw {
         /// Calls `method(1: <struct with fields>)` and returns the code of the TSStatus
         /// in its answer (the result itself, or field 1 of the result struct).
         pub fn call(&mut self, method: &str, fields: &[(i16, Field)]) -> i32 {
+            self.call_status(method, fields).code
+        }
+
+        /// Opens a session as root/root with IoTDB 1.x's protocol version.
+        pub fn open_session(&mut self) {
+            let code = self.call(
+                "openSession",
+                &[
+                    (1, Field::I32(2)),
+                    (2, Field::Str("UTC")),
+                    (3, Field::Str("root")),
+                    (4, Field::Str("root")),
+                ],
+            );
+            assert_eq!(code, 200, "openSession");
+        }
+
+        /// Like `call`, with the whole TSStatus: code, message and sub-statuses.
+        pub fn call_status(&mut self, method: &str, fields: &[(i16, Field)]) -> RawStatus {
             self.seq += 1;
             let mut payload = Vec::new();
             {
@@ -858,7 +888,7 @@ mod raw {
             i.read_struct_begin().unwrap();
             let success = i.read_field_begin().unwrap();
             assert_eq!((success.id, success.field_type), (Some(0), TType::Struct));
-            status_code(&mut i)
+            read_status(&mut i)
         }
     }
 
@@ -894,22 +924,36 @@ mod raw {
         o.write_field_end().unwrap();
     }
 
-    /// Reads a struct that is a TSStatus (field 1 an i32) or holds one at field 1.
-    fn status_code(i: &mut dyn TInputProtocol) -> i32 {
+    /// Reads a struct that is a TSStatus (1: code, 2: message, 3: subStatus) or holds
+    /// one at field 1.
+    fn read_status(i: &mut dyn TInputProtocol) -> RawStatus {
         i.read_struct_begin().unwrap();
-        let mut code = None;
+        let mut status = None;
+        let (mut code, mut message, mut sub_status) = (None, None, Vec::new());
         loop {
             let field = i.read_field_begin().unwrap();
             match (field.id, field.field_type) {
                 (_, TType::Stop) => break,
                 (Some(1), TType::I32) => code = Some(i.read_i32().unwrap()),
-                (Some(1), TType::Struct) => code = Some(status_code(i)),
+                (Some(1), TType::Struct) => status = Some(read_status(i)),
+                (Some(2), TType::String) => message = Some(i.read_string().unwrap()),
+                (Some(3), TType::List) => {
+                    let list = i.read_list_begin().unwrap();
+                    for _ in 0..list.size {
+                        sub_status.push(read_status(i));
+                    }
+                    i.read_list_end().unwrap();
+                }
                 (_, ty) => i.skip(ty).unwrap(),
             }
             i.read_field_end().unwrap();
         }
         i.read_struct_end().unwrap();
-        code.expect("a status code")
+        status.unwrap_or_else(|| RawStatus {
+            code: code.expect("a status code"),
+            message,
+            sub_status,
+        })
     }
 }
 
@@ -1022,4 +1066,636 @@ fn a_call_without_a_session_is_not_logged_in() {
         status::INCOMPATIBLE_VERSION,
         "only protocol V3 is accepted"
     );
+}
+
+/// Asserts IoTDB's answer to a path it cannot read: 509 naming the path (or, for a
+/// measurement, the measurement).
+fn assert_illegal_path(error: &str, what: &str) {
+    assert!(
+        error.contains(&format!("code: {}", status::ILLEGAL_PATH)),
+        "{error}"
+    );
+    assert!(
+        error.contains(&format!("{what} is not a legal path")),
+        "{error}"
+    );
+}
+
+#[test]
+fn canonical_path_quotes_exactly_the_nodes_that_need_it() {
+    use iotdb_standin::{canonical_path, display_node};
+    for (spelled, canonical) in [
+        ("root.sg.`d1`.`s`", "root.sg.d1.s"),
+        ("root.sg.`dev-1`.`a``b`", "root.sg.`dev-1`.`a``b`"),
+        ("root.sg.`x.y`.s", "root.sg.`x.y`.s"),
+        ("root.sg.`123`.`1e5`.`d_1`", "root.sg.`123`.`1e5`.d_1"),
+        ("root.sg.`time`", "root.sg.`time`"),
+        ("root.sg.温度", "root.sg.温度"),
+        ("root.sg.`ü`", "root.sg.`ü`"),
+        ("root.sg.**.s", "root.sg.**.s"),
+        ("root.sg.*.`*`", "root.sg.*.`*`"),
+    ] {
+        assert_eq!(
+            canonical_path(spelled).as_deref(),
+            Ok(canonical),
+            "{spelled}"
+        );
+        assert_eq!(
+            canonical_path(canonical).as_deref(),
+            Ok(canonical),
+            "the display form reads back as itself"
+        );
+    }
+    for bad in [
+        "root.sg.dev-1",
+        "root.sg.123",
+        "root.sg.1e5",
+        "root.sg.time",
+        "root.sg.ROOT",
+        "root.sg.ü",
+        "root.sg.a b",
+        "root.sg.`a",
+        "root.sg.`a`b`",
+        "root.sg.`a`b",
+        "root.sg.``",
+        "root..s",
+        "root.sg.",
+        "sg.d1",
+        "`root`.sg",
+    ] {
+        assert_eq!(
+            canonical_path(bad),
+            Err(format!("{bad} is not a legal path")),
+            "{bad}"
+        );
+    }
+    assert_eq!(display_node("dev-0001"), "`dev-0001`");
+    assert_eq!(display_node("a`b"), "`a``b`");
+    assert_eq!(display_node("0042"), "`0042`");
+    assert_eq!(display_node("d_1"), "d_1");
+}
+
+#[test]
+fn back_quoted_nodes_are_one_path_however_they_are_spelled() {
+    let standin = IotdbStandIn::start();
+    let mut session = session(&standin);
+    let mut tablet = Tablet::new(
+        "root.factory.`dev-0001`",
+        vec![
+            schema("`temp-c`", TSDataType::Double),
+            schema("`humidity %`", TSDataType::Float),
+            schema("`a``b`", TSDataType::Int32),
+            schema("`running`", TSDataType::Boolean),
+            schema("`0042`", TSDataType::Int64),
+            schema("温度", TSDataType::Double),
+        ],
+    );
+    tablet
+        .add_row(
+            vec![
+                Value::Double(21.5),
+                Value::Float(40.0),
+                Value::Int32(7),
+                Value::Bool(true),
+                Value::Int64(42),
+                Value::Double(1.5),
+            ],
+            1000,
+        )
+        .unwrap();
+    session.insert_tablet(&tablet).unwrap();
+
+    // Stored and shown in IoTDB's display form: quotes only where a node needs them.
+    let paths: Vec<String> = standin.series().into_iter().map(|s| s.path).collect();
+    assert_eq!(
+        paths,
+        [
+            "root.factory.`dev-0001`.`0042`",
+            "root.factory.`dev-0001`.`a``b`",
+            "root.factory.`dev-0001`.`humidity %`",
+            "root.factory.`dev-0001`.`temp-c`",
+            "root.factory.`dev-0001`.running",
+            "root.factory.`dev-0001`.温度",
+        ]
+    );
+    assert_eq!(standin.databases(), ["root.factory"]);
+    let temp = [(1000, StandInValue::Double(21.5))];
+    for spelling in [
+        "root.factory.`dev-0001`.`temp-c`",
+        "root.`factory`.`dev-0001`.`temp-c`",
+        "root.factory.dev-0001.temp-c",
+    ] {
+        assert_eq!(standin.points(spelling), temp, "{spelling}");
+    }
+    assert_eq!(
+        standin.points("root.factory.`dev-0001`.`a``b`"),
+        [(1000, StandInValue::Int32(7))]
+    );
+    assert_eq!(standin.is_aligned("root.factory.`dev-0001`"), Some(false));
+    assert_eq!(standin.is_aligned("root.factory.dev-0001"), Some(false));
+
+    // A plain node quoted or not is one node: these land in the series above.
+    session
+        .insert_record(
+            "root.`factory`.`dev-0001`",
+            vec!["running"],
+            vec![Value::Bool(false)],
+            2000,
+            None,
+        )
+        .unwrap();
+    session
+        .insert_string_record(
+            "root.factory.`dev-0001`",
+            vec!["`temp-c`"],
+            vec!["22.5"],
+            2000,
+            None,
+        )
+        .unwrap();
+    assert_eq!(
+        standin.points("root.factory.`dev-0001`.running"),
+        [
+            (1000, StandInValue::Boolean(true)),
+            (2000, StandInValue::Boolean(false))
+        ]
+    );
+    assert_eq!(standin.series().len(), 6);
+
+    // The SQL subset reads the same paths, back-quoted nodes included.
+    let data_set = session
+        .execute_query_statement(
+            "SELECT `temp-c`, `running` FROM root.factory.`dev-0001`",
+            None,
+        )
+        .unwrap();
+    assert_eq!(
+        data_set.get_column_names(),
+        [
+            "Time",
+            "root.factory.`dev-0001`.`temp-c`",
+            "root.factory.`dev-0001`.running"
+        ]
+    );
+    assert_eq!(
+        rows(data_set),
+        [
+            (1000, vec![Value::Double(21.5), Value::Bool(true)]),
+            (2000, vec![Value::Double(22.5), Value::Bool(false)]),
+        ]
+    );
+    let listed = rows(
+        session
+            .execute_query_statement("SHOW TIMESERIES root.factory.`dev-0001`.`temp-c`", None)
+            .unwrap(),
+    );
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        listed[0].1[0],
+        Value::Text("root.factory.`dev-0001`.`temp-c`".into())
+    );
+    assert_eq!(listed[0].1[2], Value::Text("root.factory".into()));
+    let counted = rows(
+        session
+            .execute_query_statement("count timeseries root.factory.`dev-0001`.**", None)
+            .unwrap(),
+    );
+    assert_eq!(counted, [(0, vec![Value::Int64(6)])]);
+
+    // A dot inside backquotes is part of the node.
+    session
+        .create_timeseries(
+            "root.factory.`dev 2`.`x.y`",
+            TSDataType::Int64,
+            TSEncoding::Plain,
+            TSCompressionType::SNAPPY,
+            None,
+            None,
+            None,
+            None,
+        )
+        .unwrap();
+    let counted = rows(
+        session
+            .execute_query_statement("COUNT TIMESERIES root.factory.`dev 2`.*", None)
+            .unwrap(),
+    );
+    assert_eq!(counted, [(0, vec![Value::Int64(1)])]);
+
+    // Deletes take quoted paths too.
+    session
+        .delete_data(vec!["root.factory.`dev-0001`.`temp-c`"], 1000, 1000)
+        .unwrap();
+    assert_eq!(
+        standin.points("root.factory.`dev-0001`.`temp-c`"),
+        [(2000, StandInValue::Double(22.5))]
+    );
+    session
+        .delete_timeseries(vec![
+            "root.factory.`dev-0001`.`a``b`",
+            "root.factory.`dev 2`.**",
+        ])
+        .unwrap();
+    assert_eq!(standin.series().len(), 5);
+    assert!(standin.points("root.factory.`dev-0001`.`a``b`").is_empty());
+}
+
+#[test]
+fn a_node_that_needs_backquotes_and_has_none_is_iotdbs_illegal_path() {
+    let standin = IotdbStandIn::start();
+    let mut session = session(&standin);
+    let tablet = |device: &str, measurement: &str| {
+        let mut tablet = Tablet::new(device, vec![schema(measurement, TSDataType::Double)]);
+        tablet.add_row(vec![Value::Double(1.0)], 1).unwrap();
+        tablet
+    };
+    for device in [
+        "root.factory.dev-0001",
+        "root.factory.0001",
+        "root.factory.1e3",
+        "root.factory.dev 1",
+        "root.factory.düse",
+        "root.factory.time",
+        "root.factory.`dev",
+        "root.factory.`a`b`",
+        "factory.d1",
+    ] {
+        let error = error_of(session.insert_tablet(&tablet(device, "s")));
+        assert_illegal_path(&error, device);
+    }
+    for measurement in [
+        "temp-c",
+        "42",
+        "time",
+        "TIMESTAMP",
+        "root",
+        "a.b",
+        "`a",
+        "ü",
+    ] {
+        let error = error_of(session.insert_tablet(&tablet("root.factory.d1", measurement)));
+        assert_illegal_path(&error, measurement);
+    }
+    let error = error_of(session.insert_record(
+        "root.factory.dev-0001",
+        vec!["s"],
+        vec![Value::Int32(1)],
+        1,
+        None,
+    ));
+    assert_illegal_path(&error, "root.factory.dev-0001");
+    let error = error_of(session.insert_string_record(
+        "root.factory.d1",
+        vec!["ok", "temp-c"],
+        vec!["1", "2"],
+        1,
+        None,
+    ));
+    assert_illegal_path(&error, "temp-c");
+    // One bad device refuses the whole batch.
+    let error = error_of(session.insert_records(
+        vec!["root.factory.d1", "root.factory.dev-2"],
+        vec![vec!["s"], vec!["s"]],
+        vec![vec![Value::Int32(1)], vec![Value::Int32(2)]],
+        vec![1, 1],
+    ));
+    assert_illegal_path(&error, "root.factory.dev-2");
+    let error = error_of(session.create_timeseries(
+        "root.factory.dev-0001.s",
+        TSDataType::Double,
+        TSEncoding::Gorilla,
+        TSCompressionType::LZ4,
+        None,
+        None,
+        None,
+        None,
+    ));
+    assert_illegal_path(&error, "root.factory.dev-0001.s");
+    // IoTDB reads every path of createMultiTimeseries first: none is created.
+    let error = error_of(session.create_multi_timeseries(
+        vec!["root.factory.d1.ok", "root.factory.d1.temp-c"],
+        vec![TSDataType::Double, TSDataType::Double],
+        vec![TSEncoding::Gorilla, TSEncoding::Gorilla],
+        vec![TSCompressionType::LZ4, TSCompressionType::LZ4],
+        None,
+        None,
+        None,
+        None,
+    ));
+    assert_illegal_path(&error, "root.factory.d1.temp-c");
+    let error = error_of(session.delete_data(vec!["root.factory.dev-0001.s"], 0, 10));
+    assert_illegal_path(&error, "root.factory.dev-0001.s");
+    let error = error_of(session.delete_timeseries(vec!["root.factory.dev-0001.**"]));
+    assert_illegal_path(&error, "root.factory.dev-0001.**");
+    let error = error_of(session.set_storage_group("root.my-plant"));
+    assert_illegal_path(&error, "root.my-plant");
+    assert!(standin.series().is_empty());
+    assert!(standin.databases().is_empty(), "nothing was auto-created");
+
+    // In SQL the same node is a parse error, as IoTDB's grammar cannot read it.
+    let error = error_of(session.execute_update_statement("CREATE DATABASE root.my-plant"));
+    assert!(
+        error.contains(&format!("code: {}", status::SQL_PARSE_ERROR)),
+        "{error}"
+    );
+    session
+        .execute_update_statement("CREATE DATABASE root.`my-plant`")
+        .unwrap();
+    let error =
+        error_of(session.execute_query_statement("SELECT temp-c FROM root.`my-plant`.d1", None));
+    assert!(
+        error.contains(&format!("code: {}", status::SQL_PARSE_ERROR)),
+        "{error}"
+    );
+    assert_eq!(standin.databases(), ["root.`my-plant`"]);
+}
+
+#[test]
+fn a_write_under_no_database_creates_one_at_level_one_quoted_or_not() {
+    let standin = IotdbStandIn::start();
+    let mut session = session(&standin);
+    session
+        .insert_record(
+            "root.`my-plant`.`line 1`.`dev-7`",
+            vec!["`temp-c`"],
+            vec![Value::Double(20.0)],
+            1,
+            None,
+        )
+        .unwrap();
+    session
+        .insert_record("root.`yard`.d1", vec!["s"], vec![Value::Int32(1)], 1, None)
+        .unwrap();
+    assert_eq!(standin.databases(), ["root.`my-plant`", "root.yard"]);
+    assert_eq!(
+        standin.points("root.`my-plant`.`line 1`.`dev-7`.`temp-c`"),
+        [(1, StandInValue::Double(20.0))]
+    );
+
+    // IoTDB takes only [a-zA-Z0-9`_.-] and CJK in a database name, quoted or not: a
+    // write that would create `root.`my plant`` is refused and writes nothing.
+    let error = error_of(session.insert_record(
+        "root.`my plant`.d1",
+        vec!["s"],
+        vec![Value::Int32(1)],
+        1,
+        None,
+    ));
+    assert!(
+        error.contains(&format!("code: {}", status::ILLEGAL_PATH)),
+        "{error}"
+    );
+    assert!(
+        error.contains(
+            "The database name can only be characters, numbers and underscores. root.`my plant`"
+        ),
+        "{error}"
+    );
+    assert_eq!(standin.databases().len(), 2);
+    assert_eq!(standin.series().len(), 2);
+
+    // Creating one that exists is 501, in any spelling, by SQL or by RPC.
+    for sql in [
+        "CREATE DATABASE root.`my-plant`",
+        "create database root.`yard`",
+        "SET STORAGE GROUP TO root.yard",
+    ] {
+        let error = error_of(session.execute_update_statement(sql));
+        assert!(
+            error.contains(&format!("code: {}", status::DATABASE_ALREADY_EXISTS)),
+            "{sql}: {error}"
+        );
+    }
+    let error = error_of(session.set_storage_group("root.`my-plant`"));
+    assert!(
+        error.contains("root.`my-plant` has already been created as database"),
+        "{error}"
+    );
+    // In a batch, each statement is answered: the existing one in a 302.
+    let error = error_of(session.execute_batch_statement(vec![
+        "CREATE DATABASE root.yard",
+        "CREATE DATABASE root.new",
+    ]));
+    assert!(
+        error.contains(&format!("code: {}", status::MULTIPLE_ERROR)),
+        "{error}"
+    );
+    assert!(
+        error.contains(&format!(
+            "{}: root.yard has already",
+            status::DATABASE_ALREADY_EXISTS
+        )),
+        "{error}"
+    );
+    assert_eq!(
+        standin.databases(),
+        ["root.`my-plant`", "root.new", "root.yard"]
+    );
+}
+
+#[test]
+fn without_auto_create_schema_a_quoted_database_and_its_series_must_exist_first() {
+    let standin = IotdbStandIn::start_with(Options {
+        auto_create_schema: false,
+        ..Options::default()
+    });
+    let mut session = session(&standin);
+    let mut tablet = Tablet::new(
+        "root.`my-plant`.d1",
+        vec![schema("`temp-c`", TSDataType::Double)],
+    );
+    tablet.add_row(vec![Value::Double(20.5)], 5).unwrap();
+    let error = error_of(session.insert_tablet(&tablet));
+    assert!(
+        error.contains(&format!("code: {}", status::DATABASE_NOT_EXIST)),
+        "{error}"
+    );
+    assert!(standin.databases().is_empty());
+
+    session.set_storage_group("root.`my-plant`").unwrap();
+    let error = error_of(session.insert_tablet(&tablet));
+    assert!(
+        error.contains("Path [root.`my-plant`.d1.`temp-c`] does not exist"),
+        "{error}"
+    );
+    let error = error_of(session.create_timeseries(
+        "root.other.d1.s",
+        TSDataType::Double,
+        TSEncoding::Gorilla,
+        TSCompressionType::LZ4,
+        None,
+        None,
+        None,
+        None,
+    ));
+    assert!(
+        error.contains(&format!("code: {}", status::DATABASE_NOT_EXIST)),
+        "{error}"
+    );
+
+    session
+        .create_timeseries(
+            "root.`my-plant`.d1.`temp-c`",
+            TSDataType::Double,
+            TSEncoding::Gorilla,
+            TSCompressionType::LZ4,
+            None,
+            None,
+            None,
+            None,
+        )
+        .unwrap();
+    session.insert_tablet(&tablet).unwrap();
+    assert_eq!(
+        standin.points("root.`my-plant`.d1.`temp-c`"),
+        [(5, StandInValue::Double(20.5))]
+    );
+    assert_eq!(standin.databases(), ["root.`my-plant`"]);
+}
+
+#[test]
+fn creating_series_that_exist_answers_302_with_a_503_for_each_and_creates_the_rest() {
+    use raw::Field;
+    let standin = IotdbStandIn::start();
+    let mut caller = raw::Caller::connect(standin.port());
+    caller.open_session();
+    // TSCreateMultiTimeseriesReq: 1 sessionId, 2 paths, 3 dataTypes, 4 encodings,
+    // 5 compressors (DOUBLE = 4, GORILLA = 8, LZ4 = 7).
+    let mut create = |paths: &[&str]| {
+        let n = paths.len();
+        caller.call_status(
+            "createMultiTimeseries",
+            &[
+                (1, Field::I64(1)),
+                (2, Field::Strs(paths)),
+                (3, Field::I32s(&vec![4; n])),
+                (4, Field::I32s(&vec![8; n])),
+                (5, Field::I32s(&vec![7; n])),
+            ],
+        )
+    };
+    let created = create(&["root.sg.d1.s1", "root.sg.`d-2`.s2"]);
+    assert_eq!(created.code, status::SUCCESS_STATUS);
+
+    let some_exist = create(&["root.sg.d1.`s1`", "root.sg.d1.s3", "root.sg.`d-2`.s2"]);
+    assert_eq!(some_exist.code, status::MULTIPLE_ERROR);
+    let subs: Vec<(i32, Option<&str>)> = some_exist
+        .sub_status
+        .iter()
+        .map(|s| (s.code, s.message.as_deref()))
+        .collect();
+    assert_eq!(
+        subs,
+        [
+            (
+                status::TIMESERIES_ALREADY_EXIST,
+                Some("Path [root.sg.d1.s1] already exist")
+            ),
+            (
+                status::TIMESERIES_ALREADY_EXIST,
+                Some("Path [root.sg.`d-2`.s2] already exist")
+            ),
+        ]
+    );
+    let paths: Vec<String> = standin.series().into_iter().map(|s| s.path).collect();
+    assert_eq!(
+        paths,
+        ["root.sg.`d-2`.s2", "root.sg.d1.s1", "root.sg.d1.s3"],
+        "the series that did not exist were created"
+    );
+
+    let all_exist = create(&["root.sg.d1.s1", "root.sg.d1.s3"]);
+    assert_eq!(all_exist.code, status::MULTIPLE_ERROR);
+    assert!(all_exist
+        .sub_status
+        .iter()
+        .all(|s| s.code == status::TIMESERIES_ALREADY_EXIST));
+    assert_eq!(all_exist.sub_status.len(), 2);
+
+    let illegal = create(&["root.sg.d1.s9", "root.sg.d-3.s"]);
+    assert_eq!(illegal.code, status::ILLEGAL_PATH);
+    assert_eq!(
+        illegal.message.as_deref(),
+        Some("root.sg.d-3.s is not a legal path")
+    );
+    assert_eq!(standin.series().len(), 3, "nothing created");
+
+    // What the real client makes of the 302.
+    let mut session = session(&standin);
+    let error = error_of(session.create_multi_timeseries(
+        vec!["root.sg.d1.s1"],
+        vec![TSDataType::Double],
+        vec![TSEncoding::Gorilla],
+        vec![TSCompressionType::LZ4],
+        None,
+        None,
+        None,
+        None,
+    ));
+    assert!(
+        error.starts_with(&format!("code: {}", status::MULTIPLE_ERROR)),
+        "{error}"
+    );
+    assert!(
+        error.contains("Path [root.sg.d1.s1] already exist"),
+        "{error}"
+    );
+}
+
+#[test]
+fn ttl_is_kept_per_database_set_and_unset_by_sql() {
+    let standin = IotdbStandIn::start();
+    let mut session = session(&standin);
+    session.set_storage_group("root.factory").unwrap();
+    session.set_storage_group("root.`my-plant`").unwrap();
+    assert_eq!(standin.ttl("root.factory"), None);
+
+    assert!(session
+        .execute_update_statement("SET TTL TO root.factory 3600000")
+        .unwrap()
+        .is_none());
+    assert_eq!(standin.ttl("root.factory"), Some(3_600_000));
+    assert_eq!(standin.ttl("root.`my-plant`"), None);
+
+    // executeStatement runs it as well; iotdb-client-rs then reports that an answer
+    // without columns has no "resources" — its reading, not the server's status.
+    let error = error_of(session.execute_statement("set ttl to root.`my-plant` 60000;", None));
+    assert!(error.contains("Can't get resources"), "{error}");
+    assert_eq!(standin.ttl("root.`my-plant`"), Some(60_000));
+    assert_eq!(standin.ttl("root.my-plant"), Some(60_000), "any spelling");
+
+    // A path below a database sets that database's TTL; root.** every database's.
+    session
+        .execute_update_statement("SET TTL TO root.factory.d1 7200000")
+        .unwrap();
+    assert_eq!(standin.ttl("root.factory"), Some(7_200_000));
+    session
+        .execute_batch_statement(vec!["SET TTL TO root.** 1000", "UNSET TTL TO root.factory"])
+        .unwrap();
+    assert_eq!(standin.ttl("root.factory"), None);
+    assert_eq!(standin.ttl("root.`my-plant`"), Some(1000));
+
+    // No database there: IoTDB's 500.
+    for sql in ["SET TTL TO root.nowhere 1000", "UNSET TTL TO root.nowhere"] {
+        let error = error_of(session.execute_update_statement(sql));
+        assert!(
+            error.contains(&format!("code: {}", status::DATABASE_NOT_EXIST)),
+            "{sql}: {error}"
+        );
+    }
+    let error = error_of(session.execute_update_statement("SET TTL TO root.factory -1"));
+    assert!(
+        error.contains(&format!("code: {}", status::SQL_PARSE_ERROR)),
+        "{error}"
+    );
+    let error = error_of(session.execute_update_statement("SET TTL TO root.my-plant 5"));
+    assert!(
+        error.contains(&format!("code: {}", status::SQL_PARSE_ERROR)),
+        "{error}"
+    );
+
+    // A deleted database takes its TTL with it.
+    session.delete_storage_group("root.`my-plant`").unwrap();
+    assert_eq!(standin.ttl("root.`my-plant`"), None);
+    assert_eq!(standin.ttl("root.nowhere"), None);
 }

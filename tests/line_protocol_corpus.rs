@@ -3,7 +3,6 @@
 //! expected text is what InfluxData's reference encoder writes; an expected error must be
 //! an error here too.
 
-
 use tsmig::job::TimeUnit;
 use tsmig::model::{Name, Point, Value};
 use tsmig::sinks::influxdb::encoding::{encode_point, Encoding};

@@ -8,9 +8,32 @@
 
 use std::collections::BTreeSet;
 
-/// Values shorter than this are not masked (a one-letter "secret" would mask every
-/// occurrence of that letter and make messages unreadable).
-const MIN_SECRET_CHARS: usize = 3;
+/// Values shorter than this are not masked: a short value ("root", IoTDB's default
+/// password) would mask every occurrence of a common word and make messages unreadable,
+/// and is no secret anyway.
+const MIN_SECRET_CHARS: usize = 5;
+
+/// Keys whose values are secret, or may carry one (a URL with a password in it).
+fn is_secret_key(line: &str) -> bool {
+    let key = line
+        .trim_start()
+        .trim_start_matches("- ")
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    [
+        "password",
+        "token",
+        "secret",
+        "key",
+        "url",
+        "dsn",
+        "credential",
+    ]
+    .iter()
+    .any(|k| key.contains(k))
+}
 
 /// The text with every reference replaced, and the values that were substituted.
 #[derive(Debug)]
@@ -104,8 +127,7 @@ pub fn substitute(
             }
             let value = match (lookup(name).filter(|v| !v.is_empty()), default) {
                 (Some(v), _) => {
-                    // Masked in messages; too short a value would mask half of every word.
-                    if v.chars().count() >= MIN_SECRET_CHARS {
+                    if is_secret_key(line) && v.chars().count() >= MIN_SECRET_CHARS {
                         secrets.values.insert(v.clone());
                     }
                     v

@@ -114,9 +114,13 @@ impl fmt::Display for Mode {
 pub struct MappingConfig {
     /// Source table the mapping reads.
     pub table: String,
-    /// Target measurement; default: the table name.
+    /// Target measurement (InfluxDB); default: the table name.
     #[serde(default)]
     pub measurement: Option<String>,
+    /// Device path (IoTDB), e.g. `root.factory.{device_id}`: levels separated by dots, a
+    /// level either literal or one `{column}` whose value is quoted where IoTDB needs it.
+    #[serde(default)]
+    pub path: Option<String>,
     /// Column naming the device: written as a tag and used as the exchange key.
     pub device_field: String,
     /// Column holding the point's time (DATETIME, TIMESTAMP, DATE, or an integer epoch).
@@ -127,8 +131,14 @@ pub struct MappingConfig {
     /// Further columns written as tags (NULL or empty values leave the tag out).
     #[serde(default)]
     pub tags: Vec<String>,
-    /// Columns written as fields (NULL values are left out, never written as 0).
+    /// Columns written as fields — IoTDB's measurements (NULL values are left out, never
+    /// written as 0).
+    #[serde(alias = "measurements")]
     pub fields: Vec<String>,
+    /// Target types declared for some fields (IoTDB: BOOLEAN, INT32, INT64, FLOAT, DOUBLE,
+    /// TEXT); the others are inferred from the source column.
+    #[serde(default)]
+    pub types: std::collections::BTreeMap<String, String>,
 }
 
 /// A unit of time, for integer timestamps and sink precision.
@@ -243,6 +253,11 @@ pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     humantime::parse_duration(&text)
         .map_err(|e| serde::de::Error::custom(format!("`{text}` is not a duration ({e})")))
+}
+
+/// Deserialises an optional duration (`"90d"`).
+pub fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
 }
 
 /// An error in a job file, with its place.

@@ -19,10 +19,38 @@ enum TimeSource {
     Epoch(TimeUnit),
 }
 
+/// One level of an IoTDB device path template.
+#[derive(Debug, Clone)]
+enum PathLevel {
+    /// Written as is (already a valid node).
+    Literal(String),
+    /// The value of the column at this row position, quoted where IoTDB needs it.
+    Column(usize, Name),
+}
+
+/// Where a field comes from, for sinks that declare types (IoTDB).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldSource {
+    /// The field (measurement) name.
+    pub field: Name,
+    /// What the source column holds.
+    pub kind: ColumnKind,
+    /// The source's own type, e.g. `int(11)`.
+    pub source_type: String,
+    /// A type the job file declares for it (`types:`), if any.
+    pub declared: Option<String>,
+    /// Where it is declared or read, for error messages: `mappings[0].fields[2]`.
+    pub key: String,
+}
+
 /// One compiled entry of `mappings`.
 #[derive(Debug, Clone)]
 struct Compiled {
     measurement: Name,
+    /// IoTDB device path template (`path:`); when set, it is the point's measurement.
+    path: Option<Vec<PathLevel>>,
+    /// Where each field comes from.
+    sources: Vec<FieldSource>,
     device: usize,
     device_column: Name,
     time: usize,
@@ -77,7 +105,9 @@ impl Mappings {
             let table = &schema[table_index];
             let projection = &mut projections[table_index];
             // Resolves a column name to its position in the row, adding it to the projection.
-            let mut column = |name: &str, at: String| -> Result<(usize, ColumnKind), JobError> {
+            let mut column = |name: &str,
+                              at: String|
+             -> Result<(usize, ColumnKind, String), JobError> {
                 let Some(c) = table.columns.iter().position(|c| c.name == name) else {
                     let known: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
                     return Err(job.error_at(
@@ -103,11 +133,11 @@ impl Mappings {
                         projection.len() - 1
                     }
                 };
-                Ok((position, kind))
+                Ok((position, kind, table.columns[c].source_type.clone()))
             };
 
-            let (device, _) = column(&m.device_field, key("device_field"))?;
-            let (time, time_kind) = column(&m.timestamp_field, key("timestamp_field"))?;
+            let (device, ..) = column(&m.device_field, key("device_field"))?;
+            let (time, time_kind, _) = column(&m.timestamp_field, key("timestamp_field"))?;
             let time_source = match (&time_kind, m.timestamp_unit) {
                 (ColumnKind::Time, None) => TimeSource::Instant,
                 (ColumnKind::Time, Some(_)) => {
@@ -140,7 +170,48 @@ impl Mappings {
                 }
             };
 
-            let mut tags: Vec<(Name, usize)> = vec![(Name::from(m.device_field.as_str()), device)];
+            let path = match &m.path {
+                None => None,
+                Some(template) => {
+                    if m.measurement.is_some() {
+                        return Err(job.error_at(&key("path"), "a mapping writes to a measurement (InfluxDB) or a path (IoTDB), not both"));
+                    }
+                    if !m.tags.is_empty() {
+                        return Err(job.error_at(&key("tags"), "IoTDB has no tags: name the columns in the path instead, e.g. root.factory.{site}.{device_id}"));
+                    }
+                    let nodes = crate::sinks::iotdb::path::split(template)
+                        .map_err(|e| job.error_at(&key("path"), e))?;
+                    if nodes[0] != "root" || nodes.len() < 3 {
+                        return Err(job.error_at(&key("path"), format!("`{template}` must start with root. and name a database and a device, e.g. root.factory.{{device_id}}")));
+                    }
+                    let mut levels = Vec::new();
+                    for (level, node) in nodes.into_iter().enumerate() {
+                        if level == 0 {
+                            // `root`, checked above: a reserved word only IoTDB's root may be.
+                            levels.push(PathLevel::Literal(node));
+                        } else if let Some(name) =
+                            node.strip_prefix('{').and_then(|n| n.strip_suffix('}'))
+                        {
+                            let (at, ..) = column(name, key("path"))?;
+                            levels.push(PathLevel::Column(at, Name::from(name)));
+                        } else if node.contains(['{', '}']) {
+                            return Err(job.error_at(&key("path"), format!("level `{node}`: a level is either literal or exactly one {{column}}")));
+                        } else if !crate::sinks::iotdb::path::is_valid_node(&node) {
+                            return Err(job.error_at(&key("path"), format!("level `{node}` is not a valid IoTDB node; write it in backquotes: {}", crate::sinks::iotdb::path::quote_node(&node))));
+                        } else {
+                            levels.push(PathLevel::Literal(node));
+                        }
+                    }
+                    Some(levels)
+                }
+            };
+
+            // An IoTDB device is its path; InfluxDB's device is a tag.
+            let mut tags: Vec<(Name, usize)> = if path.is_some() {
+                Vec::new()
+            } else {
+                vec![(Name::from(m.device_field.as_str()), device)]
+            };
             for (t, name) in m.tags.iter().enumerate() {
                 if *name == m.device_field {
                     continue;
@@ -151,12 +222,21 @@ impl Mappings {
                         format!("tag `{name}` is listed twice"),
                     ));
                 }
-                let (at, _) = column(name, key(&format!("tags[{t}]")))?;
+                let (at, ..) = column(name, key(&format!("tags[{t}]")))?;
                 tags.push((Name::from(name.as_str()), at));
             }
             tags.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
 
+            for declared in m.types.keys() {
+                if !m.fields.contains(declared) {
+                    return Err(job.error_at(
+                        &key(&format!("types.{declared}")),
+                        format!("`{declared}` is not one of the mapping's fields"),
+                    ));
+                }
+            }
             let mut fields: Vec<(Name, usize)> = Vec::with_capacity(m.fields.len());
+            let mut sources = Vec::with_capacity(m.fields.len());
             for (f, name) in m.fields.iter().enumerate() {
                 let at = key(&format!("fields[{f}]"));
                 if tags.iter().any(|(k, _)| &**k == name.as_str()) {
@@ -168,12 +248,27 @@ impl Mappings {
                 if fields.iter().any(|(k, _)| &**k == name.as_str()) {
                     return Err(job.error_at(&at, format!("field `{name}` is listed twice")));
                 }
-                let (position, _) = column(name, at)?;
+                let (position, kind, source_type) = column(name, at.clone())?;
                 fields.push((Name::from(name.as_str()), position));
+                let declared = m.types.get(name).cloned();
+                let key = if declared.is_some() {
+                    key(&format!("types.{name}"))
+                } else {
+                    at
+                };
+                sources.push(FieldSource {
+                    field: Name::from(name.as_str()),
+                    kind,
+                    source_type,
+                    declared,
+                    key,
+                });
             }
 
             per_table[table_index].push(Compiled {
                 measurement: Name::from(m.measurement.as_deref().unwrap_or(&m.table)),
+                path,
+                sources,
                 device,
                 device_column: Name::from(m.device_field.as_str()),
                 time,
@@ -207,6 +302,38 @@ impl Mappings {
     /// The schema columns rows of `table` must carry, in row order.
     pub fn projection(&self, table: usize) -> &[usize] {
         &self.projections[table]
+    }
+
+    /// Where every field of every mapping comes from (for sinks that declare types).
+    pub fn field_sources(&self) -> Vec<FieldSource> {
+        self.per_table
+            .iter()
+            .flatten()
+            .flat_map(|m| m.sources.iter().cloned())
+            .collect()
+    }
+
+    /// The IoTDB path templates' literal prefixes up to the first column, e.g. `root.factory`.
+    pub fn path_prefixes(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .per_table
+            .iter()
+            .flatten()
+            .filter_map(|m| m.path.as_ref())
+            .map(|levels| {
+                levels
+                    .iter()
+                    .map_while(|l| match l {
+                        PathLevel::Literal(s) => Some(s.as_str()),
+                        PathLevel::Column(..) => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .join(".")
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// The measurements written, for `plan`.
@@ -316,6 +443,12 @@ impl Compiled {
             Some(v) => device_hash(v.to_string().as_bytes()),
         };
 
+        // Before tags and fields may move values out of the row.
+        let measurement = match &self.path {
+            None => self.measurement.clone(),
+            Some(levels) => render_path(levels, values)?,
+        };
+
         let mut tags = Vec::with_capacity(self.tags.len());
         for (key, at) in &self.tags {
             let text = match (&mut values[*at], take) {
@@ -345,13 +478,38 @@ impl Compiled {
         }
 
         Ok(Point {
-            measurement: self.measurement.clone(),
+            measurement,
             tags,
             fields,
             time,
             device_hash,
         })
     }
+}
+
+/// A device path for one row: literal levels as they are, column levels quoted.
+fn render_path(levels: &[PathLevel], values: &[Option<Value>]) -> Result<Name, String> {
+    let mut path = String::with_capacity(48);
+    for (i, level) in levels.iter().enumerate() {
+        if i > 0 {
+            path.push('.');
+        }
+        match level {
+            PathLevel::Literal(node) => path.push_str(node),
+            PathLevel::Column(at, column) => {
+                let text = match &values[*at] {
+                    None => return Err(format!("path column `{column}` is NULL")),
+                    Some(Value::String(s)) => std::borrow::Cow::Borrowed(s.as_str()),
+                    Some(v) => std::borrow::Cow::Owned(v.to_string()),
+                };
+                if text.is_empty() {
+                    return Err(format!("path column `{column}` is empty"));
+                }
+                path.push_str(&crate::sinks::iotdb::path::quote_node(&text));
+            }
+        }
+    }
+    Ok(Name::from(path))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use crate::mapping::Mappings;
 use crate::metrics::Counters;
 use crate::sinks::blackhole::BlackholeSink;
 use crate::sinks::influxdb::InfluxSink;
+use crate::sinks::iotdb::IotdbSink;
 use crate::sinks::{Sink, SinkConfig};
 use crate::sources::{self, BoundedSource};
 use std::path::PathBuf;
@@ -128,14 +129,17 @@ pub fn plan(job: &Job) -> Result<String, RunError> {
         for m in mappings.describe() {
             out.push_str(&format!("mapping {m}\n"));
         }
-        out.push_str(&format!("target {}\n", describe_sink(job)?));
+        out.push_str(&format!("target {}\n", describe_sink(job, &mappings)?));
         Ok(out)
     })
 }
 
-fn describe_sink(job: &Job) -> Result<String, RunError> {
+fn describe_sink(job: &Job, mappings: &Mappings) -> Result<String, RunError> {
     Ok(match &job.file.sink {
         SinkConfig::Influxdb(c, batching) => InfluxSink::new(c, batching)
+            .map_err(RunError::Usage)?
+            .describe(),
+        SinkConfig::Iotdb(c, batching) => IotdbSink::new(c, batching, mappings)
             .map_err(RunError::Usage)?
             .describe(),
         SinkConfig::Blackhole(c) => BlackholeSink::new(c).describe(),
@@ -152,28 +156,41 @@ pub fn run(job: &Job, mode: Mode, options: &RunOptions) -> Result<(), RunError> 
     }
 }
 
+/// The source, its mappings compiled against it.
+type Opened = (Box<dyn BoundedSource>, Mappings);
+
 fn backfill(job: &Job, options: &RunOptions) -> Result<(), RunError> {
+    let rt = runtime()?;
+    let opened = rt.block_on(open(job))?;
+    tracing::debug!(
+        ms = crate::metrics::process_start().elapsed().as_millis() as u64,
+        "source open, mappings compiled"
+    );
     match &job.file.sink {
         SinkConfig::Influxdb(c, batching) => {
             let sink = InfluxSink::new(c, batching).map_err(RunError::Usage)?;
-            backfill_into(job, options, sink)
+            backfill_into(job, options, rt, opened, sink)
         }
-        SinkConfig::Blackhole(c) => backfill_into(job, options, BlackholeSink::new(c)),
+        SinkConfig::Iotdb(c, batching) => {
+            let sink = IotdbSink::new(c, batching, &opened.1).map_err(RunError::Usage)?;
+            backfill_into(job, options, rt, opened, sink)
+        }
+        SinkConfig::Blackhole(c) => backfill_into(job, options, rt, opened, BlackholeSink::new(c)),
     }
 }
 
-fn backfill_into<S: Sink>(job: &Job, options: &RunOptions, sink: S) -> Result<(), RunError> {
+fn backfill_into<S: Sink>(
+    job: &Job,
+    options: &RunOptions,
+    rt: tokio::runtime::Runtime,
+    (source, mappings): Opened,
+    sink: S,
+) -> Result<(), RunError> {
     let started = crate::metrics::process_start();
-    let rt = runtime()?;
     let control = Control::default();
     engine::quiet_job_failures();
     watch_signals(&rt, &control);
 
-    let (source, mappings) = rt.block_on(open(job))?;
-    tracing::debug!(
-        ms = started.elapsed().as_millis() as u64,
-        "source open, mappings compiled"
-    );
     rt.block_on(sink.prepare()).map_err(|e| {
         RunError::Failed(
             job.secrets

@@ -10,6 +10,7 @@
 
 pub mod blackhole;
 pub mod influxdb;
+pub mod iotdb;
 pub mod util;
 
 use crate::job::{Job, JobError};
@@ -24,6 +25,8 @@ pub use util::BatchConfig;
 pub enum SinkConfig {
     /// `type: influxdb`: InfluxDB 1.x (`/write`) or 2.x (`/api/v2/write`).
     Influxdb(Box<influxdb::config::InfluxSinkConfig>, BatchConfig),
+    /// `type: iotdb`: Apache IoTDB (tree model) over its Thrift client RPC service.
+    Iotdb(Box<iotdb::config::IotdbSinkConfig>, BatchConfig),
     /// `type: blackhole`: counts and discards every point, to measure the source and the
     /// engine alone. It takes only the batching keys.
     Blackhole(BatchConfig),
@@ -31,11 +34,19 @@ pub enum SinkConfig {
 
 impl<'de> Deserialize<'de> for SinkConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (kind, body) = crate::job::tagged_section(d, "sink", &["influxdb", "blackhole"])?;
+        let (kind, body) =
+            crate::job::tagged_section(d, "sink", &["influxdb", "iotdb", "blackhole"])?;
         match kind.as_str() {
             "influxdb" => {
                 let (own, batching) = crate::job::split_section(body, BatchConfig::KEYS);
                 Ok(SinkConfig::Influxdb(
+                    crate::job::section(own)?,
+                    crate::job::section(batching)?,
+                ))
+            }
+            "iotdb" => {
+                let (own, batching) = crate::job::split_section(body, BatchConfig::KEYS);
+                Ok(SinkConfig::Iotdb(
                     crate::job::section(own)?,
                     crate::job::section(batching)?,
                 ))
@@ -53,6 +64,10 @@ impl SinkConfig {
     pub fn check(&self, job: &Job) -> Result<(), JobError> {
         match self {
             SinkConfig::Influxdb(c, batching) => {
+                batching.check(job)?;
+                c.check(job)
+            }
+            SinkConfig::Iotdb(c, batching) => {
                 batching.check(job)?;
                 c.check(job)
             }

@@ -13,6 +13,7 @@
 //!                              │                 answer by client.thrift ids      service.rs
 //!                              │                   tablet/record byte layouts     buffers.rs
 //!                              │                   SQL subset                     sql.rs
+//!                              │                   path syntax, quoting           path.rs
 //!                              ▼                   tree model in memory           store.rs
 //!                          faults: refuse connections, fail / hang up on inserts, delay
 //! ```
@@ -28,10 +29,19 @@
 //! requestStatementId. Every other method of the service answers "not implemented by
 //! the stand-in: <method>" (status 300 where its result carries a status).
 //!
-//! What it does not do, so a test cannot lean on it: persistence, the table model, TTL,
-//! tags/attributes/aliases (accepted and dropped), schema templates, views, the V2
-//! (TsBlock) query calls, raw-data/last/aggregation queries, WHERE clauses, back-quoted
-//! path nodes, the newer data types (TIMESTAMP, DATE, BLOB, STRING), compressed tablets,
+//! Paths follow IoTDB 1.x's syntax (path.rs): a node that is not a plain identifier
+//! (ASCII letters, digits, `_`, CJK; not a number; not TIME/TIMESTAMP/ROOT) must be
+//! back-quoted, a backquote inside doubled — ``root.factory.`dev-0001`.`temp-c` ``.
+//! Unquoted, such a node is refused with 509 ILLEGAL_PATH by every RPC that takes a path
+//! (and with 700 by the SQL parser). Paths are stored and shown in IoTDB's display form,
+//! quoted only where needed, so ``root.sg.`d1` `` and `root.sg.d1` are one device. TTL
+//! is kept per database (SET TTL / UNSET TTL) but nothing expires.
+//!
+//! What it does not do, so a test cannot lean on it: persistence, the table model, data
+//! expiry by TTL (and IoTDB 1.3's path-level TTL), tags/attributes/aliases (accepted and
+//! dropped), schema templates, views, the V2 (TsBlock) query calls,
+//! raw-data/last/aggregation queries, WHERE clauses, wildcards inside a node (`d*`), the
+//! newer data types (TIMESTAMP, DATE, BLOB, STRING), compressed tablets,
 //! encoding/type compatibility checks, redirection, and any notion of memory pressure
 //! other than the injected failures.
 //!
@@ -40,6 +50,7 @@
 #![allow(dead_code)]
 
 mod buffers;
+mod path;
 mod protocol;
 mod service;
 mod sql;
@@ -182,6 +193,20 @@ pub struct SeriesInfo {
     pub compressor: String,
 }
 
+/// A path in IoTDB's display form — every node quoted only where needed, backquotes
+/// inside doubled — or the reason IoTDB would refuse it (its 509 message). Wildcards
+/// (`*`, `**`) are allowed. `canonical_path("root.sg.`d1`.`a-b`")` is
+/// `Ok("root.sg.d1.`a-b`")`; `canonical_path("root.sg.a-b")` is an error.
+pub fn canonical_path(path: &str) -> Result<String, String> {
+    path::canonical(path, path::Kind::Pattern).map_err(|s| s.message.unwrap_or_default())
+}
+
+/// One node name as IoTDB displays it: `d1` stays `d1`, `dev-0001` becomes
+/// `` `dev-0001` ``, a`b becomes `` `a``b` ``.
+pub fn display_node(name: &str) -> String {
+    path::display_node(name)
+}
+
 /// A running stand-in; it stops (and drops every connection) when dropped.
 pub struct IotdbStandIn {
     addr: SocketAddr,
@@ -303,6 +328,11 @@ impl IotdbStandIn {
     }
 
     // ---- inspection --------------------------------------------------------------
+    //
+    // Paths come back in display form (``root.factory.`dev-0001`.temperature``). Paths
+    // given may be in any spelling: quoted or not where a node is plain, and even
+    // unquoted where IoTDB would need quotes (`root.factory.dev-0001.temperature`, where
+    // every dot separates nodes).
 
     /// Databases (storage groups), sorted.
     pub fn databases(&self) -> Vec<String> {
@@ -316,7 +346,10 @@ impl IotdbStandIn {
 
     /// The points of one series by time; empty if the series does not exist.
     pub fn points(&self, path: &str) -> Vec<(i64, StandInValue)> {
-        self.shared.store().points(path)
+        match path::lenient(path) {
+            Some(path) => self.shared.store().points(&path),
+            None => Vec::new(),
+        }
     }
 
     /// The points of every series, by path.
@@ -330,7 +363,13 @@ impl IotdbStandIn {
 
     /// Whether a device's series are aligned; `None` if it has none.
     pub fn is_aligned(&self, device: &str) -> Option<bool> {
-        self.shared.store().is_aligned(device)
+        self.shared.store().is_aligned(&path::lenient(device)?)
+    }
+
+    /// The TTL (milliseconds) set on a database by SET TTL; `None` if none is set (or
+    /// it was unset, or there is no such database).
+    pub fn ttl(&self, database: &str) -> Option<i64> {
+        self.shared.store().ttl(&path::lenient(database)?)
     }
 
     /// How many calls of a Thrift method (e.g. `"insertTablet"`) arrived, answered or not.

@@ -10,6 +10,7 @@
 //! not in the service at all gets Thrift's "Invalid method name".
 
 use super::buffers;
+use super::path;
 use super::protocol::{self, Call, Struct, Value};
 use super::sql::{self, QueryResult};
 use super::status::{self, Status};
@@ -480,7 +481,20 @@ fn create_multi_timeseries(shared: &Shared, req: &Struct) -> Result<Status, Stri
     ]) {
         return Ok(status);
     }
+    // IoTDB builds a PartialPath of every path before creating any: one illegal path
+    // refuses the whole call with 509.
+    let paths = match paths
+        .iter()
+        .map(|p| path::canonical(p, path::Kind::Path))
+        .collect::<Result<Vec<String>, Status>>()
+    {
+        Ok(paths) => paths,
+        Err(status) => return Ok(status),
+    };
     let mut store = shared.store();
+    // Like IoTDB (RegionWriteExecutor.visitCreateMultiTimeSeries), the series that can
+    // be created are, and the others (503 TIMESERIES_ALREADY_EXIST for an existing one)
+    // come back as the sub-statuses of a 302 MULTIPLE_ERROR.
     let failures = paths
         .iter()
         .enumerate()

@@ -10,10 +10,15 @@
 //! CREATE TIMESERIES root.x.d.s WITH DATATYPE=T[, ENCODING=E][, COMPRESSOR=C]
 //! DELETE TIMESERIES <pattern>, ...  | DROP TIMESERIES ...
 //! SELECT m1, m2 | * FROM root.x.d   (one device, no WHERE, no functions)
+//! SET TTL TO <path> <milliseconds>  | UNSET TTL TO <path>   (IoTDB 1.0–1.2: per database)
 //! ```
 //! Any other statement answers 300 "not implemented by the stand-in: ..."; a known one
-//! that does not parse answers IoTDB's 700 SQL_PARSE_ERROR.
+//! that does not parse answers IoTDB's 700 SQL_PARSE_ERROR. Paths follow path.rs: a node
+//! may be back-quoted (`` root.sg.`dev-1`.s ``), and one that needs quotes but has none
+//! is a parse error (700) here, as in IoTDB's SQL grammar — not the 509 the RPC calls
+//! answer.
 
+use super::path::{self, Kind};
 use super::status::{self, Status};
 use super::store::{self, Store};
 use super::{StandInDataType, StandInValue};
@@ -53,11 +58,28 @@ pub(crate) fn run(store: &mut Store, sql: &str) -> Result<Option<QueryResult>, S
         ["SET", "STORAGE", "GROUP", "TO", ..] => create_database(store, &tokens[4..]).map(|_| None),
         ["DELETE" | "DROP", "DATABASE", ..] => {
             let patterns = path_list(&tokens[2..]).ok_or_else(parse_error)?;
+            let patterns = sql_paths(&patterns, Kind::Pattern)?;
             status_result(store.delete_databases(&patterns)).map(|_| None)
         }
         ["DELETE" | "DROP", "STORAGE", "GROUP", ..] => {
             let patterns = path_list(&tokens[3..]).ok_or_else(parse_error)?;
+            let patterns = sql_paths(&patterns, Kind::Pattern)?;
             status_result(store.delete_databases(&patterns)).map(|_| None)
+        }
+        ["SET", "TTL", "TO", _, _] => {
+            let ttl = if w[4] == "INF" {
+                None // IoTDB 1.3's spelling of "no TTL"
+            } else if tokens[4].bytes().all(|b| b.is_ascii_digit()) {
+                Some(tokens[4].parse::<i64>().map_err(|_| parse_error())?)
+            } else {
+                return Err(parse_error());
+            };
+            let pattern = sql_path(&tokens[3], Kind::Pattern)?;
+            status_result(store.set_ttl(&pattern, ttl)).map(|_| None)
+        }
+        ["UNSET", "TTL", "TO" | "FROM", _] => {
+            let pattern = sql_path(&tokens[3], Kind::Pattern)?;
+            status_result(store.set_ttl(&pattern, None)).map(|_| None)
         }
         ["SHOW", "DATABASES", rest @ ..] => show_databases(store, optional_pattern(rest, &tokens)?),
         ["SHOW", "STORAGE", "GROUP", rest @ ..] => {
@@ -74,6 +96,7 @@ pub(crate) fn run(store: &mut Store, sql: &str) -> Result<Option<QueryResult>, S
             .map(|_| None),
         ["DELETE" | "DROP", "TIMESERIES", ..] => {
             let patterns = path_list(&tokens[2..]).ok_or_else(parse_error)?;
+            let patterns = sql_paths(&patterns, Kind::Pattern)?;
             status_result(store.delete_timeseries(&patterns)).map(|_| None)
         }
         ["SELECT", ..] => select(store, &tokens, &w)
@@ -83,13 +106,21 @@ pub(crate) fn run(store: &mut Store, sql: &str) -> Result<Option<QueryResult>, S
     }
 }
 
-/// Words, with `,` `=` `(` `)` as tokens of their own; a trailing `;` dropped.
+/// Words, with `,` `=` `(` `)` as tokens of their own; a trailing `;` dropped. A
+/// back-quoted stretch (`` `a b,c` ``, doubled backquotes inside) stays in its word.
 fn tokenize(sql: &str) -> Vec<String> {
     let sql = sql.trim().trim_end_matches(';');
     let mut tokens = Vec::new();
     let mut word = String::new();
+    let mut quoted = false;
     for c in sql.chars() {
-        if c.is_whitespace() || matches!(c, ',' | '=' | '(' | ')') {
+        if c == '`' {
+            // A doubled backquote closes and reopens: still inside.
+            quoted = !quoted;
+            word.push(c);
+        } else if quoted {
+            word.push(c);
+        } else if c.is_whitespace() || matches!(c, ',' | '=' | '(' | ')') {
             if !word.is_empty() {
                 tokens.push(std::mem::take(&mut word));
             }
@@ -104,6 +135,30 @@ fn tokenize(sql: &str) -> Vec<String> {
         tokens.push(word);
     }
     tokens
+}
+
+/// A path of a statement in display form. One IoTDB's grammar cannot read (a node that
+/// needs backquotes and has none, a misplaced wildcard) is its 700 parse error.
+fn sql_path(path: &str, kind: Kind) -> Result<String, Status> {
+    path::canonical(path, kind).map_err(as_parse_error)
+}
+
+fn sql_paths(paths: &[String], kind: Kind) -> Result<Vec<String>, Status> {
+    paths.iter().map(|p| sql_path(p, kind)).collect()
+}
+
+fn as_parse_error(status: Status) -> Status {
+    if status.code == status::ILLEGAL_PATH {
+        Status::error(
+            status::SQL_PARSE_ERROR,
+            format!(
+                "Error occurred while parsing SQL to physical plan: {}",
+                status.message.unwrap_or_default()
+            ),
+        )
+    } else {
+        status
+    }
 }
 
 fn status_result(status: Status) -> Result<(), Status> {
@@ -132,7 +187,7 @@ fn path_list(tokens: &[String]) -> Option<Vec<String>> {
 fn optional_pattern(rest: &[&str], tokens: &[String]) -> Result<String, Status> {
     match rest {
         [] => Ok("root.**".to_string()),
-        [_] => Ok(tokens[tokens.len() - 1].clone()),
+        [_] => sql_path(&tokens[tokens.len() - 1], Kind::Pattern),
         _ => Err(Status::not_implemented(format!(
             "the clauses of `{}`",
             tokens.join(" ")
@@ -142,7 +197,7 @@ fn optional_pattern(rest: &[&str], tokens: &[String]) -> Result<String, Status> 
 
 fn create_database(store: &mut Store, rest: &[String]) -> Result<(), Status> {
     match rest {
-        [path] => status_result(store.create_database(path)),
+        [path] => status_result(store.create_database(&sql_path(path, Kind::Path)?)),
         _ => Err(Status::error(
             status::SQL_PARSE_ERROR,
             "CREATE DATABASE takes one path",
@@ -259,8 +314,12 @@ fn create_timeseries(
     let data_type = data_type?;
     let encoding = encoding.unwrap_or(store::default_encoding(data_type));
     let compressor = compressor.unwrap_or(store::DEFAULT_COMPRESSOR);
+    let path = match sql_path(path, Kind::Path) {
+        Ok(path) => path,
+        Err(status) => return Some(Err(status)),
+    };
     Some(status_result(
-        store.create_timeseries(path, data_type, encoding, compressor),
+        store.create_timeseries(&path, data_type, encoding, compressor),
     ))
 }
 
@@ -274,8 +333,19 @@ fn select(store: &Store, tokens: &[String], words: &[&str]) -> Option<Result<Que
             tokens.join(" ")
         ))));
     }
-    let device = &tokens[from + 1];
-    let measurements = path_list(&tokens[1..from])?;
+    let device = match sql_path(&tokens[from + 1], Kind::Pattern) {
+        Ok(device) => device,
+        Err(status) => return Some(Err(status)),
+    };
+    let mut measurements = path_list(&tokens[1..from])?;
+    if measurements != ["*"] {
+        for m in &mut measurements {
+            match path::canonical_measurement(m) {
+                Ok(canonical) => *m = canonical,
+                Err(status) => return Some(Err(as_parse_error(status))),
+            }
+        }
+    }
     let paths: Vec<String> = if measurements == ["*"] {
         match store.series_matching(&format!("{device}.*")) {
             Ok(paths) => paths,

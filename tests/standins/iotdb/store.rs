@@ -10,7 +10,11 @@
 //! the series' is refused for that measurement only and the rest of the write lands
 //! (IoTDB's partial insert, enable_partial_insert=true), answered with 507 and the
 //! message "Fail to insert measurements [..] caused by [..]".
+//!
+//! Every path is kept in IoTDB's display form (path.rs): each public method takes a
+//! path in any legal spelling and refuses an illegal one with 509.
 
+use super::path::{self, is_under, matches, nodes, Kind};
 use super::status::{self, Status};
 use super::{SeriesInfo, StandInDataType, StandInValue};
 use std::collections::{BTreeMap, BTreeSet};
@@ -125,6 +129,8 @@ pub(crate) struct DeviceWrite {
 pub(crate) struct Store {
     auto_create_schema: bool,
     databases: BTreeSet<String>,
+    /// Database → TTL in milliseconds, for the databases that have one.
+    ttls: BTreeMap<String, i64>,
     series: BTreeMap<String, Series>,
     /// Device path → aligned, for every device that has a series.
     devices: BTreeMap<String, bool>,
@@ -135,6 +141,7 @@ impl Store {
         Store {
             auto_create_schema,
             databases: BTreeSet::new(),
+            ttls: BTreeMap::new(),
             series: BTreeMap::new(),
             devices: BTreeMap::new(),
         }
@@ -143,15 +150,19 @@ impl Store {
     // ---- databases -------------------------------------------------------------
 
     pub fn create_database(&mut self, path: &str) -> Status {
-        let nodes = match nodes_of(path) {
-            Ok(nodes) => nodes,
+        let path = match path::canonical(path, Kind::Path) {
+            Ok(path) => path,
             Err(status) => return status,
         };
-        if nodes.len() < 2 {
+        let path = path.as_str();
+        if nodes(path).len() < 2 {
             return Status::error(
                 status::ILLEGAL_PATH,
                 format!("{path} is not a legal path, because it has no node below root"),
             );
+        }
+        if let Err(status) = path::check_database_name(path) {
+            return status;
         }
         if self.databases.contains(path) {
             return Status::error(
@@ -184,18 +195,16 @@ impl Store {
     /// DELETE DATABASE: removes the databases matching any pattern with every series
     /// and point under them.
     pub fn delete_databases(&mut self, patterns: &[String]) -> Status {
+        let patterns = match canonical_patterns(patterns) {
+            Ok(patterns) => patterns,
+            Err(status) => return status,
+        };
         let mut doomed = BTreeSet::new();
-        for pattern in patterns {
-            let pattern_nodes = match nodes_of(pattern) {
-                Ok(nodes) => nodes,
+        for pattern in &patterns {
+            let matched = match self.databases_matching(pattern) {
+                Ok(matched) => matched,
                 Err(status) => return status,
             };
-            let matched: Vec<String> = self
-                .databases
-                .iter()
-                .filter(|db| matches(&pattern_nodes, &split(db)))
-                .cloned()
-                .collect();
             if matched.is_empty() {
                 return Status::error(
                     status::PATH_NOT_EXIST,
@@ -206,6 +215,7 @@ impl Store {
         }
         for db in &doomed {
             self.databases.remove(db);
+            self.ttls.remove(db);
             self.series.retain(|path, _| !is_under(path, db));
             self.devices
                 .retain(|device, _| device != db && !is_under(device, db));
@@ -218,13 +228,45 @@ impl Store {
     }
 
     pub fn databases_matching(&self, pattern: &str) -> Result<Vec<String>, Status> {
-        let pattern = nodes_of(pattern)?;
+        let pattern = path::canonical(pattern, Kind::Pattern)?;
+        let pattern = nodes(&pattern);
         Ok(self
             .databases
             .iter()
-            .filter(|db| matches(&pattern, &split(db)))
+            .filter(|db| matches(&pattern, &nodes(db)))
             .cloned()
             .collect())
+    }
+
+    /// SET TTL / UNSET TTL (`None`) as IoTDB 1.0–1.2 run them: on every database the
+    /// path (pattern) names or lies under; none is IoTDB's 500 DATABASE_NOT_EXIST.
+    pub fn set_ttl(&mut self, pattern: &str, ttl: Option<i64>) -> Status {
+        let pattern = match path::canonical(pattern, Kind::Pattern) {
+            Ok(pattern) => pattern,
+            Err(status) => return status,
+        };
+        let pattern_nodes = nodes(&pattern);
+        let belonged: Vec<String> = self
+            .databases
+            .iter()
+            .filter(|db| path::matches_at_or_below(&pattern_nodes, &nodes(db)))
+            .cloned()
+            .collect();
+        if belonged.is_empty() {
+            return Status::error(status::DATABASE_NOT_EXIST, "StorageGroup does not exist");
+        }
+        for db in belonged {
+            match ttl {
+                Some(ttl) => self.ttls.insert(db, ttl),
+                None => self.ttls.remove(&db),
+            };
+        }
+        Status::ok()
+    }
+
+    /// The TTL of a database (display form), if one is set.
+    pub fn ttl(&self, database: &str) -> Option<i64> {
+        self.ttls.get(database).copied()
     }
 
     fn database_of(&self, series_path: &str) -> Option<&String> {
@@ -243,7 +285,7 @@ impl Store {
                  enable_auto_create_schema is FALSE.",
             ));
         }
-        let nodes = split(series_path);
+        let nodes = nodes(series_path);
         if nodes.len() < 3 {
             return Err(Status::error(
                 status::ILLEGAL_PATH,
@@ -268,14 +310,12 @@ impl Store {
         encoding: &'static str,
         compressor: &'static str,
     ) -> Status {
-        let nodes = match nodes_of(path) {
-            Ok(nodes) => nodes,
+        let path = match path::canonical(path, Kind::Path) {
+            Ok(path) => path,
             Err(status) => return status,
         };
-        if let Err(status) = no_wildcards(path, &nodes) {
-            return status;
-        }
-        let device = parent_of(path);
+        let path = path.as_str();
+        let device = path::parent(path);
         if self.devices.get(device) == Some(&true) {
             return Status::error(
                 status::ALIGNED_TIMESERIES_ERROR,
@@ -300,13 +340,11 @@ impl Store {
         device: &str,
         measurements: &[(String, StandInDataType, &'static str, &'static str)],
     ) -> Status {
-        let nodes = match nodes_of(device) {
-            Ok(nodes) => nodes,
+        let device = match path::canonical(device, Kind::Path) {
+            Ok(device) => device,
             Err(status) => return status,
         };
-        if let Err(status) = no_wildcards(device, &nodes) {
-            return status;
-        }
+        let device = device.as_str();
         if self.devices.get(device) == Some(&false) {
             return Status::error(
                 status::ALIGNED_TIMESERIES_ERROR,
@@ -316,10 +354,13 @@ impl Store {
                 ),
             );
         }
-        let paths: Vec<String> = measurements
-            .iter()
-            .map(|(m, ..)| format!("{device}.{m}"))
-            .collect();
+        let mut paths = Vec::with_capacity(measurements.len());
+        for (measurement, ..) in measurements {
+            match path::canonical_measurement(measurement) {
+                Ok(m) => paths.push(format!("{device}.{m}")),
+                Err(status) => return status,
+            }
+        }
         for path in &paths {
             if let Err(status) = self.check_new_series(path) {
                 return status;
@@ -344,7 +385,7 @@ impl Store {
             ));
         }
         if self.databases.contains(path)
-            || self.series.keys().any(|s| is_under(s, path))
+            || self.has_series_below(path)
             || self.databases.iter().any(|db| is_under(db, path))
         {
             return Err(Status::error(
@@ -352,13 +393,31 @@ impl Store {
                 format!("Path [{path}] already exist"),
             ));
         }
-        if let Some(series) = self.series.keys().find(|s| is_under(path, s)) {
+        if let Some(series) = self.series_above(path) {
             return Err(Status::error(
                 status::METADATA_ERROR,
                 format!("{series} is a time series and cannot have children"),
             ));
         }
         Ok(())
+    }
+
+    /// Whether some series lies below `path` (display form): a range query on the sorted
+    /// keys, so creating many series stays fast.
+    fn has_series_below(&self, path: &str) -> bool {
+        let prefix = format!("{path}.");
+        self.series
+            .range(prefix.clone()..)
+            .next()
+            .is_some_and(|(k, _)| k.starts_with(&prefix))
+    }
+
+    /// A series that is a proper ancestor of `path`, if any.
+    fn series_above(&self, path: &str) -> Option<String> {
+        let nodes = nodes(path);
+        (1..nodes.len())
+            .map(|n| nodes[..n].join("."))
+            .find(|ancestor| self.series.contains_key(ancestor))
     }
 
     fn add_series(
@@ -370,7 +429,7 @@ impl Store {
         aligned: bool,
     ) {
         self.devices
-            .entry(parent_of(path).to_string())
+            .entry(path::parent(path).to_string())
             .or_insert(aligned);
         self.series.insert(
             path.to_string(),
@@ -384,8 +443,12 @@ impl Store {
     }
 
     pub fn delete_timeseries(&mut self, patterns: &[String]) -> Status {
+        let patterns = match canonical_patterns(patterns) {
+            Ok(patterns) => patterns,
+            Err(status) => return status,
+        };
         let mut doomed = BTreeSet::new();
-        for pattern in patterns {
+        for pattern in &patterns {
             let matched = match self.series_matching(pattern) {
                 Ok(matched) => matched,
                 Err(status) => return status,
@@ -403,17 +466,18 @@ impl Store {
         }
         let series = &self.series;
         self.devices
-            .retain(|device, _| series.keys().any(|s| parent_of(s) == device));
+            .retain(|device, _| series.keys().any(|s| path::parent(s) == device));
         Status::ok()
     }
 
     /// Full paths of the series a path pattern (`*` one node, `**` one or more) matches.
     pub fn series_matching(&self, pattern: &str) -> Result<Vec<String>, Status> {
-        let pattern = nodes_of(pattern)?;
+        let pattern = path::canonical(pattern, Kind::Pattern)?;
+        let pattern = nodes(&pattern);
         Ok(self
             .series
             .keys()
-            .filter(|path| matches(&pattern, &split(path)))
+            .filter(|path| matches(&pattern, &nodes(path)))
             .cloned()
             .collect())
     }
@@ -457,9 +521,19 @@ impl Store {
 
     /// One insert call. Path, alignment and database problems refuse the whole call
     /// before anything is written; type problems refuse single measurements.
-    pub fn write(&mut self, writes: Vec<DeviceWrite>) -> Status {
+    pub fn write(&mut self, mut writes: Vec<DeviceWrite>) -> Status {
+        for write in &mut writes {
+            if let Err(status) = canonical_write(write) {
+                return status;
+            }
+        }
         for write in &writes {
             if let Err(status) = self.check_device_write(write) {
+                return status;
+            }
+        }
+        for write in &writes {
+            if let Err(status) = self.ensure_device_database(&write.device) {
                 return status;
             }
         }
@@ -482,22 +556,8 @@ impl Store {
     }
 
     fn check_device_write(&self, write: &DeviceWrite) -> Result<(), Status> {
-        let nodes = nodes_of(&write.device)?;
-        no_wildcards(&write.device, &nodes)?;
-        if nodes.len() < 2 {
-            return Err(Status::error(
-                status::ILLEGAL_PATH,
-                format!("{} is not a legal device path", write.device),
-            ));
-        }
         for column in &write.columns {
             let m = &column.measurement;
-            if m.is_empty() || m.contains('.') || m.contains('`') || m.contains('*') {
-                return Err(Status::error(
-                    status::ILLEGAL_PATH,
-                    format!("{}.{m} is not a legal path", write.device),
-                ));
-            }
             if column.cells.len() != write.timestamps.len() {
                 return Err(Status::error(
                     status::ILLEGAL_PARAMETER,
@@ -526,20 +586,34 @@ impl Store {
                     write.device
                 ),
             )),
-            _ => {
-                let covered = self
-                    .databases
-                    .iter()
-                    .any(|db| *db == write.device || is_under(&write.device, db));
-                if !covered && !self.auto_create_schema {
-                    return Err(Status::error(
-                        status::DATABASE_NOT_EXIST,
-                        "Database not exists and failed to create automatically because \
-                         enable_auto_create_schema is FALSE.",
-                    ));
-                }
-                Ok(())
-            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The database a write's device lies in (or is), created at level 1
+    /// (`root.<first node>`, IoTDB's default_storage_group_level) when auto-create is on,
+    /// before anything is written — as IoTDB creates it while analysing the insert.
+    fn ensure_device_database(&mut self, device: &str) -> Result<(), Status> {
+        let covered = self
+            .databases
+            .iter()
+            .any(|db| db == device || is_under(device, db));
+        if covered {
+            return Ok(());
+        }
+        if !self.auto_create_schema {
+            return Err(Status::error(
+                status::DATABASE_NOT_EXIST,
+                "Database not exists and failed to create automatically because \
+                 enable_auto_create_schema is FALSE.",
+            ));
+        }
+        let db = nodes(device)[..2].join(".");
+        let created = self.create_database(&db);
+        if created.is_ok() {
+            Ok(())
+        } else {
+            Err(created)
         }
     }
 
@@ -674,8 +748,12 @@ impl Store {
     /// Deletes the points of the series matching `patterns` with start <= t <= end.
     /// Like IoTDB 1.x, patterns that match nothing are no error.
     pub fn delete_data(&mut self, patterns: &[String], start: i64, end: i64) -> Status {
+        let patterns = match canonical_patterns(patterns) {
+            Ok(patterns) => patterns,
+            Err(status) => return status,
+        };
         let mut paths = BTreeSet::new();
-        for pattern in patterns {
+        for pattern in &patterns {
             match self.series_matching(pattern) {
                 Ok(matched) => paths.extend(matched),
                 Err(status) => return status,
@@ -749,57 +827,27 @@ pub(crate) fn parse_as(raw: &str, data_type: StandInDataType) -> Option<StandInV
 
 // ---- paths -----------------------------------------------------------------------
 
-/// The nodes of a path, checked the way the stand-in can: it starts at `root` and has
-/// no empty node. Back-quoted nodes (which may hold dots) are not parsed.
-fn nodes_of(path: &str) -> Result<Vec<&str>, Status> {
-    let nodes = split(path);
-    if nodes.first() != Some(&"root") || nodes.iter().any(|n| n.is_empty()) {
-        return Err(Status::error(
-            status::ILLEGAL_PATH,
-            format!("{path} is not a legal path"),
-        ));
-    }
-    if path.contains('`') {
-        return Err(Status::not_implemented(format!(
-            "back-quoted path nodes ({path})"
-        )));
-    }
-    Ok(nodes)
+/// Every pattern of a request in display form, or the 509 of the first illegal one:
+/// IoTDB parses all the paths of a statement before it runs any part of it.
+pub(crate) fn canonical_patterns(patterns: &[String]) -> Result<Vec<String>, Status> {
+    patterns
+        .iter()
+        .map(|p| path::canonical(p, Kind::Pattern))
+        .collect()
 }
 
-fn no_wildcards(path: &str, nodes: &[&str]) -> Result<(), Status> {
-    if nodes.iter().any(|n| n.contains('*')) {
+/// A write's device and measurements in display form, or the 509 that refuses the call
+/// (the device first, then the measurements, in IoTDB's order).
+fn canonical_write(write: &mut DeviceWrite) -> Result<(), Status> {
+    write.device = path::canonical(&write.device, Kind::Path)?;
+    if nodes(&write.device).len() < 2 {
         return Err(Status::error(
             status::ILLEGAL_PATH,
-            format!("{path} is not a legal path: no wildcard here"),
+            format!("{} is not a legal device path", write.device),
         ));
+    }
+    for column in &mut write.columns {
+        column.measurement = path::canonical_measurement(&column.measurement)?;
     }
     Ok(())
-}
-
-fn split(path: &str) -> Vec<&str> {
-    path.split('.').collect()
-}
-
-/// Whether `path` lies strictly below `ancestor`.
-fn is_under(path: &str, ancestor: &str) -> bool {
-    path.len() > ancestor.len()
-        && path.starts_with(ancestor)
-        && path.as_bytes()[ancestor.len()] == b'.'
-}
-
-pub(crate) fn parent_of(path: &str) -> &str {
-    path.rsplit_once('.').map_or("", |(parent, _)| parent)
-}
-
-/// IoTDB path patterns: `*` is one whole node, `**` one or more nodes.
-fn matches(pattern: &[&str], path: &[&str]) -> bool {
-    match (pattern.split_first(), path.split_first()) {
-        (None, None) => true,
-        (Some((&"**", rest)), _) => (1..=path.len()).any(|k| matches(rest, &path[k..])),
-        (Some((p, rest)), Some((n, path_rest))) => {
-            (*p == "*" || p == n) && matches(rest, path_rest)
-        }
-        _ => false,
-    }
 }

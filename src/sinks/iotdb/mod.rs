@@ -1,0 +1,396 @@
+//! The Apache IoTDB sink: points become tablets, one per device and set of measurements,
+//! written with `insertTablets` on a pool of sessions.
+//!
+//! A point's measurement is its device path (the mapping's `path:` rendered with the row's
+//! values, nodes quoted where IoTDB needs it); its fields are the device's measurements.
+//! Databases are created before the first write, series the first time tsmig writes them
+//! (with the declared or inferred type, the configured encoding and compressor); a series
+//! that exists with another type fails the job with its path. Tablets cannot carry NULLs
+//! (IoTDB's client refuses them), so rows with different sets of non-NULL fields go to
+//! different tablets of the same device.
+
+pub mod client;
+pub mod config;
+pub mod encoding;
+pub mod path;
+
+use crate::mapping::Mappings;
+use crate::model::{format_time, Name, Point};
+use crate::sinks::{Batch, BatchConfig, Sink, WriteError};
+use client::SessionPool;
+use config::IotdbSinkConfig;
+use iotdb::client::{MeasurementSchema, Session, Tablet, Value as Iot};
+use iotdb::protocal::{TSCompressionType, TSDataType, TSEncoding};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+/// What every batch of a sink needs to know: field types and the time unit.
+struct Schema {
+    /// Field name → IoTDB type, from the mappings.
+    types: HashMap<Name, TSDataType>,
+    /// Nanoseconds per unit of the server's timestamps.
+    unit: i64,
+}
+
+/// Writes points to one IoTDB server.
+pub struct IotdbSink {
+    pool: SessionPool,
+    schema: Arc<Schema>,
+    encodings: HashMap<String, TSEncoding>,
+    compressor: TSCompressionType,
+    databases: Vec<String>,
+    ttl_ms: Option<i64>,
+    /// Series known to exist, so each is created once.
+    created: Mutex<HashSet<String>>,
+    batching: BatchConfig,
+    target: String,
+}
+
+impl IotdbSink {
+    /// A sink for `config`, typing fields as `mappings` says.
+    pub fn new(
+        config: &IotdbSinkConfig,
+        batching: &BatchConfig,
+        mappings: &Mappings,
+    ) -> Result<Self, String> {
+        let mut types: HashMap<Name, TSDataType> = HashMap::new();
+        let mut typed_at: HashMap<Name, String> = HashMap::new();
+        for source in mappings.field_sources() {
+            let t = encoding::field_type(&source).map_err(|e| format!("{}: {e}", source.key))?;
+            if let Some(previous) = types.get(&source.field) {
+                if *previous != t {
+                    return Err(format!(
+                        "{}: field `{}` is {} here but {} at {}; declare one type with `types:`",
+                        source.key,
+                        source.field,
+                        encoding::type_name(&t),
+                        encoding::type_name(previous),
+                        typed_at[&source.field]
+                    ));
+                }
+            }
+            typed_at.insert(source.field.clone(), source.key.clone());
+            types.insert(source.field.clone(), t);
+        }
+        let mut encodings = HashMap::new();
+        for (data_type, name) in &config.encodings {
+            let t = encoding::data_type(data_type)?;
+            encodings.insert(
+                encoding::type_name(&t).to_string(),
+                encoding::encoding(name)?,
+            );
+        }
+        let databases = if config.databases.is_empty() {
+            mappings.path_prefixes()
+        } else {
+            config.databases.clone()
+        };
+        let session_config = client::config(
+            &config.host,
+            config.port,
+            &config.user,
+            &config.password,
+            batching.timeout,
+        );
+        Ok(Self {
+            pool: SessionPool::new(session_config, config.sessions),
+            schema: Arc::new(Schema {
+                types,
+                unit: config.precision.nanos(),
+            }),
+            encodings,
+            compressor: encoding::compressor(&config.compressor)?,
+            target: format!(
+                "IoTDB at {}:{}, databases {}, precision {}",
+                config.host,
+                config.port,
+                databases.join(", "),
+                config.precision.as_str()
+            ),
+            databases,
+            ttl_ms: config.ttl.map(|d| d.as_millis() as i64),
+            created: Mutex::new(HashSet::new()),
+            batching: batching.clone(),
+        })
+    }
+
+    fn encoding_for(&self, t: &TSDataType) -> TSEncoding {
+        self.encodings
+            .get(encoding::type_name(t))
+            .cloned()
+            .unwrap_or_else(|| encoding::default_encoding(t))
+    }
+}
+
+/// One device's rows that share a set of measurements.
+struct Rows {
+    device: Name,
+    measurements: Vec<(Name, TSDataType)>,
+    times: Vec<i64>,
+    /// Column-major values, one column per measurement.
+    columns: Vec<Vec<Iot>>,
+}
+
+/// Tablets of one request.
+pub struct TabletBatch {
+    schema: Arc<Schema>,
+    tablets: Vec<Rows>,
+    /// (device, measurement names) → tablet.
+    index: HashMap<(Name, Vec<Name>), usize>,
+    rows: usize,
+}
+
+impl Batch for TabletBatch {
+    fn push(&mut self, point: &Point) -> Result<(), String> {
+        if point.time % self.schema.unit != 0 {
+            return Err(format!(
+                "time {} is finer than the sink's precision; set precision to a finer unit",
+                format_time(point.time)
+            ));
+        }
+        let mut values = Vec::with_capacity(point.fields.len());
+        let mut names = Vec::with_capacity(point.fields.len());
+        for (name, value) in &point.fields {
+            let t = self
+                .schema
+                .types
+                .get(name)
+                .ok_or_else(|| format!("field `{name}` has no IoTDB type"))?;
+            let v = encoding::convert(value, t)
+                .map_err(|e| format!("{}.{name}: {e}", point.measurement))?;
+            values.push(v);
+            names.push(name.clone());
+        }
+        let key = (point.measurement.clone(), names);
+        let at = match self.index.get(&key) {
+            Some(&at) => at,
+            None => {
+                let measurements = key
+                    .1
+                    .iter()
+                    .map(|n| (n.clone(), self.schema.types[n].clone()))
+                    .collect();
+                self.tablets.push(Rows {
+                    device: key.0.clone(),
+                    measurements,
+                    times: Vec::new(),
+                    columns: vec![Vec::new(); key.1.len()],
+                });
+                self.index.insert(key, self.tablets.len() - 1);
+                self.tablets.len() - 1
+            }
+        };
+        let rows = &mut self.tablets[at];
+        rows.times.push(point.time / self.schema.unit);
+        for (column, v) in rows.columns.iter_mut().zip(values) {
+            column.push(v);
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.rows
+    }
+
+    fn bytes(&self) -> usize {
+        self.tablets
+            .iter()
+            .map(|t| t.times.len() * (8 + 8 * t.columns.len()))
+            .sum()
+    }
+
+    fn split(mut self) -> Option<(Self, Self)> {
+        if self.rows < 2 {
+            return None;
+        }
+        let mut right = TabletBatch {
+            schema: self.schema.clone(),
+            tablets: Vec::new(),
+            index: HashMap::new(),
+            rows: 0,
+        };
+        if self.tablets.len() > 1 {
+            right.tablets = self.tablets.split_off(self.tablets.len() / 2);
+        } else {
+            let rows = &mut self.tablets[0];
+            let half = rows.times.len() / 2;
+            right.tablets.push(Rows {
+                device: rows.device.clone(),
+                measurements: rows.measurements.clone(),
+                times: rows.times.split_off(half),
+                columns: rows.columns.iter_mut().map(|c| c.split_off(half)).collect(),
+            });
+        }
+        for batch in [&mut self, &mut right] {
+            batch.rows = batch.tablets.iter().map(|t| t.times.len()).sum();
+            batch.index = batch
+                .tablets
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    (
+                        (
+                            t.device.clone(),
+                            t.measurements.iter().map(|m| m.0.clone()).collect(),
+                        ),
+                        i,
+                    )
+                })
+                .collect();
+        }
+        Some((self, right))
+    }
+
+    fn records(&self) -> Vec<serde_json::Value> {
+        let mut out = Vec::with_capacity(self.rows);
+        for t in &self.tablets {
+            for (row, time) in t.times.iter().enumerate() {
+                let fields: serde_json::Map<String, serde_json::Value> = t
+                    .measurements
+                    .iter()
+                    .zip(&t.columns)
+                    .map(|((name, _), column)| {
+                        (
+                            name.to_string(),
+                            serde_json::Value::String(column[row].to_string()),
+                        )
+                    })
+                    .collect();
+                out.push(serde_json::json!({"device": &*t.device, "time": time, "fields": fields}));
+            }
+        }
+        out
+    }
+
+    fn clear(&mut self) {
+        self.tablets.clear();
+        self.index.clear();
+        self.rows = 0;
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for IotdbSink {
+    type Batch = TabletBatch;
+
+    fn new_batch(&self) -> TabletBatch {
+        TabletBatch {
+            schema: self.schema.clone(),
+            tablets: Vec::new(),
+            index: HashMap::new(),
+            rows: 0,
+        }
+    }
+
+    fn batching(&self) -> &BatchConfig {
+        &self.batching
+    }
+
+    async fn prepare(&self) -> Result<(), WriteError> {
+        let databases = self.databases.clone();
+        let ttl = self.ttl_ms;
+        self.pool
+            .run(move |connection| {
+                for db in &databases {
+                    connection.call(|s| match s.set_storage_group(db) {
+                        Err(e) if client::only_already_exists(&e.to_string()) => Ok(()),
+                        other => other,
+                    })?;
+                    if let Some(ms) = ttl {
+                        let statement = format!("SET TTL TO {db} {ms}");
+                        connection.call(|s| s.execute_update_statement(&statement).map(|_| ()))?;
+                    }
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn write(&self, batch: &TabletBatch) -> Result<(), WriteError> {
+        // Series seen for the first time are created with their types first.
+        let mut new_series: Vec<(String, TSDataType)> = Vec::new();
+        {
+            let created = self.created.lock().unwrap_or_else(|p| p.into_inner());
+            for t in &batch.tablets {
+                for (m, data_type) in &t.measurements {
+                    let series = format!("{}.{}", t.device, path::quote_node(m));
+                    if !created.contains(&series) && !new_series.iter().any(|(s, _)| *s == series) {
+                        new_series.push((series, data_type.clone()));
+                    }
+                }
+            }
+        }
+        let tablets: Vec<Tablet> = batch
+            .tablets
+            .iter()
+            .map(|t| {
+                let schemas = t
+                    .measurements
+                    .iter()
+                    .map(|(m, data_type)| {
+                        MeasurementSchema::new(
+                            path::quote_node(m).into_owned(),
+                            data_type.clone(),
+                            self.encoding_for(data_type),
+                            self.compressor.clone(),
+                            None,
+                        )
+                    })
+                    .collect();
+                let mut tablet = Tablet::new(&t.device, schemas);
+                for (row, time) in t.times.iter().enumerate() {
+                    let values = t.columns.iter().map(|c| c[row].clone()).collect();
+                    // Arity matches by construction.
+                    let _ = tablet.add_row(values, *time);
+                }
+                tablet
+            })
+            .collect();
+        let encodings: Vec<TSEncoding> = new_series
+            .iter()
+            .map(|(_, t)| self.encoding_for(t))
+            .collect();
+        let compressor = self.compressor.clone();
+        let to_create = new_series.clone();
+        self.pool
+            .run(move |connection| {
+                if !to_create.is_empty() {
+                    let paths: Vec<&str> = to_create.iter().map(|(p, _)| p.as_str()).collect();
+                    let types: Vec<TSDataType> = to_create.iter().map(|(_, t)| t.clone()).collect();
+                    let compressors = vec![compressor; to_create.len()];
+                    connection.call(|s| {
+                        match s.create_multi_timeseries(
+                            paths,
+                            types,
+                            encodings,
+                            compressors,
+                            None,
+                            None,
+                            None,
+                            None,
+                        ) {
+                            Err(e) if client::only_already_exists(&e.to_string()) => Ok(()),
+                            other => other,
+                        }
+                    })?;
+                }
+                connection.call(|s| s.insert_tablets(tablets.iter().collect()))
+            })
+            .await?;
+        let mut created = self.created.lock().unwrap_or_else(|p| p.into_inner());
+        created.extend(new_series.into_iter().map(|(s, _)| s));
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        let mut types: Vec<String> = self
+            .schema
+            .types
+            .iter()
+            .map(|(f, t)| format!("{f}: {}", encoding::type_name(t)))
+            .collect();
+        types.sort();
+        format!("{} (measurements {})", self.target, types.join(", "))
+    }
+}

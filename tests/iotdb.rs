@@ -1,0 +1,325 @@
+//! MySQL/MariaDB → Apache IoTDB backfills, against the real MariaDB and the IoTDB
+//! stand-in (tests/standins/iotdb/: IoTDB's Thrift client service, not IoTDB itself).
+
+mod common;
+#[path = "standins/iotdb/mod.rs"]
+mod iotdb_standin;
+
+use common::*;
+use iotdb_standin::{IotdbStandIn, StandInDataType as T, StandInValue as V};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+fn shipped_job() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs/mysql-to-iotdb-backfill.yaml")
+}
+
+/// Runs a job file from `dir` (its relative state path lands there) against `iotdb`.
+fn run_in(
+    dir: &Path,
+    job: &Path,
+    iotdb: &IotdbStandIn,
+    table: &str,
+    args: &[&str],
+) -> std::process::Output {
+    tsmig()
+        .current_dir(dir)
+        .env("TSMIG_TABLE", table)
+        .env("IOTDB_PORT", iotdb.port().to_string())
+        .env("IOTDB_PASSWORD", "root")
+        .args([
+            "-c",
+            "backfill",
+            "--config",
+            job.to_str().unwrap(),
+            "--progress",
+            "off",
+        ])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The points the sensor table should become: series path → (time ms, value), sorted.
+fn expected(table: &str) -> BTreeMap<String, Vec<(i64, V)>> {
+    let rows = sql(&[
+        "SET time_zone = '+00:00'",
+        &format!("SELECT device_id, CAST(UNIX_TIMESTAMP(ts) * 1000 AS SIGNED), temperature, CAST(humidity AS CHAR), CAST(pressure AS CHAR), status FROM {table}"),
+    ]);
+    let mut out: BTreeMap<String, Vec<(i64, V)>> = BTreeMap::new();
+    for r in rows {
+        let (device, time, temperature, humidity, pressure, status): (
+            String,
+            i64,
+            Option<f64>,
+            Option<String>,
+            Option<String>,
+            Option<i32>,
+        ) = mysql_async::from_row(r);
+        let path = |m: &str| format!("root.factory.`{device}`.{m}");
+        if let Some(v) = temperature {
+            out.entry(path("temperature"))
+                .or_default()
+                .push((time, V::Double(v)));
+        }
+        if let Some(v) = humidity {
+            out.entry(path("humidity"))
+                .or_default()
+                .push((time, V::Float(v.parse().unwrap())));
+        }
+        if let Some(v) = pressure {
+            out.entry(path("pressure"))
+                .or_default()
+                .push((time, V::Double(v.parse().unwrap())));
+        }
+        if let Some(v) = status {
+            out.entry(path("status"))
+                .or_default()
+                .push((time, V::Int32(v)));
+        }
+    }
+    for points in out.values_mut() {
+        points.sort_by_key(|p| p.0);
+    }
+    out
+}
+
+#[test]
+fn shipped_job_backfills_exact_points_with_column_types_on_1_and_2_workers() {
+    let table = unique("iot");
+    let _cleanup = Cleanup::default().table(&table);
+    load_sensor_table(&table, 3_000);
+    let want = expected(&table);
+    assert_eq!(
+        want.values().map(Vec::len).sum::<usize>(),
+        3_000 * 3 + 3_000 - 3_000 / 97
+    );
+
+    for workers in ["1", "2"] {
+        let iotdb = IotdbStandIn::start();
+        let dir = scratch(&format!("{table}-{workers}"));
+        let out = run_in(
+            &dir,
+            &shipped_job(),
+            &iotdb,
+            &table,
+            &["--workers", workers],
+        );
+        assert_ok(&out);
+        assert_eq!(
+            summary_u64(&out.stdout, "points_written"),
+            3_000,
+            "{workers} workers"
+        );
+        assert_eq!(iotdb.databases(), vec!["root.factory".to_string()]);
+        let got = iotdb.all_points();
+        assert!(
+            got == want,
+            "{workers} workers: the stored points differ from the table"
+        );
+        let types: BTreeMap<String, T> = iotdb
+            .series()
+            .into_iter()
+            .filter(|s| s.path.starts_with("root.factory.`dev-0001`."))
+            .map(|s| (s.path, s.data_type))
+            .collect();
+        assert_eq!(
+            types,
+            BTreeMap::from([
+                ("root.factory.`dev-0001`.humidity".to_string(), T::Float),
+                ("root.factory.`dev-0001`.pressure".to_string(), T::Double),
+                ("root.factory.`dev-0001`.status".to_string(), T::Int32),
+                ("root.factory.`dev-0001`.temperature".to_string(), T::Double),
+            ])
+        );
+        // A finished backfill restarts to nothing.
+        let again = run_in(
+            &dir,
+            &shipped_job(),
+            &iotdb,
+            &table,
+            &["--workers", workers],
+        );
+        assert_ok(&again);
+        assert_eq!(summary_u64(&again.stdout, "rows_read"), 0);
+    }
+}
+
+#[test]
+fn every_value_type_arrives_with_its_iotdb_type_and_declared_types_win() {
+    let table = unique("iotty");
+    let _cleanup = Cleanup::default().table(&table);
+    sql(&[
+        &format!(
+            "CREATE TABLE {table} (id INT PRIMARY KEY, dev VARCHAR(32), ts DATETIME(3), flag BOOL, i8 TINYINT, i16 SMALLINT, i32 INT,
+             u32 INT UNSIGNED, i64 BIGINT, f FLOAT, d DOUBLE, dec10 DECIMAL(10,3), txt VARCHAR(64), at DATETIME(3), wide INT)"
+        ),
+        &format!(
+            "INSERT INTO {table} VALUES
+             (1, 'plain_dev', '2026-01-01 00:00:01', TRUE, -128, -32768, -2147483648, 4294967295, -9223372036854775808,
+              12.3, 0.30000000000000004, -1234567.125, 'héllo `q`', '2026-01-02 03:04:05.678', 7),
+             (2, 'odd dev.1', '2026-01-01 00:00:02', FALSE, 127, 32767, 2147483647, 0, 9223372036854775807,
+              -0.5, 1e300, 0.001, '', NULL, 8)"
+        ),
+    ]);
+    let dir = scratch(&table);
+    let job = dir.join("job.yaml");
+    std::fs::write(
+        &job,
+        format!(
+            r#"name: {table}
+source:
+  type: mysql
+  url: mysql://tsmig:${{MYSQL_PASSWORD}}@127.0.0.1:13306/factory
+  tables: [{{name: {table}, split_by: id}}]
+sink:
+  type: iotdb
+  port: ${{IOTDB_PORT}}
+mappings:
+  - table: {table}
+    device_field: dev
+    timestamp_field: ts
+    path: root.plant.line_1.{{dev}}
+    measurements: [flag, i8, i16, i32, u32, i64, f, d, dec10, txt, at, wide]
+    types: {{wide: INT64}}
+checkpoint:
+  store: file:state
+"#
+        ),
+    )
+    .unwrap();
+    let iotdb = IotdbStandIn::start();
+    let out = run_in(&dir, &job, &iotdb, &table, &["--workers", "2"]);
+    assert_ok(&out);
+    let series: BTreeMap<String, T> = iotdb
+        .series()
+        .into_iter()
+        .map(|s| (s.path, s.data_type))
+        .collect();
+    let device = "root.plant.line_1.plain_dev";
+    for (m, t) in [
+        ("flag", T::Boolean),
+        ("i8", T::Int32),
+        ("i16", T::Int32),
+        ("i32", T::Int32),
+        ("u32", T::Int64),
+        ("i64", T::Int64),
+        ("f", T::Float),
+        ("d", T::Double),
+        ("dec10", T::Double),
+        ("txt", T::Text),
+        ("at", T::Text),
+        ("wide", T::Int64),
+    ] {
+        assert_eq!(series.get(&format!("{device}.{m}")), Some(&t), "{m}");
+    }
+    let point = |path: &str| iotdb.points(path);
+    assert_eq!(
+        point(&format!("{device}.flag")),
+        vec![(1_767_225_601_000, V::Boolean(true))]
+    );
+    assert_eq!(
+        point(&format!("{device}.i32")),
+        vec![(1_767_225_601_000, V::Int32(i32::MIN))]
+    );
+    assert_eq!(
+        point(&format!("{device}.u32")),
+        vec![(1_767_225_601_000, V::Int64(4_294_967_295))]
+    );
+    assert_eq!(
+        point(&format!("{device}.i64")),
+        vec![(1_767_225_601_000, V::Int64(i64::MIN))]
+    );
+    assert_eq!(
+        point(&format!("{device}.f")),
+        vec![(1_767_225_601_000, V::Float(12.3))]
+    );
+    assert_eq!(
+        point(&format!("{device}.d")),
+        vec![(1_767_225_601_000, V::Double(0.30000000000000004))]
+    );
+    assert_eq!(
+        point(&format!("{device}.dec10")),
+        vec![(1_767_225_601_000, V::Double(-1234567.125))]
+    );
+    assert_eq!(
+        point(&format!("{device}.txt")),
+        vec![(1_767_225_601_000, V::Text("héllo `q`".into()))]
+    );
+    assert_eq!(
+        point(&format!("{device}.at")),
+        vec![(
+            1_767_225_601_000,
+            V::Text("2026-01-02T03:04:05.678Z".into())
+        )]
+    );
+    assert_eq!(
+        point(&format!("{device}.wide")),
+        vec![(1_767_225_601_000, V::Int64(7))]
+    );
+    // A device id that is no IoTDB identifier is quoted, never rewritten.
+    let odd = "root.plant.line_1.`odd dev.1`";
+    assert_eq!(
+        iotdb.points(&format!("{odd}.i64")),
+        vec![(1_767_225_602_000, V::Int64(i64::MAX))]
+    );
+    assert_eq!(
+        iotdb.points(&format!("{odd}.d")),
+        vec![(1_767_225_602_000, V::Double(1e300))]
+    );
+    assert_eq!(
+        iotdb.points(&format!("{odd}.txt")),
+        vec![(1_767_225_602_000, V::Text(String::new()))]
+    );
+    assert!(
+        iotdb.points(&format!("{odd}.at")).is_empty(),
+        "NULL is left out"
+    );
+}
+
+#[test]
+fn transient_failures_are_retried_and_a_type_conflict_names_the_series() {
+    let table = unique("iotfail");
+    let _cleanup = Cleanup::default().table(&table);
+    load_sensor_table(&table, 500);
+    let iotdb = IotdbStandIn::start();
+    iotdb.fail_next(2, 606); // write process rejected: try again
+    iotdb.hang_up_next(1); // the connection drops without an answer
+    let dir = scratch(&table);
+    let out = run_in(&dir, &shipped_job(), &iotdb, &table, &["--workers", "1"]);
+    assert_ok(&out);
+    assert_eq!(summary_u64(&out.stdout, "retries"), 3);
+    assert_eq!(iotdb.all_points(), expected(&table));
+
+    // A series that exists with another type is a definite error naming its path.
+    let other = IotdbStandIn::start();
+    let mut session = iotdb::client::remote::RpcSession::new(iotdb::client::remote::Config {
+        port: other.port() as i32,
+        ..Default::default()
+    })
+    .unwrap();
+    use iotdb::client::Session;
+    session.open().unwrap();
+    session.set_storage_group("root.factory").unwrap();
+    session
+        .create_timeseries(
+            "root.factory.`dev-0001`.temperature",
+            iotdb::protocal::TSDataType::Text,
+            iotdb::protocal::TSEncoding::Plain,
+            iotdb::protocal::TSCompressionType::SNAPPY,
+            None,
+            None,
+            None,
+            None,
+        )
+        .unwrap();
+    let dir = scratch(&format!("{table}-conflict"));
+    let out = run_in(&dir, &shipped_job(), &other, &table, &["--workers", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: ") && last.contains("dev-0001") && last.contains("temperature"),
+        "{stderr}"
+    );
+}
