@@ -16,3 +16,4 @@ pub mod model;
 pub mod runner;
 pub mod sinks;
 pub mod sources;
+pub mod verify;

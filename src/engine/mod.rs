@@ -28,6 +28,7 @@ mod map;
 mod plan;
 mod read;
 mod sink;
+pub mod verify;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

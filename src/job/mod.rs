@@ -43,6 +43,38 @@ pub struct JobFile {
     /// Flow control between sources and sinks.
     #[serde(default)]
     pub flow: FlowConfig,
+    /// How the verify job compares source and target.
+    #[serde(default)]
+    pub verify: VerifyConfig,
+}
+
+/// How the verify job compares source and target.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyConfig {
+    /// Width of a time bucket: each series is compared bucket by bucket.
+    #[serde(default = "default_bucket", deserialize_with = "duration")]
+    pub bucket: Duration,
+    /// Example keys shown per kind of difference.
+    #[serde(default = "default_examples")]
+    pub examples: usize,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        Self {
+            bucket: default_bucket(),
+            examples: default_examples(),
+        }
+    }
+}
+
+fn default_bucket() -> Duration {
+    Duration::from_secs(3600)
+}
+
+fn default_examples() -> usize {
+    5
 }
 
 /// The entry points of `tsmig-job`.

@@ -313,6 +313,20 @@ impl Mappings {
             .collect()
     }
 
+    /// The InfluxDB measurements the mappings write (those without `path:`).
+    pub fn measurements(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .per_table
+            .iter()
+            .flatten()
+            .filter(|m| m.path.is_none())
+            .map(|m| m.measurement.to_string())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// The IoTDB path templates' literal prefixes up to the first column, e.g. `root.factory`.
     pub fn path_prefixes(&self) -> Vec<String> {
         let mut out: Vec<String> = self

@@ -127,6 +127,19 @@ pub trait Batch: Send + Sized + 'static {
     fn clear(&mut self);
 }
 
+/// A target that can be read back for the verify job.
+#[async_trait::async_trait]
+pub trait Verify: Sink {
+    /// A source value as this target stores it.
+    fn canonical(&self, field: &str, value: &crate::model::Value) -> crate::verify::Canonical;
+    /// A field's name as this target shows it.
+    fn field_name<'a>(&self, field: &'a str) -> std::borrow::Cow<'a, str> {
+        std::borrow::Cow::Borrowed(field)
+    }
+    /// The target's points of the job's series, summarised per series and bucket.
+    async fn target_summaries(&self, bucket_ns: i64) -> Result<crate::verify::Summaries, String>;
+}
+
 /// A target that takes batches of points.
 #[async_trait::async_trait]
 pub trait Sink: Send + Sync + 'static {

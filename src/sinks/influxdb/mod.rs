@@ -3,6 +3,7 @@
 pub mod client;
 pub mod config;
 pub mod encoding;
+pub mod read;
 
 use crate::model::Point;
 use crate::sinks::{Batch, BatchConfig, Sink, WriteError};
@@ -19,11 +20,17 @@ pub struct InfluxSink {
     batching: BatchConfig,
     create_database: bool,
     target: String,
+    /// Measurements the job writes (the verify job reads them back).
+    measurements: Vec<String>,
 }
 
 impl InfluxSink {
     /// A sink for `config`.
-    pub fn new(config: &InfluxSinkConfig, batching: &BatchConfig) -> Result<Self, String> {
+    pub fn new(
+        config: &InfluxSinkConfig,
+        batching: &BatchConfig,
+        measurements: Vec<String>,
+    ) -> Result<Self, String> {
         let target = match config.version {
             1 => format!(
                 "InfluxDB 1.x at {}, database {}, precision {}",
@@ -48,6 +55,7 @@ impl InfluxSink {
             batching: batching.clone(),
             create_database: config.create_database && config.version == 1,
             target,
+            measurements,
         })
     }
 }

@@ -13,6 +13,7 @@ pub mod client;
 pub mod config;
 pub mod encoding;
 pub mod path;
+pub mod read;
 
 use crate::mapping::Mappings;
 use crate::model::{format_time, Name, Point};

@@ -10,6 +10,7 @@
 //! CREATE TIMESERIES root.x.d.s WITH DATATYPE=T[, ENCODING=E][, COMPRESSOR=C]
 //! DELETE TIMESERIES <pattern>, ...  | DROP TIMESERIES ...
 //! SELECT m1, m2 | * FROM root.x.d   (one device, no WHERE, no functions)
+//! SELECT * FROM <pattern> ALIGN BY DEVICE
 //! SET TTL TO <path> <milliseconds>  | UNSET TTL TO <path>   (IoTDB 1.0–1.2: per database)
 //! ```
 //! Any other statement answers 300 "not implemented by the stand-in: ..."; a known one
@@ -22,7 +23,7 @@ use super::path::{self, Kind};
 use super::status::{self, Status};
 use super::store::{self, Store};
 use super::{StandInDataType, StandInValue};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// A query's answer: column names and types, and rows still to send.
 pub(crate) struct QueryResult {
@@ -323,10 +324,71 @@ fn create_timeseries(
     ))
 }
 
+/// `SELECT * FROM <pattern> ALIGN BY DEVICE`, as IoTDB answers it: a `Device` column, then
+/// one column per measurement name of any matching device; rows device by device, in time
+/// order, NULL where a device has no such measurement or no value at that time.
+fn select_align_by_device(store: &Store, pattern: &str) -> Result<QueryResult, Status> {
+    let pattern = sql_path(pattern, Kind::Pattern)?;
+    let series = store.series_matching(&pattern)?;
+    let mut devices: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut measurements: Vec<String> = Vec::new();
+    let mut types: Vec<StandInDataType> = vec![StandInDataType::Text];
+    for path in &series {
+        let device = path::parent(path).to_string();
+        let measurement = path[device.len() + 1..].to_string();
+        if !measurements.contains(&measurement) {
+            measurements.push(measurement.clone());
+            types.push(
+                store
+                    .series_info(path)
+                    .map(|i| i.data_type)
+                    .unwrap_or(StandInDataType::Text),
+            );
+        }
+        devices.entry(device).or_default().push(measurement);
+    }
+    let mut rows = VecDeque::new();
+    for (device, own) in &devices {
+        let points: Vec<Option<Vec<(i64, StandInValue)>>> = measurements
+            .iter()
+            .map(|m| {
+                own.contains(m)
+                    .then(|| store.points(&format!("{device}.{m}")))
+            })
+            .collect();
+        let times: BTreeSet<i64> = points.iter().flatten().flatten().map(|(t, _)| *t).collect();
+        for t in times {
+            let mut values = vec![Some(StandInValue::Text(device.clone()))];
+            values.extend(points.iter().map(|p| {
+                p.as_ref().and_then(|p| {
+                    p.binary_search_by_key(&t, |(pt, _)| *pt)
+                        .ok()
+                        .map(|i| p[i].1.clone())
+                })
+            }));
+            rows.push_back((t, values));
+        }
+    }
+    let mut columns = vec!["Device".to_string()];
+    columns.extend(measurements);
+    Ok(QueryResult {
+        columns,
+        types,
+        ignore_timestamp: false,
+        rows,
+    })
+}
+
 /// `SELECT m1, m2 | * FROM device`: columns are the full paths of the series that
 /// exist, rows every timestamp any of them has, ascending.
 fn select(store: &Store, tokens: &[String], words: &[&str]) -> Option<Result<QueryResult, Status>> {
     let from = words.iter().position(|w| *w == "FROM")?;
+    if words[from + 1..].len() == 4
+        && words[from + 2..] == ["ALIGN", "BY", "DEVICE"]
+        && words[1..from] == ["*"]
+    {
+        return Some(select_align_by_device(store, &tokens[from + 1]));
+    }
     if from + 2 != tokens.len() {
         return Some(Err(Status::not_implemented(format!(
             "the clauses of `{}` (SELECT ... FROM <one device> only)",
