@@ -175,6 +175,10 @@ source:
 sink:
   type: iotdb
   port: ${{IOTDB_PORT}}
+  database: root.plant
+  ttl: 90d
+  encodings: {{DOUBLE: RLE}}
+  compressor: SNAPPY
 mappings:
   - table: {table}
     device_field: dev

@@ -22,8 +22,11 @@ pub struct IotdbSinkConfig {
     /// Password; use `${ENV}`.
     #[serde(default = "default_user")]
     pub password: String,
-    /// Databases (storage groups) to create before the first write, e.g. `root.factory`;
+    /// The database (storage group) to create before the first write, e.g. `root.factory`;
     /// default: each mapping path's literal prefix.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// Several databases, when the mappings write to more than one.
     #[serde(default)]
     pub databases: Vec<String>,
     /// Time to live set on the databases (e.g. `90d`); none by default.
@@ -69,6 +72,15 @@ fn default_sessions() -> usize {
 }
 
 impl IotdbSinkConfig {
+    /// The databases named by `database` and `databases`.
+    pub fn named_databases(&self) -> Vec<String> {
+        self.database
+            .iter()
+            .chain(&self.databases)
+            .cloned()
+            .collect()
+    }
+
     /// Checks that need no server.
     pub fn check(&self, job: &Job) -> Result<(), JobError> {
         if self.aligned {

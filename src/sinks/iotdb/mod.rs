@@ -81,10 +81,9 @@ impl IotdbSink {
                 encoding::encoding(name)?,
             );
         }
-        let databases = if config.databases.is_empty() {
-            mappings.path_prefixes()
-        } else {
-            config.databases.clone()
+        let databases = match config.named_databases() {
+            named if named.is_empty() => mappings.path_prefixes(),
+            named => named,
         };
         let session_config = client::config(
             &config.host,
