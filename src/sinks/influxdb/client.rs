@@ -102,26 +102,36 @@ impl InfluxClient {
         })
     }
 
-    /// Creates the database (version 1; `CREATE DATABASE` is idempotent there).
-    pub async fn create_database(&self) -> Result<(), WriteError> {
+    /// An InfluxQL request to `/query` with `params` (version 1 only).
+    pub fn query(&self, params: &[(&str, &str)]) -> Option<reqwest::RequestBuilder> {
         let InfluxClient::V1 {
             http,
             query_url,
-            database,
             auth,
             ..
         } = self
         else {
+            return None;
+        };
+        let mut request = http.post(query_url.as_str()).form(params);
+        if let Some((u, p)) = auth {
+            request = request.basic_auth(u, Some(p));
+        }
+        Some(request)
+    }
+
+    /// Creates the database (version 1; `CREATE DATABASE` is idempotent there).
+    pub async fn create_database(&self) -> Result<(), WriteError> {
+        let InfluxClient::V1 { database, .. } = self else {
             return Ok(());
         };
         let q = format!(
             "CREATE DATABASE \"{}\"",
             database.replace('\\', "\\\\").replace('"', "\\\"")
         );
-        let mut request = http.post(query_url.as_str()).form(&[("q", q.as_str())]);
-        if let Some((u, p)) = auth {
-            request = request.basic_auth(u, Some(p));
-        }
+        let Some(request) = self.query(&[("q", q.as_str())]) else {
+            return Ok(());
+        };
         let response = request.send().await.map_err(transport)?;
         let status = response.status();
         let retry_after = retry_after(response.headers());

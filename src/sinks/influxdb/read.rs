@@ -39,26 +39,17 @@ impl InfluxClient {
         q: &str,
         mut each: impl FnMut(serde_json::Value) -> Result<(), String>,
     ) -> Result<(), String> {
-        let InfluxClient::V1 {
-            http,
-            query_url,
-            database,
-            auth,
-            ..
-        } = self
-        else {
+        let InfluxClient::V1 { database, .. } = self else {
             return Err("verifying an InfluxDB 2 target is not available yet; verify against its 1.x compatibility API".into());
         };
-        let mut request = http.post(query_url.as_str()).form(&[
+        let params = [
             ("db", database.as_str()),
             ("q", q),
             ("epoch", "ns"),
             ("chunked", "true"),
             ("chunk_size", "10000"),
-        ]);
-        if let Some((u, p)) = auth {
-            request = request.basic_auth(u, Some(p));
-        }
+        ];
+        let request = self.query(&params).ok_or("not an InfluxDB 1.x target")?;
         let mut response = request
             .send()
             .await
