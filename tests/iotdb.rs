@@ -327,3 +327,70 @@ fn transient_failures_are_retried_and_a_type_conflict_names_the_series() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_point_delete_removes_exactly_that_point() {
+    use tsmig::sinks::Sink;
+    let table = unique("iotdel");
+    let _cleanup = Cleanup::default().table(&table);
+    load_sensor_table(&table, 3_000);
+    let iotdb = IotdbStandIn::start();
+    let dir = scratch(&table);
+    assert_ok(&run_in(
+        &dir,
+        &shipped_job(),
+        &iotdb,
+        &table,
+        &["--workers", "1"],
+    ));
+    let before = iotdb.all_points();
+
+    // The sink as the job builds it, from the same job file.
+    let job = tsmig::job::Job::parse(
+        &shipped_job(),
+        &std::fs::read_to_string(shipped_job()).unwrap(),
+        |name| match name {
+            "MYSQL_PASSWORD" => Some("tsmig".into()),
+            "TSMIG_TABLE" => Some(table.clone()),
+            "IOTDB_PORT" => Some(iotdb.port().to_string()),
+            _ => None,
+        },
+    )
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let source = rt.block_on(tsmig::sources::open_bounded(&job)).unwrap();
+    let mappings = tsmig::mapping::Mappings::compile(&job, source.schema()).unwrap();
+    let tsmig::sinks::SinkConfig::Iotdb(config, batching) = &job.file.sink else {
+        panic!("an IoTDB job")
+    };
+    let sink = tsmig::sinks::iotdb::IotdbSink::new(config, batching, &mappings).unwrap();
+    rt.block_on(sink.prepare()).unwrap();
+    // dev-0003's reading at 00:00:01 (row 1003), both measurements named.
+    rt.block_on(sink.delete_point(
+        "root.factory.`dev-0003`",
+        &["temperature", "humidity"],
+        1_767_225_601_000_000_000,
+    ))
+    .unwrap();
+
+    let after = iotdb.all_points();
+    for (series, points) in &before {
+        let kept = &after[series];
+        if series == "root.factory.`dev-0003`.temperature"
+            || series == "root.factory.`dev-0003`.humidity"
+        {
+            let expected: Vec<_> = points
+                .iter()
+                .filter(|(t, _)| *t != 1_767_225_601_000)
+                .cloned()
+                .collect();
+            assert_eq!(
+                kept, &expected,
+                "{series}: only the point at that time goes"
+            );
+            assert_eq!(kept.len(), points.len() - 1);
+        } else {
+            assert_eq!(kept, points, "{series} is untouched");
+        }
+    }
+}

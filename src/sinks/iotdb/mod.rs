@@ -270,6 +270,38 @@ impl Batch for TabletBatch {
     }
 }
 
+impl IotdbSink {
+    /// Deletes exactly the point of each measurement at one time (what a CDC delete needs):
+    /// `deleteData(paths, t, t)`. IoTDB's two-argument form deletes everything up to `t`,
+    /// which is never what a deleted row means.
+    pub async fn delete_point(
+        &self,
+        device: &str,
+        measurements: &[&str],
+        time_ns: i64,
+    ) -> Result<(), WriteError> {
+        if time_ns % self.schema.unit != 0 {
+            return Err(WriteError::Rejected {
+                message: format!(
+                    "time {} is finer than the sink's precision",
+                    format_time(time_ns)
+                ),
+            });
+        }
+        let time = time_ns / self.schema.unit;
+        let paths: Vec<String> = measurements
+            .iter()
+            .map(|m| format!("{device}.{}", path::quote_node(m)))
+            .collect();
+        self.pool
+            .run(move |connection| {
+                connection
+                    .call(|s| s.delete_data(paths.iter().map(String::as_str).collect(), time, time))
+            })
+            .await
+    }
+}
+
 #[async_trait::async_trait]
 impl Sink for IotdbSink {
     type Batch = TabletBatch;
