@@ -1,26 +1,88 @@
 //! The InfluxDB sink in version 2 mode (through the influxdb2 crate) against a small HTTP
-//! stand-in for InfluxDB 2's write API, defined here: it checks the token, org, bucket and
-//! precision and answers as InfluxDB 2 does. (The line protocol itself is proven against
-//! the real InfluxDB 1.x in tests/backfill.rs.)
+//! stand-in for InfluxDB 2, defined here (it is not InfluxDB): its write API checks the
+//! token, org, bucket and precision and keeps the points it accepts; its query API answers
+//! the few Flux queries tsmig's verify job sends with annotated CSV as InfluxDB 2 writes it.
+//! (The line protocol itself is proven against the real InfluxDB 1.x in tests/backfill.rs.)
 
 mod common;
 
 use common::*;
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
-/// What the stand-in saw: the request lines and the lines of accepted bodies.
+/// A field value as InfluxDB 2 stores it.
+#[derive(Clone, Debug, PartialEq)]
+enum FieldValue {
+    Float(f64),
+    Int(i64),
+    UInt(u64),
+    Bool(bool),
+    Text(String),
+}
+
+/// A series: measurement and tags sorted by key.
+type Series = (String, Vec<(String, String)>);
+
+/// A series' points: time (ns) → field → value.
+type Points = BTreeMap<i64, BTreeMap<String, FieldValue>>;
+
+/// A bucket: series → points.
+type Store = BTreeMap<Series, Points>;
+
+/// One line of line protocol read: series, time in ns, fields.
+type Line = (Series, i64, Vec<(String, FieldValue)>);
+
+/// What the stand-in saw and keeps.
 #[derive(Default)]
 struct Seen {
+    /// Request targets (path and query), in order.
     requests: Vec<String>,
+    /// The lines of accepted write bodies.
     accepted_lines: Vec<String>,
     /// Answer the next write requests with these statuses first.
     script: Vec<u16>,
+    /// The bucket `plant`.
+    store: Store,
 }
 
-/// A stand-in for InfluxDB 2's `/api/v2/write` (not InfluxDB): accepts writes for org
-/// `acme`, bucket `plant`, token `secret-token`, answering 204, 401 or 404 like InfluxDB 2.
+impl Seen {
+    /// Writes one line of line protocol with timestamps in `unit` ns, as InfluxDB does: a
+    /// field of an existing point is overwritten, the others are kept.
+    fn write_line(&mut self, line: &str, unit: i64) -> Result<(), String> {
+        let (series, time, fields) = parse_line(line, unit)?;
+        let point = self
+            .store
+            .entry(series)
+            .or_default()
+            .entry(time)
+            .or_default();
+        point.extend(fields);
+        Ok(())
+    }
+
+    fn series_mut(&mut self, measurement: &str, tags: &[(&str, &str)]) -> &mut Points {
+        let key = (
+            measurement.to_string(),
+            tags.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>(),
+        );
+        self.store
+            .get_mut(&key)
+            .unwrap_or_else(|| panic!("no series {key:?} in the stand-in"))
+    }
+}
+
+/// A stand-in for InfluxDB 2 (not InfluxDB) for org `acme`, bucket `plant`, token
+/// `secret-token`:
+/// - `POST /api/v2/write` answers 204, 401 or 404 like InfluxDB 2 and keeps the points;
+/// - `POST /api/v2/query` answers annotated CSV for exactly these Flux shapes (anything else
+///   is a 400 with InfluxDB's JSON error):
+///   `from(bucket) |> range(start, stop) |> filter(_measurement ==)`, optionally followed by
+///   `|> first() |> keep(columns: ["_time"]) |> group() |> min(column: "_time")`, its
+///   `last()`/`max` twin, or `|> count() |> group() |> sum()`.
 fn standin(seen: Arc<Mutex<Seen>>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -54,48 +116,26 @@ fn standin(seen: Arc<Mutex<Seen>>) -> u16 {
                     }
                     let mut body = vec![0; length];
                     reader.read_exact(&mut body).unwrap();
-                    let target = request_line
-                        .split_whitespace()
-                        .nth(1)
-                        .unwrap_or_default()
-                        .to_string();
-                    let (status, json) = {
+                    let mut words = request_line.split_whitespace();
+                    let method = words.next().unwrap_or_default().to_string();
+                    let target = words.next().unwrap_or_default().to_string();
+                    let (status, content_type, answer) = {
                         let mut s = seen.lock().unwrap();
                         s.requests.push(target.clone());
-                        if !s.script.is_empty() {
-                            (
-                                s.script.remove(0),
-                                r#"{"code":"unavailable","message":"try later"}"#,
-                            )
-                        } else if auth != "Token secret-token" {
-                            (
-                                401,
-                                r#"{"code":"unauthorized","message":"unauthorized access"}"#,
-                            )
-                        } else if !target.starts_with("/api/v2/write?")
-                            || !target.contains("org=acme")
-                            || !target.contains("precision=ms")
-                        {
-                            (400, r#"{"code":"invalid","message":"bad request"}"#)
-                        } else if !target.contains("bucket=plant") {
-                            (404, r#"{"code":"not found","message":"bucket not found"}"#)
-                        } else {
-                            let text = String::from_utf8(body).unwrap();
-                            s.accepted_lines.extend(text.lines().map(str::to_string));
-                            (204, "")
-                        }
+                        answer(&mut s, &method, &target, &auth, body)
                     };
                     let reason = match status {
+                        200 => "OK",
                         204 => "No Content",
                         401 => "Unauthorized",
                         404 => "Not Found",
                         503 => "Service Unavailable",
                         _ => "Bad Request",
                     };
-                    let response = if json.is_empty() {
+                    let response = if answer.is_empty() {
                         format!("HTTP/1.1 {status} {reason}\r\ncontent-length: 0\r\n\r\n")
                     } else {
-                        format!("HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{json}", json.len())
+                        format!("HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n{answer}", answer.len())
                     };
                     if writer.write_all(response.as_bytes()).is_err() {
                         return;
@@ -105,6 +145,470 @@ fn standin(seen: Arc<Mutex<Seen>>) -> u16 {
         }
     });
     port
+}
+
+const JSON: &str = "application/json; charset=utf-8";
+
+/// InfluxDB 2's JSON error.
+fn error(status: u16, code: &str, message: &str) -> (u16, &'static str, String) {
+    let json = serde_json::json!({ "code": code, "message": message });
+    (status, JSON, json.to_string())
+}
+
+/// The stand-in's answer to one request: status, content type, body.
+fn answer(
+    s: &mut Seen,
+    method: &str,
+    target: &str,
+    auth: &str,
+    body: Vec<u8>,
+) -> (u16, &'static str, String) {
+    if target.starts_with("/api/v2/write?") && !s.script.is_empty() {
+        let status = s.script.remove(0);
+        return error(status, "unavailable", "try later");
+    }
+    if auth != "Token secret-token" {
+        return error(401, "unauthorized", "unauthorized access");
+    }
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let params: Vec<(&str, &str)> = query.split('&').filter_map(|p| p.split_once('=')).collect();
+    let param = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+    if method != "POST" || param("org") != Some("acme") {
+        return error(400, "invalid", "bad request");
+    }
+    match path {
+        "/api/v2/write" => {
+            let unit = match param("precision") {
+                Some("ms") => 1_000_000,
+                _ => return error(400, "invalid", "bad request"),
+            };
+            if param("bucket") != Some("plant") {
+                return error(404, "not found", "bucket not found");
+            }
+            let text = String::from_utf8(body).unwrap();
+            for line in text.lines() {
+                if let Err(e) = s.write_line(line, unit) {
+                    return error(400, "invalid", &format!("unable to parse '{line}': {e}"));
+                }
+            }
+            s.accepted_lines.extend(text.lines().map(str::to_string));
+            (204, JSON, String::new())
+        }
+        "/api/v2/query" => {
+            let request: serde_json::Value = match serde_json::from_slice(&body) {
+                Ok(json) => json,
+                Err(e) => {
+                    return error(
+                        400,
+                        "invalid",
+                        &format!("failed to decode request body: {e}"),
+                    )
+                }
+            };
+            let annotations: Vec<String> = request["dialect"]["annotations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str().map(str::to_string))
+                .collect();
+            let flux = match parse_flux(request["query"].as_str().unwrap_or_default()) {
+                Ok(flux) => flux,
+                Err(e) => return error(400, "invalid", &format!("compilation failed: {e}")),
+            };
+            if flux.bucket != "plant" {
+                let message = format!(
+                    "failed to initialize execute state: could not find bucket \"{}\"",
+                    flux.bucket
+                );
+                return error(404, "not found", &message);
+            }
+            (
+                200,
+                "text/csv; charset=utf-8",
+                flux.answer(&s.store, annotations),
+            )
+        }
+        _ => error(404, "not found", "path not found"),
+    }
+}
+
+/// What a Flux query of the known shapes asks for.
+struct Flux {
+    bucket: String,
+    start: i64,
+    stop: i64,
+    measurement: String,
+    shape: Shape,
+}
+
+enum Shape {
+    /// Every record (one field of one point), one table per series and field.
+    Records,
+    /// The earliest `_time`.
+    First,
+    /// The latest `_time`.
+    Last,
+    /// How many records there are.
+    Count,
+}
+
+/// Reads the Flux shapes of the module doc, loosely (whitespace aside, to the letter).
+fn parse_flux(query: &str) -> Result<Flux, String> {
+    let stages: Vec<String> = query
+        .split("|>")
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    let unknown = || format!("this stand-in does not know the query {query:?}");
+    let inside = |stage: &str, prefix: &str| -> Result<String, String> {
+        stage
+            .strip_prefix(prefix)
+            .and_then(|s| s.strip_suffix(')'))
+            .map(str::to_string)
+            .ok_or_else(unknown)
+    };
+    if stages.len() < 3 {
+        return Err(unknown());
+    }
+    let bucket = flux_string(&inside(&stages[0], "from(bucket: ")?).ok_or_else(unknown)?;
+    let range = inside(&stages[1], "range(start: ")?;
+    let (start, stop) = range.split_once(", stop: ").ok_or_else(unknown)?;
+    let measurement = flux_string(&inside(&stages[2], "filter(fn: (r) => r._measurement == ")?)
+        .ok_or_else(unknown)?;
+    let rest: Vec<&str> = stages[3..].iter().map(String::as_str).collect();
+    let shape = match rest.as_slice() {
+        [] => Shape::Records,
+        ["first()", r#"keep(columns: ["_time"])"#, "group()", r#"min(column: "_time")"#] => {
+            Shape::First
+        }
+        ["last()", r#"keep(columns: ["_time"])"#, "group()", r#"max(column: "_time")"#] => {
+            Shape::Last
+        }
+        ["count()", "group()", "sum()"] => Shape::Count,
+        _ => return Err(unknown()),
+    };
+    let time = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .ok()
+            .and_then(|t| t.timestamp_nanos_opt())
+            .ok_or_else(|| format!("invalid time literal {t:?}"))
+    };
+    let (start, stop) = (time(start)?, time(stop)?);
+    if start >= stop {
+        return Err("cannot query an empty range".into());
+    }
+    Ok(Flux {
+        bucket,
+        start,
+        stop,
+        measurement,
+        shape,
+    })
+}
+
+/// The text of a Flux string literal (`"..."` with `\"`, `\\`, `\$`, `\n`, `\t`, `\r`).
+fn flux_string(literal: &str) -> Option<String> {
+    let inner = literal.strip_prefix('"')?.strip_suffix('"')?;
+    let mut out = String::new();
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        out.push(match c {
+            '\\' => match chars.next()? {
+                'n' => '\n',
+                't' => '\t',
+                'r' => '\r',
+                c => c,
+            },
+            '"' => return None,
+            c => c,
+        });
+    }
+    Some(out)
+}
+
+impl Flux {
+    /// The answer as InfluxDB 2 writes it: tables of one schema share one block of
+    /// annotations (in the order the request's dialect lists them) and a header; a new
+    /// schema starts a new block after an empty line; lines end with CRLF, and the result
+    /// ends with an empty line.
+    fn answer(&self, store: &Store, annotations: Vec<String>) -> String {
+        let mut csv = Csv {
+            annotations,
+            ..Csv::default()
+        };
+        let series = store
+            .iter()
+            .filter(|((m, _), _)| *m == self.measurement)
+            .map(|(key, points)| (key, points.range(self.start..self.stop)));
+        let time_column = [("_time".to_string(), "dateTime:RFC3339", false)];
+        match self.shape {
+            Shape::Records => {
+                for ((measurement, tags), points) in series {
+                    let mut by_field: BTreeMap<&str, Vec<(i64, &FieldValue)>> = BTreeMap::new();
+                    for (time, fields) in points {
+                        for (field, value) in fields {
+                            by_field.entry(field).or_default().push((*time, value));
+                        }
+                    }
+                    for (field, rows) in by_field {
+                        let mut columns = vec![
+                            ("_start".to_string(), "dateTime:RFC3339", true),
+                            ("_stop".to_string(), "dateTime:RFC3339", true),
+                            ("_time".to_string(), "dateTime:RFC3339", false),
+                            ("_value".to_string(), datatype(rows[0].1), false),
+                            ("_field".to_string(), "string", true),
+                            ("_measurement".to_string(), "string", true),
+                        ];
+                        columns.extend(tags.iter().map(|(k, _)| (k.clone(), "string", true)));
+                        let rows: Vec<Vec<String>> = rows
+                            .iter()
+                            .map(|(time, value)| {
+                                let mut row = vec![
+                                    rfc3339_nano(self.start),
+                                    rfc3339_nano(self.stop),
+                                    rfc3339_nano(*time),
+                                    cell(value),
+                                    field.to_string(),
+                                    measurement.clone(),
+                                ];
+                                row.extend(tags.iter().map(|(_, v)| v.clone()));
+                                row
+                            })
+                            .collect();
+                        csv.table(&columns, &rows);
+                    }
+                }
+            }
+            Shape::First | Shape::Last => {
+                let times = series.flat_map(|(_, points)| points.map(|(t, _)| *t));
+                let time = match self.shape {
+                    Shape::First => times.min(),
+                    _ => times.max(),
+                };
+                if let Some(time) = time {
+                    csv.table(&time_column, &[vec![rfc3339_nano(time)]]);
+                }
+            }
+            Shape::Count => {
+                let count: usize = series
+                    .flat_map(|(_, points)| points.map(|(_, fields)| fields.len()))
+                    .sum();
+                if count > 0 {
+                    let column = [("_value".to_string(), "long", false)];
+                    csv.table(&column, &[vec![count.to_string()]]);
+                }
+            }
+        }
+        csv.finish()
+    }
+}
+
+/// Annotated CSV being written.
+#[derive(Default)]
+struct Csv {
+    out: String,
+    annotations: Vec<String>,
+    schema: Option<Vec<(String, &'static str, bool)>>,
+    tables: usize,
+}
+
+impl Csv {
+    /// One table: `columns` after `result` and `table` as (name, datatype, in group key).
+    fn table(&mut self, columns: &[(String, &'static str, bool)], rows: &[Vec<String>]) {
+        if self.schema.as_deref() != Some(columns) {
+            if self.schema.is_some() {
+                self.out.push_str("\r\n");
+            }
+            for annotation in self.annotations.clone() {
+                let cells: Vec<String> = match annotation.as_str() {
+                    "datatype" => ["string", "long"]
+                        .into_iter()
+                        .chain(columns.iter().map(|c| c.1))
+                        .map(str::to_string)
+                        .collect(),
+                    "group" => ["false", "false"]
+                        .into_iter()
+                        .map(str::to_string)
+                        .chain(columns.iter().map(|c| c.2.to_string()))
+                        .collect(),
+                    _ => ["_result", ""]
+                        .into_iter()
+                        .chain(columns.iter().map(|_| ""))
+                        .map(str::to_string)
+                        .collect(),
+                };
+                self.line(&format!("#{annotation}"), &cells);
+            }
+            let header: Vec<String> = ["result", "table"]
+                .into_iter()
+                .map(str::to_string)
+                .chain(columns.iter().map(|c| c.0.clone()))
+                .collect();
+            self.line("", &header);
+            self.schema = Some(columns.to_vec());
+        }
+        for row in rows {
+            let cells: Vec<String> = [String::new(), self.tables.to_string()]
+                .into_iter()
+                .chain(row.iter().cloned())
+                .collect();
+            self.line("", &cells);
+        }
+        self.tables += 1;
+    }
+
+    fn line(&mut self, first: &str, cells: &[String]) {
+        self.out.push_str(first);
+        for cell in cells {
+            self.out.push(',');
+            if cell.contains([',', '"', '\r', '\n']) || cell.starts_with(' ') {
+                self.out.push('"');
+                self.out.push_str(&cell.replace('"', "\"\""));
+                self.out.push('"');
+            } else {
+                self.out.push_str(cell);
+            }
+        }
+        self.out.push_str("\r\n");
+    }
+
+    fn finish(mut self) -> String {
+        self.out.push_str("\r\n");
+        self.out
+    }
+}
+
+fn datatype(value: &FieldValue) -> &'static str {
+    match value {
+        FieldValue::Float(_) => "double",
+        FieldValue::Int(_) => "long",
+        FieldValue::UInt(_) => "unsignedLong",
+        FieldValue::Bool(_) => "boolean",
+        FieldValue::Text(_) => "string",
+    }
+}
+
+/// A value as Flux's CSV encoder writes it (floats as Go's `FormatFloat(f, 'f', -1, 64)`,
+/// which is what Rust's `Display` writes for finite floats).
+fn cell(value: &FieldValue) -> String {
+    match value {
+        FieldValue::Float(f) => f.to_string(),
+        FieldValue::Int(i) => i.to_string(),
+        FieldValue::UInt(u) => u.to_string(),
+        FieldValue::Bool(b) => b.to_string(),
+        FieldValue::Text(s) => s.clone(),
+    }
+}
+
+/// A time as Go's `time.RFC3339Nano` writes it: trailing zeros of the fraction dropped.
+fn rfc3339_nano(ns: i64) -> String {
+    let t = chrono::DateTime::from_timestamp(
+        ns.div_euclid(1_000_000_000),
+        ns.rem_euclid(1_000_000_000) as u32,
+    )
+    .unwrap();
+    let mut text = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let fraction = format!("{:09}", ns.rem_euclid(1_000_000_000));
+    let fraction = fraction.trim_end_matches('0');
+    if !fraction.is_empty() {
+        text.push('.');
+        text.push_str(fraction);
+    }
+    text.push('Z');
+    text
+}
+
+/// One line of line protocol, as tsmig's encoder writes it (always with a timestamp).
+fn parse_line(line: &str, unit: i64) -> Result<Line, String> {
+    let (rest, time) = line.rsplit_once(' ').ok_or("no timestamp")?;
+    let key_end = unescaped(rest, ' ').ok_or("no fields")?;
+    let (key, fields) = (&rest[..key_end], &rest[key_end + 1..]);
+    let mut key = split_unescaped(key, ',', false).into_iter();
+    let measurement = unescape(&key.next().unwrap_or_default(), ", ");
+    let mut tags = Vec::new();
+    for tag in key {
+        let i = unescaped(&tag, '=').ok_or("a tag without =")?;
+        tags.push((unescape(&tag[..i], ",= "), unescape(&tag[i + 1..], ",= ")));
+    }
+    tags.sort();
+    let mut parsed = Vec::new();
+    for field in split_unescaped(fields, ',', true) {
+        let i = unescaped(&field, '=').ok_or("a field without =")?;
+        let v = &field[i + 1..];
+        let value = if let Some(text) = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+            FieldValue::Text(unescape(text, "\"\\"))
+        } else if let Some(i) = v.strip_suffix('i') {
+            FieldValue::Int(i.parse().map_err(|e| format!("{v}: {e}"))?)
+        } else if let Some(u) = v.strip_suffix('u') {
+            FieldValue::UInt(u.parse().map_err(|e| format!("{v}: {e}"))?)
+        } else if ["t", "T", "true", "True", "TRUE"].contains(&v) {
+            FieldValue::Bool(true)
+        } else if ["f", "F", "false", "False", "FALSE"].contains(&v) {
+            FieldValue::Bool(false)
+        } else {
+            FieldValue::Float(v.parse().map_err(|e| format!("{v}: {e}"))?)
+        };
+        parsed.push((unescape(&field[..i], ",= "), value));
+    }
+    let time: i64 = time.parse().map_err(|e| format!("time {time}: {e}"))?;
+    Ok(((measurement, tags), time * unit, parsed))
+}
+
+/// Where the first `c` without a backslash before it is.
+fn unescaped(s: &str, c: char) -> Option<usize> {
+    let mut escaped = false;
+    for (i, d) in s.char_indices() {
+        if d == c && !escaped {
+            return Some(i);
+        }
+        escaped = d == '\\' && !escaped;
+    }
+    None
+}
+
+/// `s` cut at each `separator` without a backslash before it (and, with `quotes`, outside
+/// string values); the parts keep their escapes.
+fn split_unescaped(s: &str, separator: char, quotes: bool) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        let part = parts.last_mut().unwrap();
+        match c {
+            '\\' => {
+                part.push(c);
+                if let Some(next) = chars.next() {
+                    part.push(next);
+                }
+            }
+            '"' if quotes => {
+                quoted = !quoted;
+                part.push(c);
+            }
+            c if c == separator && !quoted => parts.push(String::new()),
+            c => part.push(c),
+        }
+    }
+    parts
+}
+
+/// `s` without the backslashes before the characters in `special` (any other backslash is
+/// a backslash, as in InfluxDB).
+fn unescape(s: &str, special: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(&next) = chars.peek() {
+                if special.contains(next) {
+                    out.push(next);
+                    chars.next();
+                    continue;
+                }
+            }
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn job(dir: &std::path::Path, table: &str, port: u16, bucket: &str) -> std::path::PathBuf {
@@ -243,4 +747,171 @@ fn version_2_wrong_token_or_bucket_fails_the_job_with_the_servers_message() {
         assert_eq!(state["finished"], serde_json::json!([]));
     }
     assert!(seen.lock().unwrap().accepted_lines.is_empty());
+}
+
+fn verify(job: &std::path::Path, token: &str) -> (i32, String) {
+    let out = tsmig()
+        .env("INFLUX_TOKEN", token)
+        .args([
+            "-c",
+            "verify",
+            "--config",
+            job.to_str().unwrap(),
+            "--workers",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (
+        out.status.code().unwrap_or(-1),
+        stdout + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+fn report_line(report: &str) -> &str {
+    report
+        .lines()
+        .find(|l| l.starts_with("verify: "))
+        .unwrap_or_else(|| panic!("no report in {report}"))
+}
+
+#[test]
+fn version_2_verify_is_clean_after_backfill_and_finds_each_kind_of_damage() {
+    let table = unique("v2ver");
+    let _cleanup = Cleanup::default().table(&table);
+    load_sensor_table(&table, 3_000);
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let port = standin(seen.clone());
+    let dir = scratch(&table);
+    let path = job(&dir, &table, port, "plant");
+    assert_ok(
+        &tsmig()
+            .env("INFLUX_TOKEN", "secret-token")
+            .args([
+                "-c",
+                "backfill",
+                "--config",
+                path.to_str().unwrap(),
+                "--workers",
+                "2",
+                "--progress",
+                "off",
+            ])
+            .output()
+            .unwrap(),
+    );
+
+    let (code, report) = verify(&path, "secret-token");
+    assert_eq!(code, 0, "{report}");
+    // 1,000 devices, 3 seconds of data: one bucket each.
+    assert_eq!(report_line(&report), "verify: 1000 series, 1000 buckets compared: 1000 matching, 0 missing in target, 0 extra in target, 0 differing");
+    // First and last time, then one window (3 seconds): counted, then read.
+    let queries = seen
+        .lock()
+        .unwrap()
+        .requests
+        .iter()
+        .filter(|r| r.starts_with("/api/v2/query?org=acme"))
+        .count();
+    assert_eq!(queries, 4);
+
+    // Damage: one point deleted, one value changed, one stray series, one series dropped.
+    // Row 3 is dev-0003 at 00:00:00; row 1005 is dev-0005 at 00:00:01; dev-0007 is in site-0.
+    {
+        let mut s = seen.lock().unwrap();
+        let removed = s
+            .series_mut("sensors", &[("device_id", "dev-0003"), ("site", "site-3")])
+            .remove(&1_767_225_600_000_000_000);
+        assert!(removed.is_some());
+        s.write_line(
+            "sensors,device_id=dev-0005,site=site-5 temperature=99.5 1767225601000",
+            1_000_000,
+        )
+        .unwrap();
+        // At a time to the nanosecond, so that times are read back to the nanosecond.
+        s.write_line(
+            "sensors,device_id=stray,site=nowhere temperature=1 1767225600123456789",
+            1,
+        )
+        .unwrap();
+        s.series_mut("sensors", &[("device_id", "dev-0007"), ("site", "site-0")])
+            .clear();
+    }
+
+    let (code, report) = verify(&path, "secret-token");
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report_line(&report), "verify: 1001 series, 1001 buckets compared: 997 matching, 1 missing in target, 1 extra in target, 2 differing");
+    assert!(
+        report.contains("missing in target: sensors,device_id=dev-0007,site=site-0"),
+        "{report}"
+    );
+    assert!(
+        report.contains("extra in target:   sensors,device_id=stray,site=nowhere"),
+        "{report}"
+    );
+    assert!(report.contains("differing:         sensors,device_id=dev-0003,site=site-3 from 2026-01-01T00:00:00Z: 3 points in the source, 2 in the target"), "{report}");
+    assert!(report.contains("differing:         sensors,device_id=dev-0005,site=site-5 from 2026-01-01T00:00:00Z: the same points with other values"), "{report}");
+    assert!(
+        report.lines().last().unwrap().starts_with(
+            "error: the target differs from the source: 1 missing, 1 extra, 2 differing"
+        ),
+        "{report}"
+    );
+
+    // A wrong token or bucket fails with the server's message, and no token is printed.
+    let (code, report) = verify(&path, "wrong-token");
+    assert_eq!(code, 1, "{report}");
+    let last = report.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: ") && last.contains("HTTP 401: unauthorized access"),
+        "{report}"
+    );
+    assert!(!report.contains("wrong-token") && !report.contains("secret-token"));
+    let path = job(&dir, &table, port, "nope");
+    let (code, report) = verify(&path, "secret-token");
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        report.lines().last().unwrap_or_default().contains(
+            "HTTP 404: failed to initialize execute state: could not find bucket \"nope\""
+        ),
+        "{report}"
+    );
+}
+
+/// The stand-in answers only the Flux it knows; anything else is InfluxDB's 400.
+#[test]
+fn the_standin_refuses_flux_it_does_not_know() {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let port = standin(seen);
+    let body = r#"{"query":"buckets()","dialect":{"annotations":["datatype","group","default"]}}"#;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "POST /api/v2/query?org=acme HTTP/1.1\r\nhost: x\r\nauthorization: Token secret-token\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 400 "), "{status}");
+    let mut length = 0;
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).unwrap();
+        match header.trim_end().split_once(": ") {
+            Some(("content-length", n)) => length = n.parse().unwrap(),
+            None => break,
+            _ => {}
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["code"], "invalid");
+    assert!(
+        json["message"].as_str().unwrap().contains("buckets()"),
+        "{json}"
+    );
 }

@@ -199,7 +199,7 @@ fn transport(e: reqwest::Error) -> WriteError {
 }
 
 /// reqwest's message without the URL, which may carry credentials.
-fn without_url(e: &reqwest::Error) -> String {
+pub(super) fn without_url(e: &reqwest::Error) -> String {
     let mut message = e.to_string();
     if let Some(url) = e.url() {
         message = message.replace(url.as_str(), "<url>");
@@ -239,7 +239,7 @@ pub fn classify(status: StatusCode, body: &str, retry_after: Option<Duration>) -
 }
 
 /// The `error` (1.x) or `message` (2.x) of a JSON error body, else the body itself.
-fn server_message(body: &str) -> String {
+pub(super) fn server_message(body: &str) -> String {
     if let Ok(json) = serde_json::from_str::<serde_json::Value>(body) {
         for key in ["error", "message"] {
             if let Some(text) = json.get(key).and_then(|v| v.as_str()) {
