@@ -271,13 +271,15 @@ impl Default for FlowConfig {
 }
 
 fn default_epoch() -> Duration {
-    Duration::from_millis(50)
+    // Rows become durable (and sources may read on) one epoch after they are read at the
+    // earliest: with `max_in_flight_rows` this caps a worker at 40,000 rows per 20 ms.
+    Duration::from_millis(20)
 }
 
 fn default_max_in_flight_rows() -> u64 {
-    // About 0.1 s of rows at full speed: enough to cover the time an epoch takes to become
-    // durable (BENCHMARKS.md), small enough to keep a job's memory in tens of megabytes.
-    30_000
+    // Enough to cover the time an epoch takes to become durable at full speed (BENCHMARKS.md),
+    // small enough to keep a job's memory in tens of megabytes.
+    40_000
 }
 
 /// Deserialises `"1s"`, `"250ms"`, `"2m"` into a [`Duration`].
