@@ -288,7 +288,7 @@ fn slow_job(
         &db,
         5_000,
         "  in_flight: 1",
-        "flow:\n  max_in_flight_rows: 2000",
+        "flow:\n  epoch: 50ms\n  max_in_flight_rows: 2000",
     );
     (cleanup, table, db, dir, job)
 }
