@@ -749,33 +749,6 @@ fn version_2_wrong_token_or_bucket_fails_the_job_with_the_servers_message() {
     assert!(seen.lock().unwrap().accepted_lines.is_empty());
 }
 
-fn verify(job: &std::path::Path, token: &str) -> (i32, String) {
-    let out = tsmig()
-        .env("INFLUX_TOKEN", token)
-        .args([
-            "-c",
-            "verify",
-            "--config",
-            job.to_str().unwrap(),
-            "--workers",
-            "2",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    (
-        out.status.code().unwrap_or(-1),
-        stdout + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
-fn report_line(report: &str) -> &str {
-    report
-        .lines()
-        .find(|l| l.starts_with("verify: "))
-        .unwrap_or_else(|| panic!("no report in {report}"))
-}
-
 #[test]
 fn version_2_verify_is_clean_after_backfill_and_finds_each_kind_of_damage() {
     let table = unique("v2ver");
@@ -802,7 +775,7 @@ fn version_2_verify_is_clean_after_backfill_and_finds_each_kind_of_damage() {
             .unwrap(),
     );
 
-    let (code, report) = verify(&path, "secret-token");
+    let (code, report) = verify(&path, &[("INFLUX_TOKEN", "secret-token".to_string())]);
     assert_eq!(code, 0, "{report}");
     // 1,000 devices, 3 seconds of data: one bucket each.
     assert_eq!(report_line(&report), "verify: 1000 series, 1000 buckets compared: 1000 matching, 0 missing in target, 0 extra in target, 0 differing");
@@ -814,7 +787,11 @@ fn version_2_verify_is_clean_after_backfill_and_finds_each_kind_of_damage() {
         .iter()
         .filter(|r| r.starts_with("/api/v2/query?org=acme"))
         .count();
-    assert_eq!(queries, 4);
+    assert_eq!(
+        queries,
+        2 * 4,
+        "four queries for each of the two verify runs"
+    );
 
     // Damage: one point deleted, one value changed, one stray series, one series dropped.
     // Row 3 is dev-0003 at 00:00:00; row 1005 is dev-0005 at 00:00:01; dev-0007 is in site-0.
@@ -839,7 +816,7 @@ fn version_2_verify_is_clean_after_backfill_and_finds_each_kind_of_damage() {
             .clear();
     }
 
-    let (code, report) = verify(&path, "secret-token");
+    let (code, report) = verify(&path, &[("INFLUX_TOKEN", "secret-token".to_string())]);
     assert_eq!(code, 1, "{report}");
     assert_eq!(report_line(&report), "verify: 1001 series, 1001 buckets compared: 997 matching, 1 missing in target, 1 extra in target, 2 differing");
     assert!(
@@ -860,7 +837,7 @@ fn version_2_verify_is_clean_after_backfill_and_finds_each_kind_of_damage() {
     );
 
     // A wrong token or bucket fails with the server's message, and no token is printed.
-    let (code, report) = verify(&path, "wrong-token");
+    let (code, report) = verify(&path, &[("INFLUX_TOKEN", "wrong-token".to_string())]);
     assert_eq!(code, 1, "{report}");
     let last = report.lines().last().unwrap_or_default();
     assert!(
@@ -869,7 +846,7 @@ fn version_2_verify_is_clean_after_backfill_and_finds_each_kind_of_damage() {
     );
     assert!(!report.contains("wrong-token") && !report.contains("secret-token"));
     let path = job(&dir, &table, port, "nope");
-    let (code, report) = verify(&path, "secret-token");
+    let (code, report) = verify(&path, &[("INFLUX_TOKEN", "secret-token".to_string())]);
     assert_eq!(code, 1, "{report}");
     assert!(
         report.lines().last().unwrap_or_default().contains(

@@ -11,36 +11,6 @@ use common::*;
 use iotdb_standin::IotdbStandIn;
 use std::path::Path;
 
-fn verify(job: &Path, env: &[(&str, String)]) -> (i32, String) {
-    let mut cmd = tsmig();
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd
-        .args([
-            "-c",
-            "verify",
-            "--config",
-            job.to_str().unwrap(),
-            "--workers",
-            "2",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    (
-        out.status.code().unwrap_or(-1),
-        stdout + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
-fn line(report: &str) -> &str {
-    report
-        .lines()
-        .find(|l| l.starts_with("verify: "))
-        .unwrap_or_else(|| panic!("no report in {report}"))
-}
-
 #[test]
 fn influxdb_verify_is_clean_after_backfill_and_finds_each_kind_of_damage() {
     let table = unique("ver");
@@ -64,7 +34,7 @@ fn influxdb_verify_is_clean_after_backfill_and_finds_each_kind_of_damage() {
     let (code, report) = verify(&job, &[]);
     assert_eq!(code, 0, "{report}");
     // 1,000 devices, 5 seconds of data: one bucket each.
-    assert_eq!(line(&report), "verify: 1000 series, 1000 buckets compared: 1000 matching, 0 missing in target, 0 extra in target, 0 differing");
+    assert_eq!(report_line(&report), "verify: 1000 series, 1000 buckets compared: 1000 matching, 0 missing in target, 0 extra in target, 0 differing");
 
     // Damage: one point deleted, one value changed, one series dropped, one stray series.
     // Row 3 is dev-0003 at 00:00:00; row 1005 is dev-0005 at 00:00:01 (ms 1767225601000).
@@ -91,7 +61,7 @@ fn influxdb_verify_is_clean_after_backfill_and_finds_each_kind_of_damage() {
 
     let (code, report) = verify(&job, &[]);
     assert_eq!(code, 1, "{report}");
-    assert_eq!(line(&report), "verify: 1001 series, 1001 buckets compared: 997 matching, 1 missing in target, 1 extra in target, 2 differing");
+    assert_eq!(report_line(&report), "verify: 1001 series, 1001 buckets compared: 997 matching, 1 missing in target, 1 extra in target, 2 differing");
     assert!(
         report.contains("missing in target: sensors,device_id=dev-0007,site=site-0"),
         "{report}"
@@ -146,7 +116,7 @@ fn iotdb_verify_is_clean_after_backfill_and_finds_each_kind_of_damage() {
 
     let (code, report) = verify(&job, &env);
     assert_eq!(code, 0, "{report}");
-    assert_eq!(line(&report), "verify: 1000 series, 1000 buckets compared: 1000 matching, 0 missing in target, 0 extra in target, 0 differing");
+    assert_eq!(report_line(&report), "verify: 1000 series, 1000 buckets compared: 1000 matching, 0 missing in target, 0 extra in target, 0 differing");
 
     let mut session = iotdb::client::remote::RpcSession::new(iotdb::client::remote::Config {
         port: standin.port() as i32,
@@ -183,7 +153,7 @@ fn iotdb_verify_is_clean_after_backfill_and_finds_each_kind_of_damage() {
 
     let (code, report) = verify(&job, &env);
     assert_eq!(code, 1, "{report}");
-    assert_eq!(line(&report), "verify: 1001 series, 1001 buckets compared: 998 matching, 0 missing in target, 1 extra in target, 2 differing");
+    assert_eq!(report_line(&report), "verify: 1001 series, 1001 buckets compared: 998 matching, 0 missing in target, 1 extra in target, 2 differing");
     assert!(
         report.contains("extra in target:   root.factory.stray from"),
         "{report}"

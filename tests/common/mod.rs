@@ -305,3 +305,41 @@ impl Drop for Cleanup {
         }
     }
 }
+
+/// Runs `tsmig-job -c verify` with 1 and with 2 workers (both must answer the same) and
+/// `env`; returns the exit code and stdout followed by stderr.
+pub fn verify(job: &Path, env: &[(&str, String)]) -> (i32, String) {
+    let mut answers = Vec::new();
+    for workers in ["1", "2"] {
+        let mut cmd = tsmig();
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd
+            .args([
+                "-c",
+                "verify",
+                "--config",
+                job.to_str().unwrap(),
+                "--workers",
+                workers,
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        answers.push((
+            out.status.code().unwrap_or(-1),
+            stdout + &String::from_utf8_lossy(&out.stderr),
+        ));
+    }
+    assert_eq!(answers[0], answers[1], "1 and 2 workers disagree");
+    answers.remove(0)
+}
+
+/// The `verify: ...` line of a verify report.
+pub fn report_line(report: &str) -> &str {
+    report
+        .lines()
+        .find(|l| l.starts_with("verify: "))
+        .unwrap_or_else(|| panic!("no report in {report}"))
+}
