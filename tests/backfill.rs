@@ -261,6 +261,31 @@ dead_letter: {dl}
         reasons[2].contains("\"sink\"") && reasons[2].contains("18446744073709551615"),
         "{reasons:?}"
     );
+
+    // Verify sees what did not arrive: the unsigned value InfluxDB 1.x cannot hold is
+    // missing in the target, the two rows that never became points are counted; and the
+    // backfill's dead-letter file is left as it was.
+    let (code, report) = verify(&job, &[]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(
+        report_line(&report),
+        "verify: 4 series, 4 buckets compared: 3 matching, 1 missing in target, 0 extra in target, 0 differing"
+    );
+    assert!(
+        report.contains("missing in target: edge cases,device=dev-6,site=s"),
+        "{report}"
+    );
+    assert!(
+        report.contains("verify: 2 source rows cannot be written at all"),
+        "{report}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("dead.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
 }
 
 /// A table of `rows` and a job that copies it slowly (small chunks, one request in flight,

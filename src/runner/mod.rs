@@ -334,7 +334,14 @@ fn verify_with<S: Verify>(
     let source: Arc<dyn BoundedSource> = Arc::from(source);
     let mappings = Arc::new(mappings);
     let sink = Arc::new(sink);
-    let dead_letters = DeadLetters::new(&job.file.name, &dead_letter_path(job, &options.cluster)?);
+    // Rows the source cannot convert are noted apart from the backfill's dead letters, so
+    // verifying never adds to them.
+    let dead_letters = DeadLetters::new(
+        &job.file.name,
+        &job.state_dir()
+            .map_err(|e| RunError::Usage(e.to_string()))?
+            .join("verify-dead-letter.jsonl"),
+    );
     let unmapped = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let source_summaries = rt.block_on(async {
         let splits = source.plan().await.map_err(|e| source_error(job, e))?;
