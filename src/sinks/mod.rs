@@ -106,7 +106,7 @@ pub enum WriteError {
 }
 
 /// Points encoded into one request body.
-pub trait Batch: Send + Sized + 'static {
+pub trait Batch: Send + Sync + Sized + 'static {
     /// Adds a point. `Err` is a definite rejection of this point alone (the target could
     /// never accept it); the point is dead-lettered with that reason.
     fn push(&mut self, point: &Point) -> Result<(), String>;
@@ -151,6 +151,14 @@ pub trait Sink: Send + Sync + 'static {
     fn batching(&self) -> &BatchConfig;
     /// Sends one batch; called on the tokio runtime, possibly several times at once.
     async fn write(&self, batch: &Self::Batch) -> Result<(), WriteError>;
+    /// Deletes each of `points` from the target: the point at its series and time, every
+    /// field it has (CDC deletes and moved keys). Called on the tokio runtime.
+    async fn delete(&self, points: &[Point]) -> Result<(), WriteError> {
+        let _ = points;
+        Err(WriteError::Fatal {
+            message: format!("{} cannot delete points; a CDC job with deletes needs a target that can (on_delete: ignore skips them)", self.describe()),
+        })
+    }
     /// Prepares the target before the first write (e.g. creates the database).
     async fn prepare(&self) -> Result<(), WriteError> {
         Ok(())

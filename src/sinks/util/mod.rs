@@ -178,39 +178,13 @@ pub async fn deliver<S: Sink>(
     let mut whole = true;
     let mut reusable = None;
     while let Some(mut batch) = queue.pop() {
-        let mut attempt = 0;
-        let refused = loop {
-            match sink.write(&batch).await {
-                Ok(()) => {
-                    delivery.written += batch.len() as u64;
-                    counters.written(batch.len() as u64);
-                    break None;
-                }
-                Err(WriteError::Transient {
-                    message,
-                    retry_after,
-                }) => {
-                    if attempt >= policy.max_retries {
-                        return Err(format!(
-                            "write failed {} times, giving up: {message}",
-                            attempt + 1
-                        ));
-                    }
-                    let wait = policy.backoff(attempt, retry_after, fastrand::f64());
-                    tracing::warn!(
-                        attempt = attempt + 1,
-                        wait_ms = wait.as_millis() as u64,
-                        "transient write failure, retrying: {message}"
-                    );
-                    Counters::add(&counters.retries, 1);
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                Err(WriteError::TooLarge { message }) | Err(WriteError::Rejected { message }) => {
-                    break Some(message)
-                }
-                Err(WriteError::Fatal { message }) => return Err(message),
+        let refused = match retrying(&policy, counters, "write", || sink.write(&batch)).await? {
+            Ok(()) => {
+                delivery.written += batch.len() as u64;
+                counters.written(batch.len() as u64);
+                None
             }
+            Err(message) => Some(message),
         };
         let Some(message) = refused else {
             if whole {
@@ -236,6 +210,81 @@ pub async fn deliver<S: Sink>(
         }
     }
     Ok((delivery, reusable))
+}
+
+/// Runs one request until it succeeds, retrying transient failures with the policy's
+/// backoff. `Ok(Err(message))` is a refusal (too large or rejected: the caller decides);
+/// `Err` is fatal, or transient past the last retry.
+async fn retrying<F, Fut>(
+    policy: &RetryPolicy,
+    counters: &Counters,
+    what: &str,
+    mut request: F,
+) -> Result<Result<(), String>, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), WriteError>>,
+{
+    let mut attempt = 0;
+    loop {
+        match request().await {
+            Ok(()) => return Ok(Ok(())),
+            Err(WriteError::Transient {
+                message,
+                retry_after,
+            }) => {
+                if attempt >= policy.max_retries {
+                    return Err(format!(
+                        "{what} failed {} times, giving up: {message}",
+                        attempt + 1
+                    ));
+                }
+                let wait = policy.backoff(attempt, retry_after, fastrand::f64());
+                tracing::warn!(
+                    attempt = attempt + 1,
+                    wait_ms = wait.as_millis() as u64,
+                    "transient {what} failure, retrying: {message}"
+                );
+                Counters::add(&counters.retries, 1);
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            Err(WriteError::TooLarge { message }) | Err(WriteError::Rejected { message }) => {
+                return Ok(Err(message))
+            }
+            Err(WriteError::Fatal { message }) => return Err(message),
+        }
+    }
+}
+
+/// Deletes `points` (CDC deletes: each point of the target at its series and time), with
+/// the same retries as writes. Deletes the target refuses are dead-lettered one by one
+/// with its reason; the job fails only on a fatal error.
+pub async fn deliver_deletes<S: Sink>(
+    sink: &S,
+    points: &[crate::model::Point],
+    dead_letters: &DeadLetters,
+    counters: &Counters,
+) -> Result<(), String> {
+    if points.is_empty() {
+        return Ok(());
+    }
+    let policy = sink.batching().retry();
+    if let Err(message) = retrying(&policy, counters, "delete", || sink.delete(points)).await? {
+        // Find the refused ones: one request each.
+        for point in points {
+            let one = std::slice::from_ref(point);
+            if let Err(message) = retrying(&policy, counters, "delete", || sink.delete(one)).await?
+            {
+                let mut record = point.to_json();
+                record["operation"] = "delete".into();
+                dead_letters.record("sink", &message, record);
+            }
+        }
+        tracing::debug!("a delete batch was refused ({message}); retried point by point");
+    }
+    Counters::add(&counters.points_deleted, points.len() as u64);
+    Ok(())
 }
 
 #[cfg(test)]
