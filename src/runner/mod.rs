@@ -14,6 +14,7 @@ use crate::metrics::Counters;
 use crate::sinks::blackhole::BlackholeSink;
 use crate::sinks::influxdb::InfluxSink;
 use crate::sinks::iotdb::IotdbSink;
+use crate::sinks::timestream::TimestreamSink;
 use crate::sinks::{Sink, SinkConfig, Verify};
 use crate::sources::{self, BoundedSource, RowSender};
 use crate::verify::{series_key, Report, Summaries};
@@ -143,6 +144,7 @@ fn describe_sink(job: &Job, mappings: &Mappings) -> Result<String, RunError> {
         SinkConfig::Iotdb(c, batching) => IotdbSink::new(c, batching, mappings)
             .map_err(RunError::Usage)?
             .describe(),
+        SinkConfig::Timestream(c, batching) => TimestreamSink::new(c, batching).describe(),
         SinkConfig::Blackhole(c) => BlackholeSink::new(c).describe(),
     })
 }
@@ -177,6 +179,9 @@ fn backfill(job: &Job, options: &RunOptions) -> Result<(), RunError> {
         SinkConfig::Iotdb(c, batching) => {
             let sink = IotdbSink::new(c, batching, &opened.1).map_err(RunError::Usage)?;
             backfill_into(job, options, rt, opened, sink)
+        }
+        SinkConfig::Timestream(c, batching) => {
+            backfill_into(job, options, rt, opened, TimestreamSink::new(c, batching))
         }
         SinkConfig::Blackhole(c) => backfill_into(job, options, rt, opened, BlackholeSink::new(c)),
     }
@@ -315,6 +320,9 @@ fn verify(job: &Job, options: &RunOptions) -> Result<(), RunError> {
             let sink = IotdbSink::new(c, batching, &opened.1).map_err(RunError::Usage)?;
             verify_with(job, options, &rt, opened, sink)
         }
+        SinkConfig::Timestream(..) => Err(RunError::Usage(
+            "verify cannot read Timestream back yet (it needs the Timestream Query API)".into(),
+        )),
         SinkConfig::Blackhole(_) => Err(RunError::Usage(
             "a blackhole keeps nothing to verify".into(),
         )),

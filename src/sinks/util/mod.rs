@@ -209,6 +209,29 @@ pub async fn deliver<S: Sink>(
                 Err(WriteError::TooLarge { message }) | Err(WriteError::Rejected { message }) => {
                     break Some(message)
                 }
+                Err(WriteError::Partial { rejected }) => {
+                    let records = batch.records();
+                    let mut refused = vec![false; records.len()];
+                    for (index, reason) in &rejected {
+                        match records.get(*index) {
+                            Some(record) => {
+                                refused[*index] = true;
+                                dead_letters.record("sink", reason, record.clone());
+                            }
+                            None => {
+                                return Err(format!(
+                                    "the target rejected point {index} of a batch of {}: {reason}",
+                                    records.len()
+                                ))
+                            }
+                        }
+                    }
+                    let refused = refused.iter().filter(|r| **r).count() as u64;
+                    delivery.dead_lettered += refused;
+                    delivery.written += batch.len() as u64 - refused;
+                    counters.written(batch.len() as u64 - refused);
+                    break None;
+                }
                 Err(WriteError::Fatal { message }) => return Err(message),
             }
         };
