@@ -370,3 +370,206 @@ pub fn next_version() -> i64 {
         .unwrap_or(0);
     now.max(prev + 1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
+    const MINUTE: i64 = 60_000_000_000;
+
+    fn encoder() -> Encoder {
+        Encoder {
+            single_table: None,
+            measurement_dimension: "measurement".into(),
+            measure_name: "metrics".into(),
+            time_unit: TimeUnit::Millis,
+            retention_ns: 6 * 60 * MINUTE,
+        }
+    }
+
+    fn point(tags: Vec<(String, String)>, fields: Vec<(String, Value)>, time: i64) -> Point {
+        Point {
+            measurement: "sensors".into(),
+            tags: tags.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+            fields: fields.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+            time,
+            device_hash: 0,
+        }
+    }
+
+    fn simple(fields: Vec<(String, Value)>) -> Point {
+        point(vec![("device".into(), "d1".into())], fields, NOW)
+    }
+
+    fn encode(p: &Point) -> Result<TsRecord, String> {
+        encoder().encode(p, NOW, 7)
+    }
+
+    #[test]
+    fn a_point_becomes_one_multi_measure_record() {
+        let p = point(
+            vec![("device".into(), "d1".into()), ("site".into(), "s".into())],
+            vec![
+                ("ok".into(), Value::Bool(true)),
+                ("n".into(), Value::Int(-3)),
+                ("u".into(), Value::UInt(i64::MAX as u64)),
+                ("f".into(), Value::Float(1.5)),
+                ("d".into(), Value::Decimal("1000.10".into())),
+                ("s".into(), Value::String("hi".into())),
+                ("t".into(), Value::Time(NOW + 123)),
+            ],
+            NOW + 5_000_000,
+        );
+        let r = encode(&p).unwrap();
+        assert_eq!(
+            r.dimensions,
+            vec![("device".into(), "d1".into()), ("site".into(), "s".into())]
+        );
+        let measures: Vec<(&str, &str, &str)> = r
+            .measures
+            .iter()
+            .map(|m| (m.name.as_str(), m.value.as_str(), m.kind.as_str()))
+            .collect();
+        assert_eq!(
+            measures,
+            vec![
+                ("ok", "true", "BOOLEAN"),
+                ("n", "-3", "BIGINT"),
+                ("u", "9223372036854775807", "BIGINT"),
+                ("f", "1.5", "DOUBLE"),
+                ("d", "1000.10", "DOUBLE"),
+                ("s", "hi", "VARCHAR"),
+                ("t", "1767225600000000123", "BIGINT"),
+            ]
+        );
+        assert_eq!(r.time, NOW / 1_000_000 + 5);
+        assert_eq!(r.version, 7);
+    }
+
+    #[test]
+    fn values_timestream_cannot_hold_are_refused_with_the_field() {
+        let e = encode(&simple(vec![("u".into(), Value::UInt(i64::MAX as u64 + 1))])).unwrap_err();
+        assert!(e.contains("field `u`") && e.contains("9223372036854775808"), "{e}");
+        let e = encode(&simple(vec![("f".into(), Value::Float(f64::NAN))])).unwrap_err();
+        assert!(e.contains("field `f`") && e.contains("finite"), "{e}");
+    }
+
+    #[test]
+    fn single_table_mode_adds_the_measurement_as_a_dimension() {
+        let mut enc = encoder();
+        enc.single_table = Some("all_points".into());
+        let p = simple(vec![("v".into(), Value::Int(1))]);
+        assert_eq!(enc.table(&p), "all_points");
+        let r = enc.encode(&p, NOW, 1).unwrap();
+        assert_eq!(
+            r.dimensions,
+            vec![
+                ("measurement".into(), "sensors".into()),
+                ("device".into(), "d1".into())
+            ]
+        );
+        assert_eq!(encoder().table(&p), "sensors");
+    }
+
+    #[test]
+    fn at_least_one_dimension() {
+        let p = point(vec![], vec![("v".into(), Value::Int(1))], NOW);
+        let e = encode(&p).unwrap_err();
+        assert!(e.contains("no dimension"), "{e}");
+    }
+
+    #[test]
+    fn dimension_name_60_bytes_pass_61_fail() {
+        let ok = point(vec![("a".repeat(60), "v".into())], vec![("v".into(), Value::Int(1))], NOW);
+        assert!(encode(&ok).is_ok());
+        let bad = point(vec![("a".repeat(61), "v".into())], vec![("v".into(), Value::Int(1))], NOW);
+        let e = encode(&bad).unwrap_err();
+        assert!(e.contains("is 61 bytes") && e.contains("1 to 60"), "{e}");
+    }
+
+    #[test]
+    fn dimensions_128_pass_129_fail() {
+        let tags = |n: usize| (0..n).map(|i| (format!("t{i}"), "v".to_string())).collect();
+        assert!(encode(&point(tags(128), vec![("v".into(), Value::Int(1))], NOW)).is_ok());
+        let e = encode(&point(tags(129), vec![("v".into(), Value::Int(1))], NOW)).unwrap_err();
+        assert_eq!(e, "129 dimensions; Timestream takes at most 128");
+    }
+
+    #[test]
+    fn measures_256_pass_257_fail() {
+        let fields =
+            |n: usize| (0..n).map(|i| (format!("f{i}"), Value::Bool(true))).collect::<Vec<_>>();
+        let ok = encode(&simple(fields(256))).unwrap();
+        assert_eq!(ok.measures.len(), 256);
+        let e = encode(&simple(fields(257))).unwrap_err();
+        assert_eq!(e, "257 measures; Timestream takes at most 256 per record");
+    }
+
+    #[test]
+    fn names_256_bytes_pass_257_fail() {
+        let ok = simple(vec![("m".repeat(256), Value::Int(1))]);
+        assert!(encode(&ok).is_ok());
+        let e = encode(&simple(vec![("m".repeat(257), Value::Int(1))])).unwrap_err();
+        assert!(e.contains("measure name") && e.contains("is 257 bytes"), "{e}");
+        assert!(limits::check_resource_name("table", &"t".repeat(256)).is_ok());
+        let e = limits::check_resource_name("table", &"t".repeat(257)).unwrap_err();
+        assert!(e.contains("257 bytes"), "{e}");
+        assert!(limits::check_measure_name("measure_name", &"n".repeat(256)).is_ok());
+        assert!(limits::check_measure_name("measure_name", &"n".repeat(257)).is_err());
+        let e = limits::check_resource_name("table", "a b").unwrap_err();
+        assert!(e.contains("has ` `"), "{e}");
+    }
+
+    #[test]
+    fn measure_values_2048_bytes_pass_the_value_limit_2049_fail() {
+        // 2048 bytes of value pass the measure-value limit; such a record is then over 2 KB
+        // as a whole, which is the next limit and says so.
+        let at = encode(&simple(vec![("s".into(), Value::String("x".repeat(2048)))])).unwrap_err();
+        assert!(at.starts_with("record of"), "{at}");
+        let past =
+            encode(&simple(vec![("s".into(), Value::String("x".repeat(2049)))])).unwrap_err();
+        assert_eq!(
+            past,
+            "measure values of 2049 bytes; Timestream takes at most 2048 per record"
+        );
+    }
+
+    #[test]
+    fn record_2048_bytes_pass_2049_fail() {
+        // 8 (time) + 7 ("metrics") + 6 + 2 ("device", "d1") + 1 ("s") = 24 bytes around the value.
+        let fixed = 8 + 7 + 6 + 2 + 1;
+        let ok = encode(&simple(vec![(
+            "s".into(),
+            Value::String("x".repeat(2048 - fixed)),
+        )]));
+        assert!(ok.is_ok(), "{ok:?}");
+        let e = encode(&simple(vec![(
+            "s".into(),
+            Value::String("x".repeat(2049 - fixed)),
+        )]))
+        .unwrap_err();
+        assert_eq!(e, "record of 2049 bytes; Timestream takes at most 2048 (2 KB)");
+    }
+
+    #[test]
+    fn times_15_minutes_ahead_pass_one_ms_more_fails_and_retention_bounds_the_past() {
+        let at = |t| point(vec![("d".into(), "1".into())], vec![("v".into(), Value::Int(1))], t);
+        assert!(encode(&at(NOW + 15 * MINUTE)).is_ok());
+        let e = encode(&at(NOW + 15 * MINUTE + 1_000_000)).unwrap_err();
+        assert!(e.contains("more than 15 minutes ahead"), "{e}");
+        assert!(encode(&at(NOW - 6 * 60 * MINUTE)).is_ok());
+        let e = encode(&at(NOW - 6 * 60 * MINUTE - 1_000_000)).unwrap_err();
+        assert!(e.contains("older than the memory store's retention (6h"), "{e}");
+        let e = encode(&at(NOW + 1)).unwrap_err();
+        assert!(e.contains("finer than the sink's time_unit `ms`"), "{e}");
+    }
+
+    #[test]
+    fn versions_only_grow() {
+        let a = next_version();
+        let b = next_version();
+        assert!(b > a);
+        assert!(a >= now_ns() / 1_000 - 60_000_000, "seeded from the clock");
+    }
+}
