@@ -449,8 +449,15 @@ mod tests {
 
     #[test]
     fn values_timestream_cannot_hold_are_refused_with_the_field() {
-        let e = encode(&simple(vec![("u".into(), Value::UInt(i64::MAX as u64 + 1))])).unwrap_err();
-        assert!(e.contains("field `u`") && e.contains("9223372036854775808"), "{e}");
+        let e = encode(&simple(vec![(
+            "u".into(),
+            Value::UInt(i64::MAX as u64 + 1),
+        )]))
+        .unwrap_err();
+        assert!(
+            e.contains("field `u`") && e.contains("9223372036854775808"),
+            "{e}"
+        );
         let e = encode(&simple(vec![("f".into(), Value::Float(f64::NAN))])).unwrap_err();
         assert!(e.contains("field `f`") && e.contains("finite"), "{e}");
     }
@@ -481,9 +488,17 @@ mod tests {
 
     #[test]
     fn dimension_name_60_bytes_pass_61_fail() {
-        let ok = point(vec![("a".repeat(60), "v".into())], vec![("v".into(), Value::Int(1))], NOW);
+        let ok = point(
+            vec![("a".repeat(60), "v".into())],
+            vec![("v".into(), Value::Int(1))],
+            NOW,
+        );
         assert!(encode(&ok).is_ok());
-        let bad = point(vec![("a".repeat(61), "v".into())], vec![("v".into(), Value::Int(1))], NOW);
+        let bad = point(
+            vec![("a".repeat(61), "v".into())],
+            vec![("v".into(), Value::Int(1))],
+            NOW,
+        );
         let e = encode(&bad).unwrap_err();
         assert!(e.contains("is 61 bytes") && e.contains("1 to 60"), "{e}");
     }
@@ -498,8 +513,11 @@ mod tests {
 
     #[test]
     fn measures_256_pass_257_fail() {
-        let fields =
-            |n: usize| (0..n).map(|i| (format!("f{i}"), Value::Bool(true))).collect::<Vec<_>>();
+        let fields = |n: usize| {
+            (0..n)
+                .map(|i| (format!("f{i}"), Value::Bool(true)))
+                .collect::<Vec<_>>()
+        };
         let ok = encode(&simple(fields(256))).unwrap();
         assert_eq!(ok.measures.len(), 256);
         let e = encode(&simple(fields(257))).unwrap_err();
@@ -511,7 +529,10 @@ mod tests {
         let ok = simple(vec![("m".repeat(256), Value::Int(1))]);
         assert!(encode(&ok).is_ok());
         let e = encode(&simple(vec![("m".repeat(257), Value::Int(1))])).unwrap_err();
-        assert!(e.contains("measure name") && e.contains("is 257 bytes"), "{e}");
+        assert!(
+            e.contains("measure name") && e.contains("is 257 bytes"),
+            "{e}"
+        );
         assert!(limits::check_resource_name("table", &"t".repeat(256)).is_ok());
         let e = limits::check_resource_name("table", &"t".repeat(257)).unwrap_err();
         assert!(e.contains("257 bytes"), "{e}");
@@ -549,18 +570,30 @@ mod tests {
             Value::String("x".repeat(2049 - fixed)),
         )]))
         .unwrap_err();
-        assert_eq!(e, "record of 2049 bytes; Timestream takes at most 2048 (2 KB)");
+        assert_eq!(
+            e,
+            "record of 2049 bytes; Timestream takes at most 2048 (2 KB)"
+        );
     }
 
     #[test]
     fn times_15_minutes_ahead_pass_one_ms_more_fails_and_retention_bounds_the_past() {
-        let at = |t| point(vec![("d".into(), "1".into())], vec![("v".into(), Value::Int(1))], t);
+        let at = |t| {
+            point(
+                vec![("d".into(), "1".into())],
+                vec![("v".into(), Value::Int(1))],
+                t,
+            )
+        };
         assert!(encode(&at(NOW + 15 * MINUTE)).is_ok());
         let e = encode(&at(NOW + 15 * MINUTE + 1_000_000)).unwrap_err();
         assert!(e.contains("more than 15 minutes ahead"), "{e}");
         assert!(encode(&at(NOW - 6 * 60 * MINUTE)).is_ok());
         let e = encode(&at(NOW - 6 * 60 * MINUTE - 1_000_000)).unwrap_err();
-        assert!(e.contains("older than the memory store's retention (6h"), "{e}");
+        assert!(
+            e.contains("older than the memory store's retention (6h"),
+            "{e}"
+        );
         let e = encode(&at(NOW + 1)).unwrap_err();
         assert!(e.contains("finer than the sink's time_unit `ms`"), "{e}");
     }

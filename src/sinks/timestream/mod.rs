@@ -345,3 +345,6 @@ impl Sink for TimestreamSink {
         )
     }
 }
+
+#[cfg(test)]
+mod tests;
