@@ -50,13 +50,18 @@ pub async fn connect(config: &TimestreamSinkConfig, timeout: Duration) -> Result
                 .connect_timeout(timeout.min(Duration::from_secs(10)))
                 .build(),
         );
-    match &config.endpoint {
+    match config.endpoint() {
         Some(url) => Ok(Client::from_conf(builder.endpoint_url(url).build())),
         None => {
             let (client, reload) = Client::from_conf(builder.build())
                 .with_endpoint_discovery_enabled()
                 .await
-                .map_err(|e| format!("Timestream endpoint discovery failed: {e}"))?;
+                .map_err(|e| {
+                    format!(
+                        "Timestream endpoint discovery failed: {}",
+                        aws_sdk_timestreamwrite::error::DisplayErrorContext(e.as_ref())
+                    )
+                })?;
             // Refreshes the discovered endpoint before it expires; ends with the client.
             tokio::spawn(reload.reload_task());
             Ok(client)

@@ -14,8 +14,8 @@ pub struct TimestreamSinkConfig {
     #[serde(default)]
     pub region: Option<String>,
     /// Endpoint URL, e.g. `http://127.0.0.1:5000` for a local stand-in. When set, every
-    /// request goes there and endpoint discovery is off; when absent, the SDK discovers the
-    /// ingest endpoint with `DescribeEndpoints`, as Timestream requires.
+    /// request goes there and endpoint discovery is off; when absent (or empty), the SDK
+    /// discovers the ingest endpoint with `DescribeEndpoints`, as Timestream requires.
     #[serde(default)]
     pub endpoint: Option<String>,
     /// The database to write to.
@@ -68,6 +68,11 @@ fn default_magnetic_retention() -> Duration {
 }
 
 impl TimestreamSinkConfig {
+    /// The configured endpoint; an empty one (`${VAR:-}` unset) is none.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref().filter(|e| !e.is_empty())
+    }
+
     /// Memory-store retention in whole hours, as `CreateTable` takes it.
     pub fn memory_hours(&self) -> i64 {
         (self.memory_retention.as_secs() / 3600) as i64
@@ -112,7 +117,7 @@ impl TimestreamSinkConfig {
                 ),
             ));
         }
-        if let Some(endpoint) = &self.endpoint {
+        if let Some(endpoint) = self.endpoint() {
             if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
                 return Err(job.error_at(
                     "sink.endpoint",

@@ -337,7 +337,7 @@ impl Sink for TimestreamSink {
             "Amazon Timestream database {} in {} via {}, {tables}, measure_name {}, time unit {}, memory retention {}{}",
             c.database,
             c.region.as_deref().unwrap_or("the default region"),
-            c.endpoint.as_deref().unwrap_or("endpoint discovery"),
+            c.endpoint().unwrap_or("endpoint discovery"),
             c.measure_name,
             c.time_unit.as_str(),
             humantime::format_duration(c.memory_retention),
