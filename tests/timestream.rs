@@ -143,6 +143,17 @@ struct Expected {
     measures: Vec<(String, String, String)>,
 }
 
+/// device_id, site, time in ms, temperature, humidity, pressure, status.
+type Row = (
+    String,
+    String,
+    i64,
+    Option<f64>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
+
 /// What each row of `table` must become, by (device, time in ms).
 fn expected(table: &str) -> BTreeMap<(String, i64), Expected> {
     let rows = sql(&[
@@ -151,15 +162,8 @@ fn expected(table: &str) -> BTreeMap<(String, i64), Expected> {
     ]);
     rows.into_iter()
         .map(|r| {
-            let (device, site, time, temperature, humidity, pressure, status): (
-                String,
-                String,
-                i64,
-                Option<f64>,
-                Option<String>,
-                Option<String>,
-                Option<i64>,
-            ) = mysql_async::from_row(r);
+            let (device, site, time, temperature, humidity, pressure, status): Row =
+                mysql_async::from_row(r);
             let mut measures = Vec::new();
             let mut m = |name: &str, value: Option<String>, kind: &str| {
                 if let Some(v) = value {
