@@ -348,3 +348,31 @@ fn without_an_endpoint_discovery_is_used_and_the_loopback_trap_catches_it() {
     assert!(stderr.contains("127.0.0.1:9"), "{stderr}");
     assert!(!stderr.contains("dns error"), "{stderr}");
 }
+
+#[test]
+fn a_bad_timestream_section_is_refused_naming_the_key() {
+    let dir = scratch("ts_bad_job");
+    let text = std::fs::read_to_string(shipped_job()).unwrap();
+    let cases = [
+        (
+            text.replace("memory_retention: 8766h", "memory_retention: 90m"),
+            "key `sink.memory_retention`: must be whole hours from 1h to 8766h",
+        ),
+        (
+            text.replace("measure_name: readings", "measure_name: time"),
+            "key `sink.measure_name`: measure_name `time` is reserved by Timestream",
+        ),
+        (
+            text.replace("  create: true", "  create: true\n  creat: false"),
+            "key `sink.creat`: unknown field `creat`",
+        ),
+    ];
+    for (i, (job, want)) in cases.iter().enumerate() {
+        let path = dir.join(format!("bad-{i}.yaml"));
+        std::fs::write(&path, job).unwrap();
+        let out = run(&["validate", "--config", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(want), "{stderr}");
+    }
+}

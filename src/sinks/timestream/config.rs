@@ -95,28 +95,34 @@ impl TimestreamSinkConfig {
         }
         limits::check_measure_name("measure_name", &self.measure_name)
             .map_err(|e| job.error_at("sink.measure_name", e))?;
-        if self.memory_retention.as_secs() % 3600 != 0
-            || !(1..=limits::MAX_MEMORY_RETENTION_HOURS).contains(&self.memory_hours())
-        {
-            return Err(job.error_at(
-                "sink.memory_retention",
-                format!(
-                    "must be whole hours from 1h to {}h (Timestream's memory store)",
-                    limits::MAX_MEMORY_RETENTION_HOURS
-                ),
-            ));
-        }
-        if self.magnetic_retention.as_secs() % 86_400 != 0
-            || !(1..=limits::MAX_MAGNETIC_RETENTION_DAYS).contains(&self.magnetic_days())
-        {
-            return Err(job.error_at(
-                "sink.magnetic_retention",
-                format!(
-                    "must be whole days from 1d to {}d (Timestream's magnetic store)",
-                    limits::MAX_MAGNETIC_RETENTION_DAYS
-                ),
-            ));
-        }
+        let store = |key: &str, retention: Duration, unit: (u64, &str), max: i64, what: &str| {
+            let units = (retention.as_secs() / unit.0) as i64;
+            if retention.as_secs() % unit.0 != 0 || !(1..=max).contains(&units) {
+                return Err(job.error_at(
+                    key,
+                    format!(
+                        "must be whole {what}s from 1{u} to {max}{u} (Timestream's {key})",
+                        u = unit.1,
+                        key = key.trim_start_matches("sink.").replace('_', " "),
+                    ),
+                ));
+            }
+            Ok(())
+        };
+        store(
+            "sink.memory_retention",
+            self.memory_retention,
+            (3600, "h"),
+            limits::MAX_MEMORY_RETENTION_HOURS,
+            "hour",
+        )?;
+        store(
+            "sink.magnetic_retention",
+            self.magnetic_retention,
+            (86_400, "d"),
+            limits::MAX_MAGNETIC_RETENTION_DAYS,
+            "day",
+        )?;
         if let Some(endpoint) = self.endpoint() {
             if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
                 return Err(job.error_at(

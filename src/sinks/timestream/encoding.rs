@@ -321,11 +321,7 @@ impl Encoder {
 
 /// A record as JSON, for the dead-letter file: everything that would have been sent.
 pub fn record_json(table: &str, record: &TsRecord) -> serde_json::Value {
-    let dimensions: serde_json::Map<String, serde_json::Value> = record
-        .dimensions
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone().into()))
-        .collect();
+    let dimensions = crate::model::tags_json(&record.dimensions);
     let measures: serde_json::Map<String, serde_json::Value> = record
         .measures
         .iter()

@@ -334,13 +334,13 @@ impl Sink for TimestreamSink {
             None => "a table per measurement".into(),
         };
         format!(
-            "Amazon Timestream database {} in {} via {}, {tables}, measure_name {}, time unit {}, memory retention {}{}",
+            "Amazon Timestream database {} in {} via {}, {tables}, measure_name {}, time unit {}, memory retention {}h{}",
             c.database,
             c.region.as_deref().unwrap_or("the default region"),
             c.endpoint().unwrap_or("endpoint discovery"),
             c.measure_name,
             c.time_unit.as_str(),
-            humantime::format_duration(c.memory_retention),
+            c.memory_hours(),
             if c.create { ", created if missing" } else { "" }
         )
     }

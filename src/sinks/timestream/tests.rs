@@ -87,6 +87,22 @@ fn dead_lettered(path: &std::path::Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Delivers `n` points of `sensors` through `sink`, dead letters to a file of `name`.
+async fn deliver_points(
+    sink: &TimestreamSink,
+    n: i64,
+    name: &str,
+) -> (
+    Result<(Delivery, Option<RecordBatch>), String>,
+    Counters,
+    std::path::PathBuf,
+) {
+    let (dl, path) = dead_letters(name);
+    let counters = Counters::default();
+    let result = deliver(sink, batch_of(sink, "sensors", n), &dl, &counters).await;
+    (result, counters, path)
+}
+
 type Seen = Arc<Mutex<Vec<WriteRecordsInput>>>;
 
 /// A WriteRecords rule that records each request it answers.
@@ -124,11 +140,8 @@ async fn rejected_records_1_and_3_of_4_are_dead_lettered_with_their_reasons_the_
         )
     });
     let sink = TimestreamSink::with_client(&config(""), &batching(), client(&[&rejected]));
-    let (dl, path) = dead_letters("rejected");
-    let counters = Counters::default();
-    let (delivery, _) = deliver(&sink, batch_of(&sink, "sensors", 4), &dl, &counters)
-        .await
-        .unwrap();
+    let (result, counters, path) = deliver_points(&sink, 4, "rejected").await;
+    let (delivery, _) = result.unwrap();
     assert_eq!(
         delivery,
         Delivery {
@@ -169,11 +182,8 @@ async fn throttling_is_retried_and_the_same_records_written() {
     });
     let ok = write_rule(&seen).then_output(|| WriteRecordsOutput::builder().build());
     let sink = TimestreamSink::with_client(&config(""), &batching(), client(&[&throttled, &ok]));
-    let (dl, path) = dead_letters("throttled");
-    let counters = Counters::default();
-    let (delivery, reusable) = deliver(&sink, batch_of(&sink, "sensors", 3), &dl, &counters)
-        .await
-        .unwrap();
+    let (result, counters, path) = deliver_points(&sink, 3, "throttled").await;
+    let (delivery, reusable) = result.unwrap();
     assert_eq!(
         delivery,
         Delivery {
@@ -253,15 +263,7 @@ async fn a_missing_table_is_created_on_write_and_the_write_tried_again() {
         &batching(),
         client(&[&missing, &describe_table, &create, &ok]),
     );
-    let (dl, _path) = dead_letters("missing");
-    let (delivery, _) = deliver(
-        &sink,
-        batch_of(&sink, "sensors", 2),
-        &dl,
-        &Counters::default(),
-    )
-    .await
-    .unwrap();
+    let (delivery, _) = deliver_points(&sink, 2, "missing").await.0.unwrap();
     assert_eq!(delivery.written, 2);
     assert_eq!(create.num_calls(), 1);
     assert_eq!(seen.lock().unwrap().len(), 2);
@@ -278,19 +280,12 @@ async fn access_denied_fails_the_job() {
         )
     });
     let sink = TimestreamSink::with_client(&config(""), &batching(), client(&[&denied]));
-    let (dl, _path) = dead_letters("denied");
-    let Err(err) = deliver(
-        &sink,
-        batch_of(&sink, "sensors", 2),
-        &dl,
-        &Counters::default(),
-    )
-    .await
-    else {
+    let (result, _, path) = deliver_points(&sink, 2, "denied").await;
+    let Err(err) = result else {
         panic!("access denied must fail the job")
     };
     assert!(err.contains("not authorized"), "{err}");
-    assert_eq!(dl.count(), 0);
+    assert!(dead_lettered(&path).is_empty());
 }
 
 #[tokio::test]
@@ -387,15 +382,7 @@ async fn without_hoisting_every_record_carries_everything() {
         &batching(),
         client(&[&ok]),
     );
-    let (dl, _path) = dead_letters("flat");
-    deliver(
-        &sink,
-        batch_of(&sink, "sensors", 2),
-        &dl,
-        &Counters::default(),
-    )
-    .await
-    .unwrap();
+    deliver_points(&sink, 2, "flat").await.0.unwrap();
     let seen = seen.lock().unwrap();
     let common = seen[0].common_attributes().unwrap();
     assert!(common.dimensions().is_empty() && common.measure_name().is_none());
