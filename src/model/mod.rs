@@ -206,11 +206,7 @@ impl Point {
 
     /// The point as JSON, for dead-letter records and error messages.
     pub fn to_json(&self) -> serde_json::Value {
-        let tags: serde_json::Map<String, serde_json::Value> = self
-            .tags
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone().into()))
-            .collect();
+        let tags = tags_json(&self.tags);
         let fields: serde_json::Map<String, serde_json::Value> = self
             .fields
             .iter()
@@ -259,6 +255,13 @@ impl IntoChange for Change {
     fn into_change(self) -> Change {
         self
     }
+}
+
+/// A tag set (or a set of dimensions) as a JSON object, for dead letters.
+pub fn tags_json(tags: &[(Name, String)]) -> serde_json::Map<String, serde_json::Value> {
+    tags.iter()
+        .map(|(k, v)| (k.to_string(), v.clone().into()))
+        .collect()
 }
 
 /// The fixed hash the exchange routes on. Never `RandomState`: every process must agree.

@@ -15,6 +15,7 @@ use crate::metrics::Counters;
 use crate::sinks::blackhole::BlackholeSink;
 use crate::sinks::influxdb::InfluxSink;
 use crate::sinks::iotdb::IotdbSink;
+use crate::sinks::timestream::TimestreamSink;
 use crate::sinks::{Sink, SinkConfig, Verify};
 use crate::sources::{self, BoundedSource, RowSender};
 use crate::verify::{series_key, Report, Summaries};
@@ -241,6 +242,7 @@ fn with_sink<W: WithSink>(job: &Job, mappings: &Mappings, with: W) -> Result<W::
         SinkConfig::Iotdb(c, batching) => {
             with.run(IotdbSink::new(c, batching, mappings).map_err(RunError::Usage)?)
         }
+        SinkConfig::Timestream(c, batching) => with.run(TimestreamSink::new(c, batching)),
         SinkConfig::Blackhole(c) => with.run(BlackholeSink::new(c)),
     })
 }
@@ -455,6 +457,9 @@ fn verify(job: &Job, options: &RunOptions) -> Result<(), RunError> {
             let sink = IotdbSink::new(c, batching, &opened.1).map_err(RunError::Usage)?;
             verify_with(job, options, &rt, opened, sink)
         }
+        SinkConfig::Timestream(..) => Err(RunError::Usage(
+            "verify cannot read Timestream back yet (it needs the Timestream Query API)".into(),
+        )),
         SinkConfig::Blackhole(_) => Err(RunError::Usage(
             "a blackhole keeps nothing to verify".into(),
         )),

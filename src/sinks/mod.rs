@@ -11,6 +11,7 @@
 pub mod blackhole;
 pub mod influxdb;
 pub mod iotdb;
+pub mod timestream;
 pub mod util;
 
 use crate::job::{Job, JobError};
@@ -27,6 +28,8 @@ pub enum SinkConfig {
     Influxdb(Box<influxdb::config::InfluxSinkConfig>, BatchConfig),
     /// `type: iotdb`: Apache IoTDB (tree model) over its Thrift client RPC service.
     Iotdb(Box<iotdb::config::IotdbSinkConfig>, BatchConfig),
+    /// `type: timestream`: Amazon Timestream for LiveAnalytics, multi-measure records.
+    Timestream(Box<timestream::config::TimestreamSinkConfig>, BatchConfig),
     /// `type: blackhole`: counts and discards every point, to measure the source and the
     /// engine alone. It takes only the batching keys.
     Blackhole(BatchConfig),
@@ -34,8 +37,11 @@ pub enum SinkConfig {
 
 impl<'de> Deserialize<'de> for SinkConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (kind, body) =
-            crate::job::tagged_section(d, "sink", &["influxdb", "iotdb", "blackhole"])?;
+        let (kind, body) = crate::job::tagged_section(
+            d,
+            "sink",
+            &["influxdb", "iotdb", "timestream", "blackhole"],
+        )?;
         match kind.as_str() {
             "influxdb" => {
                 let (own, batching) = crate::job::split_section(body, BatchConfig::KEYS);
@@ -47,6 +53,13 @@ impl<'de> Deserialize<'de> for SinkConfig {
             "iotdb" => {
                 let (own, batching) = crate::job::split_section(body, BatchConfig::KEYS);
                 Ok(SinkConfig::Iotdb(
+                    crate::job::section(own)?,
+                    crate::job::section(batching)?,
+                ))
+            }
+            "timestream" => {
+                let (own, batching) = crate::job::split_section(body, BatchConfig::KEYS);
+                Ok(SinkConfig::Timestream(
                     crate::job::section(own)?,
                     crate::job::section(batching)?,
                 ))
@@ -68,6 +81,10 @@ impl SinkConfig {
                 c.check(job)
             }
             SinkConfig::Iotdb(c, batching) => {
+                batching.check(job)?;
+                c.check(job)
+            }
+            SinkConfig::Timestream(c, batching) => {
                 batching.check(job)?;
                 c.check(job)
             }
@@ -97,6 +114,14 @@ pub enum WriteError {
     Rejected {
         /// What the server said.
         message: String,
+    },
+    /// The target wrote the batch except the points it named (Timestream's
+    /// RejectedRecords): exactly those are dead-lettered with their reasons, and the rest
+    /// count as written.
+    Partial {
+        /// Index of each refused point in the batch (as [`Batch::records`] lists them) and
+        /// the target's reason.
+        rejected: Vec<(usize, String)>,
     },
     /// Nothing can be written (authentication, missing database): the job fails.
     Fatal {

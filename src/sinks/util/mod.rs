@@ -179,12 +179,35 @@ pub async fn deliver<S: Sink>(
     let mut reusable = None;
     while let Some(mut batch) = queue.pop() {
         let refused = match retrying(&policy, counters, "write", || sink.write(&batch)).await? {
-            Ok(()) => {
+            Outcome::Done => {
                 delivery.written += batch.len() as u64;
                 counters.written(batch.len() as u64);
                 None
             }
-            Err(message) => Some(message),
+            Outcome::Partial(rejected) => {
+                let records = batch.records();
+                let mut refused = vec![false; records.len()];
+                for (index, reason) in &rejected {
+                    match records.get(*index) {
+                        Some(record) => {
+                            refused[*index] = true;
+                            dead_letters.record("sink", reason, record.clone());
+                        }
+                        None => {
+                            return Err(format!(
+                                "the target rejected point {index} of a batch of {}: {reason}",
+                                records.len()
+                            ))
+                        }
+                    }
+                }
+                let refused = refused.iter().filter(|r| **r).count() as u64;
+                delivery.dead_lettered += refused;
+                delivery.written += batch.len() as u64 - refused;
+                counters.written(batch.len() as u64 - refused);
+                None
+            }
+            Outcome::Refused(message) => Some(message),
         };
         let Some(message) = refused else {
             if whole {
@@ -212,15 +235,24 @@ pub async fn deliver<S: Sink>(
     Ok((delivery, reusable))
 }
 
+/// How a request ended, once transient failures are retried away.
+enum Outcome {
+    /// It succeeded.
+    Done,
+    /// The target refused it (too large, or rejected): the caller splits or dead-letters.
+    Refused(String),
+    /// The target took all but these records (index, reason).
+    Partial(Vec<(usize, String)>),
+}
+
 /// Runs one request until it succeeds, retrying transient failures with the policy's
-/// backoff. `Ok(Err(message))` is a refusal (too large or rejected: the caller decides);
-/// `Err` is fatal, or transient past the last retry.
+/// backoff. `Err` is fatal, or transient past the last retry.
 async fn retrying<F, Fut>(
     policy: &RetryPolicy,
     counters: &Counters,
     what: &str,
     mut request: F,
-) -> Result<Result<(), String>, String>
+) -> Result<Outcome, String>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), WriteError>>,
@@ -228,7 +260,7 @@ where
     let mut attempt = 0;
     loop {
         match request().await {
-            Ok(()) => return Ok(Ok(())),
+            Ok(()) => return Ok(Outcome::Done),
             Err(WriteError::Transient {
                 message,
                 retry_after,
@@ -250,8 +282,9 @@ where
                 attempt += 1;
             }
             Err(WriteError::TooLarge { message }) | Err(WriteError::Rejected { message }) => {
-                return Ok(Err(message))
+                return Ok(Outcome::Refused(message))
             }
+            Err(WriteError::Partial { rejected }) => return Ok(Outcome::Partial(rejected)),
             Err(WriteError::Fatal { message }) => return Err(message),
         }
     }
@@ -270,18 +303,19 @@ pub async fn deliver_deletes<S: Sink>(
         return Ok(());
     }
     let policy = sink.batching().retry();
-    if let Err(message) = retrying(&policy, counters, "delete", || sink.delete(points)).await? {
+    let outcome = retrying(&policy, counters, "delete", || sink.delete(points)).await?;
+    if !matches!(outcome, Outcome::Done) {
         // Find the refused ones: one request each.
         for point in points {
             let one = std::slice::from_ref(point);
-            if let Err(message) = retrying(&policy, counters, "delete", || sink.delete(one)).await?
-            {
+            let outcome = retrying(&policy, counters, "delete", || sink.delete(one)).await?;
+            if let Outcome::Refused(message) = outcome {
                 let mut record = point.to_json();
                 record["operation"] = "delete".into();
                 dead_letters.record("sink", &message, record);
             }
         }
-        tracing::debug!("a delete batch was refused ({message}); retried point by point");
+        tracing::debug!("a delete batch was refused; retried point by point");
     }
     Counters::add(&counters.points_deleted, points.len() as u64);
     Ok(())

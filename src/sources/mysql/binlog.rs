@@ -332,10 +332,12 @@ fn decode_row(
             Some(v) => {
                 decode_value(v, d, offset_ns).map_err(|e| format!("column {}: {e}", d.index + 1))?
             }
-            None => return Err(format!(
+            None => {
+                return Err(format!(
                 "column {} is missing from the row image: the server needs binlog_row_image=FULL",
                 d.index + 1
-            )),
+            ))
+            }
         };
         values.push(value);
     }
