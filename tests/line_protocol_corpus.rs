@@ -207,7 +207,12 @@ fn expected_point(p: &serde_json::Value) -> Expected {
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| (text(&f["key"]), value(&f["value"]).expect("a field value kind")))
+        .map(|f| {
+            (
+                text(&f["key"]),
+                value(&f["value"]).expect("a field value kind"),
+            )
+        })
         .collect();
     (p["time"].as_i64().unwrap(), text(&p["name"]), tags, fields)
 }
@@ -216,8 +221,14 @@ fn got_point(p: &Point) -> Expected {
     (
         p.time,
         p.measurement.to_string(),
-        p.tags.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
-        p.fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        p.tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        p.fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
     )
 }
 
@@ -248,7 +259,12 @@ fn decode_case(case: &serde_json::Value) -> Option<String> {
     if !parsed.rejected.is_empty() {
         return Some(format!("rejected {:?}", parsed.rejected));
     }
-    let expected: Vec<Expected> = expected.as_array().unwrap().iter().map(expected_point).collect();
+    let expected: Vec<Expected> = expected
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(expected_point)
+        .collect();
     let got: Vec<Expected> = parsed.points.iter().map(got_point).collect();
     (got != expected).then(|| format!("decoded {got:?}, expected {expected:?}"))
 }
@@ -257,7 +273,11 @@ fn decode_case(case: &serde_json::Value) -> Option<String> {
 fn ingest_parser_agrees_with_the_reference_on_the_decode_cases() {
     let corpus = corpus();
     let cases = corpus["decode"].as_object().unwrap();
-    assert!(cases.len() >= 6000, "the corpus has {} decode cases", cases.len());
+    assert!(
+        cases.len() >= 6000,
+        "the corpus has {} decode cases",
+        cases.len()
+    );
     let mut unlisted = Vec::new();
     let mut by_reason: BTreeMap<&str, usize> = BTreeMap::new();
     let mut differing = 0;

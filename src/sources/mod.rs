@@ -22,7 +22,8 @@ pub enum SourceConfig {
     /// `type: mysql`: MySQL or MariaDB tables, read as a chunked parallel scan.
     Mysql(mysql::config::MysqlSourceConfig),
     /// `type: ingest`: an HTTP endpoint taking InfluxDB line-protocol writes (`-c ingest`).
-    Ingest(ingest::IngestSourceConfig),
+    /// Boxed: it is much larger than the other variants.
+    Ingest(Box<ingest::IngestSourceConfig>),
 }
 
 impl<'de> Deserialize<'de> for SourceConfig {
@@ -30,7 +31,7 @@ impl<'de> Deserialize<'de> for SourceConfig {
         let (kind, body) = crate::job::tagged_section(d, "source", &["mysql", "ingest"])?;
         match kind.as_str() {
             "mysql" => crate::job::section(body).map(SourceConfig::Mysql),
-            "ingest" => crate::job::section(body).map(SourceConfig::Ingest),
+            "ingest" => crate::job::section(body).map(|c| SourceConfig::Ingest(Box::new(c))),
             other => Err(serde::de::Error::custom(format!(
                 "unknown source type `{other}`"
             ))),

@@ -62,7 +62,10 @@ pub struct IngestSourceConfig {
     #[serde(default = "default_max_pending_points")]
     pub max_pending_points: u64,
     /// The `Retry-After` a 429 (or an acknowledgement that timed out) tells clients.
-    #[serde(default = "default_retry_after", deserialize_with = "crate::job::duration")]
+    #[serde(
+        default = "default_retry_after",
+        deserialize_with = "crate::job::duration"
+    )]
     pub retry_after: Duration,
     /// When a write is answered: `durable` (default) once its points are in the sink;
     /// `async` as soon as they are queued (faster, but a crash loses what was answered).
@@ -70,7 +73,10 @@ pub struct IngestSourceConfig {
     pub ack: AckMode,
     /// How long a `durable` write waits for its acknowledgement before it is answered 503
     /// (the points may still be written; a retry writes them again, harmlessly).
-    #[serde(default = "default_ack_timeout", deserialize_with = "crate::job::duration")]
+    #[serde(
+        default = "default_ack_timeout",
+        deserialize_with = "crate::job::duration"
+    )]
     pub ack_timeout: Duration,
     /// Timestamp precision of requests that name none: `ns` (default), `us`, `ms`, `s`,
     /// `m`, `h`.
@@ -147,7 +153,10 @@ impl IngestSourceConfig {
         self.listen.parse::<SocketAddr>().map_err(|e| {
             (
                 "listen",
-                format!("`{}` is not an address and port ({e}), e.g. 0.0.0.0:8086", self.listen),
+                format!(
+                    "`{}` is not an address and port ({e}), e.g. 0.0.0.0:8086",
+                    self.listen
+                ),
             )
         })?;
         if self.api.is_empty() {
@@ -237,11 +246,18 @@ mod tests {
         assert!(c.check_values().is_ok());
 
         let c = parse("{ack: async, precision: ms, api: [v2], retry_after: 3s}").unwrap();
-        assert_eq!((c.ack, c.precision, c.api), (AckMode::Async, Precision::Millis, vec![Api::V2]));
+        assert_eq!(
+            (c.ack, c.precision, c.api),
+            (AckMode::Async, Precision::Millis, vec![Api::V2])
+        );
         assert_eq!(c.retry_after, Duration::from_secs(3));
 
-        assert!(parse("{bukcet: x}").unwrap_err().contains("unknown field `bukcet`"));
-        assert!(parse("{precision: sec}").unwrap_err().contains("not a precision"));
+        assert!(parse("{bukcet: x}")
+            .unwrap_err()
+            .contains("unknown field `bukcet`"));
+        assert!(parse("{precision: sec}")
+            .unwrap_err()
+            .contains("not a precision"));
         let c = parse("{listen: 'localhost'}").unwrap();
         assert_eq!(c.check_values().unwrap_err().0, "listen");
         let c = parse("{username: u}").unwrap();
@@ -249,6 +265,9 @@ mod tests {
         let c = parse("{tls: {cert: /nonexistent.pem, key: /nonexistent.key}}").unwrap();
         let (key, message) = c.check_values().unwrap_err();
         assert_eq!(key, "tls");
-        assert!(message.contains("cannot read /nonexistent.pem"), "{message}");
+        assert!(
+            message.contains("cannot read /nonexistent.pem"),
+            "{message}"
+        );
     }
 }

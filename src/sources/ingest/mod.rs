@@ -283,7 +283,9 @@ mod tests {
         drop(a);
         assert_eq!(pending.get(), 2);
         drop(b);
-        let big = pending.try_hold(50).expect("alone, a big request still passes");
+        let big = pending
+            .try_hold(50)
+            .expect("alone, a big request still passes");
         assert!(pending.try_hold(1).is_none());
         drop(big);
         assert_eq!(pending.get(), 0);

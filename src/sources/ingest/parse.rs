@@ -214,7 +214,11 @@ fn split_lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-fn to_point(line: ParsedLine<'_>, precision: Precision, default_time: i64) -> Result<Point, String> {
+fn to_point(
+    line: ParsedLine<'_>,
+    precision: Precision,
+    default_time: i64,
+) -> Result<Point, String> {
     let measurement = Name::from(line.series.measurement.as_str());
     // Names with control characters cannot be queried back; InfluxDB refuses them (tag
     // values and string fields may hold any character).
@@ -252,9 +256,7 @@ fn to_point(line: ParsedLine<'_>, precision: Precision, default_time: i64) -> Re
             FieldValue::I64(v) => Value::Int(v),
             FieldValue::U64(v) => Value::UInt(v),
             FieldValue::F64(v) if v.is_finite() => Value::Float(v),
-            FieldValue::F64(_) => {
-                return Err(format!("field `{key}`: the float is out of range"))
-            }
+            FieldValue::F64(_) => return Err(format!("field `{key}`: the float is out of range")),
             FieldValue::String(v) => Value::String(String::from(v)),
             FieldValue::Boolean(v) => Value::Bool(v),
         };
@@ -301,7 +303,8 @@ mod tests {
 
     #[test]
     fn lines_are_numbered_and_bad_ones_rejected_alone() {
-        let body = b"m,b=2,a=1 f=1i 10\n\n# comment\nm f= 11\nm s=\"two\nlines\" 12\nbad\nm u=3u,x=T";
+        let body =
+            b"m,b=2,a=1 f=1i 10\n\n# comment\nm f= 11\nm s=\"two\nlines\" 12\nbad\nm u=3u,x=T";
         let p = parse_body(body, Precision::Seconds, 5_500_000_000);
         assert_eq!(p.points.len(), 3);
         assert_eq!(
@@ -317,7 +320,10 @@ mod tests {
         assert_eq!(p.points[1].time, 12_000_000_000);
         assert_eq!(
             p.points[2].fields,
-            vec![("u".into(), Value::UInt(3)), ("x".into(), Value::Bool(true))]
+            vec![
+                ("u".into(), Value::UInt(3)),
+                ("x".into(), Value::Bool(true))
+            ]
         );
         assert_eq!(
             p.points[2].time, 5_000_000_000,
@@ -353,7 +359,11 @@ mod tests {
         assert!(reasons[3].contains("out of range"), "{reasons:?}");
 
         // One series, one hash, whatever the tag order; another series, another hash.
-        let p = parse_body(b"m,a=1,b=2 f=1 1\nm,b=2,a=1 g=2 2\nm,a=1 f=1 3", Precision::Nanos, 0);
+        let p = parse_body(
+            b"m,a=1,b=2 f=1 1\nm,b=2,a=1 g=2 2\nm,a=1 f=1 3",
+            Precision::Nanos,
+            0,
+        );
         assert_eq!(p.points[0].device_hash, p.points[1].device_hash);
         assert_ne!(p.points[0].device_hash, p.points[2].device_hash);
     }

@@ -75,9 +75,9 @@ impl IngestServer {
             ))),
             None => None,
         };
-        let listener = TcpListener::bind(&config.listen).await.map_err(|e| {
-            SourceError::Server(format!("cannot listen on {}: {e}", config.listen))
-        })?;
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .map_err(|e| SourceError::Server(format!("cannot listen on {}: {e}", config.listen)))?;
         let local_addr = listener
             .local_addr()
             .map_err(|e| SourceError::Server(format!("cannot listen on {}: {e}", config.listen)))?;
@@ -280,7 +280,11 @@ fn no_content() -> Response<Full<Bytes>> {
 }
 
 impl Endpoint {
-    async fn handle(&self, request: Request<Incoming>, remote: SocketAddr) -> Response<Full<Bytes>> {
+    async fn handle(
+        &self,
+        request: Request<Incoming>,
+        remote: SocketAddr,
+    ) -> Response<Full<Bytes>> {
         let api = match request.uri().path() {
             "/api/v2/write" if self.config.api.contains(&Api::V2) => Some(Api::V2),
             "/write" if self.config.api.contains(&Api::V1) => Some(Api::V1),
@@ -331,12 +335,14 @@ impl Endpoint {
         let precision = self.precision(api, &query)?;
         let (body, gzip) = self.read_body(request).await?;
         // One reading of the clock per request: lines without a timestamp share it.
-        let now = chrono::Utc::now()
-            .timestamp_nanos_opt()
-            .unwrap_or(i64::MAX);
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
         let max = self.config.max_body_bytes;
         let Parsed { points, rejected } = tokio::task::spawn_blocking(move || {
-            let body = if gzip { gunzip(&body, max)? } else { body.to_vec() };
+            let body = if gzip {
+                gunzip(&body, max)?
+            } else {
+                body.to_vec()
+            };
             Ok::<_, Answer>(parse_body(&body, precision, now))
         })
         .await
@@ -546,7 +552,8 @@ impl Endpoint {
                         ));
                     }
                 }
-                let bucket = named("bucket").ok_or_else(|| Answer::invalid("bucket is required"))?;
+                let bucket =
+                    named("bucket").ok_or_else(|| Answer::invalid("bucket is required"))?;
                 if !c.buckets.is_empty() && !c.buckets.contains(bucket) {
                     return Err(Answer::new(
                         StatusCode::NOT_FOUND,
@@ -580,9 +587,7 @@ impl Endpoint {
             Api::V2 => (Precision::from_v2(name), "ns, us, ms, s"),
         };
         parsed.ok_or_else(|| {
-            Answer::invalid(format!(
-                "invalid precision \"{name}\": use one of {names}"
-            ))
+            Answer::invalid(format!("invalid precision \"{name}\": use one of {names}"))
         })
     }
 
@@ -658,7 +663,9 @@ fn gunzip(body: &[u8], max: u64) -> Result<Vec<u8>, Answer> {
 fn query_params(query: Option<&str>) -> HashMap<String, String> {
     let mut params = HashMap::new();
     for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        params.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+        params
+            .entry(k.into_owned())
+            .or_insert_with(|| v.into_owned());
     }
     params
 }
@@ -692,8 +699,14 @@ mod tests {
         enc.write_all(&[b'a'; 1000]).unwrap();
         let gz = enc.finish().unwrap();
         assert_eq!(gunzip(&gz, 1000).unwrap().len(), 1000);
-        assert_eq!(gunzip(&gz, 999).unwrap_err().status, StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(gunzip(b"nope", 10).unwrap_err().status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            gunzip(&gz, 999).unwrap_err().status,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            gunzip(b"nope", 10).unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
     }
 
     #[test]
