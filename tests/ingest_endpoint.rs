@@ -801,3 +801,46 @@ async fn tls_round_trip_with_a_self_signed_certificate() {
     assert!(h.queue.is_empty());
     h.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_that_times_out_keeps_its_points_pending_until_done() {
+    let mut h = start(
+        "ingest-ack-timeout",
+        "{ack_timeout: 200ms, max_pending_points: 2}",
+    )
+    .await;
+    let reply = tokio::spawn(send(h.post("/write?db=d", "m v=1i 1\nm v=2i 2")));
+    let slow = next(&mut h.taken).await;
+    let reply = reply.await.unwrap();
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.retry_after.as_deref(), Some("1"));
+    assert!(
+        reply.body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("the points were not durable after 200ms"),
+        "{}",
+        reply.body
+    );
+    // The client gave up on them, the engine did not: they still count against the bound.
+    assert_eq!(send(h.post("/write?db=d", "m v=3i 3")).await.status, 429);
+    slow.done.unwrap().send(Ok(())).ok();
+    // Released as soon as done fires: a retry is taken (429 only while that is racing).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut retry = tokio::spawn(send(h.post("/write?db=d", "m v=3i 3")));
+        tokio::select! {
+            request = h.taken.recv() => {
+                let request = request.unwrap();
+                assert_eq!(request.points[0].time, 3);
+                request.done.unwrap().send(Ok(())).ok();
+                assert_eq!(retry.await.unwrap().status, 204);
+                break;
+            }
+            reply = &mut retry => assert_eq!(reply.unwrap().status, 429),
+        }
+        assert!(Instant::now() < deadline, "the bound was never released");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    h.server.shutdown().await;
+}

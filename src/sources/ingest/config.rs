@@ -270,4 +270,44 @@ mod tests {
             "{message}"
         );
     }
+
+    fn job_with(source: &str) -> Result<Job, String> {
+        let text = format!(
+            "name: ingest\nsource:\n  type: ingest\n{source}sink:\n  type: blackhole\n\
+             mappings:\n  - table: points\n    device_field: host\n    timestamp_field: time\n    fields: [v]\n"
+        );
+        Job::parse(std::path::Path::new("job.yaml"), &text, |name| {
+            (name == "INGEST_TOKEN").then(|| "s3cret".to_string())
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn job_file_errors_name_the_line_and_key() {
+        let job = job_with("  token: ${INGEST_TOKEN}\n  buckets: [telegraf]\n").unwrap();
+        let crate::sources::SourceConfig::Ingest(c) = &job.file.source else {
+            panic!("not the ingest source");
+        };
+        assert_eq!(c.token.as_deref(), Some("s3cret"));
+        assert!(job.file.source.table_names().is_empty());
+        let refused = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(crate::sources::open_bounded(&job));
+        let Err(e) = refused else {
+            panic!("the ingest source is not bounded")
+        };
+        assert!(e.to_string().contains("run it with `-c ingest`"), "{e}");
+
+        let e = job_with("  bukcet: telegraf\n").unwrap_err();
+        assert!(
+            e.starts_with("job.yaml:4:3: key `source.bukcet`: unknown field `bukcet`"),
+            "{e}"
+        );
+        let e = job_with("  listen: 'localhost'\n").unwrap_err();
+        assert!(
+            e.starts_with("job.yaml:4:3: key `source.listen`: `localhost` is not an address"),
+            "{e}"
+        );
+    }
 }
