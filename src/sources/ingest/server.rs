@@ -541,6 +541,14 @@ impl Endpoint {
     fn target(&self, api: Api, query: &HashMap<String, String>) -> Result<String, Answer> {
         let c = &self.config;
         let named = |key: &str| query.get(key).filter(|v| !v.is_empty());
+        // An empty list admits any name.
+        let admit = |admitted: &[String], name: &String, missing: String| {
+            if admitted.is_empty() || admitted.contains(name) {
+                Ok(name.clone())
+            } else {
+                Err(Answer::new(StatusCode::NOT_FOUND, "not found", missing))
+            }
+        };
         match api {
             Api::V2 => {
                 if let (Some(want), Some(org)) = (&c.org, named("org")) {
@@ -554,25 +562,11 @@ impl Endpoint {
                 }
                 let bucket =
                     named("bucket").ok_or_else(|| Answer::invalid("bucket is required"))?;
-                if !c.buckets.is_empty() && !c.buckets.contains(bucket) {
-                    return Err(Answer::new(
-                        StatusCode::NOT_FOUND,
-                        "not found",
-                        format!("bucket \"{bucket}\" not found"),
-                    ));
-                }
-                Ok(bucket.clone())
+                admit(&c.buckets, bucket, format!("bucket \"{bucket}\" not found"))
             }
             Api::V1 => {
                 let db = named("db").ok_or_else(|| Answer::invalid("database is required"))?;
-                if !c.databases.is_empty() && !c.databases.contains(db) {
-                    return Err(Answer::new(
-                        StatusCode::NOT_FOUND,
-                        "not found",
-                        format!("database not found: \"{db}\""),
-                    ));
-                }
-                Ok(db.clone())
+                admit(&c.databases, db, format!("database not found: \"{db}\""))
             }
         }
     }
