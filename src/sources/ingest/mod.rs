@@ -39,7 +39,9 @@
 //! [`server::IngestServer::start`], e.g. SIGTERM): the server stops accepting connections,
 //! finishes the requests in progress — which in `durable` mode means the engine must keep
 //! taking requests and acknowledging them until then — and then closes the queue. The
-//! engine's source is finished when [`IngestQueue::is_finished`]: closed and empty.
+//! engine's source is finished when [`IngestQueue::is_finished`]: closed and empty. An
+//! engine that fails calls [`IngestQueue::abandon`]: the requests it never took are
+//! answered with the reason at once instead of waiting out `ack_timeout`.
 //!
 //! Counting: the server adds every accepted point to `rows_read`, and every rejected line
 //! to the dead letters (which count themselves); the engine counts nothing more for them.
@@ -120,6 +122,18 @@ impl IngestQueue {
     pub fn close(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
         self.wake_all();
+    }
+
+    /// Closes the queue and answers every request still in it with `Err(reason)` (500 to
+    /// its client): for an engine that fails before taking them.
+    pub fn abandon(&self, reason: &str) {
+        self.close();
+        let left: Vec<Queued> = lock(&self.inner.items).drain(..).collect();
+        for queued in left {
+            if let Some(done) = queued.ingested.done {
+                let _ = done.send(Err(reason.to_string()));
+            }
+        }
     }
 
     /// Whether the queue refuses further requests.
@@ -299,5 +313,20 @@ mod tests {
         assert_eq!(pending.get(), 4);
         queue.try_recv().unwrap();
         assert_eq!(pending.get(), 0);
+    }
+
+    #[test]
+    fn abandoning_answers_what_is_still_queued() {
+        let queue = IngestQueue::new();
+        let (done, mut answer) = tokio::sync::oneshot::channel();
+        let mut waiting = request(1);
+        waiting.done = Some(done);
+        queue.push(waiting, None).ok().unwrap();
+        queue.abandon("the sink refused the job's credentials");
+        assert_eq!(
+            answer.try_recv().unwrap(),
+            Err("the sink refused the job's credentials".to_string())
+        );
+        assert!(queue.is_finished());
     }
 }
