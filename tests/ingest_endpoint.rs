@@ -692,6 +692,17 @@ async fn durable_writes_are_answered_after_done_and_async_ones_at_once() {
         request.done.is_none(),
         "nothing to acknowledge: the client has its answer"
     );
+    let reply = send(h.post("/write?db=d", "m v=3i 3\nbad")).await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("partial write: 1 lines rejected, 1 points accepted: line 2: "),
+        "{}",
+        reply.body
+    );
+    assert_eq!(next(&mut h.taken).await.points[0].time, 3);
     assert_eq!(
         request.points.iter().map(|p| p.time).collect::<Vec<_>>(),
         vec![1, 2]

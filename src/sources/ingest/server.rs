@@ -359,7 +359,7 @@ impl Endpoint {
                 return Ok(no_content());
             }
             self.dead_letter(&rejected, api, &target, remote);
-            return Err(self.partial(rejected, 0));
+            return Err(self.partial(rejected, "0 points written"));
         }
         let n = points.len() as u64;
         let Some(hold) = self.pending.try_hold(n) else {
@@ -413,6 +413,7 @@ impl Endpoint {
         self.dead_letter(&rejected, api, &target, remote);
 
         if let Some(relayed) = acked {
+            // Layers: the timeout, the relay task, the engine's `done`, the engine's answer.
             match tokio::time::timeout(self.config.ack_timeout, relayed).await {
                 Ok(Ok(Ok(Ok(())))) => {}
                 Ok(Ok(Ok(Err(reason)))) => {
@@ -448,16 +449,17 @@ impl Endpoint {
         if rejected.is_empty() {
             Ok(no_content())
         } else {
-            Err(self.partial(rejected, n))
+            let done = match self.config.ack {
+                AckMode::Durable => format!("{n} points written"),
+                AckMode::Async => format!("{n} points accepted"),
+            };
+            Err(self.partial(rejected, &done))
         }
     }
 
-    /// 400 for a request with bad lines; its good lines (if any) were written.
-    fn partial(&self, rejected: Vec<RejectedLine>, written: u64) -> Answer {
-        let mut message = format!(
-            "partial write: {} lines rejected, {written} points written:",
-            rejected.len()
-        );
+    /// 400 for a request with bad lines; `done` says what became of its good lines.
+    fn partial(&self, rejected: Vec<RejectedLine>, done: &str) -> Answer {
+        let mut message = format!("partial write: {} lines rejected, {done}:", rejected.len());
         for r in rejected.iter().take(LINES_IN_MESSAGE) {
             message.push_str(&format!(" line {}: {};", r.line, r.reason));
         }
