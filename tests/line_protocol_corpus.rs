@@ -22,6 +22,19 @@ fn corpus() -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// The corpus's `kind` cases (`encode` or `decode`): at least `at_least` of them.
+fn cases(kind: &str, at_least: usize) -> serde_json::Map<String, serde_json::Value> {
+    let Some(serde_json::Value::Object(cases)) = corpus().get_mut(kind).map(|c| c.take()) else {
+        panic!("the corpus has no {kind} cases");
+    };
+    assert!(
+        cases.len() >= at_least,
+        "the corpus has {} {kind} cases",
+        cases.len()
+    );
+    cases
+}
+
 fn value(v: &serde_json::Value) -> Option<Value> {
     let (kind, x) = v.as_object()?.iter().next()?;
     Some(match kind.as_str() {
@@ -36,19 +49,13 @@ fn value(v: &serde_json::Value) -> Option<Value> {
 
 #[test]
 fn encoder_agrees_with_the_reference_on_every_encode_case() {
-    let corpus = corpus();
-    let cases = corpus["encode"].as_object().unwrap();
-    assert!(
-        cases.len() >= 100,
-        "the corpus has {} encode cases",
-        cases.len()
-    );
+    let cases = cases("encode", 100);
     let enc = Encoding {
         precision: TimeUnit::Nanos,
         unsigned: true,
     };
     let mut failures = Vec::new();
-    for (key, case) in cases {
+    for (key, case) in &cases {
         let p = &case["input"]["point"];
         assert_eq!(case["input"]["precision"], "1ns", "{key}");
         let name = |v: &serde_json::Value| -> Name { Name::from(v.as_str().unwrap()) };
@@ -271,17 +278,11 @@ fn decode_case(case: &serde_json::Value) -> Option<String> {
 
 #[test]
 fn ingest_parser_agrees_with_the_reference_on_the_decode_cases() {
-    let corpus = corpus();
-    let cases = corpus["decode"].as_object().unwrap();
-    assert!(
-        cases.len() >= 6000,
-        "the corpus has {} decode cases",
-        cases.len()
-    );
+    let cases = cases("decode", 6000);
     let mut unlisted = Vec::new();
     let mut by_reason: BTreeMap<&str, usize> = BTreeMap::new();
     let mut differing = 0;
-    for (key, case) in cases {
+    for (key, case) in &cases {
         let Some(difference) = decode_case(case) else {
             continue;
         };
