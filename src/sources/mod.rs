@@ -7,6 +7,7 @@
 //! `config.rs` (the job-file section), `client.rs` (talking to the server), `encoding.rs`
 //! (server values → [`Value`](crate::model::Value)).
 
+pub mod ingest;
 pub mod mysql;
 
 use crate::dead_letter::DeadLetters;
@@ -20,13 +21,17 @@ use std::sync::Arc;
 pub enum SourceConfig {
     /// `type: mysql`: MySQL or MariaDB tables, read as a chunked parallel scan.
     Mysql(mysql::config::MysqlSourceConfig),
+    /// `type: ingest`: an HTTP endpoint taking InfluxDB line-protocol writes (`-c ingest`).
+    /// Boxed: it is much larger than the other variants.
+    Ingest(Box<ingest::IngestSourceConfig>),
 }
 
 impl<'de> Deserialize<'de> for SourceConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (kind, body) = crate::job::tagged_section(d, "source", &["mysql"])?;
+        let (kind, body) = crate::job::tagged_section(d, "source", &["mysql", "ingest"])?;
         match kind.as_str() {
             "mysql" => crate::job::section(body).map(SourceConfig::Mysql),
+            "ingest" => crate::job::section(body).map(|c| SourceConfig::Ingest(Box::new(c))),
             other => Err(serde::de::Error::custom(format!(
                 "unknown source type `{other}`"
             ))),
@@ -39,6 +44,7 @@ impl SourceConfig {
     pub fn check(&self, job: &Job) -> Result<(), JobError> {
         match self {
             SourceConfig::Mysql(c) => c.check(job),
+            SourceConfig::Ingest(c) => c.check(job),
         }
     }
 
@@ -46,6 +52,7 @@ impl SourceConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             SourceConfig::Mysql(_) => "mysql",
+            SourceConfig::Ingest(_) => "ingest",
         }
     }
 
@@ -53,6 +60,8 @@ impl SourceConfig {
     pub fn table_names(&self) -> Vec<String> {
         match self {
             SourceConfig::Mysql(c) => c.tables.iter().map(|t| t.name.clone()).collect(),
+            // Points arrive whole: no tables, no mappings by table.
+            SourceConfig::Ingest(_) => Vec::new(),
         }
     }
 }
@@ -288,6 +297,15 @@ pub async fn open_change_source(job: &Job) -> Result<Box<dyn BoundedChangeSource
         SourceConfig::Mysql(config) => Ok(Box::new(
             mysql::client::MysqlSource::open(job, config).await?,
         )),
+        other => Err(job
+            .error_at(
+                "source.type",
+                format!(
+                    "a `{}` source has no change log to follow: CDC needs `type: mysql`",
+                    other.kind()
+                ),
+            )
+            .into()),
     }
 }
 
@@ -303,5 +321,9 @@ pub async fn open_bounded(job: &Job) -> Result<Box<dyn BoundedSource>, SourceErr
         SourceConfig::Mysql(config) => Ok(Box::new(
             mysql::client::MysqlSource::open(job, config).await?,
         )),
+        SourceConfig::Ingest(_) => Err(SourceError::Config(job.error_at(
+            "source.type",
+            "the ingest source is an endpoint that runs until stopped, not a bounded input: run it with `-c ingest`",
+        ))),
     }
 }
