@@ -13,8 +13,8 @@ mod iotdb_standin;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// Purging binlogs must not run while another test reads them.
@@ -92,7 +92,14 @@ fn influx_sink(db: &str) -> String {
 fn job(dir: &Path, job: &Path, entry: &str, args: &[&str]) -> Command {
     let mut c = tsmig();
     c.current_dir(dir)
-        .args(["-c", entry, "--config", job.to_str().unwrap(), "--progress", "off"])
+        .args([
+            "-c",
+            entry,
+            "--config",
+            job.to_str().unwrap(),
+            "--progress",
+            "off",
+        ])
         .args(args);
     c
 }
@@ -160,8 +167,16 @@ fn assert_same(table: &str, db: &str) {
     let expected = expected_influx(table);
     let actual = actual_influx(db);
     if expected != actual {
-        let missing: Vec<_> = expected.iter().filter(|p| !actual.contains(p)).take(5).collect();
-        let extra: Vec<_> = actual.iter().filter(|p| !expected.contains(p)).take(5).collect();
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|p| !actual.contains(p))
+            .take(5)
+            .collect();
+        let extra: Vec<_> = actual
+            .iter()
+            .filter(|p| !expected.contains(p))
+            .take(5)
+            .collect();
         panic!(
             "target differs from {table}: {} points expected, {} present; missing e.g. {missing:#?}; extra e.g. {extra:#?}",
             expected.len(),
@@ -192,7 +207,10 @@ fn stop(mut child: Child) -> std::process::Output {
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(30);
     while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the job did not stop after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "the job did not stop after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     child.wait_with_output().unwrap()
@@ -244,11 +262,16 @@ fn every_kind_of_change_reaches_influxdb_while_the_job_runs() {
     seed(&table, 200);
     let dir = scratch(&table);
     let file = job_file(&dir, &table, &influx_sink(&db), MEASUREMENT);
-    let child = job(&dir, &file, "backfill+cdc", &["--metrics-addr", &format!("127.0.0.1:{}", free_ports(1)[0])])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = job(
+        &dir,
+        &file,
+        "backfill+cdc",
+        &["--metrics-addr", &format!("127.0.0.1:{}", free_ports(1)[0])],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     await_same(&table, &db, Duration::from_secs(60));
     apply_changes(&table);
     await_same(&table, &db, Duration::from_secs(60));
@@ -270,16 +293,28 @@ fn every_kind_of_change_reaches_influxdb_while_the_job_runs() {
         if position >= end {
             break;
         }
-        assert!(Instant::now() < deadline, "recorded position {position:?} never reached {end:?}");
+        assert!(
+            Instant::now() < deadline,
+            "recorded position {position:?} never reached {end:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 
     let out = stop(child);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(summary_u64(&out.stdout, "dead_lettered"), 0);
     // 1 insert, 5 single-row updates, 1 delete, 2 + 3 in the transaction, 41 + 11 rows.
     let changes = summary_u64(&out.stdout, "changes_read");
-    assert_eq!(changes, 1 + 5 + 1 + 5 + 41 + 11, "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        changes,
+        1 + 5 + 1 + 5 + 41 + 11,
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert_same(&table, &db);
 }
 
@@ -295,20 +330,26 @@ fn cdc_resumes_from_its_checkpoint_and_stops_when_caught_up() {
     let dir = scratch(&table);
     let file = job_file(&dir, &table, &influx_sink(&db), MEASUREMENT);
 
-    let out = job(&dir, &file, "backfill+cdc", &["--until-caught-up"]).output().unwrap();
+    let out = job(&dir, &file, "backfill+cdc", &["--until-caught-up"])
+        .output()
+        .unwrap();
     assert_ok(&out);
     assert_eq!(summary_u64(&out.stdout, "points_written"), 100);
     assert_same(&table, &db);
 
     // Changes made while no job runs are applied by the next run, from the checkpoint.
     apply_changes(&table);
-    let out = job(&dir, &file, "cdc", &["--until-caught-up"]).output().unwrap();
+    let out = job(&dir, &file, "cdc", &["--until-caught-up"])
+        .output()
+        .unwrap();
     assert_ok(&out);
     assert_same(&table, &db);
-    assert!(summary_u64(&out.stdout, "points_deleted") >= 1 + 11);
+    assert!(summary_u64(&out.stdout, "points_deleted") >= 12);
 
     // Nothing new: a third run reads no change at all.
-    let out = job(&dir, &file, "cdc", &["--until-caught-up"]).output().unwrap();
+    let out = job(&dir, &file, "cdc", &["--until-caught-up"])
+        .output()
+        .unwrap();
     assert_ok(&out);
     assert_eq!(summary_u64(&out.stdout, "points_written"), 0);
     assert_eq!(summary_u64(&out.stdout, "points_deleted"), 0);
@@ -329,10 +370,14 @@ fn changes_reach_the_iotdb_stand_in() {
         iotdb.port()
     );
     let file = job_file(&dir, &table, &sink, "path: root.cdc.{device_id}");
-    let out = job(&dir, &file, "backfill+cdc", &["--until-caught-up"]).output().unwrap();
+    let out = job(&dir, &file, "backfill+cdc", &["--until-caught-up"])
+        .output()
+        .unwrap();
     assert_ok(&out);
     apply_changes(&table);
-    let out = job(&dir, &file, "cdc", &["--until-caught-up"]).output().unwrap();
+    let out = job(&dir, &file, "cdc", &["--until-caught-up"])
+        .output()
+        .unwrap();
     assert_ok(&out);
 
     let rows = sql(&[
@@ -350,13 +395,22 @@ fn changes_reach_the_iotdb_stand_in() {
         ) = mysql_async::from_row(r);
         let path = |m: &str| format!("root.cdc.{device}.{m}");
         if let Some(v) = temperature {
-            expected.entry(path("temperature")).or_default().push((time, V::Double(v)));
+            expected
+                .entry(path("temperature"))
+                .or_default()
+                .push((time, V::Double(v)));
         }
         if let Some(v) = humidity {
-            expected.entry(path("humidity")).or_default().push((time, V::Float(v.parse().unwrap())));
+            expected
+                .entry(path("humidity"))
+                .or_default()
+                .push((time, V::Float(v.parse().unwrap())));
         }
         if let Some(v) = status {
-            expected.entry(path("status")).or_default().push((time, V::Int32(v)));
+            expected
+                .entry(path("status"))
+                .or_default()
+                .push((time, V::Int32(v)));
         }
     }
     for points in expected.values_mut() {
@@ -365,4 +419,378 @@ fn changes_reach_the_iotdb_stand_in() {
     let mut actual = iotdb.all_points();
     actual.retain(|_, points| !points.is_empty());
     assert_eq!(actual, expected);
+}
+
+/// A writer that keeps changing the table (inserts, updates of values, times and devices,
+/// deletes, multi-statement transactions) until stopped.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl Writer {
+    fn start(table: &str) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let table = table.to_string();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                use mysql_async::prelude::Queryable;
+                let mut conn = mysql_async::Conn::from_url(mysql_url()).await.unwrap();
+                let mut rng = fastrand::Rng::with_seed(table.len() as u64);
+                let mut n = 0u64;
+                let max_id: u64 = conn
+                    .query_first(format!("SELECT MAX(id) FROM {table}"))
+                    .await
+                    .unwrap()
+                    .unwrap_or(1);
+                while !flag.load(Ordering::Relaxed) {
+                    let id = rng.u64(1..max_id + n / 3 + 2);
+                    let statement = match rng.u8(0..10) {
+                        0..=2 => format!(
+                            "INSERT IGNORE INTO {table} (device_id, site, ts, temperature, humidity, status) \
+                             VALUES ('w{}', 's1', TIMESTAMP('2026-06-01') + INTERVAL {} SECOND, {}.25, NULL, {})",
+                            rng.u8(0..5),
+                            rng.u32(0..100_000),
+                            rng.u32(0..1000),
+                            rng.u8(0..10)
+                        ),
+                        3 | 4 => format!(
+                            "UPDATE {table} SET temperature = {}.5, humidity = IF(humidity IS NULL, 1.5, NULL) WHERE id = {id}",
+                            rng.u32(0..1000)
+                        ),
+                        5 => format!("UPDATE IGNORE {table} SET ts = ts + INTERVAL 1 MINUTE WHERE id = {id}"),
+                        6 => format!("UPDATE IGNORE {table} SET device_id = 'm{}' WHERE id = {id}", rng.u8(0..5)),
+                        7 => format!("DELETE FROM {table} WHERE id = {id}"),
+                        _ => format!(
+                            "BEGIN; UPDATE {table} SET status = {} WHERE id = {id}; DELETE FROM {table} WHERE id = {}; \
+                             INSERT IGNORE INTO {table} (device_id, ts, temperature) VALUES ('t{}', TIMESTAMP('2026-07-01') + INTERVAL {} SECOND, 1.75); COMMIT",
+                            rng.u8(0..100),
+                            id + 1,
+                            rng.u8(0..3),
+                            rng.u32(0..100_000)
+                        ),
+                    };
+                    conn.query_drop(statement).await.unwrap();
+                    n += 1;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                conn.disconnect().await.unwrap();
+                n
+            })
+        });
+        Writer {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops writing; returns the statements written.
+    fn stop(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+#[test]
+fn concurrent_writers_during_backfill_and_cdc_then_verify_finds_no_difference() {
+    let _shared = BINLOG.read().unwrap_or_else(|p| p.into_inner());
+    let table = unique("cdc_busy");
+    let db = table.clone();
+    let _cleanup = Cleanup::default().table(&table).database(&db);
+    fresh_influx_db(&db);
+    create_table(&table);
+    seed(&table, 20_000);
+    let dir = scratch(&table);
+    let file = job_file(&dir, &table, &influx_sink(&db), MEASUREMENT);
+    let writer = Writer::start(&table);
+    let child = job(&dir, &file, "backfill+cdc", &["--workers", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(6));
+    let written = writer.stop();
+    assert!(written > 100, "the writer wrote only {written} statements");
+    await_same(&table, &db, Duration::from_secs(90));
+    let out = stop(child);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, report) = verify(&file, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert!(
+        report_line(&report).ends_with("0 missing in target, 0 extra in target, 0 differing"),
+        "{report}"
+    );
+}
+
+#[test]
+fn killed_at_ten_moments_across_snapshot_and_binlog_then_the_target_equals_the_source() {
+    let _shared = BINLOG.read().unwrap_or_else(|p| p.into_inner());
+    let table = unique("cdc_crash");
+    let db = table.clone();
+    let _cleanup = Cleanup::default().table(&table).database(&db);
+    fresh_influx_db(&db);
+    create_table(&table);
+    seed(&table, 60_000);
+    let dir = scratch(&table);
+    let file = job_file(&dir, &table, &influx_sink(&db), MEASUREMENT);
+    let writer = Writer::start(&table);
+    let mut phases = Vec::new();
+    let delays_ms = [150, 300, 500, 700, 1000, 1300, 1700, 2200, 2800, 3500, 4500];
+    for delay in delays_ms {
+        let mut child = job(&dir, &file, "backfill+cdc", &[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let backfill: serde_json::Value = std::fs::read_to_string(dir.join("state/backfill.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let planned = backfill["plan"].as_array().map(Vec::len).unwrap_or(0) as u64;
+        let finished: u64 = backfill["finished"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .map(|p| p[1].as_u64().unwrap() - p[0].as_u64().unwrap() + 1)
+                    .sum()
+            })
+            .unwrap_or(0);
+        phases.push(if planned > 0 && finished == planned {
+            "binlog"
+        } else {
+            "snapshot"
+        });
+    }
+    let written = writer.stop();
+    assert!(written > 100, "the writer wrote only {written} statements");
+    let out = job(&dir, &file, "backfill+cdc", &["--until-caught-up"])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert_same(&table, &db);
+    let snapshot = phases.iter().filter(|p| **p == "snapshot").count();
+    let binlog = phases.len() - snapshot;
+    assert!(
+        snapshot >= 2 && binlog >= 2,
+        "the kills should land in both phases: {phases:?}"
+    );
+}
+
+#[test]
+fn an_idle_table_still_advances_the_recorded_position() {
+    let _shared = BINLOG.read().unwrap_or_else(|p| p.into_inner());
+    let table = unique("cdc_idle");
+    let other = unique("cdc_other");
+    let db = table.clone();
+    let _cleanup = Cleanup::default().table(&table).table(&other).database(&db);
+    fresh_influx_db(&db);
+    create_table(&table);
+    create_table(&other);
+    seed(&table, 10);
+    let dir = scratch(&table);
+    let file = job_file(&dir, &table, &influx_sink(&db), MEASUREMENT);
+    let child = job(&dir, &file, "backfill+cdc", &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    await_same(&table, &db, Duration::from_secs(30));
+    let position = || -> (String, u64) {
+        let state: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("state/cdc.json")).unwrap())
+                .unwrap();
+        (
+            state["position"]["file"].as_str().unwrap().to_string(),
+            state["position"]["offset"].as_u64().unwrap(),
+        )
+    };
+    let before = position();
+    // Another table changes and the server starts a new binlog file; the job's table
+    // stays quiet for longer than the checkpoint interval (100ms).
+    sql(&[&format!(
+        "INSERT INTO {other} (device_id, ts) VALUES ('x', '2026-01-01')"
+    )]);
+    sql(&["FLUSH BINARY LOGS"]);
+    let end: (String, u64) = {
+        let row = sql(&["SHOW MASTER STATUS"]).remove(0);
+        (row.get(0).unwrap(), row.get(1).unwrap())
+    };
+    assert!(
+        end.0 > before.0,
+        "FLUSH BINARY LOGS should start a new file"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while position() < end {
+        assert!(
+            Instant::now() < deadline,
+            "the recorded position stayed at {:?} (server at {end:?})",
+            position()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = stop(child);
+    assert!(out.status.success());
+    assert_eq!(summary_u64(&out.stdout, "points_written"), 10);
+}
+
+#[test]
+fn a_purged_position_is_a_definite_error_that_says_how_to_recover() {
+    let _exclusive = BINLOG.write().unwrap_or_else(|p| p.into_inner());
+    let table = unique("cdc_purged");
+    let db = table.clone();
+    let _cleanup = Cleanup::default().table(&table).database(&db);
+    fresh_influx_db(&db);
+    create_table(&table);
+    seed(&table, 10);
+    let dir = scratch(&table);
+    let file = job_file(&dir, &table, &influx_sink(&db), MEASUREMENT);
+    let out = job(&dir, &file, "backfill+cdc", &["--until-caught-up"])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    // Changes the job has not seen, then the binlog holding them is purged.
+    sql(&[&format!("DELETE FROM {table} WHERE id = 1")]);
+    sql(&["FLUSH BINARY LOGS"]);
+    let current: String = sql(&["SHOW MASTER STATUS"]).remove(0).get(0).unwrap();
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state/cdc.json")).unwrap())
+            .unwrap();
+    let recorded = state["position"]["file"].as_str().unwrap().to_string();
+    assert!(
+        recorded < current,
+        "the change must lie in a file before {current}"
+    );
+    // The server keeps a file a replica still reads (the last job's dump thread may
+    // linger a moment): purge until the recorded file is gone.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        sql(&[&format!("PURGE BINARY LOGS TO '{current}'")]);
+        let files: Vec<String> = sql(&["SHOW BINARY LOGS"])
+            .into_iter()
+            .map(|r| r.get(0).unwrap())
+            .collect();
+        if !files.contains(&recorded) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{recorded} could not be purged: {files:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = job(&dir, &file, "cdc", &["--until-caught-up"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("has been purged"), "{stderr}");
+    assert!(stderr.contains("backfill+cdc --fresh"), "{stderr}");
+    // Nothing was skipped silently: the deleted row's point is still there.
+    assert_eq!(actual_influx(&db).len(), 10);
+    // The way out it names works.
+    let out = job(
+        &dir,
+        &file,
+        "backfill+cdc",
+        &["--fresh", "--until-caught-up"],
+    )
+    .output()
+    .unwrap();
+    assert_ok(&out);
+    fresh_influx_db(&db);
+    let out = job(
+        &dir,
+        &file,
+        "backfill+cdc",
+        &["--fresh", "--until-caught-up"],
+    )
+    .output()
+    .unwrap();
+    assert_ok(&out);
+    assert_same(&table, &db);
+}
+
+#[test]
+fn the_metrics_endpoint_shows_changes_and_lag() {
+    let _shared = BINLOG.read().unwrap_or_else(|p| p.into_inner());
+    let table = unique("cdc_metrics");
+    let db = table.clone();
+    let _cleanup = Cleanup::default().table(&table).database(&db);
+    fresh_influx_db(&db);
+    create_table(&table);
+    seed(&table, 100);
+    let dir = scratch(&table);
+    let file = job_file(&dir, &table, &influx_sink(&db), MEASUREMENT);
+    let port = free_ports(1)[0];
+    let child = job(
+        &dir,
+        &file,
+        "backfill+cdc",
+        &["--metrics-addr", &format!("127.0.0.1:{port}")],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    await_same(&table, &db, Duration::from_secs(30));
+    apply_changes(&table);
+    await_same(&table, &db, Duration::from_secs(30));
+    let scrape = || -> std::collections::HashMap<String, f64> {
+        let text = http_get(port, "/metrics");
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit_once(' '))
+            .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let metrics = loop {
+        let m = scrape();
+        if m.get("tsmig_source_changes_total") == Some(&64.0)
+            && m.get("tsmig_cdc_lag_bytes") == Some(&0.0)
+        {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "metrics never settled: {m:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(metrics["tsmig_source_rows_total"], 100.0);
+    assert_eq!(metrics["tsmig_dead_letters_total"], 0.0);
+    assert_eq!(metrics["tsmig_cdc_lag_seconds"], 0.0);
+    assert!(metrics["tsmig_sink_points_deleted_total"] >= 12.0);
+    assert!(metrics["tsmig_checkpoints_total"] >= 1.0);
+    let out = stop(child);
+    assert!(out.status.success());
+}
+
+/// A plain HTTP/1.0 GET on loopback; the body, or "" if nothing answers.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
 }

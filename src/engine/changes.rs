@@ -32,7 +32,7 @@ use differential_dataflow::AsCollection;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::vec::{Map, Partition};
+use timely::dataflow::operators::vec::Partition;
 use timely::dataflow::operators::{Capability, Concat, Operator};
 use timely::dataflow::Stream;
 
@@ -48,12 +48,9 @@ pub(super) fn to_sink_changes<'s>(
     let direct = parts.pop().expect("two parts");
     let consolidated = parts.pop().expect("two parts");
 
-    let consolidated = consolidated
-        .map(|(point, diff)| (point, 0u64, diff as isize))
-        .as_collection()
-        .consolidate()
-        .inner
-        .map(|(point, _, diff)| (point, diff));
+    // Each update carries its epoch as its differential time, so consolidation never
+    // merges two epochs and the deciding operator sees each epoch's net changes.
+    let consolidated = with_times(consolidated).as_collection().consolidate().inner;
     let decided = decide(consolidated);
 
     let in_order = direct.unary(
@@ -107,20 +104,43 @@ fn map_changes<'s>(
 /// An epoch's updates held until the epoch is complete, with its capability.
 type Stashed = (Capability<u64>, Vec<(Point, isize)>);
 
-/// Decides, per point of the target and epoch, what the consolidated updates mean.
-fn decide<'s>(updates: Stream<'s, u64, Vec<(Point, isize)>>) -> Stream<'s, u64, Vec<Change>> {
+/// `(point, diff)` at epoch `e` → the differential update `(point, e, diff)`.
+fn with_times<'s>(
+    updates: Stream<'s, u64, Vec<(Point, i8)>>,
+) -> Stream<'s, u64, Vec<(Point, u64, isize)>> {
+    updates.unary(Pipeline, "StampEpochs", |_, _| {
+        let mut out = Vec::new();
+        move |input, output| {
+            input.for_each_time(|time, batches| {
+                let epoch = *time.time();
+                for batch in batches {
+                    out.extend(batch.drain(..).map(|(p, d)| (p, epoch, d as isize)));
+                }
+                output.session(&time).give_container(&mut out);
+            });
+        }
+    })
+}
+
+/// Decides, per point of the target and epoch, what the consolidated updates mean. An
+/// update is grouped by its own time (its epoch), which may be later than the time of the
+/// container it arrives in.
+fn decide<'s>(updates: Stream<'s, u64, Vec<(Point, u64, isize)>>) -> Stream<'s, u64, Vec<Change>> {
     updates.unary_frontier(
-        Exchange::new(|(p, _): &(Point, isize)| p.device_hash),
+        Exchange::new(|(p, _, _): &(Point, u64, isize)| p.device_hash),
         "DecidePerPoint",
         |_, _| {
             let mut stash: BTreeMap<u64, Stashed> = BTreeMap::new();
             move |(input, frontier), output| {
                 input.for_each_time(|time, batches| {
-                    let entry = stash
-                        .entry(*time.time())
-                        .or_insert_with(|| (time.retain(0), Vec::new()));
                     for batch in batches {
-                        entry.1.append(batch);
+                        for (point, epoch, diff) in batch.drain(..) {
+                            stash
+                                .entry(epoch)
+                                .or_insert_with(|| (time.delayed(&epoch, 0), Vec::new()))
+                                .1
+                                .push((point, diff));
+                        }
                     }
                 });
                 while let Some(entry) = stash.first_entry() {
@@ -224,7 +244,7 @@ mod tests {
         moved.sort_by_key(|c| format!("{c:?}"));
         assert_eq!(
             moved,
-            vec![Change::Delete(a), Change::Write(b), Change::Write(later)]
+            vec![Change::Delete(a), Change::Write(later), Change::Write(b)]
         );
     }
 }

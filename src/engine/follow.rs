@@ -177,20 +177,18 @@ pub(super) fn follow<'s>(
                 }
             }
             if ended {
-                // The reader stopped: a failure (the job fails) or a requested stop.
-                if handle.is_finished() {
-                    let result = ctx
-                        .runtime
-                        .block_on(&mut *handle)
-                        .unwrap_or_else(|e| Err(format!("the binlog reader panicked: {e}")));
-                    if let Err(message) = result {
-                        if !ctx.control.stopping() {
-                            ctx.control.fail(message);
-                        }
+                // The reader stopped: a failure (the job fails) or a requested stop. Its
+                // result follows the channel's close at once.
+                let result = ctx
+                    .runtime
+                    .block_on(&mut *handle)
+                    .unwrap_or_else(|e| Err(format!("the binlog reader panicked: {e}")));
+                if let Err(message) = result {
+                    if !ctx.control.stopping() {
+                        ctx.control.fail(message);
                     }
                 }
             }
-
             let stop = ended || caught_up || ctx.control.stopping();
             let at_boundary = open_rows == 0;
             let tick = ctx.clock.now();
