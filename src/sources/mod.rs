@@ -8,10 +8,11 @@
 //! (server values → [`Value`](crate::model::Value)).
 
 pub mod mysql;
+pub mod tdengine;
 
 use crate::dead_letter::DeadLetters;
 use crate::job::{Job, JobError};
-use crate::model::Row;
+use crate::model::{Row, Value};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -20,13 +21,17 @@ use std::sync::Arc;
 pub enum SourceConfig {
     /// `type: mysql`: MySQL or MariaDB tables, read as a chunked parallel scan.
     Mysql(mysql::config::MysqlSourceConfig),
+    /// `type: tdengine`: TDengine super tables and tables over its REST interface, read
+    /// as sub-table × time-window splits.
+    Tdengine(tdengine::config::TdengineSourceConfig),
 }
 
 impl<'de> Deserialize<'de> for SourceConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (kind, body) = crate::job::tagged_section(d, "source", &["mysql"])?;
+        let (kind, body) = crate::job::tagged_section(d, "source", &["mysql", "tdengine"])?;
         match kind.as_str() {
             "mysql" => crate::job::section(body).map(SourceConfig::Mysql),
+            "tdengine" => crate::job::section(body).map(SourceConfig::Tdengine),
             other => Err(serde::de::Error::custom(format!(
                 "unknown source type `{other}`"
             ))),
@@ -39,6 +44,7 @@ impl SourceConfig {
     pub fn check(&self, job: &Job) -> Result<(), JobError> {
         match self {
             SourceConfig::Mysql(c) => c.check(job),
+            SourceConfig::Tdengine(c) => c.check(job),
         }
     }
 
@@ -46,6 +52,7 @@ impl SourceConfig {
     pub fn table_names(&self) -> Vec<String> {
         match self {
             SourceConfig::Mysql(c) => c.tables.iter().map(|t| t.name.clone()).collect(),
+            SourceConfig::Tdengine(c) => c.tables.iter().map(|t| t.name.clone()).collect(),
         }
     }
 }
@@ -93,7 +100,7 @@ pub struct TableSchema {
 ///
 /// `start..end` is half-open over the source's split dimension (the split key for MySQL);
 /// `None` is unbounded on that side. `partition` names a sub-division where the source has
-/// one (unused by MySQL). `id` is unique within the job's plan.
+/// one (a TDengine sub-table; unused by MySQL). `id` is unique within the job's plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Split {
     /// Unique within the plan; the checkpoint records finished ids.
@@ -155,6 +162,33 @@ impl RowSender {
     }
 }
 
+/// Dead-letters a source row holding a value that could not be converted: the row as
+/// column → value (null where the value is NULL or was refused), and `reason`, which
+/// names the column and the value.
+pub fn dead_letter_row(
+    dead_letters: &DeadLetters,
+    schema: &TableSchema,
+    projection: &[usize],
+    values: &[Option<Value>],
+    reason: &str,
+) {
+    let row: serde_json::Map<String, serde_json::Value> = projection
+        .iter()
+        .zip(values)
+        .map(|(&c, v)| {
+            (
+                schema.columns[c].name.clone(),
+                v.as_ref().map(|v| v.to_json()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    dead_letters.record(
+        "source",
+        &format!("table {}: {reason}", schema.name),
+        row.into(),
+    );
+}
+
 /// A source that reads a fixed input in splits: the backfill.
 #[async_trait::async_trait]
 pub trait BoundedSource: Send + Sync + 'static {
@@ -184,6 +218,9 @@ pub async fn open_bounded(job: &Job) -> Result<Box<dyn BoundedSource>, SourceErr
     match &job.file.source {
         SourceConfig::Mysql(config) => Ok(Box::new(
             mysql::client::MysqlSource::open(job, config).await?,
+        )),
+        SourceConfig::Tdengine(config) => Ok(Box::new(
+            tdengine::TdengineSource::open(job, config).await?,
         )),
     }
 }
