@@ -219,8 +219,8 @@ pub async fn open_bounded(job: &Job) -> Result<Box<dyn BoundedSource>, SourceErr
         SourceConfig::Mysql(config) => Ok(Box::new(
             mysql::client::MysqlSource::open(job, config).await?,
         )),
-        SourceConfig::Tdengine(config) => Ok(Box::new(
-            tdengine::TdengineSource::open(job, config).await?,
-        )),
+        SourceConfig::Tdengine(config) => {
+            Ok(Box::new(tdengine::TdengineSource::open(job, config).await?))
+        }
     }
 }

@@ -270,7 +270,11 @@ mod tests {
         assert_eq!(ok.data[0][1], serde_json::json!(21.5));
         assert_eq!(ok.column("V"), Ok(1));
 
-        let syntax = interpret(200, r#"{"code":9728,"desc":"syntax error near \"x\""}"#, &[]);
+        let syntax = interpret(
+            200,
+            r#"{"code":9728,"desc":"syntax error near \"x\""}"#,
+            &[],
+        );
         assert_eq!(
             syntax,
             Err(Failure::Definite(
@@ -294,7 +298,11 @@ mod tests {
             Err(Failure::Definite(m)) if m.contains("Authentication failure")
         ));
         assert!(matches!(
-            interpret(200, r#"{"code":0,"column_meta":[["a","INT",4]],"data":[[1,2]]}"#, &[]),
+            interpret(
+                200,
+                r#"{"code":0,"column_meta":[["a","INT",4]],"data":[[1,2]]}"#,
+                &[]
+            ),
             Err(Failure::Definite(_))
         ));
         assert!(matches!(

@@ -90,9 +90,10 @@ pub fn convert(
         (_, Json::Null) => return Ok(None),
         (Conversion::Time, value) => Value::Time(time_nanos(value, precision)?),
         (Conversion::Bool, Json::Bool(b)) => Value::Bool(*b),
-        (Conversion::Int, Json::Number(n)) => {
-            Value::Int(n.as_i64().ok_or_else(|| format!("{n} is not a signed integer"))?)
-        }
+        (Conversion::Int, Json::Number(n)) => Value::Int(
+            n.as_i64()
+                .ok_or_else(|| format!("{n} is not a signed integer"))?,
+        ),
         (Conversion::UInt, Json::Number(n)) => Value::UInt(
             n.as_u64()
                 .ok_or_else(|| format!("{n} is not an unsigned integer"))?,
@@ -197,7 +198,10 @@ mod tests {
             time_nanos(&json!(1_767_225_600_123_456i64), TimeUnit::Micros).unwrap(),
             1_767_225_600_123_456_000
         );
-        assert_eq!(to_units(1_767_225_600_123_000_000, ms), Ok(1_767_225_600_123));
+        assert_eq!(
+            to_units(1_767_225_600_123_000_000, ms),
+            Ok(1_767_225_600_123)
+        );
         assert!(to_units(1_767_225_600_123_000_001, ms).is_err());
         assert!(time_nanos(&json!("yesterday"), ms).is_err());
         assert_eq!(precision("us"), Ok(TimeUnit::Micros));
@@ -215,10 +219,7 @@ mod tests {
             c(json!(21.5), Conversion::Float32),
             Some(Value::Decimal("21.5".into()))
         );
-        assert_eq!(
-            c(json!(0.1), Conversion::Float64),
-            Some(Value::Float(0.1))
-        );
+        assert_eq!(c(json!(0.1), Conversion::Float64), Some(Value::Float(0.1)));
         assert_eq!(
             c(json!(u64::MAX), Conversion::UInt),
             Some(Value::UInt(u64::MAX))

@@ -36,8 +36,7 @@ use crate::dead_letter::DeadLetters;
 use crate::job::{Job, TimeUnit};
 use crate::model::{Row, Value};
 use crate::sources::{
-    dead_letter_row, BoundedSource, Column, ColumnKind, RowSender, SourceError, Split,
-    TableSchema,
+    dead_letter_row, BoundedSource, Column, ColumnKind, RowSender, SourceError, Split, TableSchema,
 };
 use client::RestClient;
 use config::TdengineSourceConfig;
@@ -59,9 +58,11 @@ struct Table {
     conversions: Vec<Conversion>,
     /// Projected schema columns, in row order.
     projection: Vec<usize>,
-    /// What a read selects: the timestamp (for paging), then every projected column but
-    /// `tbname`.
+    /// What a read selects: the timestamp (for paging), then every other projected column
+    /// but `tbname`.
     select: String,
+    /// How many columns `select` names.
+    width: usize,
     /// Per projected column: its position in a reply row, or `None` for `tbname`.
     slots: Vec<Option<usize>>,
 }
@@ -115,7 +116,11 @@ impl TdengineSource {
                 .into());
         };
         let precision = row
-            .get(reply.column("precision").map_err(|e| bad_reply("ins_databases", e))?)
+            .get(
+                reply
+                    .column("precision")
+                    .map_err(|e| bad_reply("ins_databases", e))?,
+            )
             .and_then(|v| v.as_str())
             .ok_or_else(|| bad_reply("ins_databases", "the precision is not text"))
             .and_then(|p| precision(p).map_err(|e| bad_reply("ins_databases", e)))?;
@@ -127,7 +132,8 @@ impl TdengineSource {
             let what = format!("reading the schema of table {}", t.name);
             let reply = client.query(&format!("DESCRIBE {quoted}"), &what).await?;
             let at = |name| reply.column(name).map_err(|e| bad_reply(&what, e));
-            let (field, kind, length, note) = (at("field")?, at("type")?, at("length")?, at("note")?);
+            let (field, kind, length, note) =
+                (at("field")?, at("type")?, at("length")?, at("note")?);
             let text = |row: &[serde_json::Value], c: usize| match &row[c] {
                 serde_json::Value::String(s) => s.clone(),
                 serde_json::Value::Null => String::new(),
@@ -188,6 +194,7 @@ impl TdengineSource {
                 conversions,
                 projection: Vec::new(),
                 select: String::new(),
+                width: 0,
                 slots: Vec::new(),
             });
         }
@@ -261,7 +268,12 @@ impl TdengineSource {
     }
 
     /// Converts one reply row into the projected values; `Err` names the column refused.
-    fn convert_row(&self, table: &Table, sub_table: &str, row: &[serde_json::Value]) -> (Vec<Option<Value>>, Option<String>) {
+    fn convert_row(
+        &self,
+        table: &Table,
+        sub_table: &str,
+        row: &[serde_json::Value],
+    ) -> (Vec<Option<Value>>, Option<String>) {
         let mut values = Vec::with_capacity(table.slots.len());
         let mut failure = None;
         for (&column, slot) in table.projection.iter().zip(&table.slots) {
@@ -310,15 +322,18 @@ impl BoundedSource for TdengineSource {
         let mut select = vec![t.ts.clone()];
         t.slots = columns
             .iter()
-            .map(|&c| {
-                let name = &t.schema.columns[c].name;
-                (name != TBNAME).then(|| {
-                    select.push(quote(name));
-                    select.len() - 1
-                })
+            .map(|&c| match c {
+                // The timestamp is already first, for paging.
+                0 => Some(0),
+                _ if t.schema.columns[c].name == TBNAME => None,
+                _ => {
+                    select.push(quote(&t.schema.columns[c].name));
+                    Some(select.len() - 1)
+                }
             })
             .collect();
         t.select = select.join(", ");
+        t.width = select.len();
         t.projection = columns;
     }
 
@@ -364,11 +379,14 @@ impl BoundedSource for TdengineSource {
                 table.select, self.page_rows
             );
             let reply = self.client.query(&sql, &what).await?;
-            let expected = 1 + table.slots.iter().flatten().count();
+            let expected = table.width;
             if reply.columns.len() != expected {
                 return Err(bad_reply(
                     &what,
-                    format!("{} columns in the reply, {expected} asked for", reply.columns.len()),
+                    format!(
+                        "{} columns in the reply, {expected} asked for",
+                        reply.columns.len()
+                    ),
                 ));
             }
             let mut last = None;
@@ -381,7 +399,13 @@ impl BoundedSource for TdengineSource {
                 last = Some(units);
                 let (values, failure) = self.convert_row(table, &split.partition, row);
                 if let Some(reason) = failure {
-                    dead_letter_row(dead_letters, &table.schema, &table.projection, &values, &reason);
+                    dead_letter_row(
+                        dead_letters,
+                        &table.schema,
+                        &table.projection,
+                        &values,
+                        &reason,
+                    );
                     continue;
                 }
                 batch.push(Row {
@@ -390,8 +414,11 @@ impl BoundedSource for TdengineSource {
                 });
                 if batch.len() == ROWS_PER_BATCH {
                     sent += batch.len() as u64;
-                    out.send(std::mem::replace(&mut batch, Vec::with_capacity(ROWS_PER_BATCH)))
-                        .await?;
+                    out.send(std::mem::replace(
+                        &mut batch,
+                        Vec::with_capacity(ROWS_PER_BATCH),
+                    ))
+                    .await?;
                 }
             }
             match last {
