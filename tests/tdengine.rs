@@ -723,3 +723,160 @@ fn killed_mid_run_then_restarted_every_point_once() {
     assert_eq!(code, 0, "{report}");
     assert_eq!(report_line(&report), clean_report(&rows, Precision::Ms));
 }
+
+/// One REST request to the stand-in: (HTTP status, JSON body).
+fn post(td: &TdengineStandIn, path: &str, auth: Option<(&str, &str)>, sql: &str) -> (u16, Json) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}{path}", td.url()))
+            .body(sql.to_string());
+        if let Some((user, password)) = auth {
+            request = request.basic_auth(user, Some(password));
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Json::String(text)),
+        )
+    })
+}
+
+#[test]
+fn the_standin_answers_in_tdengines_rest_shapes() {
+    let td = TdengineStandIn::start(USER, PASSWORD);
+    td.create_database("power", Precision::Us);
+    td.create_super_table("power", "sensors", SENSOR_COLUMNS, SENSOR_TAGS);
+    td.create_sub_table(
+        "power",
+        "sensors",
+        "d1",
+        vec![V::Text("Zürich".into()), V::Int(2)],
+    );
+    td.insert(
+        "power",
+        "d1",
+        BASE_SECONDS * 1_000_000 + 1,
+        vec![
+            V::Float(21.3),
+            V::Double(0.1),
+            V::Int(-5),
+            V::Null,
+            V::Bool(true),
+            V::UInt(u64::MAX),
+        ],
+    );
+    let auth = Some((USER, PASSWORD));
+
+    let (status, body) = post(&td, "/rest/sql", None, "SELECT ts FROM power.sensors");
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = post(
+        &td,
+        "/rest/sql",
+        Some((USER, "wrong")),
+        "SELECT ts FROM power.sensors",
+    );
+    assert_eq!(
+        (status, body),
+        (200, json!({"code": 855, "desc": "Authentication failure"}))
+    );
+
+    let (status, body) = post(&td, "/rest/sql/power?tz=UTC", auth, "SELECT ts, temperature, humidity, pressure, status, ok, counter, location, group_id, tbname FROM d1");
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({"code": 0, "column_meta": [
+            ["ts", "TIMESTAMP", 8], ["temperature", "FLOAT", 4], ["humidity", "DOUBLE", 8],
+            ["pressure", "INT", 4], ["status", "VARCHAR", 32], ["ok", "BOOL", 1],
+            ["counter", "BIGINT UNSIGNED", 8], ["location", "NCHAR", 32], ["group_id", "INT", 4],
+            ["tbname", "VARCHAR", 192]],
+            "data": [["2026-01-01T00:00:00.000001Z", 21.3, 0.1, -5, null, true, u64::MAX, "Zürich", 2, "d1"]],
+            "rows": 1})
+    );
+    // Without tz, timestamps come in the server's zone (the stand-in's is +08:00).
+    let (_, body) = post(
+        &td,
+        "/rest/sql",
+        auth,
+        "select FIRST(ts), count(*), tbname from power.sensors partition by tbname",
+    );
+    assert_eq!(
+        body["data"],
+        json!([["2026-01-01T08:00:00.000001+08:00", 1, "d1"]])
+    );
+
+    let (_, body) = post(&td, "/rest/sql", auth, "DESCRIBE `power`.`sensors`");
+    assert_eq!(
+        body["column_meta"],
+        json!([
+            ["field", "VARCHAR", 64],
+            ["type", "VARCHAR", 32],
+            ["length", "INT", 4],
+            ["note", "VARCHAR", 8]
+        ])
+    );
+    assert_eq!(body["data"][7], json!(["location", "NCHAR", 32, "TAG"]));
+    assert_eq!(body["data"][1], json!(["temperature", "FLOAT", 4, ""]));
+
+    // Errors of the database: HTTP 200 and TDengine's code.
+    let (status, body) = post(&td, "/rest/sql", auth, "SELEC ts FROM power.sensors");
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"code": 9728, "desc": "syntax error near \"SELEC ts FROM power.sensors\""})
+        )
+    );
+    let (_, body) = post(
+        &td,
+        "/rest/sql",
+        auth,
+        "INSERT INTO power.d1 VALUES (now, 1)",
+    );
+    assert_eq!(body["code"], json!(9728));
+    let (_, body) = post(&td, "/rest/sql", auth, "SELECT ts FROM power.nosuch");
+    assert_eq!(
+        body,
+        json!({"code": 9731, "desc": "Table does not exist: nosuch"})
+    );
+    let (_, body) = post(&td, "/rest/sql", auth, "SELECT nosuch FROM power.sensors");
+    assert_eq!(
+        body,
+        json!({"code": 9730, "desc": "Invalid column name: nosuch"})
+    );
+    let (_, body) = post(&td, "/rest/sql", auth, "SELECT ts FROM sensors");
+    assert_eq!(body["code"], json!(9750));
+
+    // Injected faults come first, for the statements they match.
+    td.fail_next(
+        "LIMIT",
+        vec![
+            Fault::Http(503),
+            Fault::Code(11, "Unable to establish connection".into()),
+        ],
+    );
+    let (status, _) = post(&td, "/rest/sql", auth, "SELECT ts FROM power.d1 LIMIT 1");
+    assert_eq!(status, 503);
+    let (_, body) = post(
+        &td,
+        "/rest/sql",
+        auth,
+        "SELECT ts FROM power.d1 ORDER BY ts LIMIT 1",
+    );
+    assert_eq!(
+        body,
+        json!({"code": 11, "desc": "Unable to establish connection"})
+    );
+    let (_, body) = post(
+        &td,
+        "/rest/sql",
+        auth,
+        "SELECT ts FROM power.d1 WHERE ts > 0 ORDER BY ts LIMIT 1 OFFSET 0",
+    );
+    assert_eq!(body["rows"], json!(1));
+}
