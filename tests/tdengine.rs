@@ -5,14 +5,18 @@
 //! the job by name; a killed job resumes and writes every point once; verify agrees.
 
 mod common;
+#[path = "standins/influxdb2/mod.rs"]
+mod influxdb2_standin;
 #[path = "standins/tdengine/mod.rs"]
 mod tdengine_standin;
 
 use common::*;
+use influxdb2_standin::{FieldValue, Seen, Store};
 use serde_json::{json, Value as Json};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tdengine_standin::{Fault, Precision, StoredRow, TdType as T, TdValue as V, TdengineStandIn};
 
@@ -879,4 +883,86 @@ fn the_standin_answers_in_tdengines_rest_shapes() {
         "SELECT ts FROM power.d1 WHERE ts > 0 ORDER BY ts LIMIT 1 OFFSET 0",
     );
     assert_eq!(body["rows"], json!(1));
+}
+
+#[test]
+fn shipped_job_file_validates_plans_and_runs_into_influxdb_2() {
+    let td = TdengineStandIn::start(USER, PASSWORD);
+    seed_sensors(&td, "power", Precision::Ms, 4, 300, 10 * 60_000);
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let influx_port = influxdb2_standin::standin(seen.clone());
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs/tdengine-to-influxdb-v2.yaml");
+    let dir = scratch(&unique("td_shipped"));
+    let run_shipped = |args: &[&str]| {
+        tsmig()
+            .current_dir(&dir)
+            .env("TDENGINE_URL", td.url())
+            .env("TDENGINE_PASSWORD", PASSWORD)
+            .env("INFLUX_URL", format!("http://127.0.0.1:{influx_port}"))
+            .env("INFLUX_TOKEN", "secret-token")
+            .args(args)
+            .args(["--config", shipped.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    assert_ok(&run_shipped(&["validate"]));
+    let out = run_shipped(&["plan"]);
+    assert_ok(&out);
+    let plan = String::from_utf8_lossy(&out.stdout);
+    // 4 sub-tables of 300 rows every 10 minutes: 50 hours, 3 days each.
+    assert!(
+        plan.contains("source table sensors: 10 columns, 12 splits, ~1200 rows"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("column location NCHAR(32) TAG (Text)"),
+        "{plan}"
+    );
+    assert!(plan.contains("column tbname"), "{plan}");
+    assert!(plan.contains("split 0: d000 ..1767312000000"), "{plan}");
+
+    let out = run_shipped(&["-c", "backfill", "--workers", "2", "--progress", "off"]);
+    assert_ok(&out);
+    assert_eq!(summary_u64(&out.stdout, "points_written"), 1200);
+    // The bucket holds every point: tags from the super table and the sub-table name,
+    // typed fields, times in ms as TDengine keeps them.
+    let mut expected: Store = Store::new();
+    for r in td.rows("power", "sensors") {
+        let [V::Text(location), V::Int(group)] = &r.tags[..] else {
+            panic!()
+        };
+        let series = (
+            "sensors".to_string(),
+            vec![
+                ("group_id".to_string(), group.to_string()),
+                ("location".to_string(), location.clone()),
+                ("tbname".to_string(), r.tbname.clone()),
+            ],
+        );
+        let mut fields = std::collections::BTreeMap::new();
+        for (name, v) in ["temperature", "humidity", "pressure", "status"]
+            .iter()
+            .zip(&r.values)
+        {
+            let value = match v {
+                V::Null => continue,
+                V::Float(f) => {
+                    FieldValue::Float(ryu::Buffer::new().format_finite(*f).parse().unwrap())
+                }
+                V::Double(d) => FieldValue::Float(*d),
+                V::Int(i) => FieldValue::Int(*i),
+                V::Text(t) => FieldValue::Text(t.clone()),
+                other => panic!("{other:?}"),
+            };
+            fields.insert(name.to_string(), value);
+        }
+        expected
+            .entry(series)
+            .or_default()
+            .insert(r.ts * 1_000_000, fields);
+    }
+    assert_eq!(seen.lock().unwrap().store, expected);
+    assert!(dir
+        .join("state/tdengine-to-influxdb-v2/backfill.json")
+        .exists());
 }
