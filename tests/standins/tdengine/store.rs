@@ -186,6 +186,9 @@ pub struct ResultSet {
     pub rows: Vec<Vec<TdValue>>,
 }
 
+/// One sub-table's rows that pass a WHERE clause: name, sub-table, (time, values).
+type Group<'a> = (&'a String, &'a SubTable, Vec<(i64, &'a Vec<TdValue>)>);
+
 /// What a name in a statement refers to, for one table.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Ref {
@@ -344,7 +347,7 @@ impl Store {
             let (r, _) = lookup(column)?;
             conditions.push((r, *op, value.clone()));
         }
-        let mut groups: Vec<(&String, &SubTable, Vec<(i64, &Vec<TdValue>)>)> = Vec::new();
+        let mut groups: Vec<Group> = Vec::new();
         for (name, sub) in &table.subtables {
             if only.as_ref().is_some_and(|o| o != name) {
                 continue;
@@ -400,7 +403,7 @@ impl Store {
                 }
                 let mut row = Vec::new();
                 for (item, r) in select.items.iter().zip(&refs) {
-                    let non_null = rows
+                    let mut non_null = rows
                         .iter()
                         .map(|(ts, values)| value_of(*r, name, *ts, values, sub))
                         .filter(|v| *v != TdValue::Null);
@@ -412,7 +415,7 @@ impl Store {
                             )))
                         }
                         Item::First(_) => non_null.clone().next().unwrap_or(TdValue::Null),
-                        Item::Last(_) => non_null.last().unwrap_or(TdValue::Null),
+                        Item::Last(_) => non_null.next_back().unwrap_or(TdValue::Null),
                         Item::CountStar => TdValue::Int(rows.len() as i64),
                     });
                 }
