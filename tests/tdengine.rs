@@ -4,6 +4,9 @@
 //! precision; plain tables too; transient failures are retried and definite ones fail
 //! the job by name; a killed job resumes and writes every point once; verify agrees.
 
+// Both HTTP stand-ins include tests/standins/http.rs as a module of their own.
+#![allow(clippy::duplicate_mod)]
+
 mod common;
 #[path = "standins/influxdb2/mod.rs"]
 mod influxdb2_standin;
@@ -15,7 +18,7 @@ use influxdb2_standin::{FieldValue, Seen, Store};
 use serde_json::{json, Value as Json};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tdengine_standin::{Fault, Precision, StoredRow, TdType as T, TdValue as V, TdengineStandIn};
@@ -256,19 +259,32 @@ const SENSOR_MAPPING: &str = "  - table: sensors
     tags: [location, group_id]
     fields: [temperature, humidity, pressure, status, ok, counter]";
 
-/// Runs tsmig-job with the TDengine password in the environment.
-fn td_run(job: &Path, args: &[&str]) -> Output {
-    let mut all = args.to_vec();
-    all.extend(["--config", job.to_str().unwrap(), "--progress", "off"]);
-    tsmig()
-        .env("TDENGINE_PASSWORD", PASSWORD)
-        .args(all)
-        .output()
-        .unwrap()
+/// tsmig-job with the TDengine password in the environment, `args` and the job file.
+fn td_command(job: &Path, args: &[&str]) -> Command {
+    let mut command = tsmig();
+    command.env("TDENGINE_PASSWORD", PASSWORD).args(args).args([
+        "--config",
+        job.to_str().unwrap(),
+        "--progress",
+        "off",
+    ]);
+    command
+}
+
+/// An empty InfluxDB database named after `prefix` (dropped when the guard goes) and a
+/// scratch directory for the job.
+fn fresh_target(prefix: &str) -> (Cleanup, String, PathBuf) {
+    let db = unique(prefix);
+    let cleanup = Cleanup::default().database(&db);
+    fresh_influx_db(&db);
+    let dir = scratch(&db);
+    (cleanup, db, dir)
 }
 
 fn backfill(job: &Path, workers: &str) -> Output {
-    td_run(job, &["-c", "backfill", "--workers", workers])
+    td_command(job, &["-c", "backfill", "--workers", workers])
+        .output()
+        .unwrap()
 }
 
 /// The sensors' field types in InfluxDB.
@@ -315,10 +331,7 @@ fn super_table_arrives_exactly_with_one_and_two_workers_and_verifies() {
     assert_eq!(expected.len(), 2400);
 
     for workers in ["1", "2"] {
-        let db = unique("td_workers");
-        let _cleanup = Cleanup::default().database(&db);
-        fresh_influx_db(&db);
-        let dir = scratch(&db);
+        let (_cleanup, db, dir) = fresh_target("td_workers");
         let job = job(
             &dir,
             &td,
@@ -356,10 +369,7 @@ fn microsecond_and_nanosecond_databases_keep_every_digit() {
     ] {
         seed_sensors(&td, td_db, precision, 3, 120, step);
         let rows = td.rows(td_db, "sensors");
-        let db = unique(td_db);
-        let _cleanup = Cleanup::default().database(&db);
-        fresh_influx_db(&db);
-        let dir = scratch(&db);
+        let (_cleanup, db, dir) = fresh_target(td_db);
         let job = job(
             &dir,
             &td,
@@ -445,10 +455,7 @@ fn plain_table_with_unsigned_bool_nchar_json_and_nulls_arrives_exactly() {
     for (i, v) in values.iter().enumerate() {
         td.insert(td_db, "boiler", base + i as i64 * 1000 + 1, v.clone());
     }
-    let db = unique("td_plain");
-    let _cleanup = Cleanup::default().database(&db);
-    fresh_influx_db(&db);
-    let dir = scratch(&db);
+    let (_cleanup, db, dir) = fresh_target("td_plain");
     let mapping = "  - table: boiler
     device_field: tbname
     timestamp_field: ts
@@ -517,10 +524,7 @@ fn transient_failures_are_retried_and_every_point_arrives() {
             Fault::Code(0x090C, "Sync leader is unreachable".into()),
         ],
     );
-    let db = unique("td_flaky");
-    let _cleanup = Cleanup::default().database(&db);
-    fresh_influx_db(&db);
-    let dir = scratch(&db);
+    let (_cleanup, db, dir) = fresh_target("td_flaky");
     let job = job(
         &dir,
         &td,
@@ -546,10 +550,7 @@ fn transient_failures_are_retried_and_every_point_arrives() {
 fn definite_errors_fail_the_job_naming_tdengines_code() {
     let td = TdengineStandIn::start(USER, "the-real-password");
     seed_sensors(&td, "power", Precision::Ms, 2, 10, 60_000);
-    let db = unique("td_definite");
-    let _cleanup = Cleanup::default().database(&db);
-    fresh_influx_db(&db);
-    let dir = scratch(&db);
+    let (_cleanup, db, dir) = fresh_target("td_definite");
     let job = job(&dir, &td, "power", &["sensors"], &db, "", SENSOR_MAPPING);
     // A wrong password: TDengine's authentication failure, at once, not retried.
     let started = Instant::now();
@@ -615,10 +616,7 @@ fn killed_mid_run_then_restarted_every_point_once() {
     // 8 sub-tables x 240 rows, one a minute: 4 windows of 1h each, 32 splits.
     seed_sensors(&td, td_db, Precision::Ms, 8, 240, 60_000);
     let rows = td.rows(td_db, "sensors");
-    let db = unique("td_kill");
-    let _cleanup = Cleanup::default().database(&db);
-    fresh_influx_db(&db);
-    let dir = scratch(&db);
+    let (_cleanup, db, dir) = fresh_target("td_kill");
     let job = job(
         &dir,
         &td,
@@ -643,52 +641,14 @@ fn killed_mid_run_then_restarted_every_point_once() {
     td.set_delay(Duration::from_millis(40));
     let state_file = dir.join("state/backfill.json");
 
-    let mut child = tsmig()
-        .env("TDENGINE_PASSWORD", PASSWORD)
-        .args([
-            "-c",
-            "backfill",
-            "--config",
-            job.to_str().unwrap(),
-            "--workers",
-            "2",
-            "--progress",
-            "off",
-        ])
+    let mut child = td_command(job, &["-c", "backfill", "--workers", "2"])
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    loop {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no split was checkpointed within a minute"
-        );
-        if let Ok(text) = std::fs::read_to_string(&state_file) {
-            let state: Json = serde_json::from_str(&text).unwrap();
-            if !state["finished"].as_array().unwrap().is_empty() {
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    let state = kill_after_a_finished_split(&mut child, &state_file);
     td.set_delay(Duration::ZERO);
-
-    let state: Json = serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
-    let finished = |s: &Json, id: u64| {
-        s["finished"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r[0].as_u64().unwrap() <= id && id <= r[1].as_u64().unwrap())
-    };
     let plan = state["plan"].as_array().unwrap().clone();
     assert_eq!(plan.len(), 32);
-    let pending: Vec<&Json> = plan
-        .iter()
-        .filter(|s| !finished(&state, s["id"].as_u64().unwrap()))
-        .collect();
+    let pending = unfinished_splits(&state);
     assert!(
         !pending.is_empty(),
         "the job finished before it could be killed; make it slower"
@@ -716,9 +676,7 @@ fn killed_mid_run_then_restarted_every_point_once() {
         expected_points(&rows, SENSOR_COLUMNS, SENSOR_TAGS, Precision::Ms)
     );
     let done: Json = serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
-    assert!(plan
-        .iter()
-        .all(|s| finished(&done, s["id"].as_u64().unwrap())));
+    assert!(unfinished_splits(&done).is_empty());
 
     let out = backfill(job, "1");
     assert_ok(&out);

@@ -12,9 +12,10 @@
 //! `#[path = "standins/influxdb2/mod.rs"] mod influxdb2_standin;`
 #![allow(dead_code)]
 
+#[path = "../http.rs"]
+mod http;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 /// A field value as InfluxDB 2 stores it.
@@ -89,67 +90,23 @@ impl Seen {
 ///   `|> first() |> keep(columns: ["_time"]) |> group() |> min(column: "_time")`, its
 ///   `last()`/`max` twin, or `|> count() |> group() |> sum()`.
 pub fn standin(seen: Arc<Mutex<Seen>>) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            let seen = seen.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut writer = stream;
-                loop {
-                    let mut request_line = String::new();
-                    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let mut length = 0;
-                    let mut auth = String::new();
-                    loop {
-                        let mut header = String::new();
-                        reader.read_line(&mut header).unwrap();
-                        let header = header.trim_end();
-                        if header.is_empty() {
-                            break;
-                        }
-                        let (name, value) = header.split_once(':').unwrap();
-                        match name.to_ascii_lowercase().as_str() {
-                            "content-length" => length = value.trim().parse().unwrap(),
-                            "authorization" => auth = value.trim().to_string(),
-                            _ => {}
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    reader.read_exact(&mut body).unwrap();
-                    let mut words = request_line.split_whitespace();
-                    let method = words.next().unwrap_or_default().to_string();
-                    let target = words.next().unwrap_or_default().to_string();
-                    let (status, content_type, answer) = {
-                        let mut s = seen.lock().unwrap();
-                        s.requests.push(target.clone());
-                        answer(&mut s, &method, &target, &auth, body)
-                    };
-                    let reason = match status {
-                        200 => "OK",
-                        204 => "No Content",
-                        401 => "Unauthorized",
-                        404 => "Not Found",
-                        503 => "Service Unavailable",
-                        _ => "Bad Request",
-                    };
-                    let response = if answer.is_empty() {
-                        format!("HTTP/1.1 {status} {reason}\r\ncontent-length: 0\r\n\r\n")
-                    } else {
-                        format!("HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n{answer}", answer.len())
-                    };
-                    if writer.write_all(response.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    port
+    http::serve(move |request| {
+        let mut s = seen.lock().unwrap();
+        s.requests.push(request.target.clone());
+        let auth = request.authorization.unwrap_or_default();
+        let (status, content_type, body) = answer(
+            &mut s,
+            &request.method,
+            &request.target,
+            &auth,
+            request.body,
+        );
+        Some(http::Response {
+            status,
+            content_type,
+            body,
+        })
+    })
 }
 
 pub const JSON: &str = "application/json; charset=utf-8";

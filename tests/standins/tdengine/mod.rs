@@ -33,6 +33,8 @@
 //! `#[path = "standins/tdengine/mod.rs"] mod tdengine_standin;`
 #![allow(dead_code)]
 
+#[path = "../http.rs"]
+mod http;
 mod sql;
 pub mod status;
 mod store;
@@ -41,8 +43,6 @@ pub use store::{ColumnDef, Precision, StoredRow, TdType, TdValue};
 
 use status::TdError;
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use store::{Database, ResultSet, Store, SubTable, Table};
@@ -88,18 +88,24 @@ pub struct TdengineStandIn {
 impl TdengineStandIn {
     /// Starts a stand-in accepting `user` / `password` on a free port of 127.0.0.1.
     pub fn start(user: &str, password: &str) -> TdengineStandIn {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State::default()));
         let expected_auth = format!("Basic {}", base64(&format!("{user}:{password}")));
         let shared = state.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let state = shared.clone();
-                let auth = expected_auth.clone();
-                std::thread::spawn(move || serve(stream, &state, &auth));
-            }
+        let port = http::serve(move |request| {
+            let sql = String::from_utf8_lossy(&request.body);
+            let (status, body) = answer(
+                &shared,
+                &request.method,
+                &request.target,
+                request.authorization.as_deref(),
+                &expected_auth,
+                &sql,
+            )?;
+            Some(http::Response {
+                status,
+                content_type: "application/json; charset=utf-8",
+                body,
+            })
         });
         TdengineStandIn { port, state }
     }
@@ -270,72 +276,6 @@ impl TdengineStandIn {
     /// Faults not yet given.
     pub fn faults_left(&self) -> usize {
         self.state().rules.iter().map(|r| r.faults.len()).sum()
-    }
-}
-
-/// One connection: requests until the client closes it.
-fn serve(stream: TcpStream, state: &Mutex<State>, expected_auth: &str) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut length = 0;
-        let mut auth = None;
-        loop {
-            let mut header = String::new();
-            if reader.read_line(&mut header).unwrap_or(0) == 0 {
-                return;
-            }
-            let header = header.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            let Some((name, value)) = header.split_once(':') else {
-                return;
-            };
-            match name.to_ascii_lowercase().as_str() {
-                "content-length" => length = value.trim().parse().unwrap_or(0),
-                "authorization" => auth = Some(value.trim().to_string()),
-                _ => {}
-            }
-        }
-        let mut body = vec![0; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let mut words = request_line.split_whitespace();
-        let method = words.next().unwrap_or_default().to_string();
-        let target = words.next().unwrap_or_default().to_string();
-        let sql = String::from_utf8_lossy(&body).into_owned();
-        let Some((status, answer)) = answer(
-            state,
-            &method,
-            &target,
-            auth.as_deref(),
-            expected_auth,
-            &sql,
-        ) else {
-            return; // hang up
-        };
-        let reason = match status {
-            200 => "OK",
-            401 => "Unauthorized",
-            404 => "Not Found",
-            405 => "Method Not Allowed",
-            500 => "Internal Server Error",
-            503 => "Service Unavailable",
-            _ => "Error",
-        };
-        let response = format!(
-            "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: {}\r\n\r\n{answer}",
-            answer.len()
-        );
-        if writer.write_all(response.as_bytes()).is_err() {
-            return;
-        }
     }
 }
 
