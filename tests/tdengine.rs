@@ -786,33 +786,30 @@ fn the_standin_answers_in_tdengines_rest_shapes() {
     assert_eq!(body["data"][1], json!(["temperature", "FLOAT", 4, ""]));
 
     // Errors of the database: HTTP 200 and TDengine's code.
-    let (status, body) = post(&td, "/rest/sql", auth, "SELEC ts FROM power.sensors");
-    assert_eq!(
-        (status, body),
+    for (sql, error) in [
         (
-            200,
-            json!({"code": 9728, "desc": "syntax error near \"SELEC ts FROM power.sensors\""})
-        )
-    );
-    let (_, body) = post(
-        &td,
-        "/rest/sql",
-        auth,
-        "INSERT INTO power.d1 VALUES (now, 1)",
-    );
-    assert_eq!(body["code"], json!(9728));
-    let (_, body) = post(&td, "/rest/sql", auth, "SELECT ts FROM power.nosuch");
-    assert_eq!(
-        body,
-        json!({"code": 9731, "desc": "Table does not exist: nosuch"})
-    );
-    let (_, body) = post(&td, "/rest/sql", auth, "SELECT nosuch FROM power.sensors");
-    assert_eq!(
-        body,
-        json!({"code": 9730, "desc": "Invalid column name: nosuch"})
-    );
-    let (_, body) = post(&td, "/rest/sql", auth, "SELECT ts FROM sensors");
-    assert_eq!(body["code"], json!(9750));
+            "SELEC ts FROM power.sensors",
+            json!({"code": 9728, "desc": "syntax error near \"SELEC ts FROM power.sensors\""}),
+        ),
+        (
+            "INSERT INTO power.d1 VALUES (now, 1)",
+            json!({"code": 9728, "desc": "syntax error near \"INSERT INTO power.d1 VALUES (now, 1)\""}),
+        ),
+        (
+            "SELECT ts FROM power.nosuch",
+            json!({"code": 9731, "desc": "Table does not exist: nosuch"}),
+        ),
+        (
+            "SELECT nosuch FROM power.sensors",
+            json!({"code": 9730, "desc": "Invalid column name: nosuch"}),
+        ),
+        (
+            "SELECT ts FROM sensors",
+            json!({"code": 9750, "desc": "Database not specified or available"}),
+        ),
+    ] {
+        assert_eq!(post(&td, "/rest/sql", auth, sql), (200, error), "{sql}");
+    }
 
     // Injected faults come first, for the statements they match.
     td.fail_next(
@@ -822,25 +819,14 @@ fn the_standin_answers_in_tdengines_rest_shapes() {
             Fault::Code(11, "Unable to establish connection".into()),
         ],
     );
-    let (status, _) = post(&td, "/rest/sql", auth, "SELECT ts FROM power.d1 LIMIT 1");
-    assert_eq!(status, 503);
-    let (_, body) = post(
-        &td,
-        "/rest/sql",
-        auth,
-        "SELECT ts FROM power.d1 ORDER BY ts LIMIT 1",
-    );
+    let limited = "SELECT ts FROM power.d1 ORDER BY ts LIMIT 1 OFFSET 0";
+    assert_eq!(post(&td, "/rest/sql", auth, limited).0, 503);
     assert_eq!(
-        body,
+        post(&td, "/rest/sql", auth, limited).1,
         json!({"code": 11, "desc": "Unable to establish connection"})
     );
-    let (_, body) = post(
-        &td,
-        "/rest/sql",
-        auth,
-        "SELECT ts FROM power.d1 WHERE ts > 0 ORDER BY ts LIMIT 1 OFFSET 0",
-    );
-    assert_eq!(body["rows"], json!(1));
+    assert_eq!(post(&td, "/rest/sql", auth, limited).1["rows"], json!(1));
+    assert_eq!(td.faults_left(), 0);
 }
 
 #[test]
