@@ -123,6 +123,7 @@ fn tag_text(v: &V) -> Option<String> {
         V::Text(s) if s.is_empty() => None,
         V::Text(s) => Some(s.clone()),
         V::Int(i) => Some(i.to_string()),
+        V::Json(text) => Some(serde_json::from_str::<Json>(text).unwrap().to_string()),
         other => panic!("no {other:?} tags here"),
     }
 }
@@ -455,18 +456,57 @@ fn plain_table_with_unsigned_bool_nchar_json_and_nulls_arrives_exactly() {
     for (i, v) in values.iter().enumerate() {
         td.insert(td_db, "boiler", base + i as i64 * 1000 + 1, v.clone());
     }
+    // A super table whose one tag is JSON (TDengine allows a JSON tag only alone).
+    let meter_columns: &[(&str, T)] = &[("ts", T::Timestamp), ("v", T::Double)];
+    let meter_tags: &[(&str, T)] = &[("info", T::Json)];
+    td.create_super_table(td_db, "meters", meter_columns, meter_tags);
+    for (m, info) in [r#"{"site":"a b","floor":2}"#, r#"{"k":[1,"x"]}"#]
+        .iter()
+        .enumerate()
+    {
+        let name = format!("m{m}");
+        td.create_sub_table(td_db, "meters", &name, vec![V::Json(info.to_string())]);
+        for i in 0..3 {
+            td.insert(
+                td_db,
+                &name,
+                base + i * 1000,
+                vec![V::Double(i as f64 / 3.0)],
+            );
+        }
+    }
     let (_cleanup, db, dir) = fresh_target("td_plain");
     let mapping = "  - table: boiler
     device_field: tbname
     timestamp_field: ts
-    fields: [level, flow, delta, running, note, reading]";
-    let job = job(&dir, &td, td_db, &["boiler"], &db, "", mapping);
+    fields: [level, flow, delta, running, note, reading]
+  - table: meters
+    device_field: tbname
+    timestamp_field: ts
+    tags: [info]
+    fields: [v]";
+    let job = job(&dir, &td, td_db, &["boiler", "meters"], &db, "", mapping);
     let out = backfill(&job, "1");
     assert_ok(&out);
     // InfluxDB 1.x has no unsigned integers: a flow above 2^63-1 cannot be written and
     // its point is dead-lettered, not wrapped around.
-    assert_eq!(summary_u64(&out.stdout, "rows_read"), 5);
+    assert_eq!(summary_u64(&out.stdout, "rows_read"), 5 + 6);
     assert_eq!(summary_u64(&out.stdout, "dead_lettered"), 1);
+    // The JSON tag is its JSON text (keys in order: tsmig re-serialises it).
+    let meters = dump(&db, "meters");
+    assert_eq!(
+        meters,
+        expected_points(
+            &td.rows(td_db, "meters"),
+            meter_columns,
+            meter_tags,
+            Precision::Ms
+        )
+    );
+    assert_eq!(
+        meters[0]["tags"]["info"],
+        json!(r#"{"floor":2,"site":"a b"}"#)
+    );
     let mut rows = td.rows(td_db, "boiler");
     rows.remove(3);
     assert_eq!(
@@ -524,6 +564,8 @@ fn transient_failures_are_retried_and_every_point_arrives() {
             Fault::Code(0x090C, "Sync leader is unreachable".into()),
         ],
     );
+    // And replies cut at 15 rows, as taosAdapter's restfulRowLimit does, below page_rows.
+    td.set_row_limit(Some(15));
     let (_cleanup, db, dir) = fresh_target("td_flaky");
     let job = job(
         &dir,
@@ -909,4 +951,70 @@ fn shipped_job_file_validates_plans_and_runs_into_influxdb_2() {
     assert!(dir
         .join("state/tdengine-to-influxdb-v2/backfill.json")
         .exists());
+}
+
+#[test]
+fn https_and_bad_keys_are_refused_before_anything_is_read() {
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs/tdengine-to-influxdb-v2.yaml"),
+    )
+    .unwrap();
+    for (change, key, message) in [
+        (
+            (
+                "${TDENGINE_URL:-http://127.0.0.1:6041}",
+                "https://td.example:6041",
+            ),
+            "source.url",
+            "https is not built into this tsmig yet",
+        ),
+        (
+            ("page_rows: 10000", "page_rows: 0"),
+            "source.page_rows",
+            "must be at least 1",
+        ),
+        (
+            ("window: 1d ", "window: soon "),
+            "source.window",
+            "`soon` is not a duration",
+        ),
+        (
+            ("window: 1d ", "windows: 1d "),
+            "source.windows",
+            "unknown field `windows`",
+        ),
+    ] {
+        let dir = scratch(&unique("td_bad"));
+        let job = dir.join("job.yaml");
+        assert!(shipped.contains(change.0));
+        std::fs::write(&job, shipped.replace(change.0, change.1)).unwrap();
+        let out = tsmig()
+            .env("TDENGINE_PASSWORD", PASSWORD)
+            .env("INFLUX_TOKEN", "t")
+            .args(["validate", "--config", job.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&format!("key `{key}`")), "{stderr}");
+        assert!(stderr.contains(message), "{stderr}");
+    }
+}
+
+#[test]
+fn a_sub_table_list_cut_short_by_a_row_limit_fails_the_plan() {
+    let td = TdengineStandIn::start(USER, PASSWORD);
+    seed_sensors(&td, "power", Precision::Ms, 12, 10, 60_000);
+    // DESCRIBE's 9 rows fit; the 12 sub-tables do not.
+    td.set_row_limit(Some(10));
+    let (_cleanup, db, dir) = fresh_target("td_cut");
+    let job = job(&dir, &td, "power", &["sensors"], &db, "", SENSOR_MAPPING);
+    let out = backfill(&job, "1");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the sub-tables listed hold 100 of the table's 120 rows"),
+        "{stderr}"
+    );
+    assert!(dump(&db, "sensors").is_empty());
 }

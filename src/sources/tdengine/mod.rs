@@ -4,11 +4,13 @@
 //! ```text
 //!  open   SELECT name, `precision` FROM information_schema.ins_databases WHERE name = 'db'
 //!         DESCRIBE `db`.`table`              columns, then TAG columns (note = 'TAG')
-//!  plan   SELECT tbname, FIRST(ts), LAST(ts), COUNT(*) FROM `db`.`table` PARTITION BY tbname
+//!  plan   SELECT COUNT(*) FROM `db`.`table`
+//!         SELECT tbname, FIRST(ts), LAST(ts), COUNT(*) FROM `db`.`table` PARTITION BY tbname
 //!           → per sub-table, windows of `window` aligned since the epoch: one split each
+//!           (their counts must add up to the table's: nothing cut off the list)
 //!  read   SELECT ts, <columns and tags> FROM `db`.`sub-table`
 //!           WHERE ts >= start AND ts < end ORDER BY ts LIMIT page_rows
-//!           … then WHERE ts > <last ts read> AND ts < end, until a page comes back short
+//!           … then WHERE ts > <last ts read> AND ts < end, until a page comes back empty
 //! ```
 //!
 //! A table's schema is its timestamp, its data columns, its tags and `tbname` (the
@@ -24,7 +26,9 @@
 //! above, so rows written at either end while the job runs are still read. A window is
 //! read in pages of `page_rows`, each starting after the last timestamp of the page before
 //! (the timestamp is the primary key of a sub-table, so no row is skipped or read twice);
-//! no cursor is held between pages. Sub-tables created after planning are not read.
+//! no cursor is held between pages. Only an empty page ends a window — one more small
+//! query per split — because taosAdapter truncates a reply at its `restfulRowLimit`
+//! without a word, and a short page must not be taken for the end. Sub-tables created after planning are not read.
 //! Every statement goes through [`client::RestClient::query`], which retries transient
 //! failures with backoff and fails the job on definite ones, naming TDengine's code.
 
@@ -214,6 +218,16 @@ impl TdengineSource {
     async fn plan_table(&self, t: usize, next_id: &mut u64) -> Result<Vec<Split>, SourceError> {
         let table = &self.tables[t];
         let what = format!("finding the sub-tables of {}", table.schema.name);
+        // The rows of the whole table first: the sub-tables found must account for them.
+        let total = self
+            .client
+            .query(&format!("SELECT COUNT(*) FROM {}", table.quoted), &what)
+            .await?
+            .data
+            .first()
+            .and_then(|row| row.first())
+            .and_then(|count| count.as_u64())
+            .unwrap_or(0);
         let reply = self
             .client
             .query(
@@ -244,6 +258,20 @@ impl TdengineSource {
             let (first, last) = (units(&row[1])?, units(&row[2])?);
             let count = row[3].as_u64().unwrap_or(0);
             ranges.push((name.to_string(), first, last, count));
+        }
+        // Rows written while planning only add to the sub-tables' counts; fewer rows than
+        // the table holds means the list was cut short (taosAdapter's `restfulRowLimit`
+        // cuts replies without a word), and reading on would skip sub-tables.
+        let found: u64 = ranges.iter().map(|r| r.3).sum();
+        if found < total {
+            return Err(bad_reply(
+                &what,
+                format!(
+                    "the sub-tables listed hold {found} of the table's {total} rows: the reply \
+                     was cut short (is taosAdapter's restfulRowLimit below the number of \
+                     sub-tables?); raise the limit and plan again"
+                ),
+            ));
         }
         ranges.sort();
         let mut splits = Vec::new();
@@ -421,11 +449,11 @@ impl BoundedSource for TdengineSource {
                     .await?;
                 }
             }
+            // Only an empty page ends the window: taosAdapter cuts replies at its
+            // `restfulRowLimit` without saying so, so a short page proves nothing.
             match last {
-                Some(last) if reply.data.len() as u64 >= self.page_rows => {
-                    lower = Some(format!("{ts} > {last}"));
-                }
-                _ => break,
+                Some(last) => lower = Some(format!("{ts} > {last}")),
+                None => break,
             }
         }
         sent += batch.len() as u64;

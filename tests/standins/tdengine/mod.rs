@@ -10,7 +10,8 @@
 //! ```text
 //!  reqwest ──HTTP/1.1──► accept thread ──► one thread per connection (keep-alive)
 //!                                             basic auth (user/password)      → 401, or 0x0357
-//!                                             faults: 500s, error codes, delays, hang-ups
+//!                                             faults: 500s, error codes, delays, hang-ups,
+//!                                               replies cut at a row limit
 //!                                             parse the SQL subset            sql.rs
 //!                                             evaluate over memory            store.rs
 //!                                             write TDengine's JSON           (below)
@@ -73,6 +74,8 @@ struct State {
     rules: Vec<FaultRule>,
     /// Added before every answer (a slow server).
     delay: Duration,
+    /// taosAdapter's `restfulRowLimit`: replies cut to this many rows, silently.
+    row_limit: Option<usize>,
     /// Every statement received, in order.
     statements: Vec<String>,
     /// Statements answered with a fault.
@@ -263,6 +266,12 @@ impl TdengineStandIn {
         self.state().delay = delay;
     }
 
+    /// Cuts every reply to `limit` rows without saying so, as taosAdapter's
+    /// `restfulRowLimit` does.
+    pub fn set_row_limit(&self, limit: Option<usize>) {
+        self.state().row_limit = limit;
+    }
+
     /// Every statement received so far.
     pub fn statements(&self) -> Vec<String> {
         self.state().statements.clone()
@@ -341,7 +350,10 @@ fn answer(
             sql::Statement::Select(sel) => sel.from.database.clone(),
         }
         .or(default_db.clone());
-        let result = s.store.execute(&statement, default_db.as_deref())?;
+        let mut result = s.store.execute(&statement, default_db.as_deref())?;
+        if let Some(limit) = s.row_limit {
+            result.rows.truncate(limit);
+        }
         let precision = db_of
             .as_deref()
             .and_then(precision)

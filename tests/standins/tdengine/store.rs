@@ -393,11 +393,16 @@ impl Store {
         let mut out = Vec::new();
         if aggregate {
             if !select.partition_by_tbname {
-                return Err(status::not_in_standin(
-                    "aggregates without PARTITION BY tbname",
-                ));
+                // One group: the whole table. Only COUNT(*) is answered there.
+                if select.items.iter().any(|i| *i != Item::CountStar) {
+                    return Err(status::not_in_standin(
+                        "aggregates other than COUNT(*) without PARTITION BY tbname",
+                    ));
+                }
+                let total = groups.iter().map(|g| g.2.len() as i64).sum();
+                out.push(vec![TdValue::Int(total); select.items.len()]);
             }
-            for (name, sub, rows) in &groups {
+            for (name, sub, rows) in groups.iter().filter(|_| select.partition_by_tbname) {
                 if rows.is_empty() {
                     continue;
                 }
