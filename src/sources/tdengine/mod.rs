@@ -28,7 +28,8 @@
 //! (the timestamp is the primary key of a sub-table, so no row is skipped or read twice);
 //! no cursor is held between pages. Only an empty page ends a window — one more small
 //! query per split — because taosAdapter truncates a reply at its `restfulRowLimit`
-//! without a word, and a short page must not be taken for the end. Sub-tables created after planning are not read.
+//! without a word, and a short page must not be taken for the end. Sub-tables created
+//! after planning are not read.
 //! Every statement goes through [`client::RestClient::query`], which retries transient
 //! failures with backoff and fails the job on definite ones, naming TDengine's code.
 
@@ -102,105 +103,23 @@ impl TdengineSource {
     pub async fn open(job: &Job, config: &TdengineSourceConfig) -> Result<Self, SourceError> {
         let client = RestClient::new(config).map_err(|e| job.error_at("source.url", e))?;
         let db = &config.database;
-        let reply = client
-            .query(
-                &format!(
-                    "SELECT name, `precision` FROM information_schema.ins_databases WHERE name = {}",
-                    literal(db)
-                ),
-                "reading the database's precision",
-            )
-            .await?;
-        let Some(row) = reply.data.first() else {
-            return Err(job
-                .error_at(
-                    "source.database",
-                    format!("database {db} does not exist (or the user may not see it)"),
-                )
-                .into());
-        };
-        let precision = row
-            .get(
-                reply
-                    .column("precision")
-                    .map_err(|e| bad_reply("ins_databases", e))?,
-            )
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| bad_reply("ins_databases", "the precision is not text"))
-            .and_then(|p| precision(p).map_err(|e| bad_reply("ins_databases", e)))?;
+        let precision = read_precision(&client, job, db).await?;
         let window = ((config.window.as_nanos() / precision.nanos() as u128) as i64).max(1);
-
         let mut tables = Vec::new();
         for (i, t) in config.tables.iter().enumerate() {
-            let quoted = format!("{}.{}", quote(db), quote(&t.name));
-            let what = format!("reading the schema of table {}", t.name);
-            let reply = client.query(&format!("DESCRIBE {quoted}"), &what).await?;
-            let at = |name| reply.column(name).map_err(|e| bad_reply(&what, e));
-            let (field, kind, length, note) =
-                (at("field")?, at("type")?, at("length")?, at("note")?);
-            let text = |row: &[serde_json::Value], c: usize| match &row[c] {
-                serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Null => String::new(),
-                other => other.to_string(),
-            };
-            let mut columns = Vec::new();
-            let mut tags = Vec::new();
-            for row in &reply.data {
-                let type_name = text(row, kind);
-                let source_type = match type_name.as_str() {
-                    "BINARY" | "VARCHAR" | "NCHAR" | "VARBINARY" => {
-                        format!("{type_name}({})", text(row, length))
-                    }
-                    _ => type_name.clone(),
-                };
-                let is_tag = text(row, note).eq_ignore_ascii_case("TAG");
-                let (conversion, kind) = classify(&type_name);
-                let column = Column {
-                    name: text(row, field),
-                    kind,
-                    source_type: if is_tag {
-                        format!("{source_type} TAG")
-                    } else {
-                        source_type
-                    },
-                };
-                if is_tag { &mut tags } else { &mut columns }.push((column, conversion));
+            let table = describe(&client, db, &t.name).await?;
+            if table.schema.columns[0].kind != ColumnKind::Time {
+                return Err(job
+                    .error_at(
+                        &format!("source.tables[{i}].name"),
+                        format!(
+                            "{} has no timestamp as its first column; is it a table of database {db}?",
+                            t.name
+                        ),
+                    )
+                    .into());
             }
-            match columns.first() {
-                Some((c, _)) if c.kind == ColumnKind::Time => {}
-                _ => {
-                    return Err(job
-                        .error_at(
-                            &format!("source.tables[{i}].name"),
-                            format!("{} has no timestamp as its first column; is it a table of database {db}?", t.name),
-                        )
-                        .into())
-                }
-            }
-            let ts = quote(&columns[0].0.name);
-            columns.extend(tags);
-            columns.push((
-                Column {
-                    name: TBNAME.into(),
-                    kind: ColumnKind::Text,
-                    source_type: "tbname (the sub-table)".into(),
-                },
-                Conversion::Text,
-            ));
-            let (columns, conversions) = columns.into_iter().unzip();
-            tables.push(Table {
-                quoted,
-                ts,
-                schema: TableSchema {
-                    name: t.name.clone(),
-                    columns,
-                },
-                conversions,
-                projection: Vec::new(),
-                select: String::new(),
-                width: 0,
-                slots: Vec::new(),
-            });
+            tables.push(table);
         }
         let schemas = tables.iter().map(|t| t.schema.clone()).collect();
         Ok(Self {
@@ -295,7 +214,8 @@ impl TdengineSource {
         Ok(splits)
     }
 
-    /// Converts one reply row into the projected values; `Err` names the column refused.
+    /// The projected values of one reply row, and why a value was refused (naming its
+    /// column) if one was: the row then goes to the dead-letter file.
     fn convert_row(
         &self,
         table: &Table,
@@ -322,6 +242,97 @@ impl TdengineSource {
         }
         (values, failure)
     }
+}
+
+/// The database's `precision` from `information_schema.ins_databases`.
+async fn read_precision(client: &RestClient, job: &Job, db: &str) -> Result<TimeUnit, SourceError> {
+    let what = "reading the database's precision";
+    let reply = client
+        .query(
+            &format!(
+                "SELECT name, `precision` FROM information_schema.ins_databases WHERE name = {}",
+                literal(db)
+            ),
+            what,
+        )
+        .await?;
+    let Some(row) = reply.data.first() else {
+        return Err(job
+            .error_at(
+                "source.database",
+                format!("database {db} does not exist (or the user may not see it)"),
+            )
+            .into());
+    };
+    let at = reply.column("precision").map_err(|e| bad_reply(what, e))?;
+    match row[at].as_str() {
+        Some(text) => precision(text).map_err(|e| bad_reply(what, e)),
+        None => Err(bad_reply(what, format!("precision {}", row[at]))),
+    }
+}
+
+/// A table's schema from `DESCRIBE`: the timestamp and data columns, the TAG columns
+/// (`note` = `TAG`), then `tbname`.
+async fn describe(client: &RestClient, db: &str, name: &str) -> Result<Table, SourceError> {
+    let quoted = format!("{}.{}", quote(db), quote(name));
+    let what = format!("reading the schema of table {name}");
+    let reply = client.query(&format!("DESCRIBE {quoted}"), &what).await?;
+    let at = |column| reply.column(column).map_err(|e| bad_reply(&what, e));
+    let (field, kind, length, note) = (at("field")?, at("type")?, at("length")?, at("note")?);
+    let text = |row: &[serde_json::Value], c: usize| match &row[c] {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let mut columns = Vec::new();
+    let mut tags = Vec::new();
+    for row in &reply.data {
+        let type_name = text(row, kind);
+        let mut source_type = match type_name.as_str() {
+            "BINARY" | "VARCHAR" | "NCHAR" | "VARBINARY" => {
+                format!("{type_name}({})", text(row, length))
+            }
+            _ => type_name.clone(),
+        };
+        let is_tag = text(row, note).eq_ignore_ascii_case("TAG");
+        if is_tag {
+            source_type.push_str(" TAG");
+        }
+        let (conversion, kind) = classify(&type_name);
+        let column = Column {
+            name: text(row, field),
+            kind,
+            source_type,
+        };
+        if is_tag { &mut tags } else { &mut columns }.push((column, conversion));
+    }
+    if columns.is_empty() {
+        return Err(bad_reply(&what, "DESCRIBE shows no columns"));
+    }
+    let ts = quote(&columns[0].0.name);
+    columns.extend(tags);
+    columns.push((
+        Column {
+            name: TBNAME.into(),
+            kind: ColumnKind::Text,
+            source_type: "tbname (the sub-table)".into(),
+        },
+        Conversion::Text,
+    ));
+    let (columns, conversions) = columns.into_iter().unzip();
+    Ok(Table {
+        quoted,
+        ts,
+        schema: TableSchema {
+            name: name.to_string(),
+            columns,
+        },
+        conversions,
+        projection: Vec::new(),
+        select: String::new(),
+        width: 0,
+        slots: Vec::new(),
+    })
 }
 
 /// The windows of `width` (aligned to multiples of it) that cover `first..=last`.
