@@ -40,6 +40,12 @@ pub enum InfluxClient {
         bucket: String,
         /// Precision sent with each write.
         precision: influxdb2::api::write::TimestampPrecision,
+        /// Plain HTTP client for the delete API (influxdb2's rounds times to seconds).
+        http: reqwest::Client,
+        /// `<url>/api/v2/delete?org=..&bucket=..`.
+        delete_url: String,
+        /// API token.
+        token: String,
     },
 }
 
@@ -52,14 +58,27 @@ impl InfluxClient {
             let org = config.org.clone().unwrap_or_default();
             let token = config.token.clone().unwrap_or_default();
             let builder = reqwest::Client::builder().timeout(timeout);
-            let client = influxdb2::ClientBuilder::with_builder(builder, base, &org, token)
+            let client = influxdb2::ClientBuilder::with_builder(builder, base, &org, &token)
                 .build()
                 .map_err(|e| e.to_string())?;
+            let bucket = config.bucket.clone().unwrap_or_default();
+            let mut delete_url =
+                reqwest::Url::parse(&format!("{base}/api/v2/delete")).map_err(|e| e.to_string())?;
+            delete_url
+                .query_pairs_mut()
+                .append_pair("org", &org)
+                .append_pair("bucket", &bucket);
             use influxdb2::api::write::TimestampPrecision as P;
             return Ok(InfluxClient::V2 {
                 client,
                 org,
-                bucket: config.bucket.clone().unwrap_or_default(),
+                bucket,
+                http: reqwest::Client::builder()
+                    .timeout(timeout)
+                    .build()
+                    .map_err(|e| e.to_string())?,
+                delete_url: delete_url.into(),
+                token,
                 precision: match config.precision {
                     TimeUnit::Seconds => P::Seconds,
                     TimeUnit::Millis => P::Milliseconds,
@@ -143,6 +162,76 @@ impl InfluxClient {
         Err(classify(status, &body, retry_after))
     }
 
+    /// Deletes exactly the point of each `(measurement, tags, time)`: in 1.x one `DELETE`
+    /// statement per point whose predicate names every tag key of the measurement (a
+    /// missing tag as `''`, so a series with more tags is not touched); in 2.x one call of
+    /// the delete API per point, with start = stop = its time to the nanosecond. The 2.x
+    /// predicate language cannot say "tag absent": there, a point of a series with more
+    /// tags at the same time is deleted too.
+    pub async fn delete(&self, points: &[DeleteKey<'_>]) -> Result<(), WriteError> {
+        match self {
+            InfluxClient::V1 { .. } => {
+                let mut q = String::new();
+                for p in points {
+                    if !q.is_empty() {
+                        q.push(';');
+                    }
+                    q.push_str("DELETE FROM ");
+                    push_identifier(&mut q, p.measurement);
+                    q.push_str(" WHERE ");
+                    for (k, v) in &p.tags {
+                        push_identifier(&mut q, k);
+                        q.push_str(" = '");
+                        q.push_str(&v.replace('\\', "\\\\").replace('\'', "\\'"));
+                        q.push_str("' AND ");
+                    }
+                    q.push_str(&format!("time = {}", p.time));
+                }
+                let request = self.query(&[("q", q.as_str())]).expect("version 1");
+                let response = request.send().await.map_err(transport)?;
+                let status = response.status();
+                let retry_after = retry_after(response.headers());
+                let body = response.text().await.unwrap_or_default();
+                if status.is_success() && !body.contains("\"error\"") {
+                    return Ok(());
+                }
+                Err(classify(status, &body, retry_after))
+            }
+            InfluxClient::V2 {
+                http,
+                delete_url,
+                token,
+                ..
+            } => {
+                for p in points {
+                    let mut predicate = String::from("_measurement=\"");
+                    predicate.push_str(&p.measurement.replace('"', "\\\""));
+                    predicate.push('"');
+                    for (k, v) in p.tags.iter().filter(|(_, v)| !v.is_empty()) {
+                        predicate.push_str(&format!(" AND {}=\"{}\"", k, v.replace('"', "\\\"")));
+                    }
+                    let time = crate::model::format_time(p.time);
+                    let body =
+                        serde_json::json!({"start": time, "stop": time, "predicate": predicate});
+                    let response = http
+                        .post(delete_url.as_str())
+                        .header("Authorization", format!("Token {token}"))
+                        .json(&body)
+                        .send()
+                        .await
+                        .map_err(transport)?;
+                    let status = response.status();
+                    if !status.is_success() {
+                        let retry_after = retry_after(response.headers());
+                        let body = response.text().await.unwrap_or_default();
+                        return Err(classify(status, &body, retry_after));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Writes one body of line protocol.
     pub async fn write(&self, body: Bytes) -> Result<(), WriteError> {
         match self {
@@ -170,6 +259,7 @@ impl InfluxClient {
                 org,
                 bucket,
                 precision,
+                ..
             } => {
                 match client
                     .write_line_protocol_with_precision(org, bucket, body, *precision)
@@ -190,6 +280,24 @@ impl InfluxClient {
             }
         }
     }
+}
+
+/// One point to delete: its series (every tag key of the measurement; `""` for a tag the
+/// point does not have) and time in nanoseconds.
+pub struct DeleteKey<'a> {
+    /// Measurement.
+    pub measurement: &'a str,
+    /// Every tag key of the measurement with the point's value.
+    pub tags: Vec<(&'a str, &'a str)>,
+    /// Nanoseconds since the epoch.
+    pub time: i64,
+}
+
+/// An InfluxQL identifier, double-quoted.
+fn push_identifier(out: &mut String, name: &str) {
+    out.push('"');
+    out.push_str(&name.replace('\\', "\\\\").replace('"', "\\\""));
+    out.push('"');
 }
 
 fn transport(e: reqwest::Error) -> WriteError {
