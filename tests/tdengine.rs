@@ -1018,7 +1018,7 @@ fn https_and_bad_keys_are_refused_before_anything_is_read() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("key `source.type`: a TDengine source has no change log"),
+        stderr.contains("key `source.type`: a `tdengine` source has no change log to follow"),
         "{stderr}"
     );
 }

@@ -7,6 +7,7 @@
 //! `config.rs` (the job-file section), `client.rs` (talking to the server), `encoding.rs`
 //! (server values → [`Value`](crate::model::Value)).
 
+pub mod ingest;
 pub mod mysql;
 pub mod tdengine;
 
@@ -21,6 +22,9 @@ use std::sync::Arc;
 pub enum SourceConfig {
     /// `type: mysql`: MySQL or MariaDB tables, read as a chunked parallel scan.
     Mysql(mysql::config::MysqlSourceConfig),
+    /// `type: ingest`: an HTTP endpoint taking InfluxDB line-protocol writes (`-c ingest`).
+    /// Boxed: it is much larger than the other variants.
+    Ingest(Box<ingest::IngestSourceConfig>),
     /// `type: tdengine`: TDengine super tables and tables over its REST interface, read
     /// as sub-table × time-window splits.
     Tdengine(tdengine::config::TdengineSourceConfig),
@@ -28,9 +32,11 @@ pub enum SourceConfig {
 
 impl<'de> Deserialize<'de> for SourceConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (kind, body) = crate::job::tagged_section(d, "source", &["mysql", "tdengine"])?;
+        let (kind, body) =
+            crate::job::tagged_section(d, "source", &["mysql", "ingest", "tdengine"])?;
         match kind.as_str() {
             "mysql" => crate::job::section(body).map(SourceConfig::Mysql),
+            "ingest" => crate::job::section(body).map(|c| SourceConfig::Ingest(Box::new(c))),
             "tdengine" => crate::job::section(body).map(SourceConfig::Tdengine),
             other => Err(serde::de::Error::custom(format!(
                 "unknown source type `{other}`"
@@ -44,6 +50,7 @@ impl SourceConfig {
     pub fn check(&self, job: &Job) -> Result<(), JobError> {
         match self {
             SourceConfig::Mysql(c) => c.check(job),
+            SourceConfig::Ingest(c) => c.check(job),
             SourceConfig::Tdengine(c) => c.check(job),
         }
     }
@@ -52,6 +59,7 @@ impl SourceConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             SourceConfig::Mysql(_) => "mysql",
+            SourceConfig::Ingest(_) => "ingest",
             SourceConfig::Tdengine(_) => "tdengine",
         }
     }
@@ -60,6 +68,8 @@ impl SourceConfig {
     pub fn table_names(&self) -> Vec<String> {
         match self {
             SourceConfig::Mysql(c) => c.tables.iter().map(|t| t.name.clone()).collect(),
+            // Points arrive whole: no tables, no mappings by table.
+            SourceConfig::Ingest(_) => Vec::new(),
             SourceConfig::Tdengine(c) => c.tables.iter().map(|t| t.name.clone()).collect(),
         }
     }
@@ -323,10 +333,15 @@ pub async fn open_change_source(job: &Job) -> Result<Box<dyn BoundedChangeSource
         SourceConfig::Mysql(config) => Ok(Box::new(
             mysql::client::MysqlSource::open(job, config).await?,
         )),
-        SourceConfig::Tdengine(_) => Err(SourceError::Config(job.error_at(
-            "source.type",
-            "a TDengine source has no change log tsmig can follow; `cdc` and `backfill+cdc` need MySQL or MariaDB",
-        ))),
+        other => Err(job
+            .error_at(
+                "source.type",
+                format!(
+                    "a `{}` source has no change log to follow: CDC needs `type: mysql`",
+                    other.kind()
+                ),
+            )
+            .into()),
     }
 }
 
@@ -345,5 +360,9 @@ pub async fn open_bounded(job: &Job) -> Result<Box<dyn BoundedSource>, SourceErr
         SourceConfig::Tdengine(config) => {
             Ok(Box::new(tdengine::TdengineSource::open(job, config).await?))
         }
+        SourceConfig::Ingest(_) => Err(SourceError::Config(job.error_at(
+            "source.type",
+            "the ingest source is an endpoint that runs until stopped, not a bounded input: run it with `-c ingest`",
+        ))),
     }
 }
