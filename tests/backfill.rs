@@ -338,36 +338,9 @@ fn killed_mid_run_then_restarted_rereads_only_unfinished_chunks() {
         ])
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    loop {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no chunk was checkpointed within a minute"
-        );
-        if let Ok(text) = std::fs::read_to_string(&state_file) {
-            let state: Json = serde_json::from_str(&text).unwrap();
-            if !state["finished"].as_array().unwrap().is_empty() {
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    // The state on disk now is what the restart will use (the job may have saved once more).
-    let state: Json = serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
-    let finished = |s: &Json, id: u64| {
-        s["finished"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r[0].as_u64().unwrap() <= id && id <= r[1].as_u64().unwrap())
-    };
+    let state = kill_after_a_finished_split(&mut child, &state_file);
     let plan = state["plan"].as_array().unwrap().clone();
-    let pending: Vec<&Json> = plan
-        .iter()
-        .filter(|s| !finished(&state, s["id"].as_u64().unwrap()))
-        .collect();
+    let pending = unfinished_splits(&state);
     assert!(
         !pending.is_empty(),
         "the job finished before it could be killed; make it slower"
@@ -406,9 +379,7 @@ fn killed_mid_run_then_restarted_rereads_only_unfinished_chunks() {
     assert_eq!(influx_count(&db, "sensors", "temperature"), rows);
     assert_eq!(influx_dump(&db, "sensors", "ms").len() as u64, rows);
     let done: Json = serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
-    assert!(plan
-        .iter()
-        .all(|s| finished(&done, s["id"].as_u64().unwrap())));
+    assert!(unfinished_splits(&done).is_empty());
 
     // A third run has nothing left to do.
     let out = run(&["-c", "backfill", "--config", job, "--progress", "off"]);

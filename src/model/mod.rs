@@ -49,6 +49,17 @@ impl Value {
         }
     }
 
+    /// A single-precision float as the number its database shows, not its binary
+    /// expansion: 12.3, not 12.300000190734863 (MySQL's and TDengine's FLOAT).
+    pub fn from_f32(f: f32) -> Value {
+        if !f.is_finite() {
+            return Value::Float(f as f64);
+        }
+        let mut buffer = ryu::Buffer::new();
+        let text = buffer.format_finite(f);
+        Value::Decimal(Name::from(text.strip_suffix(".0").unwrap_or(text)))
+    }
+
     /// The value as it reads in a tag, in a dead letter or in an error message.
     pub fn render(&self, out: &mut String) {
         use std::fmt::Write;

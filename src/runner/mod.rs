@@ -150,8 +150,13 @@ pub fn plan(job: &Job) -> Result<String, RunError> {
             }
             for s in in_table.iter().take(20) {
                 out.push_str(&format!(
-                    "  split {}: {}..{}{} ~{} rows\n",
+                    "  split {}: {}{}..{}{} ~{} rows\n",
                     s.id,
+                    if s.partition.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{} ", s.partition)
+                    },
                     s.start.map(|v| v.to_string()).unwrap_or_default(),
                     s.end.map(|v| v.to_string()).unwrap_or_default(),
                     if s.nulls { " (NULL keys)" } else { "" },

@@ -9,10 +9,11 @@
 
 pub mod ingest;
 pub mod mysql;
+pub mod tdengine;
 
 use crate::dead_letter::DeadLetters;
 use crate::job::{Job, JobError};
-use crate::model::Row;
+use crate::model::{Row, Value};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -24,14 +25,19 @@ pub enum SourceConfig {
     /// `type: ingest`: an HTTP endpoint taking InfluxDB line-protocol writes (`-c ingest`).
     /// Boxed: it is much larger than the other variants.
     Ingest(Box<ingest::IngestSourceConfig>),
+    /// `type: tdengine`: TDengine super tables and tables over its REST interface, read
+    /// as sub-table × time-window splits.
+    Tdengine(tdengine::config::TdengineSourceConfig),
 }
 
 impl<'de> Deserialize<'de> for SourceConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (kind, body) = crate::job::tagged_section(d, "source", &["mysql", "ingest"])?;
+        let (kind, body) =
+            crate::job::tagged_section(d, "source", &["mysql", "ingest", "tdengine"])?;
         match kind.as_str() {
             "mysql" => crate::job::section(body).map(SourceConfig::Mysql),
             "ingest" => crate::job::section(body).map(|c| SourceConfig::Ingest(Box::new(c))),
+            "tdengine" => crate::job::section(body).map(SourceConfig::Tdengine),
             other => Err(serde::de::Error::custom(format!(
                 "unknown source type `{other}`"
             ))),
@@ -45,6 +51,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Mysql(c) => c.check(job),
             SourceConfig::Ingest(c) => c.check(job),
+            SourceConfig::Tdengine(c) => c.check(job),
         }
     }
 
@@ -53,6 +60,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Mysql(_) => "mysql",
             SourceConfig::Ingest(_) => "ingest",
+            SourceConfig::Tdengine(_) => "tdengine",
         }
     }
 
@@ -62,6 +70,7 @@ impl SourceConfig {
             SourceConfig::Mysql(c) => c.tables.iter().map(|t| t.name.clone()).collect(),
             // Points arrive whole: no tables, no mappings by table.
             SourceConfig::Ingest(_) => Vec::new(),
+            SourceConfig::Tdengine(c) => c.tables.iter().map(|t| t.name.clone()).collect(),
         }
     }
 }
@@ -109,7 +118,7 @@ pub struct TableSchema {
 ///
 /// `start..end` is half-open over the source's split dimension (the split key for MySQL);
 /// `None` is unbounded on that side. `partition` names a sub-division where the source has
-/// one (unused by MySQL). `id` is unique within the job's plan.
+/// one (a TDengine sub-table; unused by MySQL). `id` is unique within the job's plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Split {
     /// Unique within the plan; the checkpoint records finished ids.
@@ -190,6 +199,33 @@ impl RowSender {
         }
         self.send_batch(rows).await
     }
+}
+
+/// Dead-letters a source row holding a value that could not be converted: the row as
+/// column → value (null where the value is NULL or was refused), and `reason`, which
+/// names the column and the value.
+pub fn dead_letter_row(
+    dead_letters: &DeadLetters,
+    schema: &TableSchema,
+    projection: &[usize],
+    values: &[Option<Value>],
+    reason: &str,
+) {
+    let row: serde_json::Map<String, serde_json::Value> = projection
+        .iter()
+        .zip(values)
+        .map(|(&c, v)| {
+            (
+                schema.columns[c].name.clone(),
+                v.as_ref().map(|v| v.to_json()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    dead_letters.record(
+        "source",
+        &format!("table {}: {reason}", schema.name),
+        row.into(),
+    );
 }
 
 /// A position in a change log (MySQL's binlog): where a restart resumes. Always a
@@ -321,6 +357,9 @@ pub async fn open_bounded(job: &Job) -> Result<Box<dyn BoundedSource>, SourceErr
         SourceConfig::Mysql(config) => Ok(Box::new(
             mysql::client::MysqlSource::open(job, config).await?,
         )),
+        SourceConfig::Tdengine(config) => {
+            Ok(Box::new(tdengine::TdengineSource::open(job, config).await?))
+        }
         SourceConfig::Ingest(_) => Err(SourceError::Config(job.error_at(
             "source.type",
             "the ingest source is an endpoint that runs until stopped, not a bounded input: run it with `-c ingest`",

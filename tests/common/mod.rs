@@ -343,3 +343,46 @@ pub fn report_line(report: &str) -> &str {
         .find(|l| l.starts_with("verify: "))
         .unwrap_or_else(|| panic!("no report in {report}"))
 }
+
+/// Waits (up to a minute) until the backfill checkpoint at `state_file` records a finished
+/// split, then kills `child` with SIGKILL. Returns the checkpoint the restart will use (the
+/// job may have saved once more before it died).
+pub fn kill_after_a_finished_split(
+    child: &mut std::process::Child,
+    state_file: &Path,
+) -> serde_json::Value {
+    let started = std::time::Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no split was checkpointed within a minute"
+        );
+        if let Ok(text) = std::fs::read_to_string(state_file) {
+            let state: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if !state["finished"].as_array().unwrap().is_empty() {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    serde_json::from_str(&std::fs::read_to_string(state_file).unwrap()).unwrap()
+}
+
+/// The splits of a checkpoint's plan that it does not record as finished.
+pub fn unfinished_splits(state: &serde_json::Value) -> Vec<serde_json::Value> {
+    let finished = state["finished"].as_array().unwrap();
+    state["plan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            let id = s["id"].as_u64().unwrap();
+            !finished
+                .iter()
+                .any(|r| r[0].as_u64().unwrap() <= id && id <= r[1].as_u64().unwrap())
+        })
+        .cloned()
+        .collect()
+}

@@ -9,6 +9,7 @@
 
 use super::config::InfluxSinkConfig;
 use crate::job::TimeUnit;
+pub(super) use crate::sinks::util::without_url;
 use crate::sinks::WriteError;
 use bytes::Bytes;
 use reqwest::StatusCode;
@@ -306,21 +307,6 @@ fn transport(e: reqwest::Error) -> WriteError {
         message: format!("request failed: {}", without_url(&e)),
         retry_after: None,
     }
-}
-
-/// reqwest's message without the URL, which may carry credentials.
-pub(super) fn without_url(e: &reqwest::Error) -> String {
-    let mut message = e.to_string();
-    if let Some(url) = e.url() {
-        message = message.replace(url.as_str(), "<url>");
-    }
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
 }
 
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {

@@ -154,6 +154,22 @@ impl RetryPolicy {
     }
 }
 
+/// reqwest's message (with its causes) without the URL, which may carry credentials:
+/// for every HTTP client in tsmig, sinks and sources alike.
+pub fn without_url(e: &reqwest::Error) -> String {
+    let mut message = e.to_string();
+    if let Some(url) = e.url() {
+        message = message.replace(url.as_str(), "<url>");
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
+
 /// What became of one batch.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Delivery {

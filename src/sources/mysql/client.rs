@@ -17,7 +17,9 @@ use super::encoding::{classify, convert, Conversion};
 use crate::dead_letter::DeadLetters;
 use crate::job::Job;
 use crate::model::Row;
-use crate::sources::{BoundedSource, Column, RowSender, SourceError, Split, TableSchema};
+use crate::sources::{
+    dead_letter_row, BoundedSource, Column, RowSender, SourceError, Split, TableSchema,
+};
 use mysql_async::prelude::*;
 use std::time::Duration;
 
@@ -398,21 +400,12 @@ impl MysqlSource {
                 }
             }
             if let Some(reason) = failure {
-                let row: serde_json::Map<String, serde_json::Value> = table
-                    .projection
-                    .iter()
-                    .zip(&converted)
-                    .map(|(&c, v)| {
-                        (
-                            table.schema.columns[c].name.clone(),
-                            v.as_ref().map(|v| v.to_json()).unwrap_or_default(),
-                        )
-                    })
-                    .collect();
-                dead_letters.record(
-                    "source",
-                    &format!("table {}: {reason}", table.schema.name),
-                    row.into(),
+                dead_letter_row(
+                    dead_letters,
+                    &table.schema,
+                    &table.projection,
+                    &converted,
+                    &reason,
                 );
                 continue;
             }

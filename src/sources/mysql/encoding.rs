@@ -81,7 +81,7 @@ pub fn convert(value: My, conversion: Conversion, offset_ns: i64) -> Result<Opti
         (Conversion::UInt, My::Int(i)) => Value::UInt(
             u64::try_from(i).map_err(|_| format!("{i} is negative in an unsigned column"))?,
         ),
-        (Conversion::Float32, My::Float(f)) => shortest_f32(f),
+        (Conversion::Float32, My::Float(f)) => Value::from_f32(f),
         (Conversion::Float32 | Conversion::Float64, My::Double(f)) => Value::Float(f),
         (Conversion::Decimal, My::Bytes(b)) => {
             let text = std::str::from_utf8(&b).map_err(|_| "DECIMAL is not text".to_string())?;
@@ -130,16 +130,6 @@ pub fn convert(value: My, conversion: Conversion, offset_ns: i64) -> Result<Opti
         }
     };
     Ok(Some(v))
-}
-
-/// A FLOAT as the number MySQL shows, not its binary expansion: 12.3, not 12.300000190734863.
-fn shortest_f32(f: f32) -> Value {
-    if !f.is_finite() {
-        return Value::Float(f as f64);
-    }
-    let mut buffer = ryu::Buffer::new();
-    let text = buffer.format_finite(f);
-    Value::Decimal(Name::from(text.strip_suffix(".0").unwrap_or(text)))
 }
 
 /// Nanoseconds since the epoch of a wall-clock time read as UTC.
