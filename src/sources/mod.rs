@@ -7,6 +7,7 @@
 //! `config.rs` (the job-file section), `client.rs` (talking to the server), `encoding.rs`
 //! (server values → [`Value`](crate::model::Value)).
 
+pub mod influxdb;
 pub mod mysql;
 
 use crate::dead_letter::DeadLetters;
@@ -20,13 +21,16 @@ use std::sync::Arc;
 pub enum SourceConfig {
     /// `type: mysql`: MySQL or MariaDB tables, read as a chunked parallel scan.
     Mysql(mysql::config::MysqlSourceConfig),
+    /// `type: influxdb`: InfluxDB 1.x measurements, read in bounded time ranges.
+    Influxdb(Box<influxdb::config::InfluxSourceConfig>),
 }
 
 impl<'de> Deserialize<'de> for SourceConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (kind, body) = crate::job::tagged_section(d, "source", &["mysql"])?;
+        let (kind, body) = crate::job::tagged_section(d, "source", &["mysql", "influxdb"])?;
         match kind.as_str() {
             "mysql" => crate::job::section(body).map(SourceConfig::Mysql),
+            "influxdb" => crate::job::section(body).map(SourceConfig::Influxdb),
             other => Err(serde::de::Error::custom(format!(
                 "unknown source type `{other}`"
             ))),
@@ -39,14 +43,24 @@ impl SourceConfig {
     pub fn check(&self, job: &Job) -> Result<(), JobError> {
         match self {
             SourceConfig::Mysql(c) => c.check(job),
+            SourceConfig::Influxdb(c) => c.check(job),
         }
     }
 
-    /// The source tables, in the job file's order (a row's `table` indexes this list).
+    /// The source tables the job file names, in its order (a row's `table` indexes the
+    /// source's schema, which follows this list). Empty where the source discovers them
+    /// on the server (InfluxDB without `measurements:`).
     pub fn table_names(&self) -> Vec<String> {
         match self {
             SourceConfig::Mysql(c) => c.tables.iter().map(|t| t.name.clone()).collect(),
+            SourceConfig::Influxdb(c) => c.measurements.clone().unwrap_or_default(),
         }
+    }
+
+    /// Whether the source offers its own schema as the mapping (`mappings: auto`), through
+    /// [`BoundedSource::default_mappings`].
+    pub fn has_default_mappings(&self) -> bool {
+        matches!(self, SourceConfig::Influxdb(_))
     }
 }
 
@@ -165,6 +179,12 @@ pub trait BoundedSource: Send + Sync + 'static {
     /// that order. Called once, before planning and reading.
     fn set_projection(&mut self, table: usize, columns: Vec<usize>);
 
+    /// The mappings that copy the source as it is, for a job without `mappings:` (or
+    /// `mappings: auto`); `None` where the source has no such obvious mapping (SQL tables).
+    fn default_mappings(&self) -> Option<Vec<crate::job::MappingConfig>> {
+        None
+    }
+
     /// Divides the input into splits. Called once per job; the plan is stored with the
     /// checkpoint so a restart reads the same splits.
     async fn plan(&self) -> Result<Vec<Split>, SourceError>;
@@ -184,6 +204,9 @@ pub async fn open_bounded(job: &Job) -> Result<Box<dyn BoundedSource>, SourceErr
     match &job.file.source {
         SourceConfig::Mysql(config) => Ok(Box::new(
             mysql::client::MysqlSource::open(job, config).await?,
+        )),
+        SourceConfig::Influxdb(config) => Ok(Box::new(
+            influxdb::client::InfluxSource::open(job, config).await?,
         )),
     }
 }
