@@ -149,7 +149,10 @@ impl Mappings {
             };
 
             let device = match &m.device_field {
-                Some(name) => Some((column(name, key("device_field"))?.0, Name::from(name.as_str()))),
+                Some(name) => Some((
+                    column(name, key("device_field"))?.0,
+                    Name::from(name.as_str()),
+                )),
                 None => None,
             };
             let (time, time_kind, _) = column(&m.timestamp_field, key("timestamp_field"))?;

@@ -126,11 +126,16 @@ pub fn plan(job: &Job) -> Result<String, RunError> {
             }
             for s in in_table.iter().take(20) {
                 out.push_str(&format!(
-                    "  split {}: {}..{}{} ~{} rows\n",
+                    "  split {}: {}..{}{}{} ~{} rows\n",
                     s.id,
                     s.start.map(|v| v.to_string()).unwrap_or_default(),
                     s.end.map(|v| v.to_string()).unwrap_or_default(),
                     if s.nulls { " (NULL keys)" } else { "" },
+                    if s.partition.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" where {}", s.partition)
+                    },
                     s.estimated_rows
                 ));
             }

@@ -167,7 +167,10 @@ impl InfluxClient {
         let send = request.send();
         let response = match stall {
             Some(limit) => tokio::time::timeout(limit, send).await.map_err(|_| {
-                QueryError::Transient(format!("no answer within {}", humantime::format_duration(limit)))
+                QueryError::Transient(format!(
+                    "no answer within {}",
+                    humantime::format_duration(limit)
+                ))
             })?,
             None => send.await,
         }
@@ -358,7 +361,10 @@ fn parse_chunk(line: &[u8]) -> Result<serde_json::Value, QueryError> {
         .get("error")
         .or_else(|| json.get("error"))
     {
-        let text = error.as_str().map(str::to_string).unwrap_or_else(|| error.to_string());
+        let text = error
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| error.to_string());
         return Err(QueryError::Definite(format!("InfluxDB: {text}")));
     }
     Ok(json)

@@ -5,10 +5,10 @@
 //! - `SHOW FIELD KEYS` and `SHOW TAG KEYS`: index lookups.
 //! - first and last time: `SELECT * ... ORDER BY time ASC|DESC LIMIT 1`, one row each,
 //!   but the server opens a cursor per series to find it (one block read per series).
-//! - `COUNT(*) ... GROUP BY time(bucket) FILL(none)` over windows of at most 10,000
-//!   buckets: decodes every block once (counts are not kept in TSM indexes), answers one
-//!   row per non-empty bucket. This is the expensive one: about as much server work as
-//!   reading the data, spread over many small answers.
+//! - `COUNT(*) ... GROUP BY time(bucket) FILL(none) LIMIT 10000`, paged on from the last
+//!   bucket answered: decodes every block once (counts are not kept in TSM indexes),
+//!   answers one row per non-empty bucket. This is the expensive one: about as much
+//!   server work as reading the data, in few small answers.
 //! - only for buckets over the bound: one `COUNT(*)` per halving, and one
 //!   `COUNT(*) ... GROUP BY * SLIMIT` page per 10,000 series where a bucket is divided by
 //!   series.
@@ -20,7 +20,9 @@ use crate::job::{Job, MappingConfig, TimeUnit};
 use crate::model::{Row, Value};
 use crate::sinks::influxdb::client::{quote_ident, quote_literal, InfluxClient, QueryError};
 use crate::sinks::util::RetryPolicy;
-use crate::sources::{BoundedSource, Column, ColumnKind, RowSender, SourceError, Split, TableSchema};
+use crate::sources::{
+    BoundedSource, Column, ColumnKind, RowSender, SourceError, Split, TableSchema,
+};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -218,7 +220,7 @@ impl InfluxSource {
             columns.extend(fields.iter().map(|(f, ty)| Column {
                 name: f.clone(),
                 kind: ty.kind(),
-                source_type: ty.name().into(),
+                source_type: ty.source_type().into(),
             }));
             source.schemas.push(TableSchema {
                 name: name.clone(),
@@ -275,6 +277,7 @@ impl InfluxSource {
                 .await
                 .map_err(|_| Attempt::Fail(SourceError::Stopped))?;
             self.queries.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(query = q, "planning");
             let mut answer = self
                 .client
                 .query_chunked_answer(q, self.chunk_size, Some(self.stall))
@@ -377,9 +380,7 @@ impl InfluxSource {
                 m.from
             ))
             .await?;
-        Ok(series
-            .first()
-            .and_then(|s| s["values"][0][0].as_i64()))
+        Ok(series.first().and_then(|s| s["values"][0][0].as_i64()))
     }
 
     /// The most rows a read of `[start, end)` (within `predicate`) can answer: the sum of
@@ -408,49 +409,62 @@ impl InfluxSource {
     /// The splits of one measurement, in time order.
     async fn plan_measurement(&self, table: u32) -> Result<Vec<Split>, SourceError> {
         let m = &self.measurements[table as usize];
-        let (Some(first), Some(last)) = (self.edge_time(m, "ASC").await?, self.edge_time(m, "DESC").await?)
-        else {
+        let (Some(first), Some(last)) = (
+            self.edge_time(m, "ASC").await?,
+            self.edge_time(m, "DESC").await?,
+        ) else {
             return Ok(Vec::new());
         };
         let (start, end) = bucket_range(first, last, self.bucket_ns);
-        let window = self.bucket_ns.saturating_mul(self.planning_page() as i64);
+        let page = self.planning_page();
         let mut splits = Vec::new();
+        let mut series_total = None;
         let mut from = start;
+        // Non-empty buckets only (FILL(none)), a page at a time: a gap of years costs
+        // nothing, and no answer holds more than a page of buckets.
         while from < end {
-            let to = from.saturating_add(window).min(end);
             let series = self
                 .query(&format!(
-                    "SELECT COUNT(*) FROM {} WHERE {} GROUP BY time({}ns) FILL(none)",
+                    "SELECT COUNT(*) FROM {} WHERE {} GROUP BY time({}ns) FILL(none) LIMIT {page}",
                     m.from,
-                    condition(from, to, ""),
+                    condition(from, end, ""),
                     self.bucket_ns
                 ))
                 .await?;
+            let mut buckets = 0u64;
+            let mut next = end;
             for s in &series {
                 for row in s["values"].as_array().into_iter().flatten() {
                     let Some(bucket) = row[0].as_i64() else {
                         continue;
                     };
+                    buckets += 1;
                     let estimate = row_count(row);
                     let bucket_end = bucket.saturating_add(self.bucket_ns);
-                    self.refine(m, table, bucket, bucket_end, estimate, &mut splits)
+                    next = bucket_end;
+                    let piece = (bucket, bucket_end, estimate);
+                    self.refine(m, table, piece, &mut series_total, &mut splits)
                         .await?;
                 }
             }
-            from = to;
+            if buckets < page {
+                break;
+            }
+            from = next;
         }
         Ok(splits)
     }
 
     /// Cuts `[start, end)` until no piece can answer more than `max_points_per_query`
     /// rows: halves in time down to [`MIN_TIME_SPLIT_NS`], then divides by series.
+    /// `piece` is `(start, end, estimate)`; `series_total` caches the measurement's series
+    /// count once a piece needed it.
     async fn refine(
         &self,
         m: &Measurement,
         table: u32,
-        start: i64,
-        end: i64,
-        estimate: u64,
+        (start, end, estimate): (i64, i64, u64),
+        series_total: &mut Option<u64>,
         out: &mut Vec<Split>,
     ) -> Result<(), SourceError> {
         struct Piece {
@@ -488,7 +502,23 @@ impl InfluxSource {
                     });
                 }
             } else if p.estimate > self.max_points && p.predicate.is_empty() {
-                let series = self.series_counts(m, p.start, p.end).await?;
+                let total = match *series_total {
+                    Some(total) => total,
+                    None => {
+                        let total = self.series_cardinality(m).await?;
+                        *series_total = Some(total);
+                        total
+                    }
+                };
+                let series = self.series_counts(m, p.start, p.end, total).await?;
+                let found: u64 = series.iter().map(|(_, n)| n).sum();
+                if found < p.estimate {
+                    // Never plan around points no split would read.
+                    return Err(SourceError::Server(format!(
+                        "planning {}: its series in [{}, {}) hold {found} values, but the range counts {};                          series were added while planning — run the job again",
+                        m.from, p.start, p.end, p.estimate
+                    )));
+                }
                 for group in pack_series(series, self.max_points, MAX_SERIES_PER_SPLIT)
                     .into_iter()
                     .rev()
@@ -517,17 +547,31 @@ impl InfluxSource {
         Ok(())
     }
 
+    /// The measurement's number of series (`SHOW SERIES EXACT CARDINALITY`).
+    async fn series_cardinality(&self, m: &Measurement) -> Result<u64, SourceError> {
+        let series = self
+            .query(&format!("SHOW SERIES EXACT CARDINALITY FROM {}", m.from))
+            .await?;
+        Ok(series
+            .iter()
+            .filter_map(|s| s["values"][0][0].as_u64())
+            .sum())
+    }
+
     /// Each series with points in `[start, end)` as (predicate, most rows), paged by series.
+    /// `SLIMIT` counts every series of the measurement, those without points in the range
+    /// too, so a page may come back empty: pages run up to the measurement's `total`.
     async fn series_counts(
         &self,
         m: &Measurement,
         start: i64,
         end: i64,
+        total: u64,
     ) -> Result<Vec<(String, u64)>, SourceError> {
         let page = self.planning_page();
         let mut out = Vec::new();
         let mut offset = 0;
-        loop {
+        while offset < total {
             let series = self
                 .query(&format!(
                     "SELECT COUNT(*) FROM {} WHERE {} GROUP BY * SLIMIT {page} SOFFSET {offset}",
@@ -535,7 +579,6 @@ impl InfluxSource {
                     condition(start, end, "")
                 ))
                 .await?;
-            let n = series.len() as u64;
             for s in &series {
                 let tags: Vec<(&str, &str)> = m
                     .tags
@@ -550,11 +593,9 @@ impl InfluxSource {
                     .sum();
                 out.push((series_predicate(&tags), count));
             }
-            if n < page {
-                return Ok(out);
-            }
             offset += page;
         }
+        Ok(out)
     }
 
     /// The query reading one split: the projected fields, tags from the series.
@@ -612,7 +653,11 @@ impl InfluxSource {
                 Err(e) => return Err(e.into()),
             };
             let mut rows = Vec::new();
-            for series in json["results"][0]["series"].as_array().into_iter().flatten() {
+            for series in json["results"][0]["series"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
                 rows_of_series(m, table, series, &mut rows, &mut skipped, dead_letters);
             }
             if rows.is_empty() {
@@ -781,9 +826,7 @@ impl BoundedSource for InfluxSource {
         // Every row sent counts, those of attempts that failed half-way included.
         let total = AtomicU64::new(0);
         self.with_retries(&format!("reading split {}", split.id), || async {
-            let result = self
-                .read_once(m, split.table, &q, out, dead_letters)
-                .await;
+            let result = self.read_once(m, split.table, &q, out, dead_letters).await;
             match &result {
                 Ok(n) | Err(Attempt::Transient { sent: n, .. }) => {
                     total.fetch_add(*n, Ordering::Relaxed);
@@ -914,10 +957,18 @@ mod tests {
 
     #[test]
     fn series_are_packed_under_both_bounds_and_big_ones_stand_alone() {
-        let series: Vec<(String, u64)> = [("a", 40), ("b", 50), ("c", 500), ("d", 10), ("e", 10), ("f", 10), ("g", 0)]
-            .iter()
-            .map(|(p, n)| (p.to_string(), *n))
-            .collect();
+        let series: Vec<(String, u64)> = [
+            ("a", 40),
+            ("b", 50),
+            ("c", 500),
+            ("d", 10),
+            ("e", 10),
+            ("f", 10),
+            ("g", 0),
+        ]
+        .iter()
+        .map(|(p, n)| (p.to_string(), *n))
+        .collect();
         let groups = pack_series(series, 100, 2);
         let got: Vec<(&str, usize, u64)> = groups
             .iter()
@@ -938,6 +989,9 @@ mod tests {
     fn count_rows_sum_every_field_and_skip_nulls() {
         assert_eq!(row_count(&serde_json::json!([0, 2, null, 5])), 7);
         assert_eq!(condition(1, 2, ""), "time >= 1 AND time < 2");
-        assert_eq!(condition(1, 2, "x = 'y'"), "time >= 1 AND time < 2 AND (x = 'y')");
+        assert_eq!(
+            condition(1, 2, "x = 'y'"),
+            "time >= 1 AND time < 2 AND (x = 'y')"
+        );
     }
 }

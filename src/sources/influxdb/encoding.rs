@@ -47,6 +47,19 @@ impl FieldType {
         }
     }
 
+    /// The type as `plan` shows it and sinks that declare types read it: named by its
+    /// width (InfluxDB's `integer` is 64-bit, its `float` double precision), so that
+    /// IoTDB types them INT64 and DOUBLE.
+    pub fn source_type(self) -> &'static str {
+        match self {
+            FieldType::Float => "float64",
+            FieldType::Integer => "int64",
+            FieldType::Unsigned => "uint64",
+            FieldType::String => "string",
+            FieldType::Boolean => "boolean",
+        }
+    }
+
     /// What the mapping sees.
     pub fn kind(self) -> ColumnKind {
         match self {
@@ -89,16 +102,25 @@ mod tests {
             FieldType::Float.convert(&twenty),
             Ok(Some(Value::Float(20.0)))
         );
-        assert_eq!(FieldType::Integer.convert(&twenty), Ok(Some(Value::Int(20))));
+        assert_eq!(
+            FieldType::Integer.convert(&twenty),
+            Ok(Some(Value::Int(20)))
+        );
         let big: serde_json::Value = serde_json::from_str("9223372036854775807").unwrap();
         assert_eq!(
             FieldType::Integer.convert(&big),
             Ok(Some(Value::Int(i64::MAX)))
         );
         let tenth: serde_json::Value = serde_json::from_str("0.1").unwrap();
-        assert_eq!(FieldType::Float.convert(&tenth), Ok(Some(Value::Float(0.1))));
+        assert_eq!(
+            FieldType::Float.convert(&tenth),
+            Ok(Some(Value::Float(0.1)))
+        );
         assert!(FieldType::Integer.convert(&tenth).is_err());
-        assert_eq!(FieldType::Boolean.convert(&json!(false)), Ok(Some(Value::Bool(false))));
+        assert_eq!(
+            FieldType::Boolean.convert(&json!(false)),
+            Ok(Some(Value::Bool(false)))
+        );
         assert_eq!(
             FieldType::String.convert(&json!("a \"b\"")),
             Ok(Some(Value::String("a \"b\"".into())))
