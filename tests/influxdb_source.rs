@@ -6,8 +6,12 @@
 //! answers and stalls are retried; a killed job resumes and ends with every point once.
 
 mod common;
+#[path = "standins/iotdb/mod.rs"]
+mod iotdb_standin;
 
 use common::*;
+use iotdb_standin::{IotdbStandIn, StandInDataType as T, StandInValue as V};
+use std::collections::BTreeMap;
 use proxy::{Fault, QueryProxy};
 use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
@@ -413,6 +417,88 @@ fn killed_mid_run_then_restarted_every_point_once() {
     assert_eq!(summary_u64(&out.stdout, "rows_read"), rows_pending as u64);
     assert!(rows_pending < written);
     assert_eq!(assert_same_points(&source, &target), written);
+}
+
+#[test]
+fn the_shipped_iotdb_job_makes_tags_path_levels_and_fields_typed_series() {
+    // Against the IoTDB stand-in (tests/standins/iotdb/), not IoTDB itself.
+    let source = unique("i1iot");
+    let _cleanup = Cleanup::default().database(&source);
+    fresh_influx_db(&source);
+    let mut lines = Vec::new();
+    let mut want: BTreeMap<String, Vec<(i64, V)>> = BTreeMap::new();
+    for (h, host) in ["web-1", "db2"].iter().enumerate() {
+        for cpu in ["cpu0", "cpu-total"] {
+            for i in 0..40i64 {
+                let t = BASE + i * 90 * SECOND + h as i64 * 7 + 1;
+                // 20 and 20.5 alike stay floats (DOUBLE).
+                let user = (i % 3) as f64 * 10.0 + if i % 2 == 0 { 0.5 } else { 0.0 };
+                // usage_system on every other point only: absent values are no points.
+                let system = if i % 2 == 0 { format!(",usage_system={}", i * 3) } else { String::new() };
+                lines.push(format!("cpu,host={host},cpu={cpu} usage_user={user},usage_idle={}{system} {t}", 100.0 - user));
+                let device = format!("root.telegraf.cpu.`{host}`.`{cpu}`").replace("`db2`", "db2").replace("`cpu0`", "cpu0");
+                want.entry(format!("{device}.usage_user")).or_default().push((t, V::Double(user)));
+                want.entry(format!("{device}.usage_idle")).or_default().push((t, V::Double(100.0 - user)));
+                if i % 2 == 0 {
+                    want.entry(format!("{device}.usage_system")).or_default().push((t, V::Double((i * 3) as f64)));
+                }
+            }
+        }
+        for i in 0..30i64 {
+            let t = BASE + i * 60 * SECOND + h as i64;
+            let used = 1i64 << (33 + i % 5);
+            lines.push(format!(r#"mem,host={host} used={used}i,available_percent={}.25,low={},state="ok {i}" {t}"#, i, i % 4 == 0));
+            let device = format!("root.telegraf.mem.`{host}`").replace("`db2`", "db2");
+            want.entry(format!("{device}.used")).or_default().push((t, V::Int64(used)));
+            want.entry(format!("{device}.available_percent")).or_default().push((t, V::Double(i as f64 + 0.25)));
+            want.entry(format!("{device}.low")).or_default().push((t, V::Boolean(i % 4 == 0)));
+            want.entry(format!("{device}.state")).or_default().push((t, V::Text(format!("ok {i}"))));
+        }
+    }
+    // No `cpu` tag: its path cannot be made.
+    lines.push(format!("cpu,host=db2 usage_user=1 {}", BASE + 3));
+    influx_write(&source, &lines.join("\n"), "ns");
+    for points in want.values_mut() {
+        points.sort_by_key(|p| p.0);
+    }
+
+    let iotdb = IotdbStandIn::start();
+    let dir = scratch(&format!("{source}-iot"));
+    let job = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs/influxdb1-to-iotdb.yaml");
+    let out = tsmig()
+        .current_dir(&dir)
+        .env("INFLUX_SOURCE_DB", &source)
+        .env("INFLUX_SOURCE_URL", influx_url())
+        .env("IOTDB_PORT", iotdb.port().to_string())
+        .args(["-c", "backfill", "--config", job.to_str().unwrap(), "--workers", "2", "--progress", "off"])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert_eq!(summary_u64(&out.stdout, "points_written"), 2 * 2 * 40 + 2 * 30);
+    assert_eq!(summary_u64(&out.stdout, "dead_lettered"), 1);
+    let dead = std::fs::read_to_string(dir.join("state/influxdb1-to-iotdb/dead-letter.jsonl")).unwrap();
+    assert!(dead.contains("path column `cpu` is NULL"), "{dead}");
+
+    assert_eq!(iotdb.databases(), vec!["root.telegraf".to_string()]);
+    assert!(iotdb.all_points() == want, "the stored points differ from the source");
+    let types: BTreeMap<String, T> = iotdb
+        .series()
+        .into_iter()
+        .filter(|s| s.path.starts_with("root.telegraf.mem.db2.") || s.path.starts_with("root.telegraf.cpu.db2.cpu0."))
+        .map(|s| (s.path, s.data_type))
+        .collect();
+    assert_eq!(
+        types,
+        BTreeMap::from([
+            ("root.telegraf.cpu.db2.cpu0.usage_idle".to_string(), T::Double),
+            ("root.telegraf.cpu.db2.cpu0.usage_system".to_string(), T::Double),
+            ("root.telegraf.cpu.db2.cpu0.usage_user".to_string(), T::Double),
+            ("root.telegraf.mem.db2.available_percent".to_string(), T::Double),
+            ("root.telegraf.mem.db2.low".to_string(), T::Boolean),
+            ("root.telegraf.mem.db2.state".to_string(), T::Text),
+            ("root.telegraf.mem.db2.used".to_string(), T::Int64),
+        ])
+    );
 }
 
 #[test]
