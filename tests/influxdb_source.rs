@@ -11,9 +11,9 @@ mod iotdb_standin;
 
 use common::*;
 use iotdb_standin::{IotdbStandIn, StandInDataType as T, StandInValue as V};
-use std::collections::BTreeMap;
 use proxy::{Fault, QueryProxy};
 use serde_json::Value as Json;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -298,7 +298,7 @@ fn server_errors_cut_answers_and_stalls_are_retried_and_counted() {
         &proxy.url(),
         &source,
         &target,
-        "  max_points_per_query: 2000\n  chunk_size: 20\n  timeout: 1s\n  initial_backoff: 10ms\n  max_backoff: 50ms",
+        "  retention_policy: autogen\n  max_points_per_query: 2000\n  chunk_size: 20\n  timeout: 1s\n  initial_backoff: 10ms\n  max_backoff: 50ms",
     );
     let out = backfill(&job, "2");
     assert_ok(&out);
@@ -434,25 +434,52 @@ fn the_shipped_iotdb_job_makes_tags_path_levels_and_fields_typed_series() {
                 // 20 and 20.5 alike stay floats (DOUBLE).
                 let user = (i % 3) as f64 * 10.0 + if i % 2 == 0 { 0.5 } else { 0.0 };
                 // usage_system on every other point only: absent values are no points.
-                let system = if i % 2 == 0 { format!(",usage_system={}", i * 3) } else { String::new() };
-                lines.push(format!("cpu,host={host},cpu={cpu} usage_user={user},usage_idle={}{system} {t}", 100.0 - user));
-                let device = format!("root.telegraf.cpu.`{host}`.`{cpu}`").replace("`db2`", "db2").replace("`cpu0`", "cpu0");
-                want.entry(format!("{device}.usage_user")).or_default().push((t, V::Double(user)));
-                want.entry(format!("{device}.usage_idle")).or_default().push((t, V::Double(100.0 - user)));
+                let system = if i % 2 == 0 {
+                    format!(",usage_system={}", i * 3)
+                } else {
+                    String::new()
+                };
+                lines.push(format!(
+                    "cpu,host={host},cpu={cpu} usage_user={user},usage_idle={}{system} {t}",
+                    100.0 - user
+                ));
+                let device = format!("root.telegraf.cpu.`{host}`.`{cpu}`")
+                    .replace("`db2`", "db2")
+                    .replace("`cpu0`", "cpu0");
+                want.entry(format!("{device}.usage_user"))
+                    .or_default()
+                    .push((t, V::Double(user)));
+                want.entry(format!("{device}.usage_idle"))
+                    .or_default()
+                    .push((t, V::Double(100.0 - user)));
                 if i % 2 == 0 {
-                    want.entry(format!("{device}.usage_system")).or_default().push((t, V::Double((i * 3) as f64)));
+                    want.entry(format!("{device}.usage_system"))
+                        .or_default()
+                        .push((t, V::Double((i * 3) as f64)));
                 }
             }
         }
         for i in 0..30i64 {
             let t = BASE + i * 60 * SECOND + h as i64;
             let used = 1i64 << (33 + i % 5);
-            lines.push(format!(r#"mem,host={host} used={used}i,available_percent={}.25,low={},state="ok {i}" {t}"#, i, i % 4 == 0));
+            lines.push(format!(
+                r#"mem,host={host} used={used}i,available_percent={}.25,low={},state="ok {i}" {t}"#,
+                i,
+                i % 4 == 0
+            ));
             let device = format!("root.telegraf.mem.`{host}`").replace("`db2`", "db2");
-            want.entry(format!("{device}.used")).or_default().push((t, V::Int64(used)));
-            want.entry(format!("{device}.available_percent")).or_default().push((t, V::Double(i as f64 + 0.25)));
-            want.entry(format!("{device}.low")).or_default().push((t, V::Boolean(i % 4 == 0)));
-            want.entry(format!("{device}.state")).or_default().push((t, V::Text(format!("ok {i}"))));
+            want.entry(format!("{device}.used"))
+                .or_default()
+                .push((t, V::Int64(used)));
+            want.entry(format!("{device}.available_percent"))
+                .or_default()
+                .push((t, V::Double(i as f64 + 0.25)));
+            want.entry(format!("{device}.low"))
+                .or_default()
+                .push((t, V::Boolean(i % 4 == 0)));
+            want.entry(format!("{device}.state"))
+                .or_default()
+                .push((t, V::Text(format!("ok {i}"))));
         }
     }
     // No `cpu` tag: its path cannot be made.
@@ -470,30 +497,61 @@ fn the_shipped_iotdb_job_makes_tags_path_levels_and_fields_typed_series() {
         .env("INFLUX_SOURCE_DB", &source)
         .env("INFLUX_SOURCE_URL", influx_url())
         .env("IOTDB_PORT", iotdb.port().to_string())
-        .args(["-c", "backfill", "--config", job.to_str().unwrap(), "--workers", "2", "--progress", "off"])
+        .args([
+            "-c",
+            "backfill",
+            "--config",
+            job.to_str().unwrap(),
+            "--workers",
+            "2",
+            "--progress",
+            "off",
+        ])
         .output()
         .unwrap();
     assert_ok(&out);
-    assert_eq!(summary_u64(&out.stdout, "points_written"), 2 * 2 * 40 + 2 * 30);
+    assert_eq!(
+        summary_u64(&out.stdout, "points_written"),
+        2 * 2 * 40 + 2 * 30
+    );
     assert_eq!(summary_u64(&out.stdout, "dead_lettered"), 1);
-    let dead = std::fs::read_to_string(dir.join("state/influxdb1-to-iotdb/dead-letter.jsonl")).unwrap();
+    let dead =
+        std::fs::read_to_string(dir.join("state/influxdb1-to-iotdb/dead-letter.jsonl")).unwrap();
     assert!(dead.contains("path column `cpu` is NULL"), "{dead}");
 
     assert_eq!(iotdb.databases(), vec!["root.telegraf".to_string()]);
-    assert!(iotdb.all_points() == want, "the stored points differ from the source");
+    assert!(
+        iotdb.all_points() == want,
+        "the stored points differ from the source"
+    );
     let types: BTreeMap<String, T> = iotdb
         .series()
         .into_iter()
-        .filter(|s| s.path.starts_with("root.telegraf.mem.db2.") || s.path.starts_with("root.telegraf.cpu.db2.cpu0."))
+        .filter(|s| {
+            s.path.starts_with("root.telegraf.mem.db2.")
+                || s.path.starts_with("root.telegraf.cpu.db2.cpu0.")
+        })
         .map(|s| (s.path, s.data_type))
         .collect();
     assert_eq!(
         types,
         BTreeMap::from([
-            ("root.telegraf.cpu.db2.cpu0.usage_idle".to_string(), T::Double),
-            ("root.telegraf.cpu.db2.cpu0.usage_system".to_string(), T::Double),
-            ("root.telegraf.cpu.db2.cpu0.usage_user".to_string(), T::Double),
-            ("root.telegraf.mem.db2.available_percent".to_string(), T::Double),
+            (
+                "root.telegraf.cpu.db2.cpu0.usage_idle".to_string(),
+                T::Double
+            ),
+            (
+                "root.telegraf.cpu.db2.cpu0.usage_system".to_string(),
+                T::Double
+            ),
+            (
+                "root.telegraf.cpu.db2.cpu0.usage_user".to_string(),
+                T::Double
+            ),
+            (
+                "root.telegraf.mem.db2.available_percent".to_string(),
+                T::Double
+            ),
             ("root.telegraf.mem.db2.low".to_string(), T::Boolean),
             ("root.telegraf.mem.db2.state".to_string(), T::Text),
             ("root.telegraf.mem.db2.used".to_string(), T::Int64),
@@ -539,6 +597,25 @@ fn job_file_mistakes_are_named() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("key `source.measurements[0]`: measurement `nothere` has no fields"),
+        "{stderr}"
+    );
+
+    // A field that is an integer in one shard (2020) and a float in another (2026).
+    influx_write(&db, "mixed f=1i 1577836800000000000", "ns");
+    influx_write(&db, &format!("mixed f=1.5 {BASE}"), "ns");
+    std::fs::write(
+        &path,
+        format!(
+            "name: x\nsource:\n  type: influxdb\n  url: {}\n  database: {db}\n{sink}",
+            influx_url()
+        ),
+    )
+    .unwrap();
+    let out = run(&["plan", "--config", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("measurement `mixed`: field `f` is stored as float in some shards and as integer in others"),
         "{stderr}"
     );
 }

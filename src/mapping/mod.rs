@@ -619,6 +619,54 @@ mod tests {
     }
 
     #[test]
+    fn without_a_device_column_the_series_is_the_exchange_key() {
+        let job = job("  - table: readings\n    timestamp_field: ts\n    tags: [site, device]\n    fields: [temp]\n").unwrap();
+        let m = Mappings::compile(&job, &schema()).unwrap();
+        let row = |site: &str| Row {
+            table: 0,
+            values: vec![
+                Some(Value::Time(5)),
+                Some(Value::String(site.into())),
+                Some(Value::String("d1".into())),
+                Some(Value::Float(1.5)),
+            ],
+        };
+        let mut points = Vec::new();
+        for site in ["s1", "s2", "s1"] {
+            m.apply(row(site), &mut |p| points.push(p), &mut |r| panic!("{r:?}"));
+        }
+        assert_eq!(
+            points[0].device_hash,
+            device_hash(b"readings,device=d1,site=s1")
+        );
+        assert_eq!(points[0].device_hash, points[2].device_hash);
+        assert_ne!(points[0].device_hash, points[1].device_hash);
+        assert!(m.describe()[0].contains("device the series"));
+    }
+
+    #[test]
+    fn mappings_auto_is_an_empty_list_only_where_the_source_offers_one() {
+        let influx = |mappings: &str| {
+            Job::parse(
+                Path::new("job.yaml"),
+                &format!("name: t\nsource:\n  type: influxdb\n  url: http://h:8086\n  database: d\nsink:\n  type: blackhole\n{mappings}"),
+                |_| None,
+            )
+        };
+        assert!(influx("mappings: auto\n").unwrap().file.mappings.is_empty());
+        assert!(influx("").unwrap().file.mappings.is_empty());
+        let err = influx("mappings: all\n").unwrap_err();
+        assert!(
+            err.message
+                .contains("`all` is not a list of mappings or `auto`"),
+            "{}",
+            err.message
+        );
+        let err = job("").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("mappings"));
+    }
+
+    #[test]
     fn rows_that_cannot_be_points_are_rejected_with_reasons() {
         let job = job(GOOD).unwrap();
         let m = Mappings::compile(&job, &schema()).unwrap();

@@ -246,6 +246,9 @@ impl InfluxSource {
         loop {
             match attempt().await {
                 Ok(v) => return Ok(v),
+                Err(Attempt::Fail(SourceError::Server(m))) => {
+                    return Err(SourceError::Server(format!("{what}: {m}")))
+                }
                 Err(Attempt::Fail(e)) => return Err(e),
                 Err(Attempt::Transient { message, sent }) => {
                     if failures >= self.retry.max_retries {
@@ -343,12 +346,13 @@ impl InfluxSource {
                 };
                 match fields.iter().find(|(k, _)| k == key) {
                     Some((_, other)) if *other != ty => {
+                        let mut types = [other.name(), ty.name()];
+                        types.sort();
                         return Err(SourceError::Server(format!(
                             "measurement `{name}`: field `{key}` is stored as {} in some shards and as {} in others; \
                              copy the shards apart (a measurement per retention policy or time range) or rewrite one type first",
-                            other.name(),
-                            ty.name()
-                        )))
+                            types[0], types[1]
+                        )));
                     }
                     Some(_) => {}
                     None => fields.push((key.to_string(), ty)),

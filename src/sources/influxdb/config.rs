@@ -47,7 +47,8 @@ pub struct InfluxSourceConfig {
     /// Longest wait for the server's next bytes; a query that stalls longer is retried.
     #[serde(default = "default_timeout", deserialize_with = "duration")]
     pub timeout: Duration,
-    /// Time limit of one whole query, answer included; a query that takes longer is retried.
+    /// Time limit of one whole query, answer included — and so the time the target takes
+    /// to write what it answers; a query that takes longer is retried.
     #[serde(default = "default_query_timeout", deserialize_with = "duration")]
     pub query_timeout: Duration,
     /// Retries of a query that failed transiently (network, timeout, 429, 5xx) before the
@@ -78,7 +79,7 @@ fn default_timeout() -> Duration {
     Duration::from_secs(30)
 }
 fn default_query_timeout() -> Duration {
-    Duration::from_secs(600)
+    Duration::from_secs(30 * 60)
 }
 fn default_max_retries() -> u32 {
     10
