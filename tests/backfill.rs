@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value as Json};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// device_id, site, time (ms), temperature, humidity, pressure, status.
@@ -325,49 +326,12 @@ fn killed_mid_run_then_restarted_rereads_only_unfinished_chunks() {
     let job = job.to_str().unwrap();
     let state_file = dir.join("state/backfill.json");
 
-    let mut child = tsmig()
-        .args([
-            "-c",
-            "backfill",
-            "--config",
-            job,
-            "--workers",
-            "2",
-            "--progress",
-            "off",
-        ])
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    loop {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no chunk was checkpointed within a minute"
-        );
-        if let Ok(text) = std::fs::read_to_string(&state_file) {
-            let state: Json = serde_json::from_str(&text).unwrap();
-            if !state["finished"].as_array().unwrap().is_empty() {
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = backfill_command(Path::new(job), "2").spawn().unwrap();
+    wait_for_a_finished_split(&state_file);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     // The state on disk now is what the restart will use (the job may have saved once more).
-    let state: Json = serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
-    let finished = |s: &Json, id: u64| {
-        s["finished"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r[0].as_u64().unwrap() <= id && id <= r[1].as_u64().unwrap())
-    };
-    let plan = state["plan"].as_array().unwrap().clone();
-    let pending: Vec<&Json> = plan
-        .iter()
-        .filter(|s| !finished(&state, s["id"].as_u64().unwrap()))
-        .collect();
+    let (plan, pending) = unfinished_splits(&state_file);
     assert!(
         !pending.is_empty(),
         "the job finished before it could be killed; make it slower"
@@ -408,7 +372,7 @@ fn killed_mid_run_then_restarted_rereads_only_unfinished_chunks() {
     let done: Json = serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
     assert!(plan
         .iter()
-        .all(|s| finished(&done, s["id"].as_u64().unwrap())));
+        .all(|s| split_finished(&done, s["id"].as_u64().unwrap())));
 
     // A third run has nothing left to do.
     let out = run(&["-c", "backfill", "--config", job, "--progress", "off"]);

@@ -12,10 +12,9 @@ mod iotdb_standin;
 use common::*;
 use iotdb_standin::{IotdbStandIn, StandInDataType as T, StandInValue as V};
 use proxy::{Fault, QueryProxy};
-use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// 2026-01-01T00:00:00Z in ns.
 const BASE: i64 = 1_767_225_600_000_000_000;
@@ -167,16 +166,7 @@ checkpoint:
 }
 
 fn backfill(job: &Path, workers: &str) -> std::process::Output {
-    run(&[
-        "-c",
-        "backfill",
-        "--config",
-        job.to_str().unwrap(),
-        "--workers",
-        workers,
-        "--progress",
-        "off",
-    ])
+    backfill_command(job, workers).output().unwrap()
 }
 
 #[test]
@@ -259,19 +249,9 @@ fn the_shipped_job_copies_a_database_as_it_is() {
         ("INFLUX_SOURCE_URL", influx_url()),
         ("INFLUX_TARGET_URL", influx_url()),
     ];
-    let out = tsmig()
+    let out = backfill_command(&job, "2")
         .current_dir(&dir)
         .envs(env.iter().cloned())
-        .args([
-            "-c",
-            "backfill",
-            "--config",
-            job.to_str().unwrap(),
-            "--workers",
-            "2",
-            "--progress",
-            "off",
-        ])
         .output()
         .unwrap();
     assert_ok(&out);
@@ -342,53 +322,16 @@ fn killed_mid_run_then_restarted_every_point_once() {
         "  bucket: 10m\n  max_points_per_query: 300\n  chunk_size: 25\n  rate_limit: 1000",
     );
     let state_file = dir.join("state/backfill.json");
-    let mut child = tsmig()
-        .args([
-            "-c",
-            "backfill",
-            "--config",
-            job.to_str().unwrap(),
-            "--workers",
-            "2",
-            "--progress",
-            "off",
-        ])
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    loop {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no split checkpointed within a minute"
-        );
-        if let Ok(text) = std::fs::read_to_string(&state_file) {
-            let state: Json = serde_json::from_str(&text).unwrap();
-            if state["finished"].as_array().is_some_and(|f| !f.is_empty()) {
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = backfill_command(&job, "2").spawn().unwrap();
+    wait_for_a_finished_split(&state_file);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-
-    let state: Json = serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
-    let finished = |s: &Json, id: u64| {
-        s["finished"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r[0].as_u64().unwrap() <= id && id <= r[1].as_u64().unwrap())
-    };
-    let plan = state["plan"].as_array().unwrap().clone();
-    let pending: Vec<&Json> = plan
-        .iter()
-        .filter(|s| !finished(&state, s["id"].as_u64().unwrap()))
-        .collect();
+    let (plan, pending) = unfinished_splits(&state_file);
     assert!(
         !pending.is_empty(),
         "the job finished before it could be killed"
     );
+    assert!(pending.len() < plan.len());
     // The points of the unfinished splits, counted on the source by the split's own bounds.
     let tables = ["air quality", "counter", "weather"];
     let mut rows_pending = 0usize;
@@ -492,21 +435,11 @@ fn the_shipped_iotdb_job_makes_tags_path_levels_and_fields_typed_series() {
     let iotdb = IotdbStandIn::start();
     let dir = scratch(&format!("{source}-iot"));
     let job = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs/influxdb1-to-iotdb.yaml");
-    let out = tsmig()
+    let out = backfill_command(&job, "2")
         .current_dir(&dir)
         .env("INFLUX_SOURCE_DB", &source)
         .env("INFLUX_SOURCE_URL", influx_url())
         .env("IOTDB_PORT", iotdb.port().to_string())
-        .args([
-            "-c",
-            "backfill",
-            "--config",
-            job.to_str().unwrap(),
-            "--workers",
-            "2",
-            "--progress",
-            "off",
-        ])
         .output()
         .unwrap();
     assert_ok(&out);

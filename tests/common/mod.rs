@@ -343,3 +343,59 @@ pub fn report_line(report: &str) -> &str {
         .find(|l| l.starts_with("verify: "))
         .unwrap_or_else(|| panic!("no report in {report}"))
 }
+
+/// `tsmig-job -c backfill --config JOB --workers N --progress off`, to run or spawn.
+pub fn backfill_command(job: &Path, workers: &str) -> Command {
+    let mut c = tsmig();
+    c.args([
+        "-c",
+        "backfill",
+        "--config",
+        job.to_str().unwrap(),
+        "--workers",
+        workers,
+        "--progress",
+        "off",
+    ]);
+    c
+}
+
+/// Waits (a minute at most) until a backfill's state file records a finished split.
+pub fn wait_for_a_finished_split(state_file: &Path) {
+    let started = std::time::Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no split was checkpointed within a minute"
+        );
+        if let Ok(text) = std::fs::read_to_string(state_file) {
+            let state: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if state["finished"].as_array().is_some_and(|f| !f.is_empty()) {
+                return;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Whether split `id` is among the finished ranges of a backfill state.
+pub fn split_finished(state: &serde_json::Value, id: u64) -> bool {
+    state["finished"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r[0].as_u64().unwrap() <= id && id <= r[1].as_u64().unwrap())
+}
+
+/// The plan recorded in a backfill's state file, and its splits not yet finished.
+pub fn unfinished_splits(state_file: &Path) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state_file).unwrap()).unwrap();
+    let plan = state["plan"].as_array().unwrap().clone();
+    let pending = plan
+        .iter()
+        .filter(|s| !split_finished(&state, s["id"].as_u64().unwrap()))
+        .cloned()
+        .collect();
+    (plan, pending)
+}

@@ -353,6 +353,16 @@ impl ChunkedAnswer {
     }
 }
 
+/// The column names of one series of an answer (`time` first).
+pub fn series_columns(series: &serde_json::Value) -> Vec<&str> {
+    series["columns"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.as_str())
+        .collect()
+}
+
 /// One line of a chunked answer.
 fn parse_chunk(line: &[u8]) -> Result<serde_json::Value, QueryError> {
     let json: serde_json::Value = serde_json::from_slice(line)

@@ -121,12 +121,7 @@ impl crate::sinks::Verify for InfluxSink {
                             measurement,
                             tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
                         );
-                        let columns: Vec<&str> = series["columns"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|c| c.as_str())
-                            .collect();
+                        let columns = super::client::series_columns(series);
                         for row in series["values"].as_array().into_iter().flatten() {
                             let Some(values) = row.as_array() else {
                                 continue;

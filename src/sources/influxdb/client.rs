@@ -18,7 +18,9 @@ use super::encoding::FieldType;
 use crate::dead_letter::DeadLetters;
 use crate::job::{Job, MappingConfig, TimeUnit};
 use crate::model::{Row, Value};
-use crate::sinks::influxdb::client::{quote_ident, quote_literal, InfluxClient, QueryError};
+use crate::sinks::influxdb::client::{
+    quote_ident, quote_literal, series_columns, ChunkedAnswer, InfluxClient, QueryError,
+};
 use crate::sinks::util::RetryPolicy;
 use crate::sources::{
     BoundedSource, Column, ColumnKind, RowSender, SourceError, Split, TableSchema,
@@ -27,7 +29,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// Narrowest time range planning halves a bucket down to before it divides it by series
 /// (a single series is halved further, down to one nanosecond).
@@ -37,6 +39,9 @@ const MAX_SERIES_PER_SPLIT: usize = 100;
 /// Rows one planning query answers at most (histogram buckets, series counts, measurement
 /// names), or `max_points_per_query` if that is smaller.
 const MAX_PLANNING_ROWS: u64 = 10_000;
+
+/// Rows per chunk of a planning query's answer.
+const PLANNING_CHUNK_SIZE: usize = 100;
 
 /// The name of the time column of every measurement's schema.
 pub const TIME_COLUMN: &str = "time";
@@ -271,20 +276,34 @@ impl InfluxSource {
         }
     }
 
+    /// Sends a query once a place at the gate is free; the place is held as long as the
+    /// permit handed back with the answer, which is until the answer is read.
+    async fn send(
+        &self,
+        q: &str,
+        chunk_size: usize,
+    ) -> Result<(SemaphorePermit<'_>, ChunkedAnswer), Attempt> {
+        let permit = self
+            .gate
+            .acquire()
+            .await
+            .map_err(|_| Attempt::Fail(SourceError::Stopped))?;
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(query = q, "querying InfluxDB");
+        let answer = self
+            .client
+            .query_chunked_answer(q, chunk_size, Some(self.stall))
+            .await?;
+        Ok((permit, answer))
+    }
+
     /// The series objects of a (small) planning query's answer, all chunks together.
     async fn query(&self, q: &str) -> Result<Vec<serde_json::Value>, SourceError> {
         self.with_retries(&format!("query `{q}`"), || async {
-            let _permit = self
-                .gate
-                .acquire()
-                .await
-                .map_err(|_| Attempt::Fail(SourceError::Stopped))?;
-            self.queries.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(query = q, "planning");
-            let mut answer = self
-                .client
-                .query_chunked_answer(q, self.chunk_size, Some(self.stall))
-                .await?;
+            // Small chunks: an aggregate's rows come as they are computed, so a long count
+            // keeps showing progress instead of stalling until its last bucket.
+            let chunk_size = self.chunk_size.min(PLANNING_CHUNK_SIZE);
+            let (_permit, mut answer) = self.send(q, chunk_size).await?;
             let mut series = Vec::new();
             while let Some(json) = answer.next().await? {
                 if let Some(list) = json["results"][0]["series"].as_array() {
@@ -635,16 +654,7 @@ impl InfluxSource {
         out: &RowSender,
         dead_letters: &DeadLetters,
     ) -> Result<u64, Attempt> {
-        let _permit = self
-            .gate
-            .acquire()
-            .await
-            .map_err(|_| Attempt::Fail(SourceError::Stopped))?;
-        self.queries.fetch_add(1, Ordering::Relaxed);
-        let mut answer = self
-            .client
-            .query_chunked_answer(q, self.chunk_size, Some(self.stall))
-            .await?;
+        let (_permit, mut answer) = self.send(q, self.chunk_size).await?;
         let mut sent = 0u64;
         let mut skipped = 0u64;
         loop {
@@ -695,12 +705,7 @@ fn rows_of_series(
         Tag(Option<String>),
         Field(Option<usize>, FieldType),
     }
-    let columns: Vec<&str> = series["columns"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c.as_str())
-        .collect();
+    let columns = series_columns(series);
     let first_field = 1 + m.tags.len();
     let slots: Vec<Slot> = m
         .projection
