@@ -326,17 +326,7 @@ fn killed_mid_run_then_restarted_rereads_only_unfinished_chunks() {
     let job = job.to_str().unwrap();
     let state_file = dir.join("state/backfill.json");
 
-    let mut child = backfill_command(Path::new(job), "2").spawn().unwrap();
-    wait_for_a_finished_split(&state_file);
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    // The state on disk now is what the restart will use (the job may have saved once more).
-    let (plan, pending) = unfinished_splits(&state_file);
-    assert!(
-        !pending.is_empty(),
-        "the job finished before it could be killed; make it slower"
-    );
-    assert!(pending.len() < plan.len());
+    let (plan, pending) = kill_mid_run(backfill_command(Path::new(job), "2"), &state_file);
     // Exactly the rows of the unfinished chunks must be read again.
     let mut rows_pending = 0u64;
     for s in &pending {

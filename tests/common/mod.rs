@@ -399,3 +399,23 @@ pub fn unfinished_splits(state_file: &Path) -> (Vec<serde_json::Value>, Vec<serd
         .collect();
     (plan, pending)
 }
+
+/// Spawns a backfill, SIGKILLs it once its state records a finished split, and returns
+/// the recorded plan and its unfinished splits (some, not all: the kill came mid-run).
+pub fn kill_mid_run(
+    mut backfill: Command,
+    state_file: &Path,
+) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+    let mut child = backfill.spawn().unwrap();
+    wait_for_a_finished_split(state_file);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // The state on disk now is what the restart will use (the job may have saved once more).
+    let (plan, pending) = unfinished_splits(state_file);
+    assert!(
+        !pending.is_empty(),
+        "the job finished before it could be killed; make it slower"
+    );
+    assert!(pending.len() < plan.len());
+    (plan, pending)
+}
