@@ -278,12 +278,25 @@ fn server_errors_cut_answers_and_stalls_are_retried_and_counted() {
         &proxy.url(),
         &source,
         &target,
-        "  retention_policy: autogen\n  max_points_per_query: 2000\n  chunk_size: 20\n  timeout: 1s\n  initial_backoff: 10ms\n  max_backoff: 50ms",
+        "  retention_policy: autogen\n  username: reader\n  password: ${INFLUX_SRC_PASSWORD}\n  max_points_per_query: 2000\n  chunk_size: 20\n  timeout: 1s\n  initial_backoff: 10ms\n  max_backoff: 50ms",
     );
-    let out = backfill(&job, "2");
+    let out = backfill_command(&job, "2")
+        .env("INFLUX_SRC_PASSWORD", "s3cret")
+        .output()
+        .unwrap();
     assert_ok(&out);
     assert_eq!(assert_same_points(&source, &target), written);
     let log = proxy.log_when_idle();
+    // Every query carried the credentials (basic auth of reader:s3cret); no output shows them.
+    assert!(log
+        .iter()
+        .all(|q| q.authorization.as_deref() == Some("Basic cmVhZGVyOnMzY3JldA==")));
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!output.contains("s3cret"));
     assert_eq!(
         log.iter().filter(|q| q.fault.is_some()).count(),
         5,
@@ -507,7 +520,22 @@ fn job_file_mistakes_are_named() {
         &format!("name: x\nsource:\n  type: mysql\n  url: mysql://u@h/db\n  tables: [{{name: t}}]\n{sink}mappings: auto\n"),
         "key `mappings`: a job needs at least one mapping",
     );
-    // A measurement that is not there is named with its key, before anything is read.
+    // A database or measurement that is not there is named with its key, at once.
+    std::fs::write(
+        &path,
+        format!(
+            "name: x\nsource:\n  type: influxdb\n  url: {}\n  database: nosuchdb_i1\n{sink}",
+            influx_url()
+        ),
+    )
+    .unwrap();
+    let out = run(&["plan", "--config", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("key `source.database`: database `nosuchdb_i1` does not exist"),
+        "{stderr}"
+    );
     let db = unique("i1none");
     let _cleanup = Cleanup::default().database(&db);
     fresh_influx_db(&db);
@@ -567,6 +595,8 @@ mod proxy {
     #[derive(Debug, Clone)]
     pub struct Logged {
         pub query: String,
+        /// The request's Authorization header.
+        pub authorization: Option<String>,
         pub chunk_size: Option<usize>,
         /// Rows in the answer (every `values` row of every series of every chunk).
         pub rows: u64,
@@ -694,8 +724,14 @@ mod proxy {
         );
         let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         let query = param("q").unwrap_or_default();
+        let authorization = head.iter().find_map(|h| {
+            let (k, v) = h.split_once(':')?;
+            k.eq_ignore_ascii_case("authorization")
+                .then(|| v.trim().to_string())
+        });
         let mut logged = Logged {
             query,
+            authorization,
             chunk_size: param("chunk_size").and_then(|c| c.parse().ok()),
             rows: 0,
             status: 0,

@@ -101,6 +101,16 @@ impl From<QueryError> for Attempt {
     }
 }
 
+/// A failure to read the schema, said as such.
+fn cannot_open(e: SourceError) -> SourceError {
+    match e {
+        SourceError::Server(m) => SourceError::Server(format!(
+            "cannot read the schema from InfluxDB (source.url, source.database): {m}"
+        )),
+        other => other,
+    }
+}
+
 /// An InfluxDB 1.x database and the measurements a job reads from it.
 pub struct InfluxSource {
     client: InfluxClient,
@@ -141,7 +151,12 @@ impl InfluxSource {
             max_points: config.max_points_per_query,
             chunk_size: config.chunk_size,
             stall: config.timeout,
-            retry: config.retry(),
+            // Opening fails at once: a wrong URL or database should not take minutes of
+            // retries to say so. Once open, transient failures are retried.
+            retry: RetryPolicy {
+                max_retries: 0,
+                ..config.retry()
+            },
             gate: Semaphore::new(config.concurrency),
             rate: config.rate_limit.map(|r| RateLimit {
                 per_second: r as f64,
@@ -168,9 +183,28 @@ impl InfluxSource {
             }
             None => Vec::new(),
         };
+        let databases = source.query("SHOW DATABASES").await.map_err(cannot_open)?;
+        let exists = databases.iter().any(|s| {
+            s["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|row| row[0].as_str() == Some(config.database.as_str()))
+        });
+        if !exists {
+            return Err(job
+                .error_at(
+                    "source.database",
+                    format!(
+                        "database `{}` does not exist (or the user may not read it)",
+                        config.database
+                    ),
+                )
+                .into());
+        }
         let discover = named.is_empty();
         let names = if discover {
-            source.show_measurements().await?
+            source.show_measurements().await.map_err(cannot_open)?
         } else {
             named.iter().map(|(n, _)| n.clone()).collect()
         };
@@ -180,7 +214,7 @@ impl InfluxSource {
                 Some(rp) => format!("{}.{}", quote_ident(rp), quote_ident(name)),
                 None => quote_ident(name),
             };
-            let fields = source.field_keys(name, &from).await?;
+            let fields = source.field_keys(name, &from).await.map_err(cannot_open)?;
             if fields.is_empty() {
                 if discover {
                     tracing::warn!(measurement = %name, "measurement has no field keys (no data): skipped");
@@ -238,6 +272,7 @@ impl InfluxSource {
                 projection: Vec::new(),
             });
         }
+        source.retry = config.retry();
         Ok(source)
     }
 
@@ -257,17 +292,21 @@ impl InfluxSource {
                 Err(Attempt::Fail(e)) => return Err(e),
                 Err(Attempt::Transient { message, sent }) => {
                     if failures >= self.retry.max_retries {
-                        return Err(SourceError::Server(format!(
-                            "{what}: failed {} times, giving up: {message}",
-                            failures + 1
-                        )));
+                        return Err(SourceError::Server(if failures == 0 {
+                            format!("{what}: {message}")
+                        } else {
+                            format!(
+                                "{what}: failed {} times, giving up: {message}",
+                                failures + 1
+                            )
+                        }));
                     }
                     let wait = self.retry.backoff(failures, None, fastrand::f64());
                     tracing::warn!(
                         attempt = failures + 1,
                         rows_to_send_again = sent,
                         wait_ms = wait.as_millis() as u64,
-                        "{what}: {message}; retrying from the start"
+                        "{what}: {message}; retrying"
                     );
                     tokio::time::sleep(wait).await;
                     failures += 1;
