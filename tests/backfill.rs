@@ -89,21 +89,9 @@ fn one_worker_two_workers_and_two_processes_write_the_same_exact_points() {
             "1 worker" => assert_ok(&run(&["-c", "backfill", "--config", job, "--workers", "1"])),
             "2 workers" => assert_ok(&run(&["-c", "backfill", "--config", job, "--workers", "2"])),
             _ => {
-                let ports = free_ports(2);
-                let hostfile = dir.join("hosts");
-                std::fs::write(
-                    &hostfile,
-                    format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]),
-                )
-                .unwrap();
-                let script =
-                    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/start-local.sh");
-                let out = std::process::Command::new(script)
-                    .env("MYSQL_PASSWORD", "tsmig")
-                    .env("TSMIG_CLUSTER_LOGS", dir.join("logs"))
-                    .args(["--processes", "2", "--hostfile", hostfile.to_str().unwrap()])
-                    .args(["--bin", env!("CARGO_BIN_EXE_tsmig-job"), "--"])
-                    .args([
+                let logs = run_two_processes(
+                    &dir,
+                    &[
                         "-c",
                         "backfill",
                         "--config",
@@ -112,16 +100,10 @@ fn one_worker_two_workers_and_two_processes_write_the_same_exact_points() {
                         "1",
                         "--progress",
                         "off",
-                    ])
-                    .output()
-                    .unwrap();
-                assert_ok(&out);
+                    ],
+                    &[],
+                );
                 // Both processes read and wrote a share of the rows.
-                let logs: Vec<String> = (0..2)
-                    .map(|i| {
-                        std::fs::read_to_string(dir.join(format!("logs/process-{i}.log"))).unwrap()
-                    })
-                    .collect();
                 let read: u64 = logs
                     .iter()
                     .map(|l| summary_u64(l.as_bytes(), "rows_read"))

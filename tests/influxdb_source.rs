@@ -236,6 +236,43 @@ fn every_point_is_copied_exactly_and_no_query_answers_more_than_the_bound() {
 }
 
 #[test]
+fn two_processes_copy_the_same_points_each_reading_a_share() {
+    let source = unique("i1proc");
+    let target = unique("i1procto");
+    let _cleanup = Cleanup::default().database(&source).database(&target);
+    let written = seed(&source);
+    let dir = scratch(&target);
+    let job = job_file(
+        &dir,
+        &influx_url(),
+        &source,
+        &target,
+        "  max_points_per_query: 500",
+    );
+    let logs = run_two_processes(
+        &dir,
+        &[
+            "-c",
+            "backfill",
+            "--config",
+            job.to_str().unwrap(),
+            "--workers",
+            "1",
+            "--progress",
+            "off",
+        ],
+        &[],
+    );
+    let read: Vec<u64> = logs
+        .iter()
+        .map(|l| summary_u64(l.as_bytes(), "rows_read"))
+        .collect();
+    assert_eq!(read.iter().sum::<u64>(), written as u64, "{logs:?}");
+    assert!(read.iter().all(|&r| r > 0), "{logs:?}");
+    assert_eq!(assert_same_points(&source, &target), written);
+}
+
+#[test]
 fn the_shipped_job_copies_a_database_as_it_is() {
     let source = unique("i1ship");
     let target = unique("i1shipto");

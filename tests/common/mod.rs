@@ -419,3 +419,29 @@ pub fn kill_mid_run(
     assert!(pending.len() < plan.len());
     (plan, pending)
 }
+
+/// Runs `args` on two local processes of one worker each (cluster/start-local.sh) from
+/// `dir`; asserts the cluster succeeded and returns each process's output.
+pub fn run_two_processes(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Vec<String> {
+    let ports = free_ports(2);
+    let hostfile = dir.join("hosts");
+    std::fs::write(
+        &hostfile,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]),
+    )
+    .unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/start-local.sh");
+    let out = Command::new(script)
+        .env("MYSQL_PASSWORD", "tsmig")
+        .env("TSMIG_CLUSTER_LOGS", dir.join("logs"))
+        .envs(env.iter().copied())
+        .args(["--processes", "2", "--hostfile", hostfile.to_str().unwrap()])
+        .args(["--bin", env!("CARGO_BIN_EXE_tsmig-job"), "--"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    (0..2)
+        .map(|i| std::fs::read_to_string(dir.join(format!("logs/process-{i}.log"))).unwrap())
+        .collect()
+}
