@@ -453,7 +453,7 @@ impl InfluxSource {
         start: i64,
         end: i64,
         predicate: &str,
-    ) -> Result<u64, SourceError> {
+    ) -> Result<Count, SourceError> {
         let series = self
             .query(&format!(
                 "SELECT COUNT(*) FROM {} WHERE {}",
@@ -464,8 +464,8 @@ impl InfluxSource {
         Ok(series
             .iter()
             .flat_map(|s| s["values"].as_array().cloned().unwrap_or_default())
-            .map(|row| row_count(&row))
-            .sum())
+            .map(|row| Count::of(&row))
+            .fold(Count::default(), Count::add))
     }
 
     /// The splits of one measurement, in time order.
@@ -501,7 +501,7 @@ impl InfluxSource {
                         continue;
                     };
                     buckets += 1;
-                    let estimate = row_count(row);
+                    let estimate = Count::of(row);
                     let bucket_end = bucket.saturating_add(self.bucket_ns);
                     next = bucket_end;
                     let piece = (bucket, bucket_end, estimate);
@@ -525,7 +525,7 @@ impl InfluxSource {
         &self,
         m: &Measurement,
         table: u32,
-        (start, end, estimate): (i64, i64, u64),
+        (start, end, estimate): (i64, i64, Count),
         series_total: &mut Option<u64>,
         out: &mut Vec<Split>,
     ) -> Result<(), SourceError> {
@@ -534,7 +534,7 @@ impl InfluxSource {
             end: i64,
             predicate: String,
             single_series: bool,
-            estimate: u64,
+            estimate: Count,
         }
         let mut stack = vec![Piece {
             start,
@@ -544,11 +544,11 @@ impl InfluxSource {
             estimate,
         }];
         while let Some(p) = stack.pop() {
-            if p.estimate == 0 {
+            if p.estimate.bound == 0 {
                 continue;
             }
             let width = p.end - p.start;
-            let halve = p.estimate > self.max_points
+            let halve = p.estimate.bound > self.max_points
                 && (width > MIN_TIME_SPLIT_NS || (p.single_series && width > 1));
             if halve {
                 let mid = p.start + width / 2;
@@ -563,7 +563,7 @@ impl InfluxSource {
                         estimate,
                     });
                 }
-            } else if p.estimate > self.max_points && p.predicate.is_empty() {
+            } else if p.estimate.bound > self.max_points && p.predicate.is_empty() {
                 let total = match *series_total {
                     Some(total) => total,
                     None => {
@@ -573,12 +573,13 @@ impl InfluxSource {
                     }
                 };
                 let series = self.series_counts(m, p.start, p.end, total).await?;
-                let found: u64 = series.iter().map(|(_, n)| n).sum();
-                if found < p.estimate {
+                let found: u64 = series.iter().map(|(_, n)| n.bound).sum();
+                if found < p.estimate.bound {
                     // Never plan around points no split would read.
                     return Err(SourceError::Server(format!(
-                        "planning {}: its series in [{}, {}) hold {found} values, but the range counts {};                          series were added while planning — run the job again",
-                        m.from, p.start, p.end, p.estimate
+                        "planning {}: its series in [{}, {}) hold {found} values, but the range counts {}; \
+                         series were added while planning: run the job again",
+                        m.from, p.start, p.end, p.estimate.bound
                     )));
                 }
                 for group in pack_series(series, self.max_points, MAX_SERIES_PER_SPLIT)
@@ -602,7 +603,7 @@ impl InfluxSource {
                     start: Some(p.start),
                     end: Some(p.end),
                     nulls: false,
-                    estimated_rows: p.estimate,
+                    estimated_rows: p.estimate.rows,
                 });
             }
         }
@@ -629,7 +630,7 @@ impl InfluxSource {
         start: i64,
         end: i64,
         total: u64,
-    ) -> Result<Vec<(String, u64)>, SourceError> {
+    ) -> Result<Vec<(String, Count)>, SourceError> {
         let page = self.planning_page();
         let mut out = Vec::new();
         let mut offset = 0;
@@ -651,8 +652,8 @@ impl InfluxSource {
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .map(row_count)
-                    .sum();
+                    .map(Count::of)
+                    .fold(Count::default(), Count::add);
                 out.push((series_predicate(&tags), count));
             }
             offset += page;
@@ -897,15 +898,39 @@ fn condition(start: i64, end: i64, predicate: &str) -> String {
     }
 }
 
-/// The sum of the counts in a `COUNT(*)` row (after its time): the most rows the same
-/// range can answer, one per field value at most.
-fn row_count(row: &serde_json::Value) -> u64 {
-    row.as_array()
-        .into_iter()
-        .flatten()
-        .skip(1)
-        .filter_map(|v| v.as_u64())
-        .sum()
+/// What a `COUNT(*)` row (one count per field, after its time) says of the rows a read
+/// of the same range answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Count {
+    /// At most: the sum of the fields' counts (a row has at least one field). Splits are
+    /// cut on this, so no read can answer more than the bound.
+    bound: u64,
+    /// At least, and the estimate shown: the largest field's count (exact where every
+    /// point has that field).
+    rows: u64,
+}
+
+impl Count {
+    fn of(row: &serde_json::Value) -> Count {
+        let counts = row
+            .as_array()
+            .into_iter()
+            .flatten()
+            .skip(1)
+            .filter_map(|v| v.as_u64());
+        counts.fold(Count::default(), |c, n| Count {
+            bound: c.bound + n,
+            rows: c.rows.max(n),
+        })
+    }
+
+    /// Two disjoint ranges (other times, or other series) together.
+    fn add(self, other: Count) -> Count {
+        Count {
+            bound: self.bound + other.bound,
+            rows: self.rows + other.rows,
+        }
+    }
 }
 
 /// The buckets `[start, end)` of width `bucket` (aligned to the Unix epoch, as InfluxQL's
@@ -936,18 +961,22 @@ struct SeriesGroup {
     predicate: String,
     /// Series in the group.
     series: usize,
-    /// The most rows the group can answer.
-    estimate: u64,
+    /// What the group's read can answer.
+    estimate: Count,
 }
 
-/// Packs series, in order, into groups of at most `max_series` whose estimates add up to
-/// at most `max_points`; a series over `max_points` alone is a group of its own (to be
-/// halved in time).
-fn pack_series(series: Vec<(String, u64)>, max_points: u64, max_series: usize) -> Vec<SeriesGroup> {
+/// Packs series, in order, into groups of at most `max_series` whose bounds add up to at
+/// most `max_points`; a series over `max_points` alone is a group of its own (to be halved
+/// in time).
+fn pack_series(
+    series: Vec<(String, Count)>,
+    max_points: u64,
+    max_series: usize,
+) -> Vec<SeriesGroup> {
     let mut groups = Vec::new();
     let mut members: Vec<String> = Vec::new();
-    let mut estimate = 0u64;
-    let flush = |members: &mut Vec<String>, estimate: &mut u64, groups: &mut Vec<SeriesGroup>| {
+    let mut estimate = Count::default();
+    let flush = |members: &mut Vec<String>, estimate: &mut Count, groups: &mut Vec<SeriesGroup>| {
         if members.is_empty() {
             return;
         }
@@ -966,17 +995,17 @@ fn pack_series(series: Vec<(String, u64)>, max_points: u64, max_series: usize) -
             estimate: *estimate,
         });
         members.clear();
-        *estimate = 0;
+        *estimate = Count::default();
     };
     for (predicate, count) in series {
-        if count == 0 {
+        if count.bound == 0 {
             continue;
         }
-        if members.len() >= max_series || estimate + count > max_points {
+        if members.len() >= max_series || estimate.bound + count.bound > max_points {
             flush(&mut members, &mut estimate, &mut groups);
         }
         members.push(predicate);
-        estimate += count;
+        estimate = estimate.add(count);
     }
     flush(&mut members, &mut estimate, &mut groups);
     groups
@@ -1005,7 +1034,7 @@ mod tests {
 
     #[test]
     fn series_are_packed_under_both_bounds_and_big_ones_stand_alone() {
-        let series: Vec<(String, u64)> = [
+        let series: Vec<(String, Count)> = [
             ("a", 40),
             ("b", 50),
             ("c", 500),
@@ -1015,12 +1044,19 @@ mod tests {
             ("g", 0),
         ]
         .iter()
-        .map(|(p, n)| (p.to_string(), *n))
+        .map(|(p, n)| {
+            let count = Count {
+                bound: *n,
+                rows: *n / 2,
+            };
+            (p.to_string(), count)
+        })
         .collect();
         let groups = pack_series(series, 100, 2);
+        assert_eq!(groups[0].estimate, Count { bound: 90, rows: 45 });
         let got: Vec<(&str, usize, u64)> = groups
             .iter()
-            .map(|g| (g.predicate.as_str(), g.series, g.estimate))
+            .map(|g| (g.predicate.as_str(), g.series, g.estimate.bound))
             .collect();
         assert_eq!(
             got,
@@ -1035,7 +1071,10 @@ mod tests {
 
     #[test]
     fn count_rows_sum_every_field_and_skip_nulls() {
-        assert_eq!(row_count(&serde_json::json!([0, 2, null, 5])), 7);
+        assert_eq!(
+            Count::of(&serde_json::json!([0, 2, null, 5])),
+            Count { bound: 7, rows: 5 }
+        );
         assert_eq!(condition(1, 2, ""), "time >= 1 AND time < 2");
         assert_eq!(
             condition(1, 2, "x = 'y'"),
