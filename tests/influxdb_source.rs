@@ -165,6 +165,45 @@ checkpoint:
     path
 }
 
+/// A seeded source database, the name of a target database and a scratch directory;
+/// both databases are dropped when the test ends.
+struct Copy {
+    source: String,
+    target: String,
+    /// Points written to the source.
+    written: usize,
+    dir: PathBuf,
+    _cleanup: Cleanup,
+}
+
+impl Copy {
+    fn new(name: &str) -> Copy {
+        let source = unique(name);
+        let target = unique(&format!("{name}to"));
+        let cleanup = Cleanup::default().database(&source).database(&target);
+        let written = seed(&source);
+        let dir = scratch(&target);
+        Copy {
+            source,
+            target,
+            written,
+            dir,
+            _cleanup: cleanup,
+        }
+    }
+
+    /// The job copying source to target, reading through `source_url`, with `extra`
+    /// source keys.
+    fn job(&self, source_url: &str, extra: &str) -> PathBuf {
+        job_file(&self.dir, source_url, &self.source, &self.target, extra)
+    }
+
+    /// Asserts the target holds exactly the source's points.
+    fn assert_copied(&self) {
+        assert_eq!(assert_same_points(&self.source, &self.target), self.written);
+    }
+}
+
 fn backfill(job: &Path, workers: &str) -> std::process::Output {
     backfill_command(job, workers).output().unwrap()
 }
@@ -237,20 +276,10 @@ fn every_point_is_copied_exactly_and_no_query_answers_more_than_the_bound() {
 
 #[test]
 fn two_processes_copy_the_same_points_each_reading_a_share() {
-    let source = unique("i1proc");
-    let target = unique("i1procto");
-    let _cleanup = Cleanup::default().database(&source).database(&target);
-    let written = seed(&source);
-    let dir = scratch(&target);
-    let job = job_file(
-        &dir,
-        &influx_url(),
-        &source,
-        &target,
-        "  max_points_per_query: 500",
-    );
+    let copy = Copy::new("i1proc");
+    let job = copy.job(&influx_url(), "  max_points_per_query: 500");
     let logs = run_two_processes(
-        &dir,
+        &copy.dir,
         &[
             "-c",
             "backfill",
@@ -267,40 +296,34 @@ fn two_processes_copy_the_same_points_each_reading_a_share() {
         .iter()
         .map(|l| summary_u64(l.as_bytes(), "rows_read"))
         .collect();
-    assert_eq!(read.iter().sum::<u64>(), written as u64, "{logs:?}");
+    assert_eq!(read.iter().sum::<u64>(), copy.written as u64, "{logs:?}");
     assert!(read.iter().all(|&r| r > 0), "{logs:?}");
-    assert_eq!(assert_same_points(&source, &target), written);
+    copy.assert_copied();
 }
 
 #[test]
 fn the_shipped_job_copies_a_database_as_it_is() {
-    let source = unique("i1ship");
-    let target = unique("i1shipto");
-    let _cleanup = Cleanup::default().database(&source).database(&target);
-    let written = seed(&source);
-    let dir = scratch(&target);
+    let copy = Copy::new("i1ship");
     let job = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs/influxdb1-to-influxdb.yaml");
     let env = [
-        ("INFLUX_SOURCE_DB", source.clone()),
-        ("INFLUX_TARGET_DB", target.clone()),
+        ("INFLUX_SOURCE_DB", copy.source.clone()),
+        ("INFLUX_TARGET_DB", copy.target.clone()),
         ("INFLUX_SOURCE_URL", influx_url()),
         ("INFLUX_TARGET_URL", influx_url()),
     ];
     let out = backfill_command(&job, "2")
-        .current_dir(&dir)
+        .current_dir(&copy.dir)
         .envs(env.iter().cloned())
         .output()
         .unwrap();
     assert_ok(&out);
-    assert_eq!(assert_same_points(&source, &target), written);
+    copy.assert_copied();
 }
 
 #[test]
 fn server_errors_cut_answers_and_stalls_are_retried_and_counted() {
-    let source = unique("i1flt");
-    let target = unique("i1fltto");
-    let _cleanup = Cleanup::default().database(&source).database(&target);
-    let written = seed(&source);
+    let copy = Copy::new("i1flt");
+    let written = copy.written;
     let proxy = QueryProxy::start(&influx_url());
     proxy.inject(&[
         Fault::Status(503),
@@ -309,12 +332,8 @@ fn server_errors_cut_answers_and_stalls_are_retried_and_counted() {
         Fault::Status(500),
         Fault::Cut,
     ]);
-    let dir = scratch(&target);
-    let job = job_file(
-        &dir,
+    let job = copy.job(
         &proxy.url(),
-        &source,
-        &target,
         "  retention_policy: autogen\n  username: reader\n  password: ${INFLUX_SRC_PASSWORD}\n  max_points_per_query: 2000\n  chunk_size: 20\n  timeout: 1s\n  initial_backoff: 10ms\n  max_backoff: 50ms",
     );
     let out = backfill_command(&job, "2")
@@ -322,7 +341,7 @@ fn server_errors_cut_answers_and_stalls_are_retried_and_counted() {
         .output()
         .unwrap();
     assert_ok(&out);
-    assert_eq!(assert_same_points(&source, &target), written);
+    copy.assert_copied();
     let log = proxy.log_when_idle();
     // Every query carried the credentials (basic auth of reader:s3cret); no output shows them.
     assert!(log
@@ -358,20 +377,13 @@ fn server_errors_cut_answers_and_stalls_are_retried_and_counted() {
 
 #[test]
 fn killed_mid_run_then_restarted_every_point_once() {
-    let source = unique("i1kill");
-    let target = unique("i1killto");
-    let _cleanup = Cleanup::default().database(&source).database(&target);
-    let written = seed(&source);
-    let dir = scratch(&target);
+    let copy = Copy::new("i1kill");
     // Slow: 10-minute buckets, 1,000 rows a second.
-    let job = job_file(
-        &dir,
+    let job = copy.job(
         &influx_url(),
-        &source,
-        &target,
         "  bucket: 10m\n  max_points_per_query: 300\n  chunk_size: 25\n  rate_limit: 1000",
     );
-    let state_file = dir.join("state/backfill.json");
+    let state_file = copy.dir.join("state/backfill.json");
     let (_plan, pending) = kill_mid_run(backfill_command(&job, "2"), &state_file);
     // The points of the unfinished splits, counted on the source by the split's own bounds.
     let tables = ["air quality", "counter", "weather"];
@@ -387,7 +399,7 @@ fn killed_mid_run_then_restarted_every_point_once() {
         if !partition.is_empty() {
             q.push_str(&format!(" AND ({partition})"));
         }
-        let json = influx_query(&source, &format!("{q} GROUP BY *"), "ns");
+        let json = influx_query(&copy.source, &format!("{q} GROUP BY *"), "ns");
         rows_pending += json["results"][0]["series"]
             .as_array()
             .into_iter()
@@ -399,8 +411,8 @@ fn killed_mid_run_then_restarted_every_point_once() {
     let out = backfill(&job, "2");
     assert_ok(&out);
     assert_eq!(summary_u64(&out.stdout, "rows_read"), rows_pending as u64);
-    assert!(rows_pending < written);
-    assert_eq!(assert_same_points(&source, &target), written);
+    assert!(rows_pending < copy.written);
+    copy.assert_copied();
 }
 
 #[test]

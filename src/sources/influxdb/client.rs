@@ -1053,7 +1053,13 @@ mod tests {
         })
         .collect();
         let groups = pack_series(series, 100, 2);
-        assert_eq!(groups[0].estimate, Count { bound: 90, rows: 45 });
+        assert_eq!(
+            groups[0].estimate,
+            Count {
+                bound: 90,
+                rows: 45
+            }
+        );
         let got: Vec<(&str, usize, u64)> = groups
             .iter()
             .map(|g| (g.predicate.as_str(), g.series, g.estimate.bound))
