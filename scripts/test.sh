@@ -16,6 +16,15 @@ if (( started_here )); then
 fi
 eval "$(scripts/services.sh env)"
 
+# moto's server stands in for Amazon Timestream's write API (tests/timestream.rs starts
+# one per test on a free port). From PyPI, into a venv beside the services' data.
+moto_venv="${TSMIG_SERVICES_DIR:-/tmp/tsmig-services}/moto-venv"
+if [[ ! -x $moto_venv/bin/moto_server ]]; then
+  python3 -m venv "$moto_venv"
+  "$moto_venv/bin/python" -m pip install --quiet --disable-pip-version-check 'moto[server]>=5.2,<5.3'
+fi
+export TSMIG_MOTO_SERVER="$moto_venv/bin/moto_server"
+
 cargo build --all-targets
 log="$(mktemp)"
 status=0

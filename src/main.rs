@@ -68,12 +68,21 @@ struct RunArgs {
     /// The cluster's hosts: one host:port a line, in process order (see cluster/).
     #[arg(long, value_name = "FILE")]
     hostfile: Option<PathBuf>,
-    /// Forget recorded progress and copy everything again.
+    /// Forget recorded progress (backfill splits and the CDC binlog position) and start over.
     #[arg(long)]
     fresh: bool,
     /// How progress is shown.
     #[arg(long, value_enum, default_value = "auto")]
     progress: ProgressMode,
+    /// CDC: stop once the reader has caught up with the server's binlog (the server sent a
+    /// heartbeat: nothing newer), after every change read is written and checkpointed — the
+    /// cutover step: pause writes to MySQL, run this, switch the application.
+    #[arg(long)]
+    until_caught_up: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics (rows per operator, write latency,
+    /// retries, dead letters, CDC lag), e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// The entry points.
@@ -166,6 +175,8 @@ fn run(cli: Cli) -> Result<(), RunError> {
                 cluster,
                 fresh: args.fresh,
                 progress: args.progress,
+                until_caught_up: args.until_caught_up,
+                metrics_addr: args.metrics_addr,
             };
             runner::run(&job, mode, &options)
         }

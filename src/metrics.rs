@@ -30,6 +30,23 @@ pub struct Counters {
     pub rows_expected: AtomicU64,
     /// Microseconds from process start to the first acknowledged write (0: none yet).
     pub first_write_us: AtomicU64,
+    /// Points the mapping produced (rows out of the map operator).
+    pub points_mapped: AtomicU64,
+    /// Points deleted in the target (CDC).
+    pub points_deleted: AtomicU64,
+    /// Row changes (insert, update, delete) read from a change log (CDC).
+    pub changes_read: AtomicU64,
+    /// Transactions read from a change log (CDC).
+    pub transactions_read: AtomicU64,
+    /// Sum of the time write requests took, retries included, in microseconds.
+    pub write_latency_us: AtomicU64,
+    /// CDC lag: bytes of change log between the committed position and the server's end.
+    pub lag_bytes: AtomicU64,
+    /// CDC lag: milliseconds between now and the oldest change not yet durable (0 when
+    /// every change read is durable and the reader is at the server's end).
+    pub lag_ms: AtomicU64,
+    /// Checkpoints written.
+    pub checkpoints: AtomicU64,
 }
 
 impl Counters {
@@ -55,8 +72,64 @@ impl Counters {
         }
     }
 
+    /// Notes how long one write request (with its retries) took.
+    pub fn write_took(&self, took: std::time::Duration) {
+        Self::add(&self.write_latency_us, took.as_micros() as u64);
+        metrics::histogram!("tsmig_write_request_seconds").record(took.as_secs_f64());
+    }
+
     /// Reads a counter.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
+}
+
+/// Serves the job's metrics for Prometheus at `http://<addr>/metrics`, refreshed from the
+/// counters every second: rows in and out per operator (read, mapped, written, deleted,
+/// dead-lettered), requests, retries, write latency, checkpoints and, for CDC, the lag in
+/// bytes and seconds. Call inside the tokio runtime.
+pub fn serve(
+    addr: std::net::SocketAddr,
+    counters: Arc<Counters>,
+    dead_letters: crate::dead_letter::DeadLetters,
+) -> Result<(), String> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full("tsmig_write_request_seconds".into()),
+            &[
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ],
+        )
+        .map_err(|e| e.to_string())?
+        .install()
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            publish(&counters, dead_letters.count());
+        }
+    });
+    Ok(())
+}
+
+/// Copies the counters into the metrics registry.
+fn publish(c: &Counters, dead_lettered: u64) {
+    use metrics::{counter, gauge};
+    let get = Counters::get;
+    counter!("tsmig_source_rows_total").absolute(get(&c.rows_read));
+    counter!("tsmig_source_changes_total").absolute(get(&c.changes_read));
+    counter!("tsmig_source_transactions_total").absolute(get(&c.transactions_read));
+    counter!("tsmig_map_points_total").absolute(get(&c.points_mapped));
+    counter!("tsmig_sink_points_written_total").absolute(get(&c.points_written));
+    counter!("tsmig_sink_points_deleted_total").absolute(get(&c.points_deleted));
+    counter!("tsmig_sink_requests_total").absolute(get(&c.requests));
+    counter!("tsmig_sink_retries_total").absolute(get(&c.retries));
+    counter!("tsmig_dead_letters_total").absolute(dead_lettered);
+    counter!("tsmig_checkpoints_total").absolute(get(&c.checkpoints));
+    gauge!("tsmig_splits_done").set(get(&c.splits_done) as f64);
+    gauge!("tsmig_splits_planned").set(get(&c.splits_planned) as f64);
+    gauge!("tsmig_cdc_lag_bytes").set(get(&c.lag_bytes) as f64);
+    gauge!("tsmig_cdc_lag_seconds").set(get(&c.lag_ms) as f64 / 1000.0);
 }

@@ -9,7 +9,7 @@
 
 pub mod store;
 
-use crate::sources::Split;
+use crate::sources::{LogPosition, Split};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -75,22 +75,64 @@ impl BackfillState {
     }
 }
 
-/// Splits finished per epoch, waiting for their epoch to become durable.
-#[derive(Debug, Default)]
-pub struct Ledger {
-    by_epoch: BTreeMap<u64, Vec<u64>>,
+/// The recorded state of a change-log reader (CDC): where a restart resumes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CdcState {
+    /// Format version of this file.
+    pub version: u32,
+    /// The job's name; a state of another job is refused.
+    pub job: String,
+    /// The first position not yet durable in the target: a transaction boundary.
+    pub position: LogPosition,
+    /// The server's commit time (Unix seconds) of the last transaction before `position`,
+    /// 0 when none has been applied yet.
+    #[serde(default)]
+    pub committed_at: u32,
 }
 
-impl Ledger {
-    /// Split `id` read its last row in `epoch`.
-    pub fn record(&mut self, epoch: u64, id: u64) {
-        self.by_epoch.entry(epoch).or_default().push(id);
+impl CdcState {
+    /// The state of a reader that starts at `position`.
+    pub fn new(job: &str, position: LogPosition) -> Self {
+        Self {
+            version: 1,
+            job: job.to_string(),
+            position,
+            committed_at: 0,
+        }
+    }
+}
+
+/// What finished per epoch (split ids, or change-log positions), waiting for the epoch to
+/// become durable.
+#[derive(Debug)]
+pub struct Ledger<T = u64> {
+    by_epoch: BTreeMap<u64, Vec<T>>,
+}
+
+impl<T> Default for Ledger<T> {
+    fn default() -> Self {
+        Self {
+            by_epoch: BTreeMap::new(),
+        }
+    }
+}
+
+impl<T> Ledger<T> {
+    /// `item` (a split id: it read its last row; a position: its transaction ended) in
+    /// `epoch`.
+    pub fn record(&mut self, epoch: u64, item: T) {
+        self.by_epoch.entry(epoch).or_default().push(item);
     }
 
-    /// Removes and returns the splits whose epochs are durable. `frontier` is the oldest
-    /// epoch not yet durable everywhere; `None` means every epoch is durable (the dataflow
-    /// has drained).
-    pub fn take_durable(&mut self, frontier: Option<u64>) -> Vec<u64> {
+    /// The oldest item not yet durable, if any.
+    pub fn oldest(&self) -> Option<&T> {
+        self.by_epoch.values().next().and_then(|v| v.first())
+    }
+
+    /// Removes and returns the items whose epochs are durable, in epoch order. `frontier`
+    /// is the oldest epoch not yet durable everywhere; `None` means every epoch is durable
+    /// (the dataflow has drained).
+    pub fn take_durable(&mut self, frontier: Option<u64>) -> Vec<T> {
         let keep = match frontier {
             Some(f) => self.by_epoch.split_off(&f),
             None => BTreeMap::new(),

@@ -2,7 +2,7 @@
 //! atomically (write a temp file, fsync it, rename it over the old one, fsync the
 //! directory), so a crash leaves either the old checkpoint or the new one, never half.
 
-use super::BackfillState;
+use super::{BackfillState, CdcState};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,6 +14,7 @@ pub struct FileStore {
 }
 
 const BACKFILL: &str = "backfill.json";
+const CDC: &str = "cdc.json";
 
 impl FileStore {
     /// The store in `dir` (created on first save).
@@ -30,18 +31,38 @@ impl FileStore {
 
     /// The recorded backfill state, if any.
     pub fn load_backfill(&self) -> Result<Option<BackfillState>, String> {
-        let path = self.dir.join(BACKFILL);
+        self.load(BACKFILL, "move it away to start the backfill over")
+    }
+
+    /// The recorded change-log position, if any.
+    pub fn load_cdc(&self) -> Result<Option<CdcState>, String> {
+        self.load(
+            CDC,
+            "delete it and run `-c backfill+cdc --fresh` to start over from a new snapshot",
+        )
+    }
+
+    /// Records the change-log position, atomically.
+    pub fn save_cdc(&self, state: &CdcState) -> Result<(), String> {
+        let text = serde_json::to_vec(state).map_err(|e| e.to_string())?;
+        self.replace(CDC, &text)
+            .map_err(|e| format!("cannot write checkpoint in {}: {e}", self.dir.display()))
+    }
+
+    fn load<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+        remedy: &str,
+    ) -> Result<Option<T>, String> {
+        let path = self.dir.join(name);
         let text = match fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("cannot read checkpoint {}: {e}", path.display())),
         };
-        serde_json::from_str(&text).map(Some).map_err(|e| {
-            format!(
-                "checkpoint {} is damaged ({e}); move it away to start the backfill over",
-                path.display()
-            )
-        })
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| format!("checkpoint {} is damaged ({e}); {remedy}", path.display()))
     }
 
     /// Records `state`, atomically.
@@ -51,13 +72,16 @@ impl FileStore {
             .map_err(|e| format!("cannot write checkpoint in {}: {e}", self.dir.display()))
     }
 
-    /// Removes the recorded backfill state (`--fresh`).
+    /// Removes the recorded state, backfill and change-log position (`--fresh`).
     pub fn clear_backfill(&self) -> Result<(), String> {
-        match fs::remove_file(self.dir.join(BACKFILL)) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(format!("cannot remove checkpoint: {e}")),
+        for name in [BACKFILL, CDC] {
+            match fs::remove_file(self.dir.join(name)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("cannot remove checkpoint: {e}")),
+            }
         }
+        Ok(())
     }
 
     fn replace(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {

@@ -107,11 +107,14 @@ pub fn run<S: Sink>(job: Backfill<S>, cluster: &Cluster) -> Result<(), String> {
             let routed = points.exchange(|p: &Point| p.device_hash);
             let acks = sink::write(
                 routed,
-                sink.clone(),
-                runtime.clone(),
-                dead_letters.clone(),
-                counters.clone(),
-                control.clone(),
+                sink::SinkContext {
+                    sink: sink.clone(),
+                    runtime: runtime.clone(),
+                    dead_letters: dead_letters.clone(),
+                    counters: counters.clone(),
+                    control: control.clone(),
+                    ordered: false,
+                },
             )
             .probe_with(&durable);
             commit(finished, acks, committer);
@@ -127,7 +130,7 @@ pub fn run<S: Sink>(job: Backfill<S>, cluster: &Cluster) -> Result<(), String> {
     Ok(())
 }
 
-fn job_failure(results: &[Result<(), String>], control: &Control) -> Option<String> {
+pub(super) fn job_failure(results: &[Result<(), String>], control: &Control) -> Option<String> {
     if let Some(failure) = control.failure() {
         return Some(failure);
     }

@@ -23,12 +23,17 @@
 //! each worker, is the readers' backpressure.
 
 pub mod backfill;
+pub mod cdc;
+mod changes;
 mod commit;
+mod follow;
 mod map;
 mod plan;
 mod read;
 mod sink;
 pub mod verify;
+
+pub use commit::CdcProgress;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

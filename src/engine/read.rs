@@ -182,13 +182,15 @@ pub(super) fn read_splits<'s>(
 
 /// Rows emitted per epoch and not yet known durable, oldest first.
 #[derive(Default)]
-struct InFlight {
+pub(super) struct InFlight {
     epochs: VecDeque<(u64, u64)>,
-    rows: u64,
+    /// Rows in flight.
+    pub rows: u64,
 }
 
 impl InFlight {
-    fn add(&mut self, epoch: u64, rows: u64) {
+    /// `rows` more were emitted at `epoch`.
+    pub fn add(&mut self, epoch: u64, rows: u64) {
         self.rows += rows;
         match self.epochs.back_mut() {
             Some((e, n)) if *e == epoch => *n += rows,
@@ -197,7 +199,7 @@ impl InFlight {
     }
 
     /// Drops the epochs before `frontier` (all of them when it is `None`).
-    fn forget_durable(&mut self, frontier: Option<u64>) {
+    pub fn forget_durable(&mut self, frontier: Option<u64>) {
         while let Some(&(e, n)) = self.epochs.front() {
             if frontier.is_some_and(|f| e >= f) {
                 break;

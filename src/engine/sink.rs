@@ -15,14 +15,21 @@
 //! epoch in it — so an epoch never waits on a batch that nothing will fill — or at once
 //! when no request is out at all: batching pays only while the target is busy, and an
 //! idle target gets the first rows without delay.
+//!
+//! CDC (`ordered`): the input is [`Change`]s, writes and deletes, and the same point may
+//! change in several epochs. A batch's deletes are sent before its writes, so a batch never
+//! holds a point twice: a change to a point already in the open batch closes it first. And
+//! a batch waits while an earlier batch with any of its points is still in flight, so the
+//! target applies each point's changes in the order they happened, with several requests
+//! in flight for different points.
 
 use super::Control;
 use crate::dead_letter::DeadLetters;
 use crate::metrics::Counters;
-use crate::model::Point;
-use crate::sinks::util::{deliver, Delivery};
+use crate::model::{Change, IntoChange, Point};
+use crate::sinks::util::{deliver, deliver_deletes, Delivery};
 use crate::sinks::{Batch, Sink};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,28 +39,52 @@ use timely::dataflow::operators::generic::OutputBuilderSession;
 use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::Stream;
 
-/// A batch and the epochs of its points.
+/// A batch, the deletes sent before it, and the epochs of its changes.
 struct Pending<B> {
     batch: B,
+    deletes: Vec<Point>,
     epochs: Vec<u64>,
+    /// Key hashes of its points (ordered mode only).
+    keys: Vec<u64>,
 }
 
-/// Writes `points` to `sink`; the returned stream's frontier is the oldest epoch not yet
-/// durable at this sink.
-pub(super) fn write<'s, S: Sink>(
-    points: Stream<'s, u64, Vec<Point>>,
-    sink: Arc<S>,
-    runtime: tokio::runtime::Handle,
-    dead_letters: DeadLetters,
-    counters: Arc<Counters>,
-    control: Control,
+impl<B: Batch> Pending<B> {
+    fn len(&self) -> usize {
+        self.batch.len() + self.deletes.len()
+    }
+}
+
+/// Where the sink operator's changes go and how they are ordered.
+pub(super) struct SinkContext<S> {
+    pub sink: Arc<S>,
+    pub runtime: tokio::runtime::Handle,
+    pub dead_letters: DeadLetters,
+    pub counters: Arc<Counters>,
+    pub control: Control,
+    /// Keep each point's changes in order (CDC); a backfill writes each point once.
+    pub ordered: bool,
+}
+
+/// Writes `points` (points or changes) to the sink; the returned stream's frontier is the
+/// oldest epoch not yet durable at this sink.
+pub(super) fn write<'s, S: Sink, D: IntoChange + Clone + 'static>(
+    points: Stream<'s, u64, Vec<D>>,
+    ctx: SinkContext<S>,
 ) -> Stream<'s, u64, Vec<()>> {
+    let SinkContext {
+        sink,
+        runtime,
+        dead_letters,
+        counters,
+        control,
+        ordered,
+    } = ctx;
     let scope = points.scope();
     points.unary_frontier(Pipeline, "WriteSink", move |_initial, info| {
         let activator = scope.activator_for(info.address.clone());
         let sync_activator = scope.worker().sync_activator_for(info.address.to_vec());
         let config = sink.batching().clone();
-        type Ack<B> = (Vec<u64>, Result<(Delivery, Option<B>), String>);
+        type Ack<B> = (Vec<u64>, Vec<u64>, Result<(Delivery, Option<B>), String>);
         let (acks_tx, acks) = mpsc::channel::<Ack<S::Batch>>();
         // Emptied batches back from delivered writes, to be filled again.
         let mut spare: Vec<S::Batch> = Vec::new();
@@ -63,6 +94,9 @@ pub(super) fn write<'s, S: Sink>(
         let mut in_flight = 0usize;
         // Epoch → batches (open, queued or in flight) holding points of it.
         let mut pending: BTreeMap<u64, usize> = BTreeMap::new();
+        // Ordered mode: keys in the open batch, and keys of batches in flight.
+        let mut open_keys: HashSet<u64> = HashSet::new();
+        let mut flying_keys: HashMap<u64, u32> = HashMap::new();
 
         move |(input, frontier), _output: &mut OutputBuilderSession<'_, u64, CapacityContainerBuilder<Vec<()>>>| {
             input.for_each_time(|time, batches| {
@@ -71,29 +105,56 @@ pub(super) fn write<'s, S: Sink>(
                     capability = Some(time.retain(0));
                 }
                 for points in batches {
-                    for point in points.drain(..) {
+                    for item in points.drain(..) {
+                        let change = item.into_change();
+                        let key = if ordered { change.point().key_hash() } else { 0 };
+                        if ordered && open_keys.contains(&key) {
+                            // The point changes again: its earlier change goes first.
+                            if let Some((full, _)) = open.take() {
+                                queued.push_back(full);
+                            }
+                            open_keys.clear();
+                        }
                         let (current, _) = open.get_or_insert_with(|| {
                             let batch = spare.pop().unwrap_or_else(|| sink.new_batch());
-                            (Pending { batch, epochs: Vec::new() }, Instant::now())
+                            (Pending { batch, deletes: Vec::new(), epochs: Vec::new(), keys: Vec::new() }, Instant::now())
                         });
                         if current.epochs.last() != Some(&epoch) && !current.epochs.contains(&epoch) {
                             current.epochs.push(epoch);
                             *pending.entry(epoch).or_default() += 1;
                         }
-                        if let Err(reason) = current.batch.push(&point) {
-                            dead_letters.record("sink", &reason, point.to_json());
+                        if ordered {
+                            open_keys.insert(key);
+                            current.keys.push(key);
                         }
-                        if current.batch.len() >= config.batch_size || current.batch.bytes() >= config.batch_bytes {
+                        match change {
+                            Change::Write(point) => {
+                                if let Err(reason) = current.batch.push(&point) {
+                                    dead_letters.record("sink", &reason, point.to_json());
+                                }
+                            }
+                            Change::Delete(point) => current.deletes.push(point),
+                        }
+                        if current.len() >= config.batch_size || current.batch.bytes() >= config.batch_bytes {
                             let (full, _) = open.take().expect("a batch is open");
                             queued.push_back(full);
+                            open_keys.clear();
                         }
                     }
                 }
             });
 
             // Acknowledged writes release their epochs.
-            while let Ok((epochs, result)) = acks.try_recv() {
+            while let Ok((epochs, keys, result)) = acks.try_recv() {
                 in_flight -= 1;
+                for key in keys {
+                    if let Some(n) = flying_keys.get_mut(&key) {
+                        *n -= 1;
+                        if *n == 0 {
+                            flying_keys.remove(&key);
+                        }
+                    }
+                }
                 match result {
                     Err(message) => control.fail(format!("writing to the sink failed: {message}")),
                     Ok((_, Some(batch))) if spare.len() < config.in_flight + 1 => spare.push(batch),
@@ -107,19 +168,30 @@ pub(super) fn write<'s, S: Sink>(
                 let epochs_closed = current.epochs.iter().all(|e| !frontier.less_equal(e));
                 // An idle sink sends at once: batching only pays while a request is out.
                 let idle = in_flight == 0 && queued.is_empty();
-                if current.batch.is_empty() {
+                if current.len() == 0 {
                     let (empty, _) = open.take().expect("a batch is open");
                     release(&mut pending, &empty.epochs);
+                    open_keys.clear();
                 } else if idle || epochs_closed || since.elapsed() >= config.linger {
                     let (due, _) = open.take().expect("a batch is open");
                     queued.push_back(due);
+                    open_keys.clear();
                 } else {
                     activator.activate_after(config.linger.saturating_sub(since.elapsed()));
                 }
             }
 
             while in_flight < config.in_flight {
-                let Some(next) = queued.pop_front() else { break };
+                let Some(head) = queued.front() else { break };
+                if ordered && head.keys.iter().any(|k| flying_keys.contains_key(k)) {
+                    // An earlier change of one of its points is still being written.
+                    break;
+                }
+                let mut next = queued.pop_front().expect("a batch is queued");
+                let keys = std::mem::take(&mut next.keys);
+                for &key in &keys {
+                    *flying_keys.entry(key).or_default() += 1;
+                }
                 in_flight += 1;
                 let sink = sink.clone();
                 let acks = acks_tx.clone();
@@ -127,8 +199,14 @@ pub(super) fn write<'s, S: Sink>(
                 let dead_letters = dead_letters.clone();
                 let counters = counters.clone();
                 runtime.spawn(async move {
-                    let result = deliver(&*sink, next.batch, &dead_letters, &counters).await;
-                    let _ = acks.send((next.epochs, result));
+                    let started = Instant::now();
+                    let result = match deliver_deletes(&*sink, &next.deletes, &dead_letters, &counters).await {
+                        Ok(()) if next.batch.is_empty() => Ok((Delivery::default(), Some(next.batch))),
+                        Ok(()) => deliver(&*sink, next.batch, &dead_letters, &counters).await,
+                        Err(e) => Err(e),
+                    };
+                    counters.write_took(started.elapsed());
+                    let _ = acks.send((next.epochs, keys, result));
                     let _ = wake.activate();
                 });
             }

@@ -144,7 +144,7 @@ impl fmt::Display for Mode {
 }
 
 /// How the rows of one source table become points.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MappingConfig {
     /// Source table the mapping reads.
@@ -176,6 +176,61 @@ pub struct MappingConfig {
     /// TEXT); the others are inferred from the source column.
     #[serde(default)]
     pub types: std::collections::BTreeMap<String, String>,
+    /// CDC: what an UPDATE of a row does. `overwrite` (default) writes the new values over
+    /// the point (and deletes the old point first when the device or time changed, or a
+    /// field became NULL); `ignore` leaves the target as it is.
+    #[serde(default)]
+    pub on_update: OnUpdate,
+    /// CDC: what a DELETE of a row does. `delete` (default) deletes the point (every field
+    /// at its series and time); `ignore` keeps it in the target.
+    #[serde(default)]
+    pub on_delete: OnDelete,
+    /// CDC: the table only ever gets INSERTs, so its changes skip the consolidation step
+    /// (each change goes to the sink as it comes). Updates and deletes that do arrive are
+    /// still applied, in order, per `on_update` and `on_delete`.
+    #[serde(default)]
+    pub append_only: bool,
+}
+
+/// What a CDC UPDATE does to the target (`on_update`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnUpdate {
+    /// Write the new values.
+    #[default]
+    Overwrite,
+    /// Leave the target unchanged.
+    Ignore,
+}
+
+impl<'de> Deserialize<'de> for OnUpdate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        one_of(
+            d,
+            &[
+                ("overwrite", OnUpdate::Overwrite),
+                ("ignore", OnUpdate::Ignore),
+            ],
+        )
+    }
+}
+
+/// What a CDC DELETE does to the target (`on_delete`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnDelete {
+    /// Delete the point.
+    #[default]
+    Delete,
+    /// Keep the point.
+    Ignore,
+}
+
+impl<'de> Deserialize<'de> for OnDelete {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        one_of(
+            d,
+            &[("delete", OnDelete::Delete), ("ignore", OnDelete::Ignore)],
+        )
+    }
 }
 
 /// `mappings:` as a list, or the word `auto` (an empty list: the source's own).

@@ -6,8 +6,9 @@
 //! the job file that is wrong. Applying a mapping is then one pass over the row with no
 //! lookups; a row that cannot become a point is rejected with the reason.
 
-use crate::job::{Job, JobError, MappingConfig, TimeUnit};
+use crate::job::{Job, JobError, MappingConfig, OnDelete, OnUpdate, TimeUnit};
 use crate::model::{device_hash, Name, Point, Row, Value};
+use crate::sources::RowChange;
 use crate::sources::{ColumnKind, TableSchema};
 
 /// Where a point's time comes from.
@@ -61,6 +62,24 @@ struct Compiled {
     tags: Vec<(Name, usize)>,
     /// (field key, position in the row), in the job file's order.
     fields: Vec<(Name, usize)>,
+    /// CDC: UPDATE handling.
+    on_update: OnUpdate,
+    /// CDC: DELETE handling.
+    on_delete: OnDelete,
+    /// CDC: skip consolidation.
+    append_only: bool,
+}
+
+/// One point-level update of a CDC change: +1 the point now exists, -1 it no longer does.
+/// `direct` updates (append-only tables) skip consolidation and go to the sink in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointUpdate {
+    /// The point.
+    pub point: Point,
+    /// +1 or -1.
+    pub diff: i8,
+    /// From an append-only mapping.
+    pub direct: bool,
 }
 
 /// All mappings of a job, compiled against the source schema.
@@ -292,6 +311,9 @@ impl Mappings {
                 time_source,
                 tags,
                 fields,
+                on_update: m.on_update,
+                on_delete: m.on_delete,
+                append_only: m.append_only,
             });
         }
 
@@ -426,6 +448,79 @@ impl Mappings {
                 }),
             }
         }
+    }
+
+    /// Turns a row change into point updates by each mapping of its table: the before
+    /// image's point with -1, the after image's with +1, as `on_update` / `on_delete` say.
+    pub fn apply_change(
+        &self,
+        change: RowChange,
+        emit: &mut impl FnMut(PointUpdate),
+        reject: &mut impl FnMut(Rejected),
+    ) {
+        let Some(table) = change
+            .after
+            .as_ref()
+            .or(change.before.as_ref())
+            .map(|r| r.table as usize)
+        else {
+            return;
+        };
+        let Some(mappings) = self.per_table.get(table) else {
+            reject(Rejected {
+                reason: format!("change of unknown table index {table}"),
+                row: serde_json::Value::Null,
+            });
+            return;
+        };
+        let RowChange { before, after } = change;
+        let update = before.is_some() && after.is_some();
+        for m in mappings {
+            let skip = (update && m.on_update == OnUpdate::Ignore)
+                || (after.is_none() && m.on_delete == OnDelete::Ignore);
+            if skip {
+                continue;
+            }
+            for (image, diff) in [(&before, -1i8), (&after, 1)] {
+                let Some(row) = image else { continue };
+                let mut values = row.values.clone();
+                match m.point(&mut values, true) {
+                    Ok(point) => emit(PointUpdate {
+                        point,
+                        diff,
+                        direct: m.append_only,
+                    }),
+                    Err(reason) => reject(Rejected {
+                        reason: if diff < 0 {
+                            format!("{reason} (in the row before the change)")
+                        } else {
+                            reason
+                        },
+                        row: self.row_json(table, &row.values),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Every tag key of each measurement (InfluxDB), sorted: what a delete must name.
+    pub fn tag_keys(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for m in self.per_table.iter().flatten() {
+            let keys = out.entry(m.measurement.to_string()).or_default();
+            for (k, _) in &m.tags {
+                if !keys.iter().any(|e| e == k.as_str()) {
+                    keys.push(k.to_string());
+                }
+            }
+            keys.sort();
+        }
+        out
+    }
+
+    /// Whether every mapping is append-only (CDC then needs no consolidation at all).
+    pub fn all_append_only(&self) -> bool {
+        self.per_table.iter().flatten().all(|m| m.append_only)
     }
 
     /// A row as a JSON object, column → value.

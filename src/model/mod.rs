@@ -14,7 +14,10 @@ use std::fmt;
 pub type Name = compact_str::CompactString;
 
 /// One typed value, as read from a source or written as a field.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// Values are totally ordered and hashable (floats by their bits, in IEEE total order), so
+/// points can be the data of a differential collection: CDC consolidates changes by them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Value {
     /// A signed integer (TINYINT..BIGINT).
     Int(i64),
@@ -82,6 +85,65 @@ impl Value {
     }
 }
 
+impl Value {
+    /// The variant's rank and, for floats, their total-order bits: what equality, order and
+    /// hashing compare before the payload.
+    fn rank(&self) -> u8 {
+        match self {
+            Value::Int(_) => 0,
+            Value::UInt(_) => 1,
+            Value::Float(_) => 2,
+            Value::Decimal(_) => 3,
+            Value::Bool(_) => 4,
+            Value::String(_) => 5,
+            Value::Time(_) => 6,
+        }
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+
+impl Eq for Value {}
+
+impl PartialOrd for Value {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Value {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        match (self, other) {
+            (Value::Int(a), Value::Int(b)) => a.cmp(b),
+            (Value::UInt(a), Value::UInt(b)) => a.cmp(b),
+            (Value::Float(a), Value::Float(b)) => a.total_cmp(b),
+            (Value::Decimal(a), Value::Decimal(b)) => a.cmp(b),
+            (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
+            (Value::String(a), Value::String(b)) => a.cmp(b),
+            (Value::Time(a), Value::Time(b)) => a.cmp(b),
+            (a, b) => a.rank().cmp(&b.rank()),
+        }
+    }
+}
+
+impl std::hash::Hash for Value {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u8(self.rank());
+        match self {
+            Value::Int(v) | Value::Time(v) => v.hash(state),
+            Value::UInt(v) => v.hash(state),
+            Value::Float(v) => v.to_bits().hash(state),
+            Value::Decimal(v) => v.hash(state),
+            Value::Bool(v) => v.hash(state),
+            Value::String(v) => v.hash(state),
+        }
+    }
+}
+
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut s = String::new();
@@ -109,8 +171,9 @@ pub struct Row {
     pub values: Vec<Option<Value>>,
 }
 
-/// One time-series point, ready for a sink.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// One time-series point, ready for a sink. Ordered and hashable like [`Value`], so CDC
+/// can consolidate changes of points.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Point {
     /// InfluxDB measurement; for IoTDB, the device path.
     pub measurement: Name,
@@ -125,13 +188,25 @@ pub struct Point {
 }
 
 impl Point {
+    /// The point's identity in the target: its series (measurement and tags) and time.
+    /// Two points with the same key are one point: the later write replaces the earlier.
+    pub fn key_hash(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        self.measurement.hash(&mut h);
+        self.tags.hash(&mut h);
+        self.time.hash(&mut h);
+        h.finish()
+    }
+
+    /// Whether `self` and `other` are the same point of the target (same series and time).
+    pub fn same_key(&self, other: &Point) -> bool {
+        self.time == other.time && self.measurement == other.measurement && self.tags == other.tags
+    }
+
     /// The point as JSON, for dead-letter records and error messages.
     pub fn to_json(&self) -> serde_json::Value {
-        let tags: serde_json::Map<String, serde_json::Value> = self
-            .tags
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone().into()))
-            .collect();
+        let tags = tags_json(&self.tags);
         let fields: serde_json::Map<String, serde_json::Value> = self
             .fields
             .iter()
@@ -144,6 +219,49 @@ impl Point {
             "time": format_time(self.time),
         })
     }
+}
+
+/// What a sink is asked to do with one point.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Change {
+    /// Write the point, replacing any point with the same series and time.
+    Write(Point),
+    /// Delete the point at this series and time (every field of it).
+    Delete(Point),
+}
+
+impl Change {
+    /// The point written or deleted.
+    pub fn point(&self) -> &Point {
+        match self {
+            Change::Write(p) | Change::Delete(p) => p,
+        }
+    }
+}
+
+/// What the sink operator takes: plain points (backfill) or changes (CDC).
+pub trait IntoChange {
+    /// As a change.
+    fn into_change(self) -> Change;
+}
+
+impl IntoChange for Point {
+    fn into_change(self) -> Change {
+        Change::Write(self)
+    }
+}
+
+impl IntoChange for Change {
+    fn into_change(self) -> Change {
+        self
+    }
+}
+
+/// A tag set (or a set of dimensions) as a JSON object, for dead letters.
+pub fn tags_json(tags: &[(Name, String)]) -> serde_json::Map<String, serde_json::Value> {
+    tags.iter()
+        .map(|(k, v)| (k.to_string(), v.clone().into()))
+        .collect()
 }
 
 /// The fixed hash the exchange routes on. Never `RandomState`: every process must agree.

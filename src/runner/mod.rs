@@ -2,6 +2,7 @@
 //! sink, load or make the plan, run the engine, report. Everything here is plain async
 //! setup and reporting; the dataflow itself is in [`crate::engine`].
 
+mod cdc;
 mod progress;
 
 use crate::checkpoint::store::FileStore;
@@ -14,6 +15,7 @@ use crate::metrics::Counters;
 use crate::sinks::blackhole::BlackholeSink;
 use crate::sinks::influxdb::InfluxSink;
 use crate::sinks::iotdb::IotdbSink;
+use crate::sinks::timestream::TimestreamSink;
 use crate::sinks::{Sink, SinkConfig, Verify};
 use crate::sources::{self, BoundedSource, RowSender};
 use crate::verify::{series_key, Report, Summaries};
@@ -32,6 +34,10 @@ pub struct RunOptions {
     pub fresh: bool,
     /// How progress is shown.
     pub progress: ProgressMode,
+    /// CDC: stop once the reader has caught up with the server (the cutover step).
+    pub until_caught_up: bool,
+    /// Where the Prometheus endpoint listens, if anywhere.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Why a run failed, and which exit code says so.
@@ -101,6 +107,35 @@ async fn open(job: &Job) -> Result<(Box<dyn BoundedSource>, Mappings), RunError>
     Ok((source, mappings))
 }
 
+/// Opens the source for a job that reads it whole (`cdc == false`) or also follows its
+/// change log, compiles the mappings and sets the projections.
+async fn open_source(
+    job: &Job,
+    cdc: bool,
+) -> Result<
+    (
+        Arc<dyn BoundedSource>,
+        Option<Arc<dyn sources::ChangeSource>>,
+        Mappings,
+    ),
+    RunError,
+> {
+    if !cdc {
+        let (source, mappings) = open(job).await?;
+        return Ok((Arc::from(source), None, mappings));
+    }
+    let mut source = sources::open_change_source(job)
+        .await
+        .map_err(|e| source_error(job, e))?;
+    let mappings =
+        Mappings::compile(job, source.schema()).map_err(|e| RunError::Usage(e.to_string()))?;
+    for table in 0..source.schema().len() {
+        source.set_projection(table, mappings.projection(table).to_vec());
+    }
+    let source: Arc<dyn sources::BoundedChangeSource> = Arc::from(source);
+    Ok((source.clone(), Some(source), mappings))
+}
+
 /// `tsmig-job plan`: shows tables, splits, mappings and target; writes nothing.
 pub fn plan(job: &Job) -> Result<String, RunError> {
     let rt = runtime()?;
@@ -152,21 +187,21 @@ pub fn plan(job: &Job) -> Result<String, RunError> {
 }
 
 fn describe_sink(job: &Job, mappings: &Mappings) -> Result<String, RunError> {
-    Ok(match &job.file.sink {
-        SinkConfig::Influxdb(c, batching) => InfluxSink::new(c, batching, mappings.measurements())
-            .map_err(RunError::Usage)?
-            .describe(),
-        SinkConfig::Iotdb(c, batching) => IotdbSink::new(c, batching, mappings)
-            .map_err(RunError::Usage)?
-            .describe(),
-        SinkConfig::Blackhole(c) => BlackholeSink::new(c).describe(),
-    })
+    struct Describe;
+    impl WithSink for Describe {
+        type Out = String;
+        fn run<S: Sink>(self, sink: S) -> String {
+            sink.describe()
+        }
+    }
+    with_sink(job, mappings, Describe)
 }
 
 /// Runs `job` with the entry point `mode`.
 pub fn run(job: &Job, mode: Mode, options: &RunOptions) -> Result<(), RunError> {
     match mode {
         Mode::Backfill => backfill(job, options),
+        Mode::Cdc | Mode::BackfillCdc => cdc::run(job, mode, options),
         Mode::Verify => verify(job, options),
         other => Err(RunError::Usage(format!(
             "the `{other}` entry point is not available in this version of tsmig; `backfill` and `verify` are"
@@ -179,138 +214,245 @@ type Opened = (Box<dyn BoundedSource>, Mappings);
 
 fn backfill(job: &Job, options: &RunOptions) -> Result<(), RunError> {
     let rt = runtime()?;
-    let opened = rt.block_on(open(job))?;
+    let (source, mappings) = rt.block_on(open(job))?;
     tracing::debug!(
         ms = crate::metrics::process_start().elapsed().as_millis() as u64,
         "source open, mappings compiled"
     );
-    match &job.file.sink {
-        SinkConfig::Influxdb(c, batching) => {
-            let sink =
-                InfluxSink::new(c, batching, opened.1.measurements()).map_err(RunError::Usage)?;
-            backfill_into(job, options, rt, opened, sink)
-        }
+    let job_run = JobRun::start(job, options, rt)?;
+    let source: Arc<dyn BoundedSource> = Arc::from(source);
+    let mappings = Arc::new(mappings);
+    let result = with_sink(
+        job,
+        &mappings,
+        BackfillPhase {
+            job,
+            options,
+            run: &job_run,
+            source,
+            mappings: mappings.clone(),
+            fresh: options.fresh,
+        },
+    )
+    .and_then(|r| r);
+    job_run.finish(job, result)
+}
+
+/// Something to do with the job's sink, whatever its type: [`with_sink`] builds the sink
+/// the job file names and calls `run` with it.
+trait WithSink {
+    /// What `run` returns.
+    type Out;
+    /// Runs with the sink.
+    fn run<S: Sink>(self, sink: S) -> Self::Out;
+}
+
+/// Builds the job's sink and hands it to `with`.
+fn with_sink<W: WithSink>(job: &Job, mappings: &Mappings, with: W) -> Result<W::Out, RunError> {
+    Ok(match &job.file.sink {
+        SinkConfig::Influxdb(c, batching) => with.run(
+            InfluxSink::new(c, batching, mappings.measurements())
+                .map_err(RunError::Usage)?
+                .with_tag_keys(mappings.tag_keys()),
+        ),
         SinkConfig::Iotdb(c, batching) => {
-            let sink = IotdbSink::new(c, batching, &opened.1).map_err(RunError::Usage)?;
-            backfill_into(job, options, rt, opened, sink)
+            with.run(IotdbSink::new(c, batching, mappings).map_err(RunError::Usage)?)
         }
-        SinkConfig::Blackhole(c) => backfill_into(job, options, rt, opened, BlackholeSink::new(c)),
+        SinkConfig::Timestream(c, batching) => with.run(TimestreamSink::new(c, batching)),
+        SinkConfig::Blackhole(c) => with.run(BlackholeSink::new(c)),
+    })
+}
+
+/// What every phase of a running job shares: the runtime, counters, stop control, dead
+/// letters, progress display and the metrics endpoint.
+struct JobRun {
+    rt: tokio::runtime::Runtime,
+    counters: Arc<Counters>,
+    control: Control,
+    dead_letters: DeadLetters,
+    progress: progress::Progress,
+    started: std::time::Instant,
+}
+
+impl JobRun {
+    fn start(
+        job: &Job,
+        options: &RunOptions,
+        rt: tokio::runtime::Runtime,
+    ) -> Result<Self, RunError> {
+        let started = crate::metrics::process_start();
+        let control = Control::default();
+        engine::quiet_job_failures();
+        watch_signals(&rt, &control);
+        let counters = Counters::new();
+        let dead_letters =
+            DeadLetters::new(&job.file.name, &dead_letter_path(job, &options.cluster)?);
+        if let Some(addr) = options.metrics_addr {
+            let _guard = rt.enter();
+            crate::metrics::serve(addr, counters.clone(), dead_letters.clone())
+                .map_err(|e| RunError::Usage(format!("--metrics-addr {addr}: {e}")))?;
+        }
+        let progress = progress::start(options.progress, counters.clone(), dead_letters.clone());
+        Ok(Self {
+            rt,
+            counters,
+            control,
+            dead_letters,
+            progress,
+            started,
+        })
+    }
+
+    /// Stops the display and the runtime, prints the summary, returns the job's result.
+    fn finish(self, job: &Job, result: Result<(), RunError>) -> Result<(), RunError> {
+        self.progress.finish();
+        self.rt.shutdown_timeout(Duration::from_secs(1));
+        let summary = Summary::read(
+            &self.counters,
+            self.dead_letters.count(),
+            self.started.elapsed(),
+            self.control.stopping(),
+        );
+        println!("{summary}");
+        if self.dead_letters.count() > 0 {
+            eprintln!(
+                "tsmig: {} records were dead-lettered: see {}",
+                self.dead_letters.count(),
+                self.dead_letters.path().display()
+            );
+        }
+        result.map_err(|e| match e {
+            RunError::Failed(m) => RunError::Failed(job.secrets.redact(&m)),
+            other => other,
+        })
     }
 }
 
-fn backfill_into<S: Sink>(
-    job: &Job,
-    options: &RunOptions,
-    rt: tokio::runtime::Runtime,
-    (source, mappings): Opened,
-    sink: S,
-) -> Result<(), RunError> {
-    let started = crate::metrics::process_start();
-    let control = Control::default();
-    engine::quiet_job_failures();
-    watch_signals(&rt, &control);
+/// The backfill phase of a job: load or make the plan, read every pending split, write it.
+struct BackfillPhase<'a> {
+    job: &'a Job,
+    options: &'a RunOptions,
+    run: &'a JobRun,
+    source: Arc<dyn BoundedSource>,
+    mappings: Arc<Mappings>,
+    /// Forget recorded progress first.
+    fresh: bool,
+}
 
+impl WithSink for BackfillPhase<'_> {
+    type Out = Result<(), RunError>;
+
+    fn run<S: Sink>(self, sink: S) -> Result<(), RunError> {
+        let sink = Arc::new(sink);
+        prepare_sink(self.job, &self.run.rt, &*sink)?;
+        self.run_with(sink)
+    }
+}
+
+/// Prepares the target (creates databases) before the first write.
+fn prepare_sink<S: Sink>(
+    job: &Job,
+    rt: &tokio::runtime::Runtime,
+    sink: &S,
+) -> Result<(), RunError> {
     rt.block_on(sink.prepare()).map_err(|e| {
         RunError::Failed(
             job.secrets
                 .redact(&format!("the target is not ready: {e:?}")),
         )
-    })?;
+    })
+}
 
-    let counters = Counters::new();
-    let cluster = &options.cluster;
-    let state = if cluster.process == 0 {
-        let store = FileStore::new(
-            &job.state_dir()
-                .map_err(|e| RunError::Usage(e.to_string()))?,
-        );
-        if options.fresh {
-            store.clear_backfill().map_err(RunError::Failed)?;
-        }
-        let state = match store.load_backfill().map_err(RunError::Failed)? {
-            Some(state) if state.job != job.file.name => {
-                return Err(RunError::Usage(format!(
-                "the state in {} belongs to job `{}`, not `{}`; point checkpoint.store elsewhere",
-                store.dir().display(),
-                state.job,
-                job.file.name
-            )))
+impl BackfillPhase<'_> {
+    fn run_with<S: Sink>(self, sink: Arc<S>) -> Result<(), RunError> {
+        let BackfillPhase {
+            job,
+            options,
+            run,
+            source,
+            mappings,
+            fresh,
+        } = self;
+        let counters = &run.counters;
+        let cluster = &options.cluster;
+        let state = if cluster.process == 0 {
+            let store = FileStore::new(
+                &job.state_dir()
+                    .map_err(|e| RunError::Usage(e.to_string()))?,
+            );
+            if fresh {
+                store.clear_backfill().map_err(RunError::Failed)?;
             }
-            Some(state) => {
-                let pending = state.pending();
-                tracing::info!(
-                    splits = state.plan.len(),
-                    pending = pending.len(),
-                    "resuming from checkpoint in {}",
-                    store.dir().display()
-                );
-                state
+            let state = match store.load_backfill().map_err(RunError::Failed)? {
+                Some(state) if state.job != job.file.name => {
+                    return Err(RunError::Usage(format!(
+                    "the state in {} belongs to job `{}`, not `{}`; point checkpoint.store elsewhere",
+                    store.dir().display(),
+                    state.job,
+                    job.file.name
+                )))
+                }
+                Some(state) => {
+                    let pending = state.pending();
+                    tracing::info!(
+                        splits = state.plan.len(),
+                        pending = pending.len(),
+                        "resuming from checkpoint in {}",
+                        store.dir().display()
+                    );
+                    state
+                }
+                None => {
+                    let plan = run
+                        .rt
+                        .block_on(source.plan())
+                        .map_err(|e| source_error(job, e))?;
+                    let state = BackfillState::new(&job.file.name, plan);
+                    // Recorded before the first row is read, so a restart reads the same splits.
+                    store.save_backfill(&state).map_err(RunError::Failed)?;
+                    state
+                }
+            };
+            let pending = state.pending();
+            Counters::add(&counters.splits_planned, state.plan.len() as u64);
+            Counters::add(
+                &counters.splits_done,
+                (state.plan.len() - pending.len()) as u64,
+            );
+            Counters::add(
+                &counters.rows_expected,
+                pending.iter().map(|s| s.estimated_rows).sum(),
+            );
+            if pending.is_empty() {
+                tracing::info!("every split is already finished; run with --fresh to copy again");
             }
-            None => {
-                let plan = rt
-                    .block_on(source.plan())
-                    .map_err(|e| source_error(job, e))?;
-                let state = BackfillState::new(&job.file.name, plan);
-                // Recorded before the first row is read, so a restart reads the same splits.
-                store.save_backfill(&state).map_err(RunError::Failed)?;
-                state
-            }
+            Some((state, store))
+        } else {
+            None
         };
-        let pending = state.pending();
-        Counters::add(&counters.splits_planned, state.plan.len() as u64);
-        Counters::add(
-            &counters.splits_done,
-            (state.plan.len() - pending.len()) as u64,
-        );
-        Counters::add(
-            &counters.rows_expected,
-            pending.iter().map(|s| s.estimated_rows).sum(),
-        );
-        if pending.is_empty() {
-            tracing::info!("every split is already finished; run with --fresh to copy again");
-        }
-        Some((state, store))
-    } else {
-        None
-    };
 
-    tracing::debug!(
-        ms = started.elapsed().as_millis() as u64,
-        "target ready, plan loaded"
-    );
-    let dead_letter_path = dead_letter_path(job, cluster)?;
-    let dead_letters = DeadLetters::new(&job.file.name, &dead_letter_path);
-    let progress = progress::start(options.progress, counters.clone(), dead_letters.clone());
-    let result = engine::backfill::run(
-        Backfill {
-            source: Arc::from(source),
-            mappings: Arc::new(mappings),
-            sink: Arc::new(sink),
-            state,
-            checkpoint_interval: job.file.checkpoint.interval,
-            epoch: job.file.flow.epoch,
-            max_in_flight_rows: job.file.flow.max_in_flight_rows,
-            dead_letters: dead_letters.clone(),
-            counters: counters.clone(),
-            control: control.clone(),
-            runtime: rt.handle().clone(),
-        },
-        cluster,
-    );
-    progress.finish();
-    rt.shutdown_timeout(Duration::from_secs(1));
-
-    let elapsed = started.elapsed();
-    let summary = Summary::read(&counters, dead_letters.count(), elapsed, control.stopping());
-    println!("{summary}");
-    if dead_letters.count() > 0 {
-        eprintln!(
-            "tsmig: {} records were dead-lettered: see {}",
-            dead_letters.count(),
-            dead_letters.path().display()
+        tracing::debug!(
+            ms = run.started.elapsed().as_millis() as u64,
+            "target ready, plan loaded"
         );
+        engine::backfill::run(
+            Backfill {
+                source,
+                mappings,
+                sink,
+                state,
+                checkpoint_interval: job.file.checkpoint.interval,
+                epoch: job.file.flow.epoch,
+                max_in_flight_rows: job.file.flow.max_in_flight_rows,
+                dead_letters: run.dead_letters.clone(),
+                counters: run.counters.clone(),
+                control: run.control.clone(),
+                runtime: run.rt.handle().clone(),
+            },
+            cluster,
+        )
+        .map_err(RunError::Failed)
     }
-    result.map_err(|e| RunError::Failed(job.secrets.redact(&e)))
 }
 
 fn verify(job: &Job, options: &RunOptions) -> Result<(), RunError> {
@@ -331,6 +473,9 @@ fn verify(job: &Job, options: &RunOptions) -> Result<(), RunError> {
             let sink = IotdbSink::new(c, batching, &opened.1).map_err(RunError::Usage)?;
             verify_with(job, options, &rt, opened, sink)
         }
+        SinkConfig::Timestream(..) => Err(RunError::Usage(
+            "verify cannot read Timestream back yet (it needs the Timestream Query API)".into(),
+        )),
         SinkConfig::Blackhole(_) => Err(RunError::Usage(
             "a blackhole keeps nothing to verify".into(),
         )),
@@ -502,6 +647,8 @@ pub struct Summary {
     splits_total: u64,
     retries: u64,
     first_write_ms: f64,
+    changes_read: u64,
+    points_deleted: u64,
     elapsed: Duration,
     stopped: bool,
 }
@@ -516,6 +663,8 @@ impl Summary {
             splits_total: Counters::get(&c.splits_planned),
             retries: Counters::get(&c.retries),
             first_write_ms: Counters::get(&c.first_write_us) as f64 / 1000.0,
+            changes_read: Counters::get(&c.changes_read),
+            points_deleted: Counters::get(&c.points_deleted),
             elapsed,
             stopped,
         }
@@ -538,6 +687,11 @@ impl std::fmt::Display for Summary {
             secs,
             self.rows_read as f64 / secs.max(1e-9),
             if self.stopped { " stopped=true" } else { "" }
+        )?;
+        write!(
+            f,
+            " changes_read={} points_deleted={}",
+            self.changes_read, self.points_deleted
         )
     }
 }

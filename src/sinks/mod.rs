@@ -11,6 +11,7 @@
 pub mod blackhole;
 pub mod influxdb;
 pub mod iotdb;
+pub mod timestream;
 pub mod util;
 
 use crate::job::{Job, JobError};
@@ -27,6 +28,8 @@ pub enum SinkConfig {
     Influxdb(Box<influxdb::config::InfluxSinkConfig>, BatchConfig),
     /// `type: iotdb`: Apache IoTDB (tree model) over its Thrift client RPC service.
     Iotdb(Box<iotdb::config::IotdbSinkConfig>, BatchConfig),
+    /// `type: timestream`: Amazon Timestream for LiveAnalytics, multi-measure records.
+    Timestream(Box<timestream::config::TimestreamSinkConfig>, BatchConfig),
     /// `type: blackhole`: counts and discards every point, to measure the source and the
     /// engine alone. It takes only the batching keys.
     Blackhole(BatchConfig),
@@ -34,8 +37,11 @@ pub enum SinkConfig {
 
 impl<'de> Deserialize<'de> for SinkConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (kind, body) =
-            crate::job::tagged_section(d, "sink", &["influxdb", "iotdb", "blackhole"])?;
+        let (kind, body) = crate::job::tagged_section(
+            d,
+            "sink",
+            &["influxdb", "iotdb", "timestream", "blackhole"],
+        )?;
         match kind.as_str() {
             "influxdb" => {
                 let (own, batching) = crate::job::split_section(body, BatchConfig::KEYS);
@@ -47,6 +53,13 @@ impl<'de> Deserialize<'de> for SinkConfig {
             "iotdb" => {
                 let (own, batching) = crate::job::split_section(body, BatchConfig::KEYS);
                 Ok(SinkConfig::Iotdb(
+                    crate::job::section(own)?,
+                    crate::job::section(batching)?,
+                ))
+            }
+            "timestream" => {
+                let (own, batching) = crate::job::split_section(body, BatchConfig::KEYS);
+                Ok(SinkConfig::Timestream(
                     crate::job::section(own)?,
                     crate::job::section(batching)?,
                 ))
@@ -68,6 +81,10 @@ impl SinkConfig {
                 c.check(job)
             }
             SinkConfig::Iotdb(c, batching) => {
+                batching.check(job)?;
+                c.check(job)
+            }
+            SinkConfig::Timestream(c, batching) => {
                 batching.check(job)?;
                 c.check(job)
             }
@@ -98,6 +115,14 @@ pub enum WriteError {
         /// What the server said.
         message: String,
     },
+    /// The target wrote the batch except the points it named (Timestream's
+    /// RejectedRecords): exactly those are dead-lettered with their reasons, and the rest
+    /// count as written.
+    Partial {
+        /// Index of each refused point in the batch (as [`Batch::records`] lists them) and
+        /// the target's reason.
+        rejected: Vec<(usize, String)>,
+    },
     /// Nothing can be written (authentication, missing database): the job fails.
     Fatal {
         /// What the server said.
@@ -106,7 +131,7 @@ pub enum WriteError {
 }
 
 /// Points encoded into one request body.
-pub trait Batch: Send + Sized + 'static {
+pub trait Batch: Send + Sync + Sized + 'static {
     /// Adds a point. `Err` is a definite rejection of this point alone (the target could
     /// never accept it); the point is dead-lettered with that reason.
     fn push(&mut self, point: &Point) -> Result<(), String>;
@@ -151,6 +176,14 @@ pub trait Sink: Send + Sync + 'static {
     fn batching(&self) -> &BatchConfig;
     /// Sends one batch; called on the tokio runtime, possibly several times at once.
     async fn write(&self, batch: &Self::Batch) -> Result<(), WriteError>;
+    /// Deletes each of `points` from the target: the point at its series and time, every
+    /// field it has (CDC deletes and moved keys). Called on the tokio runtime.
+    async fn delete(&self, points: &[Point]) -> Result<(), WriteError> {
+        let _ = points;
+        Err(WriteError::Fatal {
+            message: format!("{} cannot delete points; a CDC job with deletes needs a target that can (on_delete: ignore skips them)", self.describe()),
+        })
+    }
     /// Prepares the target before the first write (e.g. creates the database).
     async fn prepare(&self) -> Result<(), WriteError> {
         Ok(())

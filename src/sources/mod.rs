@@ -8,6 +8,7 @@
 //! (server values → [`Value`](crate::model::Value)).
 
 pub mod influxdb;
+pub mod ingest;
 pub mod mysql;
 
 use crate::dead_letter::DeadLetters;
@@ -23,14 +24,19 @@ pub enum SourceConfig {
     Mysql(mysql::config::MysqlSourceConfig),
     /// `type: influxdb`: InfluxDB 1.x measurements, read in bounded time ranges.
     Influxdb(Box<influxdb::config::InfluxSourceConfig>),
+    /// `type: ingest`: an HTTP endpoint taking InfluxDB line-protocol writes (`-c ingest`).
+    /// Boxed: it is much larger than the other variants.
+    Ingest(Box<ingest::IngestSourceConfig>),
 }
 
 impl<'de> Deserialize<'de> for SourceConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (kind, body) = crate::job::tagged_section(d, "source", &["mysql", "influxdb"])?;
+        let (kind, body) =
+            crate::job::tagged_section(d, "source", &["mysql", "influxdb", "ingest"])?;
         match kind.as_str() {
             "mysql" => crate::job::section(body).map(SourceConfig::Mysql),
             "influxdb" => crate::job::section(body).map(SourceConfig::Influxdb),
+            "ingest" => crate::job::section(body).map(|c| SourceConfig::Ingest(Box::new(c))),
             other => Err(serde::de::Error::custom(format!(
                 "unknown source type `{other}`"
             ))),
@@ -44,6 +50,16 @@ impl SourceConfig {
         match self {
             SourceConfig::Mysql(c) => c.check(job),
             SourceConfig::Influxdb(c) => c.check(job),
+            SourceConfig::Ingest(c) => c.check(job),
+        }
+    }
+
+    /// The `type:` word of the section.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::Mysql(_) => "mysql",
+            SourceConfig::Influxdb(_) => "influxdb",
+            SourceConfig::Ingest(_) => "ingest",
         }
     }
 
@@ -54,6 +70,8 @@ impl SourceConfig {
         match self {
             SourceConfig::Mysql(c) => c.tables.iter().map(|t| t.name.clone()).collect(),
             SourceConfig::Influxdb(c) => c.measurements.clone().unwrap_or_default(),
+            // Points arrive whole: no tables, no mappings by table.
+            SourceConfig::Ingest(_) => Vec::new(),
         }
     }
 
@@ -144,29 +162,124 @@ pub enum SourceError {
     Stopped,
 }
 
-/// Where a read task sends its rows. Bounded: `send` waits while the engine is behind, so
-/// a fast server cannot fill memory.
-#[derive(Clone)]
-pub struct RowSender {
-    tx: tokio::sync::mpsc::Sender<Vec<Row>>,
+/// Where a read task sends its batches (rows of a split, or change events). Bounded:
+/// `send` waits while the engine is behind, so a fast server cannot fill memory.
+pub struct BatchSender<T> {
+    tx: tokio::sync::mpsc::Sender<T>,
     wake: Arc<dyn Fn() + Send + Sync>,
 }
 
-impl RowSender {
+impl<T> Clone for BatchSender<T> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            wake: self.wake.clone(),
+        }
+    }
+}
+
+impl<T> BatchSender<T> {
     /// A sender into `tx` that calls `wake` after each batch so the reading operator runs.
-    pub fn new(tx: tokio::sync::mpsc::Sender<Vec<Row>>, wake: Arc<dyn Fn() + Send + Sync>) -> Self {
+    pub fn new(tx: tokio::sync::mpsc::Sender<T>, wake: Arc<dyn Fn() + Send + Sync>) -> Self {
         Self { tx, wake }
     }
 
-    /// Sends one batch of rows.
+    /// Sends one batch.
+    pub async fn send_batch(&self, batch: T) -> Result<(), SourceError> {
+        self.tx
+            .send(batch)
+            .await
+            .map_err(|_| SourceError::Stopped)?;
+        (self.wake)();
+        Ok(())
+    }
+}
+
+/// Where a split's rows go.
+pub type RowSender = BatchSender<Vec<Row>>;
+
+impl RowSender {
+    /// Sends one batch of rows (nothing for an empty one).
     pub async fn send(&self, rows: Vec<Row>) -> Result<(), SourceError> {
         if rows.is_empty() {
             return Ok(());
         }
-        self.tx.send(rows).await.map_err(|_| SourceError::Stopped)?;
-        (self.wake)();
-        Ok(())
+        self.send_batch(rows).await
     }
+}
+
+/// A position in a change log (MySQL's binlog): where a restart resumes. Always a
+/// transaction boundary.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LogPosition {
+    /// Binlog file name, e.g. `mariadb-bin.000003`.
+    pub file: String,
+    /// Byte offset in that file of the first event not yet applied.
+    pub offset: u64,
+}
+
+impl std::fmt::Display for LogPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file, self.offset)
+    }
+}
+
+/// One row change: before and after images, in the projection of the row's table.
+/// INSERT has only `after`, DELETE only `before`, UPDATE both.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RowChange {
+    /// The row before the change.
+    pub before: Option<Row>,
+    /// The row after the change.
+    pub after: Option<Row>,
+}
+
+/// What a change-log reader sends the engine, in log order.
+#[derive(Debug)]
+pub enum ChangeEvent {
+    /// Row changes of the transaction under way.
+    Rows(Vec<RowChange>),
+    /// A transaction ended: every change before `position` has been sent. `timestamp` is
+    /// the commit's time on the server (Unix seconds).
+    Commit {
+        /// Where the next transaction starts.
+        position: LogPosition,
+        /// When the transaction was written, by the server's clock.
+        timestamp: u32,
+    },
+    /// The server has nothing more right now (a heartbeat): `position` is its end and
+    /// everything before it has been sent.
+    Idle {
+        /// The server's end of log.
+        position: LogPosition,
+    },
+}
+
+/// Where a change-log reader sends its events.
+pub type ChangeSender = BatchSender<ChangeEvent>;
+
+/// A source that follows a change log: CDC.
+#[async_trait::async_trait]
+pub trait ChangeSource: Send + Sync + 'static {
+    /// Checks the server can give what CDC needs (log format, privileges) and says what is
+    /// missing and how to set it.
+    async fn check_change_log(&self) -> Result<(), SourceError>;
+    /// The server's current end of log: where a `cdc` job with no recorded position starts.
+    async fn log_end(&self) -> Result<LogPosition, SourceError>;
+    /// Starts a consistent snapshot and returns the log position it corresponds to: a
+    /// backfill started after this call sees every change before it.
+    async fn snapshot_position(&self) -> Result<LogPosition, SourceError>;
+    /// Bytes of log from `from` to the server's end (across files), for the lag metric.
+    async fn bytes_behind(&self, from: &LogPosition) -> Result<u64, SourceError>;
+    /// Reads the log from `from` and sends every change of the job's tables, in order, with
+    /// transaction boundaries and heartbeats, until `out` closes or the log cannot be read.
+    /// Rows that cannot be converted go to `dead_letters`.
+    async fn follow(
+        &self,
+        from: LogPosition,
+        out: &ChangeSender,
+        dead_letters: &DeadLetters,
+    ) -> Result<(), SourceError>;
 }
 
 /// A source that reads a fixed input in splits: the backfill.
@@ -199,6 +312,31 @@ pub trait BoundedSource: Send + Sync + 'static {
     ) -> Result<u64, SourceError>;
 }
 
+/// Connects to the source named in the job file for CDC: the bounded side (schema,
+/// projection, snapshot reads) and the change log, which share one connection pool.
+pub async fn open_change_source(job: &Job) -> Result<Box<dyn BoundedChangeSource>, SourceError> {
+    match &job.file.source {
+        SourceConfig::Mysql(config) => Ok(Box::new(
+            mysql::client::MysqlSource::open(job, config).await?,
+        )),
+        other => Err(job
+            .error_at(
+                "source.type",
+                format!(
+                    "a `{}` source has no change log to follow: CDC needs `type: mysql`",
+                    other.kind()
+                ),
+            )
+            .into()),
+    }
+}
+
+/// A source with both a backfill and a change log (MySQL). An `Arc` of one upcasts to
+/// either side.
+pub trait BoundedChangeSource: BoundedSource + ChangeSource {}
+
+impl<T: BoundedSource + ChangeSource> BoundedChangeSource for T {}
+
 /// Connects to the source named in the job file and reads its tables' schemas.
 pub async fn open_bounded(job: &Job) -> Result<Box<dyn BoundedSource>, SourceError> {
     match &job.file.source {
@@ -208,5 +346,9 @@ pub async fn open_bounded(job: &Job) -> Result<Box<dyn BoundedSource>, SourceErr
         SourceConfig::Influxdb(config) => Ok(Box::new(
             influxdb::client::InfluxSource::open(job, config).await?,
         )),
+        SourceConfig::Ingest(_) => Err(SourceError::Config(job.error_at(
+            "source.type",
+            "the ingest source is an endpoint that runs until stopped, not a bounded input: run it with `-c ingest`",
+        ))),
     }
 }

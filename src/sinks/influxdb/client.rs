@@ -39,6 +39,12 @@ pub enum InfluxClient {
         bucket: String,
         /// Precision sent with each write.
         precision: influxdb2::api::write::TimestampPrecision,
+        /// Plain HTTP client for the delete API (influxdb2's rounds times to seconds).
+        http: reqwest::Client,
+        /// `<url>/api/v2/delete?org=..&bucket=..`.
+        delete_url: String,
+        /// API token.
+        token: String,
     },
 }
 
@@ -51,14 +57,27 @@ impl InfluxClient {
             let org = config.org.clone().unwrap_or_default();
             let token = config.token.clone().unwrap_or_default();
             let builder = reqwest::Client::builder().timeout(timeout);
-            let client = influxdb2::ClientBuilder::with_builder(builder, base, &org, token)
+            let client = influxdb2::ClientBuilder::with_builder(builder, base, &org, &token)
                 .build()
                 .map_err(|e| e.to_string())?;
+            let bucket = config.bucket.clone().unwrap_or_default();
+            let mut delete_url =
+                reqwest::Url::parse(&format!("{base}/api/v2/delete")).map_err(|e| e.to_string())?;
+            delete_url
+                .query_pairs_mut()
+                .append_pair("org", &org)
+                .append_pair("bucket", &bucket);
             use influxdb2::api::write::TimestampPrecision as P;
             return Ok(InfluxClient::V2 {
                 client,
                 org,
-                bucket: config.bucket.clone().unwrap_or_default(),
+                bucket,
+                http: reqwest::Client::builder()
+                    .timeout(timeout)
+                    .build()
+                    .map_err(|e| e.to_string())?,
+                delete_url: delete_url.into(),
+                token,
                 precision: match config.precision {
                     TimeUnit::Seconds => P::Seconds,
                     TimeUnit::Millis => P::Milliseconds,
@@ -184,6 +203,7 @@ impl InfluxClient {
                 WriteError::TooLarge { message }
                 | WriteError::Rejected { message }
                 | WriteError::Fatal { message } => QueryError::Definite(message),
+                WriteError::Partial { .. } => QueryError::Definite(format!("HTTP {status}")),
             });
         }
         Ok(ChunkedAnswer {
@@ -210,6 +230,76 @@ impl InfluxClient {
             return Ok(());
         }
         Err(classify(status, &body, retry_after))
+    }
+
+    /// Deletes exactly the point of each `(measurement, tags, time)`: in 1.x one `DELETE`
+    /// statement per point whose predicate names every tag key of the measurement (a
+    /// missing tag as `''`, so a series with more tags is not touched); in 2.x one call of
+    /// the delete API per point, with start = stop = its time to the nanosecond. The 2.x
+    /// predicate language cannot say "tag absent": there, a point of a series with more
+    /// tags at the same time is deleted too.
+    pub async fn delete(&self, points: &[DeleteKey<'_>]) -> Result<(), WriteError> {
+        match self {
+            InfluxClient::V1 { database, .. } => {
+                let mut q = String::new();
+                for p in points {
+                    if !q.is_empty() {
+                        q.push(';');
+                    }
+                    q.push_str("DELETE FROM ");
+                    q.push_str(&quote_ident(p.measurement));
+                    q.push_str(" WHERE ");
+                    if !p.tags.is_empty() {
+                        q.push_str(&series_predicate(&p.tags));
+                        q.push_str(" AND ");
+                    }
+                    q.push_str(&format!("time = {}", p.time));
+                }
+                let request = self
+                    .query(&[("db", database.as_str()), ("q", q.as_str())])
+                    .expect("version 1");
+                let response = request.send().await.map_err(transport)?;
+                let status = response.status();
+                let retry_after = retry_after(response.headers());
+                let body = response.text().await.unwrap_or_default();
+                if status.is_success() && !body.contains("\"error\"") {
+                    return Ok(());
+                }
+                Err(classify(status, &body, retry_after))
+            }
+            InfluxClient::V2 {
+                http,
+                delete_url,
+                token,
+                ..
+            } => {
+                for p in points {
+                    let mut predicate = String::from("_measurement=\"");
+                    predicate.push_str(&p.measurement.replace('"', "\\\""));
+                    predicate.push('"');
+                    for (k, v) in p.tags.iter().filter(|(_, v)| !v.is_empty()) {
+                        predicate.push_str(&format!(" AND {}=\"{}\"", k, v.replace('"', "\\\"")));
+                    }
+                    let time = crate::model::format_time(p.time);
+                    let body =
+                        serde_json::json!({"start": time, "stop": time, "predicate": predicate});
+                    let response = http
+                        .post(delete_url.as_str())
+                        .header("Authorization", format!("Token {token}"))
+                        .json(&body)
+                        .send()
+                        .await
+                        .map_err(transport)?;
+                    let status = response.status();
+                    if !status.is_success() {
+                        let retry_after = retry_after(response.headers());
+                        let body = response.text().await.unwrap_or_default();
+                        return Err(classify(status, &body, retry_after));
+                    }
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Writes one body of line protocol.
@@ -239,6 +329,7 @@ impl InfluxClient {
                 org,
                 bucket,
                 precision,
+                ..
             } => {
                 match client
                     .write_line_protocol_with_precision(org, bucket, body, *precision)
@@ -261,6 +352,17 @@ impl InfluxClient {
     }
 }
 
+/// One point to delete: its series (every tag key of the measurement; `""` for a tag the
+/// point does not have) and time in nanoseconds.
+pub struct DeleteKey<'a> {
+    /// Measurement.
+    pub measurement: &'a str,
+    /// Every tag key of the measurement with the point's value.
+    pub tags: Vec<(&'a str, &'a str)>,
+    /// Nanoseconds since the epoch.
+    pub time: i64,
+}
+
 /// An InfluxQL identifier (database, measurement, tag or field key) in double quotes.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
@@ -280,6 +382,16 @@ pub fn quote_literal(text: &str) -> String {
     }
     out.push('\'');
     out
+}
+
+/// The InfluxQL predicate selecting exactly one series: every tag key of the measurement
+/// with the series' value, a tag the series lacks as `''` (how InfluxQL matches a series
+/// without it, so a series with more tags is not selected).
+pub fn series_predicate(tags: &[(&str, &str)]) -> String {
+    tags.iter()
+        .map(|(k, v)| format!("{} = {}", quote_ident(k), quote_literal(v)))
+        .collect::<Vec<_>>()
+        .join(" AND ")
 }
 
 /// How an InfluxQL query failed.
@@ -442,6 +554,14 @@ pub(super) fn server_message(body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_series_is_named_by_every_tag_absent_ones_as_empty() {
+        assert_eq!(
+            series_predicate(&[("host", "a'b\\c"), ("region", "")]),
+            r#""host" = 'a\'b\\c' AND "region" = ''"#
+        );
+    }
 
     #[test]
     fn statuses_are_classified() {

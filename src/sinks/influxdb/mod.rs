@@ -22,6 +22,8 @@ pub struct InfluxSink {
     target: String,
     /// Measurements the job writes (the verify job reads them back).
     measurements: Vec<String>,
+    /// Every tag key of each measurement, sorted (CDC deletes name them all).
+    tag_keys: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl InfluxSink {
@@ -56,7 +58,18 @@ impl InfluxSink {
             create_database: config.create_database && config.version == 1,
             target,
             measurements,
+            tag_keys: Default::default(),
         })
+    }
+
+    /// Tells the sink every tag key of each measurement, so a delete touches exactly one
+    /// series.
+    pub fn with_tag_keys(
+        mut self,
+        tag_keys: std::collections::BTreeMap<String, Vec<String>>,
+    ) -> Self {
+        self.tag_keys = tag_keys;
+        self
     }
 }
 
@@ -161,6 +174,36 @@ impl Sink for InfluxSink {
         self.client
             .write(Bytes::from_owner(SharedBody(batch.body.clone())))
             .await
+    }
+
+    async fn delete(&self, points: &[Point]) -> Result<(), WriteError> {
+        let keys: Vec<client::DeleteKey<'_>> = points
+            .iter()
+            .map(|p| {
+                let known = self.tag_keys.get(p.measurement.as_str());
+                let mut tags: Vec<(&str, &str)> = p
+                    .tags
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                for k in known.into_iter().flatten() {
+                    if !tags.iter().any(|(t, _)| t == k) {
+                        tags.push((k.as_str(), ""));
+                    }
+                }
+                tags.sort_unstable();
+                client::DeleteKey {
+                    measurement: &p.measurement,
+                    tags,
+                    time: p.time,
+                }
+            })
+            .collect();
+        // Deletes are heavy on InfluxDB: a few hundred statements per request at most.
+        for chunk in keys.chunks(200) {
+            self.client.delete(chunk).await?;
+        }
+        Ok(())
     }
 
     async fn prepare(&self) -> Result<(), WriteError> {

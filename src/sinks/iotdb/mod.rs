@@ -415,6 +415,14 @@ impl Sink for IotdbSink {
         Ok(())
     }
 
+    async fn delete(&self, points: &[Point]) -> Result<(), WriteError> {
+        for p in points {
+            let fields: Vec<&str> = p.fields.iter().map(|(k, _)| k.as_str()).collect();
+            self.delete_point(&p.measurement, &fields, p.time).await?;
+        }
+        Ok(())
+    }
+
     fn describe(&self) -> String {
         let mut types: Vec<String> = self
             .schema

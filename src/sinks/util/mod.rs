@@ -178,39 +178,36 @@ pub async fn deliver<S: Sink>(
     let mut whole = true;
     let mut reusable = None;
     while let Some(mut batch) = queue.pop() {
-        let mut attempt = 0;
-        let refused = loop {
-            match sink.write(&batch).await {
-                Ok(()) => {
-                    delivery.written += batch.len() as u64;
-                    counters.written(batch.len() as u64);
-                    break None;
-                }
-                Err(WriteError::Transient {
-                    message,
-                    retry_after,
-                }) => {
-                    if attempt >= policy.max_retries {
-                        return Err(format!(
-                            "write failed {} times, giving up: {message}",
-                            attempt + 1
-                        ));
-                    }
-                    let wait = policy.backoff(attempt, retry_after, fastrand::f64());
-                    tracing::warn!(
-                        attempt = attempt + 1,
-                        wait_ms = wait.as_millis() as u64,
-                        "transient write failure, retrying: {message}"
-                    );
-                    Counters::add(&counters.retries, 1);
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                Err(WriteError::TooLarge { message }) | Err(WriteError::Rejected { message }) => {
-                    break Some(message)
-                }
-                Err(WriteError::Fatal { message }) => return Err(message),
+        let refused = match retrying(&policy, counters, "write", || sink.write(&batch)).await? {
+            Outcome::Done => {
+                delivery.written += batch.len() as u64;
+                counters.written(batch.len() as u64);
+                None
             }
+            Outcome::Partial(rejected) => {
+                let records = batch.records();
+                let mut refused = vec![false; records.len()];
+                for (index, reason) in &rejected {
+                    match records.get(*index) {
+                        Some(record) => {
+                            refused[*index] = true;
+                            dead_letters.record("sink", reason, record.clone());
+                        }
+                        None => {
+                            return Err(format!(
+                                "the target rejected point {index} of a batch of {}: {reason}",
+                                records.len()
+                            ))
+                        }
+                    }
+                }
+                let refused = refused.iter().filter(|r| **r).count() as u64;
+                delivery.dead_lettered += refused;
+                delivery.written += batch.len() as u64 - refused;
+                counters.written(batch.len() as u64 - refused);
+                None
+            }
+            Outcome::Refused(message) => Some(message),
         };
         let Some(message) = refused else {
             if whole {
@@ -236,6 +233,92 @@ pub async fn deliver<S: Sink>(
         }
     }
     Ok((delivery, reusable))
+}
+
+/// How a request ended, once transient failures are retried away.
+enum Outcome {
+    /// It succeeded.
+    Done,
+    /// The target refused it (too large, or rejected): the caller splits or dead-letters.
+    Refused(String),
+    /// The target took all but these records (index, reason).
+    Partial(Vec<(usize, String)>),
+}
+
+/// Runs one request until it succeeds, retrying transient failures with the policy's
+/// backoff. `Err` is fatal, or transient past the last retry.
+async fn retrying<F, Fut>(
+    policy: &RetryPolicy,
+    counters: &Counters,
+    what: &str,
+    mut request: F,
+) -> Result<Outcome, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), WriteError>>,
+{
+    let mut attempt = 0;
+    loop {
+        match request().await {
+            Ok(()) => return Ok(Outcome::Done),
+            Err(WriteError::Transient {
+                message,
+                retry_after,
+            }) => {
+                if attempt >= policy.max_retries {
+                    return Err(format!(
+                        "{what} failed {} times, giving up: {message}",
+                        attempt + 1
+                    ));
+                }
+                let wait = policy.backoff(attempt, retry_after, fastrand::f64());
+                tracing::warn!(
+                    attempt = attempt + 1,
+                    wait_ms = wait.as_millis() as u64,
+                    "transient {what} failure, retrying: {message}"
+                );
+                Counters::add(&counters.retries, 1);
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            Err(WriteError::TooLarge { message }) | Err(WriteError::Rejected { message }) => {
+                return Ok(Outcome::Refused(message))
+            }
+            Err(WriteError::Partial { rejected }) => return Ok(Outcome::Partial(rejected)),
+            Err(WriteError::Fatal { message }) => return Err(message),
+        }
+    }
+}
+
+/// Deletes `points` (CDC deletes: each point of the target at its series and time), with
+/// the same retries as writes. Deletes the target refuses are dead-lettered one by one
+/// with its reason; the job fails only on a fatal error.
+pub async fn deliver_deletes<S: Sink>(
+    sink: &S,
+    points: &[crate::model::Point],
+    dead_letters: &DeadLetters,
+    counters: &Counters,
+) -> Result<(), String> {
+    if points.is_empty() {
+        return Ok(());
+    }
+    let policy = sink.batching().retry();
+    let outcome = retrying(&policy, counters, "delete", || sink.delete(points)).await?;
+    if !matches!(outcome, Outcome::Done) {
+        // Find the refused ones: one request each.
+        for point in points {
+            let one = std::slice::from_ref(point);
+            let outcome = retrying(&policy, counters, "delete", || sink.delete(one)).await?;
+            if let Outcome::Refused(message) = outcome {
+                let mut record = point.to_json();
+                record["operation"] = "delete".into();
+                dead_letters.record("sink", &message, record);
+            }
+        }
+        tracing::debug!("a delete batch was refused; retried point by point");
+    }
+    Counters::add(&counters.points_deleted, points.len() as u64);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::dead_letter::DeadLetters;
 use crate::job::{Job, MappingConfig, TimeUnit};
 use crate::model::{Row, Value};
 use crate::sinks::influxdb::client::{
-    quote_ident, quote_literal, series_columns, ChunkedAnswer, InfluxClient, QueryError,
+    quote_ident, series_columns, series_predicate, ChunkedAnswer, InfluxClient, QueryError,
 };
 use crate::sinks::util::RetryPolicy;
 use crate::sources::{
@@ -834,13 +834,10 @@ impl BoundedSource for InfluxSource {
                 .map(|(schema, m)| MappingConfig {
                     table: schema.name.clone(),
                     measurement: Some(schema.name.clone()),
-                    path: None,
-                    device_field: None,
                     timestamp_field: TIME_COLUMN.into(),
-                    timestamp_unit: None,
                     tags: m.tags.clone(),
                     fields: m.fields.iter().map(|(f, _)| f.clone()).collect(),
-                    types: Default::default(),
+                    ..Default::default()
                 })
                 .collect(),
         )
@@ -945,15 +942,6 @@ fn bucket_range(first: i64, last: i64, bucket: i64) -> (i64, i64) {
     (start, if end <= last { i64::MAX } else { end })
 }
 
-/// The predicate selecting exactly one series: every tag key of the measurement, an
-/// absent tag as `''` (how InfluxQL matches a series that lacks it).
-fn series_predicate(tags: &[(&str, &str)]) -> String {
-    tags.iter()
-        .map(|(k, v)| format!("{} = {}", quote_ident(k), quote_literal(v)))
-        .collect::<Vec<_>>()
-        .join(" AND ")
-}
-
 /// A group of whole series read by one split.
 #[derive(Debug, PartialEq)]
 struct SeriesGroup {
@@ -1022,14 +1010,6 @@ mod tests {
         assert_eq!(bucket_range(3 * h, 3 * h, h), (3 * h, 4 * h));
         assert_eq!(bucket_range(-1, 0, h), (-h, h));
         assert_eq!(bucket_range(i64::MAX - 1, i64::MAX, h).1, i64::MAX);
-    }
-
-    #[test]
-    fn a_series_is_named_by_every_tag_absent_ones_as_empty() {
-        assert_eq!(
-            series_predicate(&[("host", "a'b\\c"), ("region", "")]),
-            r#""host" = 'a\'b\\c' AND "region" = ''"#
-        );
     }
 
     #[test]

@@ -28,34 +28,46 @@ const READ_RETRIES: u32 = 5;
 /// How many times the planner may cut a piece again.
 const MAX_REFINE_DEPTH: u32 = 8;
 
-struct Table {
+pub(super) struct Table {
+    /// Database name, as the binlog's table map names it.
+    pub(super) db: String,
+    /// Table name, as the binlog's table map names it.
+    pub(super) name: String,
     /// `database`.`table`, quoted.
     quoted: String,
     /// The split column, quoted, and whether it may be NULL.
     split: Option<(String, bool)>,
     chunk_rows: u64,
-    schema: TableSchema,
-    conversions: Vec<Conversion>,
+    pub(super) schema: TableSchema,
+    pub(super) conversions: Vec<Conversion>,
+    /// Per column: `COLUMN_TYPE` (e.g. `enum('a','b')`), for values the binlog encodes.
+    pub(super) column_types: Vec<String>,
     /// Projected schema columns, in row order.
-    projection: Vec<usize>,
+    pub(super) projection: Vec<usize>,
     /// `SELECT <projection> FROM <table>`.
     select: String,
 }
 
 /// A MySQL or MariaDB server and the tables a job reads from it.
 pub struct MysqlSource {
-    pool: mysql_async::Pool,
-    tables: Vec<Table>,
+    pub(super) pool: mysql_async::Pool,
+    pub(super) tables: Vec<Table>,
     schemas: Vec<TableSchema>,
-    offset_ns: i64,
+    pub(super) offset_ns: i64,
+    /// The replica id of the binlog reader (CDC).
+    pub(super) server_id: Option<u32>,
+    /// Heartbeat period of the binlog stream (CDC).
+    pub(super) heartbeat: Duration,
+    /// `host:port`, for messages.
+    pub(super) host: String,
 }
 
-fn quote(name: &str) -> String {
+pub(super) fn quote(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
 /// A server error, without the URL (which may carry a password).
-fn server(context: &str, e: mysql_async::Error) -> SourceError {
+pub(super) fn server(context: &str, e: mysql_async::Error) -> SourceError {
     SourceError::Server(format!("{context}: {e}"))
 }
 
@@ -176,6 +188,9 @@ impl MysqlSource {
             };
             tables.push(Table {
                 quoted: format!("{}.{}", quote(&db), quote(&name)),
+                column_types: columns.iter().map(|c| c.2.clone()).collect(),
+                db,
+                name,
                 split,
                 chunk_rows: t.chunk_rows,
                 schema: schema.clone(),
@@ -191,6 +206,9 @@ impl MysqlSource {
             tables,
             schemas,
             offset_ns,
+            server_id: config.server_id,
+            heartbeat: config.heartbeat,
+            host,
         })
     }
 

@@ -15,6 +15,23 @@ pub struct MysqlSourceConfig {
     pub time_zone: String,
     /// The tables to read.
     pub tables: Vec<TableConfig>,
+    /// CDC only: the replica id this job's binlog reader uses. Every reader of one server
+    /// needs its own (a second reader with the same id disconnects the first), so there
+    /// is no default: pick a number no replica or other job uses.
+    #[serde(default)]
+    pub server_id: Option<u32>,
+    /// CDC only: how often an idle server sends a heartbeat. Heartbeats keep the recorded
+    /// position fresh while the tables are quiet and tell `--until-caught-up` the reader is
+    /// at the end of the binlog.
+    #[serde(
+        default = "default_heartbeat",
+        deserialize_with = "crate::job::duration"
+    )]
+    pub heartbeat: std::time::Duration,
+}
+
+fn default_heartbeat() -> std::time::Duration {
+    std::time::Duration::from_secs(1)
 }
 
 /// One source table.
@@ -76,6 +93,25 @@ impl MysqlSourceConfig {
             )
         })?;
         parse_offset(&self.time_zone).map_err(|e| job.error_at("source.time_zone", e))?;
+        if self.heartbeat < std::time::Duration::from_millis(10) {
+            return Err(job.error_at("source.heartbeat", "must be at least 10ms"));
+        }
+        if self.server_id == Some(0) {
+            return Err(job.error_at(
+                "source.server_id",
+                "0 is not a replica id; pick a number no replica or other job of this server uses",
+            ));
+        }
+        if matches!(
+            job.file.mode,
+            crate::job::Mode::Cdc | crate::job::Mode::BackfillCdc
+        ) && self.server_id.is_none()
+        {
+            return Err(job.error_at(
+                "source.server_id",
+                "a CDC job needs its own `server_id` (the replica id its binlog reader uses): two readers with the same id disconnect each other, so tsmig does not pick one for you",
+            ));
+        }
         if self.tables.is_empty() {
             return Err(job.error_at("source.tables", "list at least one table"));
         }

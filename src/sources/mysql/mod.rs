@@ -1,8 +1,11 @@
-//! The MySQL/MariaDB source: a chunked, parallel scan of tables (the backfill).
+//! The MySQL/MariaDB source: a chunked, parallel scan of tables (the backfill) and the
+//! binlog (CDC).
 //!
 //! `config.rs` is the job-file section, `client.rs` plans splits and streams rows over
-//! mysql_async's binary protocol, `encoding.rs` converts MySQL values into tsmig's.
+//! mysql_async's binary protocol, `binlog.rs` follows the binlog, `encoding.rs` converts
+//! MySQL values into tsmig's.
 
+pub mod binlog;
 pub mod client;
 pub mod config;
 pub mod encoding;

@@ -1,0 +1,156 @@
+//! The CDC dataflow, assembled top to bottom in [`run`].
+//!
+//! ```text
+//!  worker 0                                   every worker
+//!  ┌────────┐ row changes ┌──────────────────────────┐ changes ┌──────┐
+//!  │ follow │────────────▶│ map, consolidate, decide │───────▶│ sink │──┐ acks
+//!  └────────┘             │ (exchange by device)      │        └──────┘  │ (frontier only)
+//!      │ positions        └──────────────────────────┘                   │
+//!      ▼                                                                  │
+//!  ┌──────────────────┐◀──────────────────────────────────────────────────┘
+//!  │ commit positions │  records the binlog position once its epoch is durable
+//!  └──────────────────┘
+//! ```
+//!
+//! The sink runs in ordered mode: each point's changes reach the target in the order they
+//! happened, whatever the batching and the requests in flight.
+
+use super::changes::to_sink_changes;
+use super::commit::{commit_positions, CdcProgress, PositionCommitter};
+use super::follow::{follow, FollowContext};
+use super::{sink, Cluster, Control, EpochClock};
+use crate::checkpoint::store::FileStore;
+use crate::checkpoint::CdcState;
+use crate::dead_letter::DeadLetters;
+use crate::mapping::Mappings;
+use crate::metrics::Counters;
+use crate::sinks::Sink;
+use crate::sources::ChangeSource;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use timely::dataflow::operators::probe::Handle as ProbeHandle;
+use timely::dataflow::operators::Probe;
+
+/// Everything a CDC run needs, built by the caller.
+pub struct Cdc<S: Sink> {
+    /// The change log.
+    pub source: Arc<dyn ChangeSource>,
+    /// The compiled mappings.
+    pub mappings: Arc<Mappings>,
+    /// The target.
+    pub sink: Arc<S>,
+    /// Where to resume (every process needs it; only worker 0 reads).
+    pub state: CdcState,
+    /// Process 0: where the state is written.
+    pub store: Option<FileStore>,
+    /// How often durable progress is written.
+    pub checkpoint_interval: Duration,
+    /// Length of an epoch.
+    pub epoch: Duration,
+    /// Backpressure bound.
+    pub max_in_flight_rows: u64,
+    /// Stop at the first heartbeat (the server has nothing newer).
+    pub until_caught_up: bool,
+    /// Where rejected records go.
+    pub dead_letters: DeadLetters,
+    /// Running totals.
+    pub counters: Arc<Counters>,
+    /// Shared with the lag monitor.
+    pub progress: Arc<Mutex<CdcProgress>>,
+    /// Stop request and failure.
+    pub control: Control,
+    /// The runtime the connectors' async work runs on.
+    pub runtime: tokio::runtime::Handle,
+}
+
+/// Follows the change log until stopped (or caught up), with every change written and its
+/// position recorded. `Err` carries the job's failure.
+pub fn run<S: Sink>(job: Cdc<S>, cluster: &Cluster) -> Result<(), String> {
+    let control = job.control.clone();
+    let clock = EpochClock {
+        start: Instant::now(),
+        tick: job.epoch,
+    };
+    let store = Arc::new(Mutex::new(job.store));
+    let Cdc {
+        source,
+        mappings,
+        sink,
+        state,
+        checkpoint_interval,
+        max_in_flight_rows,
+        until_caught_up,
+        dead_letters,
+        counters,
+        progress,
+        runtime,
+        ..
+    } = job;
+
+    let worker_control = control.clone();
+    let guards = timely::execute(cluster.timely_config(), move |worker| {
+        let control = worker_control.clone();
+        let committer = if worker.index() == 0 {
+            store
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .map(|store| PositionCommitter {
+                    state: state.clone(),
+                    store,
+                    interval: checkpoint_interval,
+                    counters: counters.clone(),
+                    control: control.clone(),
+                    progress: progress.clone(),
+                })
+        } else {
+            None
+        };
+        let durable = ProbeHandle::new();
+
+        worker.dataflow::<u64, _, _>(|scope| {
+            let (changes, positions) = follow(
+                scope,
+                FollowContext {
+                    source: source.clone(),
+                    from: state.position.clone(),
+                    runtime: runtime.clone(),
+                    dead_letters: dead_letters.clone(),
+                    counters: counters.clone(),
+                    control: control.clone(),
+                    clock,
+                    max_in_flight_rows,
+                    durable: durable.clone(),
+                    until_caught_up,
+                },
+            );
+            let changes = to_sink_changes(
+                changes,
+                mappings.clone(),
+                dead_letters.clone(),
+                counters.clone(),
+            );
+            let acks = sink::write(
+                changes,
+                sink::SinkContext {
+                    sink: sink.clone(),
+                    runtime: runtime.clone(),
+                    dead_letters: dead_letters.clone(),
+                    counters: counters.clone(),
+                    control: control.clone(),
+                    ordered: true,
+                },
+            )
+            .probe_with(&durable);
+            commit_positions(positions, acks, committer);
+        });
+
+        while worker.step_or_park(None) {}
+    })?;
+
+    let results = guards.join();
+    if let Some(failure) = super::backfill::job_failure(&results, &control) {
+        return Err(failure);
+    }
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! The follow operator: the change-log reader of a CDC job, on worker 0.
+//!
+//! ```text
+//!  tokio task: source.follow(from) ──ChangeEvent──▶ [ follow ] ──▶ row changes (current epoch)
+//!                                                        │
+//!                                                        └──────▶ positions (epoch they close)
+//! ```
+//!
+//! Capabilities: one per output, at the current epoch, on worker 0 only (other workers drop
+//! theirs at once). The epoch advances with the clock, but only at a transaction boundary:
+//! an epoch holds whole transactions, so consolidating an epoch never sees half of one.
+//! (A transaction larger than half the in-flight bound may span epochs; it is then written
+//! in parts, and its position is still recorded only after its last part.) Before it
+//! advances, the operator emits on the second output the position after the last whole
+//! transaction, at the epoch being closed: once that epoch is durable everywhere, a restart
+//! may resume from that position. Heartbeats of an idle server advance the position too.
+//!
+//! Backpressure: as in the backfill reader, rows emitted at epochs the probe after the
+//! sinks has not passed are in flight; past the bound the operator stops draining the
+//! reader's bounded channel, so the reader (and the server's binlog dump) wait.
+//!
+//! `until_caught_up`: the first heartbeat (the server has nothing newer) ends the read: the
+//! last position is emitted and the capabilities dropped, so the job drains, checkpoints
+//! and exits.
+
+use super::read::InFlight;
+use super::{Control, EpochClock};
+use crate::dead_letter::DeadLetters;
+use crate::metrics::Counters;
+use crate::sources::{ChangeEvent, ChangeSender, ChangeSource, LogPosition, RowChange};
+use std::sync::Arc;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::probe::Handle as ProbeHandle;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::{Scope, Stream};
+use tokio::sync::mpsc;
+
+/// Change batches buffered between the reader task and the operator.
+const CHANNEL_BATCHES: usize = 16;
+/// Messages taken per activation before yielding to other operators.
+const MESSAGES_PER_ACTIVATION: usize = 64;
+
+/// A durable-when-its-epoch-is position and the commit time of the transaction before it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub(super) struct Reached {
+    pub position: LogPosition,
+    /// Server time (Unix seconds) of the last transaction before `position`; 0 if unknown.
+    pub timestamp: u32,
+}
+
+/// What the follow operator needs.
+pub(super) struct FollowContext {
+    pub source: Arc<dyn ChangeSource>,
+    pub from: LogPosition,
+    pub runtime: tokio::runtime::Handle,
+    pub dead_letters: DeadLetters,
+    pub counters: Arc<Counters>,
+    pub control: Control,
+    pub clock: EpochClock,
+    pub max_in_flight_rows: u64,
+    pub durable: ProbeHandle<u64>,
+    pub until_caught_up: bool,
+}
+
+/// The reader task's channel and handle.
+type Reader = (
+    mpsc::Receiver<ChangeEvent>,
+    tokio::task::JoinHandle<Result<(), String>>,
+);
+
+type Changes<'s> = Stream<'s, u64, Vec<RowChange>>;
+type Positions<'s> = Stream<'s, u64, Vec<Reached>>;
+
+/// Follows the change log on worker 0 of process 0; returns the row changes and the
+/// positions reached.
+pub(super) fn follow<'s>(
+    scope: Scope<'s, u64>,
+    ctx: FollowContext,
+) -> (Changes<'s>, Positions<'s>) {
+    let reader = scope.index() == 0;
+    let mut builder = OperatorBuilder::new("FollowLog".to_owned(), scope);
+    let info = builder.operator_info();
+    let (changes_output, changes) = builder.new_output::<Vec<RowChange>>();
+    let (positions_output, positions) = builder.new_output::<Vec<Reached>>();
+    let mut changes_output =
+        OutputBuilder::<u64, CapacityContainerBuilder<Vec<RowChange>>>::from(changes_output);
+    let mut positions_output =
+        OutputBuilder::<u64, CapacityContainerBuilder<Vec<Reached>>>::from(positions_output);
+    let activator = scope.activator_for(info.address.clone());
+    let sync_activator = scope.worker().sync_activator_for(info.address.to_vec());
+
+    builder.build(move |mut capabilities| {
+        let mut positions_cap: Option<Capability<u64>> = capabilities.pop();
+        let mut changes_cap: Option<Capability<u64>> = capabilities.pop();
+        let mut task: Option<Reader> = None;
+        if reader {
+            let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+            let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+                let _ = sync_activator.activate();
+            });
+            let sender = ChangeSender::new(tx, wake.clone());
+            let source = ctx.source.clone();
+            let from = ctx.from.clone();
+            let dead_letters = ctx.dead_letters.clone();
+            let handle = ctx.runtime.spawn(async move {
+                let result = source.follow(from, &sender, &dead_letters).await;
+                drop(sender);
+                wake();
+                result.map_err(|e| e.to_string())
+            });
+            task = Some((rx, handle));
+        } else {
+            positions_cap = None;
+            changes_cap = None;
+        }
+        let mut in_flight = InFlight::default();
+        // The last boundary seen, and whether it was emitted already.
+        let mut latest: Option<Reached> = None;
+        let mut emitted = true;
+        // Rows emitted since the last boundary.
+        let mut open_rows: u64 = 0;
+        let mut last_timestamp = 0u32;
+        let mut caught_up = false;
+        let ctx = ctx;
+
+        move |_frontiers| {
+            let (Some(changes_cap_ref), Some(positions_cap_ref)) =
+                (changes_cap.as_mut(), positions_cap.as_mut())
+            else {
+                return;
+            };
+            let Some((rx, handle)) = task.as_mut() else { return };
+            let epoch = *changes_cap_ref.time();
+            in_flight.forget_durable(ctx.durable.with_frontier(|f| f.first().copied()));
+
+            let mut budget = MESSAGES_PER_ACTIVATION;
+            let mut ended = false;
+            while in_flight.rows < ctx.max_in_flight_rows && budget > 0 && !caught_up {
+                budget -= 1;
+                match rx.try_recv() {
+                    Ok(ChangeEvent::Rows(mut rows)) => {
+                        let n = rows.len() as u64;
+                        Counters::add(&ctx.counters.changes_read, n);
+                        in_flight.add(epoch, n);
+                        open_rows += n;
+                        changes_output
+                            .activate()
+                            .session(&*changes_cap_ref)
+                            .give_container(&mut rows);
+                    }
+                    Ok(ChangeEvent::Commit { position, timestamp }) => {
+                        Counters::add(&ctx.counters.transactions_read, 1);
+                        open_rows = 0;
+                        last_timestamp = timestamp;
+                        latest = Some(Reached { position, timestamp });
+                        emitted = false;
+                    }
+                    Ok(ChangeEvent::Idle { position }) => {
+                        if open_rows == 0 {
+                            if latest.as_ref().is_none_or(|l| l.position != position) {
+                                latest = Some(Reached { position, timestamp: last_timestamp });
+                                emitted = false;
+                            }
+                            if ctx.until_caught_up {
+                                tracing::info!("caught up with the server's binlog: stopping (--until-caught-up)");
+                                caught_up = true;
+                            }
+                        }
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        ended = true;
+                        break;
+                    }
+                }
+            }
+            if ended {
+                // The reader stopped: a failure (the job fails) or a requested stop.
+                if handle.is_finished() {
+                    let result = ctx
+                        .runtime
+                        .block_on(&mut *handle)
+                        .unwrap_or_else(|e| Err(format!("the binlog reader panicked: {e}")));
+                    if let Err(message) = result {
+                        if !ctx.control.stopping() {
+                            ctx.control.fail(message);
+                        }
+                    }
+                }
+            }
+
+            let stop = ended || caught_up || ctx.control.stopping();
+            let at_boundary = open_rows == 0;
+            let tick = ctx.clock.now();
+            let may_close = at_boundary || open_rows >= ctx.max_in_flight_rows / 2;
+            if stop || (tick > epoch && may_close) {
+                // `latest` is always a boundary: every row before it is emitted by now.
+                if !emitted {
+                    if let Some(reached) = &latest {
+                        positions_output
+                            .activate()
+                            .session(&*positions_cap_ref)
+                            .give(reached.clone());
+                    }
+                    emitted = true;
+                }
+                if stop {
+                    if let Some((_, handle)) = task.take() {
+                        handle.abort();
+                    }
+                    changes_cap = None;
+                    positions_cap = None;
+                    return;
+                }
+                let next = tick.max(epoch + 1);
+                changes_cap_ref.downgrade(&next);
+                positions_cap_ref.downgrade(&next);
+            }
+            if budget == 0 {
+                activator.activate();
+            } else {
+                activator.activate_after(ctx.clock.tick);
+            }
+        }
+    });
+    (changes, positions)
+}

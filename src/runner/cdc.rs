@@ -1,0 +1,242 @@
+//! Running a CDC job (`-c cdc`, `-c backfill+cdc`): where to start in the binlog, the
+//! backfill phase of `backfill+cdc`, then following the binlog, with the lag monitor.
+//!
+//! Start positions, on process 0 (other processes only run workers):
+//! - `cdc`: the recorded position (`cdc.json` in the state directory), or the server's
+//!   current end of binlog on the first run.
+//! - `backfill+cdc`, first run: a consistent snapshot's binlog position is recorded
+//!   *before* the first chunk is read; the chunked backfill then runs (resumable like any
+//!   backfill), and CDC follows from the recorded position. Chunks read after the snapshot
+//!   may already hold later changes; CDC replays them, and since a write of the same point
+//!   is idempotent the end state is exact.
+
+use super::{
+    open_source, prepare_sink, source_error, with_sink, BackfillPhase, JobRun, RunError,
+    RunOptions, WithSink,
+};
+use crate::checkpoint::store::FileStore;
+use crate::checkpoint::CdcState;
+use crate::engine::{self, cdc::Cdc, CdcProgress};
+use crate::job::{Job, Mode};
+use crate::mapping::Mappings;
+use crate::metrics::Counters;
+use crate::sinks::Sink;
+use crate::sources::{BoundedSource, ChangeSource, LogPosition};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Runs `job` as `cdc` or `backfill+cdc`.
+pub(super) fn run(job: &Job, mode: Mode, options: &RunOptions) -> Result<(), RunError> {
+    let rt = super::runtime()?;
+    let (source, changes, mappings) = rt.block_on(open_source(job, true))?;
+    let changes = changes.ok_or_else(|| {
+        RunError::Usage(format!(
+            "source type `{}` has no change log to follow; `{mode}` needs MySQL or MariaDB",
+            job.file.source.kind()
+        ))
+    })?;
+    rt.block_on(changes.check_change_log())
+        .map_err(|e| source_error(job, e))?;
+    let job_run = JobRun::start(job, options, rt)?;
+    let mappings = Arc::new(mappings);
+    let result = with_sink(
+        job,
+        &mappings,
+        CdcPhases {
+            job,
+            options,
+            mode,
+            run: &job_run,
+            source,
+            changes,
+            mappings: mappings.clone(),
+        },
+    )
+    .and_then(|r| r);
+    job_run.finish(job, result)
+}
+
+struct CdcPhases<'a> {
+    job: &'a Job,
+    options: &'a RunOptions,
+    mode: Mode,
+    run: &'a JobRun,
+    source: Arc<dyn BoundedSource>,
+    changes: Arc<dyn ChangeSource>,
+    mappings: Arc<Mappings>,
+}
+
+impl WithSink for CdcPhases<'_> {
+    type Out = Result<(), RunError>;
+
+    fn run<S: Sink>(self, sink: S) -> Result<(), RunError> {
+        let CdcPhases {
+            job,
+            options,
+            mode,
+            run,
+            source,
+            changes,
+            mappings,
+        } = self;
+        let sink = Arc::new(sink);
+        prepare_sink(job, &run.rt, &*sink)?;
+        let store = FileStore::new(
+            &job.state_dir()
+                .map_err(|e| RunError::Usage(e.to_string()))?,
+        );
+        if options.fresh && options.cluster.process == 0 {
+            store.clear_backfill().map_err(RunError::Failed)?;
+        }
+        let state = start_position(job, mode, options, run, &store, &*changes)?;
+        tracing::info!(position = %state.position, "CDC starts at this binlog position");
+
+        if mode == Mode::BackfillCdc {
+            BackfillPhase {
+                job,
+                options,
+                run,
+                source,
+                mappings: mappings.clone(),
+                fresh: false,
+            }
+            .run_with(sink.clone())?;
+            if run.control.stopping() {
+                return Ok(());
+            }
+            tracing::info!("backfill complete; following the binlog");
+        }
+
+        let progress = Arc::new(Mutex::new(CdcProgress::default()));
+        let monitor = run.rt.spawn(monitor_lag(
+            changes.clone(),
+            progress.clone(),
+            run.counters.clone(),
+        ));
+        let result = engine::cdc::run(
+            Cdc {
+                source: changes,
+                mappings,
+                sink,
+                state,
+                store: (options.cluster.process == 0).then_some(store),
+                checkpoint_interval: job.file.checkpoint.interval,
+                epoch: job.file.flow.epoch,
+                max_in_flight_rows: job.file.flow.max_in_flight_rows,
+                until_caught_up: options.until_caught_up,
+                dead_letters: run.dead_letters.clone(),
+                counters: run.counters.clone(),
+                progress: progress.clone(),
+                control: run.control.clone(),
+                runtime: run.rt.handle().clone(),
+            },
+            &options.cluster,
+        );
+        monitor.abort();
+        if let Some(position) = progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .committed
+            .clone()
+        {
+            println!("cdc: committed position {position}");
+        }
+        result.map_err(RunError::Failed)
+    }
+}
+
+/// Where this run starts reading the binlog (and, on a first `backfill+cdc`, the snapshot
+/// position recorded before the backfill reads anything).
+fn start_position(
+    job: &Job,
+    mode: Mode,
+    options: &RunOptions,
+    run: &JobRun,
+    store: &FileStore,
+    changes: &dyn ChangeSource,
+) -> Result<CdcState, RunError> {
+    if options.cluster.processes() > 1 {
+        return Err(RunError::Usage(
+            "CDC runs its binlog reader in one process; run it with --workers (several processes are for backfills)".into(),
+        ));
+    }
+    if let Some(state) = store.load_cdc().map_err(RunError::Failed)? {
+        if state.job != job.file.name {
+            return Err(RunError::Usage(format!(
+                "the state in {} belongs to job `{}`, not `{}`; point checkpoint.store elsewhere",
+                store.dir().display(),
+                state.job,
+                job.file.name
+            )));
+        }
+        tracing::info!(position = %state.position, "resuming CDC from the checkpoint in {}", store.dir().display());
+        return Ok(state);
+    }
+    let position: LogPosition = match mode {
+        Mode::BackfillCdc => {
+            if store.load_backfill().map_err(RunError::Failed)?.is_some() {
+                return Err(RunError::Usage(format!(
+                    "{} holds a backfill without a binlog position (from a plain backfill?): its rows may predate any position CDC could start from. Start over with --fresh",
+                    store.dir().display()
+                )));
+            }
+            run.rt
+                .block_on(changes.snapshot_position())
+                .map_err(|e| source_error(job, e))?
+        }
+        _ => run
+            .rt
+            .block_on(changes.log_end())
+            .map_err(|e| source_error(job, e))?,
+    };
+    let state = CdcState::new(&job.file.name, position);
+    // Recorded before anything is read: a crash during the backfill resumes CDC here.
+    store.save_cdc(&state).map_err(RunError::Failed)?;
+    Ok(state)
+}
+
+/// Every second: the lag in bytes (committed position to the server's end of binlog) and
+/// in time (the oldest change read and not yet durable); a log line every ten seconds.
+async fn monitor_lag(
+    changes: Arc<dyn ChangeSource>,
+    progress: Arc<Mutex<CdcProgress>>,
+    counters: Arc<Counters>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut n = 0u64;
+    loop {
+        tick.tick().await;
+        let (committed, oldest) = {
+            let p = progress.lock().unwrap_or_else(|p| p.into_inner());
+            (p.committed.clone(), p.oldest_pending)
+        };
+        let Some(committed) = committed else { continue };
+        let bytes = changes.bytes_behind(&committed).await.unwrap_or(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        let lag_ms = match oldest {
+            Some(ts) if ts > 0 => now.saturating_sub(ts as u64 * 1000),
+            _ => 0,
+        };
+        counters
+            .lag_bytes
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+        counters
+            .lag_ms
+            .store(lag_ms, std::sync::atomic::Ordering::Relaxed);
+        n += 1;
+        if n % 10 == 0 {
+            tracing::info!(
+                position = %committed,
+                lag_bytes = bytes,
+                lag_seconds = lag_ms as f64 / 1000.0,
+                changes = Counters::get(&counters.changes_read),
+                written = Counters::get(&counters.points_written),
+                deleted = Counters::get(&counters.points_deleted),
+                "cdc"
+            );
+        }
+    }
+}

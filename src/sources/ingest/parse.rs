@@ -1,0 +1,379 @@
+//! Line protocol → [`Point`]s: the one parsing path of the ingest endpoint.
+//!
+//! [`parse_body`] is pure (bytes in, points and rejected lines out) so the conformance
+//! test runs InfluxData's corpus through exactly what the server runs. Each line is parsed
+//! by the `influxdb-line-protocol` crate (InfluxData's own Rust parser); around it this
+//! module adds what a write endpoint needs and the crate leaves out:
+//!
+//! - line numbers: the body is cut into lines here (the crate's `split_lines` rule, on
+//!   bytes, so a newline inside a quoted string field does not end a line) and each
+//!   rejection names the 1-based line the bad line starts on;
+//! - bytes that are not UTF-8 reject their line only, not the whole body;
+//! - timestamps scaled by the request's precision (an overflow rejects the line rather
+//!   than wrapping), and the server's time for a line without one;
+//! - the checks the crate does not make and InfluxDB does: duplicate tag keys, duplicate
+//!   field keys, infinite floats;
+//! - the tag set sorted by key and the series' `device_hash`, so the exchange routes every
+//!   point of a series to one worker.
+//!
+//! A bad line never poisons the request: the good lines become points, each bad line a
+//! [`RejectedLine`] with its reason.
+
+use crate::model::{Name, Point, Value};
+use influxdb_line_protocol::{FieldValue, ParsedLine};
+
+/// The unit of the timestamps in a write request (`precision=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// Nanoseconds: v1 `n`/`ns`, v2 `ns`.
+    Nanos,
+    /// Microseconds: v1 `u`/`us`, v2 `us`.
+    Micros,
+    /// Milliseconds: `ms`.
+    Millis,
+    /// Seconds: `s`.
+    Seconds,
+    /// Minutes: v1 `m` only.
+    Minutes,
+    /// Hours: v1 `h` only.
+    Hours,
+}
+
+impl Precision {
+    /// Nanoseconds in one unit.
+    pub fn nanos(self) -> i64 {
+        match self {
+            Precision::Nanos => 1,
+            Precision::Micros => 1_000,
+            Precision::Millis => 1_000_000,
+            Precision::Seconds => 1_000_000_000,
+            Precision::Minutes => 60_000_000_000,
+            Precision::Hours => 3_600_000_000_000,
+        }
+    }
+
+    /// A `precision=` of the v1 API (`/write`): `n u ms s m h` as InfluxDB 1.x documents
+    /// them, and the spellings `ns`/`us` that 1.x clients send too.
+    pub fn from_v1(name: &str) -> Option<Self> {
+        Some(match name {
+            "n" | "ns" => Precision::Nanos,
+            "u" | "us" => Precision::Micros,
+            "ms" => Precision::Millis,
+            "s" => Precision::Seconds,
+            "m" => Precision::Minutes,
+            "h" => Precision::Hours,
+            _ => return None,
+        })
+    }
+
+    /// A `precision=` of the v2 API (`/api/v2/write`): `ns us ms s`.
+    pub fn from_v2(name: &str) -> Option<Self> {
+        Some(match name {
+            "ns" => Precision::Nanos,
+            "us" => Precision::Micros,
+            "ms" => Precision::Millis,
+            "s" => Precision::Seconds,
+            _ => return None,
+        })
+    }
+
+    /// The name InfluxDB 1.x gives the unit.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Nanos => "ns",
+            Precision::Micros => "us",
+            Precision::Millis => "ms",
+            Precision::Seconds => "s",
+            Precision::Minutes => "m",
+            Precision::Hours => "h",
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Precision {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Precision::from_v1(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not a precision; one of ns, us, ms, s, m, h"
+            ))
+        })
+    }
+}
+
+/// A line the endpoint refused, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedLine {
+    /// 1-based number of the (first) physical line it occupies in the body.
+    pub line: usize,
+    /// The line as sent (invalid UTF-8 shown as U+FFFD).
+    pub text: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+/// What a request body held.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    /// The valid lines' points, in body order.
+    pub points: Vec<Point>,
+    /// The invalid lines, in body order.
+    pub rejected: Vec<RejectedLine>,
+}
+
+/// Parses a line-protocol body. `default_time` (ns) is the time of lines without a
+/// timestamp: the server reads its clock once per request, so such lines of one request
+/// share it, as InfluxDB does.
+pub fn parse_body(body: &[u8], precision: Precision, default_time: i64) -> Parsed {
+    // InfluxDB truncates the server's time to the request's precision, so a line without
+    // a timestamp lands where one with a timestamp of that precision could.
+    let default_time = default_time - default_time.rem_euclid(precision.nanos());
+    let mut parsed = Parsed::default();
+    let mut line_number = 1;
+    for chunk in split_lines(body) {
+        let first_line = line_number;
+        line_number += chunk.iter().filter(|b| **b == b'\n').count() + 1;
+        let text = match std::str::from_utf8(chunk) {
+            Ok(text) => text,
+            Err(e) => {
+                parsed.rejected.push(RejectedLine {
+                    line: first_line,
+                    text: String::from_utf8_lossy(chunk).into_owned(),
+                    reason: format!("not valid UTF-8 (at byte {})", e.valid_up_to() + 1),
+                });
+                continue;
+            }
+        };
+        // Trailing spaces and a `\r` (a CRLF line end) are not part of the line, as in
+        // InfluxDB; the crate would call them trailing content.
+        let text = text.trim_end_matches([' ', '\r']);
+        let reject = |parsed: &mut Parsed, reason: String| {
+            parsed.rejected.push(RejectedLine {
+                line: first_line,
+                text: text.to_string(),
+                reason,
+            })
+        };
+        // The crate skips a leading tab as blank; InfluxDB refuses it, and any other
+        // control character, at the start of a measurement.
+        if let Some(c) = text.trim_start_matches(' ').chars().next() {
+            if c.is_ascii_control() {
+                reject(
+                    &mut parsed,
+                    format!("invalid character {c:?} at the start of the measurement"),
+                );
+                continue;
+            }
+        }
+        // Blank lines and comments yield nothing; a chunk is one line, so at most one.
+        for result in influxdb_line_protocol::parse_lines(text) {
+            match result
+                .map_err(|e| e.to_string())
+                .and_then(|line| to_point(line, precision, default_time))
+            {
+                Ok(point) => parsed.points.push(point),
+                Err(reason) => reject(&mut parsed, reason),
+            }
+        }
+    }
+    parsed
+}
+
+/// Cuts a body into lines where a newline is not inside a quoted string field value and
+/// not escaped. This is the `influxdb-line-protocol` crate's `split_lines` (a port of the
+/// Go reference's `scanLine`) on bytes: every byte it looks at is ASCII, and no byte of a
+/// multi-byte UTF-8 character is, so the cuts are the same, and a line that is not UTF-8
+/// is cut out whole and rejected alone.
+fn split_lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut quoted = false;
+    let mut fields = false;
+    // '=' and ',' seen in the fields part: a quote opens a string only in a field value.
+    let mut equals = 0usize;
+    let mut commas = 0usize;
+    let mut in_escape = false;
+    body.split(move |&b| {
+        if in_escape {
+            in_escape = false;
+            return false;
+        }
+        match b {
+            b'\\' => in_escape = true,
+            b' ' => fields = true,
+            b'=' if fields && !quoted => equals += 1,
+            b',' if fields && !quoted => commas += 1,
+            b'"' if fields && equals > commas => quoted = !quoted,
+            b'\n' if !quoted => {
+                fields = false;
+                equals = 0;
+                commas = 0;
+                return true;
+            }
+            _ => {}
+        }
+        false
+    })
+}
+
+fn to_point(
+    line: ParsedLine<'_>,
+    precision: Precision,
+    default_time: i64,
+) -> Result<Point, String> {
+    let measurement = Name::from(line.series.measurement.as_str());
+    // Names with control characters cannot be queried back; InfluxDB refuses them (tag
+    // values and string fields may hold any character).
+    let control = |what: &str, name: &str| match name.chars().find(char::is_ascii_control) {
+        Some(c) => Err(format!("{what} `{name}` holds the control character {c:?}")),
+        None => Ok(()),
+    };
+    control("measurement", &measurement)?;
+
+    let mut tags: Vec<(Name, String)> = line
+        .series
+        .tag_set
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (Name::from(k.as_str()), String::from(v)))
+        .collect();
+    for (key, _) in &tags {
+        control("tag key", key)?;
+    }
+    tags.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Some(pair) = tags.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(format!("duplicate tag key `{}`", pair[0].0));
+    }
+    // InfluxDB has no empty tag values: an empty value is an absent tag.
+    tags.retain(|(_, v)| !v.is_empty());
+
+    let mut fields = Vec::with_capacity(line.field_set.len());
+    for (key, value) in line.field_set {
+        let key = Name::from(key.as_str());
+        control("field key", &key)?;
+        if fields.iter().any(|(k, _)| *k == key) {
+            return Err(format!("duplicate field key `{key}`"));
+        }
+        let value = match value {
+            FieldValue::I64(v) => Value::Int(v),
+            FieldValue::U64(v) => Value::UInt(v),
+            FieldValue::F64(v) if v.is_finite() => Value::Float(v),
+            FieldValue::F64(_) => return Err(format!("field `{key}`: the float is out of range")),
+            FieldValue::String(v) => Value::String(String::from(v)),
+            FieldValue::Boolean(v) => Value::Bool(v),
+        };
+        fields.push((key, value));
+    }
+
+    let time = match line.timestamp {
+        None => default_time,
+        Some(t) => t.checked_mul(precision.nanos()).ok_or_else(|| {
+            format!(
+                "timestamp {t} with precision {} is out of range",
+                precision.as_str()
+            )
+        })?,
+    };
+
+    let device_hash = series_hash(&measurement, &tags);
+    Ok(Point {
+        measurement,
+        tags,
+        fields,
+        time,
+        device_hash,
+    })
+}
+
+/// The exchange key of a series: measurement and sorted tag set, NUL-separated (no NUL
+/// can make two different series the same text here), hashed like every device key.
+pub fn series_hash(measurement: &str, tags: &[(Name, String)]) -> u64 {
+    let mut key = Vec::with_capacity(64);
+    key.extend_from_slice(measurement.as_bytes());
+    for (k, v) in tags {
+        key.push(0);
+        key.extend_from_slice(k.as_bytes());
+        key.push(0);
+        key.extend_from_slice(v.as_bytes());
+    }
+    crate::model::device_hash(&key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_numbered_and_bad_ones_rejected_alone() {
+        let body =
+            b"m,b=2,a=1 f=1i 10\n\n# comment\nm f= 11\nm s=\"two\nlines\" 12\nbad\nm u=3u,x=T";
+        let p = parse_body(body, Precision::Seconds, 5_500_000_000);
+        assert_eq!(p.points.len(), 3);
+        assert_eq!(
+            p.points[0].tags,
+            vec![("a".into(), "1".into()), ("b".into(), "2".into())]
+        );
+        assert_eq!(p.points[0].fields, vec![("f".into(), Value::Int(1))]);
+        assert_eq!(p.points[0].time, 10_000_000_000);
+        assert_eq!(
+            p.points[1].fields,
+            vec![("s".into(), Value::String("two\nlines".into()))]
+        );
+        assert_eq!(p.points[1].time, 12_000_000_000);
+        assert_eq!(
+            p.points[2].fields,
+            vec![
+                ("u".into(), Value::UInt(3)),
+                ("x".into(), Value::Bool(true))
+            ]
+        );
+        assert_eq!(
+            p.points[2].time, 5_000_000_000,
+            "no timestamp: the server's time, truncated to the precision"
+        );
+        let lines: Vec<usize> = p.rejected.iter().map(|r| r.line).collect();
+        assert_eq!(lines, vec![4, 7]);
+        assert_eq!(p.rejected[0].text, "m f= 11");
+        assert_eq!(p.rejected[1].text, "bad");
+    }
+
+    #[test]
+    fn invalid_utf8_rejects_its_line_only() {
+        let p = parse_body(b"m f=1 1\nm,t=\xff f=2 2\nm f=3 3\n", Precision::Nanos, 0);
+        assert_eq!(p.points.iter().map(|p| p.time).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(p.rejected.len(), 1);
+        assert_eq!(p.rejected[0].line, 2);
+        assert!(p.rejected[0].reason.contains("UTF-8"), "{:?}", p.rejected);
+    }
+
+    #[test]
+    fn duplicates_overflow_and_series_hash() {
+        let p = parse_body(
+            b"m,a=1,a=2 f=1 1\nm f=1,f=2 1\nm f=1 9223372036854775807\nm f=1e999 1",
+            Precision::Millis,
+            0,
+        );
+        assert!(p.points.is_empty());
+        let reasons: Vec<&str> = p.rejected.iter().map(|r| r.reason.as_str()).collect();
+        assert_eq!(reasons[0], "duplicate tag key `a`");
+        assert_eq!(reasons[1], "duplicate field key `f`");
+        assert!(reasons[2].contains("out of range"), "{reasons:?}");
+        assert!(reasons[3].contains("out of range"), "{reasons:?}");
+
+        // One series, one hash, whatever the tag order; another series, another hash.
+        let p = parse_body(
+            b"m,a=1,b=2 f=1 1\nm,b=2,a=1 g=2 2\nm,a=1 f=1 3",
+            Precision::Nanos,
+            0,
+        );
+        assert_eq!(p.points[0].device_hash, p.points[1].device_hash);
+        assert_ne!(p.points[0].device_hash, p.points[2].device_hash);
+    }
+
+    #[test]
+    fn precisions_by_api() {
+        assert_eq!(Precision::from_v1("n"), Some(Precision::Nanos));
+        assert_eq!(Precision::from_v1("h"), Some(Precision::Hours));
+        assert_eq!(Precision::from_v2("h"), None);
+        assert_eq!(Precision::from_v2("u"), None);
+        assert_eq!(Precision::from_v1("sec"), None);
+    }
+}
