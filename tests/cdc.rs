@@ -92,14 +92,7 @@ fn influx_sink(db: &str) -> String {
 fn job(dir: &Path, job: &Path, entry: &str, args: &[&str]) -> Command {
     let mut c = tsmig();
     c.current_dir(dir)
-        .args([
-            "-c",
-            entry,
-            "--config",
-            job.to_str().unwrap(),
-            "--progress",
-            "off",
-        ])
+        .args(["-c", entry, "--config", job.to_str().unwrap(), "--progress", "off"])
         .args(args);
     c
 }
@@ -167,16 +160,8 @@ fn assert_same(table: &str, db: &str) {
     let expected = expected_influx(table);
     let actual = actual_influx(db);
     if expected != actual {
-        let missing: Vec<_> = expected
-            .iter()
-            .filter(|p| !actual.contains(p))
-            .take(5)
-            .collect();
-        let extra: Vec<_> = actual
-            .iter()
-            .filter(|p| !expected.contains(p))
-            .take(5)
-            .collect();
+        let missing: Vec<_> = expected.iter().filter(|p| !actual.contains(p)).take(5).collect();
+        let extra: Vec<_> = actual.iter().filter(|p| !expected.contains(p)).take(5).collect();
         panic!(
             "target differs from {table}: {} points expected, {} present; missing e.g. {missing:#?}; extra e.g. {extra:#?}",
             expected.len(),
@@ -207,10 +192,7 @@ fn stop(mut child: Child) -> std::process::Output {
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(30);
     while child.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "the job did not stop after SIGTERM"
-        );
+        assert!(Instant::now() < deadline, "the job did not stop after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
     child.wait_with_output().unwrap()
@@ -262,16 +244,11 @@ fn every_kind_of_change_reaches_influxdb_while_the_job_runs() {
     seed(&table, 200);
     let dir = scratch(&table);
     let file = job_file(&dir, &table, &influx_sink(&db), MEASUREMENT);
-    let child = job(
-        &dir,
-        &file,
-        "backfill+cdc",
-        &["--metrics-addr", &format!("127.0.0.1:{}", free_ports(1)[0])],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let child = job(&dir, &file, "backfill+cdc", &["--metrics-addr", &format!("127.0.0.1:{}", free_ports(1)[0])])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     await_same(&table, &db, Duration::from_secs(60));
     apply_changes(&table);
     await_same(&table, &db, Duration::from_secs(60));
@@ -293,28 +270,16 @@ fn every_kind_of_change_reaches_influxdb_while_the_job_runs() {
         if position >= end {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "recorded position {position:?} never reached {end:?}"
-        );
+        assert!(Instant::now() < deadline, "recorded position {position:?} never reached {end:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
 
     let out = stop(child);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(summary_u64(&out.stdout, "dead_lettered"), 0);
     // 1 insert, 5 single-row updates, 1 delete, 2 + 3 in the transaction, 41 + 11 rows.
     let changes = summary_u64(&out.stdout, "changes_read");
-    assert_eq!(
-        changes,
-        1 + 5 + 1 + 5 + 41 + 11,
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_eq!(changes, 1 + 5 + 1 + 5 + 41 + 11, "{}", String::from_utf8_lossy(&out.stdout));
     assert_same(&table, &db);
 }
 
@@ -330,26 +295,20 @@ fn cdc_resumes_from_its_checkpoint_and_stops_when_caught_up() {
     let dir = scratch(&table);
     let file = job_file(&dir, &table, &influx_sink(&db), MEASUREMENT);
 
-    let out = job(&dir, &file, "backfill+cdc", &["--until-caught-up"])
-        .output()
-        .unwrap();
+    let out = job(&dir, &file, "backfill+cdc", &["--until-caught-up"]).output().unwrap();
     assert_ok(&out);
     assert_eq!(summary_u64(&out.stdout, "points_written"), 100);
     assert_same(&table, &db);
 
     // Changes made while no job runs are applied by the next run, from the checkpoint.
     apply_changes(&table);
-    let out = job(&dir, &file, "cdc", &["--until-caught-up"])
-        .output()
-        .unwrap();
+    let out = job(&dir, &file, "cdc", &["--until-caught-up"]).output().unwrap();
     assert_ok(&out);
     assert_same(&table, &db);
     assert!(summary_u64(&out.stdout, "points_deleted") >= 1 + 11);
 
     // Nothing new: a third run reads no change at all.
-    let out = job(&dir, &file, "cdc", &["--until-caught-up"])
-        .output()
-        .unwrap();
+    let out = job(&dir, &file, "cdc", &["--until-caught-up"]).output().unwrap();
     assert_ok(&out);
     assert_eq!(summary_u64(&out.stdout, "points_written"), 0);
     assert_eq!(summary_u64(&out.stdout, "points_deleted"), 0);
@@ -370,14 +329,10 @@ fn changes_reach_the_iotdb_stand_in() {
         iotdb.port()
     );
     let file = job_file(&dir, &table, &sink, "path: root.cdc.{device_id}");
-    let out = job(&dir, &file, "backfill+cdc", &["--until-caught-up"])
-        .output()
-        .unwrap();
+    let out = job(&dir, &file, "backfill+cdc", &["--until-caught-up"]).output().unwrap();
     assert_ok(&out);
     apply_changes(&table);
-    let out = job(&dir, &file, "cdc", &["--until-caught-up"])
-        .output()
-        .unwrap();
+    let out = job(&dir, &file, "cdc", &["--until-caught-up"]).output().unwrap();
     assert_ok(&out);
 
     let rows = sql(&[
@@ -395,22 +350,13 @@ fn changes_reach_the_iotdb_stand_in() {
         ) = mysql_async::from_row(r);
         let path = |m: &str| format!("root.cdc.{device}.{m}");
         if let Some(v) = temperature {
-            expected
-                .entry(path("temperature"))
-                .or_default()
-                .push((time, V::Double(v)));
+            expected.entry(path("temperature")).or_default().push((time, V::Double(v)));
         }
         if let Some(v) = humidity {
-            expected
-                .entry(path("humidity"))
-                .or_default()
-                .push((time, V::Float(v.parse().unwrap())));
+            expected.entry(path("humidity")).or_default().push((time, V::Float(v.parse().unwrap())));
         }
         if let Some(v) = status {
-            expected
-                .entry(path("status"))
-                .or_default()
-                .push((time, V::Int32(v)));
+            expected.entry(path("status")).or_default().push((time, V::Int32(v)));
         }
     }
     for points in expected.values_mut() {
