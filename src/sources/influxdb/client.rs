@@ -1,7 +1,8 @@
 //! Planning and reading InfluxDB 1.x measurements: every query bounded, gated and retried
 //! (the shape is drawn in the module docs of [`super`]).
 //!
-//! What each planning query costs the server, per measurement:
+//! What each planning query costs the server, per measurement (after one `SHOW DATABASES`
+//! and, without a list of measurements, `SHOW MEASUREMENTS` paged by 10,000):
 //! - `SHOW FIELD KEYS` and `SHOW TAG KEYS`: index lookups.
 //! - first and last time: `SELECT * ... ORDER BY time ASC|DESC LIMIT 1`, one row each,
 //!   but the server opens a cursor per series to find it (one block read per series).
@@ -9,9 +10,13 @@
 //!   bucket answered: decodes every block once (counts are not kept in TSM indexes),
 //!   answers one row per non-empty bucket. This is the expensive one: about as much
 //!   server work as reading the data, in few small answers.
-//! - only for buckets over the bound: one `COUNT(*)` per halving, and one
-//!   `COUNT(*) ... GROUP BY * SLIMIT` page per 10,000 series where a bucket is divided by
-//!   series.
+//! - only for buckets over the bound: one `COUNT(*)` per halving; where a bucket is
+//!   divided by series, `SHOW SERIES EXACT CARDINALITY` once per measurement (an index
+//!   scan) and one `COUNT(*) ... GROUP BY * SLIMIT` page per 10,000 series of the
+//!   measurement (SLIMIT counts series without points in the range too).
+//!
+//! Planning holds the series counts of one oversized bucket at a time in memory (a
+//! predicate per series with points in it); reading holds one chunk.
 
 use super::config::InfluxSourceConfig;
 use super::encoding::FieldType;
