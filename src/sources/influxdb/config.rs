@@ -45,6 +45,8 @@ pub struct InfluxSourceConfig {
     #[serde(default = "default_chunk_size")]
     pub chunk_size: usize,
     /// Longest wait for the server's next bytes; a query that stalls longer is retried.
+    /// A count answers only once computed: raise this where counting one bucket takes
+    /// the server longer.
     #[serde(default = "default_timeout", deserialize_with = "duration")]
     pub timeout: Duration,
     /// Time limit of one whole query, answer included — and so the time the target takes
