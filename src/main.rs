@@ -141,13 +141,19 @@ fn run(cli: Cli) -> Result<(), RunError> {
     match cli.command {
         Some(Command::Validate { config }) => {
             let job = load(&config)?;
+            let tables = match job.file.source.table_names().len() {
+                0 => "tables found on the server".to_string(),
+                n => format!("{n} tables"),
+            };
+            let mappings = match job.file.mappings.len() {
+                0 => "mappings: auto".to_string(),
+                n => format!("{n} mappings"),
+            };
             println!(
-                "{}: valid job `{}` (mode {}, {} tables, {} mappings)",
+                "{}: valid job `{}` (mode {}, {tables}, {mappings})",
                 config.display(),
                 job.file.name,
                 job.file.mode,
-                job.file.source.table_names().len(),
-                job.file.mappings.len()
             );
             Ok(())
         }

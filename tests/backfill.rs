@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value as Json};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// device_id, site, time (ms), temperature, humidity, pressure, status.
@@ -88,21 +89,9 @@ fn one_worker_two_workers_and_two_processes_write_the_same_exact_points() {
             "1 worker" => assert_ok(&run(&["-c", "backfill", "--config", job, "--workers", "1"])),
             "2 workers" => assert_ok(&run(&["-c", "backfill", "--config", job, "--workers", "2"])),
             _ => {
-                let ports = free_ports(2);
-                let hostfile = dir.join("hosts");
-                std::fs::write(
-                    &hostfile,
-                    format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]),
-                )
-                .unwrap();
-                let script =
-                    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/start-local.sh");
-                let out = std::process::Command::new(script)
-                    .env("MYSQL_PASSWORD", "tsmig")
-                    .env("TSMIG_CLUSTER_LOGS", dir.join("logs"))
-                    .args(["--processes", "2", "--hostfile", hostfile.to_str().unwrap()])
-                    .args(["--bin", env!("CARGO_BIN_EXE_tsmig-job"), "--"])
-                    .args([
+                let logs = run_two_processes(
+                    &dir,
+                    &[
                         "-c",
                         "backfill",
                         "--config",
@@ -111,16 +100,10 @@ fn one_worker_two_workers_and_two_processes_write_the_same_exact_points() {
                         "1",
                         "--progress",
                         "off",
-                    ])
-                    .output()
-                    .unwrap();
-                assert_ok(&out);
+                    ],
+                    &[],
+                );
                 // Both processes read and wrote a share of the rows.
-                let logs: Vec<String> = (0..2)
-                    .map(|i| {
-                        std::fs::read_to_string(dir.join(format!("logs/process-{i}.log"))).unwrap()
-                    })
-                    .collect();
                 let read: u64 = logs
                     .iter()
                     .map(|l| summary_u64(l.as_bytes(), "rows_read"))
@@ -325,27 +308,7 @@ fn killed_mid_run_then_restarted_rereads_only_unfinished_chunks() {
     let job = job.to_str().unwrap();
     let state_file = dir.join("state/backfill.json");
 
-    let mut child = tsmig()
-        .args([
-            "-c",
-            "backfill",
-            "--config",
-            job,
-            "--workers",
-            "2",
-            "--progress",
-            "off",
-        ])
-        .spawn()
-        .unwrap();
-    let state = kill_after_a_finished_split(&mut child, &state_file);
-    let plan = state["plan"].as_array().unwrap().clone();
-    let pending = unfinished_splits(&state);
-    assert!(
-        !pending.is_empty(),
-        "the job finished before it could be killed; make it slower"
-    );
-    assert!(pending.len() < plan.len());
+    let (plan, pending) = kill_mid_run(backfill_command(Path::new(job), "2"), &state_file);
     // Exactly the rows of the unfinished chunks must be read again.
     let mut rows_pending = 0u64;
     for s in &pending {
@@ -379,7 +342,9 @@ fn killed_mid_run_then_restarted_rereads_only_unfinished_chunks() {
     assert_eq!(influx_count(&db, "sensors", "temperature"), rows);
     assert_eq!(influx_dump(&db, "sensors", "ms").len() as u64, rows);
     let done: Json = serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
-    assert!(unfinished_splits(&done).is_empty());
+    assert!(plan
+        .iter()
+        .all(|s| split_finished(&done, s["id"].as_u64().unwrap())));
 
     // A third run has nothing left to do.
     let out = run(&["-c", "backfill", "--config", job, "--progress", "off"]);

@@ -690,19 +690,12 @@ fn killed_mid_run_then_restarted_every_point_once() {
     td.set_delay(Duration::from_millis(40));
     let state_file = dir.join("state/backfill.json");
 
-    let mut child = td_command(job, &["-c", "backfill", "--workers", "2"])
-        .spawn()
-        .unwrap();
-    let state = kill_after_a_finished_split(&mut child, &state_file);
-    td.set_delay(Duration::ZERO);
-    let plan = state["plan"].as_array().unwrap().clone();
-    assert_eq!(plan.len(), 32);
-    let pending = unfinished_splits(&state);
-    assert!(
-        !pending.is_empty(),
-        "the job finished before it could be killed; make it slower"
+    let (plan, pending) = kill_mid_run(
+        td_command(job, &["-c", "backfill", "--workers", "2"]),
+        &state_file,
     );
-    assert!(pending.len() < plan.len());
+    td.set_delay(Duration::ZERO);
+    assert_eq!(plan.len(), 32);
     // Exactly the rows of the unfinished splits (sub-table x window) are read again.
     let rows_pending = rows
         .iter()
@@ -724,8 +717,7 @@ fn killed_mid_run_then_restarted_every_point_once() {
         dump(&db, "sensors"),
         expected_points(&rows, SENSOR_COLUMNS, SENSOR_TAGS, Precision::Ms)
     );
-    let done: Json = serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
-    assert!(unfinished_splits(&done).is_empty());
+    assert!(unfinished_splits(&state_file).1.is_empty());
 
     let out = backfill(job, "1");
     assert_ok(&out);

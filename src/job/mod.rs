@@ -32,7 +32,10 @@ pub struct JobFile {
     pub source: SourceConfig,
     /// Where points go.
     pub sink: SinkConfig,
-    /// How rows of each source table become points.
+    /// How rows of each source table become points. `auto` (or no `mappings:` at all)
+    /// asks the source for its own schema as the mapping, where it has one (InfluxDB 1.x:
+    /// every measurement copied as is); the list is then empty.
+    #[serde(default, deserialize_with = "mappings_or_auto")]
     pub mappings: Vec<MappingConfig>,
     /// Where and how often progress is recorded, so a restart resumes.
     #[serde(default)]
@@ -141,7 +144,7 @@ impl fmt::Display for Mode {
 }
 
 /// How the rows of one source table become points.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MappingConfig {
     /// Source table the mapping reads.
@@ -153,8 +156,10 @@ pub struct MappingConfig {
     /// level either literal or one `{column}` whose value is quoted where IoTDB needs it.
     #[serde(default)]
     pub path: Option<String>,
-    /// Column naming the device: written as a tag and used as the exchange key.
-    pub device_field: String,
+    /// Column naming the device: written as a tag and used as the exchange key. Without
+    /// it the exchange key is the series (measurement and tag set, or the IoTDB path).
+    #[serde(default)]
+    pub device_field: Option<String>,
     /// Column holding the point's time (DATETIME, TIMESTAMP, DATE, or an integer epoch).
     pub timestamp_field: String,
     /// Unit of an integer `timestamp_field`: `s`, `ms`, `us` or `ns`.
@@ -226,6 +231,33 @@ impl<'de> Deserialize<'de> for OnDelete {
             &[("delete", OnDelete::Delete), ("ignore", OnDelete::Ignore)],
         )
     }
+}
+
+/// `mappings:` as a list, or the word `auto` (an empty list: the source's own).
+fn mappings_or_auto<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<MappingConfig>, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Vec<MappingConfig>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of mappings, or `auto`")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            match v {
+                "auto" => Ok(Vec::new()),
+                other => Err(E::custom(format!(
+                    "`{other}` is not a list of mappings or `auto`"
+                ))),
+            }
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            // Through the sequence itself, so an error inside keeps its key path.
+            Vec::<MappingConfig>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+        }
+    }
+    d.deserialize_any(Visitor)
 }
 
 /// A unit of time, for integer timestamps and sink precision.
@@ -480,8 +512,11 @@ impl Job {
         if f.name.trim().is_empty() {
             return Err(self.error_at("name", "the job name must not be empty"));
         }
-        if f.mappings.is_empty() {
-            return Err(self.error_at("mappings", "a job needs at least one mapping"));
+        if f.mappings.is_empty() && !f.source.has_default_mappings() {
+            return Err(self.error_at(
+                "mappings",
+                "a job needs at least one mapping (`mappings: auto` is for sources that offer their own schema as one, e.g. InfluxDB)",
+            ));
         }
         for (i, m) in f.mappings.iter().enumerate() {
             if m.fields.is_empty() {

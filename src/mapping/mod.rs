@@ -6,7 +6,7 @@
 //! the job file that is wrong. Applying a mapping is then one pass over the row with no
 //! lookups; a row that cannot become a point is rejected with the reason.
 
-use crate::job::{Job, JobError, OnDelete, OnUpdate, TimeUnit};
+use crate::job::{Job, JobError, MappingConfig, OnDelete, OnUpdate, TimeUnit};
 use crate::model::{device_hash, Name, Point, Row, Value};
 use crate::sources::RowChange;
 use crate::sources::{ColumnKind, TableSchema};
@@ -52,8 +52,9 @@ struct Compiled {
     path: Option<Vec<PathLevel>>,
     /// Where each field comes from.
     sources: Vec<FieldSource>,
-    device: usize,
-    device_column: Name,
+    /// The device column (its position in the row, its name); `None`: the device is the
+    /// series, measurement (or IoTDB path) and tag set.
+    device: Option<(usize, Name)>,
     time: usize,
     time_column: Name,
     time_source: TimeSource,
@@ -105,11 +106,22 @@ impl Mappings {
     /// Compiles `job`'s mappings against `schema` (one entry per source table, in the job
     /// file's order).
     pub fn compile(job: &Job, schema: &[TableSchema]) -> Result<Mappings, JobError> {
-        let tables = job.file.source.table_names();
+        Self::compile_entries(job, &job.file.mappings, schema)
+    }
+
+    /// Compiles `entries` — the job file's mappings, or those a source offers as its own
+    /// (`mappings: auto`) — against `schema`. Errors name keys as if `entries` were the
+    /// job file's `mappings:`.
+    pub fn compile_entries(
+        job: &Job,
+        entries: &[MappingConfig],
+        schema: &[TableSchema],
+    ) -> Result<Mappings, JobError> {
+        let tables: Vec<String> = schema.iter().map(|t| t.name.clone()).collect();
         let mut per_table: Vec<Vec<Compiled>> = vec![Vec::new(); tables.len()];
         let mut projections: Vec<Vec<usize>> = vec![Vec::new(); tables.len()];
 
-        for (i, m) in job.file.mappings.iter().enumerate() {
+        for (i, m) in entries.iter().enumerate() {
             let key = |k: &str| format!("mappings[{i}].{k}");
             let Some(table_index) = tables.iter().position(|t| *t == m.table) else {
                 return Err(job.error_at(
@@ -155,7 +167,13 @@ impl Mappings {
                 Ok((position, kind, table.columns[c].source_type.clone()))
             };
 
-            let (device, ..) = column(&m.device_field, key("device_field"))?;
+            let device = match &m.device_field {
+                Some(name) => Some((
+                    column(name, key("device_field"))?.0,
+                    Name::from(name.as_str()),
+                )),
+                None => None,
+            };
             let (time, time_kind, _) = column(&m.timestamp_field, key("timestamp_field"))?;
             let time_source = match (&time_kind, m.timestamp_unit) {
                 (ColumnKind::Time, None) => TimeSource::Instant,
@@ -226,13 +244,12 @@ impl Mappings {
             };
 
             // An IoTDB device is its path; InfluxDB's device is a tag.
-            let mut tags: Vec<(Name, usize)> = if path.is_some() {
-                Vec::new()
-            } else {
-                vec![(Name::from(m.device_field.as_str()), device)]
+            let mut tags: Vec<(Name, usize)> = match (&path, &device) {
+                (None, Some((at, name))) => vec![(name.clone(), *at)],
+                _ => Vec::new(),
             };
             for (t, name) in m.tags.iter().enumerate() {
-                if *name == m.device_field {
+                if m.device_field.as_deref() == Some(name.as_str()) {
                     continue;
                 }
                 if tags.iter().any(|(k, _)| &**k == name.as_str()) {
@@ -289,7 +306,6 @@ impl Mappings {
                 path,
                 sources,
                 device,
-                device_column: Name::from(m.device_field.as_str()),
                 time,
                 time_column: Name::from(m.timestamp_field.as_str()),
                 time_source,
@@ -383,7 +399,10 @@ impl Mappings {
                     "table {} → measurement {} (device {}, time {}{}) tags [{}] fields [{}]",
                     t,
                     m.measurement,
-                    m.device_column,
+                    m.device
+                        .as_ref()
+                        .map(|(_, name)| name.as_str())
+                        .unwrap_or("the series"),
                     m.time_column,
                     match m.time_source {
                         TimeSource::Instant => String::new(),
@@ -543,13 +562,16 @@ impl Compiled {
             }
         };
 
-        let device_hash = match &values[self.device] {
-            None => return Err(format!("device column `{}` is NULL", self.device_column)),
-            Some(Value::String(s)) if s.is_empty() => {
-                return Err(format!("device column `{}` is empty", self.device_column))
-            }
-            Some(Value::String(s)) => device_hash(s.as_bytes()),
-            Some(v) => device_hash(v.to_string().as_bytes()),
+        let device = match &self.device {
+            None => None,
+            Some((at, column)) => Some(match &values[*at] {
+                None => return Err(format!("device column `{column}` is NULL")),
+                Some(Value::String(s)) if s.is_empty() => {
+                    return Err(format!("device column `{column}` is empty"))
+                }
+                Some(Value::String(s)) => device_hash(s.as_bytes()),
+                Some(v) => device_hash(v.to_string().as_bytes()),
+            }),
         };
 
         // Before tags and fields may move values out of the row.
@@ -585,6 +607,14 @@ impl Compiled {
         if fields.is_empty() {
             return Err("every field is NULL: nothing to write".into());
         }
+        // Without a device column the series is the device: one worker owns each series.
+        let device_hash = device.unwrap_or_else(|| {
+            let series = crate::verify::series_key(
+                &measurement,
+                tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            );
+            device_hash(series.as_bytes())
+        });
 
         Ok(Point {
             measurement,
@@ -681,6 +711,54 @@ mod tests {
         assert_eq!(p.fields, vec![(Name::from("temp"), Value::Float(1.5))]);
         assert_eq!(p.time, 5);
         assert_eq!(p.device_hash, device_hash(b"d1"));
+    }
+
+    #[test]
+    fn without_a_device_column_the_series_is_the_exchange_key() {
+        let job = job("  - table: readings\n    timestamp_field: ts\n    tags: [site, device]\n    fields: [temp]\n").unwrap();
+        let m = Mappings::compile(&job, &schema()).unwrap();
+        let row = |site: &str| Row {
+            table: 0,
+            values: vec![
+                Some(Value::Time(5)),
+                Some(Value::String(site.into())),
+                Some(Value::String("d1".into())),
+                Some(Value::Float(1.5)),
+            ],
+        };
+        let mut points = Vec::new();
+        for site in ["s1", "s2", "s1"] {
+            m.apply(row(site), &mut |p| points.push(p), &mut |r| panic!("{r:?}"));
+        }
+        assert_eq!(
+            points[0].device_hash,
+            device_hash(b"readings,device=d1,site=s1")
+        );
+        assert_eq!(points[0].device_hash, points[2].device_hash);
+        assert_ne!(points[0].device_hash, points[1].device_hash);
+        assert!(m.describe()[0].contains("device the series"));
+    }
+
+    #[test]
+    fn mappings_auto_is_an_empty_list_only_where_the_source_offers_one() {
+        let influx = |mappings: &str| {
+            Job::parse(
+                Path::new("job.yaml"),
+                &format!("name: t\nsource:\n  type: influxdb\n  url: http://h:8086\n  database: d\nsink:\n  type: blackhole\n{mappings}"),
+                |_| None,
+            )
+        };
+        assert!(influx("mappings: auto\n").unwrap().file.mappings.is_empty());
+        assert!(influx("").unwrap().file.mappings.is_empty());
+        let err = influx("mappings: all\n").unwrap_err();
+        assert!(
+            err.message
+                .contains("`all` is not a list of mappings or `auto`"),
+            "{}",
+            err.message
+        );
+        let err = job("").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("mappings"));
     }
 
     #[test]

@@ -88,8 +88,19 @@ async fn open(job: &Job) -> Result<(Box<dyn BoundedSource>, Mappings), RunError>
     let mut source = sources::open_bounded(job)
         .await
         .map_err(|e| source_error(job, e))?;
-    let mappings =
-        Mappings::compile(job, source.schema()).map_err(|e| RunError::Usage(e.to_string()))?;
+    let mappings = if job.file.mappings.is_empty() {
+        // `mappings: auto`: the source's own schema, copied as it is.
+        let defaults = source.default_mappings().ok_or_else(|| {
+            RunError::Usage(format!(
+                "{}: key `mappings`: this source offers no mapping of its own; list the mappings",
+                job.path.display()
+            ))
+        })?;
+        Mappings::compile_entries(job, &defaults, source.schema())
+    } else {
+        Mappings::compile(job, source.schema())
+    }
+    .map_err(|e| RunError::Usage(e.to_string()))?;
     for table in 0..source.schema().len() {
         source.set_projection(table, mappings.projection(table).to_vec());
     }
@@ -150,16 +161,16 @@ pub fn plan(job: &Job) -> Result<String, RunError> {
             }
             for s in in_table.iter().take(20) {
                 out.push_str(&format!(
-                    "  split {}: {}{}..{}{} ~{} rows\n",
+                    "  split {}: {}..{}{}{} ~{} rows\n",
                     s.id,
-                    if s.partition.is_empty() {
-                        String::new()
-                    } else {
-                        format!("{} ", s.partition)
-                    },
                     s.start.map(|v| v.to_string()).unwrap_or_default(),
                     s.end.map(|v| v.to_string()).unwrap_or_default(),
                     if s.nulls { " (NULL keys)" } else { "" },
+                    if s.partition.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" where {}", s.partition)
+                    },
                     s.estimated_rows
                 ));
             }

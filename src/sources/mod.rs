@@ -7,6 +7,7 @@
 //! `config.rs` (the job-file section), `client.rs` (talking to the server), `encoding.rs`
 //! (server values → [`Value`](crate::model::Value)).
 
+pub mod influxdb;
 pub mod ingest;
 pub mod mysql;
 pub mod tdengine;
@@ -22,6 +23,8 @@ use std::sync::Arc;
 pub enum SourceConfig {
     /// `type: mysql`: MySQL or MariaDB tables, read as a chunked parallel scan.
     Mysql(mysql::config::MysqlSourceConfig),
+    /// `type: influxdb`: InfluxDB 1.x measurements, read in bounded time ranges.
+    Influxdb(Box<influxdb::config::InfluxSourceConfig>),
     /// `type: ingest`: an HTTP endpoint taking InfluxDB line-protocol writes (`-c ingest`).
     /// Boxed: it is much larger than the other variants.
     Ingest(Box<ingest::IngestSourceConfig>),
@@ -33,9 +36,10 @@ pub enum SourceConfig {
 impl<'de> Deserialize<'de> for SourceConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let (kind, body) =
-            crate::job::tagged_section(d, "source", &["mysql", "ingest", "tdengine"])?;
+            crate::job::tagged_section(d, "source", &["mysql", "influxdb", "ingest", "tdengine"])?;
         match kind.as_str() {
             "mysql" => crate::job::section(body).map(SourceConfig::Mysql),
+            "influxdb" => crate::job::section(body).map(SourceConfig::Influxdb),
             "ingest" => crate::job::section(body).map(|c| SourceConfig::Ingest(Box::new(c))),
             "tdengine" => crate::job::section(body).map(SourceConfig::Tdengine),
             other => Err(serde::de::Error::custom(format!(
@@ -50,6 +54,7 @@ impl SourceConfig {
     pub fn check(&self, job: &Job) -> Result<(), JobError> {
         match self {
             SourceConfig::Mysql(c) => c.check(job),
+            SourceConfig::Influxdb(c) => c.check(job),
             SourceConfig::Ingest(c) => c.check(job),
             SourceConfig::Tdengine(c) => c.check(job),
         }
@@ -59,19 +64,29 @@ impl SourceConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             SourceConfig::Mysql(_) => "mysql",
+            SourceConfig::Influxdb(_) => "influxdb",
             SourceConfig::Ingest(_) => "ingest",
             SourceConfig::Tdengine(_) => "tdengine",
         }
     }
 
-    /// The source tables, in the job file's order (a row's `table` indexes this list).
+    /// The source tables the job file names, in its order (a row's `table` indexes the
+    /// source's schema, which follows this list). Empty where the source discovers them
+    /// on the server (InfluxDB without `measurements:`).
     pub fn table_names(&self) -> Vec<String> {
         match self {
             SourceConfig::Mysql(c) => c.tables.iter().map(|t| t.name.clone()).collect(),
+            SourceConfig::Influxdb(c) => c.measurements.clone().unwrap_or_default(),
             // Points arrive whole: no tables, no mappings by table.
             SourceConfig::Ingest(_) => Vec::new(),
             SourceConfig::Tdengine(c) => c.tables.iter().map(|t| t.name.clone()).collect(),
         }
+    }
+
+    /// Whether the source offers its own schema as the mapping (`mappings: auto`), through
+    /// [`BoundedSource::default_mappings`].
+    pub fn has_default_mappings(&self) -> bool {
+        matches!(self, SourceConfig::Influxdb(_))
     }
 }
 
@@ -312,6 +327,12 @@ pub trait BoundedSource: Send + Sync + 'static {
     /// that order. Called once, before planning and reading.
     fn set_projection(&mut self, table: usize, columns: Vec<usize>);
 
+    /// The mappings that copy the source as it is, for a job without `mappings:` (or
+    /// `mappings: auto`); `None` where the source has no such obvious mapping (SQL tables).
+    fn default_mappings(&self) -> Option<Vec<crate::job::MappingConfig>> {
+        None
+    }
+
     /// Divides the input into splits. Called once per job; the plan is stored with the
     /// checkpoint so a restart reads the same splits.
     async fn plan(&self) -> Result<Vec<Split>, SourceError>;
@@ -360,6 +381,9 @@ pub async fn open_bounded(job: &Job) -> Result<Box<dyn BoundedSource>, SourceErr
         SourceConfig::Tdengine(config) => {
             Ok(Box::new(tdengine::TdengineSource::open(job, config).await?))
         }
+        SourceConfig::Influxdb(config) => Ok(Box::new(
+            influxdb::client::InfluxSource::open(job, config).await?,
+        )),
         SourceConfig::Ingest(_) => Err(SourceError::Config(job.error_at(
             "source.type",
             "the ingest source is an endpoint that runs until stopped, not a bounded input: run it with `-c ingest`",

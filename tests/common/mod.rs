@@ -344,13 +344,24 @@ pub fn report_line(report: &str) -> &str {
         .unwrap_or_else(|| panic!("no report in {report}"))
 }
 
-/// Waits (up to a minute) until the backfill checkpoint at `state_file` records a finished
-/// split, then kills `child` with SIGKILL. Returns the checkpoint the restart will use (the
-/// job may have saved once more before it died).
-pub fn kill_after_a_finished_split(
-    child: &mut std::process::Child,
-    state_file: &Path,
-) -> serde_json::Value {
+/// `tsmig-job -c backfill --config JOB --workers N --progress off`, to run or spawn.
+pub fn backfill_command(job: &Path, workers: &str) -> Command {
+    let mut c = tsmig();
+    c.args([
+        "-c",
+        "backfill",
+        "--config",
+        job.to_str().unwrap(),
+        "--workers",
+        workers,
+        "--progress",
+        "off",
+    ]);
+    c
+}
+
+/// Waits (a minute at most) until a backfill's state file records a finished split.
+pub fn wait_for_a_finished_split(state_file: &Path) {
     let started = std::time::Instant::now();
     loop {
         assert!(
@@ -359,30 +370,78 @@ pub fn kill_after_a_finished_split(
         );
         if let Ok(text) = std::fs::read_to_string(state_file) {
             let state: serde_json::Value = serde_json::from_str(&text).unwrap();
-            if !state["finished"].as_array().unwrap().is_empty() {
-                break;
+            if state["finished"].as_array().is_some_and(|f| !f.is_empty()) {
+                return;
             }
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    serde_json::from_str(&std::fs::read_to_string(state_file).unwrap()).unwrap()
 }
 
-/// The splits of a checkpoint's plan that it does not record as finished.
-pub fn unfinished_splits(state: &serde_json::Value) -> Vec<serde_json::Value> {
-    let finished = state["finished"].as_array().unwrap();
-    state["plan"]
+/// Whether split `id` is among the finished ranges of a backfill state.
+pub fn split_finished(state: &serde_json::Value, id: u64) -> bool {
+    state["finished"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|s| {
-            let id = s["id"].as_u64().unwrap();
-            !finished
-                .iter()
-                .any(|r| r[0].as_u64().unwrap() <= id && id <= r[1].as_u64().unwrap())
-        })
+        .any(|r| r[0].as_u64().unwrap() <= id && id <= r[1].as_u64().unwrap())
+}
+
+/// The plan recorded in a backfill's state file, and its splits not yet finished.
+pub fn unfinished_splits(state_file: &Path) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state_file).unwrap()).unwrap();
+    let plan = state["plan"].as_array().unwrap().clone();
+    let pending = plan
+        .iter()
+        .filter(|s| !split_finished(&state, s["id"].as_u64().unwrap()))
         .cloned()
+        .collect();
+    (plan, pending)
+}
+
+/// Spawns a backfill, SIGKILLs it once its state records a finished split, and returns
+/// the recorded plan and its unfinished splits (some, not all: the kill came mid-run).
+pub fn kill_mid_run(
+    mut backfill: Command,
+    state_file: &Path,
+) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+    let mut child = backfill.spawn().unwrap();
+    wait_for_a_finished_split(state_file);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // The state on disk now is what the restart will use (the job may have saved once more).
+    let (plan, pending) = unfinished_splits(state_file);
+    assert!(
+        !pending.is_empty(),
+        "the job finished before it could be killed; make it slower"
+    );
+    assert!(pending.len() < plan.len());
+    (plan, pending)
+}
+
+/// Runs `args` on two local processes of one worker each (cluster/start-local.sh) from
+/// `dir`; asserts the cluster succeeded and returns each process's output.
+pub fn run_two_processes(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Vec<String> {
+    let ports = free_ports(2);
+    let hostfile = dir.join("hosts");
+    std::fs::write(
+        &hostfile,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]),
+    )
+    .unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/start-local.sh");
+    let out = Command::new(script)
+        .env("MYSQL_PASSWORD", "tsmig")
+        .env("TSMIG_CLUSTER_LOGS", dir.join("logs"))
+        .envs(env.iter().copied())
+        .args(["--processes", "2", "--hostfile", hostfile.to_str().unwrap()])
+        .args(["--bin", env!("CARGO_BIN_EXE_tsmig-job"), "--"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    (0..2)
+        .map(|i| std::fs::read_to_string(dir.join(format!("logs/process-{i}.log"))).unwrap())
         .collect()
 }

@@ -87,22 +87,45 @@ impl InfluxClient {
                 },
             });
         }
+        Self::v1(
+            base,
+            config.database.as_deref().unwrap_or_default(),
+            config.retention_policy.as_deref(),
+            config.precision,
+            config
+                .username
+                .clone()
+                .map(|u| (u, config.password.clone().unwrap_or_default())),
+            timeout,
+        )
+    }
+
+    /// A client of InfluxDB 1.x at `base` (no trailing slash) for `database`, writing to
+    /// retention policy `rp` at `precision`; `timeout` bounds each whole request. The
+    /// InfluxDB 1.x source reads through the same client.
+    pub fn v1(
+        base: &str,
+        database: &str,
+        rp: Option<&str>,
+        precision: TimeUnit,
+        auth: Option<(String, String)>,
+        timeout: Duration,
+    ) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .build()
             .map_err(|e| e.to_string())?;
-        let database = config.database.clone().unwrap_or_default();
         let mut write_url =
             reqwest::Url::parse(&format!("{base}/write")).map_err(|e| e.to_string())?;
         {
             let mut q = write_url.query_pairs_mut();
-            q.append_pair("db", &database);
-            if let Some(rp) = &config.retention_policy {
+            q.append_pair("db", database);
+            if let Some(rp) = rp {
                 q.append_pair("rp", rp);
             }
             q.append_pair(
                 "precision",
-                match config.precision {
+                match precision {
                     TimeUnit::Seconds => "s",
                     TimeUnit::Millis => "ms",
                     TimeUnit::Micros => "u",
@@ -114,11 +137,8 @@ impl InfluxClient {
             http,
             write_url: write_url.into(),
             query_url: format!("{base}/query"),
-            database,
-            auth: config
-                .username
-                .clone()
-                .map(|u| (u, config.password.clone().unwrap_or_default())),
+            database: database.to_string(),
+            auth,
         })
     }
 
@@ -140,15 +160,66 @@ impl InfluxClient {
         Some(request)
     }
 
+    /// Sends an InfluxQL query (version 1) asking for a chunked answer with times in
+    /// nanoseconds, `chunk_size` rows per chunk; `stall` bounds the wait for each chunk.
+    pub async fn query_chunked_answer(
+        &self,
+        q: &str,
+        chunk_size: usize,
+        stall: Option<Duration>,
+    ) -> Result<ChunkedAnswer, QueryError> {
+        let InfluxClient::V1 { database, .. } = self else {
+            return Err(QueryError::Definite(
+                "InfluxQL queries need InfluxDB 1.x".into(),
+            ));
+        };
+        let chunk_size = chunk_size.to_string();
+        let params = [
+            ("db", database.as_str()),
+            ("q", q),
+            ("epoch", "ns"),
+            ("chunked", "true"),
+            ("chunk_size", chunk_size.as_str()),
+        ];
+        let request = self
+            .query(&params)
+            .ok_or_else(|| QueryError::Definite("not InfluxDB 1.x".into()))?;
+        let send = request.send();
+        let response = match stall {
+            Some(limit) => tokio::time::timeout(limit, send).await.map_err(|_| {
+                QueryError::Transient(format!(
+                    "no answer within {}",
+                    humantime::format_duration(limit)
+                ))
+            })?,
+            None => send.await,
+        }
+        .map_err(|e| QueryError::Transient(format!("querying InfluxDB: {}", without_url(&e))))?;
+        let status = response.status();
+        if !status.is_success() {
+            let retry_after = retry_after(response.headers());
+            let body = response.text().await.unwrap_or_default();
+            return Err(match classify(status, &body, retry_after) {
+                WriteError::Transient { message, .. } => QueryError::Transient(message),
+                WriteError::TooLarge { message }
+                | WriteError::Rejected { message }
+                | WriteError::Fatal { message } => QueryError::Definite(message),
+                WriteError::Partial { .. } => QueryError::Definite(format!("HTTP {status}")),
+            });
+        }
+        Ok(ChunkedAnswer {
+            response,
+            pending: Vec::new(),
+            stall,
+        })
+    }
+
     /// Creates the database (version 1; `CREATE DATABASE` is idempotent there).
     pub async fn create_database(&self) -> Result<(), WriteError> {
         let InfluxClient::V1 { database, .. } = self else {
             return Ok(());
         };
-        let q = format!(
-            "CREATE DATABASE \"{}\"",
-            database.replace('\\', "\\\\").replace('"', "\\\"")
-        );
+        let q = format!("CREATE DATABASE {}", quote_ident(database));
         let Some(request) = self.query(&[("q", q.as_str())]) else {
             return Ok(());
         };
@@ -177,13 +248,11 @@ impl InfluxClient {
                         q.push(';');
                     }
                     q.push_str("DELETE FROM ");
-                    push_identifier(&mut q, p.measurement);
+                    q.push_str(&quote_ident(p.measurement));
                     q.push_str(" WHERE ");
-                    for (k, v) in &p.tags {
-                        push_identifier(&mut q, k);
-                        q.push_str(" = '");
-                        q.push_str(&v.replace('\\', "\\\\").replace('\'', "\\'"));
-                        q.push_str("' AND ");
+                    if !p.tags.is_empty() {
+                        q.push_str(&series_predicate(&p.tags));
+                        q.push_str(" AND ");
                     }
                     q.push_str(&format!("time = {}", p.time));
                 }
@@ -295,11 +364,133 @@ pub struct DeleteKey<'a> {
     pub time: i64,
 }
 
-/// An InfluxQL identifier, double-quoted.
-fn push_identifier(out: &mut String, name: &str) {
-    out.push('"');
-    out.push_str(&name.replace('\\', "\\\\").replace('"', "\\\""));
-    out.push('"');
+/// An InfluxQL identifier (database, measurement, tag or field key) in double quotes.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// An InfluxQL string literal (a tag value) in single quotes.
+pub fn quote_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('\'');
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// The InfluxQL predicate selecting exactly one series: every tag key of the measurement
+/// with the series' value, a tag the series lacks as `''` (how InfluxQL matches a series
+/// without it, so a series with more tags is not selected).
+pub fn series_predicate(tags: &[(&str, &str)]) -> String {
+    tags.iter()
+        .map(|(k, v)| format!("{} = {}", quote_ident(k), quote_literal(v)))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+/// How an InfluxQL query failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueryError {
+    /// Worth asking again: network, timeouts, a stalled answer, 429, 5xx.
+    Transient(String),
+    /// The query or the server's answer is wrong for good (bad query, missing database,
+    /// refused login, an answer that is not JSON).
+    Definite(String),
+}
+
+impl std::fmt::Display for QueryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QueryError::Transient(m) | QueryError::Definite(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<QueryError> for String {
+    fn from(e: QueryError) -> String {
+        e.to_string()
+    }
+}
+
+/// An InfluxQL answer read as it arrives: with `chunked=true` InfluxDB 1.x sends one JSON
+/// object per line, each holding at most `chunk_size` rows of one series, so no more than
+/// one chunk is ever held here.
+pub struct ChunkedAnswer {
+    response: reqwest::Response,
+    /// Bytes received past the last complete line.
+    pending: Vec<u8>,
+    stall: Option<Duration>,
+}
+
+impl ChunkedAnswer {
+    /// The next chunk, `None` at the end of the answer. A chunk that carries an error (the
+    /// query failed on the server) is a definite error.
+    pub async fn next(&mut self) -> Result<Option<serde_json::Value>, QueryError> {
+        loop {
+            if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=end).collect();
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                return parse_chunk(&line).map(Some);
+            }
+            let read = self.response.chunk();
+            let bytes = match self.stall {
+                Some(limit) => tokio::time::timeout(limit, read).await.map_err(|_| {
+                    QueryError::Transient(format!(
+                        "the answer stalled for {}",
+                        humantime::format_duration(limit)
+                    ))
+                })?,
+                None => read.await,
+            }
+            .map_err(|e| {
+                QueryError::Transient(format!("reading InfluxDB's answer: {}", without_url(&e)))
+            })?;
+            match bytes {
+                Some(bytes) => self.pending.extend_from_slice(&bytes),
+                None if self.pending.iter().all(u8::is_ascii_whitespace) => return Ok(None),
+                None => {
+                    let rest = std::mem::take(&mut self.pending);
+                    return parse_chunk(&rest).map(Some);
+                }
+            }
+        }
+    }
+}
+
+/// The column names of one series of an answer (`time` first).
+pub fn series_columns(series: &serde_json::Value) -> Vec<&str> {
+    series["columns"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.as_str())
+        .collect()
+}
+
+/// One line of a chunked answer.
+fn parse_chunk(line: &[u8]) -> Result<serde_json::Value, QueryError> {
+    let json: serde_json::Value = serde_json::from_slice(line)
+        .map_err(|e| QueryError::Definite(format!("InfluxDB's answer is not JSON: {e}")))?;
+    if let Some(error) = json["results"][0]
+        .get("error")
+        .or_else(|| json.get("error"))
+    {
+        let text = error
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| error.to_string());
+        return Err(QueryError::Definite(format!("InfluxDB: {text}")));
+    }
+    Ok(json)
 }
 
 fn transport(e: reqwest::Error) -> WriteError {
@@ -349,6 +540,14 @@ pub(super) fn server_message(body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_series_is_named_by_every_tag_absent_ones_as_empty() {
+        assert_eq!(
+            series_predicate(&[("host", "a'b\\c"), ("region", "")]),
+            r#""host" = 'a\'b\\c' AND "region" = ''"#
+        );
+    }
 
     #[test]
     fn statuses_are_classified() {

@@ -59,50 +59,8 @@ impl InfluxClient {
         q: &str,
         mut each: impl FnMut(serde_json::Value) -> Result<(), String>,
     ) -> Result<(), String> {
-        let InfluxClient::V1 { database, .. } = self else {
-            return Err("InfluxQL queries need an InfluxDB 1.x target".into());
-        };
-        let params = [
-            ("db", database.as_str()),
-            ("q", q),
-            ("epoch", "ns"),
-            ("chunked", "true"),
-            ("chunk_size", "10000"),
-        ];
-        let request = self.query(&params).ok_or("not an InfluxDB 1.x target")?;
-        let mut response = request
-            .send()
-            .await
-            .map_err(|e| format!("querying InfluxDB: {e}"))?;
-        if !response.status().is_success() {
-            return Err(format!("querying InfluxDB: HTTP {}", response.status()));
-        }
-        let mut pending = Vec::new();
-        while let Some(bytes) = response
-            .chunk()
-            .await
-            .map_err(|e| format!("reading InfluxDB's answer: {e}"))?
-        {
-            pending.extend_from_slice(&bytes);
-            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=end).collect();
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                let json: serde_json::Value = serde_json::from_slice(&line)
-                    .map_err(|e| format!("InfluxDB's answer is not JSON: {e}"))?;
-                if let Some(error) = json["results"][0]
-                    .get("error")
-                    .or_else(|| json.get("error"))
-                {
-                    return Err(format!("InfluxDB: {error}"));
-                }
-                each(json)?;
-            }
-        }
-        if !pending.iter().all(u8::is_ascii_whitespace) {
-            let json: serde_json::Value = serde_json::from_slice(&pending)
-                .map_err(|e| format!("InfluxDB's answer is not JSON: {e}"))?;
+        let mut answer = self.query_chunked_answer(q, 10_000, None).await?;
+        while let Some(json) = answer.next().await? {
             each(json)?;
         }
         Ok(())
@@ -128,10 +86,7 @@ impl crate::sinks::Verify for InfluxSink {
         }
         let mut summaries = Summaries::new(bucket_ns);
         for measurement in &self.measurements {
-            let quoted = format!(
-                "\"{}\"",
-                measurement.replace('\\', "\\\\").replace('"', "\\\"")
-            );
+            let quoted = super::client::quote_ident(measurement);
             let mut types: HashMap<String, String> = HashMap::new();
             self.client
                 .query_chunked(&format!("SHOW FIELD KEYS FROM {quoted}"), |json| {
@@ -166,12 +121,7 @@ impl crate::sinks::Verify for InfluxSink {
                             measurement,
                             tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
                         );
-                        let columns: Vec<&str> = series["columns"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|c| c.as_str())
-                            .collect();
+                        let columns = super::client::series_columns(series);
                         for row in series["values"].as_array().into_iter().flatten() {
                             let Some(values) = row.as_array() else {
                                 continue;

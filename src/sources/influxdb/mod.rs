@@ -1,0 +1,32 @@
+//! The InfluxDB 1.x source: every point of some measurements, read in queries that are
+//! each bounded, so an old server that falls over on large answers never sees one.
+//!
+//! InfluxDB 1.x (1.4 at least) dies on queries answering more than ~100k rows, and under
+//! concurrent load; LIMIT/OFFSET paging does not help, since a raw query opens a cursor
+//! for every series whatever its LIMIT. So every query here is bounded by construction:
+//!
+//! ```text
+//!  SHOW MEASUREMENTS / FIELD KEYS / TAG KEYS ─► schema: time, tags (text), fields (typed)
+//!  first/last time (ORDER BY time LIMIT 1) ─► buckets of `bucket` (1h), epoch-aligned
+//!  COUNT(*) GROUP BY time(bucket) ─► points per bucket (the sum of the fields' counts: an
+//!                                    upper bound of the rows a read returns)
+//!  bucket > max_points_per_query? ─► halve in time (down to 1s), then divide by series
+//!                                    (COUNT(*) GROUP BY *, paged with SLIMIT) into groups
+//!                                    of whole series, a too-big series halved in time again
+//!  one split = measurement × [start, end) × series predicate, read with chunked=true
+//! ```
+//!
+//! A split is read as one `SELECT <fields> ... GROUP BY *` with `chunked=true` and
+//! `epoch=ns`; each chunk becomes rows sent on at once, so memory holds a chunk at most.
+//! Every query — planning and reading — passes one semaphore of `concurrency` permits
+//! shared by the process's workers, and rows pass one rate limiter. A query that fails
+//! transiently (network, 5xx, a stalled answer) is retried with backoff and the split is
+//! re-read from its start: rows sent twice are harmless, since writes are idempotent per
+//! series and time.
+//!
+//! `config.rs` is the job-file section, `client.rs` plans and reads, `encoding.rs` turns
+//! JSON values into typed values by the field's declared type.
+
+pub mod client;
+pub mod config;
+pub mod encoding;
