@@ -32,7 +32,9 @@ pub struct JobFile {
     pub source: SourceConfig,
     /// Where points go.
     pub sink: SinkConfig,
-    /// How rows of each source table become points.
+    /// How rows of each source table become points. Required for sources with tables;
+    /// an `ingest` source has none (points arrive whole) and takes no mappings.
+    #[serde(default)]
     pub mappings: Vec<MappingConfig>,
     /// Where and how often progress is recorded, so a restart resumes.
     #[serde(default)]
@@ -480,7 +482,14 @@ impl Job {
         if f.name.trim().is_empty() {
             return Err(self.error_at("name", "the job name must not be empty"));
         }
-        if f.mappings.is_empty() {
+        if let SourceConfig::Ingest(_) = f.source {
+            if !f.mappings.is_empty() {
+                return Err(self.error_at(
+                    "mappings",
+                    "an ingest job has no source tables to map: line protocol arrives as points (measurement, tags, fields, time) and is written as it is; remove `mappings:`",
+                ));
+            }
+        } else if f.mappings.is_empty() {
             return Err(self.error_at("mappings", "a job needs at least one mapping"));
         }
         for (i, m) in f.mappings.iter().enumerate() {

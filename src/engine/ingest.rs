@@ -1,0 +1,318 @@
+//! The ingest dataflow (`-c ingest`): points written to the line-protocol endpoint, into
+//! the sink, each request acknowledged once its points are durable. Assembled in [`run`].
+//!
+//! ```text
+//!  every worker
+//!  IngestQueue ──try_recv──▶ ┌──────────────┐ points ┌──────────┐ points ┌──────┐ acks ┌─────────────┐
+//!  (shared by the           │ take requests │──────▶│ exchange │──────▶│ sink │─────▶│ acknowledge │
+//!   process's workers)      └──────────────┘ (epoch) │ (device) │       └──────┘      └─────────────┘
+//!                                  │ `done` senders, by epoch (shared on the worker)        ▲
+//!                                  └────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! **Take requests** runs on every worker: the endpoint's queue wakes every worker when a
+//! request arrives (each registers its `SyncActivator`), and whichever gets there first
+//! takes it. The points were parsed by the server and already carry their `device_hash`;
+//! they are emitted at the current epoch and exchanged by it, so one worker owns a device.
+//! The sink runs in ordered mode: a later request may rewrite a point, and each point's
+//! writes must reach the target in the order they were taken.
+//!
+//! Capability: one, at the current epoch of the [`EpochClock`], downgraded as it ticks
+//! (the operator wakes once per tick even when idle, so the frontier after the sinks keeps
+//! moving and every waiting request is acknowledged within a tick of its last write).
+//! While the queue is open the source is unbounded and keeps its capability — a SIGTERM
+//! does not drop it: the endpoint first stops accepting connections and finishes the
+//! requests in progress, which in `ack: durable` mode need this dataflow to write and
+//! acknowledge them. Only when the queue is finished (closed by the drained endpoint, and
+//! empty) is the capability dropped, and the job ends once the sinks are idle.
+//!
+//! **Acknowledge** keeps nothing of its own: for every request it emitted, take requests
+//! files the request's `done` under the epoch of its points; acknowledge sees the frontier
+//! after the sinks (every worker's, every process's: timely's progress tracking is global)
+//! and sends `Ok(())` for every epoch the frontier has passed — those points are durable
+//! in the target. Taking the frontier as an input, rather than polling a probe, gets it
+//! scheduled the moment the frontier moves.
+//!
+//! No backpressure here: the endpoint bounds the points accepted and not yet released
+//! (`max_pending_points`, 429 past it), so the operator takes whatever is queued.
+//!
+//! Failure: the worker that fails unwinds ([`Control::fail`]); the others see the failure
+//! at their next tick and unwind too, so the job ends on every worker. Requests taken and
+//! not yet durable are answered with the failure (500) as their `done` is dropped with the
+//! worker's state, and [`run`] abandons the queue so that the requests still in it are
+//! answered at once too, instead of waiting out `ack_timeout`.
+
+use super::backfill::job_failure;
+use super::{sink, Cluster, Control, EpochClock};
+use crate::dead_letter::DeadLetters;
+use crate::metrics::Counters;
+use crate::model::Point;
+use crate::sinks::Sink;
+use crate::sources::ingest::{Ack, IngestQueue, Ingested};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::operators::{Exchange, Operator};
+use timely::dataflow::{Scope, Stream};
+use tokio::sync::oneshot;
+
+/// Requests taken per activation before yielding to the other operators.
+const REQUESTS_PER_ACTIVATION: usize = 64;
+
+/// Everything an ingest run needs, built by the caller.
+pub struct Ingest<S: Sink> {
+    /// The endpoint's queue (the server is started by the caller).
+    pub queue: IngestQueue,
+    /// The target.
+    pub sink: Arc<S>,
+    /// Length of an epoch.
+    pub epoch: Duration,
+    /// Where points the sink refuses go.
+    pub dead_letters: DeadLetters,
+    /// Running totals.
+    pub counters: Arc<Counters>,
+    /// Failure (a stop request is the endpoint's to handle: see the module docs).
+    pub control: Control,
+    /// The runtime the sink's async work runs on.
+    pub runtime: tokio::runtime::Handle,
+}
+
+/// Writes what the endpoint queues until the queue is finished (the endpoint stopped and
+/// drained), acknowledging each request once durable. `Err` carries the job's failure;
+/// the queue is then abandoned, so every request still waiting is answered with it.
+pub fn run<S: Sink>(job: Ingest<S>, cluster: &Cluster) -> Result<(), String> {
+    let Ingest {
+        queue,
+        sink,
+        epoch,
+        dead_letters,
+        counters,
+        control,
+        runtime,
+    } = job;
+    let clock = EpochClock {
+        start: Instant::now(),
+        tick: epoch,
+    };
+    let worker_queue = queue.clone();
+    let worker_control = control.clone();
+    let guards = timely::execute(cluster.timely_config(), move |worker| {
+        let control = worker_control.clone();
+        let waiting = Rc::new(RefCell::new(Waiting::new(control.clone())));
+        worker.dataflow::<u64, _, _>(|scope| {
+            let points = take_requests(
+                scope,
+                worker_queue.clone(),
+                clock,
+                control.clone(),
+                waiting.clone(),
+            );
+            let routed = points.exchange(|p: &Point| p.device_hash);
+            let acks = sink::write(
+                routed,
+                sink::SinkContext {
+                    sink: sink.clone(),
+                    runtime: runtime.clone(),
+                    dead_letters: dead_letters.clone(),
+                    counters: counters.clone(),
+                    control: control.clone(),
+                    ordered: true,
+                },
+            );
+            acknowledge(acks, waiting);
+        });
+        while worker.step_or_park(None) {}
+    })?;
+
+    let results = guards.join();
+    if let Some(failure) = job_failure(&results, &control) {
+        queue.abandon(&failure);
+        return Err(failure);
+    }
+    Ok(())
+}
+
+/// Takes requests from the queue and emits their points at the current epoch; files each
+/// request's `done` in `waiting` under that epoch.
+fn take_requests<'s>(
+    scope: Scope<'s, u64>,
+    queue: IngestQueue,
+    clock: EpochClock,
+    control: Control,
+    waiting: Rc<RefCell<Waiting>>,
+) -> Stream<'s, u64, Vec<Point>> {
+    source::<_, CapacityContainerBuilder<Vec<Point>>, _, _>(
+        scope,
+        "TakeRequests",
+        move |capability, info| {
+            let activator = scope.activator_for(info.address.clone());
+            let sync_activator = scope.worker().sync_activator_for(info.address.to_vec());
+            queue.on_arrival(Arc::new(move || {
+                // Fails only once the worker is gone, when there is nothing to wake.
+                let _ = sync_activator.activate();
+            }));
+            let mut capability = Some(capability);
+            move |output| {
+                if control.failure().is_some() {
+                    // Another worker failed: end this one too (the first failure is kept).
+                    control.fail(String::new());
+                }
+                let Some(cap) = capability.as_mut() else {
+                    return;
+                };
+                let tick = clock.now();
+                if tick > *cap.time() {
+                    cap.downgrade(&tick);
+                }
+                let epoch = *cap.time();
+                let mut budget = REQUESTS_PER_ACTIVATION;
+                while budget > 0 {
+                    let Some(Ingested { mut points, done }) = queue.try_recv() else {
+                        break;
+                    };
+                    budget -= 1;
+                    if !points.is_empty() {
+                        output.session(&*cap).give_container(&mut points);
+                    }
+                    if let Some(done) = done {
+                        waiting.borrow_mut().add(epoch, done);
+                    }
+                }
+                if budget == 0 {
+                    // More may be queued: come back after the others had their turn.
+                    activator.activate();
+                } else if queue.is_finished() {
+                    // The endpoint stopped and everything it took is emitted.
+                    capability = None;
+                } else {
+                    activator.activate_after(clock.tick);
+                }
+            }
+        },
+    )
+}
+
+/// Sends `done` for every epoch the frontier after the sinks has passed.
+fn acknowledge(acks: Stream<'_, u64, Vec<()>>, waiting: Rc<RefCell<Waiting>>) {
+    acks.sink(Pipeline, "AcknowledgeRequests", move |(input, frontier)| {
+        // The sink's output carries no data, only its capabilities.
+        input.for_each_time(|_, _| {});
+        waiting
+            .borrow_mut()
+            .release(frontier.frontier().first().copied());
+    });
+}
+
+/// The `done` senders of the requests emitted on this worker, by epoch.
+struct Waiting {
+    by_epoch: BTreeMap<u64, Vec<oneshot::Sender<Ack>>>,
+    control: Control,
+}
+
+impl Waiting {
+    fn new(control: Control) -> Self {
+        Self {
+            by_epoch: BTreeMap::new(),
+            control,
+        }
+    }
+
+    /// A request whose points were emitted at `epoch`.
+    fn add(&mut self, epoch: u64, done: oneshot::Sender<Ack>) {
+        self.by_epoch.entry(epoch).or_default().push(done);
+    }
+
+    /// Acknowledges every request of an epoch before `frontier` (all when `None`: nothing
+    /// is pending anywhere); returns how many.
+    fn release(&mut self, frontier: Option<u64>) -> usize {
+        let durable = match frontier {
+            Some(f) => {
+                let later = self.by_epoch.split_off(&f);
+                std::mem::replace(&mut self.by_epoch, later)
+            }
+            None => std::mem::take(&mut self.by_epoch),
+        };
+        let mut n = 0;
+        for done in durable.into_values().flatten() {
+            // A client that hung up no longer listens; its points are written all the same.
+            let _ = done.send(Ok(()));
+            n += 1;
+        }
+        n
+    }
+}
+
+impl Drop for Waiting {
+    /// A worker that unwinds because the job failed answers its waiting requests with the
+    /// failure (500); otherwise dropping `done` answers 503 (retry).
+    fn drop(&mut self) {
+        let Some(reason) = self.control.failure() else {
+            return;
+        };
+        for done in std::mem::take(&mut self.by_epoch).into_values().flatten() {
+            let _ = done.send(Err(reason.clone()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiter(waiting: &mut Waiting, epoch: u64) -> oneshot::Receiver<Ack> {
+        let (done, answer) = oneshot::channel();
+        waiting.add(epoch, done);
+        answer
+    }
+
+    #[test]
+    fn requests_are_acknowledged_once_the_frontier_passes_their_epoch() {
+        let mut waiting = Waiting::new(Control::default());
+        let mut at3 = waiter(&mut waiting, 3);
+        let mut at5a = waiter(&mut waiting, 5);
+        let mut at5b = waiter(&mut waiting, 5);
+        let mut at9 = waiter(&mut waiting, 9);
+
+        assert_eq!(waiting.release(Some(3)), 0, "epoch 3 itself is not durable");
+        assert!(at3.try_recv().is_err());
+        assert_eq!(waiting.release(Some(4)), 1);
+        assert_eq!(at3.try_recv().unwrap(), Ok(()));
+        assert!(at5a.try_recv().is_err());
+        assert_eq!(waiting.release(Some(9)), 2);
+        assert_eq!(at5a.try_recv().unwrap(), Ok(()));
+        assert_eq!(at5b.try_recv().unwrap(), Ok(()));
+        assert!(at9.try_recv().is_err());
+        assert_eq!(waiting.release(None), 1, "an empty frontier: all durable");
+        assert_eq!(at9.try_recv().unwrap(), Ok(()));
+        assert_eq!(waiting.release(None), 0);
+    }
+
+    #[test]
+    fn a_failed_job_answers_waiting_requests_with_its_failure() {
+        let control = Control::default();
+        let mut waiting = Waiting::new(control.clone());
+        let mut answer = waiter(&mut waiting, 7);
+        let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            control.fail("access denied".into())
+        }));
+        assert!(failed.is_err());
+        drop(waiting);
+        assert_eq!(answer.try_recv().unwrap(), Err("access denied".to_string()));
+    }
+
+    #[test]
+    fn a_stopped_job_drops_waiting_requests_without_an_answer() {
+        let mut waiting = Waiting::new(Control::default());
+        let mut answer = waiter(&mut waiting, 7);
+        drop(waiting);
+        assert!(matches!(
+            answer.try_recv(),
+            Err(oneshot::error::TryRecvError::Closed)
+        ));
+    }
+}
