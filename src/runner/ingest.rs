@@ -9,7 +9,7 @@
 //! the failure, the endpoint stops, and the job exits 1.
 
 use super::{prepare_sink, with_sink, JobRun, RunError, RunOptions, WithSink};
-use crate::engine::{self, ingest::Ingest};
+use crate::engine::{self, ingest::Ingest, Control};
 use crate::job::Job;
 use crate::mapping::Mappings;
 use crate::sinks::Sink;
@@ -73,7 +73,11 @@ pub(super) fn plan(job: &Job) -> Result<String, RunError> {
     out.push_str(&format!(
         "source ingest: listening on {}{} ({}), ack {}, at most {} points pending\n",
         config.listen,
-        if config.tls.is_some() { " with TLS" } else { "" },
+        if config.tls.is_some() {
+            " with TLS"
+        } else {
+            ""
+        },
         apis.join(", "),
         match config.ack {
             AckMode::Durable => "durable",
@@ -115,7 +119,7 @@ impl WithSink for IngestPhase<'_> {
                     config,
                     run.dead_letters.clone(),
                     run.counters.clone(),
-                    stop_signal()?,
+                    stop_signal(run.control.clone())?,
                 )
                 .await
                 .map_err(|e| e.to_string())
@@ -141,18 +145,22 @@ impl WithSink for IngestPhase<'_> {
     }
 }
 
-/// Completes on SIGTERM or SIGINT: the endpoint's cue to stop accepting and drain. (The
-/// job's own signal watcher marks the run as stopped for the summary.)
-fn stop_signal() -> Result<impl std::future::Future<Output = ()> + Send + 'static, String> {
+/// Completes on SIGTERM or SIGINT: the endpoint's cue to stop accepting and drain. It
+/// marks the run as stopped itself (the job's own signal watcher does too, but may run
+/// after a quick drain has ended the job).
+fn stop_signal(
+    control: Control,
+) -> Result<impl std::future::Future<Output = ()> + Send + 'static, String> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate())
-        .map_err(|e| format!("cannot watch for SIGTERM: {e}"))?;
-    let mut interrupt = signal(SignalKind::interrupt())
-        .map_err(|e| format!("cannot watch for SIGINT: {e}"))?;
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot watch for SIGTERM: {e}"))?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch for SIGINT: {e}"))?;
     Ok(async move {
         tokio::select! {
             _ = terminate.recv() => {}
             _ = interrupt.recv() => {}
         }
+        control.request_stop();
     })
 }
