@@ -818,3 +818,66 @@ fn the_shipped_job_validates_plans_and_refuses_mappings() {
         "{stderr}"
     );
 }
+
+#[test]
+fn sigterm_refuses_new_connections_at_once_and_finishes_the_write_in_progress() {
+    let moto = Moto::start();
+    let gate = Gate::start(moto.port());
+    let dir = scratch(&unique("ingest_ts_drain"));
+    let job = IngestJob::start(&dir, &shipped_job(), &gate.url(), 2, "durable");
+    let t = now_ns() - 60_000_000_000;
+    let port = job_port(&job.base());
+    let reply = job.post(
+        "/api/v2/write?bucket=telegraf",
+        &format!("power,meter=m1 watts=10i {t}"),
+        false,
+    );
+    assert_eq!(reply.status, 204);
+
+    // A write in progress (Timestream held back), then SIGTERM.
+    gate.set(false);
+    let answer = post_in_background(
+        job.base(),
+        "/api/v2/write?bucket=telegraf",
+        format!("power,meter=m2 watts=20i {t}\npower,meter=m3 watts=30i {t}"),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = job.child.as_ref().unwrap().id().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+
+    // While the job drains, a new connection is refused.
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "still accepting after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        answer.try_recv().is_err(),
+        "answered before Timestream had it"
+    );
+
+    // Timestream comes back: the write in progress is answered 204, in Timestream, and the
+    // job exits 0.
+    gate.set(true);
+    let reply = answer.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert_eq!(reply.status, 204, "{reply:?}");
+    let out = job.wait();
+    assert_ok(&out);
+    assert_eq!(summary(&out.stdout)["stopped"], "true");
+    assert_eq!(summary_u64(&out.stdout, "points_written"), 3);
+    assert_eq!(
+        stored(&moto),
+        BTreeSet::from([
+            record("power", &[("meter", "m1")], &[("watts", "BIGINT", "10")], t),
+            record("power", &[("meter", "m2")], &[("watts", "BIGINT", "20")], t),
+            record("power", &[("meter", "m3")], &[("watts", "BIGINT", "30")], t),
+        ])
+    );
+}
