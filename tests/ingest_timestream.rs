@@ -881,3 +881,52 @@ fn sigterm_refuses_new_connections_at_once_and_finishes_the_write_in_progress() 
         ])
     );
 }
+
+#[test]
+fn rewrites_of_a_point_reach_timestream_in_the_order_they_were_posted_on_two_workers() {
+    let moto = Moto::start();
+    let dir = scratch(&unique("ingest_ts_rewrites"));
+    // Async: the client does not wait for Timestream, so requests rewriting the same points
+    // are in the dataflow together and both workers take them.
+    let job = IngestJob::start(&dir, &shipped_job(), &moto.url(), 2, "async");
+    let t = now_ns() - 60_000_000_000;
+    let (requests, devices) = (40u64, 16u64);
+    for r in 0..requests {
+        let body: String = (0..devices)
+            .map(|d| format!("gauge,device=d{d} value={r}i {t}\n"))
+            .collect();
+        let reply = job.post("/api/v2/write?bucket=telegraf", &body, false);
+        assert_eq!(reply.status, 204, "{reply:?}");
+    }
+    let out = job.terminate();
+    assert_ok(&out);
+    assert_eq!(
+        summary_u64(&out.stdout, "points_written"),
+        requests * devices
+    );
+
+    // Every write is a record; per point, the highest version (the last write, an upsert in
+    // Timestream) holds the value of the last request, and versions follow the requests.
+    let records = moto.records("gauge");
+    assert_eq!(records.len() as u64, requests * devices);
+    let mut by_device: std::collections::BTreeMap<String, Vec<(i64, u64)>> = Default::default();
+    for r in &records {
+        assert_eq!(text(&r["Time"]), t.to_string());
+        let device = text(&r["Dimensions"][0]["Value"]);
+        let value: u64 = text(&r["MeasureValues"][0]["Value"]).parse().unwrap();
+        by_device
+            .entry(device)
+            .or_default()
+            .push((r["Version"].as_i64().unwrap(), value));
+    }
+    assert_eq!(by_device.len() as u64, devices);
+    for (device, mut writes) in by_device {
+        writes.sort();
+        let values: Vec<u64> = writes.iter().map(|(_, v)| *v).collect();
+        assert_eq!(
+            values,
+            (0..requests).collect::<Vec<_>>(),
+            "{device}: writes out of order"
+        );
+    }
+}

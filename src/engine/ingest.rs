@@ -3,19 +3,30 @@
 //!
 //! ```text
 //!  every worker
-//!  IngestQueue ──try_recv──▶ ┌──────────────┐ points ┌──────────┐ points ┌──────┐ acks ┌─────────────┐
-//!  (shared by the           │ take requests │──────▶│ exchange │──────▶│ sink │─────▶│ acknowledge │
-//!   process's workers)      └──────────────┘ (epoch) │ (device) │       └──────┘      └─────────────┘
-//!                                  │ `done` senders, by epoch (shared on the worker)        ▲
-//!                                  └────────────────────────────────────────────────────────┘
+//!  IngestQueue ─try_recv─▶ ┌───────────────┐ (request no., point) ┌──────────┐     ┌────────────────┐
+//!  (shared by the          │ take requests │────────────────────▶│ exchange │────▶│ in queue order │
+//!   process's workers)     └───────────────┘  at the current     │ (device) │     └────────────────┘
+//!                                  │          epoch              └──────────┘             │ points
+//!                                  │ `done` senders, by epoch                             ▼
+//!                                  │ (shared on the worker)  ┌─────────────┐  acks   ┌──────┐
+//!                                  └───────────────────────▶│ acknowledge │◀────────│ sink │
+//!                                                            └─────────────┘         └──────┘
 //! ```
 //!
 //! **Take requests** runs on every worker: the endpoint's queue wakes every worker when a
 //! request arrives (each registers its `SyncActivator`), and whichever gets there first
 //! takes it. The points were parsed by the server and already carry their `device_hash`;
 //! they are emitted at the current epoch and exchanged by it, so one worker owns a device.
-//! The sink runs in ordered mode: a later request may rewrite a point, and each point's
-//! writes must reach the target in the order they were taken.
+//!
+//! Order: a later request may rewrite a point, and the target must see the writes in the
+//! order the endpoint queued them. Within a worker that is easy, but two workers' points
+//! meet at the device's worker in no particular order. So the workers take requests under
+//! one lock that numbers them (the queue's order) and never stamps a later request with an
+//! earlier epoch than an earlier one; **in queue order** holds each epoch's points until
+//! the frontier has passed it (no worker can send more of it) and hands them on sorted by
+//! request number (stable: a request's own points keep the body's order). The sink then
+//! runs in ordered mode, which keeps each point's writes in that order through batching
+//! and concurrent requests. The cost is at most one epoch of latency.
 //!
 //! Capability: one, at the current epoch of the [`EpochClock`], downgraded as it ticks
 //! (the operator wakes once per tick even when idle, so the frontier after the sinks keeps
@@ -52,12 +63,12 @@ use crate::sources::ingest::{Ack, IngestQueue, Ingested};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::source;
-use timely::dataflow::operators::{Exchange, Operator};
+use timely::dataflow::operators::{Capability, Exchange, Operator};
 use timely::dataflow::{Scope, Stream};
 use tokio::sync::oneshot;
 
@@ -101,20 +112,24 @@ pub fn run<S: Sink>(job: Ingest<S>, cluster: &Cluster) -> Result<(), String> {
     };
     let worker_queue = queue.clone();
     let worker_control = control.clone();
+    let order = Arc::new(Mutex::new(TakeOrder::default()));
     let guards = timely::execute(cluster.timely_config(), move |worker| {
         let control = worker_control.clone();
         let waiting = Rc::new(RefCell::new(Waiting::new(control.clone())));
         worker.dataflow::<u64, _, _>(|scope| {
             let points = take_requests(
                 scope,
-                worker_queue.clone(),
-                clock,
-                control.clone(),
-                waiting.clone(),
+                Taking {
+                    queue: worker_queue.clone(),
+                    order: order.clone(),
+                    clock,
+                    control: control.clone(),
+                    waiting: waiting.clone(),
+                },
             );
-            let routed = points.exchange(|p: &Point| p.device_hash);
+            let routed = points.exchange(|(_, p): &(u64, Point)| p.device_hash);
             let acks = sink::write(
-                routed,
+                in_queue_order(routed),
                 sink::SinkContext {
                     sink: sink.clone(),
                     runtime: runtime.clone(),
@@ -137,16 +152,48 @@ pub fn run<S: Sink>(job: Ingest<S>, cluster: &Cluster) -> Result<(), String> {
     Ok(())
 }
 
-/// Takes requests from the queue and emits their points at the current epoch; files each
-/// request's `done` in `waiting` under that epoch.
-fn take_requests<'s>(
-    scope: Scope<'s, u64>,
+/// What the take-requests operator of a worker needs.
+struct Taking {
     queue: IngestQueue,
+    /// Shared by the process's workers.
+    order: Arc<Mutex<TakeOrder>>,
     clock: EpochClock,
     control: Control,
     waiting: Rc<RefCell<Waiting>>,
-) -> Stream<'s, u64, Vec<Point>> {
-    source::<_, CapacityContainerBuilder<Vec<Point>>, _, _>(
+}
+
+/// The order in which the process's workers took requests from the queue: the queue's own
+/// order, since a request is taken and numbered under this lock.
+#[derive(Default)]
+struct TakeOrder {
+    /// The number of the last request taken.
+    seq: u64,
+    /// The epoch of the last request taken: a later request never gets an earlier one.
+    epoch: u64,
+}
+
+impl TakeOrder {
+    /// Takes the oldest request, numbering it and stamping it no earlier than `epoch` or
+    /// any request taken before it.
+    fn take<T>(&mut self, next: impl FnOnce() -> Option<T>, epoch: u64) -> Option<(T, u64, u64)> {
+        let request = next()?;
+        self.seq += 1;
+        self.epoch = self.epoch.max(epoch);
+        Some((request, self.seq, self.epoch))
+    }
+}
+
+/// Takes requests from the queue and emits their points, numbered by request, at the
+/// current epoch; files each request's `done` in `waiting` under that epoch.
+fn take_requests<'s>(scope: Scope<'s, u64>, taking: Taking) -> Stream<'s, u64, Vec<(u64, Point)>> {
+    let Taking {
+        queue,
+        order,
+        clock,
+        control,
+        waiting,
+    } = taking;
+    source::<_, CapacityContainerBuilder<Vec<(u64, Point)>>, _, _>(
         scope,
         "TakeRequests",
         move |capability, info| {
@@ -169,16 +216,23 @@ fn take_requests<'s>(
                 if tick > *cap.time() {
                     cap.downgrade(&tick);
                 }
-                let epoch = *cap.time();
                 let mut budget = REQUESTS_PER_ACTIVATION;
                 while budget > 0 {
-                    let Some(Ingested { mut points, done }) = queue.try_recv() else {
+                    let taken = order
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .take(|| queue.try_recv(), *cap.time());
+                    let Some((Ingested { points, done }, seq, epoch)) = taken else {
                         break;
                     };
                     budget -= 1;
-                    if !points.is_empty() {
-                        output.session(&*cap).give_container(&mut points);
+                    // Another worker took an earlier request at a later epoch already.
+                    if epoch > *cap.time() {
+                        cap.downgrade(&epoch);
                     }
+                    output
+                        .session(&*cap)
+                        .give_iterator(points.into_iter().map(|p| (seq, p)));
                     if let Some(done) = done {
                         waiting.borrow_mut().add(epoch, done);
                     }
@@ -195,6 +249,35 @@ fn take_requests<'s>(
             }
         },
     )
+}
+
+/// Hands each epoch's points to the sink once no earlier point can still arrive (the
+/// frontier has passed the epoch), in the order their requests were taken.
+fn in_queue_order(points: Stream<'_, u64, Vec<(u64, Point)>>) -> Stream<'_, u64, Vec<Point>> {
+    points.unary_frontier(Pipeline, "InQueueOrder", |_capability, _info| {
+        let mut stash: BTreeMap<u64, (Capability<u64>, Vec<(u64, Point)>)> = BTreeMap::new();
+        move |(input, frontier), output| {
+            input.for_each_time(|time, batches| {
+                let (_, stashed) = stash
+                    .entry(*time.time())
+                    .or_insert_with(|| (time.retain(0), Vec::new()));
+                for batch in batches {
+                    stashed.append(batch);
+                }
+            });
+            while let Some(entry) = stash.first_entry() {
+                if frontier.less_equal(entry.key()) {
+                    break;
+                }
+                let (capability, mut points) = entry.remove();
+                // Stable: a request's points keep their body order.
+                points.sort_by_key(|(seq, _)| *seq);
+                output
+                    .session(&capability)
+                    .give_iterator(points.into_iter().map(|(_, p)| p));
+            }
+        }
+    })
 }
 
 /// Sends `done` for every epoch the frontier after the sinks has passed.
@@ -290,6 +373,22 @@ mod tests {
         assert_eq!(waiting.release(None), 1, "an empty frontier: all durable");
         assert_eq!(at9.try_recv().unwrap(), Ok(()));
         assert_eq!(waiting.release(None), 0);
+    }
+
+    #[test]
+    fn requests_are_numbered_in_queue_order_and_their_epochs_never_go_back() {
+        let mut order = TakeOrder::default();
+        let mut queue = vec!["c", "b", "a"];
+        // Worker 0 at epoch 5, then worker 1 still at epoch 4, then worker 0 at epoch 6.
+        assert_eq!(order.take(|| queue.pop(), 5), Some(("a", 1, 5)));
+        assert_eq!(order.take(|| queue.pop(), 4), Some(("b", 2, 5)));
+        assert_eq!(order.take(|| queue.pop(), 6), Some(("c", 3, 6)));
+        assert_eq!(order.take(|| queue.pop(), 7), None);
+        assert_eq!(
+            (order.seq, order.epoch),
+            (3, 6),
+            "nothing taken, nothing counted"
+        );
     }
 
     #[test]
