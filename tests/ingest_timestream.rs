@@ -550,29 +550,52 @@ fn wait_for_records(moto: &Moto, n: usize) -> BTreeSet<Record> {
     }
 }
 
-#[test]
-fn a_durable_write_is_answered_only_once_timestream_has_it() {
+/// Line protocol for `meters` (name, watts) of measurement `power` at `t`.
+fn power(meters: &[(&str, i64)], t: i64) -> String {
+    meters
+        .iter()
+        .map(|(meter, watts)| format!("power,meter={meter} watts={watts}i {t}\n"))
+        .collect()
+}
+
+/// The records `power(meters, t)` becomes.
+fn power_records(meters: &[(&str, i64)], t: i64) -> BTreeSet<Record> {
+    meters
+        .iter()
+        .map(|(meter, watts)| {
+            record(
+                "power",
+                &[("meter", meter)],
+                &[("watts", "BIGINT", &watts.to_string())],
+                t,
+            )
+        })
+        .collect()
+}
+
+/// The shipped job on `workers` writing to moto through an open gate, a minute ago as the
+/// time to write at.
+fn gated(name: &str, workers: usize, ack: &str) -> (Moto, Gate, IngestJob, i64) {
     let moto = Moto::start();
     let gate = Gate::start(moto.port());
-    let dir = scratch(&unique("ingest_ts_durable"));
-    let job = IngestJob::start(&dir, &shipped_job(), &gate.url(), 1, "durable");
-    let t = now_ns() - 60_000_000_000;
+    let dir = scratch(&unique(name));
+    let job = IngestJob::start(&dir, &shipped_job(), &gate.url(), workers, ack);
+    (moto, gate, job, now_ns() - 60_000_000_000)
+}
 
-    let reply = job.post(
-        "/api/v2/write?bucket=telegraf",
-        &format!("power,meter=m1 watts=10i {t}"),
-        false,
-    );
+/// The path the tests write to (API v2).
+const WRITE: &str = "/api/v2/write?bucket=telegraf";
+
+#[test]
+fn a_durable_write_is_answered_only_once_timestream_has_it() {
+    let (moto, gate, job, t) = gated("ingest_ts_durable", 1, "durable");
+    let reply = job.post(WRITE, &power(&[("m1", 10)], t), false);
     assert_eq!(reply.status, 204);
     assert_eq!(stored(&moto).len(), 1, "in Timestream when the 204 came");
 
     // Timestream held back: the write waits.
     gate.set(false);
-    let answer = post_in_background(
-        job.base(),
-        "/api/v2/write?bucket=telegraf",
-        format!("power,meter=m2 watts=20i {t}"),
-    );
+    let answer = post_in_background(job.base(), WRITE, power(&[("m2", 20)], t));
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
         answer.try_recv().is_err(),
@@ -582,42 +605,21 @@ fn a_durable_write_is_answered_only_once_timestream_has_it() {
     gate.set(true);
     let reply = answer.recv_timeout(Duration::from_secs(60)).unwrap();
     assert_eq!(reply.status, 204, "{reply:?}");
-    let got = stored(&moto);
-    assert_eq!(
-        got,
-        BTreeSet::from([
-            record("power", &[("meter", "m1")], &[("watts", "BIGINT", "10")], t),
-            record("power", &[("meter", "m2")], &[("watts", "BIGINT", "20")], t),
-        ])
-    );
+    assert_eq!(stored(&moto), power_records(&[("m1", 10), ("m2", 20)], t));
     assert_ok(&job.terminate());
 }
 
 #[test]
 fn async_acknowledgement_answers_at_once_and_writes_afterwards() {
-    let moto = Moto::start();
-    let gate = Gate::start(moto.port());
-    let dir = scratch(&unique("ingest_ts_async"));
-    let job = IngestJob::start(&dir, &shipped_job(), &gate.url(), 1, "async");
-    let t = now_ns() - 60_000_000_000;
-
+    let (moto, gate, job, t) = gated("ingest_ts_async", 1, "async");
+    let meters = [("m1", 10), ("m2", 20)];
     gate.set(false);
-    let answer = post_in_background(
-        job.base(),
-        "/api/v2/write?bucket=telegraf",
-        format!("power,meter=m1 watts=10i {t}\npower,meter=m2 watts=20i {t}"),
-    );
+    let answer = post_in_background(job.base(), WRITE, power(&meters, t));
     let reply = answer.recv_timeout(Duration::from_secs(30)).unwrap();
     assert_eq!(reply.status, 204, "answered while Timestream is held back");
     assert!(stored(&moto).is_empty());
     gate.set(true);
-    assert_eq!(
-        wait_for_records(&moto, 2),
-        BTreeSet::from([
-            record("power", &[("meter", "m1")], &[("watts", "BIGINT", "10")], t),
-            record("power", &[("meter", "m2")], &[("watts", "BIGINT", "20")], t),
-        ])
-    );
+    assert_eq!(wait_for_records(&moto, 2), power_records(&meters, t));
     let out = job.terminate();
     assert_ok(&out);
     assert_eq!(summary_u64(&out.stdout, "points_written"), 2);
@@ -635,18 +637,9 @@ fn when_timestream_goes_away_the_waiting_write_fails_and_the_job_exits_1() {
     let job = IngestJob::start(&dir, &job_file, &moto.url(), 1, "durable");
     let t = now_ns() - 60_000_000_000;
 
-    let reply = job.post(
-        "/api/v2/write?bucket=telegraf",
-        &format!("power,meter=m1 watts=10i {t}"),
-        false,
-    );
-    assert_eq!(reply.status, 204);
+    assert_eq!(job.post(WRITE, &power(&[("m1", 10)], t), false).status, 204);
     moto.stop();
-    let reply = job.post(
-        "/api/v2/write?bucket=telegraf",
-        &format!("power,meter=m2 watts=20i {t}"),
-        false,
-    );
+    let reply = job.post(WRITE, &power(&[("m2", 20)], t), false);
     assert_eq!(reply.status, 500, "{reply:?}");
     let message = reply.body["message"].as_str().unwrap();
     assert!(
@@ -654,13 +647,8 @@ fn when_timestream_goes_away_the_waiting_write_fails_and_the_job_exits_1() {
         "{message}"
     );
     let out = job.wait();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("error: writing to the sink failed"),
         "{stderr}"
@@ -821,26 +809,13 @@ fn the_shipped_job_validates_plans_and_refuses_mappings() {
 
 #[test]
 fn sigterm_refuses_new_connections_at_once_and_finishes_the_write_in_progress() {
-    let moto = Moto::start();
-    let gate = Gate::start(moto.port());
-    let dir = scratch(&unique("ingest_ts_drain"));
-    let job = IngestJob::start(&dir, &shipped_job(), &gate.url(), 2, "durable");
-    let t = now_ns() - 60_000_000_000;
+    let (moto, gate, job, t) = gated("ingest_ts_drain", 2, "durable");
     let port = job_port(&job.base());
-    let reply = job.post(
-        "/api/v2/write?bucket=telegraf",
-        &format!("power,meter=m1 watts=10i {t}"),
-        false,
-    );
-    assert_eq!(reply.status, 204);
+    assert_eq!(job.post(WRITE, &power(&[("m1", 10)], t), false).status, 204);
 
     // A write in progress (Timestream held back), then SIGTERM.
     gate.set(false);
-    let answer = post_in_background(
-        job.base(),
-        "/api/v2/write?bucket=telegraf",
-        format!("power,meter=m2 watts=20i {t}\npower,meter=m3 watts=30i {t}"),
-    );
+    let answer = post_in_background(job.base(), WRITE, power(&[("m2", 20), ("m3", 30)], t));
     std::thread::sleep(Duration::from_millis(500));
     let pid = job.child.as_ref().unwrap().id().to_string();
     let kill = std::process::Command::new("kill")
@@ -874,11 +849,7 @@ fn sigterm_refuses_new_connections_at_once_and_finishes_the_write_in_progress() 
     assert_eq!(summary_u64(&out.stdout, "points_written"), 3);
     assert_eq!(
         stored(&moto),
-        BTreeSet::from([
-            record("power", &[("meter", "m1")], &[("watts", "BIGINT", "10")], t),
-            record("power", &[("meter", "m2")], &[("watts", "BIGINT", "20")], t),
-            record("power", &[("meter", "m3")], &[("watts", "BIGINT", "30")], t),
-        ])
+        power_records(&[("m1", 10), ("m2", 20), ("m3", 30)], t)
     );
 }
 
@@ -895,7 +866,7 @@ fn rewrites_of_a_point_reach_timestream_in_the_order_they_were_posted_on_two_wor
         let body: String = (0..devices)
             .map(|d| format!("gauge,device=d{d} value={r}i {t}\n"))
             .collect();
-        let reply = job.post("/api/v2/write?bucket=telegraf", &body, false);
+        let reply = job.post(WRITE, &body, false);
         assert_eq!(reply.status, 204, "{reply:?}");
     }
     let out = job.terminate();

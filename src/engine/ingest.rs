@@ -72,6 +72,9 @@ use timely::dataflow::operators::{Capability, Exchange, Operator};
 use timely::dataflow::{Scope, Stream};
 use tokio::sync::oneshot;
 
+/// A point and the number of the request it came in (the order requests were taken).
+type Numbered = (u64, Point);
+
 /// Requests taken per activation before yielding to the other operators.
 const REQUESTS_PER_ACTIVATION: usize = 64;
 
@@ -127,7 +130,7 @@ pub fn run<S: Sink>(job: Ingest<S>, cluster: &Cluster) -> Result<(), String> {
                     waiting: waiting.clone(),
                 },
             );
-            let routed = points.exchange(|(_, p): &(u64, Point)| p.device_hash);
+            let routed = points.exchange(|(_, p): &Numbered| p.device_hash);
             let acks = sink::write(
                 in_queue_order(routed),
                 sink::SinkContext {
@@ -185,7 +188,7 @@ impl TakeOrder {
 
 /// Takes requests from the queue and emits their points, numbered by request, at the
 /// current epoch; files each request's `done` in `waiting` under that epoch.
-fn take_requests<'s>(scope: Scope<'s, u64>, taking: Taking) -> Stream<'s, u64, Vec<(u64, Point)>> {
+fn take_requests<'s>(scope: Scope<'s, u64>, taking: Taking) -> Stream<'s, u64, Vec<Numbered>> {
     let Taking {
         queue,
         order,
@@ -193,7 +196,7 @@ fn take_requests<'s>(scope: Scope<'s, u64>, taking: Taking) -> Stream<'s, u64, V
         control,
         waiting,
     } = taking;
-    source::<_, CapacityContainerBuilder<Vec<(u64, Point)>>, _, _>(
+    source::<_, CapacityContainerBuilder<Vec<Numbered>>, _, _>(
         scope,
         "TakeRequests",
         move |capability, info| {
@@ -253,9 +256,9 @@ fn take_requests<'s>(scope: Scope<'s, u64>, taking: Taking) -> Stream<'s, u64, V
 
 /// Hands each epoch's points to the sink once no earlier point can still arrive (the
 /// frontier has passed the epoch), in the order their requests were taken.
-fn in_queue_order(points: Stream<'_, u64, Vec<(u64, Point)>>) -> Stream<'_, u64, Vec<Point>> {
+fn in_queue_order(points: Stream<'_, u64, Vec<Numbered>>) -> Stream<'_, u64, Vec<Point>> {
     points.unary_frontier(Pipeline, "InQueueOrder", |_capability, _info| {
-        let mut stash: BTreeMap<u64, (Capability<u64>, Vec<(u64, Point)>)> = BTreeMap::new();
+        let mut stash: BTreeMap<u64, (Capability<u64>, Vec<Numbered>)> = BTreeMap::new();
         move |(input, frontier), output| {
             input.for_each_time(|time, batches| {
                 let (_, stashed) = stash
