@@ -395,6 +395,51 @@ mod tests {
     }
 
     #[test]
+    fn points_leave_in_queue_order_whichever_worker_sent_them_first() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let out = seen.clone();
+        let point = |seq: u64| Point {
+            measurement: "m".into(),
+            tags: vec![("device".into(), "d".into())],
+            fields: vec![("v".into(), crate::model::Value::Int(seq as i64))],
+            time: seq as i64,
+            device_hash: 0,
+        };
+        timely::execute(timely::Config::process(2), move |worker| {
+            let out = out.clone();
+            let mut input = timely::dataflow::InputHandleVec::<u64, Numbered>::new();
+            worker.dataflow::<u64, _, _>(|scope| {
+                let routed = input
+                    .to_stream(scope)
+                    .exchange(|(_, p): &Numbered| p.device_hash);
+                in_queue_order(routed).sink(Pipeline, "Seen", move |(input, _)| {
+                    input.for_each_time(|_, batches| {
+                        for batch in batches {
+                            out.lock().unwrap().extend(batch.drain(..).map(|p| p.time));
+                        }
+                    });
+                });
+            });
+            if worker.index() == 1 {
+                // Worker 1 took request 2 and sends it at once.
+                input.send((2, point(2)));
+            } else {
+                // Worker 0 took request 1 just before, but sends it after request 2 has
+                // reached the device's worker (worker 0).
+                let started = Instant::now();
+                while started.elapsed() < Duration::from_millis(300) {
+                    worker.step();
+                }
+                input.send((1, point(1)));
+            }
+            drop(input);
+        })
+        .unwrap()
+        .join();
+        assert_eq!(*seen.lock().unwrap(), vec![1, 2]);
+    }
+
+    #[test]
     fn a_failed_job_answers_waiting_requests_with_its_failure() {
         let control = Control::default();
         let mut waiting = Waiting::new(control.clone());

@@ -272,9 +272,8 @@ mod tests {
     }
 
     fn job_with(source: &str) -> Result<Job, String> {
-        let text = format!(
-            "name: ingest\nsource:\n  type: ingest\n{source}sink:\n  type: blackhole\n"
-        );
+        let text =
+            format!("name: ingest\nsource:\n  type: ingest\n{source}sink:\n  type: blackhole\n");
         Job::parse(std::path::Path::new("job.yaml"), &text, |name| {
             (name == "INGEST_TOKEN").then(|| "s3cret".to_string())
         })
