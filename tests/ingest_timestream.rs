@@ -267,7 +267,9 @@ fn exact_points_arrive(workers: usize) {
     let t = (now_ns() / 1_000_000_000 - 120) * 1_000_000_000;
     let s = t / 1_000_000_000;
 
-    // A Telegraf batch (API v2, precision s) with two bad lines.
+    // A Telegraf batch (API v2, precision s) with two bad lines and two lines Timestream
+    // would refuse (no tag: no dimension; an hour ahead).
+    let ahead = s + 3600;
     let batch = format!(
         "\
 cpu,host=web-1,cpu=cpu-total usage_idle=97.5,usage_user=1.25 {s}
@@ -275,6 +277,8 @@ cpu,host=web-1 this is not line protocol
 mem,host=web-1 used=1024i,available_percent=61.5,swap_ok=true {s}
 disk,host=web-1,path=/ free=123456789u,fstype=\"ext4\" {s}
 cpu,host=web-2 usage_idle=88.5 notatime
+uptime_total seconds=1i {s}
+cpu,host=web-3 usage_idle=50.5 {ahead}
 "
     );
     let reply = job.post(
@@ -289,13 +293,19 @@ cpu,host=web-2 usage_idle=88.5 notatime
         .iter()
         .map(|r| r["line"].as_u64().unwrap())
         .collect();
-    assert_eq!(rejected, vec![2, 5], "{reply:?}");
+    assert_eq!(rejected, vec![2, 5, 6, 7], "{reply:?}");
+    let message = reply.body["message"].as_str().unwrap();
     assert!(
-        reply.body["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("partial write: 2 lines rejected, 3 points written: line 2: "),
-        "{reply:?}"
+        message.starts_with("partial write: 4 lines rejected, 3 points written: line 2: "),
+        "{message}"
+    );
+    assert!(
+        message.contains("line 6: no dimension: Timestream needs at least one"),
+        "{message}"
+    );
+    assert!(
+        message.contains("line 7: time ") && message.contains("more than 15 minutes ahead"),
+        "{message}"
     );
     want.insert(record(
         "cpu",
@@ -423,12 +433,14 @@ cpu,host=web-2 usage_idle=88.5 notatime
         summary_u64(&out.stdout, "points_written"),
         want.len() as u64
     );
-    assert_eq!(summary_u64(&out.stdout, "dead_lettered"), 4);
+    assert_eq!(summary_u64(&out.stdout, "dead_lettered"), 6);
     assert_eq!(summary(&out.stdout)["stopped"], "true");
     assert_eq!(stored(&moto), want, "exactly the valid points, once each");
 
     // The bad lines are in the dead-letter file, by line, with their text.
     let letters = IngestJob::dead_letters(&dir);
+    let untagged = format!("uptime_total seconds=1i {s}");
+    let future = format!("cpu,host=web-3 usage_idle=50.5 {ahead}");
     let lines: Vec<(u64, &str, &str)> = letters
         .iter()
         .map(|l| {
@@ -445,6 +457,8 @@ cpu,host=web-2 usage_idle=88.5 notatime
         vec![
             (2, "cpu,host=web-1 this is not line protocol", "v2"),
             (5, "cpu,host=web-2 usage_idle=88.5 notatime", "v2"),
+            (6, untagged.as_str(), "v2"),
+            (7, future.as_str(), "v2"),
             (1, "x", "v2"),
             (2, "cpu usage=", "v2"),
         ]

@@ -14,6 +14,7 @@ use crate::job::Job;
 use crate::mapping::Mappings;
 use crate::sinks::Sink;
 use crate::sources::ingest::config::{AckMode, Api};
+use crate::sources::ingest::server::PointCheck;
 use crate::sources::ingest::{IngestServer, IngestSourceConfig};
 use crate::sources::SourceConfig;
 use std::sync::Arc;
@@ -112,11 +113,15 @@ impl WithSink for IngestPhase<'_> {
         } = self;
         let sink = Arc::new(sink);
         prepare_sink(job, &run.rt, &*sink)?;
+        // A point the sink would refuse is refused to its client, as a bad line.
+        let checker = sink.clone();
+        let check: PointCheck = Arc::new(move |point| checker.check(point));
         let (server, queue) = run
             .rt
             .block_on(async {
-                IngestServer::start(
+                IngestServer::start_checked(
                     config,
+                    check,
                     run.dead_letters.clone(),
                     run.counters.clone(),
                     stop_signal(run.control.clone())?,
