@@ -782,6 +782,20 @@ fn the_shipped_job_validates_plans_and_refuses_mappings() {
         "{plan}"
     );
 
+    // `-c ingest` serves only an ingest source.
+    let mysql_job = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs/mysql-to-timestream.yaml");
+    let out = tsmig()
+        .env("TSMIG_TABLE", "t")
+        .args(["-c", "ingest", "--config", mysql_job.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("error: the `ingest` entry point serves `source: {type: ingest}`; this job's source is `mysql`"),
+        "{stderr}"
+    );
+
     // A mapping in an ingest job is an error naming the key; other sources still need one.
     let dir = scratch("ingest_ts_bad_job");
     let text = std::fs::read_to_string(shipped_job()).unwrap();
@@ -801,10 +815,7 @@ fn the_shipped_job_validates_plans_and_refuses_mappings() {
         )),
         "{stderr}"
     );
-    let mysql = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs/mysql-to-timestream.yaml"),
-    )
-    .unwrap();
+    let mysql = std::fs::read_to_string(&mysql_job).unwrap();
     let unmapped = &mysql[..mysql.find("mappings:").unwrap()];
     let path = dir.join("unmapped.yaml");
     std::fs::write(&path, unmapped).unwrap();
