@@ -162,6 +162,10 @@ fn stop_signal(
     let mut interrupt =
         signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch for SIGINT: {e}"))?;
     Ok(async move {
+        if control.stopping() {
+            // Signalled before the endpoint started (while the target was prepared).
+            return;
+        }
         tokio::select! {
             _ = terminate.recv() => {}
             _ = interrupt.recv() => {}
