@@ -674,13 +674,10 @@ impl std::fmt::Display for Summary {
             self.rows_read as f64 / secs.max(1e-9),
             if self.stopped { " stopped=true" } else { "" }
         )?;
-        if self.changes_read > 0 || self.points_deleted > 0 {
-            write!(
-                f,
-                " changes_read={} points_deleted={}",
-                self.changes_read, self.points_deleted
-            )?;
-        }
-        Ok(())
+        write!(
+            f,
+            " changes_read={} points_deleted={}",
+            self.changes_read, self.points_deleted
+        )
     }
 }

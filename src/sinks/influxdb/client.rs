@@ -169,7 +169,7 @@ impl InfluxClient {
     /// tags at the same time is deleted too.
     pub async fn delete(&self, points: &[DeleteKey<'_>]) -> Result<(), WriteError> {
         match self {
-            InfluxClient::V1 { .. } => {
+            InfluxClient::V1 { database, .. } => {
                 let mut q = String::new();
                 for p in points {
                     if !q.is_empty() {
@@ -186,7 +186,9 @@ impl InfluxClient {
                     }
                     q.push_str(&format!("time = {}", p.time));
                 }
-                let request = self.query(&[("q", q.as_str())]).expect("version 1");
+                let request = self
+                    .query(&[("db", database.as_str()), ("q", q.as_str())])
+                    .expect("version 1");
                 let response = request.send().await.map_err(transport)?;
                 let status = response.status();
                 let retry_after = retry_after(response.headers());

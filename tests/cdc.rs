@@ -1,0 +1,368 @@
+//! CDC against the real MariaDB binlog: changes reach InfluxDB 1.6 and the IoTDB stand-in
+//! with the exact final state of the source table, across crashes, purges and idle time.
+//!
+//! Every test compares the whole target with the whole source table. The binlog is
+//! shared by all tests of this file (one server), so each test uses its own table and
+//! server_id; the purge test takes the lock exclusively, since purging binlogs could
+//! remove what another test's reader still needs.
+
+mod common;
+#[path = "standins/iotdb/mod.rs"]
+mod iotdb_standin;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+/// Purging binlogs must not run while another test reads them.
+static BINLOG: RwLock<()> = RwLock::new(());
+/// Each reader needs its own replica id.
+static SERVER_ID: AtomicU32 = AtomicU32::new(0);
+
+fn server_id() -> u32 {
+    5000 + std::process::id() % 1000 * 10 + SERVER_ID.fetch_add(1, Ordering::SeqCst)
+}
+
+/// A sensor table with a unique (device, time): one row is one point of the target.
+fn create_table(table: &str) {
+    sql(&[
+        &format!("DROP TABLE IF EXISTS {table}"),
+        &format!(
+            "CREATE TABLE {table} (id BIGINT AUTO_INCREMENT PRIMARY KEY, device_id VARCHAR(32) NOT NULL, \
+             site VARCHAR(16), ts DATETIME(3) NOT NULL, temperature DOUBLE, humidity FLOAT, status INT, \
+             UNIQUE KEY point (device_id, ts))"
+        ),
+    ]);
+}
+
+/// Inserts `n` rows: devices d0..d9, one second apart.
+fn seed(table: &str, n: u64) {
+    sql(&[&format!(
+        "INSERT INTO {table} (device_id, site, ts, temperature, humidity, status) \
+         SELECT CONCAT('d', seq % 10), IF(seq % 3 = 0, NULL, CONCAT('s', seq % 2)), \
+         TIMESTAMP('2026-01-01') + INTERVAL seq SECOND, seq * 0.25, IF(seq % 4 = 0, NULL, (seq % 100) + 0.5), seq % 7 \
+         FROM seq_1_to_{n}"
+    )]);
+}
+
+/// A `backfill+cdc` job file; `target` is the mapping's `measurement:` or `path:` line.
+fn job_file(dir: &Path, table: &str, sink: &str, target: &str) -> PathBuf {
+    let text = format!(
+        r#"name: {table}
+mode: backfill+cdc
+source:
+  type: mysql
+  url: mysql://tsmig:${{MYSQL_PASSWORD}}@127.0.0.1:13306/factory
+  server_id: {id}
+  heartbeat: 100ms
+  tables:
+    - name: {table}
+      split_by: id
+      chunk_rows: 2000
+{sink}
+mappings:
+  - table: {table}
+    {target}
+    device_field: device_id
+    timestamp_field: ts
+    fields: [temperature, humidity, status]
+checkpoint:
+  interval: 100ms
+  store: file:./state
+"#,
+        id = server_id()
+    );
+    let path = dir.join("job.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const MEASUREMENT: &str = "measurement: sensors\n    tags: [site]";
+
+fn influx_sink(db: &str) -> String {
+    format!(
+        "sink:\n  type: influxdb\n  url: {}\n  database: {db}\n  precision: ms\n  batch_size: 500\n",
+        influx_url()
+    )
+}
+
+fn job(dir: &Path, job: &Path, entry: &str, args: &[&str]) -> Command {
+    let mut c = tsmig();
+    c.current_dir(dir)
+        .args(["-c", entry, "--config", job.to_str().unwrap(), "--progress", "off"])
+        .args(args);
+    c
+}
+
+/// The source table as InfluxDB should hold it, in `influx_dump`'s shape, numbers as f64.
+fn expected_influx(table: &str) -> Vec<serde_json::Value> {
+    let rows = sql(&[
+        "SET time_zone = '+00:00'",
+        &format!("SELECT device_id, site, CAST(UNIX_TIMESTAMP(ts) * 1000 AS SIGNED), temperature, CAST(humidity AS CHAR), status FROM {table}"),
+    ]);
+    let mut out: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|r| {
+            let (device, site, time, temperature, humidity, status): (
+                String,
+                Option<String>,
+                i64,
+                Option<f64>,
+                Option<String>,
+                Option<i64>,
+            ) = mysql_async::from_row(r);
+            let mut fields = serde_json::Map::new();
+            if let Some(t) = temperature {
+                fields.insert("temperature".into(), t.into());
+            }
+            if let Some(h) = humidity {
+                fields.insert("humidity".into(), h.parse::<f64>().unwrap().into());
+            }
+            if let Some(s) = status {
+                fields.insert("status".into(), (s as f64).into());
+            }
+            serde_json::json!({
+                "time": time,
+                "tags": {"device_id": device, "site": site.unwrap_or_default()},
+                "fields": fields,
+            })
+        })
+        .collect();
+    out.sort_by_key(|p| p.to_string());
+    out
+}
+
+/// What InfluxDB holds, numbers as f64 (InfluxDB shows 3.0 as 3).
+fn actual_influx(db: &str) -> Vec<serde_json::Value> {
+    let mut out: Vec<serde_json::Value> = influx_dump(db, "sensors", "ms")
+        .into_iter()
+        .map(|mut p| {
+            let fields = p["fields"].as_object_mut().unwrap();
+            for v in fields.values_mut() {
+                if let Some(f) = v.as_f64() {
+                    *v = f.into();
+                }
+            }
+            if p["tags"]["site"].is_null() {
+                p["tags"]["site"] = "".into();
+            }
+            p
+        })
+        .collect();
+    out.sort_by_key(|p| p.to_string());
+    out
+}
+
+fn assert_same(table: &str, db: &str) {
+    let expected = expected_influx(table);
+    let actual = actual_influx(db);
+    if expected != actual {
+        let missing: Vec<_> = expected.iter().filter(|p| !actual.contains(p)).take(5).collect();
+        let extra: Vec<_> = actual.iter().filter(|p| !expected.contains(p)).take(5).collect();
+        panic!(
+            "target differs from {table}: {} points expected, {} present; missing e.g. {missing:#?}; extra e.g. {extra:#?}",
+            expected.len(),
+            actual.len()
+        );
+    }
+}
+
+/// Waits until the target equals the source (a running job catches up) or panics.
+fn await_same(table: &str, db: &str, within: Duration) {
+    let until = Instant::now() + within;
+    loop {
+        if expected_influx(table) == actual_influx(db) {
+            return;
+        }
+        if Instant::now() > until {
+            assert_same(table, db);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn stop(mut child: Child) -> std::process::Output {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the job did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// The changes every kind of row change makes, applied while the job follows the binlog.
+const CHANGES: &[&str] = &[
+    // An insert, a value update, a field set to NULL, a delete.
+    "INSERT INTO {t} (device_id, site, ts, temperature, humidity, status) VALUES ('new', 's9', '2026-02-01 00:00:00.125', 1.5, 2.5, 3)",
+    "UPDATE {t} SET temperature = 99.75 WHERE id = 2",
+    "UPDATE {t} SET humidity = NULL WHERE id = 3",
+    "DELETE FROM {t} WHERE id = 5",
+    // The timestamp and the device move: the old point goes, the new one comes.
+    "UPDATE {t} SET ts = ts + INTERVAL 1 HOUR WHERE id = 6",
+    "UPDATE {t} SET device_id = 'moved' WHERE id = 7",
+    // A tag changes: another series.
+    "UPDATE {t} SET site = 'elsewhere' WHERE id = 8",
+    // In one transaction: inserted and deleted (nothing), updated three times (the last).
+    "BEGIN",
+    "INSERT INTO {t} (device_id, ts, temperature) VALUES ('ghost', '2026-03-01', 1)",
+    "DELETE FROM {t} WHERE device_id = 'ghost'",
+    "UPDATE {t} SET temperature = 1 WHERE id = 9",
+    "UPDATE {t} SET temperature = 2 WHERE id = 9",
+    "UPDATE {t} SET temperature = 3.5 WHERE id = 9",
+    "COMMIT",
+    // A rolled-back transaction changes nothing.
+    "BEGIN",
+    "DELETE FROM {t} WHERE id = 10",
+    "ROLLBACK",
+    // Many rows in one statement.
+    "UPDATE {t} SET status = status + 100 WHERE id BETWEEN 20 AND 60",
+    "DELETE FROM {t} WHERE id BETWEEN 70 AND 80",
+];
+
+fn apply_changes(table: &str) {
+    let statements: Vec<String> = CHANGES.iter().map(|s| s.replace("{t}", table)).collect();
+    let refs: Vec<&str> = statements.iter().map(String::as_str).collect();
+    sql(&refs);
+}
+
+#[test]
+fn every_kind_of_change_reaches_influxdb_while_the_job_runs() {
+    let _shared = BINLOG.read().unwrap_or_else(|p| p.into_inner());
+    let table = unique("cdc_live");
+    let db = table.clone();
+    let _cleanup = Cleanup::default().table(&table).database(&db);
+    fresh_influx_db(&db);
+    create_table(&table);
+    seed(&table, 200);
+    let dir = scratch(&table);
+    let file = job_file(&dir, &table, &influx_sink(&db), MEASUREMENT);
+    let child = job(&dir, &file, "backfill+cdc", &["--metrics-addr", &format!("127.0.0.1:{}", free_ports(1)[0])])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    await_same(&table, &db, Duration::from_secs(60));
+    apply_changes(&table);
+    await_same(&table, &db, Duration::from_secs(60));
+
+    // The recorded position reaches the server's end once everything is applied.
+    let end: (String, u64) = {
+        let row = sql(&["SHOW MASTER STATUS"]).remove(0);
+        (row.get(0).unwrap(), row.get(1).unwrap())
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let state: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("state/cdc.json")).unwrap())
+                .unwrap();
+        let position = (
+            state["position"]["file"].as_str().unwrap().to_string(),
+            state["position"]["offset"].as_u64().unwrap(),
+        );
+        if position >= end {
+            break;
+        }
+        assert!(Instant::now() < deadline, "recorded position {position:?} never reached {end:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let out = stop(child);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(summary_u64(&out.stdout, "dead_lettered"), 0);
+    // 1 insert, 5 single-row updates, 1 delete, 2 + 3 in the transaction, 41 + 11 rows.
+    let changes = summary_u64(&out.stdout, "changes_read");
+    assert_eq!(changes, 1 + 5 + 1 + 5 + 41 + 11, "{}", String::from_utf8_lossy(&out.stdout));
+    assert_same(&table, &db);
+}
+
+#[test]
+fn cdc_resumes_from_its_checkpoint_and_stops_when_caught_up() {
+    let _shared = BINLOG.read().unwrap_or_else(|p| p.into_inner());
+    let table = unique("cdc_resume");
+    let db = table.clone();
+    let _cleanup = Cleanup::default().table(&table).database(&db);
+    fresh_influx_db(&db);
+    create_table(&table);
+    seed(&table, 100);
+    let dir = scratch(&table);
+    let file = job_file(&dir, &table, &influx_sink(&db), MEASUREMENT);
+
+    let out = job(&dir, &file, "backfill+cdc", &["--until-caught-up"]).output().unwrap();
+    assert_ok(&out);
+    assert_eq!(summary_u64(&out.stdout, "points_written"), 100);
+    assert_same(&table, &db);
+
+    // Changes made while no job runs are applied by the next run, from the checkpoint.
+    apply_changes(&table);
+    let out = job(&dir, &file, "cdc", &["--until-caught-up"]).output().unwrap();
+    assert_ok(&out);
+    assert_same(&table, &db);
+    assert!(summary_u64(&out.stdout, "points_deleted") >= 1 + 11);
+
+    // Nothing new: a third run reads no change at all.
+    let out = job(&dir, &file, "cdc", &["--until-caught-up"]).output().unwrap();
+    assert_ok(&out);
+    assert_eq!(summary_u64(&out.stdout, "points_written"), 0);
+    assert_eq!(summary_u64(&out.stdout, "points_deleted"), 0);
+}
+
+#[test]
+fn changes_reach_the_iotdb_stand_in() {
+    use iotdb_standin::{IotdbStandIn, StandInValue as V};
+    let _shared = BINLOG.read().unwrap_or_else(|p| p.into_inner());
+    let table = unique("cdc_iotdb");
+    let _cleanup = Cleanup::default().table(&table);
+    create_table(&table);
+    seed(&table, 100);
+    let iotdb = IotdbStandIn::start();
+    let dir = scratch(&table);
+    let sink = format!(
+        "sink:\n  type: iotdb\n  host: 127.0.0.1\n  port: {}\n  user: root\n  password: root\n  batch_size: 200\n",
+        iotdb.port()
+    );
+    let file = job_file(&dir, &table, &sink, "path: root.cdc.{device_id}");
+    let out = job(&dir, &file, "backfill+cdc", &["--until-caught-up"]).output().unwrap();
+    assert_ok(&out);
+    apply_changes(&table);
+    let out = job(&dir, &file, "cdc", &["--until-caught-up"]).output().unwrap();
+    assert_ok(&out);
+
+    let rows = sql(&[
+        "SET time_zone = '+00:00'",
+        &format!("SELECT device_id, CAST(UNIX_TIMESTAMP(ts) * 1000 AS SIGNED), temperature, CAST(humidity AS CHAR), status FROM {table}"),
+    ]);
+    let mut expected: std::collections::BTreeMap<String, Vec<(i64, V)>> = Default::default();
+    for r in rows {
+        let (device, time, temperature, humidity, status): (
+            String,
+            i64,
+            Option<f64>,
+            Option<String>,
+            Option<i32>,
+        ) = mysql_async::from_row(r);
+        let path = |m: &str| format!("root.cdc.{device}.{m}");
+        if let Some(v) = temperature {
+            expected.entry(path("temperature")).or_default().push((time, V::Double(v)));
+        }
+        if let Some(v) = humidity {
+            expected.entry(path("humidity")).or_default().push((time, V::Float(v.parse().unwrap())));
+        }
+        if let Some(v) = status {
+            expected.entry(path("status")).or_default().push((time, V::Int32(v)));
+        }
+    }
+    for points in expected.values_mut() {
+        points.sort_by_key(|(t, _)| *t);
+    }
+    let mut actual = iotdb.all_points();
+    actual.retain(|_, points| !points.is_empty());
+    assert_eq!(actual, expected);
+}
