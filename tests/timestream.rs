@@ -7,127 +7,27 @@
 //! rewrites as upserts, points dead-lettered before sending, and that no request leaves
 //! loopback.
 //!
-//! The loopback proof: every run has HTTP_PROXY/HTTPS_PROXY pointing at a dead port on
-//! 127.0.0.1 and NO_PROXY=127.0.0.1, and the sink's HTTP client honours them, so a request
-//! to any host other than the configured endpoint would go to the dead proxy and fail. The
+//! The loopback proof: every run has the loopback trap of `common::moto::local_aws`. The
 //! control run without an endpoint (endpoint discovery on) shows the trap catching exactly
 //! that: its DescribeEndpoints call is refused by the dead proxy.
 
 mod common;
 
+use common::moto::{self, Moto};
 use common::*;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 
 fn shipped_job() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs/mysql-to-timestream.yaml")
 }
 
-/// A moto server on a free loopback port, stopped when dropped.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let exe = std::env::var("TSMIG_MOTO_SERVER").unwrap_or_else(|_| {
-            let dir = std::env::var("TSMIG_SERVICES_DIR")
-                .unwrap_or_else(|_| "/tmp/tsmig-services".into());
-            format!("{dir}/moto-venv/bin/moto_server")
-        });
-        let mut child = Command::new(&exe)
-            .args(["-H", "127.0.0.1", "-p", "0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start moto's server `{exe}` ({e}): scripts/test.sh installs it (pip install 'moto[server]'), or set TSMIG_MOTO_SERVER")
-            });
-        // Werkzeug announces " * Running on http://127.0.0.1:PORT" on stderr.
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(stderr).lines();
-        let port = loop {
-            let line = lines
-                .next()
-                .expect("moto_server exited before it listened")
-                .unwrap();
-            if let Some(rest) = line.split("Running on http://127.0.0.1:").nth(1) {
-                break rest
-                    .trim()
-                    .trim_end_matches(|c: char| !c.is_ascii_digit())
-                    .parse()
-                    .unwrap();
-            }
-        };
-        // Keep draining its log so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Moto { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Everything moto stores, as `GET /moto-api/data.json` shows it.
-    fn data(&self) -> serde_json::Value {
-        let url = format!("{}/moto-api/data.json", self.url());
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async { reqwest::get(url).await.unwrap().json().await.unwrap() })
-    }
-
-    /// The records of `table` in moto's store.
-    fn records(&self, table: &str) -> Vec<serde_json::Value> {
-        let data = self.data();
-        let tables = data["timestreamwrite"]["TimestreamTable"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        tables
-            .into_iter()
-            .find(|t| t["name"] == table)
-            .map(|t| t["records"].as_array().cloned().unwrap_or_default())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Runs the shipped job from `dir` against `endpoint` (`""`: endpoint discovery), with
 /// fake credentials and the loopback trap.
 fn run_job(dir: &Path, table: &str, endpoint: &str, args: &[&str]) -> std::process::Output {
-    tsmig()
+    moto::local_aws(&mut tsmig(), dir, endpoint, "factory_test")
         .current_dir(dir)
         .env("TSMIG_TABLE", table)
-        .env("TIMESTREAM_ENDPOINT", endpoint)
-        .env("TIMESTREAM_DATABASE", "factory_test")
-        .env("TIMESTREAM_COMMON_ATTRIBUTES", "false")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_SESSION_TOKEN", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
-        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            dir.join("no-aws-credentials"),
-        )
-        // The trap: anything not bound for loopback goes to a dead proxy and fails.
-        .env("HTTP_PROXY", "http://127.0.0.1:9")
-        .env("HTTPS_PROXY", "http://127.0.0.1:9")
-        .env("NO_PROXY", "127.0.0.1,localhost")
         .args(["-c", "backfill", "--config"])
         .arg(shipped_job())
         .args(["--progress", "off"])

@@ -21,12 +21,17 @@
 //! only when that frontier has passed the epoch in which the split's last row was read —
 //! that is the checkpoint barrier, with no barrier messages. The same frontier, probed on
 //! each worker, is the readers' backpressure.
+//!
+//! The other dataflows: [`cdc`] (the binlog followed on worker 0), [`ingest`] (points
+//! written to the line-protocol endpoint, each request acknowledged from the same
+//! frontier) and [`verify`].
 
 pub mod backfill;
 pub mod cdc;
 mod changes;
 mod commit;
 mod follow;
+pub mod ingest;
 mod map;
 mod plan;
 mod read;

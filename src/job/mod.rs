@@ -34,7 +34,8 @@ pub struct JobFile {
     pub sink: SinkConfig,
     /// How rows of each source table become points. `auto` (or no `mappings:` at all)
     /// asks the source for its own schema as the mapping, where it has one (InfluxDB 1.x:
-    /// every measurement copied as is); the list is then empty.
+    /// every measurement copied as is); the list is then empty. An `ingest` source has no
+    /// tables (points arrive whole) and takes no mappings.
     #[serde(default, deserialize_with = "mappings_or_auto")]
     pub mappings: Vec<MappingConfig>,
     /// Where and how often progress is recorded, so a restart resumes.
@@ -512,7 +513,14 @@ impl Job {
         if f.name.trim().is_empty() {
             return Err(self.error_at("name", "the job name must not be empty"));
         }
-        if f.mappings.is_empty() && !f.source.has_default_mappings() {
+        if let SourceConfig::Ingest(_) = f.source {
+            if !f.mappings.is_empty() {
+                return Err(self.error_at(
+                    "mappings",
+                    "an ingest job has no source tables to map: line protocol arrives as points (measurement, tags, fields, time) and is written as it is; remove `mappings:`",
+                ));
+            }
+        } else if f.mappings.is_empty() && !f.source.has_default_mappings() {
             return Err(self.error_at(
                 "mappings",
                 "a job needs at least one mapping (`mappings: auto` is for sources that offer their own schema as one, e.g. InfluxDB)",

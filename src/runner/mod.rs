@@ -3,6 +3,7 @@
 //! setup and reporting; the dataflow itself is in [`crate::engine`].
 
 mod cdc;
+mod ingest;
 mod progress;
 
 use crate::checkpoint::store::FileStore;
@@ -138,6 +139,9 @@ async fn open_source(
 
 /// `tsmig-job plan`: shows tables, splits, mappings and target; writes nothing.
 pub fn plan(job: &Job) -> Result<String, RunError> {
+    if let crate::sources::SourceConfig::Ingest(_) = job.file.source {
+        return ingest::plan(job);
+    }
     let rt = runtime()?;
     rt.block_on(async {
         let (source, mappings) = open(job).await?;
@@ -203,9 +207,7 @@ pub fn run(job: &Job, mode: Mode, options: &RunOptions) -> Result<(), RunError> 
         Mode::Backfill => backfill(job, options),
         Mode::Cdc | Mode::BackfillCdc => cdc::run(job, mode, options),
         Mode::Verify => verify(job, options),
-        other => Err(RunError::Usage(format!(
-            "the `{other}` entry point is not available in this version of tsmig; `backfill` and `verify` are"
-        ))),
+        Mode::Ingest => ingest::run(job, options),
     }
 }
 

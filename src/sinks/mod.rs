@@ -190,4 +190,11 @@ pub trait Sink: Send + Sync + 'static {
     }
     /// What `plan` shows about the target.
     fn describe(&self) -> String;
+    /// Whether the target can take `point` at all (its limits), for sources that can still
+    /// tell their client (the ingest endpoint refuses such a point as a bad line). A batch
+    /// checks again when the point is pushed; this default takes every point.
+    fn check(&self, point: &Point) -> Result<(), String> {
+        let _ = point;
+        Ok(())
+    }
 }

@@ -3,6 +3,8 @@
 //! files written to a temp dir, and running `tsmig-job`.
 #![allow(dead_code)]
 
+pub mod moto;
+
 use mysql_async::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

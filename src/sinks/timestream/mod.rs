@@ -344,6 +344,13 @@ impl Sink for TimestreamSink {
             if c.create { ", created if missing" } else { "" }
         )
     }
+
+    /// Timestream's limits (dimensions, names, sizes, time window), as a batch checks them.
+    fn check(&self, point: &Point) -> Result<(), String> {
+        self.encoder
+            .encode(point, encoding::now_ns(), 0)
+            .map(|_| ())
+    }
 }
 
 #[cfg(test)]

@@ -125,6 +125,17 @@ pub struct Parsed {
 /// timestamp: the server reads its clock once per request, so such lines of one request
 /// share it, as InfluxDB does.
 pub fn parse_body(body: &[u8], precision: Precision, default_time: i64) -> Parsed {
+    parse_body_checked(body, precision, default_time, &|_| Ok(()))
+}
+
+/// [`parse_body`], and a point `check` refuses (a limit of the job's sink) is a rejected
+/// line too, with the reason: the client hears of it, as of any line the job cannot write.
+pub fn parse_body_checked(
+    body: &[u8],
+    precision: Precision,
+    default_time: i64,
+    check: &dyn Fn(&Point) -> Result<(), String>,
+) -> Parsed {
     // InfluxDB truncates the server's time to the request's precision, so a line without
     // a timestamp lands where one with a timestamp of that precision could.
     let default_time = default_time - default_time.rem_euclid(precision.nanos());
@@ -170,6 +181,7 @@ pub fn parse_body(body: &[u8], precision: Precision, default_time: i64) -> Parse
             match result
                 .map_err(|e| e.to_string())
                 .and_then(|line| to_point(line, precision, default_time))
+                .and_then(|point| check(&point).map(|()| point))
             {
                 Ok(point) => parsed.points.push(point),
                 Err(reason) => reject(&mut parsed, reason),

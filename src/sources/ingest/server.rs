@@ -2,7 +2,8 @@
 //!
 //! A write request goes through, in order: authentication (401), the org/bucket or
 //! database it names (404), its precision (400), its size (413, before and after gzip),
-//! parsing, the pending-points bound (429 with `Retry-After`), the queue to the engine
+//! parsing (a point the job's sink could not take — a limit of the target — is a bad line
+//! too), the pending-points bound (429 with `Retry-After`), the queue to the engine
 //! (503 when the job is stopping), the dead-letter file for its bad lines, and — in
 //! `durable` mode — the engine's acknowledgement. Nothing is dead-lettered or queued for a
 //! request refused before that, so a client's retry never duplicates a dead letter.
@@ -16,7 +17,7 @@
 //! milliseconds, which must not stall the runtime the sinks share.
 
 use super::config::{AckMode, Api, IngestSourceConfig};
-use super::parse::{parse_body, Parsed, Precision, RejectedLine};
+use super::parse::{parse_body_checked, Parsed, Precision, RejectedLine};
 use super::{Ack, IngestQueue, Ingested, Pending};
 use crate::dead_letter::DeadLetters;
 use crate::metrics::Counters;
@@ -49,6 +50,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Rejected lines listed in a 400's `message` (all are in `rejected` and the dead letters).
 const LINES_IN_MESSAGE: usize = 20;
 
+/// Whether the job's sink can take a point at all (its limits, e.g. Timestream's); a point
+/// it refuses is a rejected line of its request.
+pub type PointCheck = Arc<dyn Fn(&crate::model::Point) -> Result<(), String> + Send + Sync>;
+
 /// The running endpoint. Dropping it does not stop it; call [`shutdown`](Self::shutdown).
 pub struct IngestServer {
     local_addr: SocketAddr,
@@ -62,6 +67,17 @@ impl IngestServer {
     /// it inside a tokio runtime (multi-threaded: parsing uses the blocking pool).
     pub async fn start(
         config: &IngestSourceConfig,
+        dead_letters: DeadLetters,
+        counters: Arc<Counters>,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(IngestServer, IngestQueue), SourceError> {
+        Self::start_checked(config, Arc::new(|_| Ok(())), dead_letters, counters, stop).await
+    }
+
+    /// [`start`](Self::start), refusing the points `check` refuses as bad lines.
+    pub async fn start_checked(
+        config: &IngestSourceConfig,
+        check: PointCheck,
         dead_letters: DeadLetters,
         counters: Arc<Counters>,
         stop: impl Future<Output = ()> + Send + 'static,
@@ -86,6 +102,7 @@ impl IngestServer {
             config: config.clone(),
             queue: queue.clone(),
             pending: Pending::new(config.max_pending_points),
+            check,
             dead_letters,
             counters,
         });
@@ -204,6 +221,7 @@ struct Endpoint {
     config: IngestSourceConfig,
     queue: IngestQueue,
     pending: Arc<Pending>,
+    check: PointCheck,
     dead_letters: DeadLetters,
     counters: Arc<Counters>,
 }
@@ -337,13 +355,14 @@ impl Endpoint {
         // One reading of the clock per request: lines without a timestamp share it.
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
         let max = self.config.max_body_bytes;
+        let check = self.check.clone();
         let Parsed { points, rejected } = tokio::task::spawn_blocking(move || {
             let body = if gzip {
                 gunzip(&body, max)?
             } else {
                 body.to_vec()
             };
-            Ok::<_, Answer>(parse_body(&body, precision, now))
+            Ok::<_, Answer>(parse_body_checked(&body, precision, now, &*check))
         })
         .await
         .map_err(|e| {

@@ -1,0 +1,465 @@
+//! The ingest dataflow (`-c ingest`): points written to the line-protocol endpoint, into
+//! the sink, each request acknowledged once its points are durable. Assembled in [`run`].
+//!
+//! ```text
+//!  every worker
+//!  IngestQueue ─try_recv─▶ ┌───────────────┐ (request no., point) ┌──────────┐     ┌────────────────┐
+//!  (shared by the          │ take requests │────────────────────▶│ exchange │────▶│ in queue order │
+//!   process's workers)     └───────────────┘  at the current     │ (device) │     └────────────────┘
+//!                                  │          epoch              └──────────┘             │ points
+//!                                  │ `done` senders, by epoch                             ▼
+//!                                  │ (shared on the worker)  ┌─────────────┐  acks   ┌──────┐
+//!                                  └───────────────────────▶│ acknowledge │◀────────│ sink │
+//!                                                            └─────────────┘         └──────┘
+//! ```
+//!
+//! **Take requests** runs on every worker: the endpoint's queue wakes every worker when a
+//! request arrives (each registers its `SyncActivator`), and whichever gets there first
+//! takes it. The points were parsed by the server and already carry their `device_hash`;
+//! they are emitted at the current epoch and exchanged by it, so one worker owns a device.
+//!
+//! Order: a later request may rewrite a point, and the target must see the writes in the
+//! order the endpoint queued them. Within a worker that is easy, but two workers' points
+//! meet at the device's worker in no particular order. So the workers take requests under
+//! one lock that numbers them (the queue's order) and never stamps a later request with an
+//! earlier epoch than an earlier one; **in queue order** holds each epoch's points until
+//! the frontier has passed it (no worker can send more of it) and hands them on sorted by
+//! request number (stable: a request's own points keep the body's order). The sink then
+//! runs in ordered mode, which keeps each point's writes in that order through batching
+//! and concurrent requests. The cost is at most one epoch of latency.
+//!
+//! Capability: one, at the current epoch of the [`EpochClock`], downgraded as it ticks
+//! (the operator wakes once per tick even when idle, so the frontier after the sinks keeps
+//! moving and every waiting request is acknowledged within a tick of its last write).
+//! While the queue is open the source is unbounded and keeps its capability — a SIGTERM
+//! does not drop it: the endpoint first stops accepting connections and finishes the
+//! requests in progress, which in `ack: durable` mode need this dataflow to write and
+//! acknowledge them. Only when the queue is finished (closed by the drained endpoint, and
+//! empty) is the capability dropped, and the job ends once the sinks are idle.
+//!
+//! **Acknowledge** keeps nothing of its own: for every request it emitted, take requests
+//! files the request's `done` under the epoch of its points; acknowledge sees the frontier
+//! after the sinks (every worker's, every process's: timely's progress tracking is global)
+//! and sends `Ok(())` for every epoch the frontier has passed — those points are durable
+//! in the target. Taking the frontier as an input, rather than polling a probe, gets it
+//! scheduled the moment the frontier moves.
+//!
+//! No backpressure here: the endpoint bounds the points accepted and not yet released
+//! (`max_pending_points`, 429 past it), so the operator takes whatever is queued.
+//!
+//! Failure: the worker that fails unwinds ([`Control::fail`]); the others see the failure
+//! at their next tick and unwind too, so the job ends on every worker. Requests taken and
+//! not yet durable are answered with the failure (500) as their `done` is dropped with the
+//! worker's state, and [`run`] abandons the queue so that the requests still in it are
+//! answered at once too, instead of waiting out `ack_timeout`.
+
+use super::backfill::job_failure;
+use super::{sink, Cluster, Control, EpochClock};
+use crate::dead_letter::DeadLetters;
+use crate::metrics::Counters;
+use crate::model::Point;
+use crate::sinks::Sink;
+use crate::sources::ingest::{Ack, IngestQueue, Ingested};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::operators::{Capability, Exchange, Operator};
+use timely::dataflow::{Scope, Stream};
+use tokio::sync::oneshot;
+
+/// A point and the number of the request it came in (the order requests were taken).
+type Numbered = (u64, Point);
+
+/// Requests taken per activation before yielding to the other operators.
+const REQUESTS_PER_ACTIVATION: usize = 64;
+
+/// Everything an ingest run needs, built by the caller.
+pub struct Ingest<S: Sink> {
+    /// The endpoint's queue (the server is started by the caller).
+    pub queue: IngestQueue,
+    /// The target.
+    pub sink: Arc<S>,
+    /// Length of an epoch.
+    pub epoch: Duration,
+    /// Where points the sink refuses go.
+    pub dead_letters: DeadLetters,
+    /// Running totals.
+    pub counters: Arc<Counters>,
+    /// Failure (a stop request is the endpoint's to handle: see the module docs).
+    pub control: Control,
+    /// The runtime the sink's async work runs on.
+    pub runtime: tokio::runtime::Handle,
+}
+
+/// Writes what the endpoint queues until the queue is finished (the endpoint stopped and
+/// drained), acknowledging each request once durable. `Err` carries the job's failure;
+/// the queue is then abandoned, so every request still waiting is answered with it.
+pub fn run<S: Sink>(job: Ingest<S>, cluster: &Cluster) -> Result<(), String> {
+    let Ingest {
+        queue,
+        sink,
+        epoch,
+        dead_letters,
+        counters,
+        control,
+        runtime,
+    } = job;
+    let clock = EpochClock {
+        start: Instant::now(),
+        tick: epoch,
+    };
+    let worker_queue = queue.clone();
+    let worker_control = control.clone();
+    let order = Arc::new(Mutex::new(TakeOrder::default()));
+    let guards = timely::execute(cluster.timely_config(), move |worker| {
+        let control = worker_control.clone();
+        let waiting = Rc::new(RefCell::new(Waiting::new(control.clone())));
+        worker.dataflow::<u64, _, _>(|scope| {
+            let points = take_requests(
+                scope,
+                Taking {
+                    queue: worker_queue.clone(),
+                    order: order.clone(),
+                    clock,
+                    control: control.clone(),
+                    waiting: waiting.clone(),
+                },
+            );
+            let routed = points.exchange(|(_, p): &Numbered| p.device_hash);
+            let acks = sink::write(
+                in_queue_order(routed),
+                sink::SinkContext {
+                    sink: sink.clone(),
+                    runtime: runtime.clone(),
+                    dead_letters: dead_letters.clone(),
+                    counters: counters.clone(),
+                    control: control.clone(),
+                    ordered: true,
+                },
+            );
+            acknowledge(acks, waiting);
+        });
+        while worker.step_or_park(None) {}
+    })?;
+
+    let results = guards.join();
+    if let Some(failure) = job_failure(&results, &control) {
+        queue.abandon(&failure);
+        return Err(failure);
+    }
+    Ok(())
+}
+
+/// What the take-requests operator of a worker needs.
+struct Taking {
+    queue: IngestQueue,
+    /// Shared by the process's workers.
+    order: Arc<Mutex<TakeOrder>>,
+    clock: EpochClock,
+    control: Control,
+    waiting: Rc<RefCell<Waiting>>,
+}
+
+/// The order in which the process's workers took requests from the queue: the queue's own
+/// order, since a request is taken and numbered under this lock.
+#[derive(Default)]
+struct TakeOrder {
+    /// The number of the last request taken.
+    seq: u64,
+    /// The epoch of the last request taken: a later request never gets an earlier one.
+    epoch: u64,
+}
+
+impl TakeOrder {
+    /// Takes the oldest request, numbering it and stamping it no earlier than `epoch` or
+    /// any request taken before it.
+    fn take<T>(&mut self, next: impl FnOnce() -> Option<T>, epoch: u64) -> Option<(T, u64, u64)> {
+        let request = next()?;
+        self.seq += 1;
+        self.epoch = self.epoch.max(epoch);
+        Some((request, self.seq, self.epoch))
+    }
+}
+
+/// Takes requests from the queue and emits their points, numbered by request, at the
+/// current epoch; files each request's `done` in `waiting` under that epoch.
+fn take_requests<'s>(scope: Scope<'s, u64>, taking: Taking) -> Stream<'s, u64, Vec<Numbered>> {
+    let Taking {
+        queue,
+        order,
+        clock,
+        control,
+        waiting,
+    } = taking;
+    source::<_, CapacityContainerBuilder<Vec<Numbered>>, _, _>(
+        scope,
+        "TakeRequests",
+        move |capability, info| {
+            let activator = scope.activator_for(info.address.clone());
+            let sync_activator = scope.worker().sync_activator_for(info.address.to_vec());
+            queue.on_arrival(Arc::new(move || {
+                // Fails only once the worker is gone, when there is nothing to wake.
+                let _ = sync_activator.activate();
+            }));
+            let mut capability = Some(capability);
+            move |output| {
+                if control.failure().is_some() {
+                    // Another worker failed: end this one too (the first failure is kept).
+                    control.fail(String::new());
+                }
+                let Some(cap) = capability.as_mut() else {
+                    return;
+                };
+                let tick = clock.now();
+                if tick > *cap.time() {
+                    cap.downgrade(&tick);
+                }
+                let mut budget = REQUESTS_PER_ACTIVATION;
+                while budget > 0 {
+                    let taken = order
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .take(|| queue.try_recv(), *cap.time());
+                    let Some((Ingested { points, done }, seq, epoch)) = taken else {
+                        break;
+                    };
+                    budget -= 1;
+                    // Another worker took an earlier request at a later epoch already.
+                    if epoch > *cap.time() {
+                        cap.downgrade(&epoch);
+                    }
+                    output
+                        .session(&*cap)
+                        .give_iterator(points.into_iter().map(|p| (seq, p)));
+                    if let Some(done) = done {
+                        waiting.borrow_mut().add(epoch, done);
+                    }
+                }
+                if budget == 0 {
+                    // More may be queued: come back after the others had their turn.
+                    activator.activate();
+                } else if queue.is_finished() {
+                    // The endpoint stopped and everything it took is emitted.
+                    capability = None;
+                } else {
+                    activator.activate_after(clock.tick);
+                }
+            }
+        },
+    )
+}
+
+/// Hands each epoch's points to the sink once no earlier point can still arrive (the
+/// frontier has passed the epoch), in the order their requests were taken.
+fn in_queue_order(points: Stream<'_, u64, Vec<Numbered>>) -> Stream<'_, u64, Vec<Point>> {
+    points.unary_frontier(Pipeline, "InQueueOrder", |_capability, _info| {
+        let mut stash: BTreeMap<u64, (Capability<u64>, Vec<Numbered>)> = BTreeMap::new();
+        move |(input, frontier), output| {
+            input.for_each_time(|time, batches| {
+                let (_, stashed) = stash
+                    .entry(*time.time())
+                    .or_insert_with(|| (time.retain(0), Vec::new()));
+                for batch in batches {
+                    stashed.append(batch);
+                }
+            });
+            while let Some(entry) = stash.first_entry() {
+                if frontier.less_equal(entry.key()) {
+                    break;
+                }
+                let (capability, mut points) = entry.remove();
+                // Stable: a request's points keep their body order.
+                points.sort_by_key(|(seq, _)| *seq);
+                output
+                    .session(&capability)
+                    .give_iterator(points.into_iter().map(|(_, p)| p));
+            }
+        }
+    })
+}
+
+/// Sends `done` for every epoch the frontier after the sinks has passed.
+fn acknowledge(acks: Stream<'_, u64, Vec<()>>, waiting: Rc<RefCell<Waiting>>) {
+    acks.sink(Pipeline, "AcknowledgeRequests", move |(input, frontier)| {
+        // The sink's output carries no data, only its capabilities.
+        input.for_each_time(|_, _| {});
+        waiting
+            .borrow_mut()
+            .release(frontier.frontier().first().copied());
+    });
+}
+
+/// The `done` senders of the requests emitted on this worker, by epoch.
+struct Waiting {
+    by_epoch: BTreeMap<u64, Vec<oneshot::Sender<Ack>>>,
+    control: Control,
+}
+
+impl Waiting {
+    fn new(control: Control) -> Self {
+        Self {
+            by_epoch: BTreeMap::new(),
+            control,
+        }
+    }
+
+    /// A request whose points were emitted at `epoch`.
+    fn add(&mut self, epoch: u64, done: oneshot::Sender<Ack>) {
+        self.by_epoch.entry(epoch).or_default().push(done);
+    }
+
+    /// Acknowledges every request of an epoch before `frontier` (all when `None`: nothing
+    /// is pending anywhere); returns how many.
+    fn release(&mut self, frontier: Option<u64>) -> usize {
+        let durable = match frontier {
+            Some(f) => {
+                let later = self.by_epoch.split_off(&f);
+                std::mem::replace(&mut self.by_epoch, later)
+            }
+            None => std::mem::take(&mut self.by_epoch),
+        };
+        let mut n = 0;
+        for done in durable.into_values().flatten() {
+            // A client that hung up no longer listens; its points are written all the same.
+            let _ = done.send(Ok(()));
+            n += 1;
+        }
+        n
+    }
+}
+
+impl Drop for Waiting {
+    /// A worker that unwinds because the job failed answers its waiting requests with the
+    /// failure (500); otherwise dropping `done` answers 503 (retry).
+    fn drop(&mut self) {
+        let Some(reason) = self.control.failure() else {
+            return;
+        };
+        for done in std::mem::take(&mut self.by_epoch).into_values().flatten() {
+            let _ = done.send(Err(reason.clone()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiter(waiting: &mut Waiting, epoch: u64) -> oneshot::Receiver<Ack> {
+        let (done, answer) = oneshot::channel();
+        waiting.add(epoch, done);
+        answer
+    }
+
+    #[test]
+    fn requests_are_acknowledged_once_the_frontier_passes_their_epoch() {
+        let mut waiting = Waiting::new(Control::default());
+        let mut at3 = waiter(&mut waiting, 3);
+        let mut at5a = waiter(&mut waiting, 5);
+        let mut at5b = waiter(&mut waiting, 5);
+        let mut at9 = waiter(&mut waiting, 9);
+
+        assert_eq!(waiting.release(Some(3)), 0, "epoch 3 itself is not durable");
+        assert!(at3.try_recv().is_err());
+        assert_eq!(waiting.release(Some(4)), 1);
+        assert_eq!(at3.try_recv().unwrap(), Ok(()));
+        assert!(at5a.try_recv().is_err());
+        assert_eq!(waiting.release(Some(9)), 2);
+        assert_eq!(at5a.try_recv().unwrap(), Ok(()));
+        assert_eq!(at5b.try_recv().unwrap(), Ok(()));
+        assert!(at9.try_recv().is_err());
+        assert_eq!(waiting.release(None), 1, "an empty frontier: all durable");
+        assert_eq!(at9.try_recv().unwrap(), Ok(()));
+        assert_eq!(waiting.release(None), 0);
+    }
+
+    #[test]
+    fn requests_are_numbered_in_queue_order_and_their_epochs_never_go_back() {
+        let mut order = TakeOrder::default();
+        let mut queue = vec!["c", "b", "a"];
+        // Worker 0 at epoch 5, then worker 1 still at epoch 4, then worker 0 at epoch 6.
+        assert_eq!(order.take(|| queue.pop(), 5), Some(("a", 1, 5)));
+        assert_eq!(order.take(|| queue.pop(), 4), Some(("b", 2, 5)));
+        assert_eq!(order.take(|| queue.pop(), 6), Some(("c", 3, 6)));
+        assert_eq!(order.take(|| queue.pop(), 7), None);
+        assert_eq!(
+            (order.seq, order.epoch),
+            (3, 6),
+            "nothing taken, nothing counted"
+        );
+    }
+
+    #[test]
+    fn points_leave_in_queue_order_whichever_worker_sent_them_first() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let out = seen.clone();
+        let point = |seq: u64| Point {
+            measurement: "m".into(),
+            tags: vec![("device".into(), "d".into())],
+            fields: vec![("v".into(), crate::model::Value::Int(seq as i64))],
+            time: seq as i64,
+            device_hash: 0,
+        };
+        timely::execute(timely::Config::process(2), move |worker| {
+            let out = out.clone();
+            let mut input = timely::dataflow::InputHandleVec::<u64, Numbered>::new();
+            worker.dataflow::<u64, _, _>(|scope| {
+                let routed = input
+                    .to_stream(scope)
+                    .exchange(|(_, p): &Numbered| p.device_hash);
+                in_queue_order(routed).sink(Pipeline, "Seen", move |(input, _)| {
+                    input.for_each_time(|_, batches| {
+                        for batch in batches {
+                            out.lock().unwrap().extend(batch.drain(..).map(|p| p.time));
+                        }
+                    });
+                });
+            });
+            if worker.index() == 1 {
+                // Worker 1 took request 2 and sends it at once.
+                input.send((2, point(2)));
+            } else {
+                // Worker 0 took request 1 just before, but sends it after request 2 has
+                // reached the device's worker (worker 0).
+                let started = Instant::now();
+                while started.elapsed() < Duration::from_millis(300) {
+                    worker.step();
+                }
+                input.send((1, point(1)));
+            }
+            drop(input);
+        })
+        .unwrap()
+        .join();
+        assert_eq!(*seen.lock().unwrap(), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_failed_job_answers_waiting_requests_with_its_failure() {
+        let control = Control::default();
+        let mut waiting = Waiting::new(control.clone());
+        let mut answer = waiter(&mut waiting, 7);
+        let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            control.fail("access denied".into())
+        }));
+        assert!(failed.is_err());
+        drop(waiting);
+        assert_eq!(answer.try_recv().unwrap(), Err("access denied".to_string()));
+    }
+
+    #[test]
+    fn a_stopped_job_drops_waiting_requests_without_an_answer() {
+        let mut waiting = Waiting::new(Control::default());
+        let mut answer = waiter(&mut waiting, 7);
+        drop(waiting);
+        assert!(matches!(
+            answer.try_recv(),
+            Err(oneshot::error::TryRecvError::Closed)
+        ));
+    }
+}

@@ -1,0 +1,175 @@
+//! Running an ingest job (`-c ingest`): the line-protocol endpoint in front of the ingest
+//! dataflow, until SIGTERM.
+//!
+//! Order of events: the sink is prepared (databases created), the endpoint starts
+//! listening, the dataflow runs. On SIGTERM (or Ctrl-C) the endpoint stops accepting
+//! connections and finishes the requests in progress while the dataflow keeps writing and
+//! acknowledging them; then it closes its queue, the dataflow drains and ends, and the job
+//! exits 0 with its summary. If the job fails, every request still waiting is answered with
+//! the failure, the endpoint stops, and the job exits 1.
+
+use super::{prepare_sink, with_sink, JobRun, RunError, RunOptions, WithSink};
+use crate::engine::{self, ingest::Ingest, Control};
+use crate::job::Job;
+use crate::mapping::Mappings;
+use crate::sinks::Sink;
+use crate::sources::ingest::config::{AckMode, Api};
+use crate::sources::ingest::server::PointCheck;
+use crate::sources::ingest::{IngestServer, IngestSourceConfig};
+use crate::sources::SourceConfig;
+use std::sync::Arc;
+
+/// Runs `job` as `ingest`.
+pub(super) fn run(job: &Job, options: &RunOptions) -> Result<(), RunError> {
+    let config = ingest_config(job)?;
+    if options.cluster.processes() > 1 {
+        return Err(RunError::Usage(
+            "ingest runs in one process (its endpoint listens there); use --workers for parallelism, and several jobs behind a load balancer for more".into(),
+        ));
+    }
+    let rt = super::runtime()?;
+    let job_run = JobRun::start(job, options, rt)?;
+    let result = with_sink(
+        job,
+        &no_mappings(job)?,
+        IngestPhase {
+            job,
+            options,
+            config,
+            run: &job_run,
+        },
+    )
+    .and_then(|r| r);
+    job_run.finish(job, result)
+}
+
+/// The `source:` section of an ingest job, or a usage error naming the source it has.
+fn ingest_config(job: &Job) -> Result<&IngestSourceConfig, RunError> {
+    match &job.file.source {
+        SourceConfig::Ingest(config) => Ok(config),
+        other => Err(RunError::Usage(format!(
+            "the `ingest` entry point serves `source: {{type: ingest}}`; this job's source is `{}`",
+            other.kind()
+        ))),
+    }
+}
+
+/// Ingest jobs map nothing: points arrive whole. The sinks take the (empty) mappings.
+fn no_mappings(job: &Job) -> Result<Mappings, RunError> {
+    Mappings::compile(job, &[]).map_err(|e| RunError::Usage(e.to_string()))
+}
+
+/// `tsmig-job plan` for an ingest job: the endpoint and the target; connects nowhere.
+pub(super) fn plan(job: &Job) -> Result<String, RunError> {
+    let config = ingest_config(job)?;
+    let apis: Vec<&str> = config
+        .api
+        .iter()
+        .map(|a| match a {
+            Api::V1 => "v1 POST /write",
+            Api::V2 => "v2 POST /api/v2/write",
+        })
+        .collect();
+    let mut out = format!("job {} (mode {})\n", job.file.name, job.file.mode);
+    out.push_str(&format!(
+        "source ingest: listening on {}{} ({}), ack {}, at most {} points pending\n",
+        config.listen,
+        if config.tls.is_some() {
+            " with TLS"
+        } else {
+            ""
+        },
+        apis.join(", "),
+        match config.ack {
+            AckMode::Durable => "durable",
+            AckMode::Async => "async",
+        },
+        config.max_pending_points,
+    ));
+    out.push_str("mapping: none; each line-protocol point is written as it is (measurement, tags, fields, time)\n");
+    out.push_str(&format!(
+        "target {}\n",
+        super::describe_sink(job, &no_mappings(job)?)?
+    ));
+    Ok(out)
+}
+
+struct IngestPhase<'a> {
+    job: &'a Job,
+    options: &'a RunOptions,
+    config: &'a IngestSourceConfig,
+    run: &'a JobRun,
+}
+
+impl WithSink for IngestPhase<'_> {
+    type Out = Result<(), RunError>;
+
+    fn run<S: Sink>(self, sink: S) -> Result<(), RunError> {
+        let IngestPhase {
+            job,
+            options,
+            config,
+            run,
+        } = self;
+        let sink = Arc::new(sink);
+        prepare_sink(job, &run.rt, &*sink)?;
+        // A point the sink would refuse is refused to its client, as a bad line.
+        let checker = sink.clone();
+        let check: PointCheck = Arc::new(move |point| checker.check(point));
+        let (server, queue) = run
+            .rt
+            .block_on(async {
+                IngestServer::start_checked(
+                    config,
+                    check,
+                    run.dead_letters.clone(),
+                    run.counters.clone(),
+                    stop_signal(run.control.clone())?,
+                )
+                .await
+                .map_err(|e| e.to_string())
+            })
+            .map_err(|e| RunError::Failed(job.secrets.redact(&e)))?;
+        tracing::info!(address = %server.local_addr(), "ingest: writing what the endpoint takes until SIGTERM");
+        let result = engine::ingest::run(
+            Ingest {
+                queue,
+                sink,
+                epoch: job.file.flow.epoch,
+                dead_letters: run.dead_letters.clone(),
+                counters: run.counters.clone(),
+                control: run.control.clone(),
+                runtime: run.rt.handle().clone(),
+            },
+            &options.cluster,
+        );
+        // After a clean end the endpoint has stopped already (its queue finished); after a
+        // failure the queue is abandoned and the requests in progress end at once.
+        run.rt.block_on(server.shutdown());
+        result.map_err(RunError::Failed)
+    }
+}
+
+/// Completes on SIGTERM or SIGINT: the endpoint's cue to stop accepting and drain. It
+/// marks the run as stopped itself (the job's own signal watcher does too, but may run
+/// after a quick drain has ended the job).
+fn stop_signal(
+    control: Control,
+) -> Result<impl std::future::Future<Output = ()> + Send + 'static, String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot watch for SIGTERM: {e}"))?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch for SIGINT: {e}"))?;
+    Ok(async move {
+        if control.stopping() {
+            // Signalled before the endpoint started (while the target was prepared).
+            return;
+        }
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        control.request_stop();
+    })
+}
