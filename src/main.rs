@@ -68,7 +68,8 @@ struct RunArgs {
     /// The cluster's hosts: one host:port a line, in process order (see cluster/).
     #[arg(long, value_name = "FILE")]
     hostfile: Option<PathBuf>,
-    /// Forget recorded progress (backfill splits and the CDC binlog position) and start over.
+    /// Forget recorded progress (backfill splits, the CDC binlog position, the follow
+    /// watermark) and start over.
     #[arg(long)]
     fresh: bool,
     /// How progress is shown.
@@ -77,6 +78,8 @@ struct RunArgs {
     /// CDC: stop once the reader has caught up with the server's binlog (the server sent a
     /// heartbeat: nothing newer), after every change read is written and checkpointed — the
     /// cutover step: pause writes to MySQL, run this, switch the application.
+    /// backfill+follow: stop after a polling round that found no point newer than the one
+    /// before it.
     #[arg(long)]
     until_caught_up: bool,
     /// Serve Prometheus metrics at http://ADDR/metrics (rows per operator, write latency,
@@ -95,6 +98,10 @@ enum Entry {
     /// Backfill from a consistent snapshot, then follow the change log.
     #[value(name = "backfill+cdc")]
     BackfillCdc,
+    /// Backfill, then poll a source without a change log (TDengine, InfluxDB 1.x) for
+    /// newer points, round by round.
+    #[value(name = "backfill+follow")]
+    BackfillFollow,
     /// Compare source and target.
     Verify,
     /// Serve an InfluxDB-compatible write endpoint.
@@ -107,6 +114,7 @@ impl From<Entry> for Mode {
             Entry::Backfill => Mode::Backfill,
             Entry::Cdc => Mode::Cdc,
             Entry::BackfillCdc => Mode::BackfillCdc,
+            Entry::BackfillFollow => Mode::BackfillFollow,
             Entry::Verify => Mode::Verify,
             Entry::Ingest => Mode::Ingest,
         }

@@ -102,6 +102,69 @@ impl CdcState {
     }
 }
 
+/// The recorded state of `backfill+follow`'s polling rounds (the backfill before them keeps
+/// its own [`BackfillState`]).
+///
+/// Times are Unix nanoseconds by the job's clock, compared with the points' own times: a
+/// round reads the points with a time in `[watermark - lateness, now)`, so a point that
+/// reaches the source up to `lateness` after its time is still read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowState {
+    /// Format version of this file.
+    pub version: u32,
+    /// The job's name; a state of another job is refused.
+    pub job: String,
+    /// Every point with an earlier time that was in the source when the last finished round
+    /// was planned is durable in the target (for a new job: the time the backfill began).
+    pub watermark: i64,
+    /// The round under way, fixed before it is read so a restart finishes the same one.
+    pub round: Option<Round>,
+    /// Rounds finished so far.
+    #[serde(default)]
+    pub rounds: u64,
+}
+
+/// One polling round: the points with a time in `[from, to)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Round {
+    /// The watermark less the lateness: the re-read part is `[from, watermark)`.
+    pub from: i64,
+    /// The clock when the round was planned: the new part is `[watermark, to)`.
+    pub to: i64,
+    /// The planner's count of the points in the new part (0: the round found nothing new).
+    pub new_points: u64,
+}
+
+impl FollowState {
+    /// The state of a job whose backfill starts at `now`: points before it are the
+    /// backfill's.
+    pub fn new(job: &str, now: i64) -> Self {
+        Self {
+            version: 1,
+            job: job.to_string(),
+            watermark: now,
+            round: None,
+            rounds: 0,
+        }
+    }
+
+    /// The time range of the next round at `now`: `(from, watermark, to)`, the re-read part
+    /// `[from, watermark)` and the new part `[watermark, to)`. A clock that went back reads
+    /// only the re-read part.
+    pub fn next_range(&self, now: i64, lateness: i64) -> (i64, i64, i64) {
+        let from = self.watermark.saturating_sub(lateness.max(0));
+        (from, self.watermark, now.max(self.watermark))
+    }
+
+    /// The round is durable: the watermark moves to its end.
+    pub fn finish_round(&mut self) {
+        if let Some(round) = self.round.take() {
+            self.watermark = round.to;
+            self.rounds += 1;
+        }
+    }
+}
+
 /// What finished per epoch (split ids, or change-log positions), waiting for the epoch to
 /// become durable.
 #[derive(Debug)]
@@ -176,6 +239,25 @@ mod tests {
         s.finish([9, 8]);
         assert!(s.is_complete());
         assert_eq!(s.finished, vec![(0, 9)]);
+    }
+
+    #[test]
+    fn follow_rounds_overlap_by_the_lateness_and_advance_when_finished() {
+        let mut s = FollowState::new("j", 1_000);
+        assert_eq!(s.next_range(1_500, 100), (900, 1_000, 1_500));
+        s.round = Some(Round {
+            from: 900,
+            to: 1_500,
+            new_points: 3,
+        });
+        s.finish_round();
+        assert_eq!((s.watermark, s.round, s.rounds), (1_500, None, 1));
+        // Finishing twice (a restart after the save) changes nothing.
+        s.finish_round();
+        assert_eq!((s.watermark, s.rounds), (1_500, 1));
+        // The clock went back: only the lateness window is read again.
+        assert_eq!(s.next_range(1_200, 100), (1_400, 1_500, 1_500));
+        assert_eq!(s.next_range(2_000, 0), (1_500, 1_500, 2_000));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! atomically (write a temp file, fsync it, rename it over the old one, fsync the
 //! directory), so a crash leaves either the old checkpoint or the new one, never half.
 
-use super::{BackfillState, CdcState};
+use super::{BackfillState, CdcState, FollowState};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,9 @@ pub struct FileStore {
 
 const BACKFILL: &str = "backfill.json";
 const CDC: &str = "cdc.json";
+const FOLLOW: &str = "follow.json";
+/// The subdirectory holding the plan and progress of a `backfill+follow` round.
+const FOLLOW_ROUND: &str = "follow-round";
 
 impl FileStore {
     /// The store in `dir` (created on first save).
@@ -49,6 +52,24 @@ impl FileStore {
             .map_err(|e| format!("cannot write checkpoint in {}: {e}", self.dir.display()))
     }
 
+    /// The recorded watermark of `backfill+follow`, if any.
+    pub fn load_follow(&self) -> Result<Option<FollowState>, String> {
+        self.load(FOLLOW, "run with --fresh to copy everything again")
+    }
+
+    /// Records the watermark of `backfill+follow`, atomically.
+    pub fn save_follow(&self, state: &FollowState) -> Result<(), String> {
+        let text = serde_json::to_vec(state).map_err(|e| e.to_string())?;
+        self.replace(FOLLOW, &text)
+            .map_err(|e| format!("cannot write checkpoint in {}: {e}", self.dir.display()))
+    }
+
+    /// The store of the `backfill+follow` round under way: its plan and finished splits,
+    /// kept like a backfill's (`backfill.json`) in a subdirectory.
+    pub fn follow_round(&self) -> FileStore {
+        FileStore::new(&self.dir.join(FOLLOW_ROUND))
+    }
+
     fn load<T: serde::de::DeserializeOwned>(
         &self,
         name: &str,
@@ -72,9 +93,11 @@ impl FileStore {
             .map_err(|e| format!("cannot write checkpoint in {}: {e}", self.dir.display()))
     }
 
-    /// Removes the recorded state, backfill and change-log position (`--fresh`).
+    /// Removes the recorded state, backfill, change-log position and follow watermark with
+    /// its round (`--fresh`).
     pub fn clear_backfill(&self) -> Result<(), String> {
-        for name in [BACKFILL, CDC] {
+        let round = Path::new(FOLLOW_ROUND).join(BACKFILL);
+        for name in [Path::new(BACKFILL), Path::new(CDC), Path::new(FOLLOW), round.as_path()] {
             match fs::remove_file(self.dir.join(name)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

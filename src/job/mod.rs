@@ -50,6 +50,41 @@ pub struct JobFile {
     /// How the verify job compares source and target.
     #[serde(default)]
     pub verify: VerifyConfig,
+    /// How `backfill+follow` polls the source after the backfill.
+    #[serde(default)]
+    pub follow: FollowConfig,
+}
+
+/// `follow:`: how `backfill+follow` polls a source without a change log (TDengine,
+/// InfluxDB 1.x) for points newer than the last round's, after the backfill.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FollowConfig {
+    /// Time between the starts of two polling rounds.
+    #[serde(default = "default_follow_interval", deserialize_with = "duration")]
+    pub interval: Duration,
+    /// How late a point may reach the source after its own time and still be copied: each
+    /// round reads again the points this much older than the last round's end (writes are
+    /// idempotent, so a point read twice is written once).
+    #[serde(default = "default_lateness", deserialize_with = "duration")]
+    pub lateness: Duration,
+}
+
+impl Default for FollowConfig {
+    fn default() -> Self {
+        Self {
+            interval: default_follow_interval(),
+            lateness: default_lateness(),
+        }
+    }
+}
+
+fn default_follow_interval() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_lateness() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// How the verify job compares source and target.
@@ -91,6 +126,8 @@ pub enum Mode {
     Cdc,
     /// Backfill from a consistent snapshot, then follow the change log from it.
     BackfillCdc,
+    /// Backfill, then poll a source without a change log for newer points, round by round.
+    BackfillFollow,
     /// Compare source and target.
     Verify,
     /// Serve an InfluxDB-compatible write endpoint.
@@ -105,6 +142,7 @@ impl<'de> Deserialize<'de> for Mode {
                 ("backfill", Mode::Backfill),
                 ("cdc", Mode::Cdc),
                 ("backfill+cdc", Mode::BackfillCdc),
+                ("backfill+follow", Mode::BackfillFollow),
                 ("verify", Mode::Verify),
                 ("ingest", Mode::Ingest),
             ],
@@ -138,6 +176,7 @@ impl fmt::Display for Mode {
             Mode::Backfill => "backfill",
             Mode::Cdc => "cdc",
             Mode::BackfillCdc => "backfill+cdc",
+            Mode::BackfillFollow => "backfill+follow",
             Mode::Verify => "verify",
             Mode::Ingest => "ingest",
         })
@@ -536,6 +575,9 @@ impl Job {
         }
         if f.flow.epoch < Duration::from_millis(1) {
             return Err(self.error_at("flow.epoch", "must be at least 1ms"));
+        }
+        if f.follow.interval < Duration::from_millis(10) {
+            return Err(self.error_at("follow.interval", "must be at least 10ms"));
         }
         if f.flow.max_in_flight_rows == 0 {
             return Err(self.error_at("flow.max_in_flight_rows", "must be at least 1"));

@@ -3,6 +3,7 @@
 //! setup and reporting; the dataflow itself is in [`crate::engine`].
 
 mod cdc;
+mod follow;
 mod ingest;
 mod progress;
 
@@ -206,6 +207,7 @@ pub fn run(job: &Job, mode: Mode, options: &RunOptions) -> Result<(), RunError> 
     match mode {
         Mode::Backfill => backfill(job, options),
         Mode::Cdc | Mode::BackfillCdc => cdc::run(job, mode, options),
+        Mode::BackfillFollow => follow::run(job, options),
         Mode::Verify => verify(job, options),
         Mode::Ingest => ingest::run(job, options),
     }
@@ -437,6 +439,22 @@ impl BackfillPhase<'_> {
             ms = run.started.elapsed().as_millis() as u64,
             "target ready, plan loaded"
         );
+        run.backfill_engine(job, cluster, source, mappings, sink, state)
+    }
+}
+
+impl JobRun {
+    /// Runs the backfill engine on the pending splits of `state` (process 0's plan and
+    /// store) until they are durable or a stop is requested.
+    fn backfill_engine<S: Sink>(
+        &self,
+        job: &Job,
+        cluster: &Cluster,
+        source: Arc<dyn BoundedSource>,
+        mappings: Arc<Mappings>,
+        sink: Arc<S>,
+        state: Option<(BackfillState, FileStore)>,
+    ) -> Result<(), RunError> {
         engine::backfill::run(
             Backfill {
                 source,
@@ -446,10 +464,10 @@ impl BackfillPhase<'_> {
                 checkpoint_interval: job.file.checkpoint.interval,
                 epoch: job.file.flow.epoch,
                 max_in_flight_rows: job.file.flow.max_in_flight_rows,
-                dead_letters: run.dead_letters.clone(),
-                counters: run.counters.clone(),
-                control: run.control.clone(),
-                runtime: run.rt.handle().clone(),
+                dead_letters: self.dead_letters.clone(),
+                counters: self.counters.clone(),
+                control: self.control.clone(),
+                runtime: self.rt.handle().clone(),
             },
             cluster,
         )

@@ -337,6 +337,24 @@ pub trait BoundedSource: Send + Sync + 'static {
     /// checkpoint so a restart reads the same splits.
     async fn plan(&self) -> Result<Vec<Split>, SourceError>;
 
+    /// Whether the source can be polled by time ([`plan_window`](Self::plan_window)), as
+    /// `backfill+follow` does: its rows carry a time they can be selected by, and it has no
+    /// change log to follow instead.
+    fn follows_by_time(&self) -> bool {
+        false
+    }
+
+    /// `backfill+follow`: splits reading every row of every table whose time is in
+    /// `[from_ns, to_ns)` (Unix nanoseconds), each bounded on both sides, ids from 0. Called
+    /// once per polling round; the round's plan is stored like a backfill's. Only called
+    /// where [`follows_by_time`](Self::follows_by_time) is true.
+    async fn plan_window(&self, from_ns: i64, to_ns: i64) -> Result<Vec<Split>, SourceError> {
+        let _ = (from_ns, to_ns);
+        Err(SourceError::Server(
+            "this source cannot be polled by time".into(),
+        ))
+    }
+
     /// Streams every row of `split` into `out`. Rows that cannot be converted go to
     /// `dead_letters`. Returns the number of rows sent.
     async fn read(

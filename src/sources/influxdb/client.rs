@@ -473,16 +473,26 @@ impl InfluxSource {
             .fold(Count::default(), Count::add))
     }
 
-    /// The splits of one measurement, in time order.
-    async fn plan_measurement(&self, table: u32) -> Result<Vec<Split>, SourceError> {
+    /// The splits of one measurement, in time order: every point, or with `range` (a
+    /// polling round of `backfill+follow`) the points with a time in `[from, to)`.
+    async fn plan_measurement(
+        &self,
+        table: u32,
+        range: Option<(i64, i64)>,
+    ) -> Result<Vec<Split>, SourceError> {
         let m = &self.measurements[table as usize];
-        let (Some(first), Some(last)) = (
-            self.edge_time(m, "ASC").await?,
-            self.edge_time(m, "DESC").await?,
-        ) else {
-            return Ok(Vec::new());
+        let (start, end) = match range {
+            Some(range) => range,
+            None => {
+                let (Some(first), Some(last)) = (
+                    self.edge_time(m, "ASC").await?,
+                    self.edge_time(m, "DESC").await?,
+                ) else {
+                    return Ok(Vec::new());
+                };
+                bucket_range(first, last, self.bucket_ns)
+            }
         };
-        let (start, end) = bucket_range(first, last, self.bucket_ns);
         let page = self.planning_page();
         let mut splits = Vec::new();
         let mut series_total = None;
@@ -509,7 +519,8 @@ impl InfluxSource {
                     let estimate = Count::of(row);
                     let bucket_end = bucket.saturating_add(self.bucket_ns);
                     next = bucket_end;
-                    let piece = (bucket, bucket_end, estimate);
+                    // A round's range need not fall on buckets: its first and last are cut.
+                    let piece = (bucket.max(start), bucket_end.min(end), estimate);
                     self.refine(m, table, piece, &mut series_total, &mut splits)
                         .await?;
                 }
@@ -664,6 +675,25 @@ impl InfluxSource {
             offset += page;
         }
         Ok(out)
+    }
+
+    /// Every measurement's splits (all points, or those in `range`), numbered from 0.
+    async fn plan_range(&self, range: Option<(i64, i64)>) -> Result<Vec<Split>, SourceError> {
+        let before = self.queries.load(Ordering::Relaxed);
+        let mut splits = Vec::new();
+        for table in 0..self.measurements.len() {
+            splits.extend(self.plan_measurement(table as u32, range).await?);
+        }
+        for (id, split) in splits.iter_mut().enumerate() {
+            split.id = id as u64;
+        }
+        tracing::info!(
+            splits = splits.len(),
+            queries = self.queries.load(Ordering::Relaxed) - before,
+            "planned: no query answers more than {} points",
+            self.max_points
+        );
+        Ok(splits)
     }
 
     /// The query reading one split: the projected fields, tags from the series.
@@ -849,21 +879,18 @@ impl BoundedSource for InfluxSource {
     }
 
     async fn plan(&self) -> Result<Vec<Split>, SourceError> {
-        let before = self.queries.load(Ordering::Relaxed);
-        let mut splits = Vec::new();
-        for table in 0..self.measurements.len() {
-            splits.extend(self.plan_measurement(table as u32).await?);
+        self.plan_range(None).await
+    }
+
+    fn follows_by_time(&self) -> bool {
+        true
+    }
+
+    async fn plan_window(&self, from_ns: i64, to_ns: i64) -> Result<Vec<Split>, SourceError> {
+        if from_ns >= to_ns {
+            return Ok(Vec::new());
         }
-        for (id, split) in splits.iter_mut().enumerate() {
-            split.id = id as u64;
-        }
-        tracing::info!(
-            splits = splits.len(),
-            queries = self.queries.load(Ordering::Relaxed) - before,
-            "planned: no query answers more than {} points",
-            self.max_points
-        );
-        Ok(splits)
+        self.plan_range(Some((from_ns, to_ns))).await
     }
 
     async fn read(

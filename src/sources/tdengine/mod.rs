@@ -8,6 +8,8 @@
 //!         SELECT tbname, FIRST(ts), LAST(ts), COUNT(*) FROM `db`.`table` PARTITION BY tbname
 //!           → per sub-table, windows of `window` aligned since the epoch: one split each
 //!           (their counts must add up to the table's: nothing cut off the list)
+//!  follow the same two queries `WHERE ts >= from AND ts < to`, for a polling round of
+//!         `backfill+follow`: the sub-tables with rows in the round, created since included
 //!  read   SELECT ts, <columns and tags> FROM `db`.`sub-table`
 //!           WHERE ts >= start AND ts < end ORDER BY ts LIMIT page_rows
 //!           … then WHERE ts > <last ts read> AND ts < end, until a page comes back empty
@@ -134,13 +136,27 @@ impl TdengineSource {
     }
 
     /// The splits of one table: per sub-table, the windows between its first and last row.
-    async fn plan_table(&self, t: usize, next_id: &mut u64) -> Result<Vec<Split>, SourceError> {
+    /// With `range` (`[from, to)` in the database's precision, a polling round), only the
+    /// rows in it, and each sub-table's splits cover the whole range, so a row written in it
+    /// after planning is still read.
+    async fn plan_table(
+        &self,
+        t: usize,
+        next_id: &mut u64,
+        range: Option<(i64, i64)>,
+    ) -> Result<Vec<Split>, SourceError> {
         let table = &self.tables[t];
         let what = format!("finding the sub-tables of {}", table.schema.name);
+        let filter = range
+            .map(|(from, to)| format!(" WHERE {ts} >= {from} AND {ts} < {to}", ts = table.ts))
+            .unwrap_or_default();
         // The rows of the whole table first: the sub-tables found must account for them.
         let total = self
             .client
-            .query(&format!("SELECT COUNT(*) FROM {}", table.quoted), &what)
+            .query(
+                &format!("SELECT COUNT(*) FROM {}{filter}", table.quoted),
+                &what,
+            )
             .await?
             .data
             .first()
@@ -151,7 +167,7 @@ impl TdengineSource {
             .client
             .query(
                 &format!(
-                    "SELECT tbname, FIRST({ts}), LAST({ts}), COUNT(*) FROM {} PARTITION BY tbname",
+                    "SELECT tbname, FIRST({ts}), LAST({ts}), COUNT(*) FROM {}{filter} PARTITION BY tbname",
                     table.quoted,
                     ts = table.ts
                 ),
@@ -203,8 +219,10 @@ impl TdengineSource {
                     id: *next_id,
                     table: t as u32,
                     partition: name.clone(),
-                    start: (i > 0).then_some(start),
-                    end: (i + 1 < n).then_some(end),
+                    // The first window open below and the last open above (or at the
+                    // round's bounds), so rows written at either end are still read.
+                    start: if i > 0 { Some(start) } else { range.map(|r| r.0) },
+                    end: if i + 1 < n { Some(end) } else { range.map(|r| r.1) },
                     nulls: false,
                     estimated_rows: each,
                 });
@@ -380,7 +398,25 @@ impl BoundedSource for TdengineSource {
         let mut next_id = 0;
         let mut splits = Vec::new();
         for t in 0..self.tables.len() {
-            splits.extend(self.plan_table(t, &mut next_id).await?);
+            splits.extend(self.plan_table(t, &mut next_id, None).await?);
+        }
+        Ok(splits)
+    }
+
+    fn follows_by_time(&self) -> bool {
+        true
+    }
+
+    async fn plan_window(&self, from_ns: i64, to_ns: i64) -> Result<Vec<Split>, SourceError> {
+        // Whole units, rounded down at both ends: consecutive rounds stay contiguous.
+        let unit = self.precision.nanos();
+        let range = (from_ns.div_euclid(unit), to_ns.div_euclid(unit));
+        let mut next_id = 0;
+        let mut splits = Vec::new();
+        if range.0 < range.1 {
+            for t in 0..self.tables.len() {
+                splits.extend(self.plan_table(t, &mut next_id, Some(range)).await?);
+            }
         }
         Ok(splits)
     }
