@@ -12,7 +12,7 @@ mod iotdb_standin;
 
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -199,23 +199,6 @@ fn await_same(table: &str, db: &str, within: Duration) {
     }
 }
 
-fn stop(mut child: Child) -> std::process::Output {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "the job did not stop after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
-}
-
 /// The changes every kind of row change makes, applied while the job follows the binlog.
 const CHANGES: &[&str] = &[
     // An insert, a value update, a field set to NULL, a delete.
@@ -300,7 +283,7 @@ fn every_kind_of_change_reaches_influxdb_while_the_job_runs() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    let out = stop(child);
+    let out = sigterm_and_wait(child);
     assert!(
         out.status.success(),
         "{}",
@@ -517,7 +500,7 @@ fn concurrent_writers_during_backfill_and_cdc_then_verify_finds_no_difference() 
     let written = writer.stop();
     assert!(written > 100, "the writer wrote only {written} statements");
     await_same(&table, &db, Duration::from_secs(90));
-    let out = stop(child);
+    let out = sigterm_and_wait(child);
     assert!(
         out.status.success(),
         "{}",
@@ -640,7 +623,7 @@ fn an_idle_table_still_advances_the_recorded_position() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let out = stop(child);
+    let out = sigterm_and_wait(child);
     assert!(out.status.success());
     assert_eq!(summary_u64(&out.stdout, "points_written"), 10);
 }
@@ -776,7 +759,7 @@ fn the_metrics_endpoint_shows_changes_and_lag() {
     assert_eq!(metrics["tsmig_cdc_lag_seconds"], 0.0);
     assert!(metrics["tsmig_sink_points_deleted_total"] >= 12.0);
     assert!(metrics["tsmig_checkpoints_total"] >= 1.0);
-    let out = stop(child);
+    let out = sigterm_and_wait(child);
     assert!(out.status.success());
 }
 

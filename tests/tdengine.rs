@@ -1032,3 +1032,212 @@ fn a_sub_table_list_cut_short_by_a_row_limit_fails_the_plan() {
     );
     assert!(dump(&db, "sensors").is_empty());
 }
+
+/// The three sub-tables `seed_sensors` makes.
+const SUB_TABLES: [&str; 3] = ["d000", "d001", "d002"];
+
+/// A live row's values (every column of `sensors` after `ts`), distinct per `i`.
+fn live_values(i: i64) -> Vec<V> {
+    vec![
+        V::Float(20.5 + i as f32),
+        V::Double(50.0 + i as f64 / 4.0),
+        V::Int(1_000 + i),
+        V::Text(format!("live {i}")),
+        V::Bool(i % 2 == 0),
+        V::UInt(i as u64),
+    ]
+}
+
+#[test]
+fn follow_copies_points_written_during_and_after_the_backfill_and_late_ones() {
+    let td = TdengineStandIn::start(USER, PASSWORD);
+    let td_db = "live";
+    seed_sensors(&td, td_db, Precision::Ms, 3, 200, 60_000);
+    let (_cleanup, db, dir) = fresh_target("td_follow");
+    let job = job(
+        &dir,
+        &td,
+        td_db,
+        &["sensors"],
+        &db,
+        "  window: 1h\n  page_rows: 20",
+        SENSOR_MAPPING,
+    );
+    add_follow_section(&job, "300ms", "10s");
+    // Slow enough that points are written while the backfill runs.
+    td.set_delay(Duration::from_millis(50));
+    let child = td_command(&job, &["-c", "backfill+follow", "--workers", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let state = dir.join("state");
+    let backfill_file = state.join("backfill.json");
+    wait_until("the backfill's plan", || backfill_file.exists());
+    let t = now_in(1_000);
+    for (i, sub) in SUB_TABLES.iter().enumerate() {
+        td.insert(td_db, sub, t + i as i64, live_values(i as i64));
+    }
+    assert!(
+        !unfinished_splits(&backfill_file).1.is_empty(),
+        "the points must be written during the backfill"
+    );
+
+    wait_until("the first round", || {
+        follow_state(&state).is_some_and(|s| s["rounds"].as_u64() >= Some(1))
+    });
+    td.set_delay(Duration::ZERO);
+    // After the backfill: more points, and a sub-table created since.
+    let t = now_in(1_000);
+    td.insert(td_db, "d000", t, live_values(10));
+    td.insert(td_db, "d002", t + 1, live_values(11));
+    td.create_sub_table(
+        td_db,
+        "sensors",
+        "d_new",
+        vec![V::Text("new".into()), V::Int(7)],
+    );
+    td.insert(td_db, "d_new", t + 2, live_values(12));
+    // A late point: older than the watermark, within the lateness.
+    let watermark = follow_state(&state).unwrap()["watermark"].as_i64().unwrap();
+    td.insert(td_db, "d001", watermark / 1_000_000 - 2_000, live_values(13));
+
+    let total = td.rows(td_db, "sensors").len();
+    assert_eq!(total, 600 + 3 + 3 + 1);
+    wait_until("every point in the target", || {
+        influx_count(&db, "sensors", "ok") == total as u64
+    });
+    let out = sigterm_and_wait(child);
+    assert_ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("follow: watermark "), "{stdout}");
+    let rows = td.rows(td_db, "sensors");
+    assert_eq!(
+        dump(&db, "sensors"),
+        expected_points(&rows, SENSOR_COLUMNS, SENSOR_TAGS, Precision::Ms)
+    );
+    // Rounds asked for their time range only.
+    assert!(td.statements().iter().any(|s| s.contains("WHERE `ts` >= ")
+        && s.contains("PARTITION BY tbname")));
+    let (code, report) = verify(&job, &[("TDENGINE_PASSWORD", PASSWORD.to_string())]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report_line(&report), clean_report(&rows, Precision::Ms));
+}
+
+#[test]
+fn follow_killed_mid_round_finishes_that_round_and_rereads_only_the_lateness() {
+    let td = TdengineStandIn::start(USER, PASSWORD);
+    let td_db = "relive";
+    td.create_database(td_db, Precision::Ms);
+    td.create_super_table(td_db, "sensors", SENSOR_COLUMNS, SENSOR_TAGS);
+    // Per sub-table: 100 points within a second a minute ago (older than any round's
+    // lateness window), and a point every 500 ms over the last 15 s.
+    let t = now_in(1_000);
+    for (s, sub) in SUB_TABLES.iter().enumerate() {
+        let tags = vec![V::Text(LOCATIONS[s].into()), V::Int(s as i64)];
+        td.create_sub_table(td_db, "sensors", sub, tags);
+        for i in 0..100 {
+            td.insert(td_db, sub, t - 60_000 + i * 10 + s as i64, live_values(i));
+        }
+        for i in 0..30 {
+            td.insert(td_db, sub, t - 15_000 + i * 500 + s as i64, live_values(i));
+        }
+    }
+    let (_cleanup, db, dir) = fresh_target("td_follow_kill");
+    let job = job(
+        &dir,
+        &td,
+        td_db,
+        &["sensors"],
+        &db,
+        "  window: 5s\n  page_rows: 5",
+        SENSOR_MAPPING,
+    );
+    add_follow_section(&job, "200ms", "20s");
+    let state = dir.join("state");
+    // Every query slow: the kill lands in a round, after some of its splits are durable.
+    td.set_delay(Duration::from_millis(60));
+    let (_plan, pending) = kill_mid_run(
+        td_command(&job, &["-c", "backfill+follow", "--workers", "1"]),
+        &state.join("follow-round/backfill.json"),
+    );
+    td.set_delay(Duration::ZERO);
+    let round = follow_state(&state).unwrap()["round"].clone();
+    let round_end = round["to"].as_i64().unwrap() / 1_000_000;
+    let rows_pending = td
+        .rows(td_db, "sensors")
+        .iter()
+        .filter(|r| {
+            pending.iter().any(|s| {
+                s["partition"] == json!(r.tbname)
+                    && s["start"].as_i64().is_none_or(|a| r.ts >= a)
+                    && s["end"].as_i64().is_none_or(|b| r.ts < b)
+            })
+        })
+        .count() as u64;
+    // Written while the job was down.
+    let t = now_in(1_000);
+    for (s, sub) in SUB_TABLES.iter().enumerate() {
+        td.insert(td_db, sub, t + s as i64, live_values(100 + s as i64));
+    }
+
+    let out = td_command(
+        &job,
+        &["-c", "backfill+follow", "--workers", "1", "--until-caught-up"],
+    )
+    .output()
+    .unwrap();
+    assert_ok(&out);
+    let rows = td.rows(td_db, "sensors");
+    assert_eq!(rows.len(), 300 + 90 + 3);
+    // The killed round's unfinished splits, then one or two rounds reading from its end
+    // less the lateness (the second finds nothing new and ends the run): nothing older.
+    let recent = rows.iter().filter(|r| r.ts >= round_end - 20_000).count() as u64;
+    let read = summary_u64(&out.stdout, "rows_read");
+    assert!(
+        rows_pending + recent <= read && read <= rows_pending + 2 * recent,
+        "read {read}: {rows_pending} pending, {recent} within the lateness"
+    );
+    assert!(read < rows.len() as u64);
+    assert_eq!(
+        dump(&db, "sensors"),
+        expected_points(&rows, SENSOR_COLUMNS, SENSOR_TAGS, Precision::Ms)
+    );
+    let after = follow_state(&state).unwrap();
+    assert!(after["round"].is_null(), "{after}");
+    assert!(!state.join("follow-round/backfill.json").exists());
+    let (code, report) = verify(&job, &[("TDENGINE_PASSWORD", PASSWORD.to_string())]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report_line(&report), clean_report(&rows, Precision::Ms));
+}
+
+#[test]
+fn follow_refuses_a_source_with_a_change_log_and_a_bad_interval() {
+    let table = unique("follow_mysql");
+    let _cleanup = Cleanup::default().table(&table);
+    load_sensor_table(&table, 10);
+    let dir = scratch(&table);
+    let job = sensor_job(&dir, &table, "unused", 100, "", "");
+    let out = run(&[
+        "-c",
+        "backfill+follow",
+        "--config",
+        job.to_str().unwrap(),
+        "--progress",
+        "off",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("key `source.type`: a `mysql` source cannot be polled by time; a MySQL source has a binlog: follow it with `backfill+cdc`"),
+        "{stderr}"
+    );
+    add_follow_section(&job, "1ms", "1m");
+    let out = run(&["validate", "--config", job.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("key `follow.interval`: must be at least 10ms"),
+        "{stderr}"
+    );
+}

@@ -205,7 +205,7 @@ impl<S: Sink> Rounds<'_, S> {
         let round_store = self.store.follow_round();
         loop {
             let started = Instant::now();
-            let (round, plan) = self.next_round(state, &round_store)?;
+            let (round, plan, resumed) = self.next_round(state, &round_store)?;
             tracing::info!(
                 from = %show(round.from),
                 watermark = %show(state.watermark),
@@ -229,7 +229,9 @@ impl<S: Sink> Rounds<'_, S> {
             if self.run.control.stopping() {
                 return Ok(());
             }
-            if self.options.until_caught_up && round.new_points == 0 {
+            // A round resumed from before a restart counted its new points back then; only
+            // one planned now says the source has nothing newer.
+            if self.options.until_caught_up && !resumed && round.new_points == 0 {
                 tracing::info!("caught up: the round found no newer points");
                 return Ok(());
             }
@@ -243,16 +245,17 @@ impl<S: Sink> Rounds<'_, S> {
         }
     }
 
-    /// The round under way (recorded, with its plan), or a new one planned and recorded.
+    /// The round under way (recorded, with its plan; `true`), or a new one planned and
+    /// recorded.
     fn next_round(
         &self,
         state: &mut FollowState,
         round_store: &FileStore,
-    ) -> Result<(Round, BackfillState), RunError> {
+    ) -> Result<(Round, BackfillState, bool), RunError> {
         let recorded = round_store.load_backfill().map_err(RunError::Failed)?;
         if let (Some(round), Some(plan)) = (state.round, recorded) {
             tracing::info!("resuming the round under way");
-            return Ok((round, plan));
+            return Ok((round, plan, true));
         }
         let lateness = nanos(self.job.file.follow.lateness);
         let (from, watermark, to) = match state.round {
@@ -279,7 +282,7 @@ impl<S: Sink> Rounds<'_, S> {
         round_store.save_backfill(&plan).map_err(RunError::Failed)?;
         state.round = Some(round);
         self.store.save_follow(state).map_err(RunError::Failed)?;
-        Ok((round, plan))
+        Ok((round, plan, false))
     }
 
     /// Reads the round's pending splits with the backfill engine, which records each

@@ -447,3 +447,57 @@ pub fn run_two_processes(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Vec
         .map(|i| std::fs::read_to_string(dir.join(format!("logs/process-{i}.log"))).unwrap())
         .collect()
 }
+
+/// Sends a running job SIGTERM and waits (30 s at most) for it to drain and exit.
+pub fn sigterm_and_wait(mut child: std::process::Child) -> Output {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job did not stop after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Waits (a minute at most) until `ready` holds, polling; `what` names it on timeout.
+pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !ready() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "waited a minute for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The `backfill+follow` state (`follow.json`) in a state directory, once written.
+pub fn follow_state(state_dir: &Path) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(state_dir.join("follow.json")).ok()?;
+    Some(serde_json::from_str(&text).unwrap())
+}
+
+/// Appends a `follow:` section to a job file.
+pub fn add_follow_section(job: &Path, interval: &str, lateness: &str) {
+    let text = std::fs::read_to_string(job).unwrap();
+    std::fs::write(
+        job,
+        format!("{text}follow:\n  interval: {interval}\n  lateness: {lateness}\n"),
+    )
+    .unwrap();
+}
+
+/// Unix time now in `unit`s per second (1000: ms, 1_000_000_000: ns).
+pub fn now_in(per_second: i64) -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    (d.as_nanos() / (1_000_000_000 / per_second as u128)) as i64
+}
