@@ -900,3 +900,68 @@ mod proxy {
             .sum()
     }
 }
+
+#[test]
+fn follow_copies_points_written_after_the_backfill_and_survives_a_kill() {
+    let copy = Copy::new("i1fol");
+    let job = copy.job(
+        &influx_url(),
+        "  bucket: 10m\n  max_points_per_query: 300\n  chunk_size: 25",
+    );
+    add_follow_section(&job, "300ms", "10s");
+    let state = copy.dir.join("state");
+    let follow = |extra: &[&str]| {
+        let mut c = tsmig();
+        c.args(["-c", "backfill+follow", "--config", job.to_str().unwrap()])
+            .args(["--workers", "2", "--progress", "off"])
+            .args(extra);
+        c
+    };
+    let target_points = || {
+        MEASUREMENTS
+            .iter()
+            .map(|m| influx_dump(&copy.target, m, "ns").len())
+            .sum::<usize>()
+    };
+    let mut child = follow(&[]).spawn().unwrap();
+    wait_until("the first round", || {
+        follow_state(&state).is_some_and(|s| s["rounds"].as_u64() >= Some(1))
+    });
+    // Points written after the backfill, and a late one: older than the watermark,
+    // within the lateness.
+    let now = now_in(1_000_000_000);
+    let mut live: Vec<String> = (0..20)
+        .map(|i| format!("counter,host=live value={i}i {}", now + i * 1_000_017))
+        .collect();
+    let watermark = follow_state(&state).unwrap()["watermark"].as_i64().unwrap();
+    live.push(format!(
+        "weather,location=late temp=7.25 {}",
+        watermark - 2 * SECOND
+    ));
+    influx_write(&copy.source, &live.join("\n"), "ns");
+    let mut written = copy.written + live.len();
+    wait_until("the live points in the target", || target_points() == written);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    // Written while the job was down.
+    let now = now_in(1_000_000_000);
+    let down: Vec<String> = (0..10)
+        .map(|i| format!("counter,host=down value={i}i,ratio=0.5 {}", now + i))
+        .collect();
+    influx_write(&copy.source, &down.join("\n"), "ns");
+    written += down.len();
+    let out = follow(&["--until-caught-up"]).output().unwrap();
+    assert_ok(&out);
+    assert_eq!(assert_same_points(&copy.source, &copy.target), written);
+    // The restart read the recent points again (the lateness window), not the backfill's.
+    let read = summary_u64(&out.stdout, "rows_read");
+    assert!(read >= down.len() as u64, "{read}");
+    assert!(read <= 2 * (live.len() + down.len()) as u64, "{read}");
+    let (code, report) = verify(&job, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert!(
+        report_line(&report).contains(" 0 missing in target, 0 extra in target, 0 differing"),
+        "{report}"
+    );
+}
