@@ -940,7 +940,9 @@ fn follow_copies_points_written_after_the_backfill_and_survives_a_kill() {
     ));
     influx_write(&copy.source, &live.join("\n"), "ns");
     let mut written = copy.written + live.len();
-    wait_until("the live points in the target", || target_points() == written);
+    wait_until("the live points in the target", || {
+        target_points() == written
+    });
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 

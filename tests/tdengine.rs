@@ -1100,7 +1100,12 @@ fn follow_copies_points_written_during_and_after_the_backfill_and_late_ones() {
     td.insert(td_db, "d_new", t + 2, live_values(12));
     // A late point: older than the watermark, within the lateness.
     let watermark = follow_state(&state).unwrap()["watermark"].as_i64().unwrap();
-    td.insert(td_db, "d001", watermark / 1_000_000 - 2_000, live_values(13));
+    td.insert(
+        td_db,
+        "d001",
+        watermark / 1_000_000 - 2_000,
+        live_values(13),
+    );
 
     let total = td.rows(td_db, "sensors").len();
     assert_eq!(total, 600 + 3 + 3 + 1);
@@ -1117,8 +1122,10 @@ fn follow_copies_points_written_during_and_after_the_backfill_and_late_ones() {
         expected_points(&rows, SENSOR_COLUMNS, SENSOR_TAGS, Precision::Ms)
     );
     // Rounds asked for their time range only.
-    assert!(td.statements().iter().any(|s| s.contains("WHERE `ts` >= ")
-        && s.contains("PARTITION BY tbname")));
+    assert!(td
+        .statements()
+        .iter()
+        .any(|s| s.contains("WHERE `ts` >= ") && s.contains("PARTITION BY tbname")));
     let (code, report) = verify(&job, &[("TDENGINE_PASSWORD", PASSWORD.to_string())]);
     assert_eq!(code, 0, "{report}");
     assert_eq!(report_line(&report), clean_report(&rows, Precision::Ms));
@@ -1183,7 +1190,13 @@ fn follow_killed_mid_round_finishes_that_round_and_rereads_only_the_lateness() {
 
     let out = td_command(
         &job,
-        &["-c", "backfill+follow", "--workers", "1", "--until-caught-up"],
+        &[
+            "-c",
+            "backfill+follow",
+            "--workers",
+            "1",
+            "--until-caught-up",
+        ],
     )
     .output()
     .unwrap();

@@ -97,7 +97,12 @@ impl FileStore {
     /// its round (`--fresh`).
     pub fn clear_backfill(&self) -> Result<(), String> {
         let round = Path::new(FOLLOW_ROUND).join(BACKFILL);
-        for name in [Path::new(BACKFILL), Path::new(CDC), Path::new(FOLLOW), round.as_path()] {
+        for name in [
+            Path::new(BACKFILL),
+            Path::new(CDC),
+            Path::new(FOLLOW),
+            round.as_path(),
+        ] {
             match fs::remove_file(self.dir.join(name)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -687,12 +687,18 @@ impl InfluxSource {
         for (id, split) in splits.iter_mut().enumerate() {
             split.id = id as u64;
         }
-        tracing::info!(
-            splits = splits.len(),
-            queries = self.queries.load(Ordering::Relaxed) - before,
-            "planned: no query answers more than {} points",
-            self.max_points
-        );
+        let queries = self.queries.load(Ordering::Relaxed) - before;
+        let bound = self.max_points;
+        if range.is_none() {
+            tracing::info!(
+                splits = splits.len(),
+                queries,
+                "planned: no query answers more than {bound} points"
+            );
+        } else {
+            // A polling round: every few seconds, not worth a line each.
+            tracing::debug!(splits = splits.len(), queries, "round planned");
+        }
         Ok(splits)
     }
 

@@ -24,6 +24,11 @@
 //! re-read from its start: rows sent twice are harmless, since writes are idempotent per
 //! series and time.
 //!
+//! `backfill+follow` plans its polling rounds the same way, over the round's time range
+//! (`plan_window`): the bucket counts of `[from, to)`, the first and last bucket cut to it.
+//! Only buckets with points when planned become splits; a point written later into an
+//! empty bucket of the range is read by the next round (it re-reads the lateness window).
+//!
 //! `config.rs` is the job-file section, `client.rs` plans and reads, `encoding.rs` turns
 //! JSON values into typed values by the field's declared type.
 

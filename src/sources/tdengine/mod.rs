@@ -221,8 +221,16 @@ impl TdengineSource {
                     partition: name.clone(),
                     // The first window open below and the last open above (or at the
                     // round's bounds), so rows written at either end are still read.
-                    start: if i > 0 { Some(start) } else { range.map(|r| r.0) },
-                    end: if i + 1 < n { Some(end) } else { range.map(|r| r.1) },
+                    start: if i > 0 {
+                        Some(start)
+                    } else {
+                        range.map(|r| r.0)
+                    },
+                    end: if i + 1 < n {
+                        Some(end)
+                    } else {
+                        range.map(|r| r.1)
+                    },
                     nulls: false,
                     estimated_rows: each,
                 });
