@@ -1033,6 +1033,18 @@ fn a_sub_table_list_cut_short_by_a_row_limit_fails_the_plan() {
     assert!(dump(&db, "sensors").is_empty());
 }
 
+/// Asserts InfluxDB database `db` holds exactly the points of `rows` (ms precision), and
+/// that verify agrees.
+fn assert_copied_and_verified(db: &str, job: &Path, rows: &[StoredRow]) {
+    assert_eq!(
+        dump(db, "sensors"),
+        expected_points(rows, SENSOR_COLUMNS, SENSOR_TAGS, Precision::Ms)
+    );
+    let (code, report) = verify(job, &[("TDENGINE_PASSWORD", PASSWORD.to_string())]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report_line(&report), clean_report(rows, Precision::Ms));
+}
+
 /// The three sub-tables `seed_sensors` makes.
 const SUB_TABLES: [&str; 3] = ["d000", "d001", "d002"];
 
@@ -1116,19 +1128,12 @@ fn follow_copies_points_written_during_and_after_the_backfill_and_late_ones() {
     assert_ok(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("follow: watermark "), "{stdout}");
-    let rows = td.rows(td_db, "sensors");
-    assert_eq!(
-        dump(&db, "sensors"),
-        expected_points(&rows, SENSOR_COLUMNS, SENSOR_TAGS, Precision::Ms)
-    );
     // Rounds asked for their time range only.
     assert!(td
         .statements()
         .iter()
         .any(|s| s.contains("WHERE `ts` >= ") && s.contains("PARTITION BY tbname")));
-    let (code, report) = verify(&job, &[("TDENGINE_PASSWORD", PASSWORD.to_string())]);
-    assert_eq!(code, 0, "{report}");
-    assert_eq!(report_line(&report), clean_report(&rows, Precision::Ms));
+    assert_copied_and_verified(&db, &job, &td.rows(td_db, "sensors"));
 }
 
 #[test]
@@ -1212,16 +1217,10 @@ fn follow_killed_mid_round_finishes_that_round_and_rereads_only_the_lateness() {
         "read {read}: {rows_pending} pending, {recent} within the lateness"
     );
     assert!(read < rows.len() as u64);
-    assert_eq!(
-        dump(&db, "sensors"),
-        expected_points(&rows, SENSOR_COLUMNS, SENSOR_TAGS, Precision::Ms)
-    );
     let after = follow_state(&state).unwrap();
     assert!(after["round"].is_null(), "{after}");
     assert!(!state.join("follow-round/backfill.json").exists());
-    let (code, report) = verify(&job, &[("TDENGINE_PASSWORD", PASSWORD.to_string())]);
-    assert_eq!(code, 0, "{report}");
-    assert_eq!(report_line(&report), clean_report(&rows, Precision::Ms));
+    assert_copied_and_verified(&db, &job, &rows);
 }
 
 #[test]

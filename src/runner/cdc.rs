@@ -81,13 +81,7 @@ impl WithSink for CdcPhases<'_> {
         } = self;
         let sink = Arc::new(sink);
         prepare_sink(job, &run.rt, &*sink)?;
-        let store = FileStore::new(
-            &job.state_dir()
-                .map_err(|e| RunError::Usage(e.to_string()))?,
-        );
-        if options.fresh && options.cluster.process == 0 {
-            store.clear_backfill().map_err(RunError::Failed)?;
-        }
+        let store = super::state_store(job, options.fresh && options.cluster.process == 0)?;
         let state = start_position(job, mode, options, run, &store, &*changes)?;
         tracing::info!(position = %state.position, "CDC starts at this binlog position");
 

@@ -113,13 +113,8 @@ impl WithSink for FollowPhases<'_> {
         } = self;
         let sink = Arc::new(sink);
         prepare_sink(job, &run.rt, &*sink)?;
-        let store = FileStore::new(
-            &job.state_dir()
-                .map_err(|e| RunError::Usage(e.to_string()))?,
-        );
-        if options.fresh {
-            store.clear_backfill().map_err(RunError::Failed)?;
-        }
+        // One process only (checked at start): this is process 0.
+        let store = super::state_store(job, options.fresh)?;
         let mut state = start_state(job, &store)?;
 
         BackfillPhase {

@@ -353,6 +353,19 @@ impl WithSink for BackfillPhase<'_> {
     }
 }
 
+/// The job's state store; with `fresh`, emptied first (only process 0 may: the others
+/// share it).
+fn state_store(job: &Job, fresh: bool) -> Result<FileStore, RunError> {
+    let store = FileStore::new(
+        &job.state_dir()
+            .map_err(|e| RunError::Usage(e.to_string()))?,
+    );
+    if fresh {
+        store.clear_backfill().map_err(RunError::Failed)?;
+    }
+    Ok(store)
+}
+
 /// Prepares the target (creates databases) before the first write.
 fn prepare_sink<S: Sink>(
     job: &Job,
@@ -380,13 +393,7 @@ impl BackfillPhase<'_> {
         let counters = &run.counters;
         let cluster = &options.cluster;
         let state = if cluster.process == 0 {
-            let store = FileStore::new(
-                &job.state_dir()
-                    .map_err(|e| RunError::Usage(e.to_string()))?,
-            );
-            if fresh {
-                store.clear_backfill().map_err(RunError::Failed)?;
-            }
+            let store = state_store(job, fresh)?;
             let state = match store.load_backfill().map_err(RunError::Failed)? {
                 Some(state) if state.job != job.file.name => {
                     return Err(RunError::Usage(format!(
