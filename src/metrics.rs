@@ -43,7 +43,8 @@ pub struct Counters {
     /// CDC lag: bytes of change log between the committed position and the server's end.
     pub lag_bytes: AtomicU64,
     /// CDC lag: milliseconds between now and the oldest change not yet durable (0 when
-    /// every change read is durable and the reader is at the server's end).
+    /// every change read is durable and the reader is at the server's end). For
+    /// `backfill+follow`: between now and the watermark.
     pub lag_ms: AtomicU64,
     /// Checkpoints written.
     pub checkpoints: AtomicU64,

@@ -221,6 +221,7 @@ impl<S: Sink> Rounds<'_, S> {
             state.finish_round();
             self.store.save_follow(state).map_err(RunError::Failed)?;
             round_store.clear_backfill().map_err(RunError::Failed)?;
+            self.show_lag(state);
             if self.run.control.stopping() {
                 return Ok(());
             }
@@ -235,9 +236,19 @@ impl<S: Sink> Rounds<'_, S> {
                 if self.run.control.stopping() {
                     return Ok(());
                 }
+                self.show_lag(state);
                 std::thread::sleep((interval - started.elapsed()).min(Duration::from_millis(50)));
             }
         }
+    }
+
+    /// The lag metric (`tsmig_cdc_lag_seconds`): how far the watermark is behind now.
+    fn show_lag(&self, state: &FollowState) {
+        let lag_ms = now_ns().saturating_sub(state.watermark).max(0) / 1_000_000;
+        self.run
+            .counters
+            .lag_ms
+            .store(lag_ms as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The round under way (recorded, with its plan; `true`), or a new one planned and
