@@ -305,6 +305,16 @@ impl JobRun {
         })
     }
 
+    /// What the engine's operators share.
+    fn services(&self) -> engine::Services {
+        engine::Services {
+            runtime: self.rt.handle().clone(),
+            dead_letters: self.dead_letters.clone(),
+            counters: self.counters.clone(),
+            control: self.control.clone(),
+        }
+    }
+
     /// Stops the display and the runtime, prints the summary, returns the job's result.
     fn finish(self, job: &Job, result: Result<(), RunError>) -> Result<(), RunError> {
         self.progress.finish();
@@ -446,10 +456,7 @@ impl BackfillPhase<'_> {
                 checkpoint_interval: job.file.checkpoint.interval,
                 epoch: job.file.flow.epoch,
                 max_in_flight_rows: job.file.flow.max_in_flight_rows,
-                dead_letters: run.dead_letters.clone(),
-                counters: run.counters.clone(),
-                control: run.control.clone(),
-                runtime: run.rt.handle().clone(),
+                services: run.services(),
             },
             cluster,
         )
