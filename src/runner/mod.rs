@@ -173,7 +173,7 @@ pub fn plan(job: &Job) -> Result<String, RunError> {
                     if s.partition.is_empty() {
                         String::new()
                     } else {
-                        format!(" where {}", s.partition)
+                        format!(" ({})", s.partition)
                     },
                     s.estimated_rows
                 ));
