@@ -105,14 +105,8 @@ fn job(dir: &Path, job: &Path, entry: &str, args: &[&str]) -> Command {
 }
 
 /// One test's source table (seeded), InfluxDB database, scratch directory and job file;
-/// the table and the database are dropped when it goes.
-struct Case {
-    table: String,
-    db: String,
-    dir: PathBuf,
-    file: PathBuf,
-    _cleanup: Cleanup,
-}
+/// the table and the database are dropped with the `Cleanup`.
+type Case = (String, String, PathBuf, PathBuf, Cleanup);
 
 fn influx_case(prefix: &str, rows: u64) -> Case {
     let table = unique(prefix);
@@ -123,13 +117,7 @@ fn influx_case(prefix: &str, rows: u64) -> Case {
     seed(&table, rows);
     let dir = scratch(&table);
     let file = job_file(&dir, &table, &influx_sink(&db), MEASUREMENT);
-    Case {
-        table,
-        db,
-        dir,
-        file,
-        _cleanup: cleanup,
-    }
+    (table, db, dir, file, cleanup)
 }
 
 /// The source table as InfluxDB should hold it, in `influx_dump`'s shape, numbers as f64.
@@ -307,13 +295,7 @@ fn apply_changes(table: &str) {
 #[test]
 fn every_kind_of_change_reaches_influxdb_while_the_job_runs() {
     let _shared = BINLOG.read().unwrap_or_else(|p| p.into_inner());
-    let Case {
-        table,
-        db,
-        dir,
-        file,
-        _cleanup,
-    } = influx_case("cdc_live", 200);
+    let (table, db, dir, file, _cleanup) = influx_case("cdc_live", 200);
     let child = Running::spawn(job(
         &dir,
         &file,
@@ -348,13 +330,7 @@ fn every_kind_of_change_reaches_influxdb_while_the_job_runs() {
 #[test]
 fn cdc_resumes_from_its_checkpoint_and_stops_when_caught_up() {
     let _shared = BINLOG.read().unwrap_or_else(|p| p.into_inner());
-    let Case {
-        table,
-        db,
-        dir,
-        file,
-        _cleanup,
-    } = influx_case("cdc_resume", 100);
+    let (table, db, dir, file, _cleanup) = influx_case("cdc_resume", 100);
 
     let out = job(&dir, &file, "backfill+cdc", &["--until-caught-up"])
         .output()
@@ -525,13 +501,7 @@ impl Writer {
 #[test]
 fn concurrent_writers_during_backfill_and_cdc_then_verify_finds_no_difference() {
     let _shared = BINLOG.read().unwrap_or_else(|p| p.into_inner());
-    let Case {
-        table,
-        db,
-        dir,
-        file,
-        _cleanup,
-    } = influx_case("cdc_busy", 20_000);
+    let (table, db, dir, file, _cleanup) = influx_case("cdc_busy", 20_000);
     let writer = Writer::start(&table);
     let child = Running::spawn(job(&dir, &file, "backfill+cdc", &["--workers", "2"]));
     std::thread::sleep(Duration::from_secs(6));
@@ -555,13 +525,7 @@ fn concurrent_writers_during_backfill_and_cdc_then_verify_finds_no_difference() 
 #[test]
 fn killed_at_ten_moments_across_snapshot_and_binlog_then_the_target_equals_the_source() {
     let _shared = BINLOG.read().unwrap_or_else(|p| p.into_inner());
-    let Case {
-        table,
-        db,
-        dir,
-        file,
-        _cleanup,
-    } = influx_case("cdc_crash", 60_000);
+    let (table, db, dir, file, _cleanup) = influx_case("cdc_crash", 60_000);
     let writer = Writer::start(&table);
     let mut phases = Vec::new();
     let delays_ms = [150, 300, 500, 700, 1000, 1300, 1700, 2200, 2800, 3500, 4500];
@@ -644,13 +608,7 @@ fn an_idle_table_still_advances_the_recorded_position() {
 #[test]
 fn a_purged_position_is_a_definite_error_that_says_how_to_recover() {
     let _exclusive = BINLOG.write().unwrap_or_else(|p| p.into_inner());
-    let Case {
-        table,
-        db,
-        dir,
-        file,
-        _cleanup,
-    } = influx_case("cdc_purged", 10);
+    let (table, db, dir, file, _cleanup) = influx_case("cdc_purged", 10);
     let out = job(&dir, &file, "backfill+cdc", &["--until-caught-up"])
         .output()
         .unwrap();
@@ -722,13 +680,7 @@ fn a_purged_position_is_a_definite_error_that_says_how_to_recover() {
 #[test]
 fn the_metrics_endpoint_shows_changes_and_lag() {
     let _shared = BINLOG.read().unwrap_or_else(|p| p.into_inner());
-    let Case {
-        table,
-        db,
-        dir,
-        file,
-        _cleanup,
-    } = influx_case("cdc_metrics", 100);
+    let (table, db, dir, file, _cleanup) = influx_case("cdc_metrics", 100);
     let port = free_ports(1)[0];
     let child = Running::spawn(job(
         &dir,
