@@ -856,3 +856,67 @@ fn a_cdc_job_without_its_own_server_id_is_refused() {
     assert!(stderr.contains("source.server_id"), "{stderr}");
     assert!(stderr.contains("disconnect each other"), "{stderr}");
 }
+
+#[test]
+fn append_only_and_ignore_policies() {
+    let _shared = BINLOG.read().unwrap_or_else(|p| p.into_inner());
+    // append_only: no consolidation, changes applied in order (a later delete still wins).
+    let (table, db, dir, _, _cleanup) = influx_case("cdc_append", 10);
+    let file = job_file(
+        &dir,
+        &table,
+        &influx_sink(&db),
+        &format!("{MEASUREMENT}\n    append_only: true"),
+    );
+    let run_until_caught_up = |entry: &str, file: &Path| {
+        let out = job(&dir, file, entry, &["--until-caught-up"])
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        out
+    };
+    run_until_caught_up("backfill+cdc", &file);
+    sql(&[
+        &format!("INSERT INTO {table} (device_id, ts, temperature) VALUES ('a1', '2026-05-01', 1.5), ('a2', '2026-05-01', 2.5)"),
+        &format!("DELETE FROM {table} WHERE device_id = 'a2'"),
+        &format!("UPDATE {table} SET temperature = 7.25 WHERE id = 1"),
+    ]);
+    run_until_caught_up("cdc", &file);
+    assert_same(&table, &db);
+
+    // on_delete: ignore keeps deleted points; on_update: ignore keeps the old values.
+    let (table, db, dir, _, _cleanup) = influx_case("cdc_ignore", 10);
+    let file = job_file(
+        &dir,
+        &table,
+        &influx_sink(&db),
+        &format!("{MEASUREMENT}\n    on_update: ignore\n    on_delete: ignore"),
+    );
+    let run_until_caught_up = |entry: &str| {
+        let out = job(&dir, &file, entry, &["--until-caught-up"])
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        out
+    };
+    run_until_caught_up("backfill+cdc");
+    let before = actual_influx(&db);
+    sql(&[
+        &format!("DELETE FROM {table} WHERE id = 3"),
+        &format!("UPDATE {table} SET temperature = 99.5 WHERE id = 4"),
+        &format!(
+            "INSERT INTO {table} (device_id, ts, temperature) VALUES ('n1', '2026-05-02', 3.5)"
+        ),
+    ]);
+    let out = run_until_caught_up("cdc");
+    assert_eq!(summary_u64(&out.stdout, "changes_read"), 3);
+    assert_eq!(summary_u64(&out.stdout, "points_deleted"), 0);
+    let mut expected = before;
+    expected.push(serde_json::json!({
+        "time": 1777680000000i64,
+        "tags": {"device_id": "n1", "site": ""},
+        "fields": {"temperature": 3.5},
+    }));
+    expected.sort_by_key(|p| p.to_string());
+    assert_eq!(actual_influx(&db), expected);
+}
