@@ -20,7 +20,13 @@ eval "$(scripts/services.sh env)"
 # one per test on a free port). From PyPI, into a venv beside the services' data.
 moto_venv="${TSMIG_SERVICES_DIR:-/tmp/tsmig-services}/moto-venv"
 if [[ ! -x $moto_venv/bin/moto_server ]]; then
-  python3 -m venv "$moto_venv"
+  if ! python3 -m venv "$moto_venv"; then
+    # Debian ships venv's pip bootstrap apart.
+    rm -rf "$moto_venv"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-venv \
+      || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-venv; }
+    python3 -m venv "$moto_venv"
+  fi
   "$moto_venv/bin/python" -m pip install --quiet --disable-pip-version-check 'moto[server]>=5.2,<5.3'
 fi
 export TSMIG_MOTO_SERVER="$moto_venv/bin/moto_server"

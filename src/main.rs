@@ -149,12 +149,13 @@ fn run(cli: Cli) -> Result<(), RunError> {
     match cli.command {
         Some(Command::Validate { config }) => {
             let job = load(&config)?;
+            let has_tables = job.file.source.kind() != "ingest";
             let tables = match job.file.source.table_names().len() {
-                0 => "tables found on the server".to_string(),
+                0 if has_tables => "tables found on the server".to_string(),
                 n => format!("{n} tables"),
             };
             let mappings = match job.file.mappings.len() {
-                0 => "mappings: auto".to_string(),
+                0 if has_tables => "mappings: auto".to_string(),
                 n => format!("{n} mappings"),
             };
             println!(

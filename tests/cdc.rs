@@ -12,7 +12,7 @@ mod iotdb_standin;
 
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -102,6 +102,22 @@ fn job(dir: &Path, job: &Path, entry: &str, args: &[&str]) -> Command {
         ])
         .args(args);
     c
+}
+
+/// One test's source table (seeded), InfluxDB database, scratch directory and job file;
+/// the table and the database are dropped with the `Cleanup`.
+type Case = (String, String, PathBuf, PathBuf, Cleanup);
+
+fn influx_case(prefix: &str, rows: u64) -> Case {
+    let table = unique(prefix);
+    let db = table.clone();
+    let cleanup = Cleanup::default().table(&table).database(&db);
+    fresh_influx_db(&db);
+    create_table(&table);
+    seed(&table, rows);
+    let dir = scratch(&table);
+    let file = job_file(&dir, &table, &influx_sink(&db), MEASUREMENT);
+    (table, db, dir, file, cleanup)
 }
 
 /// The source table as InfluxDB should hold it, in `influx_dump`'s shape, numbers as f64.
@@ -199,6 +215,48 @@ fn await_same(table: &str, db: &str, within: Duration) {
     }
 }
 
+/// A job running in the background; killed if the test fails before it stops it.
+struct Running(Option<Child>);
+
+impl Running {
+    fn spawn(mut command: Command) -> Running {
+        let child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Running(Some(child))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// SIGTERM, then the job's output once it has drained and exited.
+fn stop(mut running: Running) -> std::process::Output {
+    let mut child = running.0.take().expect("running");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the job did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
 /// The changes every kind of row change makes, applied while the job follows the binlog.
 const CHANGES: &[&str] = &[
     // An insert, a value update, a field set to NULL, a delete.
@@ -237,53 +295,21 @@ fn apply_changes(table: &str) {
 #[test]
 fn every_kind_of_change_reaches_influxdb_while_the_job_runs() {
     let _shared = BINLOG.read().unwrap_or_else(|p| p.into_inner());
-    let table = unique("cdc_live");
-    let db = table.clone();
-    let _cleanup = Cleanup::default().table(&table).database(&db);
-    fresh_influx_db(&db);
-    create_table(&table);
-    seed(&table, 200);
-    let dir = scratch(&table);
-    let file = job_file(&dir, &table, &influx_sink(&db), MEASUREMENT);
-    let child = job(
+    let (table, db, dir, file, _cleanup) = influx_case("cdc_live", 200);
+    let child = Running::spawn(job(
         &dir,
         &file,
         "backfill+cdc",
         &["--metrics-addr", &format!("127.0.0.1:{}", free_ports(1)[0])],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    ));
     await_same(&table, &db, Duration::from_secs(60));
     apply_changes(&table);
     await_same(&table, &db, Duration::from_secs(60));
 
     // The recorded position reaches the server's end once everything is applied.
-    let end: (String, u64) = {
-        let row = sql(&["SHOW MASTER STATUS"]).remove(0);
-        (row.get(0).unwrap(), row.get(1).unwrap())
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let state: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("state/cdc.json")).unwrap())
-                .unwrap();
-        let position = (
-            state["position"]["file"].as_str().unwrap().to_string(),
-            state["position"]["offset"].as_u64().unwrap(),
-        );
-        if position >= end {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "recorded position {position:?} never reached {end:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    await_position(&dir, &server_end());
 
-    let out = sigterm_and_wait(child);
+    let out = stop(child);
     assert!(
         out.status.success(),
         "{}",
@@ -304,14 +330,7 @@ fn every_kind_of_change_reaches_influxdb_while_the_job_runs() {
 #[test]
 fn cdc_resumes_from_its_checkpoint_and_stops_when_caught_up() {
     let _shared = BINLOG.read().unwrap_or_else(|p| p.into_inner());
-    let table = unique("cdc_resume");
-    let db = table.clone();
-    let _cleanup = Cleanup::default().table(&table).database(&db);
-    fresh_influx_db(&db);
-    create_table(&table);
-    seed(&table, 100);
-    let dir = scratch(&table);
-    let file = job_file(&dir, &table, &influx_sink(&db), MEASUREMENT);
+    let (table, db, dir, file, _cleanup) = influx_case("cdc_resume", 100);
 
     let out = job(&dir, &file, "backfill+cdc", &["--until-caught-up"])
         .output()
@@ -482,25 +501,14 @@ impl Writer {
 #[test]
 fn concurrent_writers_during_backfill_and_cdc_then_verify_finds_no_difference() {
     let _shared = BINLOG.read().unwrap_or_else(|p| p.into_inner());
-    let table = unique("cdc_busy");
-    let db = table.clone();
-    let _cleanup = Cleanup::default().table(&table).database(&db);
-    fresh_influx_db(&db);
-    create_table(&table);
-    seed(&table, 20_000);
-    let dir = scratch(&table);
-    let file = job_file(&dir, &table, &influx_sink(&db), MEASUREMENT);
+    let (table, db, dir, file, _cleanup) = influx_case("cdc_busy", 20_000);
     let writer = Writer::start(&table);
-    let child = job(&dir, &file, "backfill+cdc", &["--workers", "2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = Running::spawn(job(&dir, &file, "backfill+cdc", &["--workers", "2"]));
     std::thread::sleep(Duration::from_secs(6));
     let written = writer.stop();
     assert!(written > 100, "the writer wrote only {written} statements");
     await_same(&table, &db, Duration::from_secs(90));
-    let out = sigterm_and_wait(child);
+    let out = stop(child);
     assert!(
         out.status.success(),
         "{}",
@@ -517,14 +525,7 @@ fn concurrent_writers_during_backfill_and_cdc_then_verify_finds_no_difference() 
 #[test]
 fn killed_at_ten_moments_across_snapshot_and_binlog_then_the_target_equals_the_source() {
     let _shared = BINLOG.read().unwrap_or_else(|p| p.into_inner());
-    let table = unique("cdc_crash");
-    let db = table.clone();
-    let _cleanup = Cleanup::default().table(&table).database(&db);
-    fresh_influx_db(&db);
-    create_table(&table);
-    seed(&table, 60_000);
-    let dir = scratch(&table);
-    let file = job_file(&dir, &table, &influx_sink(&db), MEASUREMENT);
+    let (table, db, dir, file, _cleanup) = influx_case("cdc_crash", 60_000);
     let writer = Writer::start(&table);
     let mut phases = Vec::new();
     let delays_ms = [150, 300, 500, 700, 1000, 1300, 1700, 2200, 2800, 3500, 4500];
@@ -584,46 +585,22 @@ fn an_idle_table_still_advances_the_recorded_position() {
     seed(&table, 10);
     let dir = scratch(&table);
     let file = job_file(&dir, &table, &influx_sink(&db), MEASUREMENT);
-    let child = job(&dir, &file, "backfill+cdc", &[])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = Running::spawn(job(&dir, &file, "backfill+cdc", &[]));
     await_same(&table, &db, Duration::from_secs(30));
-    let position = || -> (String, u64) {
-        let state: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("state/cdc.json")).unwrap())
-                .unwrap();
-        (
-            state["position"]["file"].as_str().unwrap().to_string(),
-            state["position"]["offset"].as_u64().unwrap(),
-        )
-    };
-    let before = position();
+    let before = recorded_position(&dir);
     // Another table changes and the server starts a new binlog file; the job's table
     // stays quiet for longer than the checkpoint interval (100ms).
     sql(&[&format!(
         "INSERT INTO {other} (device_id, ts) VALUES ('x', '2026-01-01')"
     )]);
     sql(&["FLUSH BINARY LOGS"]);
-    let end: (String, u64) = {
-        let row = sql(&["SHOW MASTER STATUS"]).remove(0);
-        (row.get(0).unwrap(), row.get(1).unwrap())
-    };
+    let end = server_end();
     assert!(
         end.0 > before.0,
         "FLUSH BINARY LOGS should start a new file"
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while position() < end {
-        assert!(
-            Instant::now() < deadline,
-            "the recorded position stayed at {:?} (server at {end:?})",
-            position()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = sigterm_and_wait(child);
+    await_position(&dir, &end);
+    let out = stop(child);
     assert!(out.status.success());
     assert_eq!(summary_u64(&out.stdout, "points_written"), 10);
 }
@@ -631,14 +608,7 @@ fn an_idle_table_still_advances_the_recorded_position() {
 #[test]
 fn a_purged_position_is_a_definite_error_that_says_how_to_recover() {
     let _exclusive = BINLOG.write().unwrap_or_else(|p| p.into_inner());
-    let table = unique("cdc_purged");
-    let db = table.clone();
-    let _cleanup = Cleanup::default().table(&table).database(&db);
-    fresh_influx_db(&db);
-    create_table(&table);
-    seed(&table, 10);
-    let dir = scratch(&table);
-    let file = job_file(&dir, &table, &influx_sink(&db), MEASUREMENT);
+    let (table, db, dir, file, _cleanup) = influx_case("cdc_purged", 10);
     let out = job(&dir, &file, "backfill+cdc", &["--until-caught-up"])
         .output()
         .unwrap();
@@ -646,11 +616,8 @@ fn a_purged_position_is_a_definite_error_that_says_how_to_recover() {
     // Changes the job has not seen, then the binlog holding them is purged.
     sql(&[&format!("DELETE FROM {table} WHERE id = 1")]);
     sql(&["FLUSH BINARY LOGS"]);
-    let current: String = sql(&["SHOW MASTER STATUS"]).remove(0).get(0).unwrap();
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("state/cdc.json")).unwrap())
-            .unwrap();
-    let recorded = state["position"]["file"].as_str().unwrap().to_string();
+    let current = server_end().0;
+    let recorded = recorded_position(&dir).0;
     assert!(
         recorded < current,
         "the change must lie in a file before {current}"
@@ -713,25 +680,14 @@ fn a_purged_position_is_a_definite_error_that_says_how_to_recover() {
 #[test]
 fn the_metrics_endpoint_shows_changes_and_lag() {
     let _shared = BINLOG.read().unwrap_or_else(|p| p.into_inner());
-    let table = unique("cdc_metrics");
-    let db = table.clone();
-    let _cleanup = Cleanup::default().table(&table).database(&db);
-    fresh_influx_db(&db);
-    create_table(&table);
-    seed(&table, 100);
-    let dir = scratch(&table);
-    let file = job_file(&dir, &table, &influx_sink(&db), MEASUREMENT);
+    let (table, db, dir, file, _cleanup) = influx_case("cdc_metrics", 100);
     let port = free_ports(1)[0];
-    let child = job(
+    let child = Running::spawn(job(
         &dir,
         &file,
         "backfill+cdc",
         &["--metrics-addr", &format!("127.0.0.1:{port}")],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    ));
     await_same(&table, &db, Duration::from_secs(30));
     apply_changes(&table);
     await_same(&table, &db, Duration::from_secs(30));
@@ -759,8 +715,38 @@ fn the_metrics_endpoint_shows_changes_and_lag() {
     assert_eq!(metrics["tsmig_cdc_lag_seconds"], 0.0);
     assert!(metrics["tsmig_sink_points_deleted_total"] >= 12.0);
     assert!(metrics["tsmig_checkpoints_total"] >= 1.0);
-    let out = sigterm_and_wait(child);
+    let out = stop(child);
     assert!(out.status.success());
+}
+
+/// The server's end of binlog: (file, offset).
+fn server_end() -> (String, u64) {
+    let row = sql(&["SHOW MASTER STATUS"]).remove(0);
+    (row.get(0).unwrap(), row.get(1).unwrap())
+}
+
+/// The binlog position a job in `dir` has recorded.
+fn recorded_position(dir: &Path) -> (String, u64) {
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state/cdc.json")).unwrap())
+            .unwrap();
+    (
+        state["position"]["file"].as_str().unwrap().to_string(),
+        state["position"]["offset"].as_u64().unwrap(),
+    )
+}
+
+/// Waits (20 s at most) until the job in `dir` has recorded `end` or a later position.
+fn await_position(dir: &Path, end: &(String, u64)) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while recorded_position(dir) < *end {
+        assert!(
+            Instant::now() < deadline,
+            "the recorded position stayed at {:?} (server at {end:?})",
+            recorded_position(dir)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// A plain HTTP/1.0 GET on loopback; the body, or "" if nothing answers.
@@ -776,4 +762,161 @@ fn http_get(port: u16, path: &str) -> String {
         .split_once("\r\n\r\n")
         .map(|(_, body)| body.to_string())
         .unwrap_or_default()
+}
+
+#[test]
+fn the_shipped_iotdb_cdc_job_replicates_changes() {
+    use iotdb_standin::{IotdbStandIn, StandInValue as V};
+    let _shared = BINLOG.read().unwrap_or_else(|p| p.into_inner());
+    let table = unique("cdc_shipped");
+    let _cleanup = Cleanup::default().table(&table);
+    load_sensor_table(&table, 500);
+    let iotdb = IotdbStandIn::start();
+    let dir = scratch(&table);
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs/mysql-to-iotdb-cdc.yaml");
+    let run_job = |entry: &str| {
+        tsmig()
+            .current_dir(&dir)
+            .env("TSMIG_TABLE", &table)
+            .env("IOTDB_PORT", iotdb.port().to_string())
+            .env("TSMIG_SERVER_ID", server_id().to_string())
+            .args(["-c", entry, "--config", shipped.to_str().unwrap()])
+            .args(["--until-caught-up", "--progress", "off", "--workers", "2"])
+            .output()
+            .unwrap()
+    };
+    let out = run_job("backfill+cdc");
+    assert_ok(&out);
+    assert_eq!(summary_u64(&out.stdout, "rows_read"), 500);
+    let (device, time): (String, i64) = mysql_async::from_row(
+        sql(&[
+            "SET time_zone = '+00:00'",
+            &format!("SELECT device_id, CAST(UNIX_TIMESTAMP(ts) * 1000 AS SIGNED) FROM {table} WHERE id = 7"),
+        ])
+        .remove(0),
+    );
+    let path = |m: &str| format!("root.factory.`{device}`.{m}");
+    assert!(iotdb
+        .points(&path("temperature"))
+        .iter()
+        .any(|(t, _)| *t == time));
+
+    sql(&[
+        &format!("UPDATE {table} SET temperature = 12.5 WHERE id = 7"),
+        &format!("DELETE FROM {table} WHERE id = 8"),
+    ]);
+    let out = run_job("cdc");
+    assert_ok(&out);
+    assert_eq!(summary_u64(&out.stdout, "changes_read"), 2);
+    assert!(iotdb
+        .points(&path("temperature"))
+        .contains(&(time, V::Double(12.5))));
+    let (gone_device, gone_time): (String, i64) = {
+        // Row 8 is gone from MySQL; its values are a pure function of its id
+        // (scripts/load-sample.sh), the same as row 8 of a fresh 8-row table.
+        let probe = unique("cdc_probe");
+        let _probe = Cleanup::default().table(&probe);
+        load_sensor_table(&probe, 8);
+        mysql_async::from_row(
+            sql(&[
+                "SET time_zone = '+00:00'",
+                &format!("SELECT device_id, CAST(UNIX_TIMESTAMP(ts) * 1000 AS SIGNED) FROM {probe} WHERE id = 8"),
+            ])
+            .remove(0),
+        )
+    };
+    let all = iotdb.all_points();
+    let left: usize = all
+        .iter()
+        .filter(|(p, _)| p.starts_with(&format!("root.factory.`{gone_device}`.")))
+        .map(|(_, points)| points.iter().filter(|(t, _)| *t == gone_time).count())
+        .sum();
+    assert_eq!(left, 0, "the deleted row's point is still in IoTDB");
+}
+
+#[test]
+fn a_cdc_job_without_its_own_server_id_is_refused() {
+    let dir = scratch(&unique("cdc_noid"));
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs/mysql-to-iotdb-cdc.yaml"),
+    )
+    .unwrap()
+    .lines()
+    .filter(|l| !l.trim_start().starts_with("server_id:"))
+    .collect::<Vec<_>>()
+    .join("\n");
+    let file = dir.join("job.yaml");
+    std::fs::write(&file, text).unwrap();
+    let out = tsmig()
+        .args(["validate", "--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("source.server_id"), "{stderr}");
+    assert!(stderr.contains("disconnect each other"), "{stderr}");
+}
+
+#[test]
+fn append_only_and_ignore_policies() {
+    let _shared = BINLOG.read().unwrap_or_else(|p| p.into_inner());
+    // append_only: no consolidation, changes applied in order (a later delete still wins).
+    let (table, db, dir, _, _cleanup) = influx_case("cdc_append", 10);
+    let file = job_file(
+        &dir,
+        &table,
+        &influx_sink(&db),
+        &format!("{MEASUREMENT}\n    append_only: true"),
+    );
+    let run_until_caught_up = |entry: &str, file: &Path| {
+        let out = job(&dir, file, entry, &["--until-caught-up"])
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        out
+    };
+    run_until_caught_up("backfill+cdc", &file);
+    sql(&[
+        &format!("INSERT INTO {table} (device_id, ts, temperature) VALUES ('a1', '2026-05-01', 1.5), ('a2', '2026-05-01', 2.5)"),
+        &format!("DELETE FROM {table} WHERE device_id = 'a2'"),
+        &format!("UPDATE {table} SET temperature = 7.25 WHERE id = 1"),
+    ]);
+    run_until_caught_up("cdc", &file);
+    assert_same(&table, &db);
+
+    // on_delete: ignore keeps deleted points; on_update: ignore keeps the old values.
+    let (table, db, dir, _, _cleanup) = influx_case("cdc_ignore", 10);
+    let file = job_file(
+        &dir,
+        &table,
+        &influx_sink(&db),
+        &format!("{MEASUREMENT}\n    on_update: ignore\n    on_delete: ignore"),
+    );
+    let run_until_caught_up = |entry: &str| {
+        let out = job(&dir, &file, entry, &["--until-caught-up"])
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        out
+    };
+    run_until_caught_up("backfill+cdc");
+    let before = actual_influx(&db);
+    sql(&[
+        &format!("DELETE FROM {table} WHERE id = 3"),
+        &format!("UPDATE {table} SET temperature = 99.5 WHERE id = 4"),
+        &format!(
+            "INSERT INTO {table} (device_id, ts, temperature) VALUES ('n1', '2026-05-02', 3.5)"
+        ),
+    ]);
+    let out = run_until_caught_up("cdc");
+    assert_eq!(summary_u64(&out.stdout, "changes_read"), 3);
+    assert_eq!(summary_u64(&out.stdout, "points_deleted"), 0);
+    let mut expected = before;
+    expected.push(serde_json::json!({
+        "time": 1777680000000i64,
+        "tags": {"device_id": "n1", "site": ""},
+        "fields": {"temperature": 3.5},
+    }));
+    expected.sort_by_key(|p| p.to_string());
+    assert_eq!(actual_influx(&db), expected);
 }

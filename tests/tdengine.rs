@@ -904,7 +904,7 @@ fn shipped_job_file_validates_plans_and_runs_into_influxdb_2() {
         "{plan}"
     );
     assert!(plan.contains("column tbname"), "{plan}");
-    assert!(plan.contains("split 0: d000 ..1767312000000"), "{plan}");
+    assert!(plan.contains("split 0: ..1767312000000 (d000)"), "{plan}");
 
     let out = run_shipped(&["-c", "backfill", "--workers", "2", "--progress", "off"]);
     assert_ok(&out);

@@ -2,12 +2,10 @@
 
 use super::commit::{commit, Committer};
 use super::read::{read_splits, ReadContext};
-use super::{map, plan, sink, Cluster, Control, EpochClock};
+use super::{join_workers, map, plan, sink, Cluster, EpochClock, Services};
 use crate::checkpoint::store::FileStore;
 use crate::checkpoint::BackfillState;
-use crate::dead_letter::DeadLetters;
 use crate::mapping::Mappings;
-use crate::metrics::Counters;
 use crate::model::Point;
 use crate::sinks::Sink;
 use crate::sources::BoundedSource;
@@ -32,20 +30,14 @@ pub struct Backfill<S: Sink> {
     pub epoch: Duration,
     /// Backpressure bound per worker.
     pub max_in_flight_rows: u64,
-    /// Where rejected records go.
-    pub dead_letters: DeadLetters,
-    /// Running totals.
-    pub counters: Arc<Counters>,
-    /// Stop request and failure.
-    pub control: Control,
-    /// The runtime the connectors' async work runs on.
-    pub runtime: tokio::runtime::Handle,
+    /// Runtime, dead letters, counters and control.
+    pub services: Services,
 }
 
 /// Runs the backfill on this process's workers until every split is read and durable (or
 /// a stop was requested and everything read is durable). `Err` carries the job's failure.
 pub fn run<S: Sink>(job: Backfill<S>, cluster: &Cluster) -> Result<(), String> {
-    let control = job.control.clone();
+    let control = job.services.control.clone();
     // Worker 0 takes the plan and the state store; other workers get none.
     let state = Arc::new(Mutex::new(job.state));
     let clock = EpochClock {
@@ -58,11 +50,15 @@ pub fn run<S: Sink>(job: Backfill<S>, cluster: &Cluster) -> Result<(), String> {
         sink,
         checkpoint_interval,
         max_in_flight_rows,
-        dead_letters,
-        counters,
-        runtime,
+        services,
         ..
     } = job;
+    let Services {
+        runtime,
+        dead_letters,
+        counters,
+        ..
+    } = services.clone();
 
     let worker_control = control.clone();
     let guards = timely::execute(cluster.timely_config(), move |worker| {
@@ -105,40 +101,12 @@ pub fn run<S: Sink>(job: Backfill<S>, cluster: &Cluster) -> Result<(), String> {
             );
             let points = map::rows_to_points(rows, mappings.clone(), dead_letters.clone());
             let routed = points.exchange(|p: &Point| p.device_hash);
-            let acks = sink::write(
-                routed,
-                sink::SinkContext {
-                    sink: sink.clone(),
-                    runtime: runtime.clone(),
-                    dead_letters: dead_letters.clone(),
-                    counters: counters.clone(),
-                    control: control.clone(),
-                    ordered: false,
-                },
-            )
-            .probe_with(&durable);
+            let acks = sink::write(routed, sink.clone(), &services, false).probe_with(&durable);
             commit(finished, acks, committer);
         });
 
         while worker.step_or_park(None) {}
     })?;
 
-    let results = guards.join();
-    if let Some(failure) = job_failure(&results, &control) {
-        return Err(failure);
-    }
-    Ok(())
-}
-
-pub(super) fn job_failure(results: &[Result<(), String>], control: &Control) -> Option<String> {
-    if let Some(failure) = control.failure() {
-        return Some(failure);
-    }
-    results.iter().find_map(|r| r.as_ref().err()).map(|e| {
-        if e.contains("JobFailed") || e.is_empty() {
-            "a worker failed".to_string()
-        } else {
-            format!("a worker failed: {e}")
-        }
-    })
+    join_workers(guards, &control)
 }

@@ -18,12 +18,10 @@
 use super::changes::to_sink_changes;
 use super::commit::{commit_positions, CdcProgress, PositionCommitter};
 use super::follow::{follow, FollowContext};
-use super::{sink, Cluster, Control, EpochClock};
+use super::{join_workers, sink, Cluster, EpochClock, Services};
 use crate::checkpoint::store::FileStore;
 use crate::checkpoint::CdcState;
-use crate::dead_letter::DeadLetters;
 use crate::mapping::Mappings;
-use crate::metrics::Counters;
 use crate::sinks::Sink;
 use crate::sources::ChangeSource;
 use std::sync::{Arc, Mutex};
@@ -51,22 +49,16 @@ pub struct Cdc<S: Sink> {
     pub max_in_flight_rows: u64,
     /// Stop at the first heartbeat (the server has nothing newer).
     pub until_caught_up: bool,
-    /// Where rejected records go.
-    pub dead_letters: DeadLetters,
-    /// Running totals.
-    pub counters: Arc<Counters>,
     /// Shared with the lag monitor.
     pub progress: Arc<Mutex<CdcProgress>>,
-    /// Stop request and failure.
-    pub control: Control,
-    /// The runtime the connectors' async work runs on.
-    pub runtime: tokio::runtime::Handle,
+    /// Runtime, dead letters, counters and control.
+    pub services: Services,
 }
 
 /// Follows the change log until stopped (or caught up), with every change written and its
 /// position recorded. `Err` carries the job's failure.
 pub fn run<S: Sink>(job: Cdc<S>, cluster: &Cluster) -> Result<(), String> {
-    let control = job.control.clone();
+    let control = job.services.control.clone();
     let clock = EpochClock {
         start: Instant::now(),
         tick: job.epoch,
@@ -80,12 +72,16 @@ pub fn run<S: Sink>(job: Cdc<S>, cluster: &Cluster) -> Result<(), String> {
         checkpoint_interval,
         max_in_flight_rows,
         until_caught_up,
-        dead_letters,
-        counters,
         progress,
-        runtime,
+        services,
         ..
     } = job;
+    let Services {
+        runtime,
+        dead_letters,
+        counters,
+        ..
+    } = services.clone();
 
     let worker_control = control.clone();
     let guards = timely::execute(cluster.timely_config(), move |worker| {
@@ -130,27 +126,12 @@ pub fn run<S: Sink>(job: Cdc<S>, cluster: &Cluster) -> Result<(), String> {
                 dead_letters.clone(),
                 counters.clone(),
             );
-            let acks = sink::write(
-                changes,
-                sink::SinkContext {
-                    sink: sink.clone(),
-                    runtime: runtime.clone(),
-                    dead_letters: dead_letters.clone(),
-                    counters: counters.clone(),
-                    control: control.clone(),
-                    ordered: true,
-                },
-            )
-            .probe_with(&durable);
+            let acks = sink::write(changes, sink.clone(), &services, true).probe_with(&durable);
             commit_positions(positions, acks, committer);
         });
 
         while worker.step_or_park(None) {}
     })?;
 
-    let results = guards.join();
-    if let Some(failure) = super::backfill::job_failure(&results, &control) {
-        return Err(failure);
-    }
-    Ok(())
+    join_workers(guards, &control)
 }

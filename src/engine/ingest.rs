@@ -53,10 +53,7 @@
 //! worker's state, and [`run`] abandons the queue so that the requests still in it are
 //! answered at once too, instead of waiting out `ack_timeout`.
 
-use super::backfill::job_failure;
-use super::{sink, Cluster, Control, EpochClock};
-use crate::dead_letter::DeadLetters;
-use crate::metrics::Counters;
+use super::{join_workers, sink, Cluster, Control, EpochClock, Services};
 use crate::model::Point;
 use crate::sinks::Sink;
 use crate::sources::ingest::{Ack, IngestQueue, Ingested};
@@ -86,14 +83,9 @@ pub struct Ingest<S: Sink> {
     pub sink: Arc<S>,
     /// Length of an epoch.
     pub epoch: Duration,
-    /// Where points the sink refuses go.
-    pub dead_letters: DeadLetters,
-    /// Running totals.
-    pub counters: Arc<Counters>,
-    /// Failure (a stop request is the endpoint's to handle: see the module docs).
-    pub control: Control,
-    /// The runtime the sink's async work runs on.
-    pub runtime: tokio::runtime::Handle,
+    /// Runtime, dead letters, counters and control (its failure: a stop request is the
+    /// endpoint's to handle, see the module docs).
+    pub services: Services,
 }
 
 /// Writes what the endpoint queues until the queue is finished (the endpoint stopped and
@@ -104,11 +96,9 @@ pub fn run<S: Sink>(job: Ingest<S>, cluster: &Cluster) -> Result<(), String> {
         queue,
         sink,
         epoch,
-        dead_letters,
-        counters,
-        control,
-        runtime,
+        services,
     } = job;
+    let control = services.control.clone();
     let clock = EpochClock {
         start: Instant::now(),
         tick: epoch,
@@ -131,28 +121,13 @@ pub fn run<S: Sink>(job: Ingest<S>, cluster: &Cluster) -> Result<(), String> {
                 },
             );
             let routed = points.exchange(|(_, p): &Numbered| p.device_hash);
-            let acks = sink::write(
-                in_queue_order(routed),
-                sink::SinkContext {
-                    sink: sink.clone(),
-                    runtime: runtime.clone(),
-                    dead_letters: dead_letters.clone(),
-                    counters: counters.clone(),
-                    control: control.clone(),
-                    ordered: true,
-                },
-            );
+            let acks = sink::write(in_queue_order(routed), sink.clone(), &services, true);
             acknowledge(acks, waiting);
         });
         while worker.step_or_park(None) {}
     })?;
 
-    let results = guards.join();
-    if let Some(failure) = job_failure(&results, &control) {
-        queue.abandon(&failure);
-        return Err(failure);
-    }
-    Ok(())
+    join_workers(guards, &control).inspect_err(|failure| queue.abandon(failure))
 }
 
 /// What the take-requests operator of a worker needs.

@@ -44,6 +44,37 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// What every operator that does async work shares: the runtime, the dead-letter file,
+/// the counters and the stop/failure control.
+#[derive(Clone)]
+pub struct Services {
+    /// The runtime the connectors' async work runs on.
+    pub runtime: tokio::runtime::Handle,
+    /// Where rejected records go.
+    pub dead_letters: crate::dead_letter::DeadLetters,
+    /// Running totals.
+    pub counters: Arc<crate::metrics::Counters>,
+    /// Stop request and failure.
+    pub control: Control,
+}
+
+/// Waits for every worker of this process; `Err` is the job's failure (the first one
+/// recorded, or a worker's panic).
+fn join_workers(
+    guards: timely::communication::WorkerGuards<()>,
+    control: &Control,
+) -> Result<(), String> {
+    let results = guards.join();
+    if let Some(failure) = control.failure() {
+        return Err(failure);
+    }
+    match results.iter().find_map(|r| r.as_ref().err()) {
+        None => Ok(()),
+        Some(e) if e.contains("JobFailed") || e.is_empty() => Err("a worker failed".into()),
+        Some(e) => Err(format!("a worker failed: {e}")),
+    }
+}
+
 /// Where the workers of a job run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cluster {

@@ -23,9 +23,7 @@
 //! target applies each point's changes in the order they happened, with several requests
 //! in flight for different points.
 
-use super::Control;
-use crate::dead_letter::DeadLetters;
-use crate::metrics::Counters;
+use super::Services;
 use crate::model::{Change, IntoChange, Point};
 use crate::sinks::util::{deliver, deliver_deletes, Delivery};
 use crate::sinks::{Batch, Sink};
@@ -54,31 +52,21 @@ impl<B: Batch> Pending<B> {
     }
 }
 
-/// Where the sink operator's changes go and how they are ordered.
-pub(super) struct SinkContext<S> {
-    pub sink: Arc<S>,
-    pub runtime: tokio::runtime::Handle,
-    pub dead_letters: DeadLetters,
-    pub counters: Arc<Counters>,
-    pub control: Control,
-    /// Keep each point's changes in order (CDC); a backfill writes each point once.
-    pub ordered: bool,
-}
-
-/// Writes `points` (points or changes) to the sink; the returned stream's frontier is the
-/// oldest epoch not yet durable at this sink.
+/// Writes `points` (points or changes) to `sink`; the returned stream's frontier is the
+/// oldest epoch not yet durable at this sink. `ordered` keeps each point's changes in order
+/// (CDC, ingest); a backfill writes each point once and needs no such care.
 pub(super) fn write<'s, S: Sink, D: IntoChange + Clone + 'static>(
     points: Stream<'s, u64, Vec<D>>,
-    ctx: SinkContext<S>,
+    sink: Arc<S>,
+    services: &Services,
+    ordered: bool,
 ) -> Stream<'s, u64, Vec<()>> {
-    let SinkContext {
-        sink,
+    let Services {
         runtime,
         dead_letters,
         counters,
         control,
-        ordered,
-    } = ctx;
+    } = services.clone();
     let scope = points.scope();
     points.unary_frontier(Pipeline, "WriteSink", move |_initial, info| {
         let activator = scope.activator_for(info.address.clone());

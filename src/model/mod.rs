@@ -112,6 +112,15 @@ impl Value {
     }
 }
 
+/// -0.0 and 0.0 are one value (as `==` on floats says); every other float is itself.
+fn zero(f: f64) -> f64 {
+    if f == 0.0 {
+        0.0
+    } else {
+        f
+    }
+}
+
 impl PartialEq for Value {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other) == std::cmp::Ordering::Equal
@@ -131,7 +140,7 @@ impl Ord for Value {
         match (self, other) {
             (Value::Int(a), Value::Int(b)) => a.cmp(b),
             (Value::UInt(a), Value::UInt(b)) => a.cmp(b),
-            (Value::Float(a), Value::Float(b)) => a.total_cmp(b),
+            (Value::Float(a), Value::Float(b)) => zero(*a).total_cmp(&zero(*b)),
             (Value::Decimal(a), Value::Decimal(b)) => a.cmp(b),
             (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
             (Value::String(a), Value::String(b)) => a.cmp(b),
@@ -147,7 +156,7 @@ impl std::hash::Hash for Value {
         match self {
             Value::Int(v) | Value::Time(v) => v.hash(state),
             Value::UInt(v) => v.hash(state),
-            Value::Float(v) => v.to_bits().hash(state),
+            Value::Float(v) => zero(*v).to_bits().hash(state),
             Value::Decimal(v) => v.hash(state),
             Value::Bool(v) => v.hash(state),
             Value::String(v) => v.hash(state),
@@ -292,6 +301,22 @@ mod tests {
             "2026-01-01T00:00:00.123456Z"
         );
         assert_eq!(format_time(-1), "1969-12-31T23:59:59.999999999Z");
+    }
+
+    #[test]
+    fn values_are_totally_ordered_for_consolidation() {
+        assert_eq!(Value::Float(-0.0), Value::Float(0.0));
+        assert_eq!(Value::Float(f64::NAN), Value::Float(f64::NAN));
+        assert!(Value::Float(1.0) < Value::Float(2.0));
+        assert_ne!(Value::Int(1), Value::UInt(1));
+        assert_ne!(Value::Float(1.0), Value::Decimal("1".into()));
+        let hash = |v: &Value| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            v.hash(&mut h);
+            h.finish()
+        };
+        assert_eq!(hash(&Value::Float(-0.0)), hash(&Value::Float(0.0)));
     }
 
     #[test]

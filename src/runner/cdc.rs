@@ -118,11 +118,9 @@ impl WithSink for CdcPhases<'_> {
                 epoch: job.file.flow.epoch,
                 max_in_flight_rows: job.file.flow.max_in_flight_rows,
                 until_caught_up: options.until_caught_up,
-                dead_letters: run.dead_letters.clone(),
-                counters: run.counters.clone(),
                 progress: progress.clone(),
-                control: run.control.clone(),
-                runtime: run.rt.handle().clone(),
+
+                services: run.services(),
             },
             &options.cluster,
         );

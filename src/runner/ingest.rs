@@ -136,10 +136,7 @@ impl WithSink for IngestPhase<'_> {
                 queue,
                 sink,
                 epoch: job.file.flow.epoch,
-                dead_letters: run.dead_letters.clone(),
-                counters: run.counters.clone(),
-                control: run.control.clone(),
-                runtime: run.rt.handle().clone(),
+                services: run.services(),
             },
             &options.cluster,
         );

@@ -174,7 +174,7 @@ pub fn plan(job: &Job) -> Result<String, RunError> {
                     if s.partition.is_empty() {
                         String::new()
                     } else {
-                        format!(" where {}", s.partition)
+                        format!(" ({})", s.partition)
                     },
                     s.estimated_rows
                 ));
@@ -305,6 +305,16 @@ impl JobRun {
             progress,
             started,
         })
+    }
+
+    /// What the engine's operators share.
+    fn services(&self) -> engine::Services {
+        engine::Services {
+            runtime: self.rt.handle().clone(),
+            dead_letters: self.dead_letters.clone(),
+            counters: self.counters.clone(),
+            control: self.control.clone(),
+        }
     }
 
     /// Stops the display and the runtime, prints the summary, returns the job's result.
@@ -471,10 +481,7 @@ impl JobRun {
                 checkpoint_interval: job.file.checkpoint.interval,
                 epoch: job.file.flow.epoch,
                 max_in_flight_rows: job.file.flow.max_in_flight_rows,
-                dead_letters: self.dead_letters.clone(),
-                counters: self.counters.clone(),
-                control: self.control.clone(),
-                runtime: self.rt.handle().clone(),
+                services: self.services(),
             },
             cluster,
         )

@@ -223,14 +223,7 @@ impl InfluxClient {
         let Some(request) = self.query(&[("q", q.as_str())]) else {
             return Ok(());
         };
-        let response = request.send().await.map_err(transport)?;
-        let status = response.status();
-        let retry_after = retry_after(response.headers());
-        let body = response.text().await.unwrap_or_default();
-        if status.is_success() && !body.contains("\"error\"") {
-            return Ok(());
-        }
-        Err(classify(status, &body, retry_after))
+        statement(request).await
     }
 
     /// Deletes exactly the point of each `(measurement, tags, time)`: in 1.x one `DELETE`
@@ -259,14 +252,7 @@ impl InfluxClient {
                 let request = self
                     .query(&[("db", database.as_str()), ("q", q.as_str())])
                     .expect("version 1");
-                let response = request.send().await.map_err(transport)?;
-                let status = response.status();
-                let retry_after = retry_after(response.headers());
-                let body = response.text().await.unwrap_or_default();
-                if status.is_success() && !body.contains("\"error\"") {
-                    return Ok(());
-                }
-                Err(classify(status, &body, retry_after))
+                statement(request).await
             }
             InfluxClient::V2 {
                 http,
@@ -493,6 +479,42 @@ fn parse_chunk(line: &[u8]) -> Result<serde_json::Value, QueryError> {
     Ok(json)
 }
 
+/// Sends an InfluxQL request whose answer carries no data: an error in the body (InfluxDB
+/// answers 200 with `"error"` for a statement that failed) counts as a failure.
+async fn statement(request: reqwest::RequestBuilder) -> Result<(), WriteError> {
+    let response = request.send().await.map_err(transport)?;
+    let status = response.status();
+    let retry_after = retry_after(response.headers());
+    let body = response.text().await.unwrap_or_default();
+    if status.is_success() && !body.contains("\"error\"") {
+        return Ok(());
+    }
+    if status.is_success() {
+        return Err(statement_error(&body));
+    }
+    Err(classify(status, &body, retry_after))
+}
+
+/// A statement InfluxDB answered 200 with an error: a closing shard or a timeout is worth
+/// another try, a missing database stops the job, anything else refuses the statement.
+fn statement_error(body: &str) -> WriteError {
+    let text = server_message(body);
+    let message = format!("HTTP 200: {text}");
+    if text.contains("database not found") {
+        WriteError::Fatal { message }
+    } else if ["engine is closed", "timeout", "shard is closed", "too many"]
+        .iter()
+        .any(|t| text.contains(t))
+    {
+        WriteError::Transient {
+            message,
+            retry_after: None,
+        }
+    } else {
+        WriteError::Rejected { message }
+    }
+}
+
 fn transport(e: reqwest::Error) -> WriteError {
     WriteError::Transient {
         message: format!("request failed: {}", without_url(&e)),
@@ -547,6 +569,23 @@ mod tests {
             series_predicate(&[("host", "a'b\\c"), ("region", "")]),
             r#""host" = 'a\'b\\c' AND "region" = ''"#
         );
+    }
+
+    #[test]
+    fn statement_errors_are_classified() {
+        let body = |e: &str| format!("{{\"results\":[{{\"statement_id\":0,\"error\":\"{e}\"}}]}}");
+        assert!(matches!(
+            statement_error(&body("engine is closed")),
+            WriteError::Transient { .. }
+        ));
+        assert!(matches!(
+            statement_error(&body("database not found: x")),
+            WriteError::Fatal { .. }
+        ));
+        assert!(matches!(
+            statement_error(&body("error parsing query")),
+            WriteError::Rejected { .. }
+        ));
     }
 
     #[test]
