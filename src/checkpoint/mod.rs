@@ -6,6 +6,9 @@
 //! the same ones) and the set of finished splits. A split counts as finished only when the
 //! epoch in which its last row was read is durable in the target on every worker — the
 //! engine learns that from the frontier after the sinks, and feeds it to a [`Ledger`].
+//!
+//! `backfill+follow` adds a [`FollowState`]: a watermark (a time) and the polling round
+//! under way, whose plan and finished splits are kept as a [`BackfillState`] of its own.
 
 pub mod store;
 
@@ -156,6 +159,29 @@ impl FollowState {
         (from, self.watermark, now.max(self.watermark))
     }
 
+    /// What the next round is at `now`, given whether a round plan is recorded: the round
+    /// under way when both it and its plan are recorded; its range planned again when only
+    /// the round is (a crash between the two saves); otherwise a new range (a plan recorded
+    /// without its round was never read, and is replaced).
+    pub fn next_round(&self, plan_recorded: bool, now: i64, lateness: i64) -> NextRound {
+        match self.round {
+            Some(round) if plan_recorded => NextRound::Resume(round),
+            Some(round) => NextRound::Plan {
+                from: round.from,
+                watermark: self.watermark,
+                to: round.to,
+            },
+            None => {
+                let (from, watermark, to) = self.next_range(now, lateness);
+                NextRound::Plan {
+                    from,
+                    watermark,
+                    to,
+                }
+            }
+        }
+    }
+
     /// The round is durable: the watermark moves to its end.
     pub fn finish_round(&mut self) {
         if let Some(round) = self.round.take() {
@@ -163,6 +189,22 @@ impl FollowState {
             self.rounds += 1;
         }
     }
+}
+
+/// Where the next `backfill+follow` round comes from ([`FollowState::next_round`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextRound {
+    /// Finish the recorded round: read its plan's unfinished splits.
+    Resume(Round),
+    /// Plan the re-read part `[from, watermark)` and the new part `[watermark, to)`.
+    Plan {
+        /// Start of the re-read part.
+        from: i64,
+        /// End of the re-read part, start of the new one.
+        watermark: i64,
+        /// End of the new part.
+        to: i64,
+    },
 }
 
 /// What finished per epoch (split ids, or change-log positions), waiting for the epoch to
@@ -258,6 +300,29 @@ mod tests {
         // The clock went back: only the lateness window is read again.
         assert_eq!(s.next_range(1_200, 100), (1_400, 1_500, 1_500));
         assert_eq!(s.next_range(2_000, 0), (1_500, 1_500, 2_000));
+    }
+
+    #[test]
+    fn a_restart_resumes_a_recorded_round_or_plans_its_range_again() {
+        let mut s = FollowState::new("j", 1_000);
+        let plan = |from, watermark, to| NextRound::Plan {
+            from,
+            watermark,
+            to,
+        };
+        // No round recorded: a new one, a stray plan or not.
+        assert_eq!(s.next_round(false, 1_500, 100), plan(900, 1_000, 1_500));
+        assert_eq!(s.next_round(true, 1_500, 100), plan(900, 1_000, 1_500));
+        let round = Round {
+            from: 900,
+            to: 1_400,
+            new_points: 0,
+        };
+        s.round = Some(round);
+        // Recorded with its plan: finished as it was, whatever the clock says now.
+        assert_eq!(s.next_round(true, 9_000, 100), NextRound::Resume(round));
+        // Recorded without its plan: the same range again.
+        assert_eq!(s.next_round(false, 9_000, 100), plan(900, 1_000, 1_400));
     }
 
     #[test]

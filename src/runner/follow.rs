@@ -29,7 +29,7 @@
 use super::{open, prepare_sink, source_error, with_sink, BackfillPhase, JobRun, RunError};
 use super::{RunOptions, WithSink};
 use crate::checkpoint::store::FileStore;
-use crate::checkpoint::{BackfillState, FollowState, Round};
+use crate::checkpoint::{BackfillState, FollowState, NextRound, Round};
 use crate::job::Job;
 use crate::mapping::Mappings;
 use crate::metrics::Counters;
@@ -259,15 +259,23 @@ impl<S: Sink> Rounds<'_, S> {
         round_store: &FileStore,
     ) -> Result<(Round, BackfillState, bool), RunError> {
         let recorded = round_store.load_backfill().map_err(RunError::Failed)?;
-        if let (Some(round), Some(plan)) = (state.round, recorded) {
-            tracing::info!("resuming the round under way");
-            return Ok((round, plan, true));
-        }
         let lateness = nanos(self.job.file.follow.lateness);
-        let (from, watermark, to) = match state.round {
-            // Recorded, but its plan was not: plan the same range again.
-            Some(r) => (r.from, state.watermark, r.to),
-            None => state.next_range(now_ns(), lateness),
+        let next = state.next_round(recorded.is_some(), now_ns(), lateness);
+        let (from, watermark, to) = match (next, recorded) {
+            (NextRound::Resume(round), Some(plan)) => {
+                tracing::info!("resuming the round under way");
+                return Ok((round, plan, true));
+            }
+            (
+                NextRound::Plan {
+                    from,
+                    watermark,
+                    to,
+                },
+                _,
+            ) => (from, watermark, to),
+            // Not given: `next_round` resumes only a round whose plan is recorded.
+            (NextRound::Resume(round), None) => (round.from, state.watermark, round.to),
         };
         let (old, new) = self
             .run
