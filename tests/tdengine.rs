@@ -1175,6 +1175,7 @@ fn follow_killed_mid_round_finishes_that_round_and_rereads_only_the_lateness() {
     );
     td.set_delay(Duration::ZERO);
     let round = follow_state(&state).unwrap()["round"].clone();
+    let round_start = round["from"].as_i64().unwrap() / 1_000_000;
     let round_end = round["to"].as_i64().unwrap() / 1_000_000;
     let rows_pending = td
         .rows(td_db, "sensors")
@@ -1193,6 +1194,7 @@ fn follow_killed_mid_round_finishes_that_round_and_rereads_only_the_lateness() {
         td.insert(td_db, sub, t + s as i64, live_values(100 + s as i64));
     }
 
+    let before = td.statements().len();
     let out = td_command(
         &job,
         &[
@@ -1206,6 +1208,22 @@ fn follow_killed_mid_round_finishes_that_round_and_rereads_only_the_lateness() {
     .output()
     .unwrap();
     assert_ok(&out);
+    // Every read of the restart starts within the killed round or later: nothing before it.
+    let reads: Vec<String> = td.statements()[before..]
+        .iter()
+        .filter(|s| s.contains("ORDER BY"))
+        .cloned()
+        .collect();
+    assert!(!reads.is_empty());
+    for read in &reads {
+        let lower = read
+            .split("`ts` >")
+            .nth(1)
+            .and_then(|rest| rest.trim_start_matches('=').split_whitespace().next())
+            .and_then(|n| n.parse::<i64>().ok())
+            .unwrap_or_else(|| panic!("a read without a lower time bound: {read}"));
+        assert!(lower >= round_start, "{read} reads before {round_start}");
+    }
     let rows = td.rows(td_db, "sensors");
     assert_eq!(rows.len(), 300 + 90 + 3);
     // The killed round's unfinished splits, then one or two rounds reading from its end
