@@ -16,6 +16,21 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::{Arc, Mutex};
 
+/// One test's sensor table, what its stand-in keeps, the stand-in's port, a scratch
+/// folder, and the table's cleanup (keep it to the end).
+type Case = (String, Arc<Mutex<Seen>>, u16, std::path::PathBuf, Cleanup);
+
+/// A [`Case`] with a sensor table of `rows` rows and a stand-in starting from `seen`.
+fn case(prefix: &str, rows: u64, seen: Seen) -> Case {
+    let table = unique(prefix);
+    let cleanup = Cleanup::default().table(&table);
+    load_sensor_table(&table, rows);
+    let seen = Arc::new(Mutex::new(seen));
+    let port = standin(seen.clone());
+    let dir = scratch(&table);
+    (table, seen, port, dir, cleanup)
+}
+
 fn job(dir: &std::path::Path, table: &str, port: u16, bucket: &str) -> std::path::PathBuf {
     job_with(dir, table, port, bucket, "")
 }
@@ -66,30 +81,16 @@ checkpoint:
 
 #[test]
 fn version_2_writes_with_token_org_bucket_and_precision_and_retries_503() {
-    let table = unique("v2");
-    let _cleanup = Cleanup::default().table(&table);
-    load_sensor_table(&table, 5_000);
-    let seen = Arc::new(Mutex::new(Seen {
-        script: vec![503, 503],
-        ..Seen::default()
-    }));
-    let port = standin(seen.clone());
-    let dir = scratch(&table);
+    let (table, seen, port, dir, _cleanup) = case(
+        "v2",
+        5_000,
+        Seen {
+            script: vec![503, 503],
+            ..Seen::default()
+        },
+    );
     let path = job(&dir, &table, port, "plant");
-    let out = tsmig()
-        .env("INFLUX_TOKEN", "secret-token")
-        .args([
-            "-c",
-            "backfill",
-            "--config",
-            path.to_str().unwrap(),
-            "--workers",
-            "2",
-            "--progress",
-            "off",
-        ])
-        .output()
-        .unwrap();
+    let out = backfill(&path, "2");
     assert_ok(&out);
     assert_eq!(summary_u64(&out.stdout, "points_written"), 5_000);
     let seen = seen.lock().unwrap();
@@ -124,12 +125,7 @@ fn version_2_writes_with_token_org_bucket_and_precision_and_retries_503() {
 
 #[test]
 fn version_2_wrong_token_or_bucket_fails_the_job_with_the_servers_message() {
-    let table = unique("v2bad");
-    let _cleanup = Cleanup::default().table(&table);
-    load_sensor_table(&table, 100);
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let port = standin(seen.clone());
-    let dir = scratch(&table);
+    let (table, seen, port, dir, _cleanup) = case("v2bad", 100, Seen::default());
     for (token, bucket, expected) in [
         ("wrong", "plant", "HTTP 401: unauthorized access"),
         (
@@ -171,29 +167,9 @@ fn version_2_wrong_token_or_bucket_fails_the_job_with_the_servers_message() {
 
 #[test]
 fn version_2_verify_is_clean_after_backfill_and_finds_each_kind_of_damage() {
-    let table = unique("v2ver");
-    let _cleanup = Cleanup::default().table(&table);
-    load_sensor_table(&table, 3_000);
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let port = standin(seen.clone());
-    let dir = scratch(&table);
+    let (table, seen, port, dir, _cleanup) = case("v2ver", 3_000, Seen::default());
     let path = job(&dir, &table, port, "plant");
-    assert_ok(
-        &tsmig()
-            .env("INFLUX_TOKEN", "secret-token")
-            .args([
-                "-c",
-                "backfill",
-                "--config",
-                path.to_str().unwrap(),
-                "--workers",
-                "2",
-                "--progress",
-                "off",
-            ])
-            .output()
-            .unwrap(),
-    );
+    assert_ok(&backfill(&path, "2"));
 
     let (code, report) = verify(&path, &[("INFLUX_TOKEN", "secret-token".to_string())]);
     assert_eq!(code, 0, "{report}");
@@ -315,18 +291,8 @@ fn the_standin_refuses_flux_it_does_not_know() {
 
 /// Runs a backfill of `job` with the right token and `workers` workers.
 fn backfill(job: &std::path::Path, workers: &str) -> std::process::Output {
-    tsmig()
+    backfill_command(job, workers)
         .env("INFLUX_TOKEN", "secret-token")
-        .args([
-            "-c",
-            "backfill",
-            "--config",
-            job.to_str().unwrap(),
-            "--workers",
-            workers,
-            "--progress",
-            "off",
-        ])
         .output()
         .unwrap()
 }
@@ -391,17 +357,16 @@ fn assert_store(seen: &Seen, expected: &Store) {
 
 #[test]
 fn version_2_partial_write_dead_letters_only_the_bad_line_and_keeps_every_good_point_once() {
-    let table = unique("v2part");
-    let _cleanup = Cleanup::default().table(&table);
     // Rows 1..1500: dev-0700 (site-0) reports once, at 00:00:00.
-    load_sensor_table(&table, 1_500);
     let bad = "sensors,device_id=dev-0700,site=site-0 ";
-    let seen = Arc::new(Mutex::new(Seen {
-        refuse: vec![bad.to_string()],
-        ..Seen::default()
-    }));
-    let port = standin(seen.clone());
-    let dir = scratch(&table);
+    let (table, seen, port, dir, _cleanup) = case(
+        "v2part",
+        1_500,
+        Seen {
+            refuse: vec![bad.to_string()],
+            ..Seen::default()
+        },
+    );
     let out = backfill(&job(&dir, &table, port, "plant"), "2");
     assert_ok(&out);
     assert_eq!(summary_u64(&out.stdout, "points_written"), 1_499);
@@ -442,16 +407,15 @@ fn version_2_partial_write_dead_letters_only_the_bad_line_and_keeps_every_good_p
 
 #[test]
 fn version_2_413_splits_the_batch_until_everything_arrives() {
-    let table = unique("v2big");
-    let _cleanup = Cleanup::default().table(&table);
-    load_sensor_table(&table, 2_000);
     // Batches of 700 lines are about 70 kB decoded; the stand-in takes 16 kB at most.
-    let seen = Arc::new(Mutex::new(Seen {
-        max_body: Some(16_000),
-        ..Seen::default()
-    }));
-    let port = standin(seen.clone());
-    let dir = scratch(&table);
+    let (table, seen, port, dir, _cleanup) = case(
+        "v2big",
+        2_000,
+        Seen {
+            max_body: Some(16_000),
+            ..Seen::default()
+        },
+    );
     let out = backfill(&job(&dir, &table, port, "plant"), "2");
     assert_ok(&out);
     assert_eq!(summary_u64(&out.stdout, "points_written"), 2_000);
@@ -479,16 +443,15 @@ fn version_2_413_splits_the_batch_until_everything_arrives() {
 
 #[test]
 fn version_2_429_waits_for_retry_after_and_503_is_retried() {
-    let table = unique("v2slow");
-    let _cleanup = Cleanup::default().table(&table);
-    load_sensor_table(&table, 1_000);
-    let seen = Arc::new(Mutex::new(Seen {
-        script: vec![429, 503, 503],
-        retry_after: Some(1),
-        ..Seen::default()
-    }));
-    let port = standin(seen.clone());
-    let dir = scratch(&table);
+    let (table, seen, port, dir, _cleanup) = case(
+        "v2slow",
+        1_000,
+        Seen {
+            script: vec![429, 503, 503],
+            retry_after: Some(1),
+            ..Seen::default()
+        },
+    );
     // One request at a time, so the write after the 429 is its retry.
     let path = job_with(&dir, &table, port, "plant", "  in_flight: 1\n");
     let out = backfill(&path, "1");
