@@ -624,4 +624,31 @@ mod tests {
         );
         assert!(matches!(c(422, "nope"), WriteError::Rejected { .. }));
     }
+
+    #[test]
+    fn a_429_keeps_its_retry_after_and_a_gzipped_body_decodes_to_the_lines() {
+        let wait = Some(Duration::from_secs(2));
+        let body = r#"{"code":"too many requests","message":"slow down"}"#;
+        assert_eq!(
+            classify(StatusCode::TOO_MANY_REQUESTS, body, wait),
+            WriteError::Transient {
+                message: "HTTP 429: slow down".into(),
+                retry_after: wait
+            }
+        );
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::RETRY_AFTER, " 7 ".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+
+        let lines = b"m,t=a f=1 1\nm,t=b f=2i 2\n".repeat(100);
+        let zipped = gzipped(&lines);
+        assert_eq!(&zipped[..2], &[0x1f, 0x8b], "a gzip member");
+        let mut decoded = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(zipped.as_slice()),
+            &mut decoded,
+        )
+        .unwrap();
+        assert_eq!(decoded, lines);
+    }
 }
