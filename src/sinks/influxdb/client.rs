@@ -70,16 +70,18 @@ impl InfluxClient {
                 .build()
                 .map_err(|e| e.to_string())?;
             let bucket = config.bucket.clone().unwrap_or_default();
-            let v2_url = |path: &str, precision: Option<&str>| {
+            // `<url>/api/v2/<path>?org=..&bucket=..[&precision=..]`.
+            let v2_url = |path: &str, precision: Option<&str>| -> Result<String, String> {
                 let mut url = reqwest::Url::parse(&format!("{base}/api/v2/{path}"))
                     .map_err(|e| e.to_string())?;
-                let mut q = url.query_pairs_mut();
-                q.append_pair("org", &org).append_pair("bucket", &bucket);
-                if let Some(precision) = precision {
-                    q.append_pair("precision", precision);
+                {
+                    let mut q = url.query_pairs_mut();
+                    q.append_pair("org", &org).append_pair("bucket", &bucket);
+                    if let Some(precision) = precision {
+                        q.append_pair("precision", precision);
+                    }
                 }
-                drop(q);
-                Ok::<String, String>(url.into())
+                Ok(url.into())
             };
             let precision = match config.precision {
                 TimeUnit::Seconds => "s",
