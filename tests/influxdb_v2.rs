@@ -1,9 +1,10 @@
-//! The InfluxDB sink in version 2 mode (through the influxdb2 crate) against the stand-in
-//! for InfluxDB 2 in tests/standins/influxdb2/ (it is not InfluxDB): its write API checks
-//! the token, org, bucket and precision and keeps the points it accepts; its query API
-//! answers the few Flux queries tsmig's verify job sends with annotated CSV as InfluxDB 2
-//! writes it. (The line protocol itself is proven against the real InfluxDB 1.x in
-//! tests/backfill.rs.)
+//! The InfluxDB sink in version 2 mode against the stand-in for InfluxDB 2 in
+//! tests/standins/influxdb2/ (it is not InfluxDB): its write API checks the token, org,
+//! bucket, precision and gzip, keeps the points it accepts and answers with InfluxDB 2's
+//! statuses and JSON errors (400 partial write, 401, 404, 413, 429 with Retry-After, 503);
+//! its query API answers the few Flux queries tsmig's verify job sends with annotated CSV
+//! as InfluxDB 2 writes it. What arrived is compared, point by point, with the MySQL rows.
+//! (The line protocol itself is proven against the real InfluxDB 1.x in tests/backfill.rs.)
 
 mod common;
 #[path = "standins/influxdb2/mod.rs"]
@@ -11,10 +12,37 @@ mod influxdb2_standin;
 
 use common::*;
 use influxdb2_standin::*;
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::{Arc, Mutex};
 
+/// One test's sensor table, what its stand-in keeps, the stand-in's port, a scratch
+/// folder, and the table's cleanup (keep it to the end).
+type Case = (String, Arc<Mutex<Seen>>, u16, std::path::PathBuf, Cleanup);
+
+/// A [`Case`] with a sensor table of `rows` rows and a stand-in starting from `seen`.
+fn case(prefix: &str, rows: u64, seen: Seen) -> Case {
+    let table = unique(prefix);
+    let cleanup = Cleanup::default().table(&table);
+    load_sensor_table(&table, rows);
+    let seen = Arc::new(Mutex::new(seen));
+    let port = standin(seen.clone());
+    let dir = scratch(&table);
+    (table, seen, port, dir, cleanup)
+}
+
 fn job(dir: &std::path::Path, table: &str, port: u16, bucket: &str) -> std::path::PathBuf {
+    job_with(dir, table, port, bucket, "")
+}
+
+/// The job, with `extra` sink keys (YAML lines indented by two).
+fn job_with(
+    dir: &std::path::Path,
+    table: &str,
+    port: u16,
+    bucket: &str,
+    extra: &str,
+) -> std::path::PathBuf {
     let text = format!(
         r#"name: {table}
 source:
@@ -34,7 +62,7 @@ sink:
   precision: ms
   batch_size: 700
   initial_backoff: 10ms
-mappings:
+{extra}mappings:
   - table: {table}
     measurement: sensors
     device_field: device_id
@@ -53,30 +81,16 @@ checkpoint:
 
 #[test]
 fn version_2_writes_with_token_org_bucket_and_precision_and_retries_503() {
-    let table = unique("v2");
-    let _cleanup = Cleanup::default().table(&table);
-    load_sensor_table(&table, 5_000);
-    let seen = Arc::new(Mutex::new(Seen {
-        script: vec![503, 503],
-        ..Seen::default()
-    }));
-    let port = standin(seen.clone());
-    let dir = scratch(&table);
+    let (table, seen, port, dir, _cleanup) = case(
+        "v2",
+        5_000,
+        Seen {
+            script: vec![503, 503],
+            ..Seen::default()
+        },
+    );
     let path = job(&dir, &table, port, "plant");
-    let out = tsmig()
-        .env("INFLUX_TOKEN", "secret-token")
-        .args([
-            "-c",
-            "backfill",
-            "--config",
-            path.to_str().unwrap(),
-            "--workers",
-            "2",
-            "--progress",
-            "off",
-        ])
-        .output()
-        .unwrap();
+    let out = backfill(&path, "2");
     assert_ok(&out);
     assert_eq!(summary_u64(&out.stdout, "points_written"), 5_000);
     let seen = seen.lock().unwrap();
@@ -111,15 +125,14 @@ fn version_2_writes_with_token_org_bucket_and_precision_and_retries_503() {
 
 #[test]
 fn version_2_wrong_token_or_bucket_fails_the_job_with_the_servers_message() {
-    let table = unique("v2bad");
-    let _cleanup = Cleanup::default().table(&table);
-    load_sensor_table(&table, 100);
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let port = standin(seen.clone());
-    let dir = scratch(&table);
+    let (table, seen, port, dir, _cleanup) = case("v2bad", 100, Seen::default());
     for (token, bucket, expected) in [
         ("wrong", "plant", "HTTP 401: unauthorized access"),
-        ("secret-token", "nope", "HTTP 404: bucket not found"),
+        (
+            "secret-token",
+            "nope",
+            "HTTP 404: bucket \"nope\" not found",
+        ),
     ] {
         let path = job(&dir, &table, port, bucket);
         let out = tsmig()
@@ -154,29 +167,9 @@ fn version_2_wrong_token_or_bucket_fails_the_job_with_the_servers_message() {
 
 #[test]
 fn version_2_verify_is_clean_after_backfill_and_finds_each_kind_of_damage() {
-    let table = unique("v2ver");
-    let _cleanup = Cleanup::default().table(&table);
-    load_sensor_table(&table, 3_000);
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let port = standin(seen.clone());
-    let dir = scratch(&table);
+    let (table, seen, port, dir, _cleanup) = case("v2ver", 3_000, Seen::default());
     let path = job(&dir, &table, port, "plant");
-    assert_ok(
-        &tsmig()
-            .env("INFLUX_TOKEN", "secret-token")
-            .args([
-                "-c",
-                "backfill",
-                "--config",
-                path.to_str().unwrap(),
-                "--workers",
-                "2",
-                "--progress",
-                "off",
-            ])
-            .output()
-            .unwrap(),
-    );
+    assert_ok(&backfill(&path, "2"));
 
     let (code, report) = verify(&path, &[("INFLUX_TOKEN", "secret-token".to_string())]);
     assert_eq!(code, 0, "{report}");
@@ -293,5 +286,312 @@ fn the_standin_refuses_flux_it_does_not_know() {
     assert!(
         json["message"].as_str().unwrap().contains("buckets()"),
         "{json}"
+    );
+}
+
+/// Runs a backfill of `job` with the right token and `workers` workers.
+fn backfill(job: &std::path::Path, workers: &str) -> std::process::Output {
+    backfill_command(job, workers)
+        .env("INFLUX_TOKEN", "secret-token")
+        .output()
+        .unwrap()
+}
+
+/// What the bucket must hold after migrating the sensor table `table`, read from MySQL:
+/// one point per row (time in ns), NULL fields absent; series whose line holds a string of
+/// `skip` left out.
+fn expected_store(table: &str, skip: &[&str]) -> Store {
+    let rows = sql(&[&format!(
+        "SELECT device_id, site, TIMESTAMPDIFF(SECOND, '1970-01-01', ts), temperature, \
+         CAST(humidity AS DOUBLE), CAST(pressure AS DOUBLE), status FROM {table}"
+    )]);
+    let mut store = Store::new();
+    for row in rows {
+        let device: String = row.get(0).unwrap();
+        let site: String = row.get(1).unwrap();
+        if skip
+            .iter()
+            .any(|s| format!("sensors,device_id={device},site={site} ").contains(s))
+        {
+            continue;
+        }
+        let seconds: i64 = row.get(2).unwrap();
+        let mut fields = BTreeMap::new();
+        for (i, name) in [(3, "temperature"), (4, "humidity"), (5, "pressure")] {
+            if let Some(v) = row.get::<Option<f64>, _>(i).unwrap() {
+                fields.insert(name.to_string(), FieldValue::Float(v));
+            }
+        }
+        if let Some(v) = row.get::<Option<i64>, _>(6).unwrap() {
+            fields.insert("status".to_string(), FieldValue::Int(v));
+        }
+        let series = (
+            "sensors".to_string(),
+            vec![
+                ("device_id".to_string(), device),
+                ("site".to_string(), site),
+            ],
+        );
+        let old = store
+            .entry(series)
+            .or_default()
+            .insert(seconds * 1_000_000_000, fields);
+        assert!(old.is_none(), "(device, ts) is unique in the sensor table");
+    }
+    store
+}
+
+/// Compares the stand-in's bucket with `expected`, naming the first difference.
+fn assert_store(seen: &Seen, expected: &Store) {
+    let points = |s: &Store| s.values().map(|p| p.len()).sum::<usize>();
+    assert_eq!(points(&seen.store), points(expected), "points stored");
+    for (series, points) in expected {
+        assert_eq!(
+            seen.store.get(series),
+            Some(points),
+            "series {series:?} differs"
+        );
+    }
+    assert_eq!(seen.store.len(), expected.len(), "series stored");
+}
+
+#[test]
+fn version_2_partial_write_dead_letters_only_the_bad_line_and_keeps_every_good_point_once() {
+    // Rows 1..1500: dev-0700 (site-0) reports once, at 00:00:00.
+    let bad = "sensors,device_id=dev-0700,site=site-0 ";
+    let (table, seen, port, dir, _cleanup) = case(
+        "v2part",
+        1_500,
+        Seen {
+            refuse: vec![bad.to_string()],
+            ..Seen::default()
+        },
+    );
+    let out = backfill(&job(&dir, &table, port, "plant"), "2");
+    assert_ok(&out);
+    assert_eq!(summary_u64(&out.stdout, "points_written"), 1_499);
+    assert_eq!(summary_u64(&out.stdout, "dead_lettered"), 1);
+
+    let dead = std::fs::read_to_string(dir.join("state/dead-letter.jsonl")).unwrap();
+    let dead: Vec<serde_json::Value> = dead
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let line = dead[0]["record"].as_str().unwrap();
+    assert!(
+        line.starts_with(bad) && line.ends_with(" 1767225600000"),
+        "{line}"
+    );
+    assert_eq!(dead[0]["stage"], "sink");
+    assert_eq!(
+        dead[0]["reason"].as_str().unwrap(),
+        format!(
+            "HTTP 400: partial write: unable to parse '{line}': refused by the stand-in dropped=1"
+        )
+    );
+
+    let seen = seen.lock().unwrap();
+    assert_store(&seen, &expected_store(&table, &[bad]));
+    // The batch holding the bad line was answered 400 with its good lines stored, then
+    // bisected and sent again: those lines arrived twice, and overwrote themselves.
+    let partial: Vec<&WriteLog> = seen.writes.iter().filter(|w| w.status == 400).collect();
+    assert!(partial.iter().any(|w| w.stored > 0), "{partial:?}");
+    assert!(seen.accepted_lines.len() > 1_499);
+    let mut lines = seen.accepted_lines.clone();
+    lines.sort();
+    lines.dedup();
+    assert_eq!(lines.len(), 1_499);
+    assert!(seen.writes.iter().all(|w| w.gzip), "gzip is the default");
+}
+
+#[test]
+fn version_2_413_splits_the_batch_until_everything_arrives() {
+    // Batches of 700 lines are about 70 kB decoded; the stand-in takes 16 kB at most.
+    let (table, seen, port, dir, _cleanup) = case(
+        "v2big",
+        2_000,
+        Seen {
+            max_body: Some(16_000),
+            ..Seen::default()
+        },
+    );
+    let out = backfill(&job(&dir, &table, port, "plant"), "2");
+    assert_ok(&out);
+    assert_eq!(summary_u64(&out.stdout, "points_written"), 2_000);
+    assert_eq!(summary_u64(&out.stdout, "dead_lettered"), 0);
+    assert!(
+        !dir.join("state/dead-letter.jsonl").exists() || {
+            std::fs::read_to_string(dir.join("state/dead-letter.jsonl"))
+                .unwrap()
+                .is_empty()
+        }
+    );
+    let seen = seen.lock().unwrap();
+    assert!(seen.writes.iter().any(|w| w.status == 413));
+    assert!(seen
+        .writes
+        .iter()
+        .all(|w| w.status == 413 || w.status == 204));
+    assert_eq!(
+        seen.accepted_lines.len(),
+        2_000,
+        "a 413 stores nothing, so each point was stored once"
+    );
+    assert_store(&seen, &expected_store(&table, &[]));
+}
+
+#[test]
+fn version_2_429_waits_for_retry_after_and_503_is_retried() {
+    let (table, seen, port, dir, _cleanup) = case(
+        "v2slow",
+        1_000,
+        Seen {
+            script: vec![429, 503, 503],
+            retry_after: Some(1),
+            ..Seen::default()
+        },
+    );
+    // One request at a time, so the write after the 429 is its retry.
+    let path = job_with(&dir, &table, port, "plant", "  in_flight: 1\n");
+    let out = backfill(&path, "1");
+    assert_ok(&out);
+    assert_eq!(summary_u64(&out.stdout, "points_written"), 1_000);
+    assert_eq!(summary_u64(&out.stdout, "retries"), 3);
+    let seen = seen.lock().unwrap();
+    let statuses: Vec<u16> = seen.writes.iter().map(|w| w.status).collect();
+    assert_eq!(&statuses[..4], &[429, 503, 503, 204], "{statuses:?}");
+    let waited = seen.writes[1].at - seen.writes[0].at;
+    assert!(
+        waited >= std::time::Duration::from_secs(1),
+        "the retry after a 429 with Retry-After: 1 came after {waited:?}"
+    );
+    assert_eq!(seen.accepted_lines.len(), 1_000);
+    assert_store(&seen, &expected_store(&table, &[]));
+}
+
+#[test]
+fn version_2_gzip_bodies_arrive_decoded_and_gzip_false_sends_them_plain() {
+    let table = unique("v2gz");
+    let _cleanup = Cleanup::default().table(&table);
+    load_sensor_table(&table, 1_000);
+    let expected = expected_store(&table, &[]);
+    for (extra, gzip) in [("", true), ("  gzip: false\n", false)] {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let port = standin(seen.clone());
+        let dir = scratch(&format!("{table}-{gzip}"));
+        let out = backfill(&job_with(&dir, &table, port, "plant", extra), "2");
+        assert_ok(&out);
+        let seen = seen.lock().unwrap();
+        assert!(!seen.writes.is_empty());
+        assert!(
+            seen.writes
+                .iter()
+                .all(|w| w.gzip == gzip && w.status == 204),
+            "gzip {gzip}: {:?}",
+            seen.writes
+        );
+        assert_store(&seen, &expected);
+    }
+}
+
+/// The stand-in's write checks, asked directly: they exist, so the tests above prove the
+/// sink passes them.
+#[test]
+fn the_standin_checks_what_influxdb_2_checks_on_write() {
+    let mut s = Seen::default();
+    let write = |s: &mut Seen, query: &str, auth: &str, gzip: bool, body: &[u8]| {
+        let body = if gzip {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(body).unwrap();
+            e.finish().unwrap()
+        } else {
+            body.to_vec()
+        };
+        let r = answer(
+            s,
+            "POST",
+            &format!("/api/v2/write?{query}"),
+            auth,
+            gzip.then_some("gzip"),
+            body,
+        );
+        (r.status, r.body)
+    };
+    let token = "Token secret-token";
+    let json = |code: &str, message: &str| {
+        serde_json::json!({ "code": code, "message": message }).to_string()
+    };
+    let ok = "org=acme&bucket=plant&precision=s";
+    assert_eq!(
+        write(&mut s, ok, "Token nope", false, b"m f=1 1"),
+        (401, json("unauthorized", "unauthorized access"))
+    );
+    assert_eq!(
+        write(&mut s, ok, "Bearer secret-token", false, b"m f=1 1").0,
+        401
+    );
+    assert_eq!(
+        write(&mut s, "org=other&bucket=plant", token, false, b"m f=1 1"),
+        (
+            404,
+            json("not found", "organization name \"other\" not found")
+        )
+    );
+    assert_eq!(
+        write(&mut s, "org=acme&bucket=x", token, false, b"m f=1 1"),
+        (404, json("not found", "bucket \"x\" not found"))
+    );
+    assert_eq!(
+        write(
+            &mut s,
+            "org=acme&bucket=plant&precision=m",
+            token,
+            false,
+            b"m f=1 1"
+        ),
+        (
+            400,
+            json(
+                "invalid",
+                "invalid precision \"m\": must be one of ns, us, ms, s"
+            )
+        )
+    );
+    assert!(s.store.is_empty(), "nothing refused was stored");
+    // A gzipped body is decoded; precision s is seconds.
+    assert_eq!(write(&mut s, ok, token, true, b"m f=1 7\nm f=2 8\n").0, 204);
+    // Not gzip at all, though it says so.
+    let r = answer(
+        &mut s,
+        "POST",
+        &format!("/api/v2/write?{ok}"),
+        token,
+        Some("gzip"),
+        b"m f=3 9".to_vec(),
+    );
+    assert_eq!(r.status, 400);
+    // A partial write: the good line is stored, the bad one named.
+    assert_eq!(
+        write(&mut s, ok, token, false, b"m f=4 10\nm 11\n"),
+        (
+            400,
+            json(
+                "invalid",
+                "partial write: unable to parse 'm 11': no fields dropped=1"
+            )
+        )
+    );
+    let times: Vec<(i64, FieldValue)> = s.store[&("m".to_string(), vec![])]
+        .iter()
+        .map(|(t, f)| (*t, f["f"].clone()))
+        .collect();
+    assert_eq!(
+        times,
+        vec![
+            (7_000_000_000, FieldValue::Float(1.0)),
+            (8_000_000_000, FieldValue::Float(2.0)),
+            (10_000_000_000, FieldValue::Float(4.0)),
+        ]
     );
 }

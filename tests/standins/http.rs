@@ -13,6 +13,8 @@ pub struct Request {
     pub target: String,
     /// The Authorization header, if any.
     pub authorization: Option<String>,
+    /// The Content-Encoding header, if any.
+    pub content_encoding: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -22,6 +24,8 @@ pub struct Response {
     pub content_type: &'static str,
     /// Sent with its content type unless empty.
     pub body: String,
+    /// More headers, e.g. `("retry-after", "1")`.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// Serves on a free port of 127.0.0.1 (returned) until the test process ends; `handle`
@@ -62,6 +66,7 @@ fn read_request(reader: &mut impl BufRead) -> Option<Request> {
     }
     let mut length = 0;
     let mut authorization = None;
+    let mut content_encoding = None;
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header).ok()? == 0 {
@@ -75,6 +80,7 @@ fn read_request(reader: &mut impl BufRead) -> Option<Request> {
         match name.to_ascii_lowercase().as_str() {
             "content-length" => length = value.trim().parse().ok()?,
             "authorization" => authorization = Some(value.trim().to_string()),
+            "content-encoding" => content_encoding = Some(value.trim().to_string()),
             _ => {}
         }
     }
@@ -85,6 +91,7 @@ fn read_request(reader: &mut impl BufRead) -> Option<Request> {
         method: words.next().unwrap_or_default().to_string(),
         target: words.next().unwrap_or_default().to_string(),
         authorization,
+        content_encoding,
         body,
     })
 }
@@ -98,20 +105,27 @@ fn encode(response: &Response) -> Vec<u8> {
         401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        413 => "Request Entity Too Large",
+        422 => "Unprocessable Entity",
+        429 => "Too Many Requests",
         500 => "Internal Server Error",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         _ => "Error",
     };
-    let text = if response.body.is_empty() {
-        format!("HTTP/1.1 {status} {reason}\r\ncontent-length: 0\r\n\r\n")
+    let mut text = format!("HTTP/1.1 {status} {reason}\r\n");
+    for (name, value) in &response.headers {
+        text.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if response.body.is_empty() {
+        text.push_str("content-length: 0\r\n\r\n");
     } else {
-        format!(
-            "HTTP/1.1 {status} {reason}\r\ncontent-type: {}\r\ncontent-length: {}\r\n\r\n{}",
+        text.push_str(&format!(
+            "content-type: {}\r\ncontent-length: {}\r\n\r\n{}",
             response.content_type,
             response.body.len(),
             response.body
-        )
-    };
+        ));
+    }
     text.into_bytes()
 }

@@ -1,11 +1,16 @@
 //! Sending one batch of line protocol to InfluxDB, and what the answer means.
 //!
-//! Version 1 is a plain `POST /write` (reqwest); version 2 goes through the influxdb2
-//! crate's `write_line_protocol_with_precision`. Either way the HTTP status decides:
-//! 2xx written; 413 too large (split); 429 and 5xx transient (retry, honouring
-//! Retry-After where the client exposes it — influxdb2 does not); 401, 403 and 404
-//! (missing database or bucket) fatal, since no row could ever be written; any other 4xx
-//! a definite rejection of something in the batch.
+//! Both versions write with one plain reqwest `POST`: version 1 to `/write?db=&rp=` with
+//! basic auth, version 2 to `/api/v2/write?org=&bucket=&precision=` with
+//! `Authorization: Token`, its body gzipped unless `gzip: false`. The influxdb2 crate is
+//! used for Flux queries only: its write API (0.5) drops the response headers
+//! (`RequestError::Http` keeps status and text), so a 429's Retry-After would be lost, and it
+//! gzips only its `DataPoint` stream API, not line protocol. Either way the HTTP status
+//! decides: 2xx written; 413 too large (split); 429 and 5xx transient (retry with backoff,
+//! never sooner than Retry-After); 401, 403 and 404 (missing database, org or bucket)
+//! fatal, since no row could ever be written; any other 4xx (400 for a line InfluxDB
+//! cannot parse, its "partial write", 422 for a field type conflict) a definite rejection
+//! of something in the batch, which [`deliver`](crate::sinks::util::deliver) bisects.
 
 use super::config::InfluxSinkConfig;
 use crate::job::TimeUnit;
@@ -32,16 +37,19 @@ pub enum InfluxClient {
     },
     /// InfluxDB 2.x.
     V2 {
-        /// The influxdb2 client.
+        /// The influxdb2 client (Flux queries).
         client: influxdb2::Client,
         /// Organization.
         org: String,
         /// Bucket.
         bucket: String,
-        /// Precision sent with each write.
-        precision: influxdb2::api::write::TimestampPrecision,
-        /// Plain HTTP client for the delete API (influxdb2's rounds times to seconds).
+        /// Plain HTTP client for writes and the delete API (influxdb2's delete rounds times
+        /// to seconds, and its write hides Retry-After).
         http: reqwest::Client,
+        /// `<url>/api/v2/write?org=..&bucket=..&precision=..`.
+        write_url: String,
+        /// Whether write bodies are sent gzipped.
+        gzip: bool,
         /// `<url>/api/v2/delete?org=..&bucket=..`.
         delete_url: String,
         /// API token.
@@ -62,14 +70,29 @@ impl InfluxClient {
                 .build()
                 .map_err(|e| e.to_string())?;
             let bucket = config.bucket.clone().unwrap_or_default();
-            let mut delete_url =
-                reqwest::Url::parse(&format!("{base}/api/v2/delete")).map_err(|e| e.to_string())?;
-            delete_url
-                .query_pairs_mut()
-                .append_pair("org", &org)
-                .append_pair("bucket", &bucket);
-            use influxdb2::api::write::TimestampPrecision as P;
+            // `<url>/api/v2/<path>?org=..&bucket=..[&precision=..]`.
+            let v2_url = |path: &str, precision: Option<&str>| -> Result<String, String> {
+                let mut url = reqwest::Url::parse(&format!("{base}/api/v2/{path}"))
+                    .map_err(|e| e.to_string())?;
+                {
+                    let mut q = url.query_pairs_mut();
+                    q.append_pair("org", &org).append_pair("bucket", &bucket);
+                    if let Some(precision) = precision {
+                        q.append_pair("precision", precision);
+                    }
+                }
+                Ok(url.into())
+            };
+            let precision = match config.precision {
+                TimeUnit::Seconds => "s",
+                TimeUnit::Millis => "ms",
+                TimeUnit::Micros => "us",
+                TimeUnit::Nanos => "ns",
+            };
             return Ok(InfluxClient::V2 {
+                write_url: v2_url("write", Some(precision))?,
+                delete_url: v2_url("delete", None)?,
+                gzip: config.gzip,
                 client,
                 org,
                 bucket,
@@ -77,14 +100,7 @@ impl InfluxClient {
                     .timeout(timeout)
                     .build()
                     .map_err(|e| e.to_string())?,
-                delete_url: delete_url.into(),
                 token,
-                precision: match config.precision {
-                    TimeUnit::Seconds => P::Seconds,
-                    TimeUnit::Millis => P::Milliseconds,
-                    TimeUnit::Micros => P::Microseconds,
-                    TimeUnit::Nanos => P::Nanoseconds,
-                },
             });
         }
         Self::v1(
@@ -291,52 +307,59 @@ impl InfluxClient {
 
     /// Writes one body of line protocol.
     pub async fn write(&self, body: Bytes) -> Result<(), WriteError> {
-        match self {
+        let request = match self {
             InfluxClient::V1 {
                 http,
                 write_url,
                 auth,
                 ..
             } => {
-                let mut request = http.post(write_url.as_str()).body(body);
-                if let Some((u, p)) = auth {
-                    request = request.basic_auth(u, Some(p));
+                let request = http.post(write_url.as_str()).body(body);
+                match auth {
+                    Some((u, p)) => request.basic_auth(u, Some(p)),
+                    None => request,
                 }
-                let response = request.send().await.map_err(transport)?;
-                let status = response.status();
-                if status.is_success() {
-                    return Ok(());
-                }
-                let retry_after = retry_after(response.headers());
-                let body = response.text().await.unwrap_or_default();
-                Err(classify(status, &body, retry_after))
             }
             InfluxClient::V2 {
-                client,
-                org,
-                bucket,
-                precision,
+                http,
+                write_url,
+                token,
+                gzip,
                 ..
             } => {
-                match client
-                    .write_line_protocol_with_precision(org, bucket, body, *precision)
-                    .await
-                {
-                    Ok(()) => Ok(()),
-                    Err(influxdb2::RequestError::Http { status, text }) => {
-                        Err(classify(status, &text, None))
-                    }
-                    Err(influxdb2::RequestError::ReqwestProcessing { source }) => {
-                        Err(transport(source))
-                    }
-                    Err(other) => Err(WriteError::Transient {
-                        message: other.to_string(),
-                        retry_after: None,
-                    }),
+                let request = http
+                    .post(write_url.as_str())
+                    .header(reqwest::header::AUTHORIZATION, format!("Token {token}"));
+                if *gzip {
+                    request
+                        .header(reqwest::header::CONTENT_ENCODING, "gzip")
+                        .body(gzipped(&body))
+                } else {
+                    request.body(body)
                 }
             }
+        };
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
         }
+        let retry_after = retry_after(response.headers());
+        let body = response.text().await.unwrap_or_default();
+        Err(classify(status, &body, retry_after))
     }
+}
+
+/// `body` gzipped, at the fastest level: line protocol shrinks several times even so, and
+/// the sink's CPU is better spent encoding.
+fn gzipped(body: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::fast(),
+    );
+    encoder.write_all(body).expect("writing to memory");
+    encoder.finish().expect("writing to memory")
 }
 
 /// One point to delete: its series (every tag key of the measurement; `""` for a tag the
@@ -602,5 +625,32 @@ mod tests {
             matches!(c(400, "{\"code\":\"invalid\",\"message\":\"partial write\"}"), WriteError::Rejected { message } if message == "HTTP 400: partial write")
         );
         assert!(matches!(c(422, "nope"), WriteError::Rejected { .. }));
+    }
+
+    #[test]
+    fn a_429_keeps_its_retry_after_and_a_gzipped_body_decodes_to_the_lines() {
+        let wait = Some(Duration::from_secs(2));
+        let body = r#"{"code":"too many requests","message":"slow down"}"#;
+        assert_eq!(
+            classify(StatusCode::TOO_MANY_REQUESTS, body, wait),
+            WriteError::Transient {
+                message: "HTTP 429: slow down".into(),
+                retry_after: wait
+            }
+        );
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::RETRY_AFTER, " 7 ".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+
+        let lines = b"m,t=a f=1 1\nm,t=b f=2i 2\n".repeat(100);
+        let zipped = gzipped(&lines);
+        assert_eq!(&zipped[..2], &[0x1f, 0x8b], "a gzip member");
+        let mut decoded = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(zipped.as_slice()),
+            &mut decoded,
+        )
+        .unwrap();
+        assert_eq!(decoded, lines);
     }
 }

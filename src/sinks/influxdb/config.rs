@@ -38,6 +38,10 @@ pub struct InfluxSinkConfig {
     /// dead-lettered rather than truncated onto another point's timestamp.
     #[serde(default = "default_precision")]
     pub precision: TimeUnit,
+    /// Send write bodies gzipped (`Content-Encoding: gzip`; version 2). Line protocol
+    /// shrinks several times; turn it off only for a proxy that cannot pass it on.
+    #[serde(default = "default_true")]
+    pub gzip: bool,
     /// Create the database on start if it does not exist (version 1).
     #[serde(default = "default_true")]
     pub create_database: bool,

@@ -1,9 +1,20 @@
 //! A STAND-IN for InfluxDB 2 — not InfluxDB. For org `acme`, bucket `plant`, token
 //! `secret-token`, this small HTTP server keeps what tsmig's InfluxDB sink writes in version
-//! 2 mode (through the influxdb2 crate) and answers the few Flux queries tsmig's verify job
-//! sends, in annotated CSV as InfluxDB 2 writes it:
-//! - `POST /api/v2/write` (precision ms) answers 204, 401 or 404 like InfluxDB 2 and keeps
-//!   the points, a field of an existing point overwritten and the others kept;
+//! 2 mode and answers the few Flux queries tsmig's verify job sends, in annotated CSV as
+//! InfluxDB 2 writes it:
+//! - `POST /api/v2/write` checks what InfluxDB 2 checks, in its order, and answers with its
+//!   statuses and JSON error bodies (`{"code": ..., "message": ...}`): 401 without
+//!   `Authorization: Token secret-token`; 404 for another org or bucket; 400 for a
+//!   precision other than `ns`, `us`, `ms`, `s` (none means `ns`); a
+//!   `Content-Encoding: gzip` body is decompressed (400 if it is not gzip, 415 for another
+//!   encoding); 413 for a decoded body over [`Seen::max_body`]. Then it keeps the points, a
+//!   field of an existing point overwritten and the others kept. A line it cannot parse,
+//!   or one holding a string of [`Seen::refuse`] (injected bad lines), is dropped while
+//!   the rest of the body IS stored, and the answer is InfluxDB 2's 400 partial write:
+//!   `partial write: unable to parse '<first bad line>': <reason> dropped=<n>`.
+//! - Failure injection: [`Seen::script`] answers the next writes with 413, 429 (with
+//!   `Retry-After:` [`Seen::retry_after`]), 500 or 503 and InfluxDB 2's body, storing
+//!   nothing. [`Seen::writes`] logs every write request: when, the answer, whether gzipped.
 //! - `POST /api/v2/query` answers the Flux shapes of [`standin`]; anything else is a 400
 //!   with InfluxDB's JSON error.
 //!
@@ -16,7 +27,9 @@
 mod http;
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// A field value as InfluxDB 2 stores it.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,15 +53,37 @@ pub type Store = BTreeMap<Series, Points>;
 /// One line of line protocol read: series, time in ns, fields.
 pub type Line = (Series, i64, Vec<(String, FieldValue)>);
 
+/// One write request as the stand-in answered it.
+#[derive(Clone, Debug)]
+pub struct WriteLog {
+    /// When it arrived.
+    pub at: Instant,
+    /// The status answered.
+    pub status: u16,
+    /// Whether its body came with `Content-Encoding: gzip`.
+    pub gzip: bool,
+    /// Lines stored from it.
+    pub stored: usize,
+}
+
 /// What the stand-in saw and keeps.
 #[derive(Default)]
 pub struct Seen {
     /// Request targets (path and query), in order.
     pub requests: Vec<String>,
-    /// The lines of accepted write bodies.
+    /// The lines stored, in order (a line sent twice is here twice).
     pub accepted_lines: Vec<String>,
-    /// Answer the next write requests with these statuses first.
+    /// Answer the next write requests with these statuses first (413, 429, 500, 503),
+    /// with InfluxDB 2's body, storing nothing.
     pub script: Vec<u16>,
+    /// The Retry-After (seconds) of a scripted 429; none if `None`.
+    pub retry_after: Option<u64>,
+    /// Lines holding any of these strings are refused (a partial write).
+    pub refuse: Vec<String>,
+    /// Largest decoded write body taken; a larger one is a 413.
+    pub max_body: Option<usize>,
+    /// Every write request.
+    pub writes: Vec<WriteLog>,
     /// The bucket `plant`.
     pub store: Store,
 }
@@ -83,7 +118,7 @@ impl Seen {
 
 /// A stand-in for InfluxDB 2 (not InfluxDB) for org `acme`, bucket `plant`, token
 /// `secret-token`:
-/// - `POST /api/v2/write` answers 204, 401 or 404 like InfluxDB 2 and keeps the points;
+/// - `POST /api/v2/write` as the module doc says;
 /// - `POST /api/v2/query` answers annotated CSV for exactly these Flux shapes (anything else
 ///   is a 400 with InfluxDB's JSON error):
 ///   `from(bucket) |> range(start, stop) |> filter(_measurement ==)`, optionally followed by
@@ -94,68 +129,62 @@ pub fn standin(seen: Arc<Mutex<Seen>>) -> u16 {
         let mut s = seen.lock().unwrap();
         s.requests.push(request.target.clone());
         let auth = request.authorization.unwrap_or_default();
-        let (status, content_type, body) = answer(
+        Some(answer(
             &mut s,
             &request.method,
             &request.target,
             &auth,
+            request.content_encoding.as_deref(),
             request.body,
-        );
-        Some(http::Response {
-            status,
-            content_type,
-            body,
-        })
+        ))
     })
 }
 
 pub const JSON: &str = "application/json; charset=utf-8";
 
+/// The stand-in's answer.
+pub type Response = http::Response;
+
 /// InfluxDB 2's JSON error.
-pub fn error(status: u16, code: &str, message: &str) -> (u16, &'static str, String) {
+pub fn error(status: u16, code: &str, message: &str) -> Response {
     let json = serde_json::json!({ "code": code, "message": message });
-    (status, JSON, json.to_string())
+    http::Response {
+        status,
+        content_type: JSON,
+        body: json.to_string(),
+        headers: Vec::new(),
+    }
 }
 
-/// The stand-in's answer to one request: status, content type, body.
+/// The stand-in's answer to one request.
 pub fn answer(
     s: &mut Seen,
     method: &str,
     target: &str,
     auth: &str,
+    content_encoding: Option<&str>,
     body: Vec<u8>,
-) -> (u16, &'static str, String) {
-    if target.starts_with("/api/v2/write?") && !s.script.is_empty() {
-        let status = s.script.remove(0);
-        return error(status, "unavailable", "try later");
+) -> Response {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if path == "/api/v2/write" {
+        let gzip = content_encoding == Some("gzip");
+        let (response, stored) = write(s, method, query, auth, content_encoding, body);
+        s.writes.push(WriteLog {
+            at: Instant::now(),
+            status: response.status,
+            gzip,
+            stored,
+        });
+        return response;
     }
     if auth != "Token secret-token" {
         return error(401, "unauthorized", "unauthorized access");
     }
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let params: Vec<(&str, &str)> = query.split('&').filter_map(|p| p.split_once('=')).collect();
-    let param = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
-    if method != "POST" || param("org") != Some("acme") {
+    let params = query_params(query);
+    if method != "POST" || params.get("org").map(String::as_str) != Some("acme") {
         return error(400, "invalid", "bad request");
     }
     match path {
-        "/api/v2/write" => {
-            let unit = match param("precision") {
-                Some("ms") => 1_000_000,
-                _ => return error(400, "invalid", "bad request"),
-            };
-            if param("bucket") != Some("plant") {
-                return error(404, "not found", "bucket not found");
-            }
-            let text = String::from_utf8(body).unwrap();
-            for line in text.lines() {
-                if let Err(e) = s.write_line(line, unit) {
-                    return error(400, "invalid", &format!("unable to parse '{line}': {e}"));
-                }
-            }
-            s.accepted_lines.extend(text.lines().map(str::to_string));
-            (204, JSON, String::new())
-        }
         "/api/v2/query" => {
             let request: serde_json::Value = match serde_json::from_slice(&body) {
                 Ok(json) => json,
@@ -184,14 +213,169 @@ pub fn answer(
                 );
                 return error(404, "not found", &message);
             }
-            (
-                200,
-                "text/csv; charset=utf-8",
-                flux.answer(&s.store, annotations),
-            )
+            http::Response {
+                status: 200,
+                content_type: "text/csv; charset=utf-8",
+                body: flux.answer(&s.store, annotations),
+                headers: Vec::new(),
+            }
         }
         _ => error(404, "not found", "path not found"),
     }
+}
+
+/// The query string's parameters, percent-decoded.
+fn query_params(query: &str) -> BTreeMap<String, String> {
+    query
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (percent_decode(k), percent_decode(v)))
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `POST /api/v2/write`: the answer and how many lines were stored.
+fn write(
+    s: &mut Seen,
+    method: &str,
+    query: &str,
+    auth: &str,
+    content_encoding: Option<&str>,
+    body: Vec<u8>,
+) -> (Response, usize) {
+    if auth != "Token secret-token" {
+        return (error(401, "unauthorized", "unauthorized access"), 0);
+    }
+    if method != "POST" {
+        return (error(405, "method not allowed", "method not allowed"), 0);
+    }
+    let params = query_params(query);
+    let org = params.get("org").cloned().unwrap_or_default();
+    if org != "acme" {
+        let message = format!("organization name \"{org}\" not found");
+        return (error(404, "not found", &message), 0);
+    }
+    let bucket = params.get("bucket").cloned().unwrap_or_default();
+    if bucket != "plant" {
+        let message = format!("bucket \"{bucket}\" not found");
+        return (error(404, "not found", &message), 0);
+    }
+    let unit = match params.get("precision").map(String::as_str) {
+        None | Some("ns") => 1,
+        Some("us") => 1_000,
+        Some("ms") => 1_000_000,
+        Some("s") => 1_000_000_000,
+        Some(other) => {
+            let message = format!("invalid precision {other:?}: must be one of ns, us, ms, s");
+            return (error(400, "invalid", &message), 0);
+        }
+    };
+    if !s.script.is_empty() {
+        return (scripted(s.script.remove(0), s.retry_after), 0);
+    }
+    let body = match content_encoding {
+        None | Some("identity") => body,
+        Some("gzip") => {
+            let mut decoded = Vec::new();
+            let mut decoder = flate2::read::MultiGzDecoder::new(body.as_slice());
+            if let Err(e) = decoder.read_to_end(&mut decoded) {
+                let message = format!("unable to decode gzipped body: {e}");
+                return (error(400, "invalid", &message), 0);
+            }
+            decoded
+        }
+        Some(other) => {
+            let message = format!("Content-Encoding {other} not supported");
+            return (error(415, "unsupported media type", &message), 0);
+        }
+    };
+    if s.max_body.is_some_and(|max| body.len() > max) {
+        let message = "unable to read data: points batch is too large";
+        return (error(413, "request too large", message), 0);
+    }
+    let Ok(text) = String::from_utf8(body) else {
+        return (error(400, "invalid", "body is not UTF-8"), 0);
+    };
+    let mut refused = Vec::new();
+    let mut stored = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let result = match s.refuse.iter().any(|r| line.contains(r.as_str())) {
+            true => Err("refused by the stand-in".to_string()),
+            false => s.write_line(line, unit),
+        };
+        match result {
+            Ok(()) => {
+                s.accepted_lines.push(line.to_string());
+                stored += 1;
+            }
+            Err(reason) => refused.push((line.to_string(), reason)),
+        }
+    }
+    match refused.first() {
+        None => (
+            http::Response {
+                status: 204,
+                content_type: JSON,
+                body: String::new(),
+                headers: Vec::new(),
+            },
+            stored,
+        ),
+        Some((line, reason)) => {
+            let message = format!(
+                "partial write: unable to parse '{line}': {reason} dropped={}",
+                refused.len()
+            );
+            (error(400, "invalid", &message), stored)
+        }
+    }
+}
+
+/// A scripted failure with InfluxDB 2's body.
+fn scripted(status: u16, retry_after: Option<u64>) -> Response {
+    let mut response = match status {
+        413 => error(
+            413,
+            "request too large",
+            "unable to read data: points batch is too large",
+        ),
+        429 => error(
+            429,
+            "too many requests",
+            "org acme has exceeded its write rate limit",
+        ),
+        500 => error(500, "internal error", "an internal error has occurred"),
+        503 => error(503, "unavailable", "the service is temporarily unavailable"),
+        other => error(other, "unknown", "scripted failure"),
+    };
+    if let (429 | 503, Some(seconds)) = (status, retry_after) {
+        response.headers.push(("retry-after", seconds.to_string()));
+    }
+    response
 }
 
 /// What a Flux query of the known shapes asks for.

@@ -108,6 +108,7 @@ impl TdengineStandIn {
                 status,
                 content_type: "application/json; charset=utf-8",
                 body,
+                headers: Vec::new(),
             })
         });
         TdengineStandIn { port, state }
