@@ -920,3 +920,36 @@ fn append_only_and_ignore_policies() {
     expected.sort_by_key(|p| p.to_string());
     assert_eq!(actual_influx(&db), expected);
 }
+
+#[test]
+fn a_transaction_that_meets_the_in_flight_bound_does_not_stall_the_reader() {
+    let _shared = BINLOG.read().unwrap_or_else(|p| p.into_inner());
+    let (table, db, dir, file, _cleanup) = influx_case("cdc_bound", 10);
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str("flow:\n  max_in_flight_rows: 1000\n");
+    std::fs::write(&file, text).unwrap();
+    let out = job(&dir, &file, "backfill+cdc", &["--until-caught-up"])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    // A backlog: 900 rows in one transaction, then 200 in the next. With 1000 rows allowed
+    // in flight the second fills the bound before its commit is read.
+    sql(&[
+        &format!(
+            "INSERT INTO {table} (device_id, ts, temperature) SELECT 'b1', TIMESTAMP('2026-08-01') + INTERVAL seq SECOND, seq FROM seq_1_to_900"
+        ),
+        &format!(
+            "INSERT INTO {table} (device_id, ts, temperature) SELECT 'b2', TIMESTAMP('2026-08-01') + INTERVAL seq SECOND, seq FROM seq_1_to_200"
+        ),
+    ]);
+    let mut child = Running::spawn(job(&dir, &file, "cdc", &["--until-caught-up"]));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.0.as_mut().unwrap().try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the job stalled");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.0.take().unwrap().wait_with_output().unwrap();
+    assert_ok(&out);
+    assert_eq!(summary_u64(&out.stdout, "changes_read"), 1100);
+    assert_same(&table, &db);
+}

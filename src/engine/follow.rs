@@ -10,7 +10,8 @@
 //! theirs at once). The epoch advances with the clock, but only at a transaction boundary:
 //! an epoch holds whole transactions, so consolidating an epoch never sees half of one.
 //! (A transaction larger than half the in-flight bound may span epochs; it is then written
-//! in parts, and its position is still recorded only after its last part.) Before it
+//! in parts, and its position is still recorded only after its last part; so may the
+//! transaction under way when the rows in flight reach the bound.) Before it
 //! advances, the operator emits on the second output the position after the last whole
 //! transaction, at the epoch being closed: once that epoch is durable everywhere, a restart
 //! may resume from that position. Heartbeats of an idle server advance the position too.
@@ -192,7 +193,13 @@ pub(super) fn follow<'s>(
             let stop = ended || caught_up || ctx.control.stopping();
             let at_boundary = open_rows == 0;
             let tick = ctx.clock.now();
-            let may_close = at_boundary || open_rows >= ctx.max_in_flight_rows / 2;
+            // An epoch closes at a transaction boundary; one that is half the in-flight bound
+            // or more, or that holds the reader back (the rows in flight are the full bound),
+            // is closed mid-transaction, or the rows of the epoch could never become durable
+            // and the reader would wait for ever.
+            let may_close = at_boundary
+                || open_rows >= ctx.max_in_flight_rows / 2
+                || in_flight.rows >= ctx.max_in_flight_rows;
             if stop || (tick > epoch && may_close) {
                 // `latest` is always a boundary: every row before it is emitted by now.
                 if !emitted {
