@@ -111,7 +111,7 @@ def make_backlog(changes):
     """Writes the backlog; returns (start, end) binlog positions and its size in bytes."""
     create_table(TABLE)
     start = master_status()
-    statements = []
+    statements = ["USE factory;"]
     for (ia, ib), (ua, ub), (da, db) in rounds(changes):
         for a, b in slices(ia, ib, INSERT_SLICE):
             statements.append(f"INSERT INTO factory.{TABLE} ({FIELDS}) SELECT {ROW_SQL} FROM seq_{a}_to_{b};")
@@ -237,7 +237,7 @@ def prepare_ceiling(changes):
         )
         updated = " OR ".join(f"id BETWEEN {ua} AND {ub}" for _, (ua, ub), _ in rounds(changes))
         query = (
-            "SET time_zone = '+00:00'; "
+            "USE factory; SET time_zone = '+00:00'; "
             f"SELECT {line} FROM (SELECT {ROW_SQL} FROM seq_1_to_{ins * ROUNDS}) AS r; "
             f"SELECT {line} FROM factory.{TABLE} WHERE {updated}; "
         )
@@ -246,7 +246,7 @@ def prepare_ceiling(changes):
         H.sh(["split", "-l", "5000", "-d", "-a", "5", "all.lp", "batch-"], cwd=d)
         os.remove(os.path.join(d, "all.lp"))
         deletes = (
-            "SET time_zone = '+00:00'; "
+            "USE factory; SET time_zone = '+00:00'; "
             "SELECT CONCAT('DELETE FROM \"sensors\" WHERE \"device_id\" = ''', device_id, ''' AND \"site\" = ''', site, "
             "''' AND time = ', CAST(UNIX_TIMESTAMP(ts) * 1000000000 AS SIGNED)) "
             f"FROM (SELECT {ROW_SQL} FROM seq_1_to_{ins * ROUNDS}) AS r WHERE "
