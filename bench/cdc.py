@@ -186,6 +186,26 @@ dead_letter: {os.path.join(H.OUT, "cdc-dead-letter.jsonl")}
     return path
 
 
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read_changes(port):
+    """tsmig's changes-read counter from its metrics endpoint (0 until it answers)."""
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+        conn.request("GET", "/metrics")
+        for line in conn.getresponse().read().decode().splitlines():
+            if line.startswith("tsmig_source_changes_total"):
+                return int(float(line.split()[-1]))
+    except OSError:
+        pass
+    return 0
+
+
 def summary_of(out):
     return dict(kv.split("=", 1) for kv in out.split("summary: ", 1)[1].split())
 
@@ -203,8 +223,21 @@ def run_catchup(binary, sink, workers, changes, start, expected_points):
         H.fresh_db(name)
     env = dict(os.environ, MYSQL_PASSWORD="tsmig", RUST_LOG="warn")
     job = job_file(name, TABLE, sink, CATCHUP_SERVER_ID, state)
-    cmd = [binary, "-c", "cdc", "--config", job, "--workers", str(workers), "--until-caught-up", "--progress", "off"]
-    out, wall, cpu, rss, servers = H.timed(cmd, env=env)
+    port = free_port()
+    cmd = [binary, "-c", "cdc", "--config", job, "--workers", str(workers), "--until-caught-up",
+           "--progress", "off", "--metrics-addr", f"127.0.0.1:{port}"]
+
+    # `--until-caught-up` stops at the server's first heartbeat, which never comes while
+    # other clients keep writing to the (shared) binlog: the job is also stopped (SIGINT:
+    # what was read is written and checkpointed, then it exits) once it has read the
+    # whole backlog.
+    def watch(proc):
+        if read_changes(port) >= changes:
+            os.killpg(proc.pid, signal.SIGINT)
+            return True
+        return False
+
+    out, wall, cpu, rss, servers = H.timed(cmd, env=env, watch=watch)
     s = summary_of(out)
     if int(s["changes_read"]) != changes or int(s["dead_lettered"]) != 0:
         raise RuntimeError(f"cdc {sink} {workers}w: read {s['changes_read']} changes, expected {changes}: {s}")

@@ -96,14 +96,22 @@ def quiesce(limit=90.0):
     log(f"servers still busy after {limit:.0f}s; measuring anyway")
 
 
-def timed(cmd, env=None):
-    """Runs cmd under GNU time -v; returns (stdout, wall s, cpu s, rss KB, server cpu)."""
+def timed(cmd, env=None, watch=None):
+    """Runs cmd under GNU time -v; returns (stdout, wall s, cpu s, rss KB, server cpu).
+    `watch(proc)`, if given, is called every 10 ms while cmd runs (its own session, so a
+    signal to the group reaches cmd; GNU time ignores SIGINT)."""
     quiesce()
     before = {s: server_cpu(s) for s in ("mariadb", "influxdb")}
     started = time.monotonic()
-    proc = subprocess.run(
-        ["/usr/bin/time", "-v"] + cmd, capture_output=True, text=True, env=env, cwd=ROOT
+    proc = subprocess.Popen(
+        ["/usr/bin/time", "-v"] + cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=env, cwd=ROOT, start_new_session=True,
     )
+    if watch:
+        while proc.poll() is None and not watch(proc):
+            time.sleep(0.01)
+    out, err = proc.communicate()
+    proc.stdout, proc.stderr = out, err
     wall = time.monotonic() - started
     after = {s: server_cpu(s) for s in ("mariadb", "influxdb")}
     if proc.returncode != 0:
