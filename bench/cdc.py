@@ -231,10 +231,18 @@ def run_catchup(binary, sink, workers, changes, start, expected_points):
     # other clients keep writing to the (shared) binlog: the job is also stopped (SIGINT:
     # what was read is written and checkpointed, then it exits) once it has read the
     # whole backlog.
+    progress = {"changes": -1, "at": time.monotonic()}
+
     def watch(proc):
-        if read_changes(port) >= changes:
+        n = read_changes(port)
+        if n >= changes:
             os.killpg(proc.pid, signal.SIGINT)
             return True
+        if n != progress["changes"]:
+            progress.update(changes=n, at=time.monotonic())
+        elif time.monotonic() - progress["at"] > 60:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise RuntimeError(f"cdc {sink} {workers}w: stalled at {n} of {changes} changes for 60 s")
         return False
 
     out, wall, cpu, rss, servers = H.timed(cmd, env=env, watch=watch)
@@ -541,7 +549,8 @@ def main():
     p.add_argument("--seconds", type=int, help="measured seconds of the lag run")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--poll", type=float, default=10, help="ms between InfluxDB polls")
-    p.add_argument("--lag-workers", type=int, default=2)
+    p.add_argument("--lag-workers", type=int, default=1)
+    p.add_argument("--two-workers", action="store_true", help="also the 2-worker catch-up runs")
     p.add_argument("--only", help="comma-separated configuration names (and/or `lag`)")
     p.add_argument("--binary", help="tsmig-job to run (default: built here)")
     args = p.parse_args()
@@ -565,6 +574,10 @@ def main():
     wanted = set(args.only.split(",")) if args.only else None
     if wanted:
         configs = [c for c in configs if c[0] in wanted]
+    elif not args.two_workers:
+        # CDC with 2 workers can stall for good mid-backlog (BENCHMARKS.md); until that is
+        # fixed the default run measures 1 worker.
+        configs = [c for c in configs if not c[0].endswith("-2w")]
     results = {name: [] for name, _ in configs}
     for rep in range(reps):
         for name, run in configs:
