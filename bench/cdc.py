@@ -550,7 +550,6 @@ def main():
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--poll", type=float, default=10, help="ms between InfluxDB polls")
     p.add_argument("--lag-workers", type=int, default=1)
-    p.add_argument("--two-workers", action="store_true", help="also the 2-worker catch-up runs")
     p.add_argument("--only", help="comma-separated configuration names (and/or `lag`)")
     p.add_argument("--binary", help="tsmig-job to run (default: built here)")
     args = p.parse_args()
@@ -574,10 +573,7 @@ def main():
     wanted = set(args.only.split(",")) if args.only else None
     if wanted:
         configs = [c for c in configs if c[0] in wanted]
-    elif not args.two_workers:
-        # CDC with 2 workers can stall for good mid-backlog (BENCHMARKS.md); until that is
-        # fixed the default run measures 1 worker.
-        configs = [c for c in configs if not c[0].endswith("-2w")]
+
     results = {name: [] for name, _ in configs}
     for rep in range(reps):
         for name, run in configs:
