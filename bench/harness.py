@@ -96,14 +96,22 @@ def quiesce(limit=90.0):
     log(f"servers still busy after {limit:.0f}s; measuring anyway")
 
 
-def timed(cmd, env=None):
-    """Runs cmd under GNU time -v; returns (stdout, wall s, cpu s, rss KB, server cpu)."""
+def timed(cmd, env=None, watch=None):
+    """Runs cmd under GNU time -v; returns (stdout, wall s, cpu s, rss KB, server cpu).
+    `watch(proc)`, if given, is called every 10 ms while cmd runs (its own session, so a
+    signal to the group reaches cmd; GNU time ignores SIGINT)."""
     quiesce()
     before = {s: server_cpu(s) for s in ("mariadb", "influxdb")}
     started = time.monotonic()
-    proc = subprocess.run(
-        ["/usr/bin/time", "-v"] + cmd, capture_output=True, text=True, env=env, cwd=ROOT
+    proc = subprocess.Popen(
+        ["/usr/bin/time", "-v"] + cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=env, cwd=ROOT, start_new_session=True,
     )
+    if watch:
+        while proc.poll() is None and not watch(proc):
+            time.sleep(0.01)
+    out, err = proc.communicate()
+    proc.stdout, proc.stderr = out, err
     wall = time.monotonic() - started
     after = {s: server_cpu(s) for s in ("mariadb", "influxdb")}
     if proc.returncode != 0:
@@ -213,9 +221,10 @@ def run_scan(streams, rows):
     return dict(rows=rows, wall=wall, cpu=cpu, rss=rss, servers=servers, first_write_ms=None)
 
 
-def run_ingest(senders, files, rows):
-    fresh_db("bench_ceiling")
-    url = f"{INFLUX}/write?db=bench_ceiling&precision=ms"
+def curl_senders(files, senders, tag, request, prefix="@"):
+    """A shell command that sends every file as the body of `request` (curl arguments
+    ending in the body option; the file goes after it as `prefix` + path) over `senders`
+    concurrent curl processes, one keep-alive connection each, and waits for all."""
     groups = [files[i::senders] for i in range(senders)]
     scripts = []
     for group in groups:
@@ -224,12 +233,18 @@ def run_ingest(senders, files, rows):
             if i:
                 args.append("--next")
             # No `Expect: 100-continue` round trip: tsmig does not wait for one either.
-            args += ["-sf", "-XPOST", "-H", "'Expect:'", f"'{url}'", "--data-binary", f"@{f}"]
-        arg_file = os.path.join(OUT, f"curl-{len(scripts)}.args")
+            args += ["-sf", "-H", "'Expect:'"] + request + [f"{prefix}{f}"]
+        arg_file = os.path.join(OUT, f"curl-{tag}-{len(scripts)}.args")
         with open(arg_file, "w") as fh:
             fh.write(" ".join(args))
         scripts.append(f"xargs -a {arg_file} curl > /dev/null")
-    script = " & ".join(scripts) + " & wait"
+    return "{ " + " & ".join(scripts) + " & wait; }"
+
+
+def run_ingest(senders, files, rows):
+    fresh_db("bench_ceiling")
+    url = f"{INFLUX}/write?db=bench_ceiling&precision=ms"
+    script = curl_senders(files, senders, "ingest", ["-XPOST", f"'{url}'", "--data-binary"])
     _, wall, cpu, rss, servers = timed(["bash", "-c", script])
     count = influx_count("bench_ceiling")
     if count != rows:
@@ -356,9 +371,11 @@ def report(summary, rows, reps):
     return "\n".join(lines)
 
 
-def write_benchmarks(text):
+def write_benchmarks(text, section="bench"):
+    """Replaces what is between `<!-- SECTION:begin -->` and `<!-- SECTION:end -->` in
+    BENCHMARKS.md (appending the markers if missing) with `text`."""
     path = os.path.join(ROOT, "BENCHMARKS.md")
-    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+    begin, end = f"<!-- {section}:begin -->", f"<!-- {section}:end -->"
     doc = open(path).read() if os.path.exists(path) else f"# Benchmarks\n\n{begin}\n{end}\n"
     if begin not in doc:
         doc += f"\n{begin}\n{end}\n"
@@ -367,6 +384,14 @@ def write_benchmarks(text):
     with open(path, "w") as f:
         f.write(f"{head}{begin}\n{text}\n{end}{tail}")
     log(f"wrote {path}")
+
+
+def build(smoke):
+    """Builds tsmig-job (debug for a smoke run, else release); returns its path."""
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    profile = [] if smoke else ["--release"]
+    sh(["cargo", "build", *profile, "--bin", "tsmig-job"], cwd=ROOT)
+    return os.path.join(target, "debug" if smoke else "release", "tsmig-job")
 
 
 def main():
@@ -381,13 +406,7 @@ def main():
     reps = args.reps or (1 if args.smoke else 3)
     os.makedirs(OUT, exist_ok=True)
 
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    if args.smoke:
-        sh(["cargo", "build", "--bin", "tsmig-job"], cwd=ROOT)
-        binary = os.path.join(target, "debug", "tsmig-job")
-    else:
-        sh(["cargo", "build", "--release", "--bin", "tsmig-job"], cwd=ROOT)
-        binary = os.path.join(target, "release", "tsmig-job")
+    binary = build(args.smoke)
     flink = not args.no_flink
     if flink:
         sh(["bench/flink/setup.sh"], cwd=ROOT, stdout=sys.stderr)

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The benchmark: tsmig against the physical ceilings and a Flink baseline, side by side in
-# one run on the same data and servers. See BENCHMARKS.md for what it measures.
+# The benchmarks: tsmig against the physical ceilings and a Flink baseline, side by side in
+# one run on the same data and servers, then the CDC benchmarks. See BENCHMARKS.md.
 #
-#   bench/run.sh            full run: 2,000,000 rows, 3 interleaved repetitions, writes BENCHMARKS.md
+#   bench/run.sh            full run: the backfill benchmark (2,000,000 rows, 3 interleaved
+#                           repetitions) and the CDC benchmarks (1,000,000-change catch-up,
+#                           30 s of lag at 20,000 changes/s); writes BENCHMARKS.md
 #   bench/run.sh --smoke    tiny data, one repetition, debug build, no BENCHMARKS.md (part of scripts/test.sh)
+#   bench/run.sh --cdc [OPTIONS]   only the CDC benchmarks (bench/cdc.py --help)
 #
-# Options: --rows N, --reps N, --no-flink, --out FILE.
+# Options of the backfill benchmark: --rows N, --reps N, --no-flink, --only NAMES.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/services.sh start >&2
@@ -14,4 +17,18 @@ command -v /usr/bin/time >/dev/null 2>&1 || {
   echo "bench: installing GNU time" >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends time >&2
 }
-exec python3 bench/harness.py "$@"
+if [[ ${1:-} == --cdc ]]; then
+  shift
+  exec python3 bench/cdc.py "$@"
+fi
+python3 bench/harness.py "$@"
+# The CDC benchmarks follow a plain full or smoke run (not one narrowed by --rows/--only).
+cdc=(python3 bench/cdc.py)
+for arg in "$@"; do
+  case "$arg" in
+    --smoke) cdc+=(--smoke) ;;
+    --no-flink) ;;
+    *) exit 0 ;;
+  esac
+done
+exec "${cdc[@]}"

@@ -138,7 +138,15 @@ pub(super) fn follow<'s>(
 
             let mut budget = MESSAGES_PER_ACTIVATION;
             let mut ended = false;
-            while in_flight.rows < ctx.max_in_flight_rows && budget > 0 && !caught_up {
+            // Past the bound, a transaction already begun is still read until its boundary
+            // (or half the bound, where an epoch may close mid-transaction): stopping inside
+            // it would leave an epoch that can never close, and nothing would become
+            // durable again.
+            let max = ctx.max_in_flight_rows;
+            while (in_flight.rows < max || (open_rows > 0 && open_rows < max / 2))
+                && budget > 0
+                && !caught_up
+            {
                 budget -= 1;
                 match rx.try_recv() {
                     Ok(ChangeEvent::Rows(mut rows)) => {

@@ -1,4 +1,4 @@
-//! The blackhole sink: counts points and discards them. With it a job measures the source
+//! The blackhole sink: counts points and discards them (and CDC deletes). With it a job measures the source
 //! and the engine alone (the benchmark's null sink).
 
 use super::{Batch, BatchConfig, Sink, WriteError};
@@ -54,6 +54,11 @@ impl Sink for BlackholeSink {
         &self.batching
     }
     async fn write(&self, _batch: &Counted) -> Result<(), WriteError> {
+        Ok(())
+    }
+    /// CDC deletes are discarded too (the engine counts them), so a CDC job with deletes
+    /// can measure its source and engine alone.
+    async fn delete(&self, _points: &[Point]) -> Result<(), WriteError> {
         Ok(())
     }
     fn describe(&self) -> String {

@@ -23,6 +23,7 @@
 
 use super::client::{server, MysqlSource};
 use super::encoding::{convert, Conversion};
+use super::rowimage::RowImage;
 use crate::dead_letter::DeadLetters;
 use crate::model::{Row, Value};
 use crate::sources::{
@@ -63,6 +64,9 @@ struct ColumnDecoder {
 struct MappedTable {
     table: u32,
     decoders: Vec<ColumnDecoder>,
+    /// The lean decoder of its row images; `None` (a column type it does not read): the
+    /// rows go through mysql_async's `rows()`.
+    image: Option<RowImage>,
 }
 
 /// Where the reader is in the log.
@@ -121,6 +125,7 @@ impl MysqlSource {
         Ok(Some(MappedTable {
             table: t as u32,
             decoders,
+            image: RowImage::new(tme, &table.projection, &table.conversions),
         }))
     }
 
@@ -345,6 +350,54 @@ fn decode_row(
         table: t.table,
         values,
     }))
+}
+
+/// The projected values of one row image (from [`RowImage::read`]) → the job's row, or
+/// why not.
+fn decode_values(values: &mut Vec<My>, t: &MappedTable, offset_ns: i64) -> Result<Row, String> {
+    let mut out = Vec::with_capacity(t.decoders.len());
+    for (value, d) in values.drain(..).zip(&t.decoders) {
+        out.push(
+            decode_value(BinlogValue::Value(value), d, offset_ns)
+                .map_err(|e| format!("column {}: {e}", d.index + 1))?,
+        );
+    }
+    Ok(Row {
+        table: t.table,
+        values: out,
+    })
+}
+
+/// Every row change of a rows event whose images are full, through the lean decoder:
+/// `(before, after)` per row, or why the row cannot be converted. `Err` when the event's
+/// bytes do not parse.
+fn decode_images(
+    rows: &RowsEventData<'_>,
+    image: &RowImage,
+    t: &MappedTable,
+    offset_ns: i64,
+    mut each: impl FnMut(Result<(Option<Row>, Option<Row>), String>),
+) -> std::io::Result<()> {
+    let mut data = rows.rows_data();
+    let (before, after) = (
+        rows.columns_before_image().is_some(),
+        rows.columns_after_image().is_some(),
+    );
+    let mut values = Vec::new();
+    let mut read =
+        |data: &mut &[u8], wanted: bool| -> std::io::Result<Option<Result<Row, String>>> {
+            if !wanted {
+                return Ok(None);
+            }
+            image.read(data, &mut values)?;
+            Ok(Some(decode_values(&mut values, t, offset_ns)))
+        };
+    while !data.is_empty() {
+        let b = read(&mut data, before)?.transpose();
+        let a = read(&mut data, after)?.transpose();
+        each(b.and_then(|b| a.map(|a| (b, a))));
+    }
+    Ok(())
 }
 
 /// The artificial first ROTATE carries 4 stray checksum bytes after the name (it is sent
@@ -622,16 +675,13 @@ impl ChangeSource for MysqlSource {
                             "partial JSON updates in the binlog (binlog_row_value_options=PARTIAL_JSON): tsmig needs full row images".into(),
                         ));
                     }
-                    for images in rows.rows(tme) {
-                        let (before, after) = images.map_err(|e| {
-                            SourceError::Server(format!(
-                                "cannot decode rows at {}:{log_pos}: {e}",
-                                cursor.file
-                            ))
-                        })?;
-                        let decoded = decode_row(before, mapped, self.offset_ns).and_then(|b| {
-                            decode_row(after, mapped, self.offset_ns).map(|a| (b, a))
-                        });
+                    let cannot = |e: std::io::Error| {
+                        SourceError::Server(format!(
+                            "cannot decode rows at {}:{log_pos}: {e}",
+                            cursor.file
+                        ))
+                    };
+                    let mut record = |decoded: Result<(Option<Row>, Option<Row>), String>| {
                         match decoded {
                             Ok((before, after)) => changes.push(RowChange { before, after }),
                             Err(reason) => dead_letters.record(
@@ -642,6 +692,27 @@ impl ChangeSource for MysqlSource {
                                     "binlog": format!("{}:{log_pos}", cursor.file),
                                 }),
                             ),
+                        }
+                    };
+                    let n = rows.num_columns() as usize;
+                    let full = rows
+                        .columns_before_image()
+                        .is_none_or(|b| b.len() >= n && b[..n].all())
+                        && rows
+                            .columns_after_image()
+                            .is_none_or(|b| b.len() >= n && b[..n].all());
+                    match mapped.image.as_ref().filter(|_| full) {
+                        Some(image) => {
+                            decode_images(&rows, image, mapped, self.offset_ns, &mut record)
+                                .map_err(cannot)?
+                        }
+                        None => {
+                            for images in rows.rows(tme) {
+                                let (before, after) = images.map_err(cannot)?;
+                                record(decode_row(before, mapped, self.offset_ns).and_then(|b| {
+                                    decode_row(after, mapped, self.offset_ns).map(|a| (b, a))
+                                }));
+                            }
                         }
                     }
                     if changes.len() >= CHANGES_PER_BATCH {
@@ -680,6 +751,7 @@ async fn flush(changes: &mut Vec<RowChange>, out: &ChangeSender) -> Result<(), S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sources::BoundedSource;
 
     #[test]
     fn enum_and_set_members() {
@@ -718,5 +790,223 @@ mod tests {
             rotate_name(b"mariadb-bin.000004", false),
             "mariadb-bin.000004"
         );
+    }
+
+    /// Every column type the lean decoder reads, signed and unsigned, at both ends of
+    /// their ranges and NULL.
+    const TYPES_TABLE: &str = "id BIGINT AUTO_INCREMENT PRIMARY KEY, \
+        ti TINYINT, tu TINYINT UNSIGNED, si SMALLINT, su SMALLINT UNSIGNED, \
+        mi MEDIUMINT, mu MEDIUMINT UNSIGNED, ii INT, iu INT UNSIGNED, bi BIGINT, bu BIGINT UNSIGNED, \
+        flag TINYINT(1), f FLOAT, d DOUBLE, dec1 DECIMAL(10,3), dec2 DECIMAL(30,10), dec0 DECIMAL(5,0), \
+        c CHAR(8), vs VARCHAR(32), vl VARCHAR(400), tx TEXT, \
+        dt0 DATETIME, dt1 DATETIME(1), dt2 DATETIME(2), dt3 DATETIME(3), dt4 DATETIME(4), \
+        dt5 DATETIME(5), dt6 DATETIME(6), ts6 TIMESTAMP(6) NULL, dd DATE";
+    const TYPES_COLUMNS: &str =
+        "ti, tu, si, su, mi, mu, ii, iu, bi, bu, flag, f, d, dec1, dec2, dec0, \
+        c, vs, vl, tx, dt0, dt1, dt2, dt3, dt4, dt5, dt6, ts6, dd";
+
+    /// The lean row-image decoder gives exactly what mysql_async's `rows()` (and the
+    /// fix-ups after it) give, on real binlog events of MariaDB: inserts, updates and
+    /// deletes of every supported type, NULLs, negative and extreme values, a value that
+    /// cannot be converted (the same error), a column the job does not read, and the job's
+    /// projection in another order than the table's.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn lean_decoder_matches_rows() {
+        let url = std::env::var("TSMIG_MYSQL_URL")
+            .unwrap_or_else(|_| "mysql://tsmig:tsmig@127.0.0.1:13306/factory".into());
+        let table = format!("rowimage_{}", std::process::id());
+        let pool = mysql_async::Pool::new(url.as_str());
+        let mut conn = pool.get_conn().await.unwrap();
+        conn.query_drop(format!("DROP TABLE IF EXISTS {table}"))
+            .await
+            .unwrap();
+        conn.query_drop(format!("CREATE TABLE {table} ({TYPES_TABLE})"))
+            .await
+            .unwrap();
+        let status: mysql_async::Row = conn
+            .query_first("SHOW MASTER STATUS")
+            .await
+            .unwrap()
+            .unwrap();
+        let (file, pos): (String, u64) = (status.get(0).unwrap(), status.get(1).unwrap());
+        let long = "ü".repeat(150) + &"x".repeat(250);
+        let statements = [
+            "SET time_zone = '+00:00'".to_string(),
+            format!(
+                "INSERT INTO {table} ({TYPES_COLUMNS}) VALUES \
+                 (-128, 0, -32768, 0, -8388608, 0, -2147483648, 0, -9223372036854775808, 0, 0, \
+                  -1.5, -2.25e-300, -9999999.999, -12345678901234567890.0123456789, -99999, \
+                  '', 'a', '', '', '1900-01-01 00:00:00', '1970-01-01 00:00:00.1', '1969-12-31 23:59:59.99', \
+                  '2026-01-01 00:00:00.001', '2026-01-01 00:00:00.0001', '2026-01-01 00:00:00.00001', \
+                  '2026-01-01 00:00:00.000001', '1970-01-01 00:00:01.000001', '1900-01-01'), \
+                 (127, 255, 32767, 65535, 8388607, 16777215, 2147483647, 4294967295, 9223372036854775807, \
+                  18446744073709551615, 1, 3.4e38, 1.7976931348623157e308, 9999999.999, \
+                  12345678901234567890.0123456789, 99999, 'zzzzzzzz', 'ü€', '{long}', REPEAT('t', 7000), \
+                  '2200-12-31 23:59:59', '2200-12-31 23:59:59.9', '2026-06-30 12:34:56.78', '2026-06-30 12:34:56.789', \
+                  '2026-06-30 12:34:56.7891', '2026-06-30 12:34:56.78912', '2026-06-30 12:34:56.789123', \
+                  '2038-01-19 03:14:07.999999', '2200-12-31'), \
+                 (NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+                  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL), \
+                 (-1, 1, -1, 1, -1, 1, -1, 1, -1, 1, 0, 12.3, 0.1, 0.5, -0.0000000001, 0, \
+                  'c', 'v', 'l', 't', '2026-03-01 01:02:03', NULL, '2026-03-01 01:02:03.04', NULL, \
+                  '2026-03-01 01:02:03.0405', NULL, '2026-03-01 01:02:03.040506', NULL, '2026-03-01'), \
+                 (5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 1, 5, 5, 5, 5, 5, 'e', 'e', 'e', 'e', '2026-01-01', \
+                  NULL, NULL, NULL, NULL, NULL, '9999-12-31 23:59:59.999999', NULL, NULL)"
+            ),
+            format!(
+                "INSERT INTO {table} ({TYPES_COLUMNS}) SELECT s MOD 256 - 128, s MOD 256, s - 32768, s, \
+                 s * 1000 - 4000000, s * 1000, s * -100000, s * 100000, s * -1000000000000, \
+                 s * 1000000000000, s MOD 2, s / 7, s / 3, s / 8 - 20, s * -1.5, s, \
+                 CONCAT('c', s), CONCAT('v', s), REPEAT('w', s), IF(s MOD 5 = 0, NULL, REPEAT('t', s * 3)), \
+                 TIMESTAMP('2026-01-01') + INTERVAL s SECOND, TIMESTAMP('2026-01-01') + INTERVAL s * 100000 MICROSECOND, \
+                 TIMESTAMP('2026-01-01') + INTERVAL s * 10000 MICROSECOND, TIMESTAMP('2026-01-01') + INTERVAL s * 1000 MICROSECOND, \
+                 TIMESTAMP('2026-01-01') + INTERVAL s * 100 MICROSECOND, TIMESTAMP('2026-01-01') + INTERVAL s * 10 MICROSECOND, \
+                 TIMESTAMP('2026-01-01') + INTERVAL s MICROSECOND, TIMESTAMP('2026-01-01') + INTERVAL s SECOND, \
+                 DATE('2026-01-01') + INTERVAL s DAY FROM (SELECT CAST(seq AS SIGNED) AS s FROM seq_1_to_300) AS q"
+            ),
+            format!("UPDATE {table} SET mi = -mi, dec1 = NULL, vs = CONCAT(vs, '!'), dt6 = dt6 + INTERVAL 1 MICROSECOND WHERE id % 3 = 0"),
+            format!("UPDATE {table} SET ti = 5, dec1 = 1.5 WHERE id <= 4"),
+            format!("DELETE FROM {table} WHERE id % 7 = 0 OR id = 2"),
+        ];
+        for statement in &statements {
+            conn.query_drop(statement).await.unwrap();
+        }
+        // Row 3 is all NULL: the first update changes nothing there and logs nothing.
+        let ids = 1..=305u64;
+        let expected = 305
+            + ids.clone().filter(|id| id % 3 == 0 && *id != 3).count()
+            + 4
+            + ids.filter(|id| id % 7 == 0 || *id == 2).count();
+
+        let yaml = format!(
+            "name: rowimage\nmode: cdc\nsource:\n  type: mysql\n  url: {url}\n  server_id: {}\n  tables:\n    - name: {table}\n\
+             sink:\n  type: blackhole\nmappings:\n  - table: {table}\n    measurement: m\n    timestamp_field: dt0\n    fields: [ti]\n",
+            29500 + std::process::id() % 400
+        );
+        let job =
+            crate::job::Job::parse(std::path::Path::new("rowimage.yaml"), &yaml, |_| None).unwrap();
+        let crate::sources::SourceConfig::Mysql(config) = &job.file.source else {
+            panic!("a MySQL source")
+        };
+        let mut source = MysqlSource::open(&job, config).await.unwrap();
+        // Every column but `tu` (the decoder skips it), in reverse order.
+        let columns = source.schema()[0].columns.len();
+        let projection: Vec<usize> = (0..columns).rev().filter(|&c| c != 2).collect();
+        source.set_projection(0, projection.clone());
+
+        let mut conn = pool.get_conn().await.unwrap();
+        conn.query_drop("SET @mariadb_slave_capability = 4")
+            .await
+            .unwrap();
+        let mut stream = conn
+            .get_binlog_stream(
+                BinlogStreamRequest::new(source.server_id.unwrap())
+                    .with_filename(file.as_bytes())
+                    .with_pos(pos),
+            )
+            .await
+            .unwrap();
+        let mut tables: HashMap<u64, Option<MappedTable>> = HashMap::new();
+        let mut changes = Vec::new();
+        while changes.len() < expected {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(20), stream.next());
+            let Ok(event) = next.await else {
+                panic!("only {} of {expected} changes seen", changes.len())
+            };
+            let event = event.unwrap().unwrap();
+            if event.header().event_type_raw() >= MARIADB_ANNOTATE_ROWS {
+                continue;
+            }
+            match event.read_data().unwrap() {
+                Some(EventData::TableMapEvent(tme)) => {
+                    let mapped = source.decoders(&tme).unwrap();
+                    if let Some(m) = &mapped {
+                        assert!(
+                            m.image.is_some(),
+                            "the lean decoder reads every column type of {table}"
+                        );
+                    }
+                    tables.insert(tme.table_id(), mapped);
+                }
+                Some(EventData::RowsEvent(rows)) => {
+                    let Some(Some(m)) = tables.get(&rows.table_id()) else {
+                        continue;
+                    };
+                    let tme = stream.get_tme(rows.table_id()).unwrap();
+                    let generic: Vec<_> = rows
+                        .rows(tme)
+                        .map(|images| {
+                            let (before, after) = images.unwrap();
+                            decode_row(before, m, source.offset_ns).and_then(|b| {
+                                decode_row(after, m, source.offset_ns).map(|a| (b, a))
+                            })
+                        })
+                        .collect();
+                    let mut lean = Vec::new();
+                    let image = m.image.as_ref().unwrap();
+                    decode_images(&rows, image, m, source.offset_ns, |r| lean.push(r)).unwrap();
+                    assert_eq!(lean, generic);
+                    changes.extend(lean);
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(changes.len(), expected);
+        drop(stream);
+        let mut conn = pool.get_conn().await.unwrap();
+        conn.query_drop(format!("DROP TABLE {table}"))
+            .await
+            .unwrap();
+
+        // The values themselves.
+        let names: Vec<&str> = std::iter::once("id")
+            .chain(TYPES_COLUMNS.split(", "))
+            .collect();
+        let at = |change: &Result<(Option<Row>, Option<Row>), String>, name: &str| {
+            let row = change.as_ref().unwrap().1.clone().unwrap();
+            let index = names.iter().position(|n| *n == name).unwrap();
+            row.values[projection.iter().position(|&c| c == index).unwrap()].clone()
+        };
+        use crate::model::Value as V;
+        let (minimum, maximum, nulls, ones) = (&changes[0], &changes[1], &changes[2], &changes[3]);
+        assert_eq!(at(minimum, "ti"), Some(V::Int(-128)));
+        assert_eq!(at(minimum, "mi"), Some(V::Int(-8_388_608)));
+        assert_eq!(at(ones, "mi"), Some(V::Int(-1)));
+        assert_eq!(at(minimum, "bi"), Some(V::Int(i64::MIN)));
+        assert_eq!(at(maximum, "mu"), Some(V::UInt(16_777_215)));
+        assert_eq!(at(maximum, "iu"), Some(V::UInt(4_294_967_295)));
+        assert_eq!(at(maximum, "bu"), Some(V::UInt(u64::MAX)));
+        assert_eq!(at(maximum, "flag"), Some(V::Bool(true)));
+        assert_eq!(at(minimum, "dec1"), Some(V::Decimal("-9999999.999".into())));
+        assert_eq!(
+            at(maximum, "dec2"),
+            Some(V::Decimal("12345678901234567890.0123456789".into()))
+        );
+        assert_eq!(at(ones, "dec2"), Some(V::Decimal("-0.0000000001".into())));
+        assert_eq!(at(minimum, "dec0"), Some(V::Decimal("-99999".into())));
+        assert_eq!(at(minimum, "d"), Some(V::Float(-2.25e-300)));
+        assert_eq!(at(maximum, "vs"), Some(V::String("ü€".into())));
+        assert_eq!(at(maximum, "vl"), Some(V::String(long.clone())));
+        assert_eq!(at(maximum, "tx"), Some(V::String("t".repeat(7000))));
+        assert_eq!(at(maximum, "dt6"), Some(V::Time(1_782_822_896_789_123_000)));
+        assert_eq!(at(minimum, "dt2"), Some(V::Time(-10_000_000)));
+        assert_eq!(at(minimum, "dd"), Some(V::Time(-2_208_988_800_000_000_000)));
+        assert_eq!(at(maximum, "ts6"), Some(V::Time(2_147_483_647_999_999_000)));
+        assert_eq!(at(maximum, "dd"), Some(V::Time(7_289_568_000_000_000_000)));
+        let nulls = nulls.as_ref().unwrap().1.as_ref().unwrap();
+        assert_eq!(
+            nulls.values.iter().filter(|v| v.is_some()).count(),
+            1,
+            "only id"
+        );
+        // Year 9999 does not fit nanoseconds: both decoders refuse the row alike.
+        assert!(
+            changes[4].as_ref().unwrap_err().contains("column"),
+            "{:?}",
+            changes[4]
+        );
+        // Updates carry both images, deletes the one before.
+        assert!(changes.iter().any(|c| matches!(c, Ok((Some(_), Some(_))))));
+        assert!(changes.iter().any(|c| matches!(c, Ok((Some(_), None)))));
     }
 }

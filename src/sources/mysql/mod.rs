@@ -2,10 +2,11 @@
 //! binlog (CDC).
 //!
 //! `config.rs` is the job-file section, `client.rs` plans splits and streams rows over
-//! mysql_async's binary protocol, `binlog.rs` follows the binlog, `encoding.rs` converts
+//! mysql_async's binary protocol, `binlog.rs` follows the binlog (`rowimage.rs` decodes its row images), `encoding.rs` converts
 //! MySQL values into tsmig's.
 
 pub mod binlog;
 pub mod client;
 pub mod config;
 pub mod encoding;
+mod rowimage;

@@ -1,0 +1,370 @@
+//! A lean decoder of binlog row images for the column types sensor tables use.
+//!
+//! mysql_async's `RowsEventData::rows()` builds, for every row image, a fresh vector of
+//! values *and* a vector of column descriptions (a name formatted as `@<i>` per column, an
+//! `Arc` of them, the optional-metadata iterators), and finds each column's metadata by
+//! walking the table map from its start: 2–3 µs a row, most of it allocation — the CDC
+//! reader's bottleneck (BENCHMARKS.md). This module reads the same bytes directly, once the
+//! table map has been turned into a [`RowImage`] (a layout per column), and yields only the
+//! job's projected columns as the very `mysql_async::Value`s `rows()` would give, which
+//! `binlog.rs` then fixes up and converts exactly as before.
+//!
+//! Types read here: TINYINT, SMALLINT, MEDIUMINT, INT, BIGINT (signed or unsigned), FLOAT,
+//! DOUBLE, DECIMAL, CHAR/VARCHAR, TEXT/BLOB, DATETIME(0..6), TIMESTAMP(0..6), DATE. A table
+//! with any other column type (ENUM, SET, BIT, YEAR, TIME, JSON, GEOMETRY, old pre-5.6
+//! temporal types), and a rows event whose images are not full, keep using `rows()`: the
+//! fallback is per table map, so correctness never depends on this decoder knowing a type.
+//!
+//! Values match `rows()` with two deliberate exceptions that `binlog.rs` otherwise repairs
+//! afterwards: MEDIUMINT is sign-extended (mysql_common does not), and integers of an
+//! UNSIGNED column come as `UInt` even without `binlog_row_metadata=FULL` (signedness is
+//! taken from the column's conversion, i.e. from information_schema).
+
+use super::encoding::Conversion;
+use mysql_async::binlog::events::TableMapEvent;
+use mysql_async::consts::ColumnType;
+use mysql_async::Value as My;
+use std::fmt::Write;
+use std::io;
+
+/// How one column's value is laid out in a row image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// A little-endian integer of this many bytes (1, 2, 3, 4 or 8).
+    Int(u8),
+    Float,
+    Double,
+    /// DECIMAL(precision, scale) in MySQL's binary decimal format.
+    Decimal {
+        precision: u8,
+        scale: u8,
+    },
+    /// A little-endian length of this many bytes, then that many bytes (CHAR, VARCHAR,
+    /// TEXT, BLOB).
+    Bytes(u8),
+    /// DATETIME2 with this many fractional digits.
+    Datetime(u8),
+    /// TIMESTAMP2 with this many fractional digits.
+    Timestamp(u8),
+    /// DATE (3 bytes).
+    Date,
+}
+
+/// One column of the table map.
+#[derive(Debug, Clone, Copy)]
+struct Column {
+    layout: Layout,
+    /// Where the value goes in the projected row, if the job reads the column.
+    slot: Option<u16>,
+    /// Integers of an UNSIGNED column.
+    unsigned: bool,
+}
+
+/// The layout of one table map's row images.
+#[derive(Debug, Clone)]
+pub(super) struct RowImage {
+    columns: Vec<Column>,
+    projected: usize,
+}
+
+impl RowImage {
+    /// The layout for `tme`, reading the columns `projection` names (schema indices, in row
+    /// order) with `conversions` (per schema column); `None` if a column has a type this
+    /// decoder does not read.
+    pub(super) fn new(
+        tme: &TableMapEvent<'_>,
+        projection: &[usize],
+        conversions: &[Conversion],
+    ) -> Option<Self> {
+        let n = tme.columns_count() as usize;
+        let mut columns = Vec::with_capacity(n);
+        for i in 0..n {
+            let column_type = tme.get_column_type(i).ok()??;
+            let meta = tme.get_column_metadata(i).unwrap_or(&[]);
+            columns.push(Column {
+                layout: layout(column_type, meta)?,
+                slot: projection.iter().position(|&p| p == i).map(|s| s as u16),
+                unsigned: conversions.get(i) == Some(&Conversion::UInt),
+            });
+        }
+        if projection.iter().any(|&p| p >= n) {
+            return None;
+        }
+        Some(Self {
+            columns,
+            projected: projection.len(),
+        })
+    }
+
+    /// Reads one full row image (null bitmap, then the non-null values) from the front of
+    /// `data`; `out` receives the projected columns in row order (NULL as `Value::NULL`).
+    pub(super) fn read(&self, data: &mut &[u8], out: &mut Vec<My>) -> io::Result<()> {
+        out.clear();
+        out.resize(self.projected, My::NULL);
+        let nulls = take(data, self.columns.len().div_ceil(8))?;
+        for (i, column) in self.columns.iter().enumerate() {
+            if nulls[i / 8] & (1 << (i % 8)) != 0 {
+                continue;
+            }
+            match column.slot {
+                Some(slot) => out[slot as usize] = value(data, column)?,
+                None => skip(data, column.layout)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn layout(column_type: ColumnType, meta: &[u8]) -> Option<Layout> {
+    use ColumnType::*;
+    let byte = |i: usize| meta.get(i).copied();
+    Some(match column_type {
+        MYSQL_TYPE_TINY => Layout::Int(1),
+        MYSQL_TYPE_SHORT => Layout::Int(2),
+        MYSQL_TYPE_INT24 => Layout::Int(3),
+        MYSQL_TYPE_LONG => Layout::Int(4),
+        MYSQL_TYPE_LONGLONG => Layout::Int(8),
+        MYSQL_TYPE_FLOAT => Layout::Float,
+        MYSQL_TYPE_DOUBLE => Layout::Double,
+        MYSQL_TYPE_NEWDECIMAL => Layout::Decimal {
+            precision: byte(0)?,
+            scale: byte(1)?,
+        },
+        MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING => {
+            let max = u16::from_le_bytes([byte(0)?, byte(1)?]);
+            Layout::Bytes(if max < 256 { 1 } else { 2 })
+        }
+        MYSQL_TYPE_TINY_BLOB | MYSQL_TYPE_BLOB | MYSQL_TYPE_MEDIUM_BLOB | MYSQL_TYPE_LONG_BLOB => {
+            match byte(0)? {
+                n @ 1..=4 => Layout::Bytes(n),
+                _ => return None,
+            }
+        }
+        // CHAR (the table map's real type; ENUM and SET, which share the wire type, are
+        // reported as themselves and are not read here). The maximum length in bytes is
+        // packed into the metadata as in MySQL's Field_string::do_save_field_metadata.
+        MYSQL_TYPE_STRING => {
+            let (b0, b1) = (byte(0)? as usize, byte(1)? as usize);
+            let max = if b0 & 0x30 != 0x30 {
+                b1 | (((b0 & 0x30) ^ 0x30) << 4)
+            } else {
+                b1
+            };
+            Layout::Bytes(if max < 256 { 1 } else { 2 })
+        }
+        MYSQL_TYPE_DATETIME2 => Layout::Datetime(byte(0)?),
+        MYSQL_TYPE_TIMESTAMP2 => Layout::Timestamp(byte(0)?),
+        MYSQL_TYPE_NEWDATE => Layout::Date,
+        _ => return None,
+    })
+}
+
+fn take<'a>(data: &mut &'a [u8], n: usize) -> io::Result<&'a [u8]> {
+    if data.len() < n {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "row image ends inside a value",
+        ));
+    }
+    let (head, rest) = data.split_at(n);
+    *data = rest;
+    Ok(head)
+}
+
+fn le(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .rev()
+        .fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
+}
+
+/// Bytes of the fractional part of DATETIME2/TIMESTAMP2 with `dec` digits.
+fn frac_bytes(dec: u8) -> usize {
+    (dec as usize).div_ceil(2)
+}
+
+fn skip(data: &mut &[u8], layout: Layout) -> io::Result<()> {
+    let n = match layout {
+        Layout::Int(n) => n as usize,
+        Layout::Float => 4,
+        Layout::Double => 8,
+        Layout::Decimal { precision, scale } => {
+            decimal_bin_size(precision as usize, scale as usize)
+        }
+        Layout::Bytes(n) => le(take(data, n as usize)?) as usize,
+        Layout::Datetime(dec) => 5 + frac_bytes(dec),
+        Layout::Timestamp(dec) => 4 + frac_bytes(dec),
+        Layout::Date => 3,
+    };
+    take(data, n).map(|_| ())
+}
+
+fn value(data: &mut &[u8], column: &Column) -> io::Result<My> {
+    Ok(match column.layout {
+        Layout::Int(n) => {
+            let raw = le(take(data, n as usize)?);
+            if column.unsigned {
+                My::UInt(raw)
+            } else {
+                let shift = 64 - 8 * u32::from(n);
+                My::Int(((raw << shift) as i64) >> shift)
+            }
+        }
+        Layout::Float => My::Float(f32::from_le_bytes(
+            take(data, 4)?.try_into().expect("4 bytes"),
+        )),
+        Layout::Double => My::Double(f64::from_le_bytes(
+            take(data, 8)?.try_into().expect("8 bytes"),
+        )),
+        Layout::Decimal { precision, scale } => {
+            let size = decimal_bin_size(precision as usize, scale as usize);
+            let text = decimal_text(take(data, size)?, precision as usize, scale as usize)?;
+            My::Bytes(text.into_bytes())
+        }
+        Layout::Bytes(n) => {
+            let len = le(take(data, n as usize)?) as usize;
+            My::Bytes(take(data, len)?.to_vec())
+        }
+        Layout::Datetime(dec) => {
+            let bytes = take(data, 5 + frac_bytes(dec))?;
+            let int = be(&bytes[..5]) as i64 - 0x80_0000_0000;
+            datetime(int, fraction(&bytes[5..], dec))
+        }
+        Layout::Timestamp(dec) => {
+            let bytes = take(data, 4 + frac_bytes(dec))?;
+            let sec = be(&bytes[..4]) as u32 as i32;
+            let usec = fraction(&bytes[4..], dec);
+            My::Bytes(if usec == 0 {
+                sec.to_string().into_bytes()
+            } else {
+                format!("{sec}.{usec:06}").into_bytes()
+            })
+        }
+        Layout::Date => {
+            let raw = le(take(data, 3)?);
+            My::Date(
+                (raw >> 9) as u16,
+                ((raw >> 5) & 15) as u8,
+                (raw & 31) as u8,
+                0,
+                0,
+                0,
+                0,
+            )
+        }
+    })
+}
+
+fn be(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
+}
+
+/// A big-endian two's-complement integer of 1..=4 bytes.
+fn be_signed(bytes: &[u8]) -> i32 {
+    let shift = 64 - 8 * bytes.len() as u32;
+    (((be(bytes) << shift) as i64) >> shift) as i32
+}
+
+/// The microseconds of DATETIME2/TIMESTAMP2 with `dec` digits (as mysql_common reads them).
+fn fraction(bytes: &[u8], dec: u8) -> i32 {
+    match dec {
+        1 | 2 => be_signed(bytes) * 10_000,
+        3 | 4 => be_signed(bytes) * 100,
+        5 | 6 => be_signed(bytes),
+        _ => 0,
+    }
+}
+
+/// DATETIME2's packed integer part and microseconds → the query protocol's value
+/// (MySQL's TIME_from_longlong_datetime_packed).
+fn datetime(int: i64, usec: i32) -> My {
+    let packed = ((int << 24) + i64::from(usec)).abs();
+    let usec = packed % (1 << 24);
+    let ymdhms = packed >> 24;
+    let ymd = ymdhms >> 17;
+    let ym = ymd >> 5;
+    let hms = ymdhms % (1 << 17);
+    My::Date(
+        (ym / 13) as u16,
+        (ym % 13) as u8,
+        (ymd % (1 << 5)) as u8,
+        (hms >> 12) as u8,
+        ((hms >> 6) % (1 << 6)) as u8,
+        (hms % (1 << 6)) as u8,
+        usec as u32,
+    )
+}
+
+/// Decimal digits per 4-byte word of MySQL's binary DECIMAL, and bytes per leftover digits.
+const DIGITS_PER_WORD: usize = 9;
+const DIGIT_BYTES: [usize; DIGITS_PER_WORD + 1] = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4];
+
+/// Bytes of a binary DECIMAL(precision, scale).
+fn decimal_bin_size(precision: usize, scale: usize) -> usize {
+    let intg = precision.saturating_sub(scale);
+    intg / DIGITS_PER_WORD * 4
+        + DIGIT_BYTES[intg % DIGITS_PER_WORD]
+        + scale / DIGITS_PER_WORD * 4
+        + DIGIT_BYTES[scale % DIGITS_PER_WORD]
+}
+
+/// A binary DECIMAL as text, digit for digit as mysql_common's `Decimal` shows it: leading
+/// zero words dropped, `0` before a bare fraction, every fraction digit of the scale kept
+/// (`-0.500`, `12`, `0.000`).
+fn decimal_text(bytes: &[u8], precision: usize, scale: usize) -> io::Result<String> {
+    let mut bytes = bytes.to_vec();
+    let Some(first) = bytes.first_mut() else {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "empty DECIMAL"));
+    };
+    *first ^= 0x80;
+    let mask: i32 = if bytes[0] & 0x80 == 0 { 0 } else { -1 };
+    let negative = mask != 0;
+    let intg = precision.saturating_sub(scale);
+    let (prefix, intg_words) = (intg % DIGITS_PER_WORD, intg / DIGITS_PER_WORD);
+    let (suffix, frac_words) = (scale % DIGITS_PER_WORD, scale / DIGITS_PER_WORD);
+    let mut rest = &bytes[..];
+    let mut word =
+        |n: usize| be_signed(take(&mut rest, n).expect("sized by decimal_bin_size")) ^ mask;
+
+    let mut text = String::with_capacity(precision + 3);
+    if negative {
+        text.push('-');
+    }
+    // The integer part: leading zero words are dropped, the first one left is unpadded.
+    let mut started = false;
+    let mut integer = |x: i32, text: &mut String| {
+        if started {
+            let _ = write!(text, "{x:09}");
+        } else if x != 0 {
+            let _ = write!(text, "{x}");
+            started = true;
+        }
+    };
+    if prefix > 0 {
+        let x = word(DIGIT_BYTES[prefix]);
+        integer(x, &mut text);
+    }
+    for _ in 0..intg_words {
+        let x = word(4);
+        integer(x, &mut text);
+    }
+    if !started {
+        if scale == 0 {
+            // Zero of a DECIMAL(p, 0) is unsigned.
+            return Ok("0".into());
+        }
+        text.push('0');
+    }
+    if scale > 0 {
+        text.push('.');
+    }
+    for _ in 0..frac_words {
+        let x = word(4);
+        let _ = write!(text, "{x:09}");
+    }
+    if suffix > 0 {
+        let x = word(DIGIT_BYTES[suffix]);
+        let _ = write!(text, "{x:0suffix$}");
+    }
+    Ok(text)
+}
