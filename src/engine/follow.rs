@@ -10,15 +10,16 @@
 //! theirs at once). The epoch advances with the clock, but only at a transaction boundary:
 //! an epoch holds whole transactions, so consolidating an epoch never sees half of one.
 //! (A transaction larger than half the in-flight bound may span epochs; it is then written
-//! in parts, and its position is still recorded only after its last part; so may the
-//! transaction under way when the rows in flight reach the bound.) Before it
+//! in parts, and its position is still recorded only after its last part.) Before it
 //! advances, the operator emits on the second output the position after the last whole
 //! transaction, at the epoch being closed: once that epoch is durable everywhere, a restart
 //! may resume from that position. Heartbeats of an idle server advance the position too.
 //!
 //! Backpressure: as in the backfill reader, rows emitted at epochs the probe after the
 //! sinks has not passed are in flight; past the bound the operator stops draining the
-//! reader's bounded channel, so the reader (and the server's binlog dump) wait.
+//! reader's bounded channel, so the reader (and the server's binlog dump) wait — except
+//! inside a transaction, which is read on to its end or to half the bound, so the epoch
+//! holding it can close (at most 1.5 × the bound in flight).
 //!
 //! `until_caught_up`: the first heartbeat (the server has nothing newer) ends the read: the
 //! last position is emitted and the capabilities dropped, so the job drains, checkpoints
@@ -201,13 +202,10 @@ pub(super) fn follow<'s>(
             let stop = ended || caught_up || ctx.control.stopping();
             let at_boundary = open_rows == 0;
             let tick = ctx.clock.now();
-            // An epoch closes at a transaction boundary; one that is half the in-flight bound
-            // or more, or that holds the reader back (the rows in flight are the full bound),
-            // is closed mid-transaction, or the rows of the epoch could never become durable
-            // and the reader would wait for ever.
-            let may_close = at_boundary
-                || open_rows >= ctx.max_in_flight_rows / 2
-                || in_flight.rows >= ctx.max_in_flight_rows;
+            // An epoch closes at a transaction boundary, or mid-transaction once the open
+            // transaction is half the in-flight bound (the read loop above reads that far
+            // past the bound, so an epoch can always close and its rows become durable).
+            let may_close = at_boundary || open_rows >= ctx.max_in_flight_rows / 2;
             if stop || (tick > epoch && may_close) {
                 // `latest` is always a boundary: every row before it is emitted by now.
                 if !emitted {
