@@ -1,4 +1,5 @@
-//! Conformance with InfluxData's line-protocol corpus (`../shared/data/line-protocol-corpus`):
+//! Conformance with InfluxData's line-protocol corpus (`tests/data/line-protocol-corpus`,
+//! MIT, vendored so the tests need nothing outside the repository):
 //!
 //! - every encode case through the InfluxDB sink's encoder: the expected text is what
 //!   InfluxData's reference encoder writes; an expected error must be an error here too;
@@ -16,7 +17,7 @@ use tsmig::sources::ingest::parse::{parse_body, Precision};
 
 fn corpus() -> serde_json::Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/line-protocol-corpus/corpus.json");
+        .join("tests/data/line-protocol-corpus/corpus.json");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("the corpus must be at {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
