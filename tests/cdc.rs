@@ -7,6 +7,8 @@
 //! remove what another test's reader still needs.
 
 mod common;
+#[path = "standins/influxdb2/mod.rs"]
+mod influxdb2_standin;
 #[path = "standins/iotdb/mod.rs"]
 mod iotdb_standin;
 
@@ -952,4 +954,64 @@ fn a_transaction_that_meets_the_in_flight_bound_does_not_stall_the_reader() {
     assert_ok(&out);
     assert_eq!(summary_u64(&out.stdout, "changes_read"), 1100);
     assert_same(&table, &db);
+}
+
+#[test]
+fn changes_reach_influxdb_2_through_its_delete_api() {
+    use influxdb2_standin::{standin, FieldValue, Seen};
+    let _shared = BINLOG.read().unwrap_or_else(|p| p.into_inner());
+    let table = unique("cdc_v2");
+    let _cleanup = Cleanup::default().table(&table);
+    create_table(&table);
+    seed(&table, 100);
+    let seen = Arc::new(std::sync::Mutex::new(Seen::default()));
+    let port = standin(seen.clone());
+    let dir = scratch(&table);
+    let sink = format!(
+        "sink:\n  type: influxdb\n  version: 2\n  url: http://127.0.0.1:{port}\n  org: acme\n  bucket: plant\n  token: secret-token\n  precision: ms\n"
+    );
+    let file = job_file(&dir, &table, &sink, MEASUREMENT);
+    let out = job(&dir, &file, "backfill+cdc", &["--until-caught-up"])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    apply_changes(&table);
+    let out = job(&dir, &file, "cdc", &["--until-caught-up"])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert!(summary_u64(&out.stdout, "points_deleted") >= 12);
+
+    // The stand-in's bucket, in `expected_influx`'s shape.
+    let mut actual: Vec<serde_json::Value> = Vec::new();
+    for ((measurement, tags), points) in &seen.lock().unwrap().store {
+        assert_eq!(measurement, "sensors");
+        let tag = |k: &str| {
+            tags.iter()
+                .find(|(t, _)| t == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        for (time, fields) in points {
+            let fields: serde_json::Map<String, serde_json::Value> = fields
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        FieldValue::Float(f) => *f,
+                        FieldValue::Int(i) => *i as f64,
+                        other => panic!("unexpected field {k}: {other:?}"),
+                    };
+                    (k.clone(), v.into())
+                })
+                .collect();
+            actual.push(serde_json::json!({
+                "time": time / 1_000_000,
+                "tags": {"device_id": tag("device_id"), "site": tag("site")},
+                "fields": fields,
+            }));
+        }
+    }
+    actual.sort_by_key(|p| p.to_string());
+    assert_eq!(actual, expected_influx(&table));
+    assert!(!seen.lock().unwrap().deletes.is_empty());
 }

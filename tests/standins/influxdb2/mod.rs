@@ -86,6 +86,8 @@ pub struct Seen {
     pub writes: Vec<WriteLog>,
     /// The bucket `plant`.
     pub store: Store,
+    /// The predicate of every delete request, in order.
+    pub deletes: Vec<String>,
 }
 
 impl Seen {
@@ -119,6 +121,7 @@ impl Seen {
 /// A stand-in for InfluxDB 2 (not InfluxDB) for org `acme`, bucket `plant`, token
 /// `secret-token`:
 /// - `POST /api/v2/write` as the module doc says;
+/// - `POST /api/v2/delete` deletes a time range of the series a predicate names;
 /// - `POST /api/v2/query` answers annotated CSV for exactly these Flux shapes (anything else
 ///   is a 400 with InfluxDB's JSON error):
 ///   `from(bucket) |> range(start, stop) |> filter(_measurement ==)`, optionally followed by
@@ -220,8 +223,68 @@ pub fn answer(
                 headers: Vec::new(),
             }
         }
+        "/api/v2/delete" => {
+            if params.get("bucket").map(String::as_str) != Some("plant") {
+                let bucket = params.get("bucket").cloned().unwrap_or_default();
+                return error(404, "not found", &format!("bucket \"{bucket}\" not found"));
+            }
+            match delete(s, &body) {
+                Ok(()) => http::Response {
+                    status: 204,
+                    content_type: JSON,
+                    body: String::new(),
+                    headers: Vec::new(),
+                },
+                Err(e) => error(400, "invalid", &e),
+            }
+        }
         _ => error(404, "not found", "path not found"),
     }
+}
+
+/// `POST /api/v2/delete`: `{start, stop, predicate}`, both times inclusive (RFC 3339), the
+/// predicate `_measurement="m" AND tag="v" AND ...` (InfluxDB 2 accepts only `=` and `AND`).
+/// Deletes the points in the range of every series of the measurement whose tags include
+/// the predicate's (a series with more tags matches too, as in InfluxDB 2).
+fn delete(s: &mut Seen, body: &[u8]) -> Result<(), String> {
+    let request: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("failed to decode request body: {e}"))?;
+    let time = |key: &str| -> Result<i64, String> {
+        let text = request[key].as_str().ok_or(format!("{key} is missing"))?;
+        chrono::DateTime::parse_from_rfc3339(text)
+            .ok()
+            .and_then(|t| t.timestamp_nanos_opt())
+            .ok_or(format!("invalid {key} time {text:?}"))
+    };
+    let (start, stop) = (time("start")?, time("stop")?);
+    let predicate = request["predicate"].as_str().unwrap_or_default();
+    let mut measurement = None;
+    let mut tags: Vec<(String, String)> = Vec::new();
+    for term in predicate.split(" AND ").filter(|t| !t.trim().is_empty()) {
+        let (key, value) = term
+            .split_once('=')
+            .ok_or(format!("invalid predicate term {term:?}"))?;
+        let value = value
+            .trim()
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .ok_or(format!("invalid predicate value in {term:?}"))?
+            .replace("\\\"", "\"");
+        match key.trim() {
+            "_measurement" => measurement = Some(value),
+            k => tags.push((k.to_string(), value)),
+        }
+    }
+    for ((m, series_tags), points) in s.store.iter_mut() {
+        let matches = measurement.as_ref().is_none_or(|want| want == m)
+            && tags.iter().all(|t| series_tags.contains(t));
+        if matches {
+            points.retain(|t, _| *t < start || *t > stop);
+        }
+    }
+    s.store.retain(|_, points| !points.is_empty());
+    s.deletes.push(predicate.to_string());
+    Ok(())
 }
 
 /// The query string's parameters, percent-decoded.
