@@ -2,7 +2,7 @@
 
 use super::commit::{commit, Committer};
 use super::read::{read_splits, ReadContext};
-use super::{join_workers, map, plan, sink, Cluster, EpochClock, Services};
+use super::{map, plan, sink, Cluster, EpochClock, Services};
 use crate::checkpoint::store::FileStore;
 use crate::checkpoint::BackfillState;
 use crate::mapping::Mappings;
@@ -61,7 +61,7 @@ pub fn run<S: Sink>(job: Backfill<S>, cluster: &Cluster) -> Result<(), String> {
     } = services.clone();
 
     let worker_control = control.clone();
-    let guards = timely::execute(cluster.timely_config(), move |worker| {
+    super::workers::execute(cluster, &control, move |worker| {
         let control = worker_control.clone();
         let owned = if worker.index() == 0 {
             state.lock().unwrap_or_else(|p| p.into_inner()).take()
@@ -104,9 +104,5 @@ pub fn run<S: Sink>(job: Backfill<S>, cluster: &Cluster) -> Result<(), String> {
             let acks = sink::write(routed, sink.clone(), &services, false).probe_with(&durable);
             commit(finished, acks, committer);
         });
-
-        while worker.step_or_park(None) {}
-    })?;
-
-    join_workers(guards, &control)
+    })
 }

@@ -18,7 +18,7 @@
 use super::changes::to_sink_changes;
 use super::commit::{commit_positions, CdcProgress, PositionCommitter};
 use super::follow::{follow, FollowContext};
-use super::{join_workers, sink, Cluster, EpochClock, Services};
+use super::{sink, Cluster, EpochClock, Services};
 use crate::checkpoint::store::FileStore;
 use crate::checkpoint::CdcState;
 use crate::mapping::Mappings;
@@ -84,7 +84,7 @@ pub fn run<S: Sink>(job: Cdc<S>, cluster: &Cluster) -> Result<(), String> {
     } = services.clone();
 
     let worker_control = control.clone();
-    let guards = timely::execute(cluster.timely_config(), move |worker| {
+    super::workers::execute(cluster, &control, move |worker| {
         let control = worker_control.clone();
         let committer = if worker.index() == 0 {
             store
@@ -129,9 +129,5 @@ pub fn run<S: Sink>(job: Cdc<S>, cluster: &Cluster) -> Result<(), String> {
             let acks = sink::write(changes, sink.clone(), &services, true).probe_with(&durable);
             commit_positions(positions, acks, committer);
         });
-
-        while worker.step_or_park(None) {}
-    })?;
-
-    join_workers(guards, &control)
+    })
 }

@@ -86,6 +86,7 @@ pub(super) fn commit<'s>(
                     if dirty && (drained || last_save.elapsed() >= c.interval) {
                         if let Err(e) = c.store.save_backfill(&c.state) {
                             c.control.fail(e);
+                            return;
                         }
                         dirty = false;
                         last_save = Instant::now();
@@ -171,6 +172,7 @@ pub(super) fn commit_positions<'s>(
                 if dirty && (drained || last_save.elapsed() >= c.interval) {
                     if let Err(e) = c.store.save_cdc(&c.state) {
                         c.control.fail(e);
+                        return;
                     }
                     Counters::add(&c.counters.checkpoints, 1);
                     tracing::debug!(position = %c.state.position, "checkpoint");

@@ -196,6 +196,7 @@ pub(super) fn follow<'s>(
                 if let Err(message) = result {
                     if !ctx.control.stopping() {
                         ctx.control.fail(message);
+                        return;
                     }
                 }
             }

@@ -47,13 +47,13 @@
 //! No backpressure here: the endpoint bounds the points accepted and not yet released
 //! (`max_pending_points`, 429 past it), so the operator takes whatever is queued.
 //!
-//! Failure: the worker that fails unwinds ([`Control::fail`]); the others see the failure
-//! at their next tick and unwind too, so the job ends on every worker. Requests taken and
+//! Failure: whichever worker fails records it ([`Control::fail`]) and every worker drops
+//! the dataflow (see `workers`), so the job ends on every worker. Requests taken and
 //! not yet durable are answered with the failure (500) as their `done` is dropped with the
 //! worker's state, and [`run`] abandons the queue so that the requests still in it are
 //! answered at once too, instead of waiting out `ack_timeout`.
 
-use super::{join_workers, sink, Cluster, Control, EpochClock, Services};
+use super::{sink, Cluster, Control, EpochClock, Services};
 use crate::model::Point;
 use crate::sinks::Sink;
 use crate::sources::ingest::{Ack, IngestQueue, Ingested};
@@ -106,7 +106,7 @@ pub fn run<S: Sink>(job: Ingest<S>, cluster: &Cluster) -> Result<(), String> {
     let worker_queue = queue.clone();
     let worker_control = control.clone();
     let order = Arc::new(Mutex::new(TakeOrder::default()));
-    let guards = timely::execute(cluster.timely_config(), move |worker| {
+    super::workers::execute(cluster, &control, move |worker| {
         let control = worker_control.clone();
         let waiting = Rc::new(RefCell::new(Waiting::new(control.clone())));
         worker.dataflow::<u64, _, _>(|scope| {
@@ -116,7 +116,6 @@ pub fn run<S: Sink>(job: Ingest<S>, cluster: &Cluster) -> Result<(), String> {
                     queue: worker_queue.clone(),
                     order: order.clone(),
                     clock,
-                    control: control.clone(),
                     waiting: waiting.clone(),
                 },
             );
@@ -124,10 +123,8 @@ pub fn run<S: Sink>(job: Ingest<S>, cluster: &Cluster) -> Result<(), String> {
             let acks = sink::write(in_queue_order(routed), sink.clone(), &services, true);
             acknowledge(acks, waiting);
         });
-        while worker.step_or_park(None) {}
-    })?;
-
-    join_workers(guards, &control).inspect_err(|failure| queue.abandon(failure))
+    })
+    .inspect_err(|failure| queue.abandon(failure))
 }
 
 /// What the take-requests operator of a worker needs.
@@ -136,7 +133,6 @@ struct Taking {
     /// Shared by the process's workers.
     order: Arc<Mutex<TakeOrder>>,
     clock: EpochClock,
-    control: Control,
     waiting: Rc<RefCell<Waiting>>,
 }
 
@@ -168,7 +164,6 @@ fn take_requests<'s>(scope: Scope<'s, u64>, taking: Taking) -> Stream<'s, u64, V
         queue,
         order,
         clock,
-        control,
         waiting,
     } = taking;
     source::<_, CapacityContainerBuilder<Vec<Numbered>>, _, _>(
@@ -183,10 +178,6 @@ fn take_requests<'s>(scope: Scope<'s, u64>, taking: Taking) -> Stream<'s, u64, V
             }));
             let mut capability = Some(capability);
             move |output| {
-                if control.failure().is_some() {
-                    // Another worker failed: end this one too (the first failure is kept).
-                    control.fail(String::new());
-                }
                 let Some(cap) = capability.as_mut() else {
                     return;
                 };
@@ -419,10 +410,7 @@ mod tests {
         let control = Control::default();
         let mut waiting = Waiting::new(control.clone());
         let mut answer = waiter(&mut waiting, 7);
-        let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            control.fail("access denied".into())
-        }));
-        assert!(failed.is_err());
+        control.fail("access denied".into());
         drop(waiting);
         assert_eq!(answer.try_recv().unwrap(), Err("access denied".to_string()));
     }

@@ -37,6 +37,7 @@ mod plan;
 mod read;
 mod sink;
 pub mod verify;
+mod workers;
 
 pub use commit::CdcProgress;
 
@@ -56,23 +57,6 @@ pub struct Services {
     pub counters: Arc<crate::metrics::Counters>,
     /// Stop request and failure.
     pub control: Control,
-}
-
-/// Waits for every worker of this process; `Err` is the job's failure (the first one
-/// recorded, or a worker's panic).
-fn join_workers(
-    guards: timely::communication::WorkerGuards<()>,
-    control: &Control,
-) -> Result<(), String> {
-    let results = guards.join();
-    if let Some(failure) = control.failure() {
-        return Err(failure);
-    }
-    match results.iter().find_map(|r| r.as_ref().err()) {
-        None => Ok(()),
-        Some(e) if e.contains("JobFailed") || e.is_empty() => Err("a worker failed".into()),
-        Some(e) => Err(format!("a worker failed: {e}")),
-    }
 }
 
 /// Where the workers of a job run.
@@ -122,60 +106,106 @@ impl Cluster {
     }
 }
 
-/// A job-wide stop request (SIGTERM) and the first fatal error, shared by every worker and
-/// task of a process.
+/// A job-wide stop request (SIGTERM) and the first failure, shared by every worker and
+/// task of a process. Recording a failure stops the job on every worker of every process
+/// (see [`workers`]).
 #[derive(Clone, Default)]
 pub struct Control {
-    stop: Arc<AtomicBool>,
-    failure: Arc<Mutex<Option<String>>>,
+    inner: Arc<ControlState>,
 }
 
-/// The panic payload of a worker that stops because the job failed; the message is in
-/// [`Control::failure`], so the panic itself is not printed.
-pub struct JobFailed;
+#[derive(Default)]
+struct ControlState {
+    stop: AtomicBool,
+    failed: AtomicBool,
+    failure: Mutex<Option<Failure>>,
+    /// The process's worker threads, unparked when the job fails.
+    workers: Mutex<Vec<std::thread::Thread>>,
+}
+
+/// The job's first failure.
+struct Failure {
+    message: String,
+    /// Met in this process (announced to the others), not heard from another.
+    local: bool,
+}
 
 impl Control {
     /// Asks sources to stop reading; what was read is still written and checkpointed.
     pub fn request_stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.inner.stop.store(true, Ordering::SeqCst);
     }
 
-    /// Whether a stop was requested.
+    /// Whether a stop was requested (or the job failed).
     pub fn stopping(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
+        self.inner.stop.load(Ordering::SeqCst)
     }
 
-    /// Records the job's failure (the first one wins) and stops the workers. Never returns:
-    /// unwinding a worker is how timely ends a run on every worker and process.
-    pub fn fail(&self, message: String) -> ! {
+    /// Records the job's failure (the first one wins) and ends the job on every worker:
+    /// the caller just returns; its worker drops the dataflow before its next step.
+    pub fn fail(&self, message: String) {
+        self.record(message, true);
+    }
+
+    /// Records a failure another process announced.
+    pub(crate) fn fail_remote(&self, process: usize, message: &str) {
+        self.record(format!("process {process} failed: {message}"), false);
+    }
+
+    fn record(&self, message: String, local: bool) {
         {
-            let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+            let mut failure = self.inner.failure.lock().unwrap_or_else(|p| p.into_inner());
             if failure.is_none() {
-                *failure = Some(message);
+                *failure = Some(Failure { message, local });
             }
         }
+        self.inner.failed.store(true, Ordering::SeqCst);
         self.request_stop();
-        std::panic::panic_any(JobFailed)
+        for worker in self
+            .inner
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            worker.unpark();
+        }
+    }
+
+    /// Whether the job failed.
+    pub fn failed(&self) -> bool {
+        self.inner.failed.load(Ordering::SeqCst)
     }
 
     /// The failure, if any.
     pub fn failure(&self) -> Option<String> {
-        self.failure
+        self.inner
+            .failure
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .as_ref()
+            .map(|f| f.message.clone())
     }
-}
 
-/// Installs a panic hook that stays quiet for [`JobFailed`] (its message is reported once,
-/// by the caller) and prints every other panic as usual.
-pub fn quiet_job_failures() {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if info.payload().downcast_ref::<JobFailed>().is_none() {
-            previous(info);
-        }
-    }));
+    /// The failure, if this process met it (and must announce it to the others).
+    fn local_failure(&self) -> Option<String> {
+        self.inner
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|f| f.local)
+            .map(|f| f.message.clone())
+    }
+
+    /// A worker thread to wake when the job fails.
+    fn register_worker(&self, thread: std::thread::Thread) {
+        self.inner
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(thread);
+    }
 }
 
 /// The epoch clock: epoch `n` is the `n`-th tick of `tick` since the job started.

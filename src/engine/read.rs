@@ -148,11 +148,17 @@ pub(super) fn read_splits<'s>(
                         reading = None;
                     }
                     Ok(Err(SourceError::Stopped)) => reading = None,
-                    Ok(Err(e)) => ctx.control.fail(e.to_string()),
-                    Err(oneshot::error::TryRecvError::Closed) => ctx.control.fail(format!(
-                        "the task reading split {} ended without a result",
-                        r.split
-                    )),
+                    Ok(Err(e)) => {
+                        ctx.control.fail(e.to_string());
+                        return;
+                    }
+                    Err(oneshot::error::TryRecvError::Closed) => {
+                        ctx.control.fail(format!(
+                            "the task reading split {} ended without a result",
+                            r.split
+                        ));
+                        return;
+                    }
                 }
             }
 

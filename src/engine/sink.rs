@@ -144,7 +144,10 @@ pub(super) fn write<'s, S: Sink, D: IntoChange + Clone + 'static>(
                     }
                 }
                 match result {
-                    Err(message) => control.fail(format!("writing to the sink failed: {message}")),
+                    Err(message) => {
+                        control.fail(format!("writing to the sink failed: {message}"));
+                        return;
+                    }
                     Ok((_, Some(batch))) if spare.len() < config.in_flight + 1 => spare.push(batch),
                     Ok(_) => {}
                 }

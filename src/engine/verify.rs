@@ -26,8 +26,9 @@ pub fn diff(
     let inputs = Arc::new(Mutex::new(Some((source, target))));
     let leftovers: Arc<Mutex<Vec<(Key, Summary, i64)>>> = Arc::new(Mutex::new(Vec::new()));
     let sink = leftovers.clone();
-    let guards = timely::execute(
-        Cluster::local(workers.max(1)).timely_config(),
+    super::workers::execute(
+        &Cluster::local(workers.max(1)),
+        &super::Control::default(),
         move |worker| {
             let sink = sink.clone();
             let (mut from_source, mut from_target) = worker.dataflow::<u64, _, _>(|scope| {
@@ -58,12 +59,8 @@ pub fn diff(
             }
             from_source.close();
             from_target.close();
-            while worker.step_or_park(None) {}
         },
     )?;
-    for result in guards.join() {
-        result?;
-    }
     let leftovers = std::mem::take(&mut *leftovers.lock().unwrap_or_else(|p| p.into_inner()));
     Ok(leftovers)
 }

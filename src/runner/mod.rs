@@ -264,6 +264,11 @@ fn with_sink<W: WithSink>(job: &Job, mappings: &Mappings, with: W) -> Result<W::
         }
         SinkConfig::Timestream(c, batching) => with.run(TimestreamSink::new(c, batching)),
         SinkConfig::Blackhole(c) => with.run(BlackholeSink::new(c)),
+        SinkConfig::Memory(c, batching) => with.run(crate::connectors::memory::MemorySink::new(
+            &c.target,
+            c.deletes,
+            batching.clone(),
+        )),
     })
 }
 
@@ -286,7 +291,6 @@ impl JobRun {
     ) -> Result<Self, RunError> {
         let started = crate::metrics::process_start();
         let control = Control::default();
-        engine::quiet_job_failures();
         watch_signals(&rt, &control);
         let counters = Counters::new();
         let dead_letters =
@@ -512,6 +516,9 @@ fn verify(job: &Job, options: &RunOptions) -> Result<(), RunError> {
         )),
         SinkConfig::Blackhole(_) => Err(RunError::Usage(
             "a blackhole keeps nothing to verify".into(),
+        )),
+        SinkConfig::Memory(..) => Err(RunError::Usage(
+            "verify cannot read a memory target back".into(),
         )),
     }
 }
