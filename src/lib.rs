@@ -7,6 +7,7 @@
 //! [`checkpoint`] (what is durably done, where a restart resumes).
 
 pub mod checkpoint;
+pub mod connectors;
 pub mod dead_letter;
 pub mod engine;
 pub mod job;

@@ -33,6 +33,8 @@ pub enum SinkConfig {
     /// `type: blackhole`: counts and discards every point, to measure the source and the
     /// engine alone. It takes only the batching keys.
     Blackhole(BatchConfig),
+    /// `type: memory`: a target held in this process, for the engine's own tests.
+    Memory(crate::connectors::memory::MemorySinkConfig, BatchConfig),
 }
 
 impl<'de> Deserialize<'de> for SinkConfig {
@@ -40,7 +42,7 @@ impl<'de> Deserialize<'de> for SinkConfig {
         let (kind, body) = crate::job::tagged_section(
             d,
             "sink",
-            &["influxdb", "iotdb", "timestream", "blackhole"],
+            &["influxdb", "iotdb", "timestream", "blackhole", "memory"],
         )?;
         match kind.as_str() {
             "influxdb" => {
@@ -65,6 +67,13 @@ impl<'de> Deserialize<'de> for SinkConfig {
                 ))
             }
             "blackhole" => crate::job::section(body).map(SinkConfig::Blackhole),
+            "memory" => {
+                let (own, batching) = crate::job::split_section(body, BatchConfig::KEYS);
+                Ok(SinkConfig::Memory(
+                    crate::job::section(own)?,
+                    crate::job::section(batching)?,
+                ))
+            }
             other => Err(serde::de::Error::custom(format!(
                 "unknown sink type `{other}`"
             ))),
@@ -89,6 +98,10 @@ impl SinkConfig {
                 c.check(job)
             }
             SinkConfig::Blackhole(batching) => batching.check(job),
+            SinkConfig::Memory(c, batching) => {
+                batching.check(job)?;
+                c.check(job)
+            }
         }
     }
 }

@@ -31,17 +31,23 @@ pub enum SourceConfig {
     /// `type: tdengine`: TDengine super tables and tables over its REST interface, read
     /// as sub-table × time-window splits.
     Tdengine(tdengine::config::TdengineSourceConfig),
+    /// `type: memory`: a database held in this process, for the engine's own tests.
+    Memory(crate::connectors::memory::MemorySourceConfig),
 }
 
 impl<'de> Deserialize<'de> for SourceConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (kind, body) =
-            crate::job::tagged_section(d, "source", &["mysql", "influxdb", "ingest", "tdengine"])?;
+        let (kind, body) = crate::job::tagged_section(
+            d,
+            "source",
+            &["mysql", "influxdb", "ingest", "tdengine", "memory"],
+        )?;
         match kind.as_str() {
             "mysql" => crate::job::section(body).map(SourceConfig::Mysql),
             "influxdb" => crate::job::section(body).map(SourceConfig::Influxdb),
             "ingest" => crate::job::section(body).map(|c| SourceConfig::Ingest(Box::new(c))),
             "tdengine" => crate::job::section(body).map(SourceConfig::Tdengine),
+            "memory" => crate::job::section(body).map(SourceConfig::Memory),
             other => Err(serde::de::Error::custom(format!(
                 "unknown source type `{other}`"
             ))),
@@ -57,6 +63,7 @@ impl SourceConfig {
             SourceConfig::Influxdb(c) => c.check(job),
             SourceConfig::Ingest(c) => c.check(job),
             SourceConfig::Tdengine(c) => c.check(job),
+            SourceConfig::Memory(c) => c.check(job),
         }
     }
 
@@ -67,6 +74,7 @@ impl SourceConfig {
             SourceConfig::Influxdb(_) => "influxdb",
             SourceConfig::Ingest(_) => "ingest",
             SourceConfig::Tdengine(_) => "tdengine",
+            SourceConfig::Memory(_) => "memory",
         }
     }
 
@@ -80,6 +88,7 @@ impl SourceConfig {
             // Points arrive whole: no tables, no mappings by table.
             SourceConfig::Ingest(_) => Vec::new(),
             SourceConfig::Tdengine(c) => c.tables.iter().map(|t| t.name.clone()).collect(),
+            SourceConfig::Memory(c) => c.table_names(),
         }
     }
 
@@ -369,6 +378,7 @@ pub trait BoundedSource: Send + Sync + 'static {
 /// projection, snapshot reads) and the change log, which share one connection pool.
 pub async fn open_change_source(job: &Job) -> Result<Box<dyn BoundedChangeSource>, SourceError> {
     match &job.file.source {
+        SourceConfig::Memory(config) => Ok(Box::new(open_memory(job, config)?)),
         SourceConfig::Mysql(config) => Ok(Box::new(
             mysql::client::MysqlSource::open(job, config).await?,
         )),
@@ -402,9 +412,26 @@ pub async fn open_bounded(job: &Job) -> Result<Box<dyn BoundedSource>, SourceErr
         SourceConfig::Influxdb(config) => Ok(Box::new(
             influxdb::client::InfluxSource::open(job, config).await?,
         )),
+        SourceConfig::Memory(config) => Ok(Box::new(open_memory(job, config)?)),
         SourceConfig::Ingest(_) => Err(SourceError::Config(job.error_at(
             "source.type",
             "the ingest source is an endpoint that runs until stopped, not a bounded input: run it with `-c ingest`",
         ))),
     }
+}
+
+fn open_memory(
+    job: &Job,
+    config: &crate::connectors::memory::MemorySourceConfig,
+) -> Result<crate::connectors::memory::MemorySource, SourceError> {
+    let db = crate::connectors::memory::database(&config.database).ok_or_else(|| {
+        SourceError::Config(job.error_at(
+            "source.database",
+            format!(
+                "no memory database `{}` is registered in this process",
+                config.database
+            ),
+        ))
+    })?;
+    Ok(crate::connectors::memory::MemorySource::new(db))
 }

@@ -1,0 +1,7 @@
+//! Connectors: one folder per system, each holding what tsmig knows of that system (its
+//! job-file section, its client, its source and sink sides).
+//!
+//! [`memory`] holds a database and a target in memory: what the engine's own tests run
+//! against, with faults a test can script.
+
+pub mod memory;
