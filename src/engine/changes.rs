@@ -1,24 +1,33 @@
-//! From row changes to sink changes: map, consolidate per epoch, decide per point.
+//! From row changes to sink changes: map, group each epoch's updates per point, decide.
 //!
 //! ```text
-//!  row changes ─▶ [ map ] ─▶ (point, ±1) ─┬─ consolidated ─▶ differential consolidate
-//!                (worker 0)               │                    (exchange by hash of the point)
-//!                                         │                           │
-//!                                         │                exchange by device
-//!                                         │                           ▼
-//!                                         │                 [ decide per point ] ─┐
-//!                                         │                   (at epoch end)      ├─▶ changes
-//!                                         └─ append-only ─▶ exchange by device ──┘   (Write/Delete)
-//!                                                           [ in order ]
+//!  row changes ─▶ [ map ] ─▶ (point, ±1) ─┬─ per point ─▶ exchange by device ─▶ [ decide per point ] ─┐
+//!                (worker 0)               │                                   (at epoch end)        ├─▶ changes
+//!                                         └─ append-only ─▶ exchange by device ─▶ [ in order ] ──────┘   (Write/Delete)
 //! ```
 //!
 //! An UPDATE is the old point with -1 and the new with +1, an INSERT +1, a DELETE -1. The
-//! epoch's updates form a differential collection; consolidating it cancels an insert and
-//! a delete of the same point and collapses a chain of updates into the first old point
-//! (-1) and the last new one (+1). What remains is decided per point of the target (series
-//! and time): a +1 is a write (after a delete of the old point when one of its fields is
-//! gone from the new one, since a write only adds fields); only -1s are a delete. A moved
-//! key (another device or time) is a delete of the old point and a write of the new one.
+//! deciding operator gathers an epoch's updates per point of the target (series and time)
+//! and decides, at the epoch's end, by one rule (`decide_epoch`):
+//!
+//! - a point whose final state is *absent* is deleted — also when its updates cancel out
+//!   (an insert and a delete in one epoch): delivery is at-least-once, so after a replay,
+//!   or when a backfill chunk was read after the snapshot position, the target may hold
+//!   the point already. Deletes are idempotent.
+//! - a point whose final state is *present* is written with its last values; first deleted
+//!   when any version of it in the epoch had a field the final one lacks (a field set to
+//!   NULL, say): a write only adds fields, and the target may hold any of those versions.
+//!
+//! A delete names every field any version had, so a target that deletes by field (IoTDB)
+//! removes them all. A moved key (another device, tag or time) is two points: the old one
+//! ends absent, the new one present. That is also why this is not differential's
+//! `consolidate()`: it cancels +1 against -1 and so forgets that the point was touched.
+//! Why this rule ends with target = source however often an epoch is replayed is argued,
+//! and checked with random histories, crashes and restarts, in `tests/model.rs`.
+//!
+//! Append-only mappings skip the grouping: their updates reach the sink in log order (a
+//! -1 as a delete, a +1 as a write), which is exact however often it is replayed, since an
+//! update is a delete followed by a write.
 //!
 //! Capabilities: the deciding operator keeps one per epoch it holds updates of, until the
 //! input frontier passes that epoch; the others hold none.
@@ -27,9 +36,9 @@ use crate::dead_letter::DeadLetters;
 use crate::mapping::{Mappings, PointUpdate};
 use crate::metrics::Counters;
 use crate::model::{Change, Point};
+use crate::model::{Name, Value};
 use crate::sources::RowChange;
-use differential_dataflow::AsCollection;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::vec::Partition;
@@ -46,12 +55,8 @@ pub(super) fn to_sink_changes<'s>(
     let updates = map_changes(changes, mappings, dead_letters, counters);
     let mut parts = updates.partition(2, |u: PointUpdate| (u64::from(u.direct), (u.point, u.diff)));
     let direct = parts.pop().expect("two parts");
-    let consolidated = parts.pop().expect("two parts");
-
-    // Each update carries its epoch as its differential time, so consolidation never
-    // merges two epochs and the deciding operator sees each epoch's net changes.
-    let consolidated = with_times(consolidated).as_collection().consolidate().inner;
-    let decided = decide(consolidated);
+    let per_point = parts.pop().expect("two parts");
+    let decided = decide(per_point);
 
     let in_order = direct.unary(
         Exchange::new(|(p, _): &(Point, i8)| p.device_hash),
@@ -101,46 +106,26 @@ fn map_changes<'s>(
     })
 }
 
-/// An epoch's updates held until the epoch is complete, with its capability.
-type Stashed = (Capability<u64>, Vec<(Point, isize)>);
+/// An epoch's updates, in arrival order, held until the epoch is complete, with its
+/// capability.
+type Stashed = (Capability<u64>, Vec<(Point, i8)>);
 
-/// `(point, diff)` at epoch `e` → the differential update `(point, e, diff)`.
-fn with_times<'s>(
-    updates: Stream<'s, u64, Vec<(Point, i8)>>,
-) -> Stream<'s, u64, Vec<(Point, u64, isize)>> {
-    updates.unary(Pipeline, "StampEpochs", |_, _| {
-        let mut out = Vec::new();
-        move |input, output| {
-            input.for_each_time(|time, batches| {
-                let epoch = *time.time();
-                for batch in batches {
-                    out.extend(batch.drain(..).map(|(p, d)| (p, epoch, d as isize)));
-                }
-                output.session(&time).give_container(&mut out);
-            });
-        }
-    })
-}
-
-/// Decides, per point of the target and epoch, what the consolidated updates mean. An
-/// update is grouped by its own time (its epoch), which may be later than the time of the
-/// container it arrives in.
-fn decide<'s>(updates: Stream<'s, u64, Vec<(Point, u64, isize)>>) -> Stream<'s, u64, Vec<Change>> {
+/// Decides, per point of the target and epoch, what the epoch's updates mean. Updates of one
+/// point come from the one reader through one exchange channel, so they arrive in log order.
+fn decide<'s>(updates: Stream<'s, u64, Vec<(Point, i8)>>) -> Stream<'s, u64, Vec<Change>> {
     updates.unary_frontier(
-        Exchange::new(|(p, _, _): &(Point, u64, isize)| p.device_hash),
+        Exchange::new(|(p, _): &(Point, i8)| p.device_hash),
         "DecidePerPoint",
         |_, _| {
             let mut stash: BTreeMap<u64, Stashed> = BTreeMap::new();
             move |(input, frontier), output| {
                 input.for_each_time(|time, batches| {
+                    let epoch = *time.time();
+                    let (_, updates) = stash
+                        .entry(epoch)
+                        .or_insert_with(|| (time.retain(0), Vec::new()));
                     for batch in batches {
-                        for (point, epoch, diff) in batch.drain(..) {
-                            stash
-                                .entry(epoch)
-                                .or_insert_with(|| (time.delayed(&epoch, 0), Vec::new()))
-                                .1
-                                .push((point, diff));
-                        }
+                        updates.append(batch);
                     }
                 });
                 while let Some(entry) = stash.first_entry() {
@@ -158,50 +143,92 @@ fn decide<'s>(updates: Stream<'s, u64, Vec<(Point, u64, isize)>>) -> Stream<'s, 
     )
 }
 
-/// One epoch's consolidated updates → changes, grouped by point (series and time).
-pub(super) fn decide_epoch(mut updates: Vec<(Point, isize)>) -> Vec<Change> {
-    updates.sort_by(|(a, _), (b, _)| {
-        (a.time, &a.measurement, &a.tags).cmp(&(b.time, &b.measurement, &b.tags))
+/// One epoch's updates, in log order → changes, by the rule in the module docs.
+pub(super) fn decide_epoch(updates: Vec<(Point, i8)>) -> Vec<Change> {
+    // Group by point, keeping log order within a group.
+    let mut updates: Vec<(usize, Point, i8)> = updates
+        .into_iter()
+        .enumerate()
+        .map(|(i, (p, d))| (i, p, d))
+        .collect();
+    updates.sort_by(|(i, a, _), (j, b, _)| {
+        (a.time, &a.measurement, &a.tags, i).cmp(&(b.time, &b.measurement, &b.tags, j))
     });
     let mut changes = Vec::new();
-    let mut rest = updates.as_mut_slice();
-    while !rest.is_empty() {
+    let mut rest = updates.as_slice();
+    while let Some((_, first, _)) = rest.first() {
         let n = rest
             .iter()
-            .position(|(p, _)| !p.same_key(&rest[0].0))
+            .position(|(_, p, _)| !p.same_key(first))
             .unwrap_or(rest.len());
-        let (group, tail) = rest.split_at_mut(n);
+        let (group, tail) = rest.split_at(n);
         rest = tail;
-        let new = group.iter().rposition(|(_, d)| *d > 0);
-        match new {
-            Some(i) => {
-                let written = &group[i].0;
-                // A write adds fields; one the old point had and the new one lacks must go.
-                let old = group.iter().find(|(p, d)| {
-                    *d < 0
-                        && p.fields
-                            .iter()
-                            .any(|(k, _)| !written.fields.iter().any(|(w, _)| w == k))
-                });
-                if let Some((old, _)) = old {
-                    changes.push(Change::Delete(old.clone()));
-                }
-                changes.push(Change::Write(group[i].0.clone()));
+        decide_point(group, &mut changes);
+    }
+    changes
+}
+
+/// The changes for one point, given its updates in log order.
+fn decide_point(group: &[(usize, Point, i8)], changes: &mut Vec<Change>) {
+    // The final state. Each version's count starts at what the epoch's log implies it was
+    // before (a version first removed was there), plus its updates; of the versions still
+    // there at the end, the one written last. (With a consistent log and a unique key that
+    // is simply the last update, if it is a +1.)
+    let last = if group.len() == 1 {
+        Some(&group[0])
+            .filter(|(_, _, d)| *d > 0)
+            .map(|(_, p, _)| p)
+    } else {
+        // Per version: (running sum, lowest running sum, position of its last +1).
+        let mut versions: HashMap<&Point, (i64, i64, usize)> = HashMap::new();
+        for (at, (_, p, d)) in group.iter().enumerate() {
+            let (sum, low, written) = versions.entry(p).or_insert((0, 0, 0));
+            *sum += i64::from(*d);
+            *low = (*low).min(*sum);
+            if *d > 0 {
+                *written = at;
             }
-            None => {
-                if let Some((old, _)) = group.first() {
-                    changes.push(Change::Delete(old.clone()));
-                }
+        }
+        versions
+            .into_iter()
+            .filter(|(_, (sum, low, _))| sum - low > 0)
+            .max_by_key(|(_, (_, _, written))| *written)
+            .map(|(p, _)| p)
+    };
+    // Every field any version had: the target may hold any of them at this point now.
+    let mut fields: Vec<(Name, Value)> = Vec::new();
+    for (_, p, _) in group {
+        for (k, v) in &p.fields {
+            if !fields.iter().any(|(f, _)| f == k) {
+                fields.push((k.clone(), v.clone()));
             }
         }
     }
-    changes
+    let (_, template, _) = &group[0];
+    let delete = |fields: Vec<(Name, Value)>| {
+        Change::Delete(Point {
+            measurement: template.measurement.clone(),
+            tags: template.tags.clone(),
+            fields,
+            time: template.time,
+            device_hash: template.device_hash,
+        })
+    };
+    match last {
+        Some(written) => {
+            let has = |k: &Name| written.fields.iter().any(|(f, _)| f == k);
+            if !fields.iter().all(|(k, _)| has(k)) {
+                changes.push(delete(fields));
+            }
+            changes.push(Change::Write(written.clone()));
+        }
+        None => changes.push(delete(fields)),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Value;
 
     fn point(device: &str, time: i64, fields: &[(&str, f64)]) -> Point {
         Point {
@@ -216,6 +243,21 @@ mod tests {
         }
     }
 
+    /// A change as `write a@1 t,h` / `delete a@1 t,h`: the point and the fields it names.
+    fn show(changes: Vec<Change>) -> Vec<String> {
+        changes
+            .iter()
+            .map(|c| {
+                let (what, p) = match c {
+                    Change::Write(p) => ("write", p),
+                    Change::Delete(p) => ("delete", p),
+                };
+                let fields: Vec<&str> = p.fields.iter().map(|(k, _)| k.as_str()).collect();
+                format!("{what} {}@{} {}", p.tags[0].1, p.time, fields.join(","))
+            })
+            .collect()
+    }
+
     #[test]
     fn an_update_is_one_write_and_a_lost_field_deletes_first() {
         let old = point("a", 1, &[("t", 1.0), ("h", 2.0)]);
@@ -226,8 +268,8 @@ mod tests {
         );
         let nulled = point("a", 1, &[("t", 3.0)]);
         assert_eq!(
-            decide_epoch(vec![(nulled.clone(), 1), (old.clone(), -1)]),
-            vec![Change::Delete(old), Change::Write(nulled)]
+            show(decide_epoch(vec![(old.clone(), -1), (nulled.clone(), 1)])),
+            ["delete a@1 t,h", "write a@1 t"]
         );
     }
 
@@ -236,15 +278,57 @@ mod tests {
         let a = point("a", 1, &[("t", 1.0)]);
         let b = point("b", 1, &[("t", 1.0)]);
         let later = point("a", 2, &[("t", 1.0)]);
+        assert_eq!(show(decide_epoch(vec![(a.clone(), -1)])), ["delete a@1 t"]);
+        let mut moved = show(decide_epoch(vec![(a.clone(), -1), (b, 1), (later, 1)]));
+        moved.sort();
+        assert_eq!(moved, ["delete a@1 t", "write a@2 t", "write b@1 t"]);
+    }
+
+    #[test]
+    fn a_point_touched_in_an_epoch_and_absent_at_its_end_is_deleted() {
+        // Inserted and deleted in one epoch: after a replay the target may hold it.
+        let a = point("a", 1, &[("t", 1.0)]);
         assert_eq!(
-            decide_epoch(vec![(a.clone(), -1)]),
-            vec![Change::Delete(a.clone())]
+            show(decide_epoch(vec![(a.clone(), 1), (a.clone(), -1)])),
+            ["delete a@1 t"]
         );
-        let mut moved = decide_epoch(vec![(a.clone(), -1), (b.clone(), 1), (later.clone(), 1)]);
-        moved.sort_by_key(|c| format!("{c:?}"));
+        // Inserted, then moved away: the old place is deleted.
+        let moved = point("a", 2, &[("t", 1.0)]);
         assert_eq!(
-            moved,
-            vec![Change::Delete(a), Change::Write(later), Change::Write(b)]
+            show(decide_epoch(vec![(a.clone(), 1), (a, -1), (moved, 1)])),
+            ["delete a@1 t", "write a@2 t"]
         );
+    }
+
+    #[test]
+    fn every_field_any_version_had_is_deleted_before_the_last_version_is_written() {
+        // A field set and cleared again within the epoch: the target may hold it.
+        let v1 = point("a", 1, &[("t", 1.0)]);
+        let v2 = point("a", 1, &[("t", 2.0), ("h", 5.0)]);
+        let v3 = point("a", 1, &[("t", 3.0)]);
+        let changes = decide_epoch(vec![
+            (v1.clone(), -1),
+            (v2.clone(), 1),
+            (v2, -1),
+            (v3.clone(), 1),
+        ]);
+        assert_eq!(show(changes.clone()), ["delete a@1 t,h", "write a@1 t"]);
+        assert_eq!(changes[1], Change::Write(v3));
+        // Back to an earlier version: that version is the final state.
+        let back = decide_epoch(vec![(v1.clone(), 1), (v1.clone(), -1), (v1.clone(), 1)]);
+        assert_eq!(back, vec![Change::Write(v1.clone())]);
+    }
+
+    #[test]
+    fn a_point_removed_and_written_again_the_same_is_present() {
+        // Moved away and another row moved in with the same values: it was there before
+        // the epoch and is there after.
+        assert_eq!(
+            decide_epoch(vec![(v(), -1), (v(), 1)]),
+            vec![Change::Write(v())]
+        );
+        fn v() -> Point {
+            point("a", 1, &[("t", 1.0)])
+        }
     }
 }
