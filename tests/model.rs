@@ -432,6 +432,10 @@ struct Harness {
     epoch: &'static str,
     /// `checkpoint.interval`.
     checkpoint: &'static str,
+    /// The entry point.
+    mode: Mode,
+    /// More keys of the mapping, e.g. `append_only: true`.
+    mapping: &'static str,
 }
 
 impl Harness {
@@ -454,6 +458,8 @@ impl Harness {
             deletes: "point",
             epoch: "1ms",
             checkpoint: "1ms",
+            mode: Mode::BackfillCdc,
+            mapping: "",
         }
     }
 
@@ -481,6 +487,7 @@ mappings:
     timestamp_field: ts
     tags: [site]
     fields: [temp, status]
+    {mapping}
 checkpoint:
   interval: {checkpoint}
   store: file:{state}
@@ -492,6 +499,7 @@ flow:
             deletes = self.deletes,
             checkpoint = self.checkpoint,
             epoch = self.epoch,
+            mapping = self.mapping,
             state = self.state.display(),
         );
         Job::parse(Path::new("model.yaml"), &text, |_| None).expect("the model's job file")
@@ -508,7 +516,7 @@ flow:
             until_caught_up: true,
             metrics_addr: None,
         };
-        match tsmig::runner::run(&self.job(), Mode::BackfillCdc, &options) {
+        match tsmig::runner::run(&self.job(), self.mode, &options) {
             Ok(()) => Ok(false),
             Err(_) if self.target.crashed() => Ok(true),
             Err(e) => Err(format!("a run failed without a crash: {e}")),
@@ -547,6 +555,13 @@ fn check(case: &Case, workers: usize, deletes: &'static str) -> Result<(), Strin
     let (db, table) = database(case);
     let mut harness = Harness::new(db);
     harness.deletes = deletes;
+    run_case(&harness, case, workers)?;
+    harness.compare(&table.expected())
+}
+
+/// Runs `harness`'s job once per crash of `case` (each killed after that many target
+/// requests), then once more to the end.
+fn run_case(harness: &Harness, case: &Case, workers: usize) -> Result<(), String> {
     let (seed, delay, before, after) = case.faults;
     for run in 0..=case.crashes.len() {
         harness.run(
@@ -561,6 +576,26 @@ fn check(case: &Case, workers: usize, deletes: &'static str) -> Result<(), Strin
             },
         )?;
     }
+    Ok(())
+}
+
+/// A plain backfill of the table as it is at the end of the case's log.
+fn check_backfill(case: &Case, workers: usize) -> Result<(), String> {
+    let (db, table) = database(case);
+    db.set_snapshot_at(db.end());
+    db.set_chunk_reads(ChunkReads::AtSnapshot);
+    let mut harness = Harness::new(db);
+    harness.mode = Mode::Backfill;
+    run_case(&harness, case, workers)?;
+    harness.compare(&table.expected())
+}
+
+/// `backfill+cdc` of an append-only mapping: no grouping, every change in log order.
+fn check_append_only(case: &Case, workers: usize) -> Result<(), String> {
+    let (db, table) = database(case);
+    let mut harness = Harness::new(db);
+    harness.mapping = "append_only: true";
+    run_case(&harness, case, workers)?;
     harness.compare(&table.expected())
 }
 
@@ -591,6 +626,16 @@ proptest! {
     #[test]
     fn deletes_that_name_fields_end_with_the_source_too(case in case()) {
         check(&case, 2, "fields").map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
+    fn a_backfill_with_crashes_copies_every_row_once(case in case()) {
+        check_backfill(&case, 2).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
+    fn append_only_changes_in_log_order_end_with_the_source(case in case()) {
+        check_append_only(&case, 2).map_err(TestCaseError::fail)?;
     }
 }
 

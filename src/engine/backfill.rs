@@ -1,6 +1,6 @@
 //! The backfill dataflow, assembled top to bottom in [`run`].
 
-use super::commit::{commit, Committer};
+use super::commit::{commit, Checkpoint, Splits};
 use super::read::{read_splits, ReadContext};
 use super::{map, plan, sink, Cluster, EpochClock, Services};
 use crate::checkpoint::store::FileStore;
@@ -68,17 +68,15 @@ pub fn run<S: Sink>(job: Backfill<S>, cluster: &Cluster) -> Result<(), String> {
         } else {
             None
         };
-        let (pending, committer) = match owned {
+        let (pending, checkpoint) = match owned {
             Some((state, store)) => {
                 let pending = state.pending();
-                let committer = Committer {
+                let checkpoint: Box<dyn Checkpoint<u64>> = Box::new(Splits {
                     state,
                     store,
-                    interval: checkpoint_interval,
                     counters: counters.clone(),
-                    control: control.clone(),
-                };
-                (pending, Some(committer))
+                });
+                (pending, Some(checkpoint))
             }
             None => (Vec::new(), None),
         };
@@ -102,7 +100,13 @@ pub fn run<S: Sink>(job: Backfill<S>, cluster: &Cluster) -> Result<(), String> {
             let points = map::rows_to_points(rows, mappings.clone(), dead_letters.clone());
             let routed = points.exchange(|p: &Point| p.device_hash);
             let acks = sink::write(routed, sink.clone(), &services, false).probe_with(&durable);
-            commit(finished, acks, committer);
+            commit(
+                finished,
+                acks,
+                checkpoint,
+                checkpoint_interval,
+                control.clone(),
+            );
         });
     })
 }

@@ -16,8 +16,8 @@
 //! happened, whatever the batching and the requests in flight.
 
 use super::changes::to_sink_changes;
-use super::commit::{commit_positions, CdcProgress, PositionCommitter};
-use super::follow::{follow, FollowContext};
+use super::commit::{commit, CdcProgress, Checkpoint, Positions};
+use super::follow::{follow, FollowContext, Reached};
 use super::{sink, Cluster, EpochClock, Services};
 use crate::checkpoint::store::FileStore;
 use crate::checkpoint::CdcState;
@@ -86,19 +86,17 @@ pub fn run<S: Sink>(job: Cdc<S>, cluster: &Cluster) -> Result<(), String> {
     let worker_control = control.clone();
     super::workers::execute(cluster, &control, move |worker| {
         let control = worker_control.clone();
-        let committer = if worker.index() == 0 {
-            store
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take()
-                .map(|store| PositionCommitter {
-                    state: state.clone(),
-                    store,
-                    interval: checkpoint_interval,
-                    counters: counters.clone(),
-                    control: control.clone(),
-                    progress: progress.clone(),
-                })
+        let checkpoint = if worker.index() == 0 {
+            store.lock().unwrap_or_else(|p| p.into_inner()).take().map(
+                |store| -> Box<dyn Checkpoint<Reached>> {
+                    Box::new(Positions {
+                        state: state.clone(),
+                        store,
+                        counters: counters.clone(),
+                        progress: progress.clone(),
+                    })
+                },
+            )
         } else {
             None
         };
@@ -127,7 +125,13 @@ pub fn run<S: Sink>(job: Cdc<S>, cluster: &Cluster) -> Result<(), String> {
                 counters.clone(),
             );
             let acks = sink::write(changes, sink.clone(), &services, true).probe_with(&durable);
-            commit_positions(positions, acks, committer);
+            commit(
+                positions,
+                acks,
+                checkpoint,
+                checkpoint_interval,
+                control.clone(),
+            );
         });
     })
 }

@@ -1,15 +1,18 @@
 //! The commit operator: the checkpoint barrier. It lives on every worker but only worker 0
-//! receives anything (finished split ids are exchanged to it) and owns the state store.
+//! receives anything (what finished is exchanged to it) and owns the state store.
 //!
 //! ```text
-//!  finished split ids (exchanged to worker 0) ──▶ ┌────────┐
-//!  sink acknowledgements (frontier only)     ──▶ │ commit │ ──▶ state store
-//!                                                 └────────┘
+//!  what finished, at its epoch (exchanged to worker 0) ──▶ ┌────────┐
+//!  sink acknowledgements (frontier only)                ──▶ │ commit │ ──▶ state store
+//!                                                           └────────┘
 //! ```
 //!
-//! It holds no capability. Both inputs' frontiers tell it which epochs are durable
-//! everywhere; the [`Ledger`] turns that into finished splits, and the state is written at
-//! most once per `checkpoint.interval`, and once more when the dataflow has drained.
+//! What finished is a backfill's split ids (a split read its last row in that epoch) or a
+//! change log's positions (the transactions before it were read in that epoch). It holds
+//! no capability. Both inputs' frontiers tell it which epochs are durable everywhere; the
+//! [`Ledger`] turns that into finished items, a [`Checkpoint`] records them in its state,
+//! and the state is written at most once per `checkpoint.interval`, and once more when the
+//! dataflow has drained.
 
 use super::follow::Reached;
 use super::Control;
@@ -25,88 +28,99 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::OutputBuilderSession;
 use timely::dataflow::operators::Operator;
 use timely::dataflow::Stream;
+use timely::ExchangeData;
 
-/// The state worker 0 keeps and writes.
-pub(super) struct Committer {
-    pub state: BackfillState,
-    pub store: FileStore,
-    pub interval: Duration,
-    pub counters: Arc<Counters>,
-    pub control: Control,
+/// What worker 0 keeps and writes: the state that durable items advance.
+pub(super) trait Checkpoint<T>: 'static {
+    /// Records items whose epochs are durable everywhere, in epoch order; true when the
+    /// state changed and must be written.
+    fn durable(&mut self, items: Vec<T>) -> bool;
+    /// The oldest item read and not yet durable, if any (for lag metrics).
+    fn waiting(&mut self, oldest: Option<&T>) {
+        let _ = oldest;
+    }
+    /// Writes the state.
+    fn save(&mut self) -> Result<(), String>;
 }
 
-/// Records finished splits once durable; `committer` is `Some` on worker 0 only.
-pub(super) fn commit<'s>(
-    finished: Stream<'s, u64, Vec<u64>>,
+/// Records what `finished` carries once its epoch is durable; `checkpoint` is `Some` on
+/// worker 0 only. A state that cannot be written fails the job.
+pub(super) fn commit<'s, T: ExchangeData>(
+    finished: Stream<'s, u64, Vec<T>>,
     acks: Stream<'s, u64, Vec<()>>,
-    committer: Option<Committer>,
+    checkpoint: Option<Box<dyn Checkpoint<T>>>,
+    interval: Duration,
+    control: Control,
 ) {
     let scope = finished.scope();
     let _: Stream<'s, u64, Vec<()>> = finished.binary_frontier(
         acks,
-        Exchange::new(|_: &u64| 0),
+        Exchange::new(|_: &T| 0),
         Pipeline,
         "Commit",
         move |_capability, info| {
             let activator = scope.activator_for(info.address.clone());
-            let mut committer = committer;
-            let mut ledger = Ledger::default();
+            let mut checkpoint = checkpoint;
+            let mut ledger: Ledger<T> = Ledger::default();
             let mut dirty = false;
             let mut last_save = Instant::now();
             move |(finished, finished_frontier),
-                      (acks, acks_frontier),
-                      _output: &mut OutputBuilderSession<
-                    '_,
-                    u64,
-                    CapacityContainerBuilder<Vec<()>>,
-                >| {
-                    finished.for_each(|time, ids| {
-                        for id in ids.drain(..) {
-                            ledger.record(*time.time(), id);
-                        }
-                    });
-                    acks.for_each(|_, _| {});
-                    let Some(c) = committer.as_mut() else { return };
+                  (acks, acks_frontier),
+                  _output: &mut OutputBuilderSession<'_, u64, CapacityContainerBuilder<Vec<()>>>| {
+                finished.for_each(|time, items| {
+                    for item in items.drain(..) {
+                        ledger.record(*time.time(), item);
+                    }
+                });
+                acks.for_each(|_, _| {});
+                let Some(c) = checkpoint.as_mut() else { return };
 
-                    let oldest_open = [
-                        finished_frontier.frontier().first(),
-                        acks_frontier.frontier().first(),
-                    ]
-                    .into_iter()
-                    .flatten()
-                    .min()
-                    .copied();
-                    let durable = ledger.take_durable(oldest_open);
-                    if !durable.is_empty() {
-                        Counters::add(&c.counters.splits_done, durable.len() as u64);
-                        c.state.finish(durable);
-                        dirty = true;
-                    }
-                    let drained = oldest_open.is_none();
-                    if dirty && (drained || last_save.elapsed() >= c.interval) {
-                        if let Err(e) = c.store.save_backfill(&c.state) {
-                            c.control.fail(e);
-                            return;
-                        }
-                        dirty = false;
-                        last_save = Instant::now();
-                    } else if dirty {
-                        activator.activate_after(c.interval.saturating_sub(last_save.elapsed()));
-                    }
+                let oldest_open = [
+                    finished_frontier.frontier().first(),
+                    acks_frontier.frontier().first(),
+                ]
+                .into_iter()
+                .flatten()
+                .min()
+                .copied();
+                let durable = ledger.take_durable(oldest_open);
+                if !durable.is_empty() {
+                    dirty |= c.durable(durable);
                 }
+                c.waiting(ledger.oldest());
+                let drained = oldest_open.is_none();
+                if dirty && (drained || last_save.elapsed() >= interval) {
+                    if let Err(e) = c.save() {
+                        control.fail(e);
+                        return;
+                    }
+                    dirty = false;
+                    last_save = Instant::now();
+                } else if dirty {
+                    activator.activate_after(interval.saturating_sub(last_save.elapsed()));
+                }
+            }
         },
     );
 }
 
-/// What worker 0 of a CDC job keeps and writes.
-pub(super) struct PositionCommitter {
-    pub state: CdcState,
+/// A backfill's checkpoint: its plan and finished splits.
+pub(super) struct Splits {
+    pub state: BackfillState,
     pub store: FileStore,
-    pub interval: Duration,
     pub counters: Arc<Counters>,
-    pub control: Control,
-    /// Shared with the lag monitor: the committed position and the oldest pending commit.
-    pub progress: Arc<Mutex<CdcProgress>>,
+}
+
+impl Checkpoint<u64> for Splits {
+    fn durable(&mut self, ids: Vec<u64>) -> bool {
+        Counters::add(&self.counters.splits_done, ids.len() as u64);
+        self.state.finish(ids);
+        true
+    }
+
+    fn save(&mut self) -> Result<(), String> {
+        self.store.save_backfill(&self.state)
+    }
 }
 
 /// Where a CDC job stands, for the lag metrics.
@@ -118,70 +132,37 @@ pub struct CdcProgress {
     pub oldest_pending: Option<u32>,
 }
 
-/// Records change-log positions once their epochs are durable; `committer` is `Some` on
-/// worker 0 only. Like [`commit`], it holds no capability and writes at most once per
-/// interval, and once more when the dataflow has drained.
-pub(super) fn commit_positions<'s>(
-    positions: Stream<'s, u64, Vec<Reached>>,
-    acks: Stream<'s, u64, Vec<()>>,
-    committer: Option<PositionCommitter>,
-) {
-    let scope = positions.scope();
-    let _: Stream<'s, u64, Vec<()>> = positions.binary_frontier(
-        acks,
-        Exchange::new(|_: &Reached| 0),
-        Pipeline,
-        "CommitPositions",
-        move |_capability, info| {
-            let activator = scope.activator_for(info.address.clone());
-            let mut committer = committer;
-            let mut ledger: Ledger<Reached> = Ledger::default();
-            let mut dirty = false;
-            let mut last_save = Instant::now();
-            move |(positions, positions_frontier),
-                  (acks, acks_frontier),
-                  _output: &mut OutputBuilderSession<'_, u64, CapacityContainerBuilder<Vec<()>>>| {
-                positions.for_each(|time, reached| {
-                    for r in reached.drain(..) {
-                        ledger.record(*time.time(), r);
-                    }
-                });
-                acks.for_each(|_, _| {});
-                let Some(c) = committer.as_mut() else { return };
-                let oldest_open = [
-                    positions_frontier.frontier().first(),
-                    acks_frontier.frontier().first(),
-                ]
-                .into_iter()
-                .flatten()
-                .min()
-                .copied();
-                if let Some(last) = ledger.take_durable(oldest_open).into_iter().last() {
-                    if last.position != c.state.position {
-                        c.state.position = last.position;
-                        c.state.committed_at = last.timestamp;
-                        dirty = true;
-                    }
-                }
-                {
-                    let mut progress = c.progress.lock().unwrap_or_else(|p| p.into_inner());
-                    progress.committed = Some(c.state.position.clone());
-                    progress.oldest_pending = ledger.oldest().map(|r| r.timestamp);
-                }
-                let drained = oldest_open.is_none();
-                if dirty && (drained || last_save.elapsed() >= c.interval) {
-                    if let Err(e) = c.store.save_cdc(&c.state) {
-                        c.control.fail(e);
-                        return;
-                    }
-                    Counters::add(&c.counters.checkpoints, 1);
-                    tracing::debug!(position = %c.state.position, "checkpoint");
-                    dirty = false;
-                    last_save = Instant::now();
-                } else if dirty {
-                    activator.activate_after(c.interval.saturating_sub(last_save.elapsed()));
-                }
+/// A CDC job's checkpoint: the change-log position to resume from.
+pub(super) struct Positions {
+    pub state: CdcState,
+    pub store: FileStore,
+    pub counters: Arc<Counters>,
+    /// Shared with the lag monitor: the committed position and the oldest pending commit.
+    pub progress: Arc<Mutex<CdcProgress>>,
+}
+
+impl Checkpoint<Reached> for Positions {
+    fn durable(&mut self, reached: Vec<Reached>) -> bool {
+        match reached.into_iter().last() {
+            Some(last) if last.position != self.state.position => {
+                self.state.position = last.position;
+                self.state.committed_at = last.timestamp;
+                true
             }
-        },
-    );
+            _ => false,
+        }
+    }
+
+    fn waiting(&mut self, oldest: Option<&Reached>) {
+        let mut progress = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+        progress.committed = Some(self.state.position.clone());
+        progress.oldest_pending = oldest.map(|r| r.timestamp);
+    }
+
+    fn save(&mut self) -> Result<(), String> {
+        self.store.save_cdc(&self.state)?;
+        Counters::add(&self.counters.checkpoints, 1);
+        tracing::debug!(position = %self.state.position, "checkpoint");
+        Ok(())
+    }
 }

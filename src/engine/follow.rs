@@ -118,13 +118,7 @@ pub(super) fn follow<'s>(
             changes_cap = None;
         }
         let mut in_flight = InFlight::default();
-        // The last boundary seen, and whether it was emitted already.
-        let mut latest: Option<Reached> = None;
-        let mut emitted = true;
-        // Rows emitted since the last boundary.
-        let mut open_rows: u64 = 0;
-        let mut last_timestamp = 0u32;
-        let mut caught_up = false;
+        let mut closer = EpochCloser::new(ctx.max_in_flight_rows, ctx.until_caught_up);
         let ctx = ctx;
 
         move |_frontiers| {
@@ -133,50 +127,39 @@ pub(super) fn follow<'s>(
             else {
                 return;
             };
-            let Some((rx, handle)) = task.as_mut() else { return };
+            let Some((rx, handle)) = task.as_mut() else {
+                return;
+            };
             let epoch = *changes_cap_ref.time();
             in_flight.forget_durable(ctx.durable.with_frontier(|f| f.first().copied()));
 
             let mut budget = MESSAGES_PER_ACTIVATION;
             let mut ended = false;
-            // Past the bound, a transaction already begun is still read until its boundary
-            // (or half the bound, where an epoch may close mid-transaction): stopping inside
-            // it would leave an epoch that can never close, and nothing would become
-            // durable again.
-            let max = ctx.max_in_flight_rows;
-            while (in_flight.rows < max || (open_rows > 0 && open_rows < max / 2))
-                && budget > 0
-                && !caught_up
-            {
+            while closer.may_read(in_flight.rows) && budget > 0 {
                 budget -= 1;
                 match rx.try_recv() {
                     Ok(ChangeEvent::Rows(mut rows)) => {
                         let n = rows.len() as u64;
                         Counters::add(&ctx.counters.changes_read, n);
                         in_flight.add(epoch, n);
-                        open_rows += n;
+                        closer.rows(n);
                         changes_output
                             .activate()
                             .session(&*changes_cap_ref)
                             .give_container(&mut rows);
                     }
-                    Ok(ChangeEvent::Commit { position, timestamp }) => {
+                    Ok(ChangeEvent::Commit {
+                        position,
+                        timestamp,
+                    }) => {
                         Counters::add(&ctx.counters.transactions_read, 1);
-                        open_rows = 0;
-                        last_timestamp = timestamp;
-                        latest = Some(Reached { position, timestamp });
-                        emitted = false;
+                        closer.commit(position, timestamp);
                     }
                     Ok(ChangeEvent::Idle { position }) => {
-                        if open_rows == 0 {
-                            if latest.as_ref().is_none_or(|l| l.position != position) {
-                                latest = Some(Reached { position, timestamp: last_timestamp });
-                                emitted = false;
-                            }
-                            if ctx.until_caught_up {
-                                tracing::info!("caught up with the server's binlog: stopping (--until-caught-up)");
-                                caught_up = true;
-                            }
+                        if closer.idle(position) {
+                            tracing::info!(
+                                "caught up with the server's binlog: stopping (--until-caught-up)"
+                            );
                         }
                     }
                     Err(mpsc::error::TryRecvError::Empty) => break,
@@ -200,23 +183,14 @@ pub(super) fn follow<'s>(
                     }
                 }
             }
-            let stop = ended || caught_up || ctx.control.stopping();
-            let at_boundary = open_rows == 0;
+            let stop = ended || closer.caught_up() || ctx.control.stopping();
             let tick = ctx.clock.now();
-            // An epoch closes at a transaction boundary, or mid-transaction once the open
-            // transaction is half the in-flight bound (the read loop above reads that far
-            // past the bound, so an epoch can always close and its rows become durable).
-            let may_close = at_boundary || open_rows >= ctx.max_in_flight_rows / 2;
-            if stop || (tick > epoch && may_close) {
-                // `latest` is always a boundary: every row before it is emitted by now.
-                if !emitted {
-                    if let Some(reached) = &latest {
-                        positions_output
-                            .activate()
-                            .session(&*positions_cap_ref)
-                            .give(reached.clone());
-                    }
-                    emitted = true;
+            if stop || (tick > epoch && closer.may_close()) {
+                if let Some(reached) = closer.take_position() {
+                    positions_output
+                        .activate()
+                        .session(&*positions_cap_ref)
+                        .give(reached);
                 }
                 if stop {
                     if let Some((_, handle)) = task.take() {
@@ -238,4 +212,158 @@ pub(super) fn follow<'s>(
         }
     });
     (changes, positions)
+}
+
+/// When the follow operator may read on and close an epoch, and which position a closed
+/// epoch makes durable: the transaction boundaries it has seen, and the rows since the
+/// last one.
+#[derive(Debug)]
+struct EpochCloser {
+    max_in_flight_rows: u64,
+    until_caught_up: bool,
+    /// The last boundary seen, and whether it was emitted already.
+    latest: Option<Reached>,
+    emitted: bool,
+    /// Rows read since the last boundary (of the transaction under way).
+    open_rows: u64,
+    /// Commit time of the last transaction read.
+    last_timestamp: u32,
+    caught_up: bool,
+}
+
+impl EpochCloser {
+    fn new(max_in_flight_rows: u64, until_caught_up: bool) -> Self {
+        Self {
+            max_in_flight_rows,
+            until_caught_up,
+            latest: None,
+            emitted: true,
+            open_rows: 0,
+            last_timestamp: 0,
+            caught_up: false,
+        }
+    }
+
+    /// Whether to take another message from the reader, with `in_flight` rows not yet
+    /// durable. Past the bound, a transaction already begun is still read until its
+    /// boundary (or half the bound, where an epoch may close mid-transaction): stopping
+    /// inside it would leave an epoch that can never close, and nothing would become
+    /// durable again. (At most 1.5 × the bound is then in flight.)
+    fn may_read(&self, in_flight: u64) -> bool {
+        let max = self.max_in_flight_rows;
+        !self.caught_up && (in_flight < max || (self.open_rows > 0 && self.open_rows < max / 2))
+    }
+
+    /// `n` rows of the transaction under way were read.
+    fn rows(&mut self, n: u64) {
+        self.open_rows += n;
+    }
+
+    /// A transaction ended; the next one starts at `position`.
+    fn commit(&mut self, position: LogPosition, timestamp: u32) {
+        self.open_rows = 0;
+        self.last_timestamp = timestamp;
+        self.latest = Some(Reached {
+            position,
+            timestamp,
+        });
+        self.emitted = false;
+    }
+
+    /// The server has nothing newer than `position`. Returns true when that ends the read
+    /// (`until_caught_up`, and no transaction under way).
+    fn idle(&mut self, position: LogPosition) -> bool {
+        if self.open_rows > 0 {
+            return false;
+        }
+        if self.latest.as_ref().is_none_or(|l| l.position != position) {
+            self.latest = Some(Reached {
+                position,
+                timestamp: self.last_timestamp,
+            });
+            self.emitted = false;
+        }
+        self.caught_up = self.until_caught_up;
+        self.caught_up
+    }
+
+    fn caught_up(&self) -> bool {
+        self.caught_up
+    }
+
+    /// Whether the epoch may close: at a transaction boundary, or mid-transaction once the
+    /// open transaction is half the in-flight bound (`may_read` reads that far past the
+    /// bound, so an epoch can always close and its rows become durable).
+    fn may_close(&self) -> bool {
+        self.open_rows == 0 || self.open_rows >= self.max_in_flight_rows / 2
+    }
+
+    /// The position the closing epoch makes durable, once: the last boundary, before which
+    /// every row has been emitted.
+    fn take_position(&mut self) -> Option<Reached> {
+        if self.emitted {
+            return None;
+        }
+        self.emitted = true;
+        self.latest.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(offset: u64) -> LogPosition {
+        LogPosition {
+            file: "bin.1".into(),
+            offset,
+        }
+    }
+
+    #[test]
+    fn an_epoch_closes_at_transaction_boundaries_with_the_last_one_as_its_position() {
+        let mut c = EpochCloser::new(100, false);
+        assert!(c.may_close());
+        assert_eq!(c.take_position(), None, "nothing read yet");
+        c.rows(3);
+        assert!(!c.may_close(), "inside a transaction");
+        c.commit(at(10), 7);
+        c.rows(2);
+        c.commit(at(20), 8);
+        assert!(c.may_close());
+        let reached = c.take_position().unwrap();
+        assert_eq!((reached.position, reached.timestamp), (at(20), 8));
+        assert_eq!(c.take_position(), None, "emitted once");
+    }
+
+    #[test]
+    fn past_the_bound_a_begun_transaction_is_read_to_half_the_bound_and_then_may_close() {
+        let mut c = EpochCloser::new(100, false);
+        assert!(c.may_read(99));
+        assert!(!c.may_read(100), "at the bound, between transactions: wait");
+        c.rows(10);
+        assert!(c.may_read(150), "inside a transaction: read on");
+        assert!(!c.may_close());
+        c.rows(40);
+        assert!(!c.may_read(150), "half the bound: stop reading");
+        assert!(c.may_close(), "and let the epoch close mid-transaction");
+        assert_eq!(c.take_position(), None, "no boundary to record yet");
+    }
+
+    #[test]
+    fn a_heartbeat_moves_the_position_and_ends_the_read_when_caught_up_is_asked() {
+        let mut c = EpochCloser::new(100, true);
+        c.rows(1);
+        assert!(!c.idle(at(5)), "never inside a transaction");
+        c.commit(at(5), 1);
+        assert!(c.idle(at(9)));
+        assert!(c.caught_up() && !c.may_read(0));
+        assert_eq!(c.take_position().unwrap().position, at(9));
+        let mut following = EpochCloser::new(100, false);
+        assert!(
+            !following.idle(at(9)),
+            "no --until-caught-up: keep following"
+        );
+        assert_eq!(following.take_position().unwrap().position, at(9));
+    }
 }
