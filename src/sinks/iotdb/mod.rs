@@ -17,7 +17,7 @@ pub mod read;
 
 use crate::mapping::Mappings;
 use crate::model::{format_time, Name, Point};
-use crate::sinks::{Batch, BatchConfig, Sink, WriteError};
+use crate::sinks::{Batch, BatchConfig, SeriesWindow, Sink, WriteError};
 use client::SessionPool;
 use config::IotdbSinkConfig;
 use iotdb::client::{MeasurementSchema, Session, Tablet, Value as Iot};
@@ -302,6 +302,14 @@ impl IotdbSink {
     }
 }
 
+/// The times in `unit`s (ns each) of `[start, end)` ns, as IoTDB's inclusive `[first,
+/// last]`; `None` when no whole unit lies in it.
+fn inclusive_range(start: i64, end: i64, unit: i64) -> Option<(i64, i64)> {
+    let ceil = |ns: i64| ns.div_euclid(unit) + i64::from(ns.rem_euclid(unit) != 0);
+    let (first, after) = (ceil(start), ceil(end));
+    (first < after).then(|| (first, after - 1))
+}
+
 #[async_trait::async_trait]
 impl Sink for IotdbSink {
     type Batch = TabletBatch;
@@ -423,6 +431,35 @@ impl Sink for IotdbSink {
         Ok(())
     }
 
+    async fn delete_range(&self, windows: &[SeriesWindow]) -> Result<(), WriteError> {
+        // IoTDB deletes [start, end], both included, in its own unit: the window's first
+        // and last instants that are whole units. Windows of one range go in one call.
+        let unit = self.schema.unit;
+        let mut by_range: std::collections::BTreeMap<(i64, i64), Vec<String>> = Default::default();
+        for w in windows {
+            if let Some(range) = inclusive_range(w.start, w.end, unit) {
+                // Every measurement of the device: `*` is one level, the device's series.
+                by_range
+                    .entry(range)
+                    .or_default()
+                    .push(format!("{}.*", w.measurement));
+            }
+        }
+        for ((start, end), paths) in by_range {
+            for chunk in paths.chunks(500) {
+                let chunk = chunk.to_vec();
+                self.pool
+                    .run(move |connection| {
+                        connection.call(|s| {
+                            s.delete_data(chunk.iter().map(String::as_str).collect(), start, end)
+                        })
+                    })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     fn describe(&self) -> String {
         let mut types: Vec<String> = self
             .schema
@@ -432,5 +469,27 @@ impl Sink for IotdbSink {
             .collect();
         types.sort();
         format!("{} (measurements {})", self.target, types.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_becomes_the_whole_units_inside_it_both_ends_included() {
+        const MS: i64 = 1_000_000;
+        const HOUR: i64 = 3_600_000 * MS;
+        // An hour at ms precision: its first to its last millisecond.
+        assert_eq!(
+            inclusive_range(5 * HOUR, 6 * HOUR, MS),
+            Some((5 * 3_600_000, 6 * 3_600_000 - 1))
+        );
+        // Ends that are not whole units keep only the units inside.
+        assert_eq!(inclusive_range(1, 3 * MS + 1, MS), Some((1, 3)));
+        assert_eq!(inclusive_range(-HOUR, 0, MS), Some((-3_600_000, -1)));
+        // Less than one unit: nothing to delete.
+        assert_eq!(inclusive_range(MS + 1, 2 * MS, MS), None);
+        assert_eq!(inclusive_range(7, 8, 1), Some((7, 7)));
     }
 }

@@ -246,6 +246,16 @@ pub fn answer(
 /// predicate `_measurement="m" AND tag="v" AND ...` (InfluxDB 2 accepts only `=` and `AND`).
 /// Deletes the points in the range of every series of the measurement whose tags include
 /// the predicate's (a series with more tags matches too, as in InfluxDB 2).
+///
+/// As InfluxDB 2 does it (influxdata/influxdb v2): `http/delete_handler.go` parses start
+/// and stop as RFC3339Nano and hands them to the storage engine's
+/// `DeleteBucketRangePredicate`, whose contract is "any data deleted must be in [min,
+/// max]" — both ends included, which `verify --repair` relies on when it sends a window's
+/// last nanosecond as stop. `tsdb/engine/tsm1/predicate.go` matches a series key tag by tag
+/// and answers false when a compared tag never appears ("consider if the predicate
+/// matches `tag1=val1` but tag1 is not present in the key"): tags the predicate does not
+/// name are not looked at, so a series with more tags matches, and `tag=""` matches no
+/// series at all.
 fn delete(s: &mut Seen, body: &[u8]) -> Result<(), String> {
     let request: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| format!("failed to decode request body: {e}"))?;
