@@ -40,6 +40,8 @@ pub struct RunOptions {
     pub until_caught_up: bool,
     /// Where the Prometheus endpoint listens, if anywhere.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// verify: re-copy every series × bucket that differs, then verify again.
+    pub repair: bool,
 }
 
 /// Why a run failed, and which exit code says so.
@@ -204,6 +206,11 @@ fn describe_sink(job: &Job, mappings: &Mappings) -> Result<String, RunError> {
 
 /// Runs `job` with the entry point `mode`.
 pub fn run(job: &Job, mode: Mode, options: &RunOptions) -> Result<(), RunError> {
+    if options.repair && mode != Mode::Verify {
+        return Err(RunError::Usage(format!(
+            "--repair works only with -c verify (it re-copies what verify finds different), not with -c {mode}"
+        )));
+    }
     match mode {
         Mode::Backfill => backfill(job, options),
         Mode::Cdc | Mode::BackfillCdc => cdc::run(job, mode, options),

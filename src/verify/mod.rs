@@ -9,7 +9,7 @@
 //! parts: the summaries, the canonical form of values, and the report.
 
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// A value as the target stores it, so source and target hash alike.
 #[derive(Debug, Clone, PartialEq)]
@@ -330,6 +330,51 @@ impl Report {
     }
 }
 
+/// The keys `verify --repair` re-copies: every key `report` found different; and where the
+/// target's range deletes also take the series of the measurement that have more tags
+/// (`tag_supersets`: InfluxDB 2), every key of such a series in the same bucket (`keys`
+/// holds every key either side had), since deleting the window removes its points too.
+/// One pass is enough: a series with more tags than one of those has more than the
+/// damaged one too.
+pub fn repair_keys(
+    report: &Report,
+    keys: &[Key],
+    tag_supersets: bool,
+) -> Result<HashSet<Key>, String> {
+    let mut repair: HashSet<Key> = report
+        .missing
+        .iter()
+        .map(|(k, _)| k)
+        .chain(report.extra.iter().map(|(k, _)| k))
+        .chain(report.differing.iter().map(|(k, _, _)| k))
+        .cloned()
+        .collect();
+    if !tag_supersets || repair.is_empty() {
+        return Ok(repair);
+    }
+    let buckets: HashSet<i64> = repair.iter().map(|(_, b)| *b).collect();
+    let mut in_bucket: HashMap<i64, Vec<(Series, &Key)>> = HashMap::new();
+    for key in keys.iter().filter(|(_, b)| buckets.contains(b)) {
+        in_bucket
+            .entry(key.1)
+            .or_default()
+            .push((Series::parse(&key.0)?, key));
+    }
+    let damaged: Vec<Key> = repair.iter().cloned().collect();
+    for (series, bucket) in damaged {
+        let series = Series::parse(&series)?;
+        for (other, key) in in_bucket.get(&bucket).into_iter().flatten() {
+            let more_tags = other.measurement == series.measurement
+                && other.tags.len() > series.tags.len()
+                && series.tags.iter().all(|t| other.tags.contains(t));
+            if more_tags {
+                repair.insert((*key).clone());
+            }
+        }
+    }
+    Ok(repair)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,6 +422,51 @@ mod tests {
         assert_eq!(Series::parse("m").unwrap().tags, vec![]);
         assert!(Series::parse("m,k").is_err());
         assert!(Series::parse("m\\").is_err());
+    }
+
+    #[test]
+    fn repair_takes_the_damaged_keys_and_where_deletes_take_more_tags_those_series_too() {
+        let s = Summary {
+            count: 1,
+            first: 0,
+            last: 0,
+            checksum: 7,
+        };
+        let key = |series: &str, bucket: i64| (series.to_string(), bucket);
+        let keys = vec![
+            key("m,a=1", 0),
+            key("m,a=1", 10),
+            key("m,a=1,b=2", 0),
+            key("m,a=1,b=2", 10),
+            key("m,a=2,b=2", 0),
+            key("n,a=1,b=2", 0),
+            key("m,b=2", 0),
+        ];
+        let report = Report {
+            missing: vec![(key("m,a=1", 0), s)],
+            extra: vec![(key("m,b=2", 0), s)],
+            ..Report::default()
+        };
+        let mut exact: Vec<Key> = repair_keys(&report, &keys, false)
+            .unwrap()
+            .into_iter()
+            .collect();
+        exact.sort();
+        assert_eq!(exact, vec![key("m,a=1", 0), key("m,b=2", 0)]);
+        let mut wider: Vec<Key> = repair_keys(&report, &keys, true)
+            .unwrap()
+            .into_iter()
+            .collect();
+        wider.sort();
+        assert_eq!(
+            wider,
+            vec![
+                key("m,a=1", 0),
+                key("m,a=1,b=2", 0),
+                key("m,a=2,b=2", 0),
+                key("m,b=2", 0)
+            ]
+        );
     }
 
     #[test]
