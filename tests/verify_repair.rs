@@ -1,6 +1,7 @@
 //! `verify --repair`: after a backfill the test damages the target in every way verify
 //! tells apart — a point deleted, a value changed, a stray point in an existing series (in
-//! a compared bucket and in a bucket of its own), a stray series, a whole series dropped —
+//! a compared bucket and in a bucket of its own), a stray series (one of them lacking a tag
+//! that another series of its device has), a whole series dropped —
 //! then `verify --repair` re-copies exactly the damaged series × buckets, prints them, and
 //! exits 0 once a second verify is clean; and the target then holds exactly the source's
 //! points, value for value. Against the real InfluxDB 1.6 and the IoTDB stand-in (the
@@ -169,6 +170,9 @@ fn influxdb_repair_recopies_exactly_the_damaged_windows_and_the_target_equals_th
             format!("sensors,device_id=dev-0011,site=site-4 temperature=8 {later}"),
             // A stray series.
             format!("sensors,device_id=stray,site=nowhere temperature=1 {T0}"),
+            // A stray series without the site tag, beside dev-0013's own: its delete must
+            // name `site` as '' to leave dev-0013's points alone.
+            format!("sensors,device_id=dev-0013 temperature=3 {T0}"),
         ]
         .join("\n"),
         "ms",
@@ -185,14 +189,14 @@ fn influxdb_repair_recopies_exactly_the_damaged_windows_and_the_target_equals_th
     assert_eq!(
         verify_lines(&stdout),
         vec![
-            "verify: 1001 series, 1002 buckets compared: 996 matching, 1 missing in target, 2 extra in target, 3 differing",
+            "verify: 1002 series, 1003 buckets compared: 996 matching, 1 missing in target, 3 extra in target, 3 differing",
             "verify: 1000 series, 1000 buckets compared: 1000 matching, 0 missing in target, 0 extra in target, 0 differing",
         ],
         "{stdout}"
     );
     assert_eq!(
         total_line(&stdout),
-        "repair: 6 series × buckets repaired: 17 points removed, 20 written"
+        "repair: 7 series × buckets repaired: 18 points removed, 20 written"
     );
     assert_eq!(
         repaired_lines(&stdout),
@@ -202,6 +206,7 @@ fn influxdb_repair_recopies_exactly_the_damaged_windows_and_the_target_equals_th
             "  repaired: sensors,device_id=dev-0007,site=site-0 from 2026-01-01T00:00:00Z: 0 points removed, 5 written",
             "  repaired: sensors,device_id=dev-0009,site=site-2 from 2026-01-01T00:00:00Z: 6 points removed, 5 written",
             "  repaired: sensors,device_id=dev-0011,site=site-4 from 2026-01-01T05:00:00Z: 1 points removed, 0 written",
+            "  repaired: sensors,device_id=dev-0013 from 2026-01-01T00:00:00Z: 1 points removed, 0 written",
             "  repaired: sensors,device_id=stray,site=nowhere from 2026-01-01T00:00:00Z: 1 points removed, 0 written",
         ],
         "{stdout}"
