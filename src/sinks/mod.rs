@@ -197,6 +197,15 @@ pub trait Sink: Send + Sync + 'static {
             message: format!("{} cannot delete points; a CDC job with deletes needs a target that can (on_delete: ignore skips them)", self.describe()),
         })
     }
+    /// Of `points` the sink deleted, those the target still holds: a point of the same
+    /// series (measurement and tags) at the same time, with any of its fields. For
+    /// checking deletes a target may leave undone (InfluxDB 1.x drops some that race with
+    /// writes, see BENCHMARKS.md). The default finds none: a target that cannot be read
+    /// back cannot be checked. Called on the tokio runtime.
+    async fn surviving(&self, points: &[Point]) -> Result<Vec<Point>, WriteError> {
+        let _ = points;
+        Ok(Vec::new())
+    }
     /// Deletes every point of each window's series with a time in `[start, end)`, whatever
     /// its fields: what `verify --repair` does to a window before it writes the source's
     /// points of it again. A window of a series the target does not have deletes nothing.

@@ -326,6 +326,76 @@ impl InfluxClient {
         }
     }
 
+    /// For each of `points` (each naming every tag key of its measurement, an absent one as
+    /// `""`), whether the server holds a point of exactly that series at exactly that time
+    /// (version 1). One request, one `SELECT *` statement per point: InfluxQL answers
+    /// nothing at all to `time = a OR time = b` (its docs: "InfluxDB does not support
+    /// using OR in the WHERE clause to specify multiple time ranges"; 1.6 answers an empty
+    /// result), so each time is a statement of its own, answering one row at most.
+    pub async fn existing(&self, points: &[DeleteKey<'_>]) -> Result<Vec<bool>, WriteError> {
+        let InfluxClient::V1 { database, .. } = self else {
+            return Err(WriteError::Fatal {
+                message: "InfluxQL queries need InfluxDB 1.x".into(),
+            });
+        };
+        if points.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = String::new();
+        for p in points {
+            if !q.is_empty() {
+                q.push(';');
+            }
+            q.push_str("SELECT * FROM ");
+            q.push_str(&quote_ident(p.measurement));
+            q.push_str(" WHERE ");
+            if !p.tags.is_empty() {
+                q.push_str(&series_predicate(&p.tags));
+                q.push_str(" AND ");
+            }
+            q.push_str(&format!("time = {}", p.time));
+        }
+        let request = self
+            .query(&[
+                ("db", database.as_str()),
+                ("q", q.as_str()),
+                ("epoch", "ns"),
+            ])
+            .expect("version 1");
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let body = response.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(classify(status, &body, retry_after));
+        }
+        let json: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| WriteError::Transient {
+                message: format!("InfluxDB's answer is not JSON: {e}"),
+                retry_after: None,
+            })?;
+        let mut found = vec![false; points.len()];
+        for result in json["results"].as_array().into_iter().flatten() {
+            if let Some(error) = result.get("error").and_then(|e| e.as_str()) {
+                return Err(statement_error(error));
+            }
+            let answered = result["series"].as_array().is_some_and(|s| {
+                s.iter()
+                    .any(|s| s["values"].as_array().is_some_and(|v| !v.is_empty()))
+            });
+            let at = result["statement_id"].as_u64().unwrap_or(u64::MAX) as usize;
+            match found.get_mut(at) {
+                Some(slot) => *slot = answered,
+                None => {
+                    return Err(WriteError::Fatal {
+                        message: format!("InfluxDB answered statement {at} of {}", points.len()),
+                    })
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// One call of InfluxDB 2's delete API: the points in `[start, stop]` (RFC 3339, both
     /// included) of the series `predicate` matches.
     async fn v2_delete(&self, start: &str, stop: &str, predicate: &str) -> Result<(), WriteError> {

@@ -210,6 +210,45 @@ impl Sink for InfluxSink {
         Ok(())
     }
 
+    async fn surviving(&self, points: &[Point]) -> Result<Vec<Point>, WriteError> {
+        let mut by_measurement: std::collections::BTreeMap<&str, Vec<&Point>> = Default::default();
+        for p in points {
+            by_measurement.entry(&p.measurement).or_default().push(p);
+        }
+        let mut surviving = Vec::new();
+        for (measurement, points) in by_measurement {
+            // A few hundred statements (1.x) or exact times (2.x) per request at most.
+            for chunk in points.chunks(200) {
+                let found = match &self.client {
+                    InfluxClient::V1 { .. } => {
+                        let keys: Vec<client::DeleteKey<'_>> = chunk
+                            .iter()
+                            .map(|p| client::DeleteKey {
+                                measurement,
+                                tags: self.every_tag(measurement, &p.tags),
+                                time: p.time,
+                            })
+                            .collect();
+                        self.client.existing(&keys).await?
+                    }
+                    InfluxClient::V2 { client, bucket, .. } => {
+                        read::FluxReader { client, bucket }
+                            .existing(measurement, chunk)
+                            .await?
+                    }
+                };
+                surviving.extend(
+                    chunk
+                        .iter()
+                        .zip(found)
+                        .filter(|(_, found)| *found)
+                        .map(|(p, _)| (*p).clone()),
+                );
+            }
+        }
+        Ok(surviving)
+    }
+
     async fn delete_range(&self, windows: &[SeriesWindow]) -> Result<(), WriteError> {
         let keys: Vec<client::RangeKey<'_>> = windows
             .iter()

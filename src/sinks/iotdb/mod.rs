@@ -310,6 +310,80 @@ fn inclusive_range(start: i64, end: i64, unit: i64) -> Option<(i64, i64)> {
     (first < after).then(|| (first, after - 1))
 }
 
+impl IotdbSink {
+    /// For each of `points` (all of `device`), whether the device still has a value of any
+    /// of its fields at its time. One query, `SELECT <the fields> FROM <device> WHERE time
+    /// = t1 OR time = t2 ...` (IoTDB's time filter takes `=` and `OR`: User Guide, Query
+    /// Data, "Where Condition"), in the server's unit; a point whose time is no whole unit
+    /// was never written, so it is not there.
+    async fn existing(
+        &self,
+        device: &str,
+        points: &[&Point],
+        unit: i64,
+    ) -> Result<Vec<bool>, WriteError> {
+        let mut fields: Vec<&str> = points
+            .iter()
+            .flat_map(|p| p.fields.iter().map(|(k, _)| k.as_str()))
+            .collect();
+        fields.sort_unstable();
+        fields.dedup();
+        let mut times: Vec<i64> = points
+            .iter()
+            .filter(|p| p.time % unit == 0)
+            .map(|p| p.time / unit)
+            .collect();
+        times.sort_unstable();
+        times.dedup();
+        if fields.is_empty() || times.is_empty() {
+            return Ok(vec![false; points.len()]);
+        }
+        let columns: Vec<String> = fields
+            .iter()
+            .map(|f| path::quote_node(f).into_owned())
+            .collect();
+        let statement = format!(
+            "SELECT {} FROM {device} WHERE {}",
+            columns.join(", "),
+            times
+                .iter()
+                .map(|t| format!("time = {t}"))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        );
+        // (time in units, full path of a series) that hold a value.
+        let held: HashSet<(i64, String)> = self
+            .pool
+            .run(move |connection| {
+                connection.call(|s| {
+                    let rows = s.execute_query_statement(&statement, None)?;
+                    let names = rows.get_column_names();
+                    let mut held = HashSet::new();
+                    for row in rows {
+                        // The client puts the time among the values for some answers.
+                        let offset = names.len() - row.values.len();
+                        for (name, value) in names.iter().skip(offset).zip(&row.values) {
+                            if !matches!(value, Iot::Null) {
+                                held.insert((row.timestamp, name.clone()));
+                            }
+                        }
+                    }
+                    Ok(held)
+                })
+            })
+            .await?;
+        Ok(points
+            .iter()
+            .map(|p| {
+                p.time % unit == 0
+                    && p.fields.iter().any(|(f, _)| {
+                        held.contains(&(p.time / unit, format!("{device}.{}", path::quote_node(f))))
+                    })
+            })
+            .collect())
+    }
+}
+
 #[async_trait::async_trait]
 impl Sink for IotdbSink {
     type Batch = TabletBatch;
@@ -429,6 +503,28 @@ impl Sink for IotdbSink {
             self.delete_point(&p.measurement, &fields, p.time).await?;
         }
         Ok(())
+    }
+
+    async fn surviving(&self, points: &[Point]) -> Result<Vec<Point>, WriteError> {
+        let unit = self.schema.unit;
+        let mut by_device: std::collections::BTreeMap<&str, Vec<&Point>> = Default::default();
+        for p in points {
+            by_device.entry(&p.measurement).or_default().push(p);
+        }
+        let mut surviving = Vec::new();
+        for (device, points) in by_device {
+            for chunk in points.chunks(200) {
+                let found = self.existing(device, chunk, unit).await?;
+                surviving.extend(
+                    chunk
+                        .iter()
+                        .zip(found)
+                        .filter(|(_, found)| *found)
+                        .map(|(p, _)| (*p).clone()),
+                );
+            }
+        }
+        Ok(surviving)
     }
 
     async fn delete_range(&self, windows: &[SeriesWindow]) -> Result<(), WriteError> {
