@@ -5,7 +5,8 @@
 //! then `verify --repair` re-copies exactly the damaged series × buckets, prints them, and
 //! exits 0 once a second verify is clean; and the target then holds exactly the source's
 //! points, value for value. Against the real InfluxDB 1.6 and the IoTDB stand-in (the
-//! InfluxDB 2 stand-in's case is in tests/influxdb_v2.rs).
+//! InfluxDB 2 stand-in's case is in tests/influxdb_v2.rs). `--repair` with another mode,
+//! or of a target verify cannot read back, is refused with exit 2.
 
 mod common;
 #[path = "standins/iotdb/mod.rs"]
@@ -384,6 +385,24 @@ fn iotdb_repair_recopies_exactly_the_damaged_windows_and_the_target_equals_the_s
     );
     let (code, report) = verify(&job, &env);
     assert_eq!(code, 0, "{report}");
+}
+
+#[test]
+fn repair_of_a_target_verify_cannot_read_is_refused_with_exit_2() {
+    let table = unique("repts");
+    let _cleanup = Cleanup::default().table(&table);
+    load_sensor_table(&table, 10);
+    let job = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs/mysql-to-timestream.yaml");
+    let (code, stdout, stderr) = verify_repair(&job, &[("TSMIG_TABLE", table.clone())], "1");
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert_eq!(
+        stderr.lines().last().unwrap_or_default(),
+        "error: verify cannot read Timestream back yet (it needs the Timestream Query API), so it cannot --repair it either"
+    );
+    assert!(
+        stdout.is_empty(),
+        "nothing verified, nothing repaired: {stdout}"
+    );
 }
 
 #[test]

@@ -37,6 +37,8 @@ use std::sync::Arc;
 /// The source, its mappings compiled against it.
 type Opened = (Box<dyn BoundedSource>, Mappings);
 
+/// `-c verify [--repair]` with the job's sink. Targets that cannot be read back (Timestream,
+/// a blackhole) are refused before anything is read.
 pub(super) fn run(job: &Job, options: &RunOptions) -> Result<(), RunError> {
     if options.cluster.processes() > 1 {
         return Err(RunError::Usage(
@@ -57,9 +59,14 @@ pub(super) fn run(job: &Job, options: &RunOptions) -> Result<(), RunError> {
             let sink = IotdbSink::new(c, batching, &opened.1).map_err(RunError::Usage)?;
             verify_with(job, options, &rt, opened, sink)
         }
-        SinkConfig::Timestream(..) => Err(RunError::Usage(
-            "verify cannot read Timestream back yet (it needs the Timestream Query API), so it cannot --repair it either".into(),
-        )),
+        SinkConfig::Timestream(..) => Err(RunError::Usage(format!(
+            "verify cannot read Timestream back yet (it needs the Timestream Query API){}",
+            if options.repair {
+                ", so it cannot --repair it either"
+            } else {
+                ""
+            }
+        ))),
         SinkConfig::Blackhole(_) => Err(RunError::Usage(
             "a blackhole keeps nothing to verify".into(),
         )),
