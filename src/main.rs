@@ -82,6 +82,11 @@ struct RunArgs {
     /// before it.
     #[arg(long)]
     until_caught_up: bool,
+    /// verify: re-copy each series × bucket found different (delete that window in the
+    /// target, write the source's points of it again), then verify again; exit 0 only if
+    /// the second verify is clean.
+    #[arg(long)]
+    repair: bool,
     /// Serve Prometheus metrics at http://ADDR/metrics (rows per operator, write latency,
     /// retries, dead letters, CDC lag), e.g. 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR")]
@@ -186,6 +191,7 @@ fn run(cli: Cli) -> Result<(), RunError> {
                 progress: args.progress,
                 until_caught_up: args.until_caught_up,
                 metrics_addr: args.metrics_addr,
+                repair: args.repair,
             };
             runner::run(&job, mode, &options)
         }

@@ -252,6 +252,87 @@ fn version_2_verify_is_clean_after_backfill_and_finds_each_kind_of_damage() {
     );
 }
 
+#[test]
+fn version_2_verify_repair_recopies_the_damaged_windows_and_the_bucket_equals_the_table() {
+    let (table, seen, port, dir, _cleanup) = case("v2rep", 3_000, Seen::default());
+    let path = job(&dir, &table, port, "plant");
+    assert_ok(&backfill(&path, "2"));
+    let expected = expected_store(&table, &[]);
+    assert_store(&seen.lock().unwrap(), &expected);
+
+    // Damage, as in the verify test: every device has three points, at seconds 0..2.
+    {
+        let mut s = seen.lock().unwrap();
+        s.series_mut("sensors", &[("device_id", "dev-0003"), ("site", "site-3")])
+            .remove(&1_767_225_600_000_000_000)
+            .unwrap();
+        s.write_line(
+            "sensors,device_id=dev-0005,site=site-5 temperature=99.5 1767225601000",
+            1_000_000,
+        )
+        .unwrap();
+        s.write_line(
+            "sensors,device_id=stray,site=nowhere temperature=1 1767225600123456789",
+            1,
+        )
+        .unwrap();
+        s.series_mut("sensors", &[("device_id", "dev-0007"), ("site", "site-0")])
+            .clear();
+        s.deletes.clear();
+    }
+
+    let out = tsmig()
+        .env("INFLUX_TOKEN", "secret-token")
+        .args([
+            "-c",
+            "verify",
+            "--repair",
+            "--config",
+            path.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| {
+            l.starts_with("verify: ") || l.starts_with("repair: ") || l.starts_with("  repaired: ")
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            "verify: 1001 series, 1001 buckets compared: 997 matching, 1 missing in target, 1 extra in target, 2 differing",
+            "repair: 4 series × buckets repaired: 6 points removed, 9 written",
+            "  repaired: sensors,device_id=dev-0003,site=site-3 from 2026-01-01T00:00:00Z: 2 points removed, 3 written",
+            "  repaired: sensors,device_id=dev-0005,site=site-5 from 2026-01-01T00:00:00Z: 3 points removed, 3 written",
+            "  repaired: sensors,device_id=dev-0007,site=site-0 from 2026-01-01T00:00:00Z: 0 points removed, 3 written",
+            "  repaired: sensors,device_id=stray,site=nowhere from 2026-01-01T00:00:00Z: 1 points removed, 0 written",
+            "verify: 1000 series, 1000 buckets compared: 1000 matching, 0 missing in target, 0 extra in target, 0 differing",
+        ],
+        "{stdout}"
+    );
+    let seen = seen.lock().unwrap();
+    // One call of the delete API per window, each naming the series' measurement and tags.
+    assert_eq!(
+        seen.deletes,
+        vec![
+            r#"_measurement="sensors" AND device_id="dev-0003" AND site="site-3""#,
+            r#"_measurement="sensors" AND device_id="dev-0005" AND site="site-5""#,
+            r#"_measurement="sensors" AND device_id="dev-0007" AND site="site-0""#,
+            r#"_measurement="sensors" AND device_id="stray" AND site="nowhere""#,
+        ]
+    );
+    assert_store(&seen, &expected);
+    assert!(!stdout.contains("secret-token"));
+}
+
 /// The stand-in answers only the Flux it knows; anything else is InfluxDB's 400.
 #[test]
 fn the_standin_refuses_flux_it_does_not_know() {

@@ -515,6 +515,7 @@ flow:
             progress: ProgressMode::Off,
             until_caught_up: true,
             metrics_addr: None,
+            repair: false,
         };
         match tsmig::runner::run(&self.job(), self.mode, &options) {
             Ok(()) => Ok(false),

@@ -608,13 +608,8 @@ impl Compiled {
             return Err("every field is NULL: nothing to write".into());
         }
         // Without a device column the series is the device: one worker owns each series.
-        let device_hash = device.unwrap_or_else(|| {
-            let series = crate::verify::series_key(
-                &measurement,
-                tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            );
-            device_hash(series.as_bytes())
-        });
+        let device_hash =
+            device.unwrap_or_else(|| device_hash(series_text(&measurement, &tags).as_bytes()));
 
         Ok(Point {
             measurement,
@@ -624,6 +619,26 @@ impl Compiled {
             device_hash,
         })
     }
+}
+
+/// The text a series without a device column is routed by: `measurement,key=value,...`,
+/// tags sorted, as verify's series keys read before they escaped `,`, `=` and `\`. Kept
+/// as it was so that an upgrade routes every series to the same worker as before.
+fn series_text(measurement: &str, tags: &[(Name, String)]) -> String {
+    let mut tags: Vec<(&str, &str)> = tags
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    tags.sort();
+    let mut text = measurement.to_string();
+    for (k, v) in tags {
+        text.push(',');
+        text.push_str(k);
+        text.push('=');
+        text.push_str(v);
+    }
+    text
 }
 
 /// A device path for one row: literal levels as they are, column levels quoted.

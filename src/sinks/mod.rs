@@ -165,6 +165,19 @@ pub trait Batch: Send + Sync + Sized + 'static {
     fn clear(&mut self);
 }
 
+/// One series' points in `[start, end)` (ns): a window `verify --repair` re-copies.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeriesWindow {
+    /// InfluxDB measurement; IoTDB device path.
+    pub measurement: String,
+    /// The series' tags, sorted by key, none empty.
+    pub tags: Vec<(String, String)>,
+    /// First time in the window, ns.
+    pub start: i64,
+    /// Just past the last time in the window, ns.
+    pub end: i64,
+}
+
 /// A target that can be read back for the verify job.
 #[async_trait::async_trait]
 pub trait Verify: Sink {
@@ -196,6 +209,35 @@ pub trait Sink: Send + Sync + 'static {
         Err(WriteError::Fatal {
             message: format!("{} cannot delete points; a CDC job with deletes needs a target that can (on_delete: ignore skips them)", self.describe()),
         })
+    }
+    /// Of `points` the sink deleted, those the target still holds: a point of the same
+    /// series (measurement and tags) at the same time, with any of its fields. For
+    /// checking deletes a target may leave undone (InfluxDB 1.x drops some that race with
+    /// writes, see BENCHMARKS.md). The default finds none: a target that cannot be read
+    /// back cannot be checked. Called on the tokio runtime.
+    async fn surviving(&self, points: &[Point]) -> Result<Vec<Point>, WriteError> {
+        let _ = points;
+        Ok(Vec::new())
+    }
+    /// Deletes every point of each window's series with a time in `[start, end)`, whatever
+    /// its fields: what `verify --repair` does to a window before it writes the source's
+    /// points of it again. A window of a series the target does not have deletes nothing.
+    /// Called on the tokio runtime.
+    async fn delete_range(&self, windows: &[SeriesWindow]) -> Result<(), WriteError> {
+        let _ = windows;
+        Err(WriteError::Fatal {
+            message: format!(
+                "{} cannot delete a time range of a series, which verify --repair needs",
+                self.describe()
+            ),
+        })
+    }
+    /// Whether [`Sink::delete_range`] of a series also deletes, in the same range, the
+    /// series of its measurement that have every tag of it and more. InfluxDB 2's delete
+    /// predicates cannot say that a tag is absent; verify --repair then re-copies those
+    /// series' windows too.
+    fn range_deletes_tag_supersets(&self) -> bool {
+        false
     }
     /// Prepares the target before the first write (e.g. creates the database).
     async fn prepare(&self) -> Result<(), WriteError> {

@@ -9,7 +9,7 @@
 //! parts: the summaries, the canonical form of values, and the report.
 
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// A value as the target stores it, so source and target hash alike.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,18 +136,96 @@ impl Summaries {
     }
 }
 
-/// A series' key: the measurement (or device path) and its tags sorted by key.
+/// A series' key: the measurement (or IoTDB device path) and its tags sorted by key,
+/// `measurement,key=value,...`, empty tags left out (InfluxDB has none). A `,`, `=` or `\`
+/// inside a name or value gets a backslash before it, so that [`Series::parse`] gives back
+/// exactly the measurement and tags: `verify --repair` deletes by them. Names without
+/// those characters read as they are.
 pub fn series_key<'a>(measurement: &str, tags: impl Iterator<Item = (&'a str, &'a str)>) -> String {
     let mut tags: Vec<(&str, &str)> = tags.filter(|(_, v)| !v.is_empty()).collect();
     tags.sort();
-    let mut key = measurement.to_string();
+    let mut key = String::with_capacity(measurement.len() + 16 * tags.len());
+    escape_into(&mut key, measurement);
     for (k, v) in tags {
         key.push(',');
-        key.push_str(k);
+        escape_into(&mut key, k);
         key.push('=');
-        key.push_str(v);
+        escape_into(&mut key, v);
     }
     key
+}
+
+/// Appends `text` with a backslash before each `,`, `=` and `\`.
+fn escape_into(out: &mut String, text: &str) {
+    for c in text.chars() {
+        if matches!(c, ',' | '=' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
+/// A series as [`series_key`] names it: measurement (or device path) and tags.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Series {
+    /// InfluxDB measurement; IoTDB device path.
+    pub measurement: String,
+    /// Tags sorted by key, none empty.
+    pub tags: Vec<(String, String)>,
+}
+
+impl Series {
+    /// The series a [`series_key`] names.
+    pub fn parse(key: &str) -> Result<Series, String> {
+        let mut parts = split_unescaped(key, ',').into_iter();
+        let measurement = unescape(parts.next().unwrap_or_default());
+        let tags = parts
+            .map(|tag| match split_unescaped(tag, '=').as_slice() {
+                [k, v] => Ok((unescape(k), unescape(v))),
+                _ => Err(format!(
+                    "series key {key:?} has a tag that is not key=value"
+                )),
+            })
+            .collect::<Result<_, _>>()?;
+        let lone_backslash = key.chars().fold(false, |escaped, c| !escaped && c == '\\');
+        if lone_backslash {
+            return Err(format!("series key {key:?} ends in a lone backslash"));
+        }
+        Ok(Series { measurement, tags })
+    }
+}
+
+/// `text` cut at each `separator` without a backslash before it; the parts keep their
+/// escapes.
+fn split_unescaped(text: &str, separator: char) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut escaped = false;
+    for (at, c) in text.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == separator {
+            parts.push(&text[start..at]);
+            start = at + c.len_utf8();
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+/// `text` without the backslash of each escape.
+fn unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// What the diff found, per kind, with the keys.
@@ -252,6 +330,51 @@ impl Report {
     }
 }
 
+/// The keys `verify --repair` re-copies: every key `report` found different; and where the
+/// target's range deletes also take the series of the measurement that have more tags
+/// (`tag_supersets`: InfluxDB 2), every key of such a series in the same bucket (`keys`
+/// holds every key either side had), since deleting the window removes its points too.
+/// One pass is enough: a series with more tags than one of those has more than the
+/// damaged one too.
+pub fn repair_keys(
+    report: &Report,
+    keys: &[Key],
+    tag_supersets: bool,
+) -> Result<HashSet<Key>, String> {
+    let mut repair: HashSet<Key> = report
+        .missing
+        .iter()
+        .map(|(k, _)| k)
+        .chain(report.extra.iter().map(|(k, _)| k))
+        .chain(report.differing.iter().map(|(k, _, _)| k))
+        .cloned()
+        .collect();
+    if !tag_supersets || repair.is_empty() {
+        return Ok(repair);
+    }
+    let buckets: HashSet<i64> = repair.iter().map(|(_, b)| *b).collect();
+    let mut in_bucket: HashMap<i64, Vec<(Series, &Key)>> = HashMap::new();
+    for key in keys.iter().filter(|(_, b)| buckets.contains(b)) {
+        in_bucket
+            .entry(key.1)
+            .or_default()
+            .push((Series::parse(&key.0)?, key));
+    }
+    let damaged: Vec<Key> = repair.iter().cloned().collect();
+    for (series, bucket) in damaged {
+        let series = Series::parse(&series)?;
+        for (other, key) in in_bucket.get(&bucket).into_iter().flatten() {
+            let more_tags = other.measurement == series.measurement
+                && other.tags.len() > series.tags.len()
+                && series.tags.iter().all(|t| other.tags.contains(t));
+            if more_tags {
+                repair.insert((*key).clone());
+            }
+        }
+    }
+    Ok(repair)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +398,75 @@ mod tests {
         assert_ne!(a, summaries(&[("s", 1, 1.0), ("s", 3, 2.0), ("t", 1, 3.0)]));
         assert_eq!(a[0].1.count, 2);
         assert_eq!((a[0].1.first, a[0].1.last), (1, 2));
+    }
+
+    #[test]
+    fn a_series_key_parses_back_into_its_measurement_and_tags() {
+        let key = series_key(
+            "root.sg.`a,b=c`",
+            [("z", "1"), ("k,=\\", "v=,\\w"), ("empty", "")].into_iter(),
+        );
+        assert_eq!(key, r"root.sg.`a\,b\=c`,k\,\=\\=v\=\,\\w,z=1");
+        assert_eq!(
+            Series::parse(&key).unwrap(),
+            Series {
+                measurement: "root.sg.`a,b=c`".into(),
+                tags: vec![("k,=\\".into(), "v=,\\w".into()), ("z".into(), "1".into())],
+            }
+        );
+        let plain = series_key(
+            "sensors",
+            [("site", "s-1"), ("device_id", "d-1")].into_iter(),
+        );
+        assert_eq!(plain, "sensors,device_id=d-1,site=s-1");
+        assert_eq!(Series::parse("m").unwrap().tags, vec![]);
+        assert!(Series::parse("m,k").is_err());
+        assert!(Series::parse("m\\").is_err());
+    }
+
+    #[test]
+    fn repair_takes_the_damaged_keys_and_where_deletes_take_more_tags_those_series_too() {
+        let s = Summary {
+            count: 1,
+            first: 0,
+            last: 0,
+            checksum: 7,
+        };
+        let key = |series: &str, bucket: i64| (series.to_string(), bucket);
+        let keys = vec![
+            key("m,a=1", 0),
+            key("m,a=1", 10),
+            key("m,a=1,b=2", 0),
+            key("m,a=1,b=2", 10),
+            key("m,a=2,b=2", 0),
+            key("n,a=1,b=2", 0),
+            key("m,b=2", 0),
+        ];
+        let report = Report {
+            missing: vec![(key("m,a=1", 0), s)],
+            extra: vec![(key("m,b=2", 0), s)],
+            ..Report::default()
+        };
+        let mut exact: Vec<Key> = repair_keys(&report, &keys, false)
+            .unwrap()
+            .into_iter()
+            .collect();
+        exact.sort();
+        assert_eq!(exact, vec![key("m,a=1", 0), key("m,b=2", 0)]);
+        let mut wider: Vec<Key> = repair_keys(&report, &keys, true)
+            .unwrap()
+            .into_iter()
+            .collect();
+        wider.sort();
+        assert_eq!(
+            wider,
+            vec![
+                key("m,a=1", 0),
+                key("m,a=1,b=2", 0),
+                key("m,a=2,b=2", 0),
+                key("m,b=2", 0)
+            ]
+        );
     }
 
     #[test]

@@ -270,39 +270,161 @@ impl InfluxClient {
                     .expect("version 1");
                 statement(request).await
             }
-            InfluxClient::V2 {
-                http,
-                delete_url,
-                token,
-                ..
-            } => {
+            InfluxClient::V2 { .. } => {
                 for p in points {
-                    let mut predicate = String::from("_measurement=\"");
-                    predicate.push_str(&p.measurement.replace('"', "\\\""));
-                    predicate.push('"');
-                    for (k, v) in p.tags.iter().filter(|(_, v)| !v.is_empty()) {
-                        predicate.push_str(&format!(" AND {}=\"{}\"", k, v.replace('"', "\\\"")));
-                    }
                     let time = crate::model::format_time(p.time);
-                    let body =
-                        serde_json::json!({"start": time, "stop": time, "predicate": predicate});
-                    let response = http
-                        .post(delete_url.as_str())
-                        .header("Authorization", format!("Token {token}"))
-                        .json(&body)
-                        .send()
-                        .await
-                        .map_err(transport)?;
-                    let status = response.status();
-                    if !status.is_success() {
-                        let retry_after = retry_after(response.headers());
-                        let body = response.text().await.unwrap_or_default();
-                        return Err(classify(status, &body, retry_after));
-                    }
+                    self.v2_delete(&time, &time, &v2_predicate(p.measurement, &p.tags))
+                        .await?;
                 }
                 Ok(())
             }
         }
+    }
+
+    /// Deletes every point of each range's series with a time in `[start, end)`. 1.x: one
+    /// `DELETE ... WHERE <every tag key> AND time >= start AND time < end` per range, a
+    /// missing tag as `''` as in [`Self::delete`], so exactly that series is touched. 2.x:
+    /// one call of the delete API per range, with `stop` the range's last nanosecond:
+    /// InfluxDB 2 deletes `[start, stop]`, both ends included (the storage engine's
+    /// `DeleteBucketRangePredicate`, "any data deleted must be in [min, max]"). Its
+    /// predicate cannot say "tag absent", so a series with more tags loses the range too
+    /// ([`crate::sinks::Sink::range_deletes_tag_supersets`]).
+    pub async fn delete_ranges(&self, ranges: &[RangeKey<'_>]) -> Result<(), WriteError> {
+        match self {
+            InfluxClient::V1 { database, .. } => {
+                let mut q = String::new();
+                for r in ranges {
+                    if !q.is_empty() {
+                        q.push(';');
+                    }
+                    q.push_str("DELETE FROM ");
+                    q.push_str(&quote_ident(r.measurement));
+                    q.push_str(" WHERE ");
+                    if !r.tags.is_empty() {
+                        q.push_str(&series_predicate(&r.tags));
+                        q.push_str(" AND ");
+                    }
+                    q.push_str(&format!("time >= {} AND time < {}", r.start, r.end));
+                }
+                let request = self
+                    .query(&[("db", database.as_str()), ("q", q.as_str())])
+                    .expect("version 1");
+                statement(request).await
+            }
+            InfluxClient::V2 { .. } => {
+                for r in ranges {
+                    if r.end <= r.start {
+                        continue;
+                    }
+                    let start = crate::model::format_time(r.start);
+                    let stop = crate::model::format_time(r.end - 1);
+                    self.v2_delete(&start, &stop, &v2_predicate(r.measurement, &r.tags))
+                        .await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// For each of `points` (each naming every tag key of its measurement, an absent one as
+    /// `""`), whether the server holds a point of exactly that series at exactly that time
+    /// (version 1). One request, one `SELECT *` statement per point: InfluxQL answers
+    /// nothing at all to `time = a OR time = b` (its docs: "InfluxDB does not support
+    /// using OR in the WHERE clause to specify multiple time ranges"; 1.6 answers an empty
+    /// result), so each time is a statement of its own, answering one row at most.
+    pub async fn existing(&self, points: &[DeleteKey<'_>]) -> Result<Vec<bool>, WriteError> {
+        let InfluxClient::V1 { database, .. } = self else {
+            return Err(WriteError::Fatal {
+                message: "InfluxQL queries need InfluxDB 1.x".into(),
+            });
+        };
+        if points.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = String::new();
+        for p in points {
+            if !q.is_empty() {
+                q.push(';');
+            }
+            q.push_str("SELECT * FROM ");
+            q.push_str(&quote_ident(p.measurement));
+            q.push_str(" WHERE ");
+            if !p.tags.is_empty() {
+                q.push_str(&series_predicate(&p.tags));
+                q.push_str(" AND ");
+            }
+            q.push_str(&format!("time = {}", p.time));
+        }
+        let request = self
+            .query(&[
+                ("db", database.as_str()),
+                ("q", q.as_str()),
+                ("epoch", "ns"),
+            ])
+            .expect("version 1");
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let body = response.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(classify(status, &body, retry_after));
+        }
+        let json: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| WriteError::Transient {
+                message: format!("InfluxDB's answer is not JSON: {e}"),
+                retry_after: None,
+            })?;
+        let mut found = vec![false; points.len()];
+        for result in json["results"].as_array().into_iter().flatten() {
+            if let Some(error) = result.get("error").and_then(|e| e.as_str()) {
+                return Err(statement_error(error));
+            }
+            let answered = result["series"].as_array().is_some_and(|s| {
+                s.iter()
+                    .any(|s| s["values"].as_array().is_some_and(|v| !v.is_empty()))
+            });
+            let at = result["statement_id"].as_u64().unwrap_or(u64::MAX) as usize;
+            match found.get_mut(at) {
+                Some(slot) => *slot = answered,
+                None => {
+                    return Err(WriteError::Fatal {
+                        message: format!("InfluxDB answered statement {at} of {}", points.len()),
+                    })
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// One call of InfluxDB 2's delete API: the points in `[start, stop]` (RFC 3339, both
+    /// included) of the series `predicate` matches.
+    async fn v2_delete(&self, start: &str, stop: &str, predicate: &str) -> Result<(), WriteError> {
+        let InfluxClient::V2 {
+            http,
+            delete_url,
+            token,
+            ..
+        } = self
+        else {
+            return Err(WriteError::Fatal {
+                message: "the delete API needs InfluxDB 2".into(),
+            });
+        };
+        let body = serde_json::json!({"start": start, "stop": stop, "predicate": predicate});
+        let response = http
+            .post(delete_url.as_str())
+            .header("Authorization", format!("Token {token}"))
+            .json(&body)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let retry_after = retry_after(response.headers());
+        let body = response.text().await.unwrap_or_default();
+        Err(classify(status, &body, retry_after))
     }
 
     /// Writes one body of line protocol.
@@ -371,6 +493,32 @@ pub struct DeleteKey<'a> {
     pub tags: Vec<(&'a str, &'a str)>,
     /// Nanoseconds since the epoch.
     pub time: i64,
+}
+
+/// One series' points in `[start, end)` to delete: every tag key of the measurement
+/// (`""` for a tag the series does not have) and the range in nanoseconds.
+pub struct RangeKey<'a> {
+    /// Measurement.
+    pub measurement: &'a str,
+    /// Every tag key of the measurement with the series' value.
+    pub tags: Vec<(&'a str, &'a str)>,
+    /// First time deleted.
+    pub start: i64,
+    /// Just past the last time deleted.
+    pub end: i64,
+}
+
+/// InfluxDB 2's delete predicate for the series of `measurement` with `tags` (and any
+/// series with more tags: absent tags, `""`, are left out, as the language cannot say
+/// them).
+fn v2_predicate(measurement: &str, tags: &[(&str, &str)]) -> String {
+    let mut predicate = String::from("_measurement=\"");
+    predicate.push_str(&measurement.replace('"', "\\\""));
+    predicate.push('"');
+    for (k, v) in tags.iter().filter(|(_, v)| !v.is_empty()) {
+        predicate.push_str(&format!(" AND {}=\"{}\"", k, v.replace('"', "\\\"")));
+    }
+    predicate
 }
 
 /// An InfluxQL identifier (database, measurement, tag or field key) in double quotes.

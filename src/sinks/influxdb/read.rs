@@ -21,9 +21,10 @@
 //!                                            └── next window (doubled while sparse)
 //! ```
 
-use super::client::{server_message, without_url, InfluxClient};
+use super::client::{classify, without_url, InfluxClient};
 use super::InfluxSink;
 use crate::model::{format_time, Value};
+use crate::sinks::WriteError;
 use crate::verify::{series_key, Canonical, Summaries};
 use influxdb2::api::query::FluxRecord;
 use influxdb2::models::Query;
@@ -222,12 +223,101 @@ impl Windows {
 }
 
 /// Reads one InfluxDB 2 bucket with Flux.
-struct FluxReader<'a> {
-    client: &'a influxdb2::Client,
-    bucket: &'a str,
+pub(super) struct FluxReader<'a> {
+    pub(super) client: &'a influxdb2::Client,
+    pub(super) bucket: &'a str,
 }
 
 impl FluxReader<'_> {
+    /// For each of `points` (all of `measurement`), whether the bucket holds a point of
+    /// exactly its series (the same tags, no more) at exactly its time. One query: the
+    /// range from the first time to the last, the points' series (pushed down to storage
+    /// as tag equalities), then their exact times; the records' tag sets are compared here,
+    /// since Flux's pushed-down filters cannot say that a tag is absent.
+    pub(super) async fn existing(
+        &self,
+        measurement: &str,
+        points: &[&crate::model::Point],
+    ) -> Result<Vec<bool>, WriteError> {
+        let (Some(first), Some(last)) = (
+            points.iter().map(|p| p.time).min(),
+            points.iter().map(|p| p.time).max(),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let series_of = |p: &crate::model::Point| -> String {
+            let tags: Vec<String> = p
+                .tags
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| format!("r[{}] == {}", flux_string(k), flux_string(v)))
+                .collect();
+            format!("({})", tags.join(" and "))
+        };
+        let mut flux = format!(
+            "from(bucket: {})\n  |> range(start: {}, stop: {})\n  |> filter(fn: (r) => r._measurement == {})",
+            flux_string(self.bucket),
+            flux_time(first),
+            flux_time(last.saturating_add(1)),
+            flux_string(measurement)
+        );
+        // A point without tags matches every series: then the tags are compared here only.
+        if points
+            .iter()
+            .all(|p| p.tags.iter().any(|(_, v)| !v.is_empty()))
+        {
+            let mut series: Vec<String> = points.iter().map(|p| series_of(p)).collect();
+            series.sort();
+            series.dedup();
+            flux.push_str(&format!(
+                "\n  |> filter(fn: (r) => {})",
+                series.join(" or ")
+            ));
+        }
+        let mut times: Vec<i64> = points.iter().map(|p| p.time).collect();
+        times.sort_unstable();
+        times.dedup();
+        let times: Vec<String> = times
+            .iter()
+            .map(|t| format!("r._time == {}", flux_time(*t)))
+            .collect();
+        flux.push_str(&format!("\n  |> filter(fn: (r) => {})", times.join(" or ")));
+        let records = self
+            .records(flux)
+            .await
+            .map_err(|message| WriteError::Transient {
+                message,
+                retry_after: None,
+            })?;
+        let mut present: std::collections::HashSet<(Vec<(String, String)>, i64)> =
+            Default::default();
+        for record in &records {
+            let time = time_of(record).map_err(|message| WriteError::Fatal { message })?;
+            let mut tags: Vec<(String, String)> = record
+                .values
+                .iter()
+                .filter(|(k, _)| !NOT_TAGS.contains(&k.as_str()))
+                .filter_map(|(k, v)| Some((k.clone(), v.string()?)))
+                .filter(|(_, v)| !v.is_empty())
+                .collect();
+            tags.sort();
+            present.insert((tags, time));
+        }
+        Ok(points
+            .iter()
+            .map(|p| {
+                let mut tags: Vec<(String, String)> = p
+                    .tags
+                    .iter()
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect();
+                tags.sort();
+                present.contains(&(tags, p.time))
+            })
+            .collect())
+    }
+
     /// Adds every point of `measurement` to `summaries`, window by window.
     async fn summarise(
         &self,
@@ -295,32 +385,51 @@ impl FluxReader<'_> {
     /// a value not of its column's type): the query runs as a task of its own so that such
     /// an answer fails the verify job with a message instead.
     async fn records(&self, flux: String) -> Result<Vec<FluxRecord>, String> {
+        self.query(flux).await.map_err(|e| {
+            let why = match e {
+                WriteError::Transient { message, .. }
+                | WriteError::TooLarge { message }
+                | WriteError::Rejected { message }
+                | WriteError::Fatal { message } => message,
+                WriteError::Partial { .. } => "a partial answer".into(),
+            };
+            format!("reading InfluxDB 2 bucket {}: {why}", self.bucket)
+        })
+    }
+
+    /// Runs a Flux query; a failure classified as a write's would be (an HTTP status as
+    /// [`classify`] says, the network transient, an answer that cannot be read definite).
+    async fn query(&self, flux: String) -> Result<Vec<FluxRecord>, WriteError> {
         let client = self.client.clone();
         let task = tokio::spawn(async move { client.query_raw(Some(Query::new(flux))).await });
-        let answer = task.await.map_err(|e| {
-            format!(
-                "reading InfluxDB 2 bucket {}: the answer could not be read{}",
-                self.bucket,
+        let answer = task.await.map_err(|e| WriteError::Fatal {
+            message: format!(
+                "the answer could not be read{}",
                 if e.is_panic() {
                     " (the influxdb2 client panicked)"
                 } else {
                     ""
                 }
-            )
+            ),
         })?;
-        answer.map_err(|e| {
-            let why = match e {
-                influxdb2::RequestError::Http { status, text } => {
-                    format!("HTTP {}: {}", status.as_u16(), server_message(&text))
-                }
-                influxdb2::RequestError::ReqwestProcessing { source } => without_url(&source),
-                // A Flux error met while answering comes as an error table in the CSV.
-                influxdb2::RequestError::Deserializing { text } => {
-                    format!("the query failed or its answer could not be read: {text}")
-                }
-                other => other.to_string(),
-            };
-            format!("reading InfluxDB 2 bucket {}: {why}", self.bucket)
+        answer.map_err(|e| match e {
+            influxdb2::RequestError::Http { status, text } => classify(
+                reqwest::StatusCode::from_u16(status.as_u16())
+                    .unwrap_or(reqwest::StatusCode::INTERNAL_SERVER_ERROR),
+                &text,
+                None,
+            ),
+            influxdb2::RequestError::ReqwestProcessing { source } => WriteError::Transient {
+                message: without_url(&source),
+                retry_after: None,
+            },
+            // A Flux error met while answering comes as an error table in the CSV.
+            influxdb2::RequestError::Deserializing { text } => WriteError::Rejected {
+                message: format!("the query failed or its answer could not be read: {text}"),
+            },
+            other => WriteError::Fatal {
+                message: other.to_string(),
+            },
         })
     }
 }

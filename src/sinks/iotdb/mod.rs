@@ -17,7 +17,7 @@ pub mod read;
 
 use crate::mapping::Mappings;
 use crate::model::{format_time, Name, Point};
-use crate::sinks::{Batch, BatchConfig, Sink, WriteError};
+use crate::sinks::{Batch, BatchConfig, SeriesWindow, Sink, WriteError};
 use client::SessionPool;
 use config::IotdbSinkConfig;
 use iotdb::client::{MeasurementSchema, Session, Tablet, Value as Iot};
@@ -302,6 +302,88 @@ impl IotdbSink {
     }
 }
 
+/// The times in `unit`s (ns each) of `[start, end)` ns, as IoTDB's inclusive `[first,
+/// last]`; `None` when no whole unit lies in it.
+fn inclusive_range(start: i64, end: i64, unit: i64) -> Option<(i64, i64)> {
+    let ceil = |ns: i64| ns.div_euclid(unit) + i64::from(ns.rem_euclid(unit) != 0);
+    let (first, after) = (ceil(start), ceil(end));
+    (first < after).then(|| (first, after - 1))
+}
+
+impl IotdbSink {
+    /// For each of `points` (all of `device`), whether the device still has a value of any
+    /// of its fields at its time. One query, `SELECT <the fields> FROM <device> WHERE time
+    /// = t1 OR time = t2 ...` (IoTDB's time filter takes `=` and `OR`: User Guide, Query
+    /// Data, "Where Condition"), in the server's unit; a point whose time is no whole unit
+    /// was never written, so it is not there.
+    async fn existing(
+        &self,
+        device: &str,
+        points: &[&Point],
+        unit: i64,
+    ) -> Result<Vec<bool>, WriteError> {
+        let mut fields: Vec<&str> = points
+            .iter()
+            .flat_map(|p| p.fields.iter().map(|(k, _)| k.as_str()))
+            .collect();
+        fields.sort_unstable();
+        fields.dedup();
+        let mut times: Vec<i64> = points
+            .iter()
+            .filter(|p| p.time % unit == 0)
+            .map(|p| p.time / unit)
+            .collect();
+        times.sort_unstable();
+        times.dedup();
+        if fields.is_empty() || times.is_empty() {
+            return Ok(vec![false; points.len()]);
+        }
+        let columns: Vec<String> = fields
+            .iter()
+            .map(|f| path::quote_node(f).into_owned())
+            .collect();
+        let statement = format!(
+            "SELECT {} FROM {device} WHERE {}",
+            columns.join(", "),
+            times
+                .iter()
+                .map(|t| format!("time = {t}"))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        );
+        // (time in units, full path of a series) that hold a value.
+        let held: HashSet<(i64, String)> = self
+            .pool
+            .run(move |connection| {
+                connection.call(|s| {
+                    let rows = s.execute_query_statement(&statement, None)?;
+                    let names = rows.get_column_names();
+                    let mut held = HashSet::new();
+                    for row in rows {
+                        // The client puts the time among the values for some answers.
+                        let offset = names.len() - row.values.len();
+                        for (name, value) in names.iter().skip(offset).zip(&row.values) {
+                            if !matches!(value, Iot::Null) {
+                                held.insert((row.timestamp, name.clone()));
+                            }
+                        }
+                    }
+                    Ok(held)
+                })
+            })
+            .await?;
+        Ok(points
+            .iter()
+            .map(|p| {
+                p.time % unit == 0
+                    && p.fields.iter().any(|(f, _)| {
+                        held.contains(&(p.time / unit, format!("{device}.{}", path::quote_node(f))))
+                    })
+            })
+            .collect())
+    }
+}
+
 #[async_trait::async_trait]
 impl Sink for IotdbSink {
     type Batch = TabletBatch;
@@ -423,6 +505,57 @@ impl Sink for IotdbSink {
         Ok(())
     }
 
+    async fn surviving(&self, points: &[Point]) -> Result<Vec<Point>, WriteError> {
+        let unit = self.schema.unit;
+        let mut by_device: std::collections::BTreeMap<&str, Vec<&Point>> = Default::default();
+        for p in points {
+            by_device.entry(&p.measurement).or_default().push(p);
+        }
+        let mut surviving = Vec::new();
+        for (device, points) in by_device {
+            for chunk in points.chunks(200) {
+                let found = self.existing(device, chunk, unit).await?;
+                surviving.extend(
+                    chunk
+                        .iter()
+                        .zip(found)
+                        .filter(|(_, found)| *found)
+                        .map(|(p, _)| (*p).clone()),
+                );
+            }
+        }
+        Ok(surviving)
+    }
+
+    async fn delete_range(&self, windows: &[SeriesWindow]) -> Result<(), WriteError> {
+        // IoTDB deletes [start, end], both included, in its own unit: the window's first
+        // and last instants that are whole units. Windows of one range go in one call.
+        let unit = self.schema.unit;
+        let mut by_range: std::collections::BTreeMap<(i64, i64), Vec<String>> = Default::default();
+        for w in windows {
+            if let Some(range) = inclusive_range(w.start, w.end, unit) {
+                // Every measurement of the device: `*` is one level, the device's series.
+                by_range
+                    .entry(range)
+                    .or_default()
+                    .push(format!("{}.*", w.measurement));
+            }
+        }
+        for ((start, end), paths) in by_range {
+            for chunk in paths.chunks(500) {
+                let chunk = chunk.to_vec();
+                self.pool
+                    .run(move |connection| {
+                        connection.call(|s| {
+                            s.delete_data(chunk.iter().map(String::as_str).collect(), start, end)
+                        })
+                    })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     fn describe(&self) -> String {
         let mut types: Vec<String> = self
             .schema
@@ -432,5 +565,27 @@ impl Sink for IotdbSink {
             .collect();
         types.sort();
         format!("{} (measurements {})", self.target, types.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_becomes_the_whole_units_inside_it_both_ends_included() {
+        const MS: i64 = 1_000_000;
+        const HOUR: i64 = 3_600_000 * MS;
+        // An hour at ms precision: its first to its last millisecond.
+        assert_eq!(
+            inclusive_range(5 * HOUR, 6 * HOUR, MS),
+            Some((5 * 3_600_000, 6 * 3_600_000 - 1))
+        );
+        // Ends that are not whole units keep only the units inside.
+        assert_eq!(inclusive_range(1, 3 * MS + 1, MS), Some((1, 3)));
+        assert_eq!(inclusive_range(-HOUR, 0, MS), Some((-3_600_000, -1)));
+        // Less than one unit: nothing to delete.
+        assert_eq!(inclusive_range(MS + 1, 2 * MS, MS), None);
+        assert_eq!(inclusive_range(7, 8, 1), Some((7, 7)));
     }
 }

@@ -4,7 +4,7 @@
 
 use super::{encoding, path, IotdbSink};
 use crate::model::Value;
-use crate::verify::{Canonical, Summaries};
+use crate::verify::{series_key, Canonical, Summaries};
 use iotdb::client::{Session, Value as Iot};
 
 /// An IoTDB value in the verify job's canonical form.
@@ -63,7 +63,9 @@ impl crate::sinks::Verify for IotdbSink {
                             let fields = (device_at + 1..names.len()).filter_map(|i| {
                                 value(i).and_then(canonical).map(|c| (names[i].as_str(), c))
                             });
-                            summaries.add(device, row.timestamp * unit, fields);
+                            // The device path as the source side names it.
+                            let series = series_key(device, std::iter::empty());
+                            summaries.add(&series, row.timestamp * unit, fields);
                         }
                         Ok(())
                     })?;

@@ -337,6 +337,25 @@ pub async fn deliver_deletes<S: Sink>(
     Ok(())
 }
 
+/// Deletes `windows` (verify --repair: each series' points in a time range), with the same
+/// retries as writes. A delete the target refuses fails the repair: a window cannot be
+/// dead-lettered, and writing over what it still holds would be no repair.
+pub async fn delete_windows<S: Sink>(
+    sink: &S,
+    windows: &[super::SeriesWindow],
+    counters: &Counters,
+) -> Result<(), String> {
+    if windows.is_empty() {
+        return Ok(());
+    }
+    let policy = sink.batching().retry();
+    match retrying(&policy, counters, "delete", || sink.delete_range(windows)).await? {
+        Outcome::Done => Ok(()),
+        Outcome::Refused(message) => Err(message),
+        Outcome::Partial(_) => Err("the target deleted part of the windows".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -126,7 +126,8 @@ impl Seen {
 ///   is a 400 with InfluxDB's JSON error):
 ///   `from(bucket) |> range(start, stop) |> filter(_measurement ==)`, optionally followed by
 ///   `|> first() |> keep(columns: ["_time"]) |> group() |> min(column: "_time")`, its
-///   `last()`/`max` twin, or `|> count() |> group() |> sum()`.
+///   `last()`/`max` twin, or `|> count() |> group() |> sum()`; or by more
+///   `|> filter(fn: (r) => ...)` stages over tags and `_time` ([`Predicate`]).
 pub fn standin(seen: Arc<Mutex<Seen>>) -> u16 {
     http::serve(move |request| {
         let mut s = seen.lock().unwrap();
@@ -246,6 +247,16 @@ pub fn answer(
 /// predicate `_measurement="m" AND tag="v" AND ...` (InfluxDB 2 accepts only `=` and `AND`).
 /// Deletes the points in the range of every series of the measurement whose tags include
 /// the predicate's (a series with more tags matches too, as in InfluxDB 2).
+///
+/// As InfluxDB 2 does it (influxdata/influxdb v2): `http/delete_handler.go` parses start
+/// and stop as RFC3339Nano and hands them to the storage engine's
+/// `DeleteBucketRangePredicate`, whose contract is "any data deleted must be in [min,
+/// max]" — both ends included, which `verify --repair` relies on when it sends a window's
+/// last nanosecond as stop. `tsdb/engine/tsm1/predicate.go` matches a series key tag by tag
+/// and answers false when a compared tag never appears ("consider if the predicate
+/// matches `tag1=val1` but tag1 is not present in the key"): tags the predicate does not
+/// name are not looked at, so a series with more tags matches, and `tag=""` matches no
+/// series at all.
 fn delete(s: &mut Seen, body: &[u8]) -> Result<(), String> {
     let request: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| format!("failed to decode request body: {e}"))?;
@@ -448,6 +459,163 @@ pub struct Flux {
     pub stop: i64,
     pub measurement: String,
     pub shape: Shape,
+    /// Further `filter` stages after the measurement's (records only): a record is kept
+    /// when every one is true of it.
+    pub filters: Vec<Predicate>,
+}
+
+/// A `filter(fn: (r) => ...)` body of the forms tsmig sends: `or` of `and` of
+/// `r["tag"] == "value"`, `r._time == <RFC 3339 literal>`, in parentheses where needed
+/// (`and` binds tighter than `or`, as in Flux).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Predicate {
+    Or(Vec<Predicate>),
+    And(Vec<Predicate>),
+    /// `r["key"] == "value"`: false for a record without that column (Flux reads a missing
+    /// column as null, and `null == "v"` does not keep the record).
+    Tag(String, String),
+    /// `r._time == 2026-01-01T00:00:00Z`.
+    Time(i64),
+}
+
+impl Predicate {
+    /// Whether a record of a series with `tags`, at `time`, passes.
+    pub fn holds(&self, tags: &[(String, String)], time: i64) -> bool {
+        match self {
+            Predicate::Or(any) => any.iter().any(|p| p.holds(tags, time)),
+            Predicate::And(all) => all.iter().all(|p| p.holds(tags, time)),
+            Predicate::Tag(k, v) => tags.iter().any(|(tk, tv)| tk == k && tv == v),
+            Predicate::Time(t) => *t == time,
+        }
+    }
+
+    /// Reads a filter body; `None` if it is not of the forms above.
+    pub fn parse(body: &str) -> Option<Predicate> {
+        let tokens = flux_tokens(body)?;
+        let mut at = 0;
+        let predicate = parse_or(&tokens, &mut at)?;
+        (at == tokens.len()).then_some(predicate)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Open,
+    Close,
+    Eq,
+    Str(String),
+    /// `r["key"]`.
+    Column(String),
+    Word(String),
+}
+
+fn flux_tokens(body: &str) -> Option<Vec<Token>> {
+    let chars: Vec<char> = body.chars().collect();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    // A string literal from `chars[i]` (a quote): its text and the index past it.
+    let literal = |mut i: usize| -> Option<(String, usize)> {
+        let start = i;
+        i += 1;
+        while i < chars.len() && chars[i] != '"' {
+            i += if chars[i] == '\\' { 2 } else { 1 };
+        }
+        let text: String = chars.get(start..=i)?.iter().collect();
+        Some((flux_string(&text)?, i + 1))
+    };
+    while i < chars.len() {
+        match chars[i] {
+            c if c.is_whitespace() => i += 1,
+            '(' => {
+                tokens.push(Token::Open);
+                i += 1;
+            }
+            ')' => {
+                tokens.push(Token::Close);
+                i += 1;
+            }
+            '=' if chars.get(i + 1) == Some(&'=') => {
+                tokens.push(Token::Eq);
+                i += 2;
+            }
+            '"' => {
+                let (text, next) = literal(i)?;
+                tokens.push(Token::Str(text));
+                i = next;
+            }
+            'r' if chars.get(i + 1) == Some(&'[') => {
+                let (key, next) = literal(i + 2)?;
+                (chars.get(next) == Some(&']')).then_some(())?;
+                tokens.push(Token::Column(key));
+                i = next + 1;
+            }
+            _ => {
+                let start = i;
+                while i < chars.len() && !chars[i].is_whitespace() && !"()\"=".contains(chars[i]) {
+                    i += 1;
+                }
+                (i > start).then_some(())?;
+                tokens.push(Token::Word(chars[start..i].iter().collect()));
+            }
+        }
+    }
+    Some(tokens)
+}
+
+fn parse_or(tokens: &[Token], at: &mut usize) -> Option<Predicate> {
+    let mut any = vec![parse_and(tokens, at)?];
+    while tokens.get(*at) == Some(&Token::Word("or".into())) {
+        *at += 1;
+        any.push(parse_and(tokens, at)?);
+    }
+    Some(if any.len() == 1 {
+        any.remove(0)
+    } else {
+        Predicate::Or(any)
+    })
+}
+
+fn parse_and(tokens: &[Token], at: &mut usize) -> Option<Predicate> {
+    let mut all = vec![parse_atom(tokens, at)?];
+    while tokens.get(*at) == Some(&Token::Word("and".into())) {
+        *at += 1;
+        all.push(parse_atom(tokens, at)?);
+    }
+    Some(if all.len() == 1 {
+        all.remove(0)
+    } else {
+        Predicate::And(all)
+    })
+}
+
+fn parse_atom(tokens: &[Token], at: &mut usize) -> Option<Predicate> {
+    match tokens.get(*at)? {
+        Token::Open => {
+            *at += 1;
+            let inner = parse_or(tokens, at)?;
+            (tokens.get(*at) == Some(&Token::Close)).then_some(())?;
+            *at += 1;
+            Some(inner)
+        }
+        Token::Column(key) => match (tokens.get(*at + 1)?, tokens.get(*at + 2)?) {
+            (Token::Eq, Token::Str(value)) => {
+                *at += 3;
+                Some(Predicate::Tag(key.clone(), value.clone()))
+            }
+            _ => None,
+        },
+        Token::Word(w) if w == "r._time" => match (tokens.get(*at + 1)?, tokens.get(*at + 2)?) {
+            (Token::Eq, Token::Word(literal)) => {
+                let time = chrono::DateTime::parse_from_rfc3339(literal)
+                    .ok()?
+                    .timestamp_nanos_opt()?;
+                *at += 3;
+                Some(Predicate::Time(time))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 pub enum Shape {
@@ -484,8 +652,16 @@ pub fn parse_flux(query: &str) -> Result<Flux, String> {
     let measurement = flux_string(&inside(&stages[2], "filter(fn: (r) => r._measurement == ")?)
         .ok_or_else(unknown)?;
     let rest: Vec<&str> = stages[3..].iter().map(String::as_str).collect();
+    let mut filters = Vec::new();
     let shape = match rest.as_slice() {
         [] => Shape::Records,
+        more if more.iter().all(|s| s.starts_with("filter(fn: (r) => ")) => {
+            for stage in more {
+                let body = inside(stage, "filter(fn: (r) => ")?;
+                filters.push(Predicate::parse(&body).ok_or_else(unknown)?);
+            }
+            Shape::Records
+        }
         ["first()", r#"keep(columns: ["_time"])"#, "group()", r#"min(column: "_time")"#] => {
             Shape::First
         }
@@ -511,6 +687,7 @@ pub fn parse_flux(query: &str) -> Result<Flux, String> {
         stop,
         measurement,
         shape,
+        filters,
     })
 }
 
@@ -554,6 +731,9 @@ impl Flux {
                 for ((measurement, tags), points) in series {
                     let mut by_field: BTreeMap<&str, Vec<(i64, &FieldValue)>> = BTreeMap::new();
                     for (time, fields) in points {
+                        if !self.filters.iter().all(|f| f.holds(tags, *time)) {
+                            continue;
+                        }
                         for (field, value) in fields {
                             by_field.entry(field).or_default().push((*time, value));
                         }

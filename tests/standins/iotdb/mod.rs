@@ -40,10 +40,10 @@
 //! What it does not do, so a test cannot lean on it: persistence, the table model, data
 //! expiry by TTL (and IoTDB 1.3's path-level TTL), tags/attributes/aliases (accepted and
 //! dropped), schema templates, views, the V2 (TsBlock) query calls,
-//! raw-data/last/aggregation queries, WHERE clauses, wildcards inside a node (`d*`), the
-//! newer data types (TIMESTAMP, DATE, BLOB, STRING), compressed tablets,
-//! encoding/type compatibility checks, redirection, and any notion of memory pressure
-//! other than the injected failures.
+//! raw-data/last/aggregation queries, WHERE clauses (but `time = t OR ...` on one
+//! device), wildcards inside a node (`d*`), the newer data types (TIMESTAMP, DATE, BLOB,
+//! STRING), compressed tablets, encoding/type compatibility checks, redirection, and any
+//! notion of memory pressure other than the injected failures.
 //!
 //! Use from an integration test:
 //! `#[path = "standins/iotdb/mod.rs"] mod iotdb_standin;`

@@ -9,7 +9,7 @@
 //! COUNT TIMESERIES [<pattern>]      (column: count(timeseries))
 //! CREATE TIMESERIES root.x.d.s WITH DATATYPE=T[, ENCODING=E][, COMPRESSOR=C]
 //! DELETE TIMESERIES <pattern>, ...  | DROP TIMESERIES ...
-//! SELECT m1, m2 | * FROM root.x.d   (one device, no WHERE, no functions)
+//! SELECT m1, m2 | * FROM root.x.d [WHERE time = t OR time = t ...]   (one device, no functions)
 //! SELECT * FROM <pattern> ALIGN BY DEVICE
 //! SET TTL TO <path> <milliseconds>  | UNSET TTL TO <path>   (IoTDB 1.0–1.2: per database)
 //! ```
@@ -379,8 +379,28 @@ fn select_align_by_device(store: &Store, pattern: &str) -> Result<QueryResult, S
     })
 }
 
-/// `SELECT m1, m2 | * FROM device`: columns are the full paths of the series that
-/// exist, rows every timestamp any of them has, ascending.
+/// The times of a WHERE clause `time = t1 OR time = t2 ...` (`timestamp` for `time`, `==`
+/// for `=`, integers in the server's unit), as IoTDB's time filter takes them (User Guide,
+/// Query Data, "Where Condition": comparison operators `=`/`==`, logical `OR`); `None` for
+/// any other clause.
+fn time_points(words: &[&str]) -> Option<BTreeSet<i64>> {
+    let mut times = BTreeSet::new();
+    for term in words.split(|w| *w == "OR") {
+        match term {
+            [column, "=", value] | [column, "=", "=", value]
+                if matches!(*column, "TIME" | "TIMESTAMP") =>
+            {
+                times.insert(value.parse().ok()?);
+            }
+            _ => return None,
+        }
+    }
+    Some(times)
+}
+
+/// `SELECT m1, m2 | * FROM device [WHERE time = t OR ...]`: columns are the full paths of
+/// the series that exist, rows every timestamp any of them has (among the WHERE clause's),
+/// ascending.
 fn select(store: &Store, tokens: &[String], words: &[&str]) -> Option<Result<QueryResult, Status>> {
     let from = words.iter().position(|w| *w == "FROM")?;
     if words[from + 1..].len() == 4
@@ -389,12 +409,24 @@ fn select(store: &Store, tokens: &[String], words: &[&str]) -> Option<Result<Que
     {
         return Some(select_align_by_device(store, &tokens[from + 1]));
     }
-    if from + 2 != tokens.len() {
-        return Some(Err(Status::not_implemented(format!(
-            "the clauses of `{}` (SELECT ... FROM <one device> only)",
-            tokens.join(" ")
-        ))));
-    }
+    let only_at = match words.get(from + 2) {
+        None => None,
+        Some(&"WHERE") => match time_points(&words[from + 3..]) {
+            Some(times) => Some(times),
+            None => {
+                return Some(Err(Status::not_implemented(format!(
+                    "the WHERE clause of `{}` (only `time = <integer>` joined by OR)",
+                    tokens.join(" ")
+                ))))
+            }
+        },
+        Some(_) => {
+            return Some(Err(Status::not_implemented(format!(
+                "the clauses of `{}` (SELECT ... FROM <one device> [WHERE time = t OR ...] only)",
+                tokens.join(" ")
+            ))))
+        }
+    };
     let device = match sql_path(&tokens[from + 1], Kind::Pattern) {
         Ok(device) => device,
         Err(status) => return Some(Err(status)),
@@ -421,7 +453,12 @@ fn select(store: &Store, tokens: &[String], words: &[&str]) -> Option<Result<Que
             .collect()
     };
     let series: Vec<Vec<(i64, StandInValue)>> = paths.iter().map(|p| store.points(p)).collect();
-    let times: BTreeSet<i64> = series.iter().flatten().map(|(t, _)| *t).collect();
+    let times: BTreeSet<i64> = series
+        .iter()
+        .flatten()
+        .map(|(t, _)| *t)
+        .filter(|t| only_at.as_ref().is_none_or(|at| at.contains(t)))
+        .collect();
     let rows = times
         .into_iter()
         .map(|t| {
