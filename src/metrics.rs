@@ -34,6 +34,8 @@ pub struct Counters {
     pub points_mapped: AtomicU64,
     /// Points deleted in the target (CDC).
     pub points_deleted: AtomicU64,
+    /// Points deleted again: the target still held them after a delete (CDC).
+    pub points_deleted_again: AtomicU64,
     /// Row changes (insert, update, delete) read from a change log (CDC).
     pub changes_read: AtomicU64,
     /// Transactions read from a change log (CDC).
@@ -125,6 +127,7 @@ fn publish(c: &Counters, dead_lettered: u64) {
     counter!("tsmig_map_points_total").absolute(get(&c.points_mapped));
     counter!("tsmig_sink_points_written_total").absolute(get(&c.points_written));
     counter!("tsmig_sink_points_deleted_total").absolute(get(&c.points_deleted));
+    counter!("tsmig_sink_points_deleted_again_total").absolute(get(&c.points_deleted_again));
     counter!("tsmig_sink_requests_total").absolute(get(&c.requests));
     counter!("tsmig_sink_retries_total").absolute(get(&c.retries));
     counter!("tsmig_dead_letters_total").absolute(dead_lettered);

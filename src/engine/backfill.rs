@@ -99,7 +99,8 @@ pub fn run<S: Sink>(job: Backfill<S>, cluster: &Cluster) -> Result<(), String> {
             );
             let points = map::rows_to_points(rows, mappings.clone(), dead_letters.clone());
             let routed = points.exchange(|p: &Point| p.device_hash);
-            let acks = sink::write(routed, sink.clone(), &services, false).probe_with(&durable);
+            let acks =
+                sink::write(routed, sink.clone(), &services, sink::Order::Any).probe_with(&durable);
             commit(
                 finished,
                 acks,

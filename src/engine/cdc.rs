@@ -124,7 +124,13 @@ pub fn run<S: Sink>(job: Cdc<S>, cluster: &Cluster) -> Result<(), String> {
                 dead_letters.clone(),
                 counters.clone(),
             );
-            let acks = sink::write(changes, sink.clone(), &services, true).probe_with(&durable);
+            let acks = sink::write(
+                changes,
+                sink.clone(),
+                &services,
+                sink::Order::Changes(checkpoint_interval),
+            )
+            .probe_with(&durable);
             commit(
                 positions,
                 acks,

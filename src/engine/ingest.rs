@@ -120,7 +120,12 @@ pub fn run<S: Sink>(job: Ingest<S>, cluster: &Cluster) -> Result<(), String> {
                 },
             );
             let routed = points.exchange(|(_, p): &Numbered| p.device_hash);
-            let acks = sink::write(in_queue_order(routed), sink.clone(), &services, true);
+            let acks = sink::write(
+                in_queue_order(routed),
+                sink.clone(),
+                &services,
+                sink::Order::Ordered,
+            );
             acknowledge(acks, waiting);
         });
     })

@@ -23,10 +23,21 @@
 //! target applies each point's changes in the order they happened, with several requests
 //! in flight for different points.
 //!
-//! The bookkeeping is [`SinkQueue`], which knows nothing of timely or of the target and is
-//! unit-tested on its own; the operator feeds it and spawns the requests it hands out.
+//! CDC also re-checks its deletes ([`Order::Changes`]): a target may acknowledge a delete
+//! and leave the point (InfluxDB 1.x drops some deletes that race with writes). Once per
+//! checkpoint interval, and once more when the input ends, the operator asks the target
+//! which of the points it deleted since are still there ([`Sink::surviving`]) and deletes
+//! those again, unless a later change of the point was sent since; a point that survives
+//! five deletes is dead-lettered. Meanwhile the capability is held at the input frontier
+//! (never behind it, so checkpoints are not held back), so the dataflow cannot end before
+//! the last check.
+//!
+//! The bookkeeping is [`SinkQueue`] and [`DeleteChecks`], which know nothing of timely or
+//! of the target and are unit-tested on their own; the operator feeds them and spawns the
+//! requests they hand out.
 
 use super::Services;
+use crate::metrics::Counters;
 use crate::model::{Change, IntoChange, Point};
 use crate::sinks::util::{deliver, deliver_deletes, Delivery};
 use crate::sinks::{Batch, Sink};
@@ -40,15 +51,31 @@ use timely::dataflow::operators::generic::OutputBuilderSession;
 use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::Stream;
 
+/// How the sink treats the changes it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Order {
+    /// Each point once, in any order (a backfill).
+    Any,
+    /// Each point's writes in the order given (ingest).
+    Ordered,
+    /// Writes and deletes in the order given, deletes re-checked this often (CDC).
+    Changes(Duration),
+}
+
+/// Most points asked about in one [`Sink::surviving`] request.
+const CHECK_CHUNK: usize = 500;
+
 /// Writes `points` (points or changes) to `sink`; the returned stream's frontier is the
-/// oldest epoch not yet durable at this sink. `ordered` keeps each point's changes in order
-/// (CDC, ingest); a backfill writes each point once and needs no such care.
+/// oldest epoch not yet durable at this sink. `order` says whether each point's changes
+/// must keep their order (CDC, ingest); a backfill writes each point once and needs no
+/// such care.
 pub(super) fn write<'s, S: Sink, D: IntoChange + Clone + 'static>(
     points: Stream<'s, u64, Vec<D>>,
     sink: Arc<S>,
     services: &Services,
-    ordered: bool,
+    order: Order,
 ) -> Stream<'s, u64, Vec<()>> {
+    let ordered = order != Order::Any;
     let Services {
         runtime,
         dead_letters,
@@ -60,6 +87,11 @@ pub(super) fn write<'s, S: Sink, D: IntoChange + Clone + 'static>(
         let activator = scope.activator_for(info.address.clone());
         let sync_activator = scope.worker().sync_activator_for(info.address.to_vec());
         let (acks_tx, acks) = mpsc::channel::<Ack<S::Batch>>();
+        let (checked_tx, checked) = mpsc::channel::<Vec<Point>>();
+        let mut checks = match order {
+            Order::Changes(every) => Some(DeleteChecks::new(every)),
+            _ => None,
+        };
         let batching = sink.batching();
         let mut queue = SinkQueue::new(
             Bounds {
@@ -81,9 +113,11 @@ pub(super) fn write<'s, S: Sink, D: IntoChange + Clone + 'static>(
                 }
                 for points in batches {
                     for item in points.drain(..) {
-                        if let Err((reason, point)) =
-                            queue.push(epoch, item.into_change(), || sink.new_batch())
-                        {
+                        let change = item.into_change();
+                        if let Some(checks) = checks.as_mut() {
+                            checks.pushed(&change);
+                        }
+                        if let Err((reason, point)) = queue.push(epoch, change, || sink.new_batch()) {
                             dead_letters.record("sink", &reason, point.to_json());
                         }
                     }
@@ -97,7 +131,56 @@ pub(super) fn write<'s, S: Sink, D: IntoChange + Clone + 'static>(
                         control.fail(format!("writing to the sink failed: {message}"));
                         return;
                     }
-                    Ok((_, batch)) => queue.acknowledged(&ack.epochs, &ack.keys, batch),
+                    Ok((_, batch)) => {
+                        if let Some(checks) = checks.as_mut() {
+                            checks.acknowledged(&ack.deletes);
+                        }
+                        queue.acknowledged(&ack.epochs, &ack.keys, batch)
+                    }
+                }
+            }
+
+            // Deletes the target left undone are deleted again, at the epoch held.
+            if let Some(checks) = checks.as_mut() {
+                while let Ok(survivors) = checked.try_recv() {
+                    let (again, kept) = checks.answered(survivors);
+                    for point in kept {
+                        let mut record = point.to_json();
+                        record["operation"] = "delete".into();
+                        dead_letters.record(
+                            "sink",
+                            &format!("the target still holds this point after {MAX_DELETES} deletes"),
+                            record,
+                        );
+                    }
+                    let at = capability.as_ref().map(|c| *c.time());
+                    for change in again {
+                        let Some(at) = at else { break };
+                        if matches!(change, Change::Delete(_)) {
+                            Counters::add(&counters.points_deleted_again, 1);
+                        }
+                        checks.pushed(&change);
+                        let _ = queue.push(at, change, || sink.new_batch());
+                    }
+                }
+                let input_done = frontier.is_empty() && queue.oldest_epoch().is_none();
+                if let Some(points) = checks.due(Instant::now(), input_done) {
+                    let sink = sink.clone();
+                    let answer = checked_tx.clone();
+                    let wake = sync_activator.clone();
+                    runtime.spawn(async move {
+                        let mut survivors = Vec::new();
+                        for chunk in points.chunks(CHECK_CHUNK) {
+                            match sink.surviving(chunk).await {
+                                Ok(found) => survivors.extend(found),
+                                Err(e) => tracing::warn!("cannot check whether deleted points are gone: {e:?}"),
+                            }
+                        }
+                        let _ = answer.send(survivors);
+                        let _ = wake.activate();
+                    });
+                } else if checks.waiting() {
+                    activator.activate_after(checks.next_in(Instant::now()));
                 }
             }
 
@@ -125,13 +208,23 @@ pub(super) fn write<'s, S: Sink, D: IntoChange + Clone + 'static>(
                         Err(e) => Err(e),
                     };
                     counters.write_took(started.elapsed());
-                    let _ = acks.send(Ack { epochs, keys, result });
+                    let _ = acks.send(Ack { epochs, keys, deletes, result });
                     let _ = wake.activate();
                 });
             }
 
-            // Hold the oldest pending epoch, nothing more.
-            match queue.oldest_epoch() {
+            // Hold the oldest pending epoch, nothing more; while deletes wait for their
+            // check, the input frontier (which holds nothing back that the input does not).
+            let hold = queue.oldest_epoch().or_else(|| {
+                checks.as_ref().filter(|c| c.busy()).and_then(|_| {
+                    frontier
+                        .frontier()
+                        .first()
+                        .copied()
+                        .or(capability.as_ref().map(|c| *c.time()))
+                })
+            });
+            match hold {
                 None => capability = None,
                 Some(oldest) => {
                     if let Some(c) = capability.as_mut() {
@@ -149,6 +242,7 @@ pub(super) fn write<'s, S: Sink, D: IntoChange + Clone + 'static>(
 struct Ack<B> {
     epochs: Vec<u64>,
     keys: Vec<u64>,
+    deletes: Vec<Point>,
     result: Result<(Delivery, Option<B>), String>,
 }
 
@@ -342,6 +436,169 @@ impl<B: Batch> SinkQueue<B> {
     }
 }
 
+/// Deletes of one point before it is dead-lettered as undeletable.
+const MAX_DELETES: u8 = 5;
+
+/// Which deleted points to ask the target about, and which to delete again.
+///
+/// A point is tracked from its delete on: what must be gone (the fields the delete names)
+/// and, once a later write of the point is sent (a delete before a write: a field became
+/// NULL), that write, which narrows what must be gone to the fields it does not bring
+/// back. A delete the target left undone is repaired by the same delete and, if there was
+/// one, the write after it again: with a target that deletes whole points (InfluxDB) the
+/// write brings back what the delete takes.
+pub(super) struct DeleteChecks {
+    every: Duration,
+    last: Instant,
+    /// Deletes sent, not yet acknowledged (the last of each point).
+    sent: HashMap<u64, Tracked>,
+    /// Per point, deletes sent and not yet acknowledged: the last one's tracking waits for
+    /// every one of them (an earlier delete's answer says nothing of a later one).
+    unanswered: HashMap<u64, u32>,
+    /// Deletes acknowledged since the last check.
+    done: HashMap<u64, Tracked>,
+    /// Asked about; `None` when no check is out.
+    asking: Option<HashMap<u64, Tracked>>,
+    /// Deletes sent per point that the target did not take.
+    attempts: HashMap<u64, u8>,
+}
+
+/// A deleted point: what must be gone, and the write sent after the delete, if any.
+#[derive(Debug, Clone, PartialEq)]
+struct Tracked {
+    gone: Point,
+    written: Option<Point>,
+}
+
+impl DeleteChecks {
+    /// Checks at most once per `every`.
+    pub fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: Instant::now(),
+            sent: HashMap::new(),
+            unanswered: HashMap::new(),
+            done: HashMap::new(),
+            asking: None,
+            attempts: HashMap::new(),
+        }
+    }
+
+    /// A change is on its way to the target.
+    pub fn pushed(&mut self, change: &Change) {
+        let key = change.point().key_hash();
+        match change {
+            Change::Delete(p) => {
+                // This delete supersedes what an earlier one of the point left to check.
+                self.done.remove(&key);
+                if let Some(asking) = self.asking.as_mut() {
+                    asking.remove(&key);
+                }
+                *self.unanswered.entry(key).or_default() += 1;
+                self.sent.insert(
+                    key,
+                    Tracked {
+                        gone: p.clone(),
+                        written: None,
+                    },
+                );
+            }
+            Change::Write(w) => {
+                let maps = [&mut self.sent, &mut self.done]
+                    .into_iter()
+                    .chain(self.asking.as_mut());
+                for map in maps {
+                    let Some(t) = map.get_mut(&key) else { continue };
+                    t.gone
+                        .fields
+                        .retain(|(f, _)| !w.fields.iter().any(|(k, _)| k == f));
+                    t.written = Some(w.clone());
+                    if t.gone.fields.is_empty() {
+                        map.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The target acknowledged these deletes.
+    pub fn acknowledged(&mut self, deletes: &[Point]) {
+        for p in deletes {
+            let key = p.key_hash();
+            let Some(n) = self.unanswered.get_mut(&key) else {
+                continue;
+            };
+            *n -= 1;
+            if *n > 0 {
+                continue;
+            }
+            self.unanswered.remove(&key);
+            if let Some(t) = self.sent.remove(&key) {
+                self.done.insert(key, t);
+            }
+        }
+    }
+
+    /// The points to ask about now (each naming the fields that must be gone), if a check
+    /// is due: once per `every`, or at once when the input has ended (the last check
+    /// before the job ends).
+    pub fn due(&mut self, now: Instant, input_done: bool) -> Option<Vec<Point>> {
+        let due = input_done || now.saturating_duration_since(self.last) >= self.every;
+        if self.asking.is_some() || self.done.is_empty() || !due {
+            return None;
+        }
+        self.last = now;
+        let asking = std::mem::take(&mut self.done);
+        let points = asking.values().map(|t| t.gone.clone()).collect();
+        self.asking = Some(asking);
+        Some(points)
+    }
+
+    /// The target still holds (some of the fields of) `survivors`. Returns the changes that
+    /// repair them — the delete again, and the write after it if there was one — and the
+    /// points that outlived [`MAX_DELETES`] deletes, given up on.
+    pub fn answered(&mut self, survivors: Vec<Point>) -> (Vec<Change>, Vec<Point>) {
+        let asked = self.asking.take().unwrap_or_default();
+        for key in asked.keys() {
+            if !survivors.iter().any(|s| s.key_hash() == *key) {
+                self.attempts.remove(key);
+            }
+        }
+        let (mut again, mut kept) = (Vec::new(), Vec::new());
+        for survivor in survivors {
+            let key = survivor.key_hash();
+            // Not asked about, or changed since it was.
+            let Some(t) = asked.get(&key) else { continue };
+            let n = self.attempts.entry(key).or_insert(1);
+            *n += 1;
+            if *n > MAX_DELETES {
+                self.attempts.remove(&key);
+                kept.push(t.gone.clone());
+            } else {
+                again.push(Change::Delete(t.gone.clone()));
+                again.extend(t.written.clone().map(Change::Write));
+            }
+        }
+        (again, kept)
+    }
+
+    /// Whether deletes wait for a check (or a check is out).
+    pub fn busy(&self) -> bool {
+        !self.done.is_empty() || self.asking.is_some()
+    }
+
+    /// Whether acknowledged deletes wait for the next check.
+    pub fn waiting(&self) -> bool {
+        !self.done.is_empty() && self.asking.is_none()
+    }
+
+    /// How long until the next check is due.
+    pub fn next_in(&self, now: Instant) -> Duration {
+        self.every
+            .saturating_sub(now.saturating_duration_since(self.last))
+    }
+}
+
 fn release(pending: &mut BTreeMap<u64, usize>, epochs: &[u64]) {
     for e in epochs {
         if let Some(n) = pending.get_mut(e) {
@@ -477,6 +734,103 @@ mod tests {
             (second.deletes.len(), second.batch.0.clone()),
             (1, vec![11])
         );
+    }
+
+    #[test]
+    fn a_delete_the_target_left_undone_is_sent_again_unless_the_point_was_written_since() {
+        let mut c = DeleteChecks::new(Duration::from_secs(1));
+        let start = Instant::now();
+        let (a, b) = (point(1), point(2));
+        for p in [&a, &b] {
+            c.pushed(&Change::Delete(p.clone()));
+        }
+        assert_eq!(c.due(start, true), None, "nothing acknowledged yet");
+        c.acknowledged(&[a.clone(), b.clone()]);
+        assert_eq!(c.due(start, false), None, "not due before the interval");
+        let mut asked = c.due(start + Duration::from_secs(1), false).unwrap();
+        asked.sort();
+        assert_eq!(asked, vec![a.clone(), b.clone()]);
+        assert_eq!(
+            c.due(start + Duration::from_secs(9), true),
+            None,
+            "one check at a time"
+        );
+        // While the check is out, b is written again: its survival is the write's.
+        c.pushed(&Change::Write(b.clone()));
+        let (again, kept) = c.answered(vec![a.clone(), b]);
+        assert_eq!((again, kept), (vec![Change::Delete(a.clone())], vec![]));
+        assert!(!c.busy());
+    }
+
+    #[test]
+    fn a_delete_before_a_write_is_checked_for_the_fields_the_write_did_not_bring_back() {
+        let mut c = DeleteChecks::new(Duration::ZERO);
+        let mut old = point(1);
+        old.fields.push(("h".into(), Value::Int(7)));
+        let new = point(1);
+        c.pushed(&Change::Delete(old.clone()));
+        c.pushed(&Change::Write(new.clone()));
+        c.acknowledged(std::slice::from_ref(&old));
+        let asked = c.due(Instant::now(), false).unwrap();
+        let fields: Vec<&str> = asked[0].fields.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["h"],
+            "only the field the write left out must be gone"
+        );
+        // It survived: delete it again and write the new version again after.
+        let (again, _) = c.answered(asked.clone());
+        assert_eq!(
+            again,
+            vec![Change::Delete(asked[0].clone()), Change::Write(new)]
+        );
+        // A write bringing every field back needs no check at all.
+        let mut d = DeleteChecks::new(Duration::ZERO);
+        d.pushed(&Change::Delete(point(2)));
+        d.pushed(&Change::Write(point(2)));
+        d.acknowledged(&[point(2)]);
+        assert_eq!(d.due(Instant::now(), true), None);
+    }
+
+    #[test]
+    fn a_delete_is_checked_only_once_every_delete_of_its_point_is_answered() {
+        // Delete, write, delete again: the first delete's answer must not start the check
+        // of the second, which may not even be sent yet.
+        let mut c = DeleteChecks::new(Duration::ZERO);
+        let (v1, v2) = (
+            point(1),
+            Point {
+                fields: vec![("v".into(), Value::Int(9))],
+                ..point(1)
+            },
+        );
+        c.pushed(&Change::Delete(v1.clone()));
+        c.pushed(&Change::Write(v2.clone()));
+        c.pushed(&Change::Delete(v2.clone()));
+        c.acknowledged(std::slice::from_ref(&v1));
+        assert_eq!(c.due(Instant::now(), true), None);
+        c.acknowledged(std::slice::from_ref(&v2));
+        assert_eq!(c.due(Instant::now(), true), Some(vec![v2]));
+    }
+
+    #[test]
+    fn a_point_that_survives_every_delete_is_given_up_on() {
+        let mut c = DeleteChecks::new(Duration::ZERO);
+        let a = point(1);
+        let mut sent = 1;
+        loop {
+            c.pushed(&Change::Delete(a.clone()));
+            c.acknowledged(std::slice::from_ref(&a));
+            assert!(c.due(Instant::now(), false).is_some());
+            let (again, kept) = c.answered(vec![a.clone()]);
+            if !kept.is_empty() {
+                assert_eq!(kept, vec![a.clone()]);
+                break;
+            }
+            assert_eq!(again, vec![Change::Delete(a.clone())]);
+            sent += 1;
+        }
+        assert_eq!(sent, MAX_DELETES);
     }
 
     #[test]

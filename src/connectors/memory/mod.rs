@@ -227,6 +227,9 @@ pub struct SinkFaults {
     /// Whether the request the crash interrupts was applied first (the server wrote it, the
     /// process died before it learnt so).
     pub crash_applies: bool,
+    /// Chance that a delete of a point is acknowledged and not done, as InfluxDB 1.x does to
+    /// some deletes racing writes (at most once per point).
+    pub lose_deletes: f64,
 }
 
 /// What becomes of one request.
@@ -256,6 +259,8 @@ pub struct MemoryTarget {
     faults: Mutex<(SinkFaults, fastrand::Rng)>,
     requests: AtomicU64,
     crashed: std::sync::atomic::AtomicBool,
+    /// Points whose delete was lost once (`lose_deletes`).
+    lost: Mutex<std::collections::HashSet<(Name, Vec<(Name, String)>, i64)>>,
 }
 
 impl Default for MemoryTarget {
@@ -265,6 +270,7 @@ impl Default for MemoryTarget {
             faults: Mutex::new((SinkFaults::default(), fastrand::Rng::with_seed(0))),
             requests: AtomicU64::new(0),
             crashed: Default::default(),
+            lost: Default::default(),
         }
     }
 }
@@ -319,6 +325,19 @@ impl MemoryTarget {
             fail_after: rng.f64() < f.fail_after,
             crash,
         }
+    }
+
+    /// Whether to lose this delete of the point at `key` (see `lose_deletes`).
+    fn loses_delete(&self, key: &(Name, Vec<(Name, String)>, i64)) -> bool {
+        let mut faults = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+        let (f, rng) = &mut *faults;
+        if f.lose_deletes <= 0.0 || rng.f64() >= f.lose_deletes {
+            return false;
+        }
+        self.lost
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone())
     }
 
     /// Applies `change` to the stored points unless the target crashed; under one lock, so

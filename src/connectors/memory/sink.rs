@@ -139,9 +139,13 @@ impl Sink for MemorySink {
 
     async fn delete(&self, points: &[Point]) -> Result<(), WriteError> {
         let mode = self.deletes;
+        let target = self.target.clone();
         self.request(|stored| {
             for p in points {
                 let key = (p.measurement.clone(), p.tags.clone(), p.time);
+                if target.loses_delete(&key) {
+                    continue;
+                }
                 match mode {
                     DeleteMode::Point => {
                         stored.remove(&key);
@@ -160,6 +164,19 @@ impl Sink for MemorySink {
             }
         })
         .await
+    }
+
+    async fn surviving(&self, points: &[Point]) -> Result<Vec<Point>, WriteError> {
+        let stored = self.target.points.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(points
+            .iter()
+            .filter(|p| {
+                stored
+                    .get(&(p.measurement.clone(), p.tags.clone(), p.time))
+                    .is_some_and(|fields| p.fields.iter().any(|(k, _)| fields.contains_key(k)))
+            })
+            .cloned()
+            .collect())
     }
 
     fn describe(&self) -> String {

@@ -327,12 +327,16 @@ impl InfluxClient {
     }
 
     /// For each of `points` (each naming every tag key of its measurement, an absent one as
-    /// `""`), whether the server holds a point of exactly that series at exactly that time
-    /// (version 1). One request, one `SELECT *` statement per point: InfluxQL answers
+    /// `""`, and some fields), whether the server holds any of those fields at exactly that
+    /// series and time (version 1). One request, one `SELECT "field",...` statement per
+    /// point (InfluxQL answers a row only where a selected field has a value): InfluxQL answers
     /// nothing at all to `time = a OR time = b` (its docs: "InfluxDB does not support
     /// using OR in the WHERE clause to specify multiple time ranges"; 1.6 answers an empty
     /// result), so each time is a statement of its own, answering one row at most.
-    pub async fn existing(&self, points: &[DeleteKey<'_>]) -> Result<Vec<bool>, WriteError> {
+    pub async fn existing(
+        &self,
+        points: &[(DeleteKey<'_>, Vec<&str>)],
+    ) -> Result<Vec<bool>, WriteError> {
         let InfluxClient::V1 { database, .. } = self else {
             return Err(WriteError::Fatal {
                 message: "InfluxQL queries need InfluxDB 1.x".into(),
@@ -342,11 +346,21 @@ impl InfluxClient {
             return Ok(Vec::new());
         }
         let mut q = String::new();
-        for p in points {
+        for (p, fields) in points {
             if !q.is_empty() {
                 q.push(';');
             }
-            q.push_str("SELECT * FROM ");
+            q.push_str("SELECT ");
+            if fields.is_empty() {
+                q.push('*');
+            }
+            for (i, f) in fields.iter().enumerate() {
+                if i > 0 {
+                    q.push(',');
+                }
+                q.push_str(&quote_ident(f));
+            }
+            q.push_str(" FROM ");
             q.push_str(&quote_ident(p.measurement));
             q.push_str(" WHERE ");
             if !p.tags.is_empty() {

@@ -221,12 +221,15 @@ impl Sink for InfluxSink {
             for chunk in points.chunks(200) {
                 let found = match &self.client {
                     InfluxClient::V1 { .. } => {
-                        let keys: Vec<client::DeleteKey<'_>> = chunk
+                        let keys: Vec<(client::DeleteKey<'_>, Vec<&str>)> = chunk
                             .iter()
-                            .map(|p| client::DeleteKey {
-                                measurement,
-                                tags: self.every_tag(measurement, &p.tags),
-                                time: p.time,
+                            .map(|p| {
+                                let key = client::DeleteKey {
+                                    measurement,
+                                    tags: self.every_tag(measurement, &p.tags),
+                                    time: p.time,
+                                };
+                                (key, p.fields.iter().map(|(k, _)| k.as_str()).collect())
                             })
                             .collect();
                         self.client.existing(&keys).await?

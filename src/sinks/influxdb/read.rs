@@ -289,10 +289,16 @@ impl FluxReader<'_> {
                 message,
                 retry_after: None,
             })?;
-        let mut present: std::collections::HashSet<(Vec<(String, String)>, i64)> =
+        // (tags, time, field) of every value found.
+        let mut present: std::collections::HashSet<(Vec<(String, String)>, i64, String)> =
             Default::default();
         for record in &records {
             let time = time_of(record).map_err(|message| WriteError::Fatal { message })?;
+            let field = record
+                .values
+                .get("_field")
+                .and_then(|v| v.string())
+                .unwrap_or_default();
             let mut tags: Vec<(String, String)> = record
                 .values
                 .iter()
@@ -301,7 +307,7 @@ impl FluxReader<'_> {
                 .filter(|(_, v)| !v.is_empty())
                 .collect();
             tags.sort();
-            present.insert((tags, time));
+            present.insert((tags, time, field));
         }
         Ok(points
             .iter()
@@ -313,7 +319,16 @@ impl FluxReader<'_> {
                     .map(|(k, v)| (k.to_string(), v.clone()))
                     .collect();
                 tags.sort();
-                present.contains(&(tags, p.time))
+                // A point naming no field asks about the point itself.
+                match p.fields.is_empty() {
+                    true => present
+                        .iter()
+                        .any(|(t, time, _)| *t == tags && *time == p.time),
+                    false => p
+                        .fields
+                        .iter()
+                        .any(|(f, _)| present.contains(&(tags.clone(), p.time, f.to_string()))),
+                }
             })
             .collect())
     }
