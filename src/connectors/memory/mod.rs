@@ -250,8 +250,11 @@ enum Crash {
     AfterApplying,
 }
 
+/// A point of a memory target: (measurement, tags, time).
+pub type PointKey = (Name, Vec<(Name, String)>, i64);
+
 /// What a memory target holds: fields per point.
-pub type Points = BTreeMap<(Name, Vec<(Name, String)>, i64), BTreeMap<Name, Value>>;
+pub type Points = BTreeMap<PointKey, BTreeMap<Name, Value>>;
 
 /// A target held in memory (see the module docs).
 pub struct MemoryTarget {
@@ -260,7 +263,7 @@ pub struct MemoryTarget {
     requests: AtomicU64,
     crashed: std::sync::atomic::AtomicBool,
     /// Points whose delete was lost once (`lose_deletes`).
-    lost: Mutex<std::collections::HashSet<(Name, Vec<(Name, String)>, i64)>>,
+    lost: Mutex<std::collections::HashSet<PointKey>>,
 }
 
 impl Default for MemoryTarget {
@@ -328,7 +331,7 @@ impl MemoryTarget {
     }
 
     /// Whether to lose this delete of the point at `key` (see `lose_deletes`).
-    fn loses_delete(&self, key: &(Name, Vec<(Name, String)>, i64)) -> bool {
+    fn loses_delete(&self, key: &PointKey) -> bool {
         let mut faults = self.faults.lock().unwrap_or_else(|p| p.into_inner());
         let (f, rng) = &mut *faults;
         if f.lose_deletes <= 0.0 || rng.f64() >= f.lose_deletes {

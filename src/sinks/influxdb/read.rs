@@ -290,8 +290,8 @@ impl FluxReader<'_> {
                 retry_after: None,
             })?;
         // (tags, time, field) of every value found.
-        let mut present: std::collections::HashSet<(Vec<(String, String)>, i64, String)> =
-            Default::default();
+        type Found = (Vec<(String, String)>, i64, String);
+        let mut present: std::collections::HashSet<Found> = Default::default();
         for record in &records {
             let time = time_of(record).map_err(|message| WriteError::Fatal { message })?;
             let field = record
