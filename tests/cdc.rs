@@ -1015,3 +1015,87 @@ fn changes_reach_influxdb_2_through_its_delete_api() {
     assert_eq!(actual, expected_influx(&table));
     assert!(!seen.lock().unwrap().deletes.is_empty());
 }
+
+/// Sets a job file's checkpoint interval and epoch length.
+fn pace(file: &Path, checkpoint: &str, epoch: &str) {
+    let text = std::fs::read_to_string(file)
+        .unwrap()
+        .replace("interval: 100ms", &format!("interval: {checkpoint}"));
+    std::fs::write(file, format!("{text}flow:\n  epoch: {epoch}\n")).unwrap();
+}
+
+/// The replay bug on the real servers: a row is inserted and its point written, the
+/// job is killed before its position is checkpointed, the row is deleted, the job restarts.
+/// The replay reads the insert and the delete in one epoch (5 s epochs make sure of it);
+/// they cancel out, yet the target holds the point, which must go.
+#[test]
+fn a_row_deleted_after_a_kill_is_gone_from_influxdb_after_the_restart() {
+    let _shared = BINLOG.read().unwrap_or_else(|p| p.into_inner());
+    let (table, db, dir, file, _cleanup) = influx_case("cdc_kill_delete", 50);
+    pace(&file, "30s", "5s");
+    let mut running = Running::spawn(job(&dir, &file, "backfill+cdc", &["--workers", "2"]));
+    await_same(&table, &db, Duration::from_secs(60));
+    sql(&[&format!(
+        "INSERT INTO {table} (device_id, site, ts, temperature) VALUES ('late', 's1', '2026-05-01 00:00:00', 7.5)"
+    )]);
+    wait_until("the new row's point in InfluxDB", || {
+        actual_influx(&db)
+            .iter()
+            .any(|p| p["tags"]["device_id"] == "late")
+    });
+    let mut child = running.0.take().unwrap();
+    child.kill().unwrap(); // SIGKILL: the position was not checkpointed (30 s interval)
+    child.wait().unwrap();
+    sql(&[&format!("DELETE FROM {table} WHERE device_id = 'late'")]);
+
+    let out = job(
+        &dir,
+        &file,
+        "backfill+cdc",
+        &["--until-caught-up", "--workers", "2"],
+    )
+    .output()
+    .unwrap();
+    assert_ok(&out);
+    assert_same(&table, &db);
+    let (code, report) = verify(&file, &[]);
+    assert_eq!(code, 0, "{report}");
+}
+
+/// The snapshot bug on the real servers: while `backfill+cdc` reads its chunks, a
+/// row is inserted after the snapshot position, read by the last chunk (open above, where
+/// new ids land), then deleted. CDC replays its insert and its delete from the snapshot
+/// position in one epoch, and the point the backfill wrote must go. 3 s epochs and 2,000
+/// rows in flight pace the backfill at about 2,000 rows an epoch, so the last chunk is read
+/// seconds after the row is inserted, and CDC reads its short backlog within one epoch.
+#[test]
+fn a_row_inserted_and_deleted_while_the_backfill_reads_leaves_nothing_behind() {
+    let _shared = BINLOG.read().unwrap_or_else(|p| p.into_inner());
+    let (table, db, dir, file, _cleanup) = influx_case("cdc_snapshot_delete", 6_000);
+    pace(&file, "100ms", "3s\n  max_in_flight_rows: 2000");
+    let child = Running::spawn(job(&dir, &file, "backfill+cdc", &["--workers", "1"]));
+    // The snapshot position is recorded before the first chunk is read.
+    wait_until("the snapshot position", || {
+        dir.join("state/cdc.json").exists()
+    });
+    sql(&[&format!(
+        "INSERT INTO {table} (device_id, site, ts, temperature) VALUES ('brief', 's1', '2026-07-01 00:00:00', 7.5)"
+    )]);
+    let brief = "SELECT temperature FROM sensors WHERE device_id = 'brief'";
+    wait_until("the backfill to copy the new row", || {
+        influx_query(&db, brief, "ms")["results"][0]["series"].is_array()
+    });
+    sql(&[&format!("DELETE FROM {table} WHERE device_id = 'brief'")]);
+    await_same(&table, &db, Duration::from_secs(60));
+    let out = stop(child);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The row came from the backfill and its delete from CDC.
+    assert_eq!(summary_u64(&out.stdout, "rows_read"), 6_001);
+    assert_eq!(summary_u64(&out.stdout, "changes_read"), 2);
+    let (code, report) = verify(&file, &[]);
+    assert_eq!(code, 0, "{report}");
+}

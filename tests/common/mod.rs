@@ -224,8 +224,12 @@ checkpoint:
     path
 }
 
+/// The `tsmig-job` under test: this build's, or `TSMIG_JOB_BIN` (to show that a new test
+/// fails on an older build).
 pub fn tsmig() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tsmig-job"));
+    let bin = std::env::var("TSMIG_JOB_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tsmig-job").to_string());
+    let mut c = Command::new(bin);
     c.env("MYSQL_PASSWORD", "tsmig").env("RUST_LOG", "warn");
     c
 }
