@@ -18,8 +18,9 @@
 //! tsmig does not know (compressed or encrypted binlogs) fails the job rather than losing
 //! rows. Values are fixed up where the binlog encodes them differently from a query
 //! (TIMESTAMP as seconds text, signedness lost without `binlog_row_metadata=FULL`,
-//! MEDIUMINT's missing sign extension, ENUM/SET as numbers) and then converted exactly as
-//! the backfill converts them, so a snapshot row and its binlog image give the same point.
+//! MEDIUMINT's missing sign extension, ENUM as its index, SET as its bit mask, YEAR 0000 as
+//! 1900, latin1 text as latin1 bytes) and then converted exactly as the backfill converts
+//! them, so a snapshot row and its binlog image give the same point (tests/mysql_types.rs).
 
 use super::client::{server, MysqlSource};
 use super::encoding::{convert, Conversion};
@@ -58,7 +59,22 @@ struct ColumnDecoder {
     binlog_type: Option<ColumnType>,
     /// ENUM or SET members, when the column is one.
     members: Option<(bool, Vec<String>)>,
+    /// Text in MySQL's latin1 (the binlog holds it as it is stored; a query would have
+    /// converted it to UTF-8).
+    latin1: bool,
 }
+
+/// Why one row image cannot become a row: the column (its position in the table) and
+/// the reason; the reader names the table and column in the dead letter.
+#[derive(Debug, Clone, PartialEq)]
+struct Refused {
+    column: usize,
+    reason: String,
+}
+
+/// Text charsets whose bytes the reader turns into text as a query would: UTF-8 as it is,
+/// latin1 through its table. Any other charset would arrive as raw bytes of that charset.
+const READABLE_CHARSETS: [&str; 5] = ["utf8mb4", "utf8mb3", "utf8", "ascii", "latin1"];
 
 /// A table map the job reads.
 struct MappedTable {
@@ -120,6 +136,9 @@ impl MysqlSource {
                 conversion: table.conversions[index],
                 binlog_type: tme.get_column_type(index).ok().flatten(),
                 members: members(&table.column_types[index]),
+                latin1: table.charsets[index]
+                    .as_deref()
+                    .is_some_and(|c| c.eq_ignore_ascii_case("latin1")),
             })
             .collect();
         Ok(Some(MappedTable {
@@ -127,6 +146,29 @@ impl MysqlSource {
             decoders,
             image: RowImage::new(tme, &table.projection, &table.conversions),
         }))
+    }
+
+    /// Text columns the job maps whose charset the reader cannot turn into text.
+    fn unreadable_text_columns(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for table in &self.tables {
+            for &c in &table.projection {
+                let charset = table.charsets[c].as_deref().unwrap_or("utf8mb4");
+                let text = table.conversions[c] == Conversion::Text
+                    && members(&table.column_types[c]).is_none();
+                if text
+                    && !READABLE_CHARSETS
+                        .iter()
+                        .any(|r| r.eq_ignore_ascii_case(charset))
+                {
+                    out.push(format!(
+                        "column `{}` of table {}.{} is {} text",
+                        table.schema.columns[c].name, table.db, table.name, charset
+                    ));
+                }
+            }
+        }
+        out
     }
 
     /// Explains a failed binlog stream: a purged position, a duplicate replica id.
@@ -245,10 +287,15 @@ fn decode_value(
     use ColumnType::*;
     let value = match (d.conversion, d.binlog_type, value) {
         (_, _, My::NULL) => return Ok(None),
-        // TIMESTAMP arrives as Unix seconds with a fraction, as text.
+        // TIMESTAMP arrives as Unix seconds with a fraction, as text. 0 is the zero
+        // TIMESTAMP ('0000-00-00 00:00:00'; 1970-01-01 00:00:00 UTC is outside TIMESTAMP's
+        // range), refused as the backfill refuses it.
         (Conversion::UtcTime, _, My::Bytes(b)) => {
             let text = String::from_utf8_lossy(&b);
-            return timestamp_text(&text).map(|ns| Some(Value::Time(ns)));
+            if text != "0" {
+                return timestamp_text(&text).map(|ns| Some(Value::Time(ns)));
+            }
+            My::Date(0, 0, 0, 0, 0, 0, 0)
         }
         // MEDIUMINT is not sign-extended.
         (Conversion::Int, Some(MYSQL_TYPE_INT24), My::Int(v)) if v >= 1 << 23 => {
@@ -263,16 +310,17 @@ fn decode_value(
             MYSQL_TYPE_LONG => v as u32 as u64,
             _ => v as u64,
         }),
-        // YEAR arrives as text.
+        // YEAR arrives as text: 1900 + the stored byte, so the stored 0 (YEAR 0000; 1900
+        // itself cannot be stored) reads as 1900.
         (Conversion::Int | Conversion::UInt, _, My::Bytes(b)) => {
             let text = String::from_utf8_lossy(&b);
-            My::Int(
-                text.trim()
-                    .parse()
-                    .map_err(|_| format!("{text:?} is not a number"))?,
-            )
+            let year: i64 = text
+                .trim()
+                .parse()
+                .map_err(|_| format!("{text:?} is not a number"))?;
+            My::Int(if year == 1900 { 0 } else { year })
         }
-        // ENUM arrives as its 1-based index, SET as a bit mask.
+        // ENUM arrives as its 1-based index.
         (Conversion::Text, _, My::Int(v)) if d.members.is_some() => {
             let (set, members) = d.members.as_ref().expect("checked");
             My::Bytes(member_text(*set, members, v as u64)?.into_bytes())
@@ -281,9 +329,43 @@ fn decode_value(
             let (set, members) = d.members.as_ref().expect("checked");
             My::Bytes(member_text(*set, members, v)?.into_bytes())
         }
+        // SET arrives as its bit mask: 1 to 8 bytes, little-endian.
+        (Conversion::Text, _, My::Bytes(b)) if matches!(d.members, Some((true, _))) => {
+            let (_, members) = d.members.as_ref().expect("checked");
+            if b.len() > 8 {
+                return Err(format!("SET bit mask of {} bytes", b.len()));
+            }
+            let mask = b
+                .iter()
+                .rev()
+                .fold(0u64, |acc, &x| (acc << 8) | u64::from(x));
+            My::Bytes(member_text(true, members, mask)?.into_bytes())
+        }
+        (Conversion::Text, _, My::Bytes(b)) if d.latin1 && d.members.is_none() => {
+            return Ok(Some(Value::String(latin1_text(&b))));
+        }
         (_, _, v) => v,
     };
     convert(value, d.conversion, offset_ns)
+}
+
+/// MySQL's latin1 (Windows-1252, whose five unassigned bytes map to the C1 controls of the
+/// same number) as text, as the server converts it for a query.
+fn latin1_text(bytes: &[u8]) -> String {
+    const HIGH: [char; 32] = [
+        '\u{20ac}', '\u{81}', '\u{201a}', '\u{192}', '\u{201e}', '\u{2026}', '\u{2020}',
+        '\u{2021}', '\u{2c6}', '\u{2030}', '\u{160}', '\u{2039}', '\u{152}', '\u{8d}', '\u{17d}',
+        '\u{8f}', '\u{90}', '\u{2018}', '\u{2019}', '\u{201c}', '\u{201d}', '\u{2022}', '\u{2013}',
+        '\u{2014}', '\u{2dc}', '\u{2122}', '\u{161}', '\u{203a}', '\u{153}', '\u{9d}', '\u{17e}',
+        '\u{178}',
+    ];
+    bytes
+        .iter()
+        .map(|&b| match b {
+            0x80..=0x9f => HIGH[usize::from(b - 0x80)],
+            _ => char::from(b),
+        })
+        .collect()
 }
 
 fn member_text(set: bool, members: &[String], v: u64) -> Result<String, String> {
@@ -329,19 +411,20 @@ fn decode_row(
     row: Option<BinlogRow>,
     t: &MappedTable,
     offset_ns: i64,
-) -> Result<Option<Row>, String> {
+) -> Result<Option<Row>, Refused> {
     let Some(mut row) = row else { return Ok(None) };
     let mut values = Vec::with_capacity(t.decoders.len());
     for d in &t.decoders {
+        let refused = |reason| Refused {
+            column: d.index,
+            reason,
+        };
         let value = match row.take(d.index) {
-            Some(v) => {
-                decode_value(v, d, offset_ns).map_err(|e| format!("column {}: {e}", d.index + 1))?
-            }
+            Some(v) => decode_value(v, d, offset_ns).map_err(refused)?,
             None => {
-                return Err(format!(
-                "column {} is missing from the row image: the server needs binlog_row_image=FULL",
-                d.index + 1
-            ))
+                return Err(refused(
+                    "missing from the row image: the server needs binlog_row_image=FULL".into(),
+                ))
             }
         };
         values.push(value);
@@ -354,12 +437,14 @@ fn decode_row(
 
 /// The projected values of one row image (from [`RowImage::read`]) → the job's row, or
 /// why not.
-fn decode_values(values: &mut Vec<My>, t: &MappedTable, offset_ns: i64) -> Result<Row, String> {
+fn decode_values(values: &mut Vec<My>, t: &MappedTable, offset_ns: i64) -> Result<Row, Refused> {
     let mut out = Vec::with_capacity(t.decoders.len());
     for (value, d) in values.drain(..).zip(&t.decoders) {
         out.push(
-            decode_value(BinlogValue::Value(value), d, offset_ns)
-                .map_err(|e| format!("column {}: {e}", d.index + 1))?,
+            decode_value(BinlogValue::Value(value), d, offset_ns).map_err(|reason| Refused {
+                column: d.index,
+                reason,
+            })?,
         );
     }
     Ok(Row {
@@ -367,6 +452,9 @@ fn decode_values(values: &mut Vec<My>, t: &MappedTable, offset_ns: i64) -> Resul
         values: out,
     })
 }
+
+/// A row change, or why one of its images cannot become a row.
+type Decoded = Result<(Option<Row>, Option<Row>), Refused>;
 
 /// Every row change of a rows event whose images are full, through the lean decoder:
 /// `(before, after)` per row, or why the row cannot be converted. `Err` when the event's
@@ -376,7 +464,7 @@ fn decode_images(
     image: &RowImage,
     t: &MappedTable,
     offset_ns: i64,
-    mut each: impl FnMut(Result<(Option<Row>, Option<Row>), String>),
+    mut each: impl FnMut(Decoded),
 ) -> std::io::Result<()> {
     let mut data = rows.rows_data();
     let (before, after) = (
@@ -385,7 +473,7 @@ fn decode_images(
     );
     let mut values = Vec::new();
     let mut read =
-        |data: &mut &[u8], wanted: bool| -> std::io::Result<Option<Result<Row, String>>> {
+        |data: &mut &[u8], wanted: bool| -> std::io::Result<Option<Result<Row, Refused>>> {
             if !wanted {
                 return Ok(None);
             }
@@ -461,6 +549,14 @@ impl ChangeSource for MysqlSource {
                 "the server at {} cannot feed CDC: {}",
                 self.host,
                 problems.join("; ")
+            )));
+        }
+        let unreadable = self.unreadable_text_columns();
+        if !unreadable.is_empty() {
+            return Err(SourceError::Server(format!(
+                "{}: the binlog holds text in the column's own charset, and CDC reads only {} (a query converts any charset, the binlog does not). Convert the column (ALTER TABLE ... CONVERT TO CHARACTER SET utf8mb4) or leave it out of the mappings",
+                unreadable.join("; "),
+                READABLE_CHARSETS.join(", ")
             )));
         }
         let metadata = get("binlog_row_metadata").unwrap_or_else(|| "MINIMAL".into());
@@ -681,18 +777,21 @@ impl ChangeSource for MysqlSource {
                             cursor.file
                         ))
                     };
-                    let mut record = |decoded: Result<(Option<Row>, Option<Row>), String>| {
-                        match decoded {
-                            Ok((before, after)) => changes.push(RowChange { before, after }),
-                            Err(reason) => dead_letters.record(
-                                "source",
-                                &reason,
-                                serde_json::json!({
-                                    "table": self.tables[mapped.table as usize].schema.name,
-                                    "binlog": format!("{}:{log_pos}", cursor.file),
-                                }),
+                    let table = &self.tables[mapped.table as usize];
+                    let mut record = |decoded: Decoded| match decoded {
+                        Ok((before, after)) => changes.push(RowChange { before, after }),
+                        // Worded as the backfill words it (sources::dead_letter_row).
+                        Err(Refused { column, reason }) => dead_letters.record(
+                            "source",
+                            &format!(
+                                "table {}: column `{}`: {reason}",
+                                table.schema.name, table.schema.columns[column].name
                             ),
-                        }
+                            serde_json::json!({
+                                "table": table.schema.name,
+                                "binlog": format!("{}:{log_pos}", cursor.file),
+                            }),
+                        ),
                     };
                     let n = rows.num_columns() as usize;
                     let full = rows
@@ -962,7 +1061,7 @@ mod tests {
         let names: Vec<&str> = std::iter::once("id")
             .chain(TYPES_COLUMNS.split(", "))
             .collect();
-        let at = |change: &Result<(Option<Row>, Option<Row>), String>, name: &str| {
+        let at = |change: &Decoded, name: &str| {
             let row = change.as_ref().unwrap().1.clone().unwrap();
             let index = names.iter().position(|n| *n == name).unwrap();
             row.values[projection.iter().position(|&c| c == index).unwrap()].clone()
@@ -1000,11 +1099,13 @@ mod tests {
             "only id"
         );
         // Year 9999 does not fit nanoseconds: both decoders refuse the row alike.
-        assert!(
-            changes[4].as_ref().unwrap_err().contains("column"),
-            "{:?}",
-            changes[4]
+        let refused = changes[4].as_ref().unwrap_err();
+        assert_eq!(
+            refused.column,
+            names.iter().position(|n| *n == "dt6").unwrap(),
+            "{refused:?}"
         );
+        assert!(refused.reason.contains("outside the years"), "{refused:?}");
         // Updates carry both images, deletes the one before.
         assert!(changes.iter().any(|c| matches!(c, Ok((Some(_), Some(_))))));
         assert!(changes.iter().any(|c| matches!(c, Ok((Some(_), None)))));
