@@ -158,6 +158,20 @@ impl Control {
         std::panic::panic_any(JobFailed)
     }
 
+    /// Records the job's failure (the first one wins) and asks the sources to stop,
+    /// without unwinding: what was read before it is still written and checkpointed, and
+    /// the job then ends with this failure. For a reader that cannot go on while the rest
+    /// of the dataflow can (CDC stopping at a schema change).
+    pub fn fail_after_drain(&self, message: String) {
+        {
+            let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+            if failure.is_none() {
+                *failure = Some(message);
+            }
+        }
+        self.request_stop();
+    }
+
     /// The failure, if any.
     pub fn failure(&self) -> Option<String> {
         self.failure
