@@ -6,9 +6,11 @@
 //! ```text
 //!  ROTATE ─────────────▶ current file (the first, artificial one: 4 stray CRC bytes cut)
 //!  GTID (MariaDB) / BEGIN ▶ a transaction starts
-//!  TABLE_MAP ──────────▶ table id → one of the job's tables (or none: its rows are skipped)
+//!  TABLE_MAP ──────────▶ table id → one of the job's tables (or none: its rows are skipped);
+//!                        a followed table's map must match its definition: else stop
 //!  WRITE/UPDATE/DELETE ▶ RowChange { before, after }, in the job's projection
 //!  XID / COMMIT / DDL ─▶ ChangeEvent::Commit { file, log_pos of that event }
+//!  DDL of a followed table ▶ stop, before its Commit (schema_change.rs)
 //!  HEARTBEAT ──────────▶ ChangeEvent::Idle  (the server has nothing more; its end position)
 //! ```
 //!
@@ -21,10 +23,15 @@
 //! MEDIUMINT's missing sign extension, ENUM as its index, SET as its bit mask, YEAR 0000 as
 //! 1900, latin1 text as latin1 bytes) and then converted exactly as the backfill converts
 //! them, so a snapshot row and its binlog image give the same point (tests/mysql_types.rs).
+//!
+//! The reader decodes with the table definitions read at start; a schema change would make
+//! that wrong without any sign in the row images, so the reader stops at the first sign of
+//! one (schema_change.rs).
 
 use super::client::{server, MysqlSource};
 use super::encoding::{convert, Conversion};
 use super::rowimage::RowImage;
+use super::schema_change::{self, Signature, TableDefinition};
 use crate::dead_letter::DeadLetters;
 use crate::model::{Row, Value};
 use crate::sources::{
@@ -109,8 +116,14 @@ impl MysqlSource {
         })
     }
 
-    /// Decoders for a table map of one of the job's tables; `None` for other tables.
-    fn decoders(&self, tme: &TableMapEvent<'_>) -> Result<Option<MappedTable>, SourceError> {
+    /// Decoders for a table map of one of the job's tables; `None` for other tables. `at`
+    /// (file:offset of the table map) is for the error when the map does not match the
+    /// table's definition read at start.
+    fn decoders(
+        &self,
+        tme: &TableMapEvent<'_>,
+        at: &str,
+    ) -> Result<Option<MappedTable>, SourceError> {
         let db = tme.database_name();
         let name = tme.table_name();
         let Some(t) = self
@@ -121,12 +134,23 @@ impl MysqlSource {
             return Ok(None);
         };
         let table = &self.tables[t];
-        let columns = tme.columns_count() as usize;
-        if columns != table.schema.columns.len() {
-            return Err(SourceError::Server(format!(
-                "table {db}.{name} has {columns} columns in the binlog but {} when the job started: its definition changed (DDL). Restart the job so it reads the new definition",
-                table.schema.columns.len()
-            )));
+        let definition = TableDefinition {
+            columns: table
+                .schema
+                .columns
+                .iter()
+                .zip(&table.data_types)
+                .map(|(c, data_type)| (c.name.as_str(), data_type.as_str()))
+                .collect(),
+        };
+        if let Some(difference) = definition.difference(tme) {
+            return Err(self.changed(
+                t,
+                at,
+                &format!(
+                    "its table map does not match the table the job read at start: {difference}"
+                ),
+            ));
         }
         let decoders = table
             .projection
@@ -146,6 +170,30 @@ impl MysqlSource {
             decoders,
             image: RowImage::new(tme, &table.projection, &table.conversions),
         }))
+    }
+
+    /// The error that stops the reader when table `t` changed at `at` (file:offset);
+    /// `what` is the statement, or what differs.
+    fn changed(&self, t: usize, at: &str, what: &str) -> SourceError {
+        let table = &self.tables[t];
+        SourceError::Server(format!(
+            "table {}.{} changed at {at} ({what}): {}",
+            table.db,
+            table.name,
+            schema_change::REMEDY
+        ))
+    }
+
+    /// The followed table a statement of the binlog changes (its first one), if any;
+    /// `default_db` is the statement's current database.
+    fn changed_by(&self, statement: &str, default_db: &str) -> Option<usize> {
+        schema_change::tables_changed(statement)
+            .iter()
+            .find_map(|c| {
+                self.tables
+                    .iter()
+                    .position(|t| c.names(default_db, &t.db, &t.name))
+            })
     }
 
     /// Text columns the job maps whose charset the reader cannot turn into text.
@@ -665,6 +713,9 @@ impl ChangeSource for MysqlSource {
             seen_format_description: false,
         };
         let mut tables: HashMap<u64, Option<MappedTable>> = HashMap::new();
+        // Per followed table, the first table map of this run: a later one that differs
+        // means the table changed, whether or not its DDL statement was recognised.
+        let mut first_maps: Vec<Option<Signature>> = vec![None; self.tables.len()];
         let mut changes: Vec<RowChange> = Vec::with_capacity(CHANGES_PER_BATCH);
         let mut last_timestamp = 0u32;
 
@@ -675,6 +726,14 @@ impl ChangeSource for MysqlSource {
             };
             let header = event.header();
             let log_pos = header.log_pos() as u64;
+            // Where this event starts, as SHOW BINLOG EVENTS shows it.
+            let at = || {
+                format!(
+                    "{}:{}",
+                    cursor.file,
+                    log_pos.saturating_sub(u64::from(header.event_size()))
+                )
+            };
             if header.timestamp() != 0 {
                 last_timestamp = header.timestamp();
             }
@@ -738,6 +797,15 @@ impl ChangeSource for MysqlSource {
                 Some(EventData::QueryEvent(q)) => {
                     let query = q.query();
                     let statement = query.trim().trim_end_matches(';').to_ascii_uppercase();
+                    let control = ["BEGIN", "COMMIT", "ROLLBACK"].contains(&statement.as_str())
+                        || statement.starts_with("XA ");
+                    if !control {
+                        // Stop before the statement's boundary is reported: the position
+                        // recorded stays before the change.
+                        if let Some(t) = self.changed_by(&query, &q.schema()) {
+                            return Err(self.changed(t, &at(), &schema_change::shown(&query)));
+                        }
+                    }
                     if statement == "BEGIN" || statement.starts_with("XA START") {
                         cursor.in_transaction = true;
                     } else if cursor.in_transaction {
@@ -752,7 +820,23 @@ impl ChangeSource for MysqlSource {
                 }
                 Some(EventData::XidEvent(_)) => boundary = true,
                 Some(EventData::TableMapEvent(tme)) => {
-                    let mapped = self.decoders(&tme)?;
+                    let mapped = self.decoders(&tme, &at())?;
+                    if let Some(m) = &mapped {
+                        let signature = Signature::of(&tme);
+                        let first = &mut first_maps[m.table as usize];
+                        match first {
+                            None => *first = Some(signature),
+                            Some(first) => {
+                                if let Some(difference) = signature.difference(first) {
+                                    return Err(self.changed(
+                                        m.table as usize,
+                                        &at(),
+                                        &format!("its table map changed: {difference}"),
+                                    ));
+                                }
+                            }
+                        }
+                    }
                     tables.insert(tme.table_id(), mapped);
                 }
                 Some(EventData::RowsEvent(rows)) => {
@@ -1018,7 +1102,7 @@ mod tests {
             }
             match event.read_data().unwrap() {
                 Some(EventData::TableMapEvent(tme)) => {
-                    let mapped = source.decoders(&tme).unwrap();
+                    let mapped = source.decoders(&tme, "test").unwrap();
                     if let Some(m) = &mapped {
                         assert!(
                             m.image.is_some(),

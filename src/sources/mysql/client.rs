@@ -44,6 +44,8 @@ pub(super) struct Table {
     pub(super) conversions: Vec<Conversion>,
     /// Per column: `COLUMN_TYPE` (e.g. `enum('a','b')`), for values the binlog encodes.
     pub(super) column_types: Vec<String>,
+    /// Per column: `DATA_TYPE` (e.g. `enum`), to check the binlog's table maps against.
+    pub(super) data_types: Vec<String>,
     /// Per column: `CHARACTER_SET_NAME` (text columns), since the binlog holds text in the
     /// column's own charset where a query converts it to the connection's.
     pub(super) charsets: Vec<Option<String>>,
@@ -196,6 +198,7 @@ impl MysqlSource {
             tables.push(Table {
                 quoted: format!("{}.{}", quote(&db), quote(&name)),
                 column_types: columns.iter().map(|c| c.2.clone()).collect(),
+                data_types: columns.iter().map(|c| c.1.to_ascii_lowercase()).collect(),
                 charsets: columns.iter().map(|c| c.4.clone()).collect(),
                 db,
                 name,
