@@ -41,6 +41,7 @@ use futures_util::StreamExt;
 use mysql_async::binlog::events::{EventData, RowsEventData, TableMapEvent};
 use mysql_async::binlog::row::BinlogRow;
 use mysql_async::binlog::value::BinlogValue;
+use mysql_async::binlog::EventType;
 use mysql_async::consts::ColumnType;
 use mysql_async::prelude::*;
 use mysql_async::{BinlogStreamRequest, Value as My};
@@ -194,6 +195,83 @@ impl MysqlSource {
                     .iter()
                     .position(|t| c.names(default_db, &t.db, &t.name))
             })
+    }
+
+    /// Fails if a DDL statement of a followed table lies between `from` and the end of the
+    /// binlog now: made while no job ran, so the definitions read at start are already the
+    /// new ones and the rows before it would be decoded with them. A change of the columns'
+    /// types shows in the table maps, but one of the same shape (two DOUBLE columns
+    /// swapped) leaves no trace there, so the statements are looked for before any row is
+    /// read. Row events are not decoded: this reads at the speed of the network.
+    async fn no_schema_change_since(
+        &self,
+        from: &LogPosition,
+        server_id: u32,
+    ) -> Result<(), SourceError> {
+        let end = self.log_end().await?;
+        if end <= *from {
+            return Ok(());
+        }
+        let mut conn = self.conn().await?;
+        conn.query_drop("SET @mariadb_slave_capability = 4")
+            .await
+            .map_err(|e| server("preparing the binlog connection", e))?;
+        // A heartbeat ends the scan should the end be passed without an event ending there.
+        conn.query_drop(format!(
+            "SET @master_heartbeat_period = {}",
+            self.heartbeat.as_nanos()
+        ))
+        .await
+        .map_err(|e| server("setting the heartbeat period", e))?;
+        let request = BinlogStreamRequest::new(server_id)
+            .with_filename(from.file.as_bytes())
+            .with_pos(from.offset);
+        let mut stream = match conn.get_binlog_stream(request).await {
+            Ok(s) => s,
+            Err(e) => return Err(self.stream_error(from, e).await),
+        };
+        let mut file = from.file.clone();
+        let mut seen_format_description = false;
+        while let Some(event) = stream.next().await {
+            let event = match event {
+                Ok(e) => e,
+                Err(e) => return Err(self.stream_error(from, e).await),
+            };
+            let header = event.header();
+            let log_pos = u64::from(header.log_pos());
+            let kind = header.event_type_raw();
+            if kind == EventType::QUERY_EVENT as u8
+                || kind == EventType::ROTATE_EVENT as u8
+                || kind == EventType::FORMAT_DESCRIPTION_EVENT as u8
+                || kind == EventType::HEARTBEAT_EVENT as u8
+            {
+                match event.read_data() {
+                    Ok(Some(EventData::QueryEvent(q))) => {
+                        let query = q.query();
+                        if let Some(t) = self.changed_by(&query, &q.schema()) {
+                            let start = log_pos.saturating_sub(u64::from(header.event_size()));
+                            return Err(self.changed(
+                                t,
+                                &format!("{file}:{start}"),
+                                &schema_change::shown(&query),
+                            ));
+                        }
+                    }
+                    Ok(Some(EventData::RotateEvent(r))) => {
+                        file = rotate_name(r.name_raw(), log_pos == 0 && !seen_format_description);
+                    }
+                    Ok(Some(EventData::FormatDescriptionEvent(_))) => {
+                        seen_format_description = true
+                    }
+                    Ok(Some(EventData::HeartbeatEvent)) => break,
+                    _ => {}
+                }
+            }
+            if log_pos > 0 && (file.as_str(), log_pos) >= (end.file.as_str(), end.offset) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Text columns the job maps whose charset the reader cannot turn into text.
@@ -686,6 +764,7 @@ impl ChangeSource for MysqlSource {
         dead_letters: &DeadLetters,
     ) -> Result<(), SourceError> {
         let server_id = self.server_id()?;
+        self.no_schema_change_since(&from, server_id).await?;
         let mut conn = self.conn().await?;
         // GTID events as themselves, not disguised as BEGIN (MariaDB); harmless on MySQL.
         conn.query_drop("SET @mariadb_slave_capability = 4")
@@ -1193,5 +1272,126 @@ mod tests {
         // Updates carry both images, deletes the one before.
         assert!(changes.iter().any(|c| matches!(c, Ok((Some(_), Some(_))))));
         assert!(changes.iter().any(|c| matches!(c, Ok((Some(_), None)))));
+    }
+
+    /// The table-map checks behind the DDL statements, on real table maps of MariaDB: a
+    /// map that does not match the definition read at start (another column count, another
+    /// type) is a changed table, named with the map's position; one that differs from the
+    /// run's first map only in metadata (VARCHAR(10) to VARCHAR(300)) is told apart too.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn table_maps_that_do_not_match_the_definition_are_a_changed_table() {
+        let url = std::env::var("TSMIG_MYSQL_URL")
+            .unwrap_or_else(|_| "mysql://tsmig:tsmig@127.0.0.1:13306/factory".into());
+        let table = format!("tablemaps_{}", std::process::id());
+        let pool = mysql_async::Pool::new(url.as_str());
+        let mut conn = pool.get_conn().await.unwrap();
+        conn.query_drop(format!("DROP TABLE IF EXISTS {table}"))
+            .await
+            .unwrap();
+        conn.query_drop(format!(
+            "CREATE TABLE {table} (id INT PRIMARY KEY, a DOUBLE, v VARCHAR(10))"
+        ))
+        .await
+        .unwrap();
+        let status: mysql_async::Row = conn
+            .query_first("SHOW MASTER STATUS")
+            .await
+            .unwrap()
+            .unwrap();
+        let (file, pos): (String, u64) = (status.get(0).unwrap(), status.get(1).unwrap());
+        for statement in [
+            format!("INSERT INTO {table} VALUES (1, 1.5, 'x')"),
+            format!("ALTER TABLE {table} MODIFY v VARCHAR(300)"),
+            format!("INSERT INTO {table} VALUES (2, 2.5, 'y')"),
+            format!("ALTER TABLE {table} ADD COLUMN x INT"),
+            format!("INSERT INTO {table} VALUES (3, 3.5, 'z', 3)"),
+            format!("ALTER TABLE {table} MODIFY a DECIMAL(10,2)"),
+            format!("INSERT INTO {table} VALUES (4, 4.5, 'w', 4)"),
+        ] {
+            conn.query_drop(statement).await.unwrap();
+        }
+
+        // The definition now: id INT, a DECIMAL(10,2), v VARCHAR(300), x INT.
+        let yaml = format!(
+            "name: tablemaps\nmode: cdc\nsource:\n  type: mysql\n  url: {url}\n  server_id: {}\n  tables:\n    - name: {table}\n\
+             sink:\n  type: blackhole\nmappings:\n  - table: {table}\n    measurement: m\n    timestamp_field: id\n    timestamp_unit: s\n    fields: [a, v]\n",
+            29100 + std::process::id() % 400
+        );
+        let job = crate::job::Job::parse(std::path::Path::new("tablemaps.yaml"), &yaml, |_| None)
+            .unwrap();
+        let crate::sources::SourceConfig::Mysql(config) = &job.file.source else {
+            panic!("a MySQL source")
+        };
+        let mut source = MysqlSource::open(&job, config).await.unwrap();
+        source.set_projection(0, vec![0, 1, 2]);
+
+        let mut conn = pool.get_conn().await.unwrap();
+        conn.query_drop("SET @mariadb_slave_capability = 4")
+            .await
+            .unwrap();
+        let mut stream = conn
+            .get_binlog_stream(
+                BinlogStreamRequest::new(source.server_id.unwrap())
+                    .with_filename(file.as_bytes())
+                    .with_pos(pos),
+            )
+            .await
+            .unwrap();
+        let mut maps = Vec::new();
+        while maps.len() < 4 {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(20), stream.next());
+            let Ok(event) = next.await else {
+                panic!("only {} of 4 table maps seen", maps.len())
+            };
+            let event = event.unwrap().unwrap();
+            if event.header().event_type_raw() >= MARIADB_ANNOTATE_ROWS {
+                continue;
+            }
+            if let Some(EventData::TableMapEvent(tme)) = event.read_data().unwrap() {
+                if tme.table_name() == table {
+                    maps.push(tme.into_owned());
+                }
+            }
+        }
+        drop(stream);
+        let mut conn = pool.get_conn().await.unwrap();
+        conn.query_drop(format!("DROP TABLE {table}"))
+            .await
+            .unwrap();
+
+        let refused = |map: &TableMapEvent<'_>| match source.decoders(map, "mariadb-bin.000001:123")
+        {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("map accepted"),
+        };
+        let changed = format!("table factory.{table} changed at mariadb-bin.000001:123 (its table map does not match the table the job read at start: ");
+        assert_eq!(
+            refused(&maps[0]),
+            format!(
+                "{changed}3 columns in the binlog, 4 when the job started): {}",
+                schema_change::REMEDY
+            )
+        );
+        assert!(refused(&maps[1]).starts_with(&format!("{changed}3 columns")));
+        assert!(
+            refused(&maps[2]).starts_with(&format!(
+                "{changed}column 2 (`a`, decimal when the job started) is MYSQL_TYPE_DOUBLE in the binlog)"
+            )),
+            "{}",
+            refused(&maps[2])
+        );
+        assert!(source.decoders(&maps[3], "-").unwrap().is_some());
+
+        // Within a run, a map like the first is no change, and a metadata change is one.
+        let first = Signature::of(&maps[0]);
+        assert_eq!(Signature::of(&maps[0]).difference(&first), None);
+        assert_eq!(
+            Signature::of(&maps[1]).difference(&first).as_deref(),
+            Some("column 3 is MYSQL_TYPE_VARCHAR [176, 4] in this table map, MYSQL_TYPE_VARCHAR [40, 0] in the first one")
+        );
+        assert_eq!(
+            Signature::of(&maps[2]).difference(&first).as_deref(),
+            Some("4 columns in this table map, 3 in the first one")
+        );
     }
 }

@@ -11,9 +11,11 @@
 //!
 //! - a DDL statement naming a followed table ([`tables_changed`]): ALTER, RENAME, DROP,
 //!   TRUNCATE, CREATE [OR REPLACE], CREATE/DROP INDEX, DROP DATABASE; names are matched
-//!   case-insensitively, quoted or not, with or without the schema;
-//! - a table map that does not match the definition read at start ([`TableDefinition`]),
-//!   e.g. when a restart resumes from before a DDL made while the job was down;
+//!   case-insensitively, quoted or not, with or without the schema. Before reading any
+//!   row, the reader also looks for one between its start position and the end of the
+//!   binlog: a DDL made while no job ran means the definitions just read are already the
+//!   new ones, wrong for every row before it;
+//! - a table map that does not match the definition read at start ([`TableDefinition`]);
 //! - a table map that differs from the first one seen in this run (types and metadata:
 //!   widths, DECIMAL precision, fractional seconds), even where no statement was
 //!   recognised.
