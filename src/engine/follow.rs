@@ -23,7 +23,8 @@
 //!
 //! `until_caught_up`: the first heartbeat (the server has nothing newer) ends the read: the
 //! last position is emitted and the capabilities dropped, so the job drains, checkpoints
-//! and exits.
+//! and exits. A reader that fails ends the read the same way, and the job then exits with
+//! its error.
 
 use super::read::InFlight;
 use super::{Control, EpochClock};
@@ -178,8 +179,10 @@ pub(super) fn follow<'s>(
                     .unwrap_or_else(|e| Err(format!("the binlog reader panicked: {e}")));
                 if let Err(message) = result {
                     if !ctx.control.stopping() {
-                        ctx.control.fail(message);
-                        return;
+                        // What was read before the failure is still written and its
+                        // position recorded: a reader stopped by a schema change leaves
+                        // the checkpoint right before it.
+                        ctx.control.fail_after_drain(message);
                     }
                 }
             }

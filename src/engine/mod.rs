@@ -147,6 +147,22 @@ impl Control {
         self.record(message, true);
     }
 
+    /// Records the job's failure (the first one wins) and asks the sources to stop, but
+    /// lets the dataflow drain: what was read before it is still written and checkpointed,
+    /// and the job then ends with this failure. For a reader that cannot go on while the
+    /// rest of the dataflow can (CDC stopping at a schema change).
+    pub fn fail_after_drain(&self, message: String) {
+        let mut failure = self.inner.failure.lock().unwrap_or_else(|p| p.into_inner());
+        if failure.is_none() {
+            *failure = Some(Failure {
+                message,
+                local: true,
+            });
+        }
+        drop(failure);
+        self.request_stop();
+    }
+
     /// Records a failure another process announced.
     pub(crate) fn fail_remote(&self, process: usize, message: &str) {
         self.record(format!("process {process} failed: {message}"), false);

@@ -574,6 +574,11 @@ impl Compiled {
             }),
         };
 
+        // Checked before tags and fields move values out of the row: the dead letter
+        // shows the row as it was read (as CDC's, which maps a copy, does).
+        if self.fields.iter().all(|(_, at)| values[*at].is_none()) {
+            return Err("every field is NULL: nothing to write".into());
+        }
         // Before tags and fields may move values out of the row.
         let measurement = match &self.path {
             None => self.measurement.clone(),
@@ -603,9 +608,6 @@ impl Compiled {
             if let Some(v) = value {
                 fields.push((key.clone(), v));
             }
-        }
-        if fields.is_empty() {
-            return Err("every field is NULL: nothing to write".into());
         }
         // Without a device column the series is the device: one worker owns each series.
         let device_hash =
@@ -814,6 +816,7 @@ mod tests {
         ];
         for (values, reason) in cases {
             let mut rejected = Vec::new();
+            let read = m.row_json(0, &values);
             m.apply(
                 Row { table: 0, values },
                 &mut |p| panic!("{p:?}"),
@@ -821,7 +824,8 @@ mod tests {
             );
             assert_eq!(rejected.len(), 1);
             assert_eq!(rejected[0].reason, reason);
-            assert!(rejected[0].row.get("device").is_some());
+            // The row as it was read: no value moved out of it on the way (a tag).
+            assert_eq!(rejected[0].row, read);
         }
     }
 

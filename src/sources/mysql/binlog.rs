@@ -6,9 +6,11 @@
 //! ```text
 //!  ROTATE ─────────────▶ current file (the first, artificial one: 4 stray CRC bytes cut)
 //!  GTID (MariaDB) / BEGIN ▶ a transaction starts
-//!  TABLE_MAP ──────────▶ table id → one of the job's tables (or none: its rows are skipped)
+//!  TABLE_MAP ──────────▶ table id → one of the job's tables (or none: its rows are skipped);
+//!                        a followed table's map must match its definition: else stop
 //!  WRITE/UPDATE/DELETE ▶ RowChange { before, after }, in the job's projection
 //!  XID / COMMIT / DDL ─▶ ChangeEvent::Commit { file, log_pos of that event }
+//!  DDL of a followed table ▶ stop, before its Commit (schema_change.rs)
 //!  HEARTBEAT ──────────▶ ChangeEvent::Idle  (the server has nothing more; its end position)
 //! ```
 //!
@@ -18,12 +20,18 @@
 //! tsmig does not know (compressed or encrypted binlogs) fails the job rather than losing
 //! rows. Values are fixed up where the binlog encodes them differently from a query
 //! (TIMESTAMP as seconds text, signedness lost without `binlog_row_metadata=FULL`,
-//! MEDIUMINT's missing sign extension, ENUM/SET as numbers) and then converted exactly as
-//! the backfill converts them, so a snapshot row and its binlog image give the same point.
+//! MEDIUMINT's missing sign extension, ENUM as its index, SET as its bit mask, YEAR 0000 as
+//! 1900, latin1 text as latin1 bytes) and then converted exactly as the backfill converts
+//! them, so a snapshot row and its binlog image give the same point (tests/mysql_types.rs).
+//!
+//! The reader decodes with the table definitions read at start; a schema change would make
+//! that wrong without any sign in the row images, so the reader stops at the first sign of
+//! one (schema_change.rs).
 
 use super::client::{server, MysqlSource};
 use super::encoding::{convert, Conversion};
 use super::rowimage::RowImage;
+use super::schema_change::{self, Signature, TableDefinition};
 use crate::dead_letter::DeadLetters;
 use crate::model::{Row, Value};
 use crate::sources::{
@@ -33,6 +41,7 @@ use futures_util::StreamExt;
 use mysql_async::binlog::events::{EventData, RowsEventData, TableMapEvent};
 use mysql_async::binlog::row::BinlogRow;
 use mysql_async::binlog::value::BinlogValue;
+use mysql_async::binlog::EventType;
 use mysql_async::consts::ColumnType;
 use mysql_async::prelude::*;
 use mysql_async::{BinlogStreamRequest, Value as My};
@@ -58,7 +67,22 @@ struct ColumnDecoder {
     binlog_type: Option<ColumnType>,
     /// ENUM or SET members, when the column is one.
     members: Option<(bool, Vec<String>)>,
+    /// Text in MySQL's latin1 (the binlog holds it as it is stored; a query would have
+    /// converted it to UTF-8).
+    latin1: bool,
 }
+
+/// Why one row image cannot become a row: the column (its position in the table) and
+/// the reason; the reader names the table and column in the dead letter.
+#[derive(Debug, Clone, PartialEq)]
+struct Refused {
+    column: usize,
+    reason: String,
+}
+
+/// Text charsets whose bytes the reader turns into text as a query would: UTF-8 as it is,
+/// latin1 through its table. Any other charset would arrive as raw bytes of that charset.
+const READABLE_CHARSETS: [&str; 5] = ["utf8mb4", "utf8mb3", "utf8", "ascii", "latin1"];
 
 /// A table map the job reads.
 struct MappedTable {
@@ -93,8 +117,14 @@ impl MysqlSource {
         })
     }
 
-    /// Decoders for a table map of one of the job's tables; `None` for other tables.
-    fn decoders(&self, tme: &TableMapEvent<'_>) -> Result<Option<MappedTable>, SourceError> {
+    /// Decoders for a table map of one of the job's tables; `None` for other tables. `at`
+    /// (file:offset of the table map) is for the error when the map does not match the
+    /// table's definition read at start.
+    fn decoders(
+        &self,
+        tme: &TableMapEvent<'_>,
+        at: &str,
+    ) -> Result<Option<MappedTable>, SourceError> {
         let db = tme.database_name();
         let name = tme.table_name();
         let Some(t) = self
@@ -105,12 +135,23 @@ impl MysqlSource {
             return Ok(None);
         };
         let table = &self.tables[t];
-        let columns = tme.columns_count() as usize;
-        if columns != table.schema.columns.len() {
-            return Err(SourceError::Server(format!(
-                "table {db}.{name} has {columns} columns in the binlog but {} when the job started: its definition changed (DDL). Restart the job so it reads the new definition",
-                table.schema.columns.len()
-            )));
+        let definition = TableDefinition {
+            columns: table
+                .schema
+                .columns
+                .iter()
+                .zip(&table.data_types)
+                .map(|(c, data_type)| (c.name.as_str(), data_type.as_str()))
+                .collect(),
+        };
+        if let Some(difference) = definition.difference(tme) {
+            return Err(self.changed(
+                t,
+                at,
+                &format!(
+                    "its table map does not match the table the job read at start: {difference}"
+                ),
+            ));
         }
         let decoders = table
             .projection
@@ -120,6 +161,9 @@ impl MysqlSource {
                 conversion: table.conversions[index],
                 binlog_type: tme.get_column_type(index).ok().flatten(),
                 members: members(&table.column_types[index]),
+                latin1: table.charsets[index]
+                    .as_deref()
+                    .is_some_and(|c| c.eq_ignore_ascii_case("latin1")),
             })
             .collect();
         Ok(Some(MappedTable {
@@ -127,6 +171,130 @@ impl MysqlSource {
             decoders,
             image: RowImage::new(tme, &table.projection, &table.conversions),
         }))
+    }
+
+    /// The error that stops the reader when table `t` changed at `at` (file:offset);
+    /// `what` is the statement, or what differs.
+    fn changed(&self, t: usize, at: &str, what: &str) -> SourceError {
+        let table = &self.tables[t];
+        SourceError::Server(format!(
+            "table {}.{} changed at {at} ({what}): {}",
+            table.db,
+            table.name,
+            schema_change::REMEDY
+        ))
+    }
+
+    /// The followed table a statement of the binlog changes (its first one), if any;
+    /// `default_db` is the statement's current database.
+    fn changed_by(&self, statement: &str, default_db: &str) -> Option<usize> {
+        schema_change::tables_changed(statement)
+            .iter()
+            .find_map(|c| {
+                self.tables
+                    .iter()
+                    .position(|t| c.names(default_db, &t.db, &t.name))
+            })
+    }
+
+    /// Fails if a DDL statement of a followed table lies between `from` and the end of the
+    /// binlog now: made while no job ran, so the definitions read at start are already the
+    /// new ones and the rows before it would be decoded with them. A change of the columns'
+    /// types shows in the table maps, but one of the same shape (two DOUBLE columns
+    /// swapped) leaves no trace there, so the statements are looked for before any row is
+    /// read. Row events are not decoded: this reads at the speed of the network.
+    async fn no_schema_change_since(
+        &self,
+        from: &LogPosition,
+        server_id: u32,
+    ) -> Result<(), SourceError> {
+        let end = self.log_end().await?;
+        if end <= *from {
+            return Ok(());
+        }
+        let mut conn = self.conn().await?;
+        conn.query_drop("SET @mariadb_slave_capability = 4")
+            .await
+            .map_err(|e| server("preparing the binlog connection", e))?;
+        // A heartbeat ends the scan should the end be passed without an event ending there.
+        conn.query_drop(format!(
+            "SET @master_heartbeat_period = {}",
+            self.heartbeat.as_nanos()
+        ))
+        .await
+        .map_err(|e| server("setting the heartbeat period", e))?;
+        let request = BinlogStreamRequest::new(server_id)
+            .with_filename(from.file.as_bytes())
+            .with_pos(from.offset);
+        let mut stream = match conn.get_binlog_stream(request).await {
+            Ok(s) => s,
+            Err(e) => return Err(self.stream_error(from, e).await),
+        };
+        let mut file = from.file.clone();
+        let mut seen_format_description = false;
+        while let Some(event) = stream.next().await {
+            let event = match event {
+                Ok(e) => e,
+                Err(e) => return Err(self.stream_error(from, e).await),
+            };
+            let header = event.header();
+            let log_pos = u64::from(header.log_pos());
+            let kind = header.event_type_raw();
+            if kind == EventType::QUERY_EVENT as u8
+                || kind == EventType::ROTATE_EVENT as u8
+                || kind == EventType::FORMAT_DESCRIPTION_EVENT as u8
+                || kind == EventType::HEARTBEAT_EVENT as u8
+            {
+                match event.read_data() {
+                    Ok(Some(EventData::QueryEvent(q))) => {
+                        let query = q.query();
+                        if let Some(t) = self.changed_by(&query, &q.schema()) {
+                            let start = log_pos.saturating_sub(u64::from(header.event_size()));
+                            return Err(self.changed(
+                                t,
+                                &format!("{file}:{start}"),
+                                &schema_change::shown(&query),
+                            ));
+                        }
+                    }
+                    Ok(Some(EventData::RotateEvent(r))) => {
+                        file = rotate_name(r.name_raw(), log_pos == 0 && !seen_format_description);
+                    }
+                    Ok(Some(EventData::FormatDescriptionEvent(_))) => {
+                        seen_format_description = true
+                    }
+                    Ok(Some(EventData::HeartbeatEvent)) => break,
+                    _ => {}
+                }
+            }
+            if log_pos > 0 && (file.as_str(), log_pos) >= (end.file.as_str(), end.offset) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Text columns the job maps whose charset the reader cannot turn into text.
+    fn unreadable_text_columns(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for table in &self.tables {
+            for &c in &table.projection {
+                let charset = table.charsets[c].as_deref().unwrap_or("utf8mb4");
+                let text = table.conversions[c] == Conversion::Text
+                    && members(&table.column_types[c]).is_none();
+                if text
+                    && !READABLE_CHARSETS
+                        .iter()
+                        .any(|r| r.eq_ignore_ascii_case(charset))
+                {
+                    out.push(format!(
+                        "column `{}` of table {}.{} is {} text",
+                        table.schema.columns[c].name, table.db, table.name, charset
+                    ));
+                }
+            }
+        }
+        out
     }
 
     /// Explains a failed binlog stream: a purged position, a duplicate replica id.
@@ -245,10 +413,15 @@ fn decode_value(
     use ColumnType::*;
     let value = match (d.conversion, d.binlog_type, value) {
         (_, _, My::NULL) => return Ok(None),
-        // TIMESTAMP arrives as Unix seconds with a fraction, as text.
+        // TIMESTAMP arrives as Unix seconds with a fraction, as text. 0 is the zero
+        // TIMESTAMP ('0000-00-00 00:00:00'; 1970-01-01 00:00:00 UTC is outside TIMESTAMP's
+        // range), refused as the backfill refuses it.
         (Conversion::UtcTime, _, My::Bytes(b)) => {
             let text = String::from_utf8_lossy(&b);
-            return timestamp_text(&text).map(|ns| Some(Value::Time(ns)));
+            if text != "0" {
+                return timestamp_text(&text).map(|ns| Some(Value::Time(ns)));
+            }
+            My::Date(0, 0, 0, 0, 0, 0, 0)
         }
         // MEDIUMINT is not sign-extended.
         (Conversion::Int, Some(MYSQL_TYPE_INT24), My::Int(v)) if v >= 1 << 23 => {
@@ -263,16 +436,17 @@ fn decode_value(
             MYSQL_TYPE_LONG => v as u32 as u64,
             _ => v as u64,
         }),
-        // YEAR arrives as text.
+        // YEAR arrives as text: 1900 + the stored byte, so the stored 0 (YEAR 0000; 1900
+        // itself cannot be stored) reads as 1900.
         (Conversion::Int | Conversion::UInt, _, My::Bytes(b)) => {
             let text = String::from_utf8_lossy(&b);
-            My::Int(
-                text.trim()
-                    .parse()
-                    .map_err(|_| format!("{text:?} is not a number"))?,
-            )
+            let year: i64 = text
+                .trim()
+                .parse()
+                .map_err(|_| format!("{text:?} is not a number"))?;
+            My::Int(if year == 1900 { 0 } else { year })
         }
-        // ENUM arrives as its 1-based index, SET as a bit mask.
+        // ENUM arrives as its 1-based index.
         (Conversion::Text, _, My::Int(v)) if d.members.is_some() => {
             let (set, members) = d.members.as_ref().expect("checked");
             My::Bytes(member_text(*set, members, v as u64)?.into_bytes())
@@ -281,9 +455,43 @@ fn decode_value(
             let (set, members) = d.members.as_ref().expect("checked");
             My::Bytes(member_text(*set, members, v)?.into_bytes())
         }
+        // SET arrives as its bit mask: 1 to 8 bytes, little-endian.
+        (Conversion::Text, _, My::Bytes(b)) if matches!(d.members, Some((true, _))) => {
+            let (_, members) = d.members.as_ref().expect("checked");
+            if b.len() > 8 {
+                return Err(format!("SET bit mask of {} bytes", b.len()));
+            }
+            let mask = b
+                .iter()
+                .rev()
+                .fold(0u64, |acc, &x| (acc << 8) | u64::from(x));
+            My::Bytes(member_text(true, members, mask)?.into_bytes())
+        }
+        (Conversion::Text, _, My::Bytes(b)) if d.latin1 && d.members.is_none() => {
+            return Ok(Some(Value::String(latin1_text(&b))));
+        }
         (_, _, v) => v,
     };
     convert(value, d.conversion, offset_ns)
+}
+
+/// MySQL's latin1 (Windows-1252, whose five unassigned bytes map to the C1 controls of the
+/// same number) as text, as the server converts it for a query.
+fn latin1_text(bytes: &[u8]) -> String {
+    const HIGH: [char; 32] = [
+        '\u{20ac}', '\u{81}', '\u{201a}', '\u{192}', '\u{201e}', '\u{2026}', '\u{2020}',
+        '\u{2021}', '\u{2c6}', '\u{2030}', '\u{160}', '\u{2039}', '\u{152}', '\u{8d}', '\u{17d}',
+        '\u{8f}', '\u{90}', '\u{2018}', '\u{2019}', '\u{201c}', '\u{201d}', '\u{2022}', '\u{2013}',
+        '\u{2014}', '\u{2dc}', '\u{2122}', '\u{161}', '\u{203a}', '\u{153}', '\u{9d}', '\u{17e}',
+        '\u{178}',
+    ];
+    bytes
+        .iter()
+        .map(|&b| match b {
+            0x80..=0x9f => HIGH[usize::from(b - 0x80)],
+            _ => char::from(b),
+        })
+        .collect()
 }
 
 fn member_text(set: bool, members: &[String], v: u64) -> Result<String, String> {
@@ -329,19 +537,20 @@ fn decode_row(
     row: Option<BinlogRow>,
     t: &MappedTable,
     offset_ns: i64,
-) -> Result<Option<Row>, String> {
+) -> Result<Option<Row>, Refused> {
     let Some(mut row) = row else { return Ok(None) };
     let mut values = Vec::with_capacity(t.decoders.len());
     for d in &t.decoders {
+        let refused = |reason| Refused {
+            column: d.index,
+            reason,
+        };
         let value = match row.take(d.index) {
-            Some(v) => {
-                decode_value(v, d, offset_ns).map_err(|e| format!("column {}: {e}", d.index + 1))?
-            }
+            Some(v) => decode_value(v, d, offset_ns).map_err(refused)?,
             None => {
-                return Err(format!(
-                "column {} is missing from the row image: the server needs binlog_row_image=FULL",
-                d.index + 1
-            ))
+                return Err(refused(
+                    "missing from the row image: the server needs binlog_row_image=FULL".into(),
+                ))
             }
         };
         values.push(value);
@@ -354,12 +563,14 @@ fn decode_row(
 
 /// The projected values of one row image (from [`RowImage::read`]) → the job's row, or
 /// why not.
-fn decode_values(values: &mut Vec<My>, t: &MappedTable, offset_ns: i64) -> Result<Row, String> {
+fn decode_values(values: &mut Vec<My>, t: &MappedTable, offset_ns: i64) -> Result<Row, Refused> {
     let mut out = Vec::with_capacity(t.decoders.len());
     for (value, d) in values.drain(..).zip(&t.decoders) {
         out.push(
-            decode_value(BinlogValue::Value(value), d, offset_ns)
-                .map_err(|e| format!("column {}: {e}", d.index + 1))?,
+            decode_value(BinlogValue::Value(value), d, offset_ns).map_err(|reason| Refused {
+                column: d.index,
+                reason,
+            })?,
         );
     }
     Ok(Row {
@@ -367,6 +578,9 @@ fn decode_values(values: &mut Vec<My>, t: &MappedTable, offset_ns: i64) -> Resul
         values: out,
     })
 }
+
+/// A row change, or why one of its images cannot become a row.
+type Decoded = Result<(Option<Row>, Option<Row>), Refused>;
 
 /// Every row change of a rows event whose images are full, through the lean decoder:
 /// `(before, after)` per row, or why the row cannot be converted. `Err` when the event's
@@ -376,7 +590,7 @@ fn decode_images(
     image: &RowImage,
     t: &MappedTable,
     offset_ns: i64,
-    mut each: impl FnMut(Result<(Option<Row>, Option<Row>), String>),
+    mut each: impl FnMut(Decoded),
 ) -> std::io::Result<()> {
     let mut data = rows.rows_data();
     let (before, after) = (
@@ -385,7 +599,7 @@ fn decode_images(
     );
     let mut values = Vec::new();
     let mut read =
-        |data: &mut &[u8], wanted: bool| -> std::io::Result<Option<Result<Row, String>>> {
+        |data: &mut &[u8], wanted: bool| -> std::io::Result<Option<Result<Row, Refused>>> {
             if !wanted {
                 return Ok(None);
             }
@@ -461,6 +675,14 @@ impl ChangeSource for MysqlSource {
                 "the server at {} cannot feed CDC: {}",
                 self.host,
                 problems.join("; ")
+            )));
+        }
+        let unreadable = self.unreadable_text_columns();
+        if !unreadable.is_empty() {
+            return Err(SourceError::Server(format!(
+                "{}: the binlog holds text in the column's own charset, and CDC reads only {} (a query converts any charset, the binlog does not). Convert the column (ALTER TABLE ... CONVERT TO CHARACTER SET utf8mb4) or leave it out of the mappings",
+                unreadable.join("; "),
+                READABLE_CHARSETS.join(", ")
             )));
         }
         let metadata = get("binlog_row_metadata").unwrap_or_else(|| "MINIMAL".into());
@@ -542,6 +764,7 @@ impl ChangeSource for MysqlSource {
         dead_letters: &DeadLetters,
     ) -> Result<(), SourceError> {
         let server_id = self.server_id()?;
+        self.no_schema_change_since(&from, server_id).await?;
         let mut conn = self.conn().await?;
         // GTID events as themselves, not disguised as BEGIN (MariaDB); harmless on MySQL.
         conn.query_drop("SET @mariadb_slave_capability = 4")
@@ -569,6 +792,9 @@ impl ChangeSource for MysqlSource {
             seen_format_description: false,
         };
         let mut tables: HashMap<u64, Option<MappedTable>> = HashMap::new();
+        // Per followed table, the first table map of this run: a later one that differs
+        // means the table changed, whether or not its DDL statement was recognised.
+        let mut first_maps: Vec<Option<Signature>> = vec![None; self.tables.len()];
         let mut changes: Vec<RowChange> = Vec::with_capacity(CHANGES_PER_BATCH);
         let mut last_timestamp = 0u32;
 
@@ -579,6 +805,14 @@ impl ChangeSource for MysqlSource {
             };
             let header = event.header();
             let log_pos = header.log_pos() as u64;
+            // Where this event starts, as SHOW BINLOG EVENTS shows it.
+            let at = || {
+                format!(
+                    "{}:{}",
+                    cursor.file,
+                    log_pos.saturating_sub(u64::from(header.event_size()))
+                )
+            };
             if header.timestamp() != 0 {
                 last_timestamp = header.timestamp();
             }
@@ -642,6 +876,15 @@ impl ChangeSource for MysqlSource {
                 Some(EventData::QueryEvent(q)) => {
                     let query = q.query();
                     let statement = query.trim().trim_end_matches(';').to_ascii_uppercase();
+                    let control = ["BEGIN", "COMMIT", "ROLLBACK"].contains(&statement.as_str())
+                        || statement.starts_with("XA ");
+                    if !control {
+                        // Stop before the statement's boundary is reported: the position
+                        // recorded stays before the change.
+                        if let Some(t) = self.changed_by(&query, &q.schema()) {
+                            return Err(self.changed(t, &at(), &schema_change::shown(&query)));
+                        }
+                    }
                     if statement == "BEGIN" || statement.starts_with("XA START") {
                         cursor.in_transaction = true;
                     } else if cursor.in_transaction {
@@ -656,7 +899,23 @@ impl ChangeSource for MysqlSource {
                 }
                 Some(EventData::XidEvent(_)) => boundary = true,
                 Some(EventData::TableMapEvent(tme)) => {
-                    let mapped = self.decoders(&tme)?;
+                    let mapped = self.decoders(&tme, &at())?;
+                    if let Some(m) = &mapped {
+                        let signature = Signature::of(&tme);
+                        let first = &mut first_maps[m.table as usize];
+                        match first {
+                            None => *first = Some(signature),
+                            Some(first) => {
+                                if let Some(difference) = signature.difference(first) {
+                                    return Err(self.changed(
+                                        m.table as usize,
+                                        &at(),
+                                        &format!("its table map changed: {difference}"),
+                                    ));
+                                }
+                            }
+                        }
+                    }
                     tables.insert(tme.table_id(), mapped);
                 }
                 Some(EventData::RowsEvent(rows)) => {
@@ -681,18 +940,21 @@ impl ChangeSource for MysqlSource {
                             cursor.file
                         ))
                     };
-                    let mut record = |decoded: Result<(Option<Row>, Option<Row>), String>| {
-                        match decoded {
-                            Ok((before, after)) => changes.push(RowChange { before, after }),
-                            Err(reason) => dead_letters.record(
-                                "source",
-                                &reason,
-                                serde_json::json!({
-                                    "table": self.tables[mapped.table as usize].schema.name,
-                                    "binlog": format!("{}:{log_pos}", cursor.file),
-                                }),
+                    let table = &self.tables[mapped.table as usize];
+                    let mut record = |decoded: Decoded| match decoded {
+                        Ok((before, after)) => changes.push(RowChange { before, after }),
+                        // Worded as the backfill words it (sources::dead_letter_row).
+                        Err(Refused { column, reason }) => dead_letters.record(
+                            "source",
+                            &format!(
+                                "table {}: column `{}`: {reason}",
+                                table.schema.name, table.schema.columns[column].name
                             ),
-                        }
+                            serde_json::json!({
+                                "table": table.schema.name,
+                                "binlog": format!("{}:{log_pos}", cursor.file),
+                            }),
+                        ),
                     };
                     let n = rows.num_columns() as usize;
                     let full = rows
@@ -919,7 +1181,7 @@ mod tests {
             }
             match event.read_data().unwrap() {
                 Some(EventData::TableMapEvent(tme)) => {
-                    let mapped = source.decoders(&tme).unwrap();
+                    let mapped = source.decoders(&tme, "test").unwrap();
                     if let Some(m) = &mapped {
                         assert!(
                             m.image.is_some(),
@@ -962,7 +1224,7 @@ mod tests {
         let names: Vec<&str> = std::iter::once("id")
             .chain(TYPES_COLUMNS.split(", "))
             .collect();
-        let at = |change: &Result<(Option<Row>, Option<Row>), String>, name: &str| {
+        let at = |change: &Decoded, name: &str| {
             let row = change.as_ref().unwrap().1.clone().unwrap();
             let index = names.iter().position(|n| *n == name).unwrap();
             row.values[projection.iter().position(|&c| c == index).unwrap()].clone()
@@ -1000,13 +1262,136 @@ mod tests {
             "only id"
         );
         // Year 9999 does not fit nanoseconds: both decoders refuse the row alike.
-        assert!(
-            changes[4].as_ref().unwrap_err().contains("column"),
-            "{:?}",
-            changes[4]
+        let refused = changes[4].as_ref().unwrap_err();
+        assert_eq!(
+            refused.column,
+            names.iter().position(|n| *n == "dt6").unwrap(),
+            "{refused:?}"
         );
+        assert!(refused.reason.contains("outside the years"), "{refused:?}");
         // Updates carry both images, deletes the one before.
         assert!(changes.iter().any(|c| matches!(c, Ok((Some(_), Some(_))))));
         assert!(changes.iter().any(|c| matches!(c, Ok((Some(_), None)))));
+    }
+
+    /// The table-map checks behind the DDL statements, on real table maps of MariaDB: a
+    /// map that does not match the definition read at start (another column count, another
+    /// type) is a changed table, named with the map's position; one that differs from the
+    /// run's first map only in metadata (VARCHAR(10) to VARCHAR(300)) is told apart too.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn table_maps_that_do_not_match_the_definition_are_a_changed_table() {
+        let url = std::env::var("TSMIG_MYSQL_URL")
+            .unwrap_or_else(|_| "mysql://tsmig:tsmig@127.0.0.1:13306/factory".into());
+        let table = format!("tablemaps_{}", std::process::id());
+        let pool = mysql_async::Pool::new(url.as_str());
+        let mut conn = pool.get_conn().await.unwrap();
+        conn.query_drop(format!("DROP TABLE IF EXISTS {table}"))
+            .await
+            .unwrap();
+        conn.query_drop(format!(
+            "CREATE TABLE {table} (id INT PRIMARY KEY, a DOUBLE, v VARCHAR(10))"
+        ))
+        .await
+        .unwrap();
+        let status: mysql_async::Row = conn
+            .query_first("SHOW MASTER STATUS")
+            .await
+            .unwrap()
+            .unwrap();
+        let (file, pos): (String, u64) = (status.get(0).unwrap(), status.get(1).unwrap());
+        for statement in [
+            format!("INSERT INTO {table} VALUES (1, 1.5, 'x')"),
+            format!("ALTER TABLE {table} MODIFY v VARCHAR(300)"),
+            format!("INSERT INTO {table} VALUES (2, 2.5, 'y')"),
+            format!("ALTER TABLE {table} ADD COLUMN x INT"),
+            format!("INSERT INTO {table} VALUES (3, 3.5, 'z', 3)"),
+            format!("ALTER TABLE {table} MODIFY a DECIMAL(10,2)"),
+            format!("INSERT INTO {table} VALUES (4, 4.5, 'w', 4)"),
+        ] {
+            conn.query_drop(statement).await.unwrap();
+        }
+
+        // The definition now: id INT, a DECIMAL(10,2), v VARCHAR(300), x INT.
+        let yaml = format!(
+            "name: tablemaps\nmode: cdc\nsource:\n  type: mysql\n  url: {url}\n  server_id: {}\n  tables:\n    - name: {table}\n\
+             sink:\n  type: blackhole\nmappings:\n  - table: {table}\n    measurement: m\n    timestamp_field: id\n    timestamp_unit: s\n    fields: [a, v]\n",
+            29100 + std::process::id() % 400
+        );
+        let job = crate::job::Job::parse(std::path::Path::new("tablemaps.yaml"), &yaml, |_| None)
+            .unwrap();
+        let crate::sources::SourceConfig::Mysql(config) = &job.file.source else {
+            panic!("a MySQL source")
+        };
+        let mut source = MysqlSource::open(&job, config).await.unwrap();
+        source.set_projection(0, vec![0, 1, 2]);
+
+        let mut conn = pool.get_conn().await.unwrap();
+        conn.query_drop("SET @mariadb_slave_capability = 4")
+            .await
+            .unwrap();
+        let mut stream = conn
+            .get_binlog_stream(
+                BinlogStreamRequest::new(source.server_id.unwrap())
+                    .with_filename(file.as_bytes())
+                    .with_pos(pos),
+            )
+            .await
+            .unwrap();
+        let mut maps = Vec::new();
+        while maps.len() < 4 {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(20), stream.next());
+            let Ok(event) = next.await else {
+                panic!("only {} of 4 table maps seen", maps.len())
+            };
+            let event = event.unwrap().unwrap();
+            if event.header().event_type_raw() >= MARIADB_ANNOTATE_ROWS {
+                continue;
+            }
+            if let Some(EventData::TableMapEvent(tme)) = event.read_data().unwrap() {
+                if tme.table_name() == table {
+                    maps.push(tme.into_owned());
+                }
+            }
+        }
+        drop(stream);
+        let mut conn = pool.get_conn().await.unwrap();
+        conn.query_drop(format!("DROP TABLE {table}"))
+            .await
+            .unwrap();
+
+        let refused = |map: &TableMapEvent<'_>| match source.decoders(map, "mariadb-bin.000001:123")
+        {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("map accepted"),
+        };
+        let changed = format!("table factory.{table} changed at mariadb-bin.000001:123 (its table map does not match the table the job read at start: ");
+        assert_eq!(
+            refused(&maps[0]),
+            format!(
+                "{changed}3 columns in the binlog, 4 when the job started): {}",
+                schema_change::REMEDY
+            )
+        );
+        assert!(refused(&maps[1]).starts_with(&format!("{changed}3 columns")));
+        assert!(
+            refused(&maps[2]).starts_with(&format!(
+                "{changed}column 2 (`a`, decimal when the job started) is MYSQL_TYPE_DOUBLE in the binlog)"
+            )),
+            "{}",
+            refused(&maps[2])
+        );
+        assert!(source.decoders(&maps[3], "-").unwrap().is_some());
+
+        // Within a run, a map like the first is no change, and a metadata change is one.
+        let first = Signature::of(&maps[0]);
+        assert_eq!(Signature::of(&maps[0]).difference(&first), None);
+        assert_eq!(
+            Signature::of(&maps[1]).difference(&first).as_deref(),
+            Some("column 3 is MYSQL_TYPE_VARCHAR [176, 4] in this table map, MYSQL_TYPE_VARCHAR [40, 0] in the first one")
+        );
+        assert_eq!(
+            Signature::of(&maps[2]).difference(&first).as_deref(),
+            Some("4 columns in this table map, 3 in the first one")
+        );
     }
 }

@@ -44,6 +44,11 @@ pub(super) struct Table {
     pub(super) conversions: Vec<Conversion>,
     /// Per column: `COLUMN_TYPE` (e.g. `enum('a','b')`), for values the binlog encodes.
     pub(super) column_types: Vec<String>,
+    /// Per column: `DATA_TYPE` (e.g. `enum`), to check the binlog's table maps against.
+    pub(super) data_types: Vec<String>,
+    /// Per column: `CHARACTER_SET_NAME` (text columns), since the binlog holds text in the
+    /// column's own charset where a query converts it to the connection's.
+    pub(super) charsets: Vec<Option<String>>,
     /// Projected schema columns, in row order.
     pub(super) projection: Vec<usize>,
     /// `SELECT <projection> FROM <table>`.
@@ -114,9 +119,10 @@ impl MysqlSource {
                             .into()),
                     },
                 };
-            let columns: Vec<(String, String, String, String)> = conn
+            let columns: Vec<(String, String, String, String, Option<String>)> = conn
                 .exec(
-                    "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE FROM information_schema.COLUMNS \
+                    "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME \
+                     FROM information_schema.COLUMNS \
                      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
                     (&db, &name),
                 )
@@ -135,7 +141,7 @@ impl MysqlSource {
                 columns: Vec::new(),
             };
             let mut conversions = Vec::new();
-            for (column, data_type, column_type, _) in &columns {
+            for (column, data_type, column_type, _, _) in &columns {
                 let (conversion, kind) = classify(data_type, column_type);
                 schema.columns.push(Column {
                     name: column.clone(),
@@ -147,7 +153,8 @@ impl MysqlSource {
             let split = match &t.split_by {
                 None => None,
                 Some(column) => {
-                    let Some((_, data_type, _, nullable)) = columns.iter().find(|c| &c.0 == column)
+                    let Some((_, data_type, _, nullable, _)) =
+                        columns.iter().find(|c| &c.0 == column)
                     else {
                         return Err(job
                             .error_at(
@@ -191,6 +198,8 @@ impl MysqlSource {
             tables.push(Table {
                 quoted: format!("{}.{}", quote(&db), quote(&name)),
                 column_types: columns.iter().map(|c| c.2.clone()).collect(),
+                data_types: columns.iter().map(|c| c.1.to_ascii_lowercase()).collect(),
+                charsets: columns.iter().map(|c| c.4.clone()).collect(),
                 db,
                 name,
                 split,
