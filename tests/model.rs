@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tsmig::connectors::memory::{
-    self, ChunkReads, Entry, MemoryDatabase, MemoryTable, Points, SinkFaults, Values,
+    self, ChunkReads, Entry, MemoryDatabase, MemoryTable, Points, SinkFaults, SourceFaults, Values,
 };
 use tsmig::engine::Cluster;
 use tsmig::job::{Job, Mode};
@@ -514,18 +514,11 @@ flow:
         Job::parse(Path::new("model.yaml"), &text, |_| None).expect("the model's job file")
     }
 
-    /// One run of `-c backfill+cdc --until-caught-up` against a target with `faults`:
+    /// One run of the job (`--until-caught-up`) against a target with `faults`:
     /// `Ok(true)` when the scripted crash ended it, `Ok(false)` when it caught up.
     fn run(&self, workers: usize, faults: SinkFaults) -> Result<bool, String> {
         self.target.set_faults(faults);
-        let options = RunOptions {
-            cluster: Cluster::local(workers),
-            fresh: false,
-            progress: ProgressMode::Off,
-            until_caught_up: true,
-            metrics_addr: None,
-            repair: false,
-        };
+        let options = run_options(workers);
         match tsmig::runner::run(&self.job(), self.mode, &options) {
             Ok(()) => Ok(false),
             Err(_) if self.target.crashed() => Ok(true),
@@ -550,6 +543,18 @@ flow:
         Err(format!(
             "the target differs from the source:\n  expected but not there (or other values): {missing:?}\n  there but not expected (or other values): {extra:?}"
         ))
+    }
+}
+
+/// `--workers N --until-caught-up`, no display.
+fn run_options(workers: usize) -> RunOptions {
+    RunOptions {
+        cluster: Cluster::local(workers),
+        fresh: false,
+        progress: ProgressMode::Off,
+        until_caught_up: true,
+        metrics_addr: None,
+        repair: false,
     }
 }
 
@@ -848,4 +853,106 @@ fn deletes_the_target_acknowledged_and_did_not_do_are_done_again() {
         assert!(!harness.run(2, lose_all).unwrap());
         harness.compare(&table.expected()).unwrap();
     }
+}
+
+/// Runs `f` on a thread of its own; `None` if it has not returned within `within` (a hang).
+fn within<T: Send + 'static>(
+    within: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(within).ok()
+}
+
+/// A table of `rows` rows (two splits of four, more), every row a point.
+fn table_of(rows: u8) -> (MemoryDatabase, Table) {
+    database(&Case {
+        initial: (0..rows)
+            .map(|i| Reading {
+                device: i % 3,
+                site: 1,
+                ts: i,
+                temp: Some(i as i8),
+                status: None,
+            })
+            .collect(),
+        ops: vec![],
+        later_reads: false,
+        faults: (0, 0, 0, 0),
+        lose_deletes: 0,
+        crashes: vec![],
+    })
+}
+
+/// The hang: a failure on one worker of a multi-worker job used to leave the others
+/// waiting for it for ever. Now the job ends on every worker with the cause, promptly.
+#[test]
+fn a_failure_on_one_worker_ends_the_job_on_every_worker_with_its_cause() {
+    for workers in [2, 4] {
+        // The target fails for good at its third request, whichever worker sends it.
+        let (db, _) = table_of(24);
+        let mut harness = Harness::new(db);
+        harness.mode = Mode::Backfill;
+        let outcome = within(Duration::from_secs(20), move || {
+            let result = harness.run(
+                workers,
+                SinkFaults {
+                    crash_after: Some(2),
+                    ..SinkFaults::default()
+                },
+            );
+            (result, harness)
+        });
+        let (result, _harness) = outcome.expect("the job must end, not hang");
+        assert_eq!(result, Ok(true), "ended by the target's failure");
+
+        // A split that cannot be read, on whichever worker reads it.
+        for split in [0, 1, 3] {
+            let (db, _) = table_of(24);
+            db.set_faults(SourceFaults {
+                fail_split: Some((split, format!("cannot read split {split}"))),
+                ..SourceFaults::default()
+            });
+            let mut harness = Harness::new(db);
+            harness.mode = Mode::Backfill;
+            let (job, options) = (harness.job(), run_options(workers));
+            let result = within(Duration::from_secs(20), move || {
+                tsmig::runner::run(&job, Mode::Backfill, &options).map_err(|e| e.to_string())
+            })
+            .expect("the job must end, not hang");
+            assert_eq!(result, Err(format!("cannot read split {split}")));
+        }
+    }
+}
+
+/// A change log that cannot be read further ends a CDC job with that cause, after what was
+/// read before it is written and its position recorded.
+#[test]
+fn a_failing_change_log_ends_the_job_after_writing_what_was_read() {
+    let ops = [insert(0, 1, 3), Op::Commit, insert(1, 1, 4), Op::Commit];
+    let (db, _) = empty_table_with_log(&ops);
+    // Entries 0-1 are the first transaction; the reader fails on reaching entry 2.
+    db.set_faults(SourceFaults {
+        fail_log_at: Some((2, "the server ended the stream".into())),
+        ..SourceFaults::default()
+    });
+    let harness = Harness::new(db);
+    let (job, options) = (harness.job(), run_options(2));
+    let result = within(Duration::from_secs(20), move || {
+        tsmig::runner::run(&job, Mode::BackfillCdc, &options).map_err(|e| e.to_string())
+    })
+    .expect("the job must end, not hang");
+    assert_eq!(result, Err("the server ended the stream".to_string()));
+    assert_eq!(
+        harness.target.points().len(),
+        1,
+        "the first transaction is written"
+    );
+    let cdc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(harness.state.join("cdc.json")).unwrap())
+            .unwrap();
+    assert_eq!(cdc["position"]["offset"], 2, "and its position recorded");
 }

@@ -91,8 +91,18 @@ pub struct MemoryDatabase {
     appended: tokio::sync::Notify,
     snapshot_at: AtomicU64,
     chunk_reads: Mutex<(ChunkReads, fastrand::Rng)>,
+    faults: Mutex<SourceFaults>,
     /// Rows per split of the backfill plan.
     pub chunk_rows: usize,
+}
+
+/// Scripted faults of a memory database.
+#[derive(Debug, Clone, Default)]
+pub struct SourceFaults {
+    /// Reading this split fails with this message.
+    pub fail_split: Option<(u64, String)>,
+    /// Following the log fails with this message on reaching this position.
+    pub fail_log_at: Option<(u64, String)>,
 }
 
 impl MemoryDatabase {
@@ -106,6 +116,7 @@ impl MemoryDatabase {
             appended: tokio::sync::Notify::new(),
             snapshot_at: AtomicU64::new(0),
             chunk_reads: Mutex::new((ChunkReads::AtSnapshot, fastrand::Rng::with_seed(0))),
+            faults: Mutex::default(),
             chunk_rows: 4,
         }
     }
@@ -139,6 +150,18 @@ impl MemoryDatabase {
         };
         *self.chunk_reads.lock().unwrap_or_else(|p| p.into_inner()) =
             (reads, fastrand::Rng::with_seed(seed));
+    }
+
+    /// Sets the faults of the reads to come.
+    pub fn set_faults(&self, faults: SourceFaults) {
+        *self.faults.lock().unwrap_or_else(|p| p.into_inner()) = faults;
+    }
+
+    fn faults(&self) -> SourceFaults {
+        self.faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Every table's rows at log position `position`, by key.

@@ -103,6 +103,11 @@ impl BoundedSource for MemorySource {
         out: &RowSender,
         _dead_letters: &DeadLetters,
     ) -> Result<u64, SourceError> {
+        if let Some((id, message)) = self.db.faults().fail_split {
+            if id == split.id {
+                return Err(SourceError::Server(message));
+            }
+        }
         let at = self.db.chunk_position();
         let table = split.table as usize;
         let rows: Vec<Row> = self.db.state_at(at)[table]
@@ -162,7 +167,13 @@ impl ChangeSource for MemorySource {
                 log[next.min(log.len())..].to_vec()
             };
             let mut rows = Vec::new();
+            let fail_at = self.db.faults().fail_log_at;
             for entry in entries {
+                if let Some((at, message)) = &fail_at {
+                    if next as u64 >= *at {
+                        return Err(SourceError::Server(message.clone()));
+                    }
+                }
                 next += 1;
                 in_transaction = matches!(entry, Entry::Change { .. });
                 match entry {
