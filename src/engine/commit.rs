@@ -91,7 +91,7 @@ pub(super) fn commit<'s, T: ExchangeData>(
                 let drained = oldest_open.is_none();
                 if dirty && (drained || last_save.elapsed() >= interval) {
                     if let Err(e) = c.save() {
-                        control.fail(e);
+                        control.fail(crate::error::Failure::fatal(e));
                         return;
                     }
                     dirty = false;

@@ -133,7 +133,7 @@ impl WithSink for CdcPhases<'_> {
         {
             println!("cdc: committed position {position}");
         }
-        result.map_err(RunError::Failed)
+        result.map_err(RunError::from)
     }
 }
 

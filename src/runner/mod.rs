@@ -63,6 +63,12 @@ impl RunError {
     }
 }
 
+impl From<crate::error::Failure> for RunError {
+    fn from(f: crate::error::Failure) -> Self {
+        RunError::Failed(f.message)
+    }
+}
+
 impl std::fmt::Display for RunError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -493,7 +499,7 @@ impl JobRun {
             },
             cluster,
         )
-        .map_err(RunError::Failed)
+        .map_err(RunError::from)
     }
 }
 

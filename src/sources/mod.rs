@@ -171,12 +171,26 @@ pub enum SourceError {
     /// The job file asks for something the source cannot do (unknown table, bad split key).
     #[error("{0}")]
     Config(#[from] JobError),
-    /// The server failed or refused.
+    /// The server failed or could not be reached, after the source's own retries: a
+    /// transient failure (the job may restart from its checkpoint).
     #[error("{0}")]
     Server(String),
+    /// The source cannot go on, whatever is tried again: a purged position, a schema change,
+    /// a refused login, an event it cannot read. A fatal failure.
+    #[error("{0}")]
+    Fatal(String),
     /// The engine stopped taking rows (shutdown).
     #[error("the job is stopping")]
     Stopped,
+}
+
+impl From<SourceError> for crate::error::Failure {
+    fn from(e: SourceError) -> Self {
+        match e {
+            SourceError::Server(message) => crate::error::Failure::transient(message),
+            other => crate::error::Failure::fatal(other.to_string()),
+        }
+    }
 }
 
 /// Where a read task sends its batches (rows of a split, or change events). Bounded:
