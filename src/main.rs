@@ -91,6 +91,11 @@ struct RunArgs {
     /// retries, dead letters, CDC lag), e.g. 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
+    /// After SIGTERM (or Ctrl-C) the job stops reading, writes what it read and records a
+    /// final checkpoint. If that takes longer than this, or a second signal comes, it stops
+    /// at once (exit 1); what was durable is checkpointed either way.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    stop_timeout: std::time::Duration,
 }
 
 /// The entry points.
@@ -192,6 +197,7 @@ fn run(cli: Cli) -> Result<(), RunError> {
                 until_caught_up: args.until_caught_up,
                 metrics_addr: args.metrics_addr,
                 repair: args.repair,
+                stop_timeout: args.stop_timeout,
             };
             runner::run(&job, mode, &options)
         }

@@ -555,6 +555,7 @@ fn run_options(workers: usize) -> RunOptions {
         until_caught_up: true,
         metrics_addr: None,
         repair: false,
+        stop_timeout: Duration::from_secs(60),
     }
 }
 

@@ -42,6 +42,8 @@ pub struct RunOptions {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// verify: re-copy every series × bucket that differs, then verify again.
     pub repair: bool,
+    /// How long a stop (SIGTERM) may take to drain before the job stops at once.
+    pub stop_timeout: Duration,
 }
 
 /// Why a run failed, and which exit code says so.
@@ -301,7 +303,7 @@ impl JobRun {
     ) -> Result<Self, RunError> {
         let started = crate::metrics::process_start();
         let control = Control::default();
-        watch_signals(&rt, &control);
+        watch_signals(&rt, &control, options.stop_timeout);
         let counters = Counters::new();
         let dead_letters =
             DeadLetters::new(&job.file.name, &dead_letter_path(job, &options.cluster)?);
@@ -522,21 +524,42 @@ fn dead_letter_path(job: &Job, cluster: &Cluster) -> Result<PathBuf, RunError> {
     Ok(path.with_file_name(format!("{stem}.process-{}{ext}", cluster.process)))
 }
 
-/// SIGTERM and SIGINT stop reading; what was read is written and checkpointed.
-fn watch_signals(rt: &tokio::runtime::Runtime, control: &Control) {
+/// SIGTERM and SIGINT stop reading; what was read is written and checkpointed. A second
+/// signal, or a drain longer than `stop_timeout`, stops the job at once: the commit operator
+/// records every durable step while a stop drains, so the checkpoint holds what was durable.
+fn watch_signals(rt: &tokio::runtime::Runtime, control: &Control, stop_timeout: Duration) {
     use tokio::signal::unix::{signal, SignalKind};
-    for kind in [SignalKind::terminate(), SignalKind::interrupt()] {
-        let control = control.clone();
-        rt.spawn(async move {
-            let Ok(mut stream) = signal(kind) else { return };
-            if stream.recv().await.is_some() {
-                tracing::warn!(
-                    "stop requested: no new reads; writing what was read, then a final checkpoint"
-                );
-                control.request_stop();
+    let control = control.clone();
+    rt.spawn(async move {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        let mut next = async || {
+            tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
             }
-        });
-    }
+        };
+        let first = next().await;
+        tracing::warn!(
+            "stop requested ({first}): no new reads; writing what was read, then a final checkpoint (a second signal, or {} s more, stops at once)",
+            stop_timeout.as_secs()
+        );
+        control.request_stop();
+        let cause = tokio::select! {
+            second = next() => format!("stopped at once by a second {second}"),
+            _ = tokio::time::sleep(stop_timeout) => format!(
+                "stopped: the job did not finish writing what it read within {} s of {first} (--stop-timeout)",
+                stop_timeout.as_secs()
+            ),
+        };
+        control.fail(crate::error::Failure::fatal(format!(
+            "{cause}; what was durable is checkpointed and the next run resumes there"
+        )));
+    });
 }
 
 /// The totals printed when a job ends.

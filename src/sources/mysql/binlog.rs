@@ -35,7 +35,7 @@ use super::schema_change::{self, Signature, TableDefinition};
 use crate::dead_letter::DeadLetters;
 use crate::model::{Row, Value};
 use crate::sources::{
-    ChangeEvent, ChangeSender, ChangeSource, LogPosition, RowChange, SourceError,
+    ChangeEvent, ChangeSender, ChangeSource, LogPosition, LogStatus, RowChange, SourceError,
 };
 use futures_util::StreamExt;
 use mysql_async::binlog::events::{EventData, RowsEventData, TableMapEvent};
@@ -742,19 +742,35 @@ impl ChangeSource for MysqlSource {
         }
     }
 
-    async fn bytes_behind(&self, from: &LogPosition) -> Result<u64, SourceError> {
+    async fn status(&self, from: &LogPosition) -> Result<LogStatus, SourceError> {
         let files = self.binary_logs().await?;
         let mut behind = 0u64;
         let mut after = false;
-        for (name, size) in files {
-            if name == from.file {
+        for (name, size) in &files {
+            if *name == from.file {
                 behind += size.saturating_sub(from.offset);
                 after = true;
-            } else if after || name > from.file {
+            } else if after || *name > from.file {
                 behind += size;
             }
         }
-        Ok(behind)
+        let end = files
+            .last()
+            .map(|(file, size)| LogPosition {
+                file: file.clone(),
+                offset: *size,
+            })
+            .unwrap_or_else(|| from.clone());
+        let mut conn = self.conn().await?;
+        let server_time_ms: Option<u64> = conn
+            .query_first("SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS UNSIGNED)")
+            .await
+            .map_err(|e| server("reading the server's clock", e))?;
+        Ok(LogStatus {
+            end,
+            bytes_behind: behind,
+            server_time_ms: server_time_ms.unwrap_or_default(),
+        })
     }
 
     async fn follow(
@@ -798,7 +814,21 @@ impl ChangeSource for MysqlSource {
         let mut changes: Vec<RowChange> = Vec::with_capacity(CHANGES_PER_BATCH);
         let mut last_timestamp = 0u32;
 
-        while let Some(event) = stream.next().await {
+        // A stream that sends nothing for this long, not even a heartbeat, is dead (a server
+        // gone behind a proxy, a cut network): the job restarts from its checkpoint.
+        let silence = (self.heartbeat * 5).max(std::time::Duration::from_secs(10));
+        loop {
+            let event = match tokio::time::timeout(silence, stream.next()).await {
+                Err(_) => {
+                    return Err(SourceError::Server(format!(
+                        "the binlog stream sent nothing for {} s, not even a heartbeat (asked for every {} ms): the server or the network is gone",
+                        silence.as_secs(),
+                        self.heartbeat.as_millis()
+                    )))
+                }
+                Ok(None) => break,
+                Ok(Some(event)) => event,
+            };
             let event = match event {
                 Ok(e) => e,
                 Err(e) => return Err(self.stream_error(&from, e).await),
