@@ -137,9 +137,26 @@ impl Control {
         self.inner.stop.store(true, Ordering::SeqCst);
     }
 
-    /// Whether a stop was requested (or the job failed).
+    /// Whether a stop was requested (SIGTERM), or the job failed: sources stop reading.
     pub fn stopping(&self) -> bool {
+        self.stop_requested() || self.failure().is_some()
+    }
+
+    /// Whether a stop was requested (SIGTERM): the job must not restart.
+    pub fn stop_requested(&self) -> bool {
         self.inner.stop.load(Ordering::SeqCst)
+    }
+
+    /// Forgets the failure (and the workers it woke) before a restart; a stop requested
+    /// stays requested.
+    pub fn reset(&self) {
+        *self.inner.failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.inner.failed.store(false, Ordering::SeqCst);
+        self.inner
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// Records the job's failure (the first one wins) and ends the job on every worker:
@@ -160,8 +177,6 @@ impl Control {
                 local: true,
             });
         }
-        drop(recorded);
-        self.request_stop();
     }
 
     /// Records a failure another process announced.
@@ -181,7 +196,6 @@ impl Control {
             }
         }
         self.inner.failed.store(true, Ordering::SeqCst);
-        self.request_stop();
         for worker in self
             .inner
             .workers

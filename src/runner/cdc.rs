@@ -25,9 +25,15 @@ use crate::sources::{BoundedSource, ChangeSource, LogPosition, LogStatus};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Runs `job` as `cdc` or `backfill+cdc`.
-pub(super) fn run(job: &Job, mode: Mode, options: &RunOptions) -> Result<(), RunError> {
-    let rt = super::runtime()?;
+/// One attempt of `cdc` or `backfill+cdc`: open the source, check its change log, build
+/// the sink, then the phases from the recorded state.
+pub(super) fn run(
+    job: &Job,
+    mode: Mode,
+    options: &RunOptions,
+    job_run: &JobRun,
+) -> Result<(), RunError> {
+    let rt = &job_run.rt;
     let (source, changes, mappings) = rt.block_on(open_source(job, true))?;
     let changes = changes.ok_or_else(|| {
         RunError::Usage(format!(
@@ -37,23 +43,21 @@ pub(super) fn run(job: &Job, mode: Mode, options: &RunOptions) -> Result<(), Run
     })?;
     rt.block_on(changes.check_change_log())
         .map_err(|e| source_error(job, e))?;
-    let job_run = JobRun::start(job, options, rt)?;
     let mappings = Arc::new(mappings);
-    let result = with_sink(
+    with_sink(
         job,
         &mappings,
         CdcPhases {
             job,
             options,
             mode,
-            run: &job_run,
+            run: job_run,
             source,
             changes,
             mappings: mappings.clone(),
         },
     )
-    .and_then(|r| r);
-    job_run.finish(job, result)
+    .and_then(|r| r)
 }
 
 struct CdcPhases<'a> {
