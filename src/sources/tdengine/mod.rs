@@ -97,7 +97,8 @@ fn literal(text: &str) -> String {
 }
 
 fn bad_reply(what: &str, e: impl std::fmt::Display) -> SourceError {
-    SourceError::Server(format!("TDengine: {what}: {e}"))
+    // A reply tsmig cannot make sense of: asking again would get the same one.
+    SourceError::Fatal(format!("TDengine: {what}: {e}"))
 }
 
 impl TdengineSource {
