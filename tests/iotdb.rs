@@ -176,7 +176,7 @@ sink:
   type: iotdb
   port: ${{IOTDB_PORT}}
   database: root.plant
-  ttl: 90d
+  ttl: 36500d                 # the rows are of 2026-01-01: older than a 90d TTL
   encodings: {{DOUBLE: RLE}}
   compressor: SNAPPY
 mappings:
