@@ -323,10 +323,10 @@ fn version_2_verify_repair_recopies_the_damaged_windows_and_the_bucket_equals_th
     assert_eq!(
         seen.deletes,
         vec![
-            r#"_measurement="sensors" AND device_id="dev-0003" AND site="site-3""#,
-            r#"_measurement="sensors" AND device_id="dev-0005" AND site="site-5""#,
-            r#"_measurement="sensors" AND device_id="dev-0007" AND site="site-0""#,
-            r#"_measurement="sensors" AND device_id="stray" AND site="nowhere""#,
+            r#"_measurement="sensors" AND "device_id"="dev-0003" AND "site"="site-3""#,
+            r#"_measurement="sensors" AND "device_id"="dev-0005" AND "site"="site-5""#,
+            r#"_measurement="sensors" AND "device_id"="dev-0007" AND "site"="site-0""#,
+            r#"_measurement="sensors" AND "device_id"="stray" AND "site"="nowhere""#,
         ]
     );
     assert_store(&seen, &expected);
@@ -947,4 +947,98 @@ fn the_standin_reads_delete_predicates_as_influxdb_2_does() {
         .all(|(m, tags)| m == "other" || tags[0].1 == "b"));
     assert_eq!(delete(&mut s, r#"("_measurement"="m") AND (t="q")"#).0, 204);
     assert_eq!(series(&s), [r#"other[("name", "a")]"#]);
+}
+
+/// The InfluxDB sink in version 2 mode against the stand-in at `port`, for measurement `m`
+/// whose tags are `tag_keys`.
+fn v2_sink(port: u16, tag_keys: &[&str]) -> tsmig::sinks::influxdb::InfluxSink {
+    let config: tsmig::sinks::influxdb::config::InfluxSinkConfig =
+        serde_json::from_value(serde_json::json!({
+            "version": 2,
+            "url": format!("http://127.0.0.1:{port}"),
+            "org": "acme",
+            "bucket": "plant",
+            "token": "secret-token",
+            "precision": "ns",
+        }))
+        .unwrap();
+    let batching = tsmig::sinks::BatchConfig {
+        max_retries: 0,
+        ..Default::default()
+    };
+    tsmig::sinks::influxdb::InfluxSink::new(&config, &batching, vec!["m".into()])
+        .unwrap()
+        .with_tag_keys(BTreeMap::from([(
+            "m".to_string(),
+            tag_keys.iter().map(|k| k.to_string()).collect(),
+        )]))
+}
+
+#[test]
+fn version_2_deletes_quote_tag_keys_influxdb_reads_otherwise_name_and_site_id() {
+    use tsmig::sinks::{SeriesWindow, Sink};
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    {
+        let mut s = seen.lock().unwrap();
+        for line in [
+            "m,name=pump\\ 1,site-id=a\\b,site\\ id=x v=1 10",
+            "m,name=pump\\ 1,site-id=a\\b,site\\ id=x v=2 20",
+            "m,name=pump\\ 1,site-id=a\\b,site\\ id=x v=3 30",
+            "m,name=pump\\ 2,site-id=a\\b,site\\ id=x v=4 10",
+        ] {
+            s.write_line(line, 1).unwrap();
+        }
+    }
+    let port = standin(seen.clone());
+    let sink = v2_sink(port, &["name", "site id", "site-id"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let tags = |name: &str| {
+        vec![
+            ("name".into(), name.to_string()),
+            ("site id".into(), "x".to_string()),
+            ("site-id".into(), "a\\b".to_string()),
+        ]
+    };
+    // A CDC delete: exactly one point of one series.
+    let point = tsmig::model::Point {
+        measurement: "m".into(),
+        tags: tags("pump 1")
+            .into_iter()
+            .map(|(k, v): (String, String)| (k.as_str().into(), v))
+            .collect(),
+        fields: vec![("v".into(), tsmig::model::Value::Float(1.0))],
+        time: 10,
+        device_hash: 0,
+    };
+    rt.block_on(sink.delete(std::slice::from_ref(&point)))
+        .expect("the delete is accepted");
+    // verify --repair's range delete: that series' [15, 25).
+    let window = SeriesWindow {
+        measurement: "m".into(),
+        tags: tags("pump 1"),
+        start: 15,
+        end: 25,
+    };
+    rt.block_on(sink.delete_range(&[window]))
+        .expect("the range delete is accepted");
+
+    let s = seen.lock().unwrap();
+    let remaining: Vec<(String, i64)> = s
+        .store
+        .iter()
+        .flat_map(|((_, tags), points)| {
+            let name = tags.iter().find(|(k, _)| k == "name").unwrap().1.clone();
+            points.keys().map(move |t| (name.clone(), *t))
+        })
+        .collect();
+    assert_eq!(
+        remaining,
+        [("pump 1".to_string(), 30), ("pump 2".to_string(), 10)],
+        "exactly the deleted point and window are gone: {:?}",
+        s.deletes
+    );
+    assert_eq!(
+        s.deletes[0],
+        r#"_measurement="m" AND "name"="pump 1" AND "site id"="x" AND "site-id"="a\\b""#
+    );
 }
