@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tdengine_standin::{Fault, Precision, StoredRow, TdType as T, TdValue as V, TdengineStandIn};
+use tdengine_standin::{
+    Fault, Options, Precision, StoredRow, TdType as T, TdValue as V, TdengineStandIn,
+};
 
 const USER: &str = "root";
 const PASSWORD: &str = "taos-secret";
@@ -1269,5 +1271,90 @@ fn follow_refuses_a_source_with_a_change_log_and_a_bad_interval() {
     assert!(
         stderr.contains("key `follow.interval`: must be at least 10ms"),
         "{stderr}"
+    );
+}
+
+/// A stand-in set up as taosAdapter with `httpCodeServerError = true`.
+fn http_code_server_error(password: &str) -> TdengineStandIn {
+    TdengineStandIn::start_with(Options {
+        user: USER.into(),
+        password: password.into(),
+        http_code_server_error: true,
+    })
+}
+
+#[test]
+fn the_standin_answers_errors_with_taosadapters_http_statuses() {
+    // Default settings: taosAdapter refuses missing or malformed credentials itself with
+    // 401; TDengine's errors, a wrong password among them, come with 200.
+    let td = TdengineStandIn::start(USER, PASSWORD);
+    td.create_database("power", Precision::Ms);
+    let sql = "SELECT ts FROM power.nosuch";
+    assert_eq!(
+        post(&td, "/rest/sql", None, sql),
+        (401, json!({"code": 0x1105, "desc": "no auth info input"}))
+    );
+    assert_eq!(
+        post(&td, "/rest/sql", Some((USER, "")), sql),
+        (
+            401,
+            json!({"code": 0x1124, "desc": "invalid basic Authorization"})
+        )
+    );
+    assert_eq!(
+        post(&td, "/rest/sql", Some((USER, "wrong")), sql),
+        (
+            200,
+            json!({"code": 0x0357, "desc": "Authentication failure"})
+        )
+    );
+    assert_eq!(
+        post(&td, "/rest/sql", Some((USER, PASSWORD)), sql),
+        (
+            200,
+            json!({"code": 0x2603, "desc": "Table does not exist: nosuch"})
+        )
+    );
+
+    // httpCodeServerError: the status follows the code, the body stays.
+    let td = http_code_server_error(PASSWORD);
+    td.create_database("power", Precision::Ms);
+    let auth = Some((USER, PASSWORD));
+    assert_eq!(
+        post(&td, "/rest/sql", Some((USER, "wrong")), sql),
+        (
+            401,
+            json!({"code": 0x0357, "desc": "Authentication failure"})
+        )
+    );
+    assert_eq!(
+        post(&td, "/rest/sql", auth, sql),
+        (
+            500,
+            json!({"code": 0x2603, "desc": "Table does not exist: nosuch"})
+        )
+    );
+    assert_eq!(post(&td, "/rest/sql", auth, "SELEC ts FROM power.x").0, 400);
+    td.fail_next(
+        "LIMIT",
+        vec![
+            Fault::Code(0x000B, "Unable to establish connection".into()),
+            Fault::Code(0x090C, "Sync leader is unreachable".into()),
+        ],
+    );
+    let limited = "SELECT ts FROM power.d1 ORDER BY ts LIMIT 1";
+    assert_eq!(
+        post(&td, "/rest/sql", auth, limited),
+        (
+            502,
+            json!({"code": 11, "desc": "Unable to establish connection"})
+        )
+    );
+    assert_eq!(
+        post(&td, "/rest/sql", auth, limited),
+        (
+            500,
+            json!({"code": 0x090C, "desc": "Sync leader is unreachable"})
+        )
     );
 }
