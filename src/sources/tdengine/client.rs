@@ -91,8 +91,9 @@ pub enum Failure {
     LoginRefused(String),
 }
 
-/// TDengine's codes for a refused login (low 16 bits, `taoserror.h`):
-/// TSDB_CODE_RPC_AUTH_FAILURE, TSDB_CODE_MND_USER_NOT_EXIST, TSDB_CODE_MND_AUTH_FAILURE.
+/// TDengine's codes for a refused login (low 16 bits): TSDB_CODE_RPC_AUTH_FAILURE 0x0003,
+/// TSDB_CODE_MND_USER_NOT_EXIST 0x0351, TSDB_CODE_MND_AUTH_FAILURE 0x0357 (taosadapter
+/// `httperror/errors.go`, generated from TDengine's error table).
 const LOGIN_REFUSED_CODES: &[i64] = &[0x0003, 0x0351, 0x0357];
 
 /// The HTTP statuses taosAdapter's `httpCodeServerError` gives a TDengine error that is not
