@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod connectors;
 pub mod dead_letter;
 pub mod engine;
+pub mod error;
 pub mod job;
 pub mod mapping;
 pub mod metrics;

@@ -91,6 +91,26 @@ struct RunArgs {
     /// retries, dead letters, CDC lag), e.g. 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
+    /// After SIGTERM (or Ctrl-C) the job stops reading, writes what it read and records a
+    /// final checkpoint. If that takes longer than this, or a second signal comes, it stops
+    /// at once (exit 1); what was durable is checkpointed either way.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    stop_timeout: std::time::Duration,
+    /// Overrides `restart.strategy` of the job file: `none` fails the job at the first
+    /// transient failure that outlives its retries.
+    #[arg(long, value_enum, value_name = "STRATEGY")]
+    restart: Option<Restart>,
+}
+
+/// `--restart`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Restart {
+    /// The delay doubles from restart.initial to restart.max.
+    Exponential,
+    /// Always restart.initial.
+    Fixed,
+    /// No restart.
+    None,
 }
 
 /// The entry points.
@@ -183,7 +203,14 @@ fn run(cli: Cli) -> Result<(), RunError> {
                 .clone()
                 .ok_or_else(|| RunError::Usage("--config FILE is required (see --help)".into()))?;
             let cluster = cluster(&args)?;
-            let job = load(&config)?;
+            let mut job = load(&config)?;
+            if let Some(restart) = args.restart {
+                job.file.restart.strategy = match restart {
+                    Restart::Exponential => tsmig::job::RestartStrategy::Exponential,
+                    Restart::Fixed => tsmig::job::RestartStrategy::Fixed,
+                    Restart::None => tsmig::job::RestartStrategy::None,
+                };
+            }
             let mode = args.entry.map(Mode::from).unwrap_or(job.file.mode);
             let options = RunOptions {
                 cluster,
@@ -192,6 +219,7 @@ fn run(cli: Cli) -> Result<(), RunError> {
                 until_caught_up: args.until_caught_up,
                 metrics_addr: args.metrics_addr,
                 repair: args.repair,
+                stop_timeout: args.stop_timeout,
             };
             runner::run(&job, mode, &options)
         }

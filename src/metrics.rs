@@ -50,6 +50,8 @@ pub struct Counters {
     pub lag_ms: AtomicU64,
     /// Checkpoints written.
     pub checkpoints: AtomicU64,
+    /// Restarts from the checkpoint after a transient failure (the restart strategy).
+    pub restarts: AtomicU64,
 }
 
 impl Counters {
@@ -132,6 +134,7 @@ fn publish(c: &Counters, dead_lettered: u64) {
     counter!("tsmig_sink_retries_total").absolute(get(&c.retries));
     counter!("tsmig_dead_letters_total").absolute(dead_lettered);
     counter!("tsmig_checkpoints_total").absolute(get(&c.checkpoints));
+    counter!("tsmig_restarts_total").absolute(get(&c.restarts));
     gauge!("tsmig_splits_done").set(get(&c.splits_done) as f64);
     gauge!("tsmig_splits_planned").set(get(&c.splits_planned) as f64);
     gauge!("tsmig_cdc_lag_bytes").set(get(&c.lag_bytes) as f64);

@@ -445,6 +445,10 @@ struct Harness {
     mode: Mode,
     /// More keys of the mapping, e.g. `append_only: true`.
     mapping: &'static str,
+    /// `sink.max_retries`.
+    retries: &'static str,
+    /// The `restart:` section.
+    restart: &'static str,
 }
 
 impl Harness {
@@ -469,6 +473,9 @@ impl Harness {
             checkpoint: "1ms",
             mode: Mode::BackfillCdc,
             mapping: "",
+            retries: "1000000",
+            // The model's runs end by a crash or by catching up: no restarts of their own.
+            restart: "{strategy: none}",
         }
     }
 
@@ -486,7 +493,7 @@ sink:
   batch_size: 3
   linger: 1ms
   in_flight: 3
-  max_retries: 1000000
+  max_retries: {retries}
   initial_backoff: 1ms
   max_backoff: 1ms
 mappings:
@@ -500,6 +507,7 @@ mappings:
 checkpoint:
   interval: {checkpoint}
   store: file:{state}
+restart: {restart}
 flow:
   epoch: {epoch}
   max_in_flight_rows: 6
@@ -509,6 +517,8 @@ flow:
             checkpoint = self.checkpoint,
             epoch = self.epoch,
             mapping = self.mapping,
+            retries = self.retries,
+            restart = self.restart,
             state = self.state.display(),
         );
         Job::parse(Path::new("model.yaml"), &text, |_| None).expect("the model's job file")
@@ -555,6 +565,7 @@ fn run_options(workers: usize) -> RunOptions {
         until_caught_up: true,
         metrics_addr: None,
         repair: false,
+        stop_timeout: Duration::from_secs(60),
     }
 }
 
@@ -594,6 +605,7 @@ fn run_case(harness: &Harness, case: &Case, workers: usize) -> Result<(), String
                     true => f64::from(case.lose_deletes) / 100.0,
                     false => 0.0,
                 },
+                ..SinkFaults::default()
             },
         )?;
     }
@@ -869,6 +881,11 @@ fn within<T: Send + 'static>(
 
 /// A table of `rows` rows (two splits of four, more), every row a point.
 fn table_of(rows: u8) -> (MemoryDatabase, Table) {
+    table_with_log(rows, &[])
+}
+
+/// A table of `rows` rows, every row a point, its log holding `ops`.
+fn table_with_log(rows: u8, ops: &[Op]) -> (MemoryDatabase, Table) {
     database(&Case {
         initial: (0..rows)
             .map(|i| Reading {
@@ -879,7 +896,7 @@ fn table_of(rows: u8) -> (MemoryDatabase, Table) {
                 status: None,
             })
             .collect(),
-        ops: vec![],
+        ops: ops.to_vec(),
         later_reads: false,
         faults: (0, 0, 0, 0),
         lose_deletes: 0,
@@ -955,4 +972,56 @@ fn a_failing_change_log_ends_the_job_after_writing_what_was_read() {
         serde_json::from_str(&std::fs::read_to_string(harness.state.join("cdc.json")).unwrap())
             .unwrap();
     assert_eq!(cdc["position"]["offset"], 2, "and its position recorded");
+}
+
+/// A target that is down longer than a request's retries: the job restarts from its last
+/// checkpoint (the restart strategy) until the target is back, and ends exact.
+#[test]
+fn a_target_down_longer_than_the_retries_is_ridden_out_by_restarts() {
+    let ops = [
+        insert(0, 1, 3),
+        Op::Commit,
+        Op::Delete { pick: 0 },
+        insert(2, 3, 1),
+        Op::Commit,
+    ];
+    for mode in [Mode::Backfill, Mode::BackfillCdc] {
+        let (db, table) = match mode {
+            Mode::Backfill => table_of(24),
+            _ => table_with_log(24, &ops),
+        };
+        let mut harness = Harness::new(db);
+        harness.mode = mode;
+        harness.retries = "1";
+        harness.restart = "{strategy: fixed, initial: 10ms, attempts: 20}";
+        let faults = SinkFaults {
+            down_for: 6,
+            ..SinkFaults::default()
+        };
+        let (caught_up, harness) = within(Duration::from_secs(20), move || {
+            let result = harness.run(2, faults);
+            (result, harness)
+        })
+        .expect("the job must end, not hang");
+        assert_eq!(caught_up, Ok(false), "{mode:?}");
+        harness.compare(&table.expected()).unwrap();
+        // And a target that never comes back: the strategy gives up, naming the cause.
+        let (db, _) = table_of(24);
+        let mut down = Harness::new(db);
+        down.mode = mode;
+        down.retries = "1";
+        down.restart = "{strategy: fixed, initial: 10ms, attempts: 3}";
+        let faults = SinkFaults {
+            down_for: u64::MAX,
+            ..SinkFaults::default()
+        };
+        let result = within(Duration::from_secs(20), move || down.run(1, faults))
+            .expect("the job must end, not hang");
+        let error = result.unwrap_err();
+        assert!(
+            error.contains("failed before writing")
+                && error.ends_with("(gave up after 3 restarts; see `restart:`)"),
+            "{error}"
+        );
+    }
 }

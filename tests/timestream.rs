@@ -240,7 +240,7 @@ fn without_an_endpoint_discovery_is_used_and_the_loopback_trap_catches_it() {
     let _cleanup = Cleanup::default().table(&table);
     load_sensor_table(&table, 10);
     let dir = scratch(&table);
-    let out = run_job(&dir, &table, "", &[]);
+    let out = run_job(&dir, &table, "", &["--restart", "none"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     // DescribeEndpoints went for the real AWS host, so through the dead proxy on 127.0.0.1:9.

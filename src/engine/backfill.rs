@@ -5,6 +5,7 @@ use super::read::{read_splits, ReadContext};
 use super::{map, plan, sink, Cluster, EpochClock, Services};
 use crate::checkpoint::store::FileStore;
 use crate::checkpoint::BackfillState;
+use crate::error::Failure;
 use crate::mapping::Mappings;
 use crate::model::Point;
 use crate::sinks::Sink;
@@ -36,7 +37,7 @@ pub struct Backfill<S: Sink> {
 
 /// Runs the backfill on this process's workers until every split is read and durable (or
 /// a stop was requested and everything read is durable). `Err` carries the job's failure.
-pub fn run<S: Sink>(job: Backfill<S>, cluster: &Cluster) -> Result<(), String> {
+pub fn run<S: Sink>(job: Backfill<S>, cluster: &Cluster) -> Result<(), Failure> {
     let control = job.services.control.clone();
     // Worker 0 takes the plan and the state store; other workers get none.
     let state = Arc::new(Mutex::new(job.state));

@@ -21,6 +21,7 @@ use super::follow::{follow, FollowContext, Reached};
 use super::{sink, Cluster, EpochClock, Services};
 use crate::checkpoint::store::FileStore;
 use crate::checkpoint::CdcState;
+use crate::error::Failure;
 use crate::mapping::Mappings;
 use crate::sinks::Sink;
 use crate::sources::ChangeSource;
@@ -57,7 +58,7 @@ pub struct Cdc<S: Sink> {
 
 /// Follows the change log until stopped (or caught up), with every change written and its
 /// position recorded. `Err` carries the job's failure.
-pub fn run<S: Sink>(job: Cdc<S>, cluster: &Cluster) -> Result<(), String> {
+pub fn run<S: Sink>(job: Cdc<S>, cluster: &Cluster) -> Result<(), Failure> {
     let control = job.services.control.clone();
     let clock = EpochClock {
         start: Instant::now(),

@@ -89,9 +89,11 @@ pub(super) fn commit<'s, T: ExchangeData>(
                 }
                 c.waiting(ledger.oldest());
                 let drained = oldest_open.is_none();
-                if dirty && (drained || last_save.elapsed() >= interval) {
+                // While a stop drains, every durable step is recorded: a second signal may
+                // end the job at any moment.
+                if dirty && (drained || control.stopping() || last_save.elapsed() >= interval) {
                     if let Err(e) = c.save() {
-                        control.fail(e);
+                        control.fail(crate::error::Failure::fatal(e));
                         return;
                     }
                     dirty = false;
@@ -128,6 +130,8 @@ impl Checkpoint<u64> for Splits {
 pub struct CdcProgress {
     /// The last durable position.
     pub committed: Option<LogPosition>,
+    /// Server time (Unix seconds) of the last transaction before it; 0 if unknown.
+    pub committed_at: u32,
     /// Server time (Unix seconds) of the oldest transaction read and not yet durable.
     pub oldest_pending: Option<u32>,
 }
@@ -156,6 +160,7 @@ impl Checkpoint<Reached> for Positions {
     fn waiting(&mut self, oldest: Option<&Reached>) {
         let mut progress = self.progress.lock().unwrap_or_else(|p| p.into_inner());
         progress.committed = Some(self.state.position.clone());
+        progress.committed_at = self.state.committed_at;
         progress.oldest_pending = oldest.map(|r| r.timestamp);
     }
 

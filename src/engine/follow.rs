@@ -30,7 +30,9 @@ use super::read::InFlight;
 use super::{Control, EpochClock};
 use crate::dead_letter::DeadLetters;
 use crate::metrics::Counters;
-use crate::sources::{ChangeEvent, ChangeSender, ChangeSource, LogPosition, RowChange};
+use crate::sources::{
+    ChangeEvent, ChangeSender, ChangeSource, LogPosition, RowChange, SourceError,
+};
 use std::sync::Arc;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
@@ -70,7 +72,7 @@ pub(super) struct FollowContext {
 /// The reader task's channel and handle.
 type Reader = (
     mpsc::Receiver<ChangeEvent>,
-    tokio::task::JoinHandle<Result<(), String>>,
+    tokio::task::JoinHandle<Result<(), SourceError>>,
 );
 
 type Changes<'s> = Stream<'s, u64, Vec<RowChange>>;
@@ -111,7 +113,7 @@ pub(super) fn follow<'s>(
                 let result = source.follow(from, &sender, &dead_letters).await;
                 drop(sender);
                 wake();
-                result.map_err(|e| e.to_string())
+                result
             });
             task = Some((rx, handle));
         } else {
@@ -173,16 +175,17 @@ pub(super) fn follow<'s>(
             if ended {
                 // The reader stopped: a failure (the job fails) or a requested stop. Its
                 // result follows the channel's close at once.
-                let result = ctx
-                    .runtime
-                    .block_on(&mut *handle)
-                    .unwrap_or_else(|e| Err(format!("the binlog reader panicked: {e}")));
+                let result = ctx.runtime.block_on(&mut *handle).unwrap_or_else(|e| {
+                    Err(SourceError::Fatal(format!(
+                        "the binlog reader panicked: {e}"
+                    )))
+                });
                 if let Err(message) = result {
                     if !ctx.control.stopping() {
                         // What was read before the failure is still written and its
                         // position recorded: a reader stopped by a schema change leaves
                         // the checkpoint right before it.
-                        ctx.control.fail_after_drain(message);
+                        ctx.control.fail_after_drain(message.into());
                     }
                 }
             }

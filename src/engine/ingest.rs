@@ -54,6 +54,7 @@
 //! answered at once too, instead of waiting out `ack_timeout`.
 
 use super::{sink, Cluster, Control, EpochClock, Services};
+use crate::error::Failure;
 use crate::model::Point;
 use crate::sinks::Sink;
 use crate::sources::ingest::{Ack, IngestQueue, Ingested};
@@ -91,7 +92,7 @@ pub struct Ingest<S: Sink> {
 /// Writes what the endpoint queues until the queue is finished (the endpoint stopped and
 /// drained), acknowledging each request once durable. `Err` carries the job's failure;
 /// the queue is then abandoned, so every request still waiting is answered with it.
-pub fn run<S: Sink>(job: Ingest<S>, cluster: &Cluster) -> Result<(), String> {
+pub fn run<S: Sink>(job: Ingest<S>, cluster: &Cluster) -> Result<(), Failure> {
     let Ingest {
         queue,
         sink,
@@ -129,7 +130,7 @@ pub fn run<S: Sink>(job: Ingest<S>, cluster: &Cluster) -> Result<(), String> {
             acknowledge(acks, waiting);
         });
     })
-    .inspect_err(|failure| queue.abandon(failure))
+    .inspect_err(|failure| queue.abandon(&failure.message))
 }
 
 /// What the take-requests operator of a worker needs.
@@ -312,7 +313,7 @@ impl Drop for Waiting {
             return;
         };
         for done in std::mem::take(&mut self.by_epoch).into_values().flatten() {
-            let _ = done.send(Err(reason.clone()));
+            let _ = done.send(Err(reason.message.clone()));
         }
     }
 }
@@ -415,7 +416,7 @@ mod tests {
         let control = Control::default();
         let mut waiting = Waiting::new(control.clone());
         let mut answer = waiter(&mut waiting, 7);
-        control.fail("access denied".into());
+        control.fail(crate::error::Failure::fatal("access denied"));
         drop(waiting);
         assert_eq!(answer.try_recv().unwrap(), Err("access denied".to_string()));
     }

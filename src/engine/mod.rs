@@ -41,6 +41,7 @@ mod workers;
 
 pub use commit::CdcProgress;
 
+use crate::error::Failure;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -118,14 +119,14 @@ pub struct Control {
 struct ControlState {
     stop: AtomicBool,
     failed: AtomicBool,
-    failure: Mutex<Option<Failure>>,
+    failure: Mutex<Option<Recorded>>,
     /// The process's worker threads, unparked when the job fails.
     workers: Mutex<Vec<std::thread::Thread>>,
 }
 
 /// The job's first failure.
-struct Failure {
-    message: String,
+struct Recorded {
+    failure: Failure,
     /// Met in this process (announced to the others), not heard from another.
     local: bool,
 }
@@ -136,47 +137,65 @@ impl Control {
         self.inner.stop.store(true, Ordering::SeqCst);
     }
 
-    /// Whether a stop was requested (or the job failed).
+    /// Whether a stop was requested (SIGTERM), or the job failed: sources stop reading.
     pub fn stopping(&self) -> bool {
+        self.stop_requested() || self.failure().is_some()
+    }
+
+    /// Whether a stop was requested (SIGTERM): the job must not restart.
+    pub fn stop_requested(&self) -> bool {
         self.inner.stop.load(Ordering::SeqCst)
+    }
+
+    /// Forgets the failure (and the workers it woke) before a restart; a stop requested
+    /// stays requested.
+    pub fn reset(&self) {
+        *self.inner.failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.inner.failed.store(false, Ordering::SeqCst);
+        self.inner
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// Records the job's failure (the first one wins) and ends the job on every worker:
     /// the caller just returns; its worker drops the dataflow before its next step.
-    pub fn fail(&self, message: String) {
-        self.record(message, true);
+    pub fn fail(&self, failure: Failure) {
+        self.record(failure, true);
     }
 
     /// Records the job's failure (the first one wins) and asks the sources to stop, but
     /// lets the dataflow drain: what was read before it is still written and checkpointed,
     /// and the job then ends with this failure. For a reader that cannot go on while the
     /// rest of the dataflow can (CDC stopping at a schema change).
-    pub fn fail_after_drain(&self, message: String) {
-        let mut failure = self.inner.failure.lock().unwrap_or_else(|p| p.into_inner());
-        if failure.is_none() {
-            *failure = Some(Failure {
-                message,
+    pub fn fail_after_drain(&self, failure: Failure) {
+        let mut recorded = self.inner.failure.lock().unwrap_or_else(|p| p.into_inner());
+        if recorded.is_none() {
+            *recorded = Some(Recorded {
+                failure,
                 local: true,
             });
         }
-        drop(failure);
-        self.request_stop();
     }
 
     /// Records a failure another process announced.
-    pub(crate) fn fail_remote(&self, process: usize, message: &str) {
-        self.record(format!("process {process} failed: {message}"), false);
+    pub(crate) fn fail_remote(&self, process: usize, failure: Failure) {
+        let failure = Failure {
+            message: format!("process {process} failed: {}", failure.message),
+            ..failure
+        };
+        self.record(failure, false);
     }
 
-    fn record(&self, message: String, local: bool) {
+    fn record(&self, failure: Failure, local: bool) {
         {
-            let mut failure = self.inner.failure.lock().unwrap_or_else(|p| p.into_inner());
-            if failure.is_none() {
-                *failure = Some(Failure { message, local });
+            let mut recorded = self.inner.failure.lock().unwrap_or_else(|p| p.into_inner());
+            if recorded.is_none() {
+                *recorded = Some(Recorded { failure, local });
             }
         }
         self.inner.failed.store(true, Ordering::SeqCst);
-        self.request_stop();
         for worker in self
             .inner
             .workers
@@ -188,30 +207,30 @@ impl Control {
         }
     }
 
-    /// Whether the job failed.
+    /// Whether the job failed (and its dataflow is being dropped).
     pub fn failed(&self) -> bool {
         self.inner.failed.load(Ordering::SeqCst)
     }
 
     /// The failure, if any.
-    pub fn failure(&self) -> Option<String> {
+    pub fn failure(&self) -> Option<Failure> {
         self.inner
             .failure
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .map(|f| f.message.clone())
+            .map(|r| r.failure.clone())
     }
 
     /// The failure, if this process met it (and must announce it to the others).
-    fn local_failure(&self) -> Option<String> {
+    fn local_failure(&self) -> Option<Failure> {
         self.inner
             .failure
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .filter(|f| f.local)
-            .map(|f| f.message.clone())
+            .filter(|r| r.local)
+            .map(|r| r.failure.clone())
     }
 
     /// A worker thread to wake when the job fails.

@@ -149,14 +149,14 @@ pub(super) fn read_splits<'s>(
                     }
                     Ok(Err(SourceError::Stopped)) => reading = None,
                     Ok(Err(e)) => {
-                        ctx.control.fail(e.to_string());
+                        ctx.control.fail(e.into());
                         return;
                     }
                     Err(oneshot::error::TryRecvError::Closed) => {
-                        ctx.control.fail(format!(
+                        ctx.control.fail(crate::error::Failure::fatal(format!(
                             "the task reading split {} ended without a result",
                             r.split
-                        ));
+                        )));
                         return;
                     }
                 }

@@ -37,6 +37,7 @@
 //! requests they hand out.
 
 use super::Services;
+use crate::error::Failure;
 use crate::metrics::Counters;
 use crate::model::{Change, IntoChange, Point};
 use crate::sinks::util::{deliver, deliver_deletes, Delivery};
@@ -128,7 +129,10 @@ pub(super) fn write<'s, S: Sink, D: IntoChange + Clone + 'static>(
             while let Ok(ack) = acks.try_recv() {
                 match ack.result {
                     Err(message) => {
-                        control.fail(format!("writing to the sink failed: {message}"));
+                        control.fail(Failure {
+                            message: format!("writing to the sink failed: {}", message.message),
+                            ..message
+                        });
                         return;
                     }
                     Ok((_, batch)) => {
@@ -243,7 +247,7 @@ struct Ack<B> {
     epochs: Vec<u64>,
     keys: Vec<u64>,
     deletes: Vec<Point>,
-    result: Result<(Delivery, Option<B>), String>,
+    result: Result<(Delivery, Option<B>), Failure>,
 }
 
 /// The sink's bounds, from the job file's batching keys.

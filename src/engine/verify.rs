@@ -60,7 +60,8 @@ pub fn diff(
             from_source.close();
             from_target.close();
         },
-    )?;
+    )
+    .map_err(|f| f.message)?;
     let leftovers = std::mem::take(&mut *leftovers.lock().unwrap_or_else(|p| p.into_inner()));
     Ok(leftovers)
 }

@@ -29,6 +29,7 @@
 //! ends with that as its cause instead of a backtrace.
 
 use super::{Cluster, Control};
+use crate::error::Failure;
 use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
@@ -49,7 +50,7 @@ const FINISHING_PARK: Duration = Duration::from_millis(20);
 /// Runs `build`'s dataflow on every worker of `cluster` until it completes everywhere, or
 /// until any worker, task or process fails. `Err` is the job's failure: the first cause
 /// recorded in `control`, a lost process, or a worker's panic.
-pub(crate) fn execute<F>(cluster: &Cluster, control: &Control, build: F) -> Result<(), String>
+pub(crate) fn execute<F>(cluster: &Cluster, control: &Control, build: F) -> Result<(), Failure>
 where
     F: Fn(&mut Worker) + Send + Sync + 'static,
 {
@@ -69,17 +70,24 @@ where
         return Err(failure);
     }
     if let Some(lost) = lost_peer() {
+        // The cluster cannot restart without the process it lost.
+        let lost = Failure::fatal(lost);
         control.fail(lost.clone());
         return Err(lost);
     }
     let results = match joined {
         Ok(Ok(results)) => results,
-        Ok(Err(e)) => return Err(format!("cannot start the workers: {e}")),
-        Err(panic) => return Err(format!("the engine panicked: {}", panic_text(&*panic))),
+        Ok(Err(e)) => return Err(Failure::fatal(format!("cannot start the workers: {e}"))),
+        Err(panic) => {
+            return Err(Failure::fatal(format!(
+                "the engine panicked: {}",
+                panic_text(&*panic)
+            )))
+        }
     };
     match results.into_iter().find_map(Result::err) {
         None => Ok(()),
-        Some(e) => Err(format!("a worker panicked: {e}")),
+        Some(e) => Err(Failure::fatal(format!("a worker panicked: {e}"))),
     }
 }
 
@@ -128,6 +136,10 @@ fn run_worker(
     }
 }
 
+/// A failure announced to every worker: the process that met it, whether it is transient
+/// (every process then restarts together), and its message.
+type Announced = (usize, bool, String);
+
 /// This worker's side of the failure watch.
 struct Watch {
     released: Rc<Cell<bool>>,
@@ -150,32 +162,38 @@ fn watch_failures(worker: &mut Worker, control: Control, process: usize) -> Watc
     let listen_control = control.clone();
     let announce = worker.dataflow::<u64, _, _>(move |scope| {
         let mut activator = None;
-        let causes = source::<
-            _,
-            timely::container::CapacityContainerBuilder<Vec<(usize, String)>>,
-            _,
-            _,
-        >(scope, "AnnounceFailure", |capability, info| {
-            activator = Some(scope.activator_for(info.address.clone()));
-            let mut capability = Some(capability);
-            move |output| {
-                if !announced.get() {
-                    return;
-                }
-                if let Some(cap) = capability.take() {
-                    if let Some(cause) = control.local_failure() {
-                        output.session(&cap).give((process, cause));
+        let causes = source::<_, timely::container::CapacityContainerBuilder<Vec<Announced>>, _, _>(
+            scope,
+            "AnnounceFailure",
+            |capability, info| {
+                activator = Some(scope.activator_for(info.address.clone()));
+                let mut capability = Some(capability);
+                move |output| {
+                    if !announced.get() {
+                        return;
+                    }
+                    if let Some(cap) = capability.take() {
+                        if let Some(cause) = control.local_failure() {
+                            let transient = cause.is_transient();
+                            output
+                                .session(&cap)
+                                .give((process, transient, cause.message));
+                        }
                     }
                 }
-            }
-        });
+            },
+        );
         causes
             .broadcast()
             .sink(Pipeline, "ListenFailures", move |(input, _frontier)| {
                 input.for_each(|_time, causes| {
-                    for (from, cause) in causes.drain(..) {
+                    for (from, transient, message) in causes.drain(..) {
                         if from != process {
-                            listen_control.fail_remote(from, &cause);
+                            let failure = match transient {
+                                true => Failure::transient(message),
+                                false => Failure::fatal(message),
+                            };
+                            listen_control.fail_remote(from, failure);
                         }
                     }
                 });

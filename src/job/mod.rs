@@ -53,6 +53,95 @@ pub struct JobFile {
     /// How `backfill+follow` polls the source after the backfill.
     #[serde(default)]
     pub follow: FollowConfig,
+    /// What the job does when a transient failure outlives a request's retries.
+    #[serde(default)]
+    pub restart: RestartConfig,
+}
+
+/// `restart:`, as Flink's restart strategies: when a transient failure (a server down, the
+/// network cut) outlives a request's retries, the dataflow is torn down and rebuilt from the
+/// last checkpoint, after a delay. Definite and fatal failures never restart.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartConfig {
+    /// `exponential` (the delay doubles from `initial` to `max`), `fixed` (always
+    /// `initial`) or `none` (a transient failure fails the job).
+    #[serde(default)]
+    pub strategy: RestartStrategy,
+    /// The delay before the first restart (`fixed`: before every restart).
+    #[serde(default = "default_restart_initial", deserialize_with = "duration")]
+    pub initial: Duration,
+    /// The longest delay (`exponential`).
+    #[serde(default = "default_restart_max", deserialize_with = "duration")]
+    pub max: Duration,
+    /// Restarts before the job gives up and fails with the last cause: a number, or
+    /// `unlimited`. Default: `unlimited` for jobs that follow a source (`cdc`,
+    /// `backfill+cdc`, `backfill+follow`), 10 for a backfill (about three minutes of
+    /// trying with the default delays).
+    #[serde(default)]
+    pub attempts: Option<Attempts>,
+    /// A run that lasted this long before it failed starts the count and the delay over.
+    #[serde(default = "default_restart_reset_after", deserialize_with = "duration")]
+    pub reset_after: Duration,
+}
+
+impl Default for RestartConfig {
+    fn default() -> Self {
+        Self {
+            strategy: RestartStrategy::default(),
+            initial: default_restart_initial(),
+            max: default_restart_max(),
+            attempts: None,
+            reset_after: default_restart_reset_after(),
+        }
+    }
+}
+
+fn default_restart_initial() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_restart_max() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_restart_reset_after() -> Duration {
+    Duration::from_secs(600)
+}
+
+/// `restart.strategy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RestartStrategy {
+    /// The delay doubles from `initial` to `max`.
+    #[default]
+    Exponential,
+    /// Always `initial`.
+    Fixed,
+    /// No restart.
+    None,
+}
+
+/// `restart.attempts`: a number or `unlimited`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempts {
+    /// Never give up.
+    Unlimited,
+    /// Give up after this many restarts.
+    AtMost(u32),
+}
+
+impl<'de> Deserialize<'de> for Attempts {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_yaml::Value::deserialize(d)? {
+            serde_yaml::Value::String(s) if s == "unlimited" => Ok(Attempts::Unlimited),
+            serde_yaml::Value::Number(n) if n.as_u64().is_some_and(|n| n <= u32::MAX as u64) => {
+                Ok(Attempts::AtMost(n.as_u64().unwrap_or_default() as u32))
+            }
+            other => Err(serde::de::Error::custom(format!(
+                "`{}` is not a number of restarts or `unlimited`",
+                serde_yaml::to_string(&other).unwrap_or_default().trim()
+            ))),
+        }
+    }
 }
 
 /// `follow:`: how `backfill+follow` polls a source without a change log (TDengine,
@@ -575,6 +664,9 @@ impl Job {
         }
         if f.flow.epoch < Duration::from_millis(1) {
             return Err(self.error_at("flow.epoch", "must be at least 1ms"));
+        }
+        if f.restart.max < f.restart.initial {
+            return Err(self.error_at("restart.max", "must be at least `restart.initial`"));
         }
         if f.follow.interval < Duration::from_millis(10) {
             return Err(self.error_at("follow.interval", "must be at least 10ms"));

@@ -21,13 +21,19 @@ use crate::job::{Job, Mode};
 use crate::mapping::Mappings;
 use crate::metrics::Counters;
 use crate::sinks::Sink;
-use crate::sources::{BoundedSource, ChangeSource, LogPosition};
+use crate::sources::{BoundedSource, ChangeSource, LogPosition, LogStatus};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Runs `job` as `cdc` or `backfill+cdc`.
-pub(super) fn run(job: &Job, mode: Mode, options: &RunOptions) -> Result<(), RunError> {
-    let rt = super::runtime()?;
+/// One attempt of `cdc` or `backfill+cdc`: open the source, check its change log, build
+/// the sink, then the phases from the recorded state.
+pub(super) fn run(
+    job: &Job,
+    mode: Mode,
+    options: &RunOptions,
+    job_run: &JobRun,
+) -> Result<(), RunError> {
+    let rt = &job_run.rt;
     let (source, changes, mappings) = rt.block_on(open_source(job, true))?;
     let changes = changes.ok_or_else(|| {
         RunError::Usage(format!(
@@ -37,23 +43,21 @@ pub(super) fn run(job: &Job, mode: Mode, options: &RunOptions) -> Result<(), Run
     })?;
     rt.block_on(changes.check_change_log())
         .map_err(|e| source_error(job, e))?;
-    let job_run = JobRun::start(job, options, rt)?;
     let mappings = Arc::new(mappings);
-    let result = with_sink(
+    with_sink(
         job,
         &mappings,
         CdcPhases {
             job,
             options,
             mode,
-            run: &job_run,
+            run: job_run,
             source,
             changes,
             mappings: mappings.clone(),
         },
     )
-    .and_then(|r| r);
-    job_run.finish(job, result)
+    .and_then(|r| r)
 }
 
 struct CdcPhases<'a> {
@@ -133,7 +137,7 @@ impl WithSink for CdcPhases<'_> {
         {
             println!("cdc: committed position {position}");
         }
-        result.map_err(RunError::Failed)
+        result.map_err(RunError::from)
     }
 }
 
@@ -188,29 +192,32 @@ fn start_position(
 }
 
 /// Every second: the lag in bytes (committed position to the server's end of binlog) and
-/// in time (the oldest change read and not yet durable); a log line every ten seconds.
+/// in time ([`LagClock`]); a log line every ten seconds.
 async fn monitor_lag(
     changes: Arc<dyn ChangeSource>,
     progress: Arc<Mutex<CdcProgress>>,
     counters: Arc<Counters>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut clock = LagClock::default();
     let mut n = 0u64;
     loop {
         tick.tick().await;
-        let (committed, oldest) = {
+        let (committed, committed_at) = {
             let p = progress.lock().unwrap_or_else(|p| p.into_inner());
-            (p.committed.clone(), p.oldest_pending)
+            (p.committed.clone(), p.committed_at)
         };
         let Some(committed) = committed else { continue };
-        let bytes = changes.bytes_behind(&committed).await.unwrap_or(0);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
-        let lag_ms = match oldest {
-            Some(ts) if ts > 0 => now.saturating_sub(ts as u64 * 1000),
-            _ => 0,
+        let (bytes, lag_ms) = match changes.status(&committed).await {
+            Ok(status) => (
+                status.bytes_behind,
+                clock.lag_ms(&committed, u64::from(committed_at) * 1000, &status),
+            ),
+            // The server cannot be asked: the lag grows as the clock does.
+            Err(_) => (
+                Counters::get(&counters.lag_bytes),
+                clock.unreachable_lag_ms(),
+            ),
         };
         counters
             .lag_bytes
@@ -230,5 +237,106 @@ async fn monitor_lag(
                 "cdc"
             );
         }
+    }
+}
+
+/// How far CDC is behind its server, by the server's own clock: the time since the server's
+/// log last ended where the durable position is now. Fed once a second with the server's
+/// end and clock, it keeps an hour of those samples; so the lag grows while the reader
+/// stalls (the server moves on, the position does not), is the pipeline's delay while it
+/// keeps up, and 0 once the position is the server's end.
+#[derive(Debug, Default)]
+struct LagClock {
+    /// (the end of the server's log, the server's time then, ms), oldest first.
+    samples: std::collections::VecDeque<(LogPosition, u64)>,
+    /// The last lag computed, and when.
+    last: Option<(std::time::Instant, u64)>,
+}
+
+/// Samples kept: an hour's, at one a second.
+const LAG_SAMPLES: usize = 3600;
+
+impl LagClock {
+    /// The lag with `committed` durable (its last transaction committed at
+    /// `committed_at_ms`, 0 if unknown) and the server at `status`.
+    fn lag_ms(&mut self, committed: &LogPosition, committed_at_ms: u64, status: &LogStatus) -> u64 {
+        let now = status.server_time_ms;
+        self.samples.push_back((status.end.clone(), now));
+        if self.samples.len() > LAG_SAMPLES {
+            self.samples.pop_front();
+        }
+        let lag = if *committed >= status.end {
+            0
+        } else {
+            // The latest moment the server was no further than the durable position.
+            let reached = self
+                .samples
+                .iter()
+                .rev()
+                .find(|(end, _)| end <= committed)
+                .map(|(_, at)| *at)
+                .unwrap_or(0)
+                .max(committed_at_ms);
+            let since = match reached {
+                0 => self.samples.front().map(|(_, at)| *at).unwrap_or(now),
+                at => at,
+            };
+            now.saturating_sub(since)
+        };
+        self.last = Some((std::time::Instant::now(), lag));
+        lag
+    }
+
+    /// The lag while the server cannot be asked: the last one, grown by the time since.
+    fn unreachable_lag_ms(&self) -> u64 {
+        self.last
+            .map(|(at, lag)| lag + at.elapsed().as_millis() as u64)
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(file: u32, offset: u64) -> LogPosition {
+        LogPosition {
+            file: format!("bin.{file:06}"),
+            offset,
+        }
+    }
+
+    fn status(end: LogPosition, server_time_ms: u64) -> LogStatus {
+        LogStatus {
+            end,
+            bytes_behind: 0,
+            server_time_ms,
+        }
+    }
+
+    #[test]
+    fn the_lag_is_zero_at_the_end_and_grows_while_the_reader_stalls() {
+        let mut c = LagClock::default();
+        assert_eq!(c.lag_ms(&at(1, 100), 0, &status(at(1, 100), 10_000)), 0);
+        // The server moves on, the position does not: the lag is the time since the server
+        // was where the position is.
+        assert_eq!(c.lag_ms(&at(1, 100), 0, &status(at(1, 500), 11_000)), 1_000);
+        assert_eq!(c.lag_ms(&at(1, 100), 0, &status(at(2, 50), 15_000)), 5_000);
+        // The reader catches up to where the server was at 11 s.
+        assert_eq!(c.lag_ms(&at(1, 500), 0, &status(at(2, 80), 16_000)), 5_000);
+        assert_eq!(c.lag_ms(&at(2, 50), 0, &status(at(2, 90), 17_000)), 2_000);
+        assert_eq!(c.lag_ms(&at(2, 90), 0, &status(at(2, 90), 18_000)), 0);
+    }
+
+    #[test]
+    fn a_job_starting_far_behind_counts_from_its_last_applied_commit() {
+        let mut c = LagClock::default();
+        let day_ms = 86_400_000;
+        let lag = c.lag_ms(&at(1, 100), 1_000, &status(at(9, 0), 1_000 + day_ms));
+        assert_eq!(lag, day_ms);
+        // Nothing known at all: from the first look at the server.
+        let mut fresh = LagClock::default();
+        assert_eq!(fresh.lag_ms(&at(1, 0), 0, &status(at(9, 0), 5_000)), 0);
+        assert_eq!(fresh.lag_ms(&at(1, 0), 0, &status(at(9, 9), 8_000)), 3_000);
     }
 }

@@ -38,15 +38,20 @@ use crate::sources::{BoundedSource, Split};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Runs `job` as `backfill+follow`.
-pub(super) fn run(job: &Job, options: &RunOptions) -> Result<(), RunError> {
+/// One attempt of `backfill+follow`: open the source, build the sink, then the backfill
+/// and the rounds from the recorded state.
+pub(super) fn run(
+    job: &Job,
+    _mode: crate::job::Mode,
+    options: &RunOptions,
+    job_run: &JobRun,
+) -> Result<(), RunError> {
     if options.cluster.processes() > 1 {
         return Err(RunError::Usage(
             "backfill+follow plans its rounds in one process; run it with --workers (several processes are for backfills)".into(),
         ));
     }
-    let rt = super::runtime()?;
-    let (source, mappings) = rt.block_on(open(job))?;
+    let (source, mappings) = job_run.rt.block_on(open(job))?;
     if !source.follows_by_time() {
         let hint = match job.file.source.kind() {
             "mysql" => "a MySQL source has a binlog: follow it with `backfill+cdc`",
@@ -58,21 +63,19 @@ pub(super) fn run(job: &Job, options: &RunOptions) -> Result<(), RunError> {
             job.file.source.kind()
         )));
     }
-    let job_run = JobRun::start(job, options, rt)?;
     let mappings = Arc::new(mappings);
-    let result = with_sink(
+    with_sink(
         job,
         &mappings,
         FollowPhases {
             job,
             options,
-            run: &job_run,
+            run: job_run,
             source: Arc::from(source),
             mappings: mappings.clone(),
         },
     )
-    .and_then(|r| r);
-    job_run.finish(job, result)
+    .and_then(|r| r)
 }
 
 struct FollowPhases<'a> {

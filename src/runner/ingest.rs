@@ -143,7 +143,7 @@ impl WithSink for IngestPhase<'_> {
         // After a clean end the endpoint has stopped already (its queue finished); after a
         // failure the queue is abandoned and the requests in progress end at once.
         run.rt.block_on(server.shutdown());
-        result.map_err(RunError::Failed)
+        result.map_err(RunError::from)
     }
 }
 

@@ -6,20 +6,21 @@ mod cdc;
 mod follow;
 mod ingest;
 mod progress;
+mod restart;
 mod verify;
 
 use crate::checkpoint::store::FileStore;
 use crate::checkpoint::BackfillState;
 use crate::dead_letter::DeadLetters;
 use crate::engine::{self, backfill::Backfill, Cluster, Control};
-use crate::job::{Job, Mode};
+use crate::job::{Attempts, Job, Mode};
 use crate::mapping::Mappings;
 use crate::metrics::Counters;
 use crate::sinks::blackhole::BlackholeSink;
 use crate::sinks::influxdb::InfluxSink;
 use crate::sinks::iotdb::IotdbSink;
 use crate::sinks::timestream::TimestreamSink;
-use crate::sinks::{Sink, SinkConfig};
+use crate::sinks::{Sink, SinkConfig, WriteError};
 use crate::sources::{self, BoundedSource};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,6 +43,8 @@ pub struct RunOptions {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// verify: re-copy every series × bucket that differs, then verify again.
     pub repair: bool,
+    /// How long a stop (SIGTERM) may take to drain before the job stops at once.
+    pub stop_timeout: Duration,
 }
 
 /// Why a run failed, and which exit code says so.
@@ -49,8 +52,11 @@ pub struct RunOptions {
 pub enum RunError {
     /// The job file or the command line is wrong (exit 2).
     Usage(String),
-    /// The job ran and failed (exit 1).
+    /// The job ran and failed for good (exit 1).
     Failed(String),
+    /// The job ran and failed in a way a restart from the checkpoint may get past: the
+    /// restart strategy decides (exit 1 if it gives up).
+    Transient(String),
 }
 
 impl RunError {
@@ -58,7 +64,16 @@ impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RunError::Usage(_) => 2,
-            RunError::Failed(_) => 1,
+            RunError::Failed(_) | RunError::Transient(_) => 1,
+        }
+    }
+}
+
+impl From<crate::error::Failure> for RunError {
+    fn from(f: crate::error::Failure) -> Self {
+        match f.class {
+            crate::error::Class::Transient => RunError::Transient(f.message),
+            _ => RunError::Failed(f.message),
         }
     }
 }
@@ -66,7 +81,7 @@ impl RunError {
 impl std::fmt::Display for RunError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RunError::Usage(m) | RunError::Failed(m) => f.write_str(m),
+            RunError::Usage(m) | RunError::Failed(m) | RunError::Transient(m) => f.write_str(m),
         }
     }
 }
@@ -83,6 +98,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, RunError> {
 fn source_error(job: &Job, e: sources::SourceError) -> RunError {
     match e {
         sources::SourceError::Config(e) => RunError::Usage(e.to_string()),
+        sources::SourceError::Server(m) => RunError::Transient(job.secrets.redact(&m)),
         other => RunError::Failed(job.secrets.redact(&other.to_string())),
     }
 }
@@ -211,39 +227,56 @@ pub fn run(job: &Job, mode: Mode, options: &RunOptions) -> Result<(), RunError> 
             "--repair works only with -c verify (it re-copies what verify finds different), not with -c {mode}"
         )));
     }
-    match mode {
-        Mode::Backfill => backfill(job, options),
-        Mode::Cdc | Mode::BackfillCdc => cdc::run(job, mode, options),
-        Mode::BackfillFollow => follow::run(job, options),
-        Mode::Verify => verify::run(job, options),
-        Mode::Ingest => ingest::run(job, options),
-    }
+    let (attempt, default_attempts): (fn(&Job, Mode, &RunOptions, &JobRun) -> _, _) = match mode {
+        Mode::Verify => return verify::run(job, options),
+        Mode::Ingest => return ingest::run(job, options),
+        // A backfill gives up after about three minutes of failures; a job that follows
+        // a source keeps trying, as a replica does.
+        Mode::Backfill => (backfill, Attempts::AtMost(10)),
+        Mode::Cdc | Mode::BackfillCdc => (cdc::run, Attempts::Unlimited),
+        Mode::BackfillFollow => (follow::run, Attempts::Unlimited),
+    };
+    let job_run = JobRun::start(job, options, runtime()?)?;
+    let mut first = true;
+    let result = restart::run(&job_run, &job.file.restart, default_attempts, || {
+        // `--fresh` forgets the recorded progress once, not at every restart.
+        let options = RunOptions {
+            fresh: options.fresh && std::mem::take(&mut first),
+            ..options.clone()
+        };
+        attempt(job, mode, &options, &job_run)
+    });
+    job_run.finish(job, result)
 }
 
-fn backfill(job: &Job, options: &RunOptions) -> Result<(), RunError> {
-    let rt = runtime()?;
-    let (source, mappings) = rt.block_on(open(job))?;
+/// One attempt of a backfill: open the source, build the sink, load or make the plan,
+/// read every pending split.
+fn backfill(
+    job: &Job,
+    _mode: Mode,
+    options: &RunOptions,
+    job_run: &JobRun,
+) -> Result<(), RunError> {
+    let (source, mappings) = job_run.rt.block_on(open(job))?;
     tracing::debug!(
         ms = crate::metrics::process_start().elapsed().as_millis() as u64,
         "source open, mappings compiled"
     );
-    let job_run = JobRun::start(job, options, rt)?;
     let source: Arc<dyn BoundedSource> = Arc::from(source);
     let mappings = Arc::new(mappings);
-    let result = with_sink(
+    with_sink(
         job,
         &mappings,
         BackfillPhase {
             job,
             options,
-            run: &job_run,
+            run: job_run,
             source,
             mappings: mappings.clone(),
             fresh: options.fresh,
         },
     )
-    .and_then(|r| r);
-    job_run.finish(job, result)
+    .and_then(|r| r)
 }
 
 /// Something to do with the job's sink, whatever its type: [`with_sink`] builds the sink
@@ -295,7 +328,7 @@ impl JobRun {
     ) -> Result<Self, RunError> {
         let started = crate::metrics::process_start();
         let control = Control::default();
-        watch_signals(&rt, &control);
+        watch_signals(&rt, &control, options.stop_timeout);
         let counters = Counters::new();
         let dead_letters =
             DeadLetters::new(&job.file.name, &dead_letter_path(job, &options.cluster)?);
@@ -344,7 +377,9 @@ impl JobRun {
             );
         }
         result.map_err(|e| match e {
-            RunError::Failed(m) => RunError::Failed(job.secrets.redact(&m)),
+            RunError::Failed(m) | RunError::Transient(m) => {
+                RunError::Failed(job.secrets.redact(&m))
+            }
             other => other,
         })
     }
@@ -391,10 +426,12 @@ fn prepare_sink<S: Sink>(
     sink: &S,
 ) -> Result<(), RunError> {
     rt.block_on(sink.prepare()).map_err(|e| {
-        RunError::Failed(
-            job.secrets
-                .redact(&format!("the target is not ready: {e:?}")),
-        )
+        let message = job.secrets.redact(&format!("the target is not ready: {e}"));
+        match e {
+            // Down or overloaded: the restart strategy waits for it.
+            WriteError::Transient { .. } => RunError::Transient(message),
+            _ => RunError::Failed(message),
+        }
     })
 }
 
@@ -493,7 +530,7 @@ impl JobRun {
             },
             cluster,
         )
-        .map_err(RunError::Failed)
+        .map_err(RunError::from)
     }
 }
 
@@ -516,21 +553,42 @@ fn dead_letter_path(job: &Job, cluster: &Cluster) -> Result<PathBuf, RunError> {
     Ok(path.with_file_name(format!("{stem}.process-{}{ext}", cluster.process)))
 }
 
-/// SIGTERM and SIGINT stop reading; what was read is written and checkpointed.
-fn watch_signals(rt: &tokio::runtime::Runtime, control: &Control) {
+/// SIGTERM and SIGINT stop reading; what was read is written and checkpointed. A second
+/// signal, or a drain longer than `stop_timeout`, stops the job at once: the commit operator
+/// records every durable step while a stop drains, so the checkpoint holds what was durable.
+fn watch_signals(rt: &tokio::runtime::Runtime, control: &Control, stop_timeout: Duration) {
     use tokio::signal::unix::{signal, SignalKind};
-    for kind in [SignalKind::terminate(), SignalKind::interrupt()] {
-        let control = control.clone();
-        rt.spawn(async move {
-            let Ok(mut stream) = signal(kind) else { return };
-            if stream.recv().await.is_some() {
-                tracing::warn!(
-                    "stop requested: no new reads; writing what was read, then a final checkpoint"
-                );
-                control.request_stop();
+    let control = control.clone();
+    rt.spawn(async move {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        let mut next = async || {
+            tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
             }
-        });
-    }
+        };
+        let first = next().await;
+        tracing::warn!(
+            "stop requested ({first}): no new reads; writing what was read, then a final checkpoint (a second signal, or {} s more, stops at once)",
+            stop_timeout.as_secs()
+        );
+        control.request_stop();
+        let cause = tokio::select! {
+            second = next() => format!("stopped at once by a second {second}"),
+            _ = tokio::time::sleep(stop_timeout) => format!(
+                "stopped: the job did not finish writing what it read within {} s of {first} (--stop-timeout)",
+                stop_timeout.as_secs()
+            ),
+        };
+        control.fail(crate::error::Failure::fatal(format!(
+            "{cause}; what was durable is checkpointed and the next run resumes there"
+        )));
+    });
 }
 
 /// The totals printed when a job ends.
@@ -542,6 +600,7 @@ pub struct Summary {
     splits_done: u64,
     splits_total: u64,
     retries: u64,
+    restarts: u64,
     first_write_ms: f64,
     changes_read: u64,
     points_deleted: u64,
@@ -558,6 +617,7 @@ impl Summary {
             splits_done: Counters::get(&c.splits_done),
             splits_total: Counters::get(&c.splits_planned),
             retries: Counters::get(&c.retries),
+            restarts: Counters::get(&c.restarts),
             first_write_ms: Counters::get(&c.first_write_us) as f64 / 1000.0,
             changes_read: Counters::get(&c.changes_read),
             points_deleted: Counters::get(&c.points_deleted),
@@ -586,8 +646,8 @@ impl std::fmt::Display for Summary {
         )?;
         write!(
             f,
-            " changes_read={} points_deleted={}",
-            self.changes_read, self.points_deleted
+            " changes_read={} points_deleted={} restarts={}",
+            self.changes_read, self.points_deleted, self.restarts
         )
     }
 }

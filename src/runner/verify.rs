@@ -393,8 +393,9 @@ impl<S: Verify> Verifier<'_, S> {
                                 || batch.bytes() >= batching.batch_bytes
                             {
                                 let full = std::mem::replace(&mut batch, sink.new_batch());
-                                let (delivery, _) =
-                                    deliver(&*sink, full, &dead_letters, &counters).await?;
+                                let (delivery, _) = deliver(&*sink, full, &dead_letters, &counters)
+                                    .await
+                                    .map_err(|f| f.message)?;
                                 written += delivery.written;
                                 refused += delivery.dead_lettered;
                             }
@@ -402,8 +403,9 @@ impl<S: Verify> Verifier<'_, S> {
                     }
                     split.finish().await?;
                     if !batch.is_empty() {
-                        let (delivery, _) =
-                            deliver(&*sink, batch, &dead_letters, &counters).await?;
+                        let (delivery, _) = deliver(&*sink, batch, &dead_letters, &counters)
+                            .await
+                            .map_err(|f| f.message)?;
                         written += delivery.written;
                         refused += delivery.dead_lettered;
                     }

@@ -143,6 +143,24 @@ pub enum WriteError {
     },
 }
 
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteError::Transient { message, .. }
+            | WriteError::TooLarge { message }
+            | WriteError::Rejected { message }
+            | WriteError::Fatal { message } => f.write_str(message),
+            WriteError::Partial { rejected } => {
+                write!(f, "{} points refused", rejected.len())?;
+                if let Some((_, reason)) = rejected.first() {
+                    write!(f, ", e.g. {reason}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Points encoded into one request body.
 pub trait Batch: Send + Sync + Sized + 'static {
     /// Adds a point. `Err` is a definite rejection of this point alone (the target could

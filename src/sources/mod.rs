@@ -171,12 +171,26 @@ pub enum SourceError {
     /// The job file asks for something the source cannot do (unknown table, bad split key).
     #[error("{0}")]
     Config(#[from] JobError),
-    /// The server failed or refused.
+    /// The server failed or could not be reached, after the source's own retries: a
+    /// transient failure (the job may restart from its checkpoint).
     #[error("{0}")]
     Server(String),
+    /// The source cannot go on, whatever is tried again: a purged position, a schema change,
+    /// a refused login, an event it cannot read. A fatal failure.
+    #[error("{0}")]
+    Fatal(String),
     /// The engine stopped taking rows (shutdown).
     #[error("the job is stopping")]
     Stopped,
+}
+
+impl From<SourceError> for crate::error::Failure {
+    fn from(e: SourceError) -> Self {
+        match e {
+            SourceError::Server(message) => crate::error::Failure::transient(message),
+            other => crate::error::Failure::fatal(other.to_string()),
+        }
+    }
 }
 
 /// Where a read task sends its batches (rows of a split, or change events). Bounded:
@@ -299,6 +313,17 @@ pub enum ChangeEvent {
     },
 }
 
+/// Where a server's change log stands, by the server's own clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogStatus {
+    /// The end of the log.
+    pub end: LogPosition,
+    /// Bytes of log from the position asked about to the end (across files).
+    pub bytes_behind: u64,
+    /// The server's clock, Unix milliseconds.
+    pub server_time_ms: u64,
+}
+
 /// Where a change-log reader sends its events.
 pub type ChangeSender = BatchSender<ChangeEvent>;
 
@@ -313,8 +338,8 @@ pub trait ChangeSource: Send + Sync + 'static {
     /// Starts a consistent snapshot and returns the log position it corresponds to: a
     /// backfill started after this call sees every change before it.
     async fn snapshot_position(&self) -> Result<LogPosition, SourceError>;
-    /// Bytes of log from `from` to the server's end (across files), for the lag metric.
-    async fn bytes_behind(&self, from: &LogPosition) -> Result<u64, SourceError>;
+    /// Where the server's log stands against `from`, for the lag metrics.
+    async fn status(&self, from: &LogPosition) -> Result<LogStatus, SourceError>;
     /// Reads the log from `from` and sends every change of the job's tables, in order, with
     /// transaction boundaries and heartbeats, until `out` closes or the log cannot be read.
     /// Rows that cannot be converted go to `dead_letters`.

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod moto;
+pub mod proxy;
 
 use mysql_async::prelude::*;
 use std::path::{Path, PathBuf};

@@ -253,6 +253,8 @@ pub struct SinkFaults {
     /// Chance that a delete of a point is acknowledged and not done, as InfluxDB 1.x does to
     /// some deletes racing writes (at most once per point).
     pub lose_deletes: f64,
+    /// The first this many requests fail transiently (a target that is down, then back).
+    pub down_for: u64,
 }
 
 /// What becomes of one request.
@@ -347,7 +349,7 @@ impl MemoryTarget {
         };
         Fate {
             delay: f.max_delay.mul_f64(rng.f64()),
-            fail_before: rng.f64() < f.fail_before,
+            fail_before: n < f.down_for || rng.f64() < f.fail_before,
             fail_after: rng.f64() < f.fail_after,
             crash,
         }

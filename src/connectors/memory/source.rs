@@ -4,8 +4,8 @@ use super::{Entry, MemoryDatabase, Values};
 use crate::dead_letter::DeadLetters;
 use crate::model::Row;
 use crate::sources::{
-    BoundedSource, ChangeEvent, ChangeSender, ChangeSource, LogPosition, RowChange, RowSender,
-    SourceError, Split, TableSchema,
+    BoundedSource, ChangeEvent, ChangeSender, ChangeSource, LogPosition, LogStatus, RowChange,
+    RowSender, SourceError, Split, TableSchema,
 };
 use std::sync::Arc;
 
@@ -141,8 +141,16 @@ impl ChangeSource for MemorySource {
         ))
     }
 
-    async fn bytes_behind(&self, from: &LogPosition) -> Result<u64, SourceError> {
-        Ok(self.db.end().saturating_sub(from.offset))
+    async fn status(&self, from: &LogPosition) -> Result<LogStatus, SourceError> {
+        let end = self.db.end();
+        Ok(LogStatus {
+            end: Self::position(end),
+            bytes_behind: end.saturating_sub(from.offset),
+            server_time_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis() as u64,
+        })
     }
 
     /// Sends the log from `from`, a transaction at a time, then a heartbeat at its end,

@@ -99,7 +99,9 @@ async fn deliver_points(
 ) {
     let (dl, path) = dead_letters(name);
     let counters = Counters::default();
-    let result = deliver(sink, batch_of(sink, "sensors", n), &dl, &counters).await;
+    let result = deliver(sink, batch_of(sink, "sensors", n), &dl, &counters)
+        .await
+        .map_err(|f| f.message);
     (result, counters, path)
 }
 

@@ -11,6 +11,7 @@
 
 use super::{Batch, Sink, WriteError};
 use crate::dead_letter::DeadLetters;
+use crate::error::Failure;
 use crate::job::{duration, Job, JobError};
 use crate::metrics::Counters;
 use serde::Deserialize;
@@ -187,7 +188,7 @@ pub async fn deliver<S: Sink>(
     batch: S::Batch,
     dead_letters: &DeadLetters,
     counters: &Counters,
-) -> Result<(Delivery, Option<S::Batch>), String> {
+) -> Result<(Delivery, Option<S::Batch>), Failure> {
     let policy = sink.batching().retry();
     let mut delivery = Delivery::default();
     let mut queue = vec![batch];
@@ -210,10 +211,10 @@ pub async fn deliver<S: Sink>(
                             dead_letters.record("sink", reason, record.clone());
                         }
                         None => {
-                            return Err(format!(
+                            return Err(Failure::fatal(format!(
                                 "the target rejected point {index} of a batch of {}: {reason}",
                                 records.len()
-                            ))
+                            )))
                         }
                     }
                 }
@@ -241,7 +242,9 @@ pub async fn deliver<S: Sink>(
         } else {
             let size = batch.len();
             let (left, right) = batch.split().ok_or_else(|| {
-                format!("the sink could not split a refused batch of {size} points")
+                Failure::fatal(format!(
+                    "the sink could not split a refused batch of {size} points"
+                ))
             })?;
             // Left last onto the stack, so it is sent first and points keep their order.
             queue.push(right);
@@ -268,7 +271,7 @@ async fn retrying<F, Fut>(
     counters: &Counters,
     what: &str,
     mut request: F,
-) -> Result<Outcome, String>
+) -> Result<Outcome, Failure>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), WriteError>>,
@@ -282,10 +285,11 @@ where
                 retry_after,
             }) => {
                 if attempt >= policy.max_retries {
-                    return Err(format!(
+                    // The job may restart from its checkpoint and try again.
+                    return Err(Failure::transient(format!(
                         "{what} failed {} times, giving up: {message}",
                         attempt + 1
-                    ));
+                    )));
                 }
                 let wait = policy.backoff(attempt, retry_after, fastrand::f64());
                 tracing::warn!(
@@ -301,7 +305,7 @@ where
                 return Ok(Outcome::Refused(message))
             }
             Err(WriteError::Partial { rejected }) => return Ok(Outcome::Partial(rejected)),
-            Err(WriteError::Fatal { message }) => return Err(message),
+            Err(WriteError::Fatal { message }) => return Err(Failure::fatal(message)),
         }
     }
 }
@@ -314,7 +318,7 @@ pub async fn deliver_deletes<S: Sink>(
     points: &[crate::model::Point],
     dead_letters: &DeadLetters,
     counters: &Counters,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     if points.is_empty() {
         return Ok(());
     }
@@ -344,15 +348,15 @@ pub async fn delete_windows<S: Sink>(
     sink: &S,
     windows: &[super::SeriesWindow],
     counters: &Counters,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     if windows.is_empty() {
         return Ok(());
     }
     let policy = sink.batching().retry();
     match retrying(&policy, counters, "delete", || sink.delete_range(windows)).await? {
         Outcome::Done => Ok(()),
-        Outcome::Refused(message) => Err(message),
-        Outcome::Partial(_) => Err("the target deleted part of the windows".into()),
+        Outcome::Refused(message) => Err(Failure::fatal(message)),
+        Outcome::Partial(_) => Err(Failure::fatal("the target deleted part of the windows")),
     }
 }
 
@@ -548,7 +552,8 @@ mod tests {
         let Err(err) = deliver(&sink, b, &dl, &counters).await else {
             panic!("the job must fail")
         };
-        assert!(err.contains("failed 4 times"), "{err}");
+        assert!(err.message.contains("failed 4 times"), "{err}");
+        assert!(err.is_transient(), "a restart may get past it");
         assert!(sink.stored.lock().unwrap().is_empty());
         assert_eq!(dl.count(), 0);
     }

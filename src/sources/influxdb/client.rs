@@ -101,7 +101,7 @@ impl From<QueryError> for Attempt {
     fn from(e: QueryError) -> Self {
         match e {
             QueryError::Transient(message) => Attempt::Transient { message, sent: 0 },
-            QueryError::Definite(message) => Attempt::Fail(SourceError::Server(message)),
+            QueryError::Definite(message) => Attempt::Fail(SourceError::Fatal(message)),
         }
     }
 }
@@ -110,6 +110,9 @@ impl From<QueryError> for Attempt {
 fn cannot_open(e: SourceError) -> SourceError {
     match e {
         SourceError::Server(m) => SourceError::Server(format!(
+            "cannot read the schema from InfluxDB (source.url, source.database): {m}"
+        )),
+        SourceError::Fatal(m) => SourceError::Fatal(format!(
             "cannot read the schema from InfluxDB (source.url, source.database): {m}"
         )),
         other => other,
@@ -242,12 +245,12 @@ impl InfluxSource {
             }
             let tags = source.tag_keys(&from).await?;
             if let Some(both) = tags.iter().find(|t| fields.iter().any(|(f, _)| f == *t)) {
-                return Err(SourceError::Server(format!(
+                return Err(SourceError::Fatal(format!(
                     "measurement `{name}`: `{both}` is both a tag key and a field key; tsmig cannot tell them apart in an answer"
                 )));
             }
             if tags.iter().any(|t| t == TIME_COLUMN) {
-                return Err(SourceError::Server(format!(
+                return Err(SourceError::Fatal(format!(
                     "measurement `{name}` has a tag key `time`, which InfluxQL cannot select"
                 )));
             }
@@ -291,8 +294,8 @@ impl InfluxSource {
         loop {
             match attempt().await {
                 Ok(v) => return Ok(v),
-                Err(Attempt::Fail(SourceError::Server(m))) => {
-                    return Err(SourceError::Server(format!("{what}: {m}")))
+                Err(Attempt::Fail(SourceError::Fatal(m))) => {
+                    return Err(SourceError::Fatal(format!("{what}: {m}")))
                 }
                 Err(Attempt::Fail(e)) => return Err(e),
                 Err(Attempt::Transient { message, sent }) => {
@@ -403,7 +406,7 @@ impl InfluxSource {
                     continue;
                 };
                 let Some(ty) = FieldType::parse(type_name) else {
-                    return Err(SourceError::Server(format!(
+                    return Err(SourceError::Fatal(format!(
                         "measurement `{name}`: field `{key}` has type `{type_name}`, which tsmig does not know"
                     )));
                 };
@@ -411,7 +414,7 @@ impl InfluxSource {
                     Some((_, other)) if *other != ty => {
                         let mut types = [other.name(), ty.name()];
                         types.sort();
-                        return Err(SourceError::Server(format!(
+                        return Err(SourceError::Fatal(format!(
                             "measurement `{name}`: field `{key}` is stored as {} in some shards and as {} in others; \
                              copy the shards apart (a measurement per retention policy or time range) or rewrite one type first",
                             types[0], types[1]

@@ -35,7 +35,7 @@ use super::schema_change::{self, Signature, TableDefinition};
 use crate::dead_letter::DeadLetters;
 use crate::model::{Row, Value};
 use crate::sources::{
-    ChangeEvent, ChangeSender, ChangeSource, LogPosition, RowChange, SourceError,
+    ChangeEvent, ChangeSender, ChangeSource, LogPosition, LogStatus, RowChange, SourceError,
 };
 use futures_util::StreamExt;
 use mysql_async::binlog::events::{EventData, RowsEventData, TableMapEvent};
@@ -105,7 +105,7 @@ struct Cursor {
 impl MysqlSource {
     fn server_id(&self) -> Result<u32, SourceError> {
         self.server_id.ok_or_else(|| {
-            SourceError::Server(
+            SourceError::Fatal(
                 "a CDC job needs `source.server_id`: the replica id its binlog reader uses".into(),
             )
         })
@@ -177,7 +177,7 @@ impl MysqlSource {
     /// `what` is the statement, or what differs.
     fn changed(&self, t: usize, at: &str, what: &str) -> SourceError {
         let table = &self.tables[t];
-        SourceError::Server(format!(
+        SourceError::Fatal(format!(
             "table {}.{} changed at {at} ({what}): {}",
             table.db,
             table.name,
@@ -306,23 +306,23 @@ impl MysqlSource {
                 let present = files.iter().any(|(f, _)| *f == from.file);
                 let oldest = files.first().map(|(f, _)| f.clone()).unwrap_or_default();
                 if !present && !oldest.is_empty() && from.file < oldest {
-                    return SourceError::Server(format!(
+                    return SourceError::Fatal(format!(
                         "the binlog position to resume from ({from}) has been purged from the server (its oldest binlog is now {oldest}): the changes since the last checkpoint are no longer available. Recover with a fresh snapshot: `tsmig-job -c backfill+cdc --fresh` (server said: {text})"
                     ));
                 }
-                return SourceError::Server(format!(
+                return SourceError::Fatal(format!(
                     "the server cannot stream the binlog from {from} (binlog files on the server: {}): {text}",
                     files.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>().join(", ")
                 ));
             }
             if s.code == 4052 {
-                return SourceError::Server(format!(
+                return SourceError::Fatal(format!(
                     "another replica or job uses server_id {}: each binlog reader needs its own `source.server_id` ({text})",
                     self.server_id.unwrap_or_default()
                 ));
             }
             if s.code == 1045 || s.code == 1227 {
-                return SourceError::Server(format!(
+                return SourceError::Fatal(format!(
                     "the user may not read the binlog: grant it REPLICATION SLAVE and REPLICATION CLIENT (BINLOG MONITOR on MariaDB) ({text})"
                 ));
             }
@@ -671,7 +671,7 @@ impl ChangeSource for MysqlSource {
             );
         }
         if !problems.is_empty() {
-            return Err(SourceError::Server(format!(
+            return Err(SourceError::Fatal(format!(
                 "the server at {} cannot feed CDC: {}",
                 self.host,
                 problems.join("; ")
@@ -679,7 +679,7 @@ impl ChangeSource for MysqlSource {
         }
         let unreadable = self.unreadable_text_columns();
         if !unreadable.is_empty() {
-            return Err(SourceError::Server(format!(
+            return Err(SourceError::Fatal(format!(
                 "{}: the binlog holds text in the column's own charset, and CDC reads only {} (a query converts any charset, the binlog does not). Convert the column (ALTER TABLE ... CONVERT TO CHARACTER SET utf8mb4) or leave it out of the mappings",
                 unreadable.join("; "),
                 READABLE_CHARSETS.join(", ")
@@ -700,7 +700,7 @@ impl ChangeSource for MysqlSource {
             .await
             .map_err(|e| server("reading the binlog position (SHOW MASTER STATUS; the user needs BINLOG MONITOR or REPLICATION CLIENT)", e))?;
         let mut row = row.ok_or_else(|| {
-            SourceError::Server("SHOW MASTER STATUS is empty: the binlog is off".into())
+            SourceError::Fatal("SHOW MASTER STATUS is empty: the binlog is off".into())
         })?;
         Ok(LogPosition {
             file: row.take(0).unwrap_or_default(),
@@ -726,7 +726,7 @@ impl ChangeSource for MysqlSource {
                 get("Binlog_snapshot_position").and_then(|p| p.parse().ok()),
             ) {
                 (Some(file), Some(offset)) if !file.is_empty() => Ok(LogPosition { file, offset }),
-                _ => Err(SourceError::Server(
+                _ => Err(SourceError::Fatal(
                     "the server did not name the snapshot's binlog position (binlog_snapshot_file)"
                         .into(),
                 )),
@@ -742,19 +742,35 @@ impl ChangeSource for MysqlSource {
         }
     }
 
-    async fn bytes_behind(&self, from: &LogPosition) -> Result<u64, SourceError> {
+    async fn status(&self, from: &LogPosition) -> Result<LogStatus, SourceError> {
         let files = self.binary_logs().await?;
         let mut behind = 0u64;
         let mut after = false;
-        for (name, size) in files {
-            if name == from.file {
+        for (name, size) in &files {
+            if *name == from.file {
                 behind += size.saturating_sub(from.offset);
                 after = true;
-            } else if after || name > from.file {
+            } else if after || *name > from.file {
                 behind += size;
             }
         }
-        Ok(behind)
+        let end = files
+            .last()
+            .map(|(file, size)| LogPosition {
+                file: file.clone(),
+                offset: *size,
+            })
+            .unwrap_or_else(|| from.clone());
+        let mut conn = self.conn().await?;
+        let server_time_ms: Option<u64> = conn
+            .query_first("SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS UNSIGNED)")
+            .await
+            .map_err(|e| server("reading the server's clock", e))?;
+        Ok(LogStatus {
+            end,
+            bytes_behind: behind,
+            server_time_ms: server_time_ms.unwrap_or_default(),
+        })
     }
 
     async fn follow(
@@ -798,7 +814,21 @@ impl ChangeSource for MysqlSource {
         let mut changes: Vec<RowChange> = Vec::with_capacity(CHANGES_PER_BATCH);
         let mut last_timestamp = 0u32;
 
-        while let Some(event) = stream.next().await {
+        // A stream that sends nothing for this long, not even a heartbeat, is dead (a server
+        // gone behind a proxy, a cut network): the job restarts from its checkpoint.
+        let silence = (self.heartbeat * 5).max(std::time::Duration::from_secs(10));
+        loop {
+            let event = match tokio::time::timeout(silence, stream.next()).await {
+                Err(_) => {
+                    return Err(SourceError::Server(format!(
+                        "the binlog stream sent nothing for {} s, not even a heartbeat (asked for every {} ms): the server or the network is gone",
+                        silence.as_secs(),
+                        self.heartbeat.as_millis()
+                    )))
+                }
+                Ok(None) => break,
+                Ok(Some(event)) => event,
+            };
             let event = match event {
                 Ok(e) => e,
                 Err(e) => return Err(self.stream_error(&from, e).await),
@@ -831,14 +861,14 @@ impl ChangeSource for MysqlSource {
                 _ => {}
             }
             let data = event.read_data().map_err(|e| {
-                SourceError::Server(format!(
+                SourceError::Fatal(format!(
                     "cannot decode a binlog event at {}:{log_pos}: {e}",
                     cursor.file
                 ))
             })?;
             match data {
                 None => {
-                    return Err(SourceError::Server(format!(
+                    return Err(SourceError::Fatal(format!(
                         "binlog event of type {} at {}:{log_pos} is not one tsmig can read (a compressed or encrypted binlog?); stopping rather than skipping changes",
                         header.event_type_raw(),
                         cursor.file
@@ -924,18 +954,18 @@ impl ChangeSource for MysqlSource {
                         continue;
                     };
                     let Some(tme) = stream.get_tme(table_id) else {
-                        return Err(SourceError::Server(format!(
+                        return Err(SourceError::Fatal(format!(
                             "rows at {}:{log_pos} have no table map (the stream started mid-transaction?)",
                             cursor.file
                         )));
                     };
                     if matches!(rows, RowsEventData::PartialUpdateRowsEvent(_)) {
-                        return Err(SourceError::Server(
+                        return Err(SourceError::Fatal(
                             "partial JSON updates in the binlog (binlog_row_value_options=PARTIAL_JSON): tsmig needs full row images".into(),
                         ));
                     }
                     let cannot = |e: std::io::Error| {
-                        SourceError::Server(format!(
+                        SourceError::Fatal(format!(
                             "cannot decode rows at {}:{log_pos}: {e}",
                             cursor.file
                         ))

@@ -277,7 +277,7 @@ impl RestClient {
                     )))
                 }
                 Err(Failure::Definite(message)) => {
-                    return Err(SourceError::Server(format!(
+                    return Err(SourceError::Fatal(format!(
                         "TDengine at {}: {what}: {message} (statement: {sql})",
                         self.host
                     )))
