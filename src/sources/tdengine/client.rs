@@ -283,11 +283,12 @@ impl RestClient {
                     )))
                 }
                 Err(Failure::LoginRefused(message)) => {
-                    return Err(SourceError::Server(format!(
+                    // Fatal, not transient: restarting the job cannot change the password.
+                    return Err(SourceError::Fatal(format!(
                         "TDengine at {} refused the login of user `{}` ({what}): {message}; \
                          check source.user and source.password",
                         self.host, self.user
-                    )))
+                    )));
                 }
             }
         }
