@@ -96,8 +96,11 @@ fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
+/// A reply TDengine gave that tsmig cannot use: columns it did not ask for, a time it
+/// cannot read, a sub-table list cut short by taosAdapter's `restfulRowLimit`. Fatal:
+/// asking again, or restarting the job, gets the same reply.
 fn bad_reply(what: &str, e: impl std::fmt::Display) -> SourceError {
-    SourceError::Server(format!("TDengine: {what}: {e}"))
+    SourceError::Fatal(format!("TDengine: {what}: {e}"))
 }
 
 impl TdengineSource {
