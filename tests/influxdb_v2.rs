@@ -323,10 +323,10 @@ fn version_2_verify_repair_recopies_the_damaged_windows_and_the_bucket_equals_th
     assert_eq!(
         seen.deletes,
         vec![
-            r#"_measurement="sensors" AND device_id="dev-0003" AND site="site-3""#,
-            r#"_measurement="sensors" AND device_id="dev-0005" AND site="site-5""#,
-            r#"_measurement="sensors" AND device_id="dev-0007" AND site="site-0""#,
-            r#"_measurement="sensors" AND device_id="stray" AND site="nowhere""#,
+            r#"_measurement="sensors" AND "device_id"="dev-0003" AND "site"="site-3""#,
+            r#"_measurement="sensors" AND "device_id"="dev-0005" AND "site"="site-5""#,
+            r#"_measurement="sensors" AND "device_id"="dev-0007" AND "site"="site-0""#,
+            r#"_measurement="sensors" AND "device_id"="stray" AND "site"="nowhere""#,
         ]
     );
     assert_store(&seen, &expected);
@@ -437,7 +437,7 @@ fn assert_store(seen: &Seen, expected: &Store) {
 }
 
 #[test]
-fn version_2_partial_write_dead_letters_only_the_bad_line_and_keeps_every_good_point_once() {
+fn version_2_a_line_influxdb_cannot_read_refuses_its_body_and_only_that_line_is_dead_lettered() {
     // Rows 1..1500: dev-0700 (site-0) reports once, at 00:00:00.
     let bad = "sensors,device_id=dev-0700,site=site-0 ";
     let (table, seen, port, dir, _cleanup) = case(
@@ -467,23 +467,98 @@ fn version_2_partial_write_dead_letters_only_the_bad_line_and_keeps_every_good_p
     assert_eq!(dead[0]["stage"], "sink");
     assert_eq!(
         dead[0]["reason"].as_str().unwrap(),
-        format!(
-            "HTTP 400: partial write: unable to parse '{line}': refused by the stand-in dropped=1"
-        )
+        format!("HTTP 400: unable to parse '{line}': refused by the stand-in")
     );
 
     let seen = seen.lock().unwrap();
     assert_store(&seen, &expected_store(&table, &[bad]));
-    // The batch holding the bad line was answered 400 with its good lines stored, then
-    // bisected and sent again: those lines arrived twice, and overwrote themselves.
-    let partial: Vec<&WriteLog> = seen.writes.iter().filter(|w| w.status == 400).collect();
-    assert!(partial.iter().any(|w| w.stored > 0), "{partial:?}");
-    assert!(seen.accepted_lines.len() > 1_499);
-    let mut lines = seen.accepted_lines.clone();
-    lines.sort();
-    lines.dedup();
-    assert_eq!(lines.len(), 1_499);
+    // InfluxDB 2 writes nothing of a body with a line it cannot read: the batch holding
+    // the bad line was bisected and its good lines arrived once each, with the halves.
+    let refused: Vec<&WriteLog> = seen.writes.iter().filter(|w| w.status == 400).collect();
+    assert!(!refused.is_empty() && refused.iter().all(|w| w.stored == 0));
+    assert_eq!(seen.accepted_lines.len(), 1_499);
     assert!(seen.writes.iter().all(|w| w.gzip), "gzip is the default");
+}
+
+#[test]
+fn version_2_a_field_type_conflict_is_422_and_only_the_conflicting_points_are_dead_lettered() {
+    // Two weeks of readings; the bucket already holds `status` as a string in the second
+    // week's shard group (Monday 2026-01-05 onwards), so there every point with a status
+    // clashes, and in the first week none does.
+    let table = unique("v2types");
+    let _cleanup = Cleanup::default().table(&table);
+    let mut rows = Vec::new();
+    for i in 0..40 {
+        let day = 1 + i / 4; // 2026-01-01 .. 2026-01-10
+        let status = if i % 5 == 0 {
+            "NULL".to_string()
+        } else {
+            i.to_string()
+        };
+        rows.push(format!(
+            "({i}, 'dev-{}', 'site-0', '2026-01-{day:02} 00:00:{i:02}', {i}.5, NULL, NULL, {status})",
+            i % 2
+        ));
+    }
+    sql(&[
+        &format!(
+            "CREATE TABLE {table} (id INT PRIMARY KEY, device_id VARCHAR(32), site VARCHAR(32), ts DATETIME, \
+             temperature DOUBLE, humidity FLOAT, pressure DECIMAL(8,2), status TINYINT)"
+        ),
+        &format!("INSERT INTO {table} VALUES {}", rows.join(", ")),
+    ]);
+    let mut seen = Seen::default();
+    seen.write_line(
+        "sensors,device_id=dev-other,site=site-9 status=\"ok\" 1767657600000000000",
+        1,
+    )
+    .unwrap();
+    let seen = Arc::new(Mutex::new(seen));
+    let port = standin(seen.clone());
+    let dir = scratch(&table);
+    let out = backfill(&job(&dir, &table, port, "plant"), "1");
+    assert_ok(&out);
+    // Week two: days 5..10, rows 16..39; those with a status (not i % 5 == 0) clash.
+    let clashing: Vec<i64> = (16..40).filter(|i| i % 5 != 0).collect();
+    assert_eq!(
+        summary_u64(&out.stdout, "dead_lettered"),
+        clashing.len() as u64
+    );
+    assert_eq!(
+        summary_u64(&out.stdout, "points_written"),
+        40 - clashing.len() as u64
+    );
+    let dead = std::fs::read_to_string(dir.join("state/dead-letter.jsonl")).unwrap();
+    let mut dead_ids = Vec::new();
+    for line in dead.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            record["reason"].as_str().unwrap(),
+            "HTTP 422: failure writing points to database: partial write: field type conflict: \
+             input field \"status\" on measurement \"sensors\" is type integer, already exists \
+             as type string dropped=1"
+        );
+        let line = record["record"].as_str().unwrap();
+        let temperature = line.split("temperature=").nth(1).unwrap();
+        let id: f64 = temperature
+            .split([',', ' '])
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        dead_ids.push(id as i64);
+    }
+    dead_ids.sort();
+    assert_eq!(dead_ids, clashing);
+    let seen = seen.lock().unwrap();
+    assert!(seen.writes.iter().any(|w| w.status == 422 && w.stored > 0));
+    let stored: usize = seen
+        .store
+        .iter()
+        .filter(|((_, tags), _)| tags[0].1 != "dev-other")
+        .map(|(_, points)| points.len())
+        .sum();
+    assert_eq!(stored, 40 - clashing.len());
 }
 
 #[test]
@@ -652,14 +727,15 @@ fn the_standin_checks_what_influxdb_2_checks_on_write() {
         b"m f=3 9".to_vec(),
     );
     assert_eq!(r.status, 400);
-    // A partial write: the good line is stored, the bad one named.
+    // A line InfluxDB cannot read refuses the whole body: nothing of it is written, and
+    // every bad line is named.
     assert_eq!(
-        write(&mut s, ok, token, false, b"m f=4 10\nm 11\n"),
+        write(&mut s, ok, token, false, b"m f=4 10\nm 11\nm f=5 12\nm,t= f=1 13\n"),
         (
             400,
             json(
                 "invalid",
-                "partial write: unable to parse 'm 11': no fields dropped=1"
+                "unable to parse 'm 11': invalid field format\nunable to parse 'm,t= f=1 13': missing tag value"
             )
         )
     );
@@ -672,7 +748,297 @@ fn the_standin_checks_what_influxdb_2_checks_on_write() {
         vec![
             (7_000_000_000, FieldValue::Float(1.0)),
             (8_000_000_000, FieldValue::Float(2.0)),
-            (10_000_000_000, FieldValue::Float(4.0)),
         ]
+    );
+    // What InfluxDB 2's parser refuses (models/points.go), each alone in a body.
+    for (line, reason) in [
+        ("m f=NaN 1", "invalid number"),
+        ("m f=nan 1", "invalid number"),
+        ("m f=-Inf 1", "invalid number"),
+        ("m f=Inf 1", "invalid boolean"),
+        ("m f=+1 1", "invalid boolean"),
+        ("m f=1e400 1", "invalid float"),
+        ("m f=1.5i 1", "invalid number"),
+        ("m f=-1u 1", "invalid number"),
+        (
+            "m f=9223372036854775808i 1",
+            "unable to parse integer 9223372036854775808: strconv.ParseInt: parsing \"9223372036854775808\": value out of range",
+        ),
+        ("m,t=a,t=b f=1 1", "duplicate tags"),
+        ("m,=a f=1 1", "missing tag key"),
+        ("m,t f=1 1", "missing tag value"),
+        ("m,t=a=b f=1 1", "invalid tag format"),
+        ("m f= 1", "missing field value"),
+        ("m =1 1", "missing field key"),
+        ("m f=\"x 1", "unbalanced quotes"),
+        ("m f=1 1x", "bad timestamp"),
+        (",t=a f=1 1", "missing measurement"),
+        ("m", "missing fields"),
+    ] {
+        assert_eq!(
+            write(&mut s, ok, token, false, line.as_bytes()),
+            (400, json("invalid", &format!("unable to parse '{line}': {reason}"))),
+            "{line}"
+        );
+    }
+    // Comments and blank lines are skipped; a line without a time takes the server's.
+    assert_eq!(
+        write(&mut s, ok, token, false, b"# comment\n\n  m,t=x f=1i\n").0,
+        204
+    );
+    assert_eq!(
+        s.store[&("m".to_string(), vec![("t".into(), "x".into())])].len(),
+        1
+    );
+
+    // A field's type is fixed per shard group (a week from Monday): another type there is
+    // dropped (422) while the rest of the body is written; another week takes it.
+    let monday = 1_767_571_200; // 2026-01-05T00:00:00Z, seconds
+    let body = format!(
+        "c v=1 {}\nc v=\"text\" {}\nc w=2 {}\nc v=\"text\" {}\n",
+        monday + 60,
+        monday + 120,
+        monday + 180,
+        monday - 60
+    );
+    assert_eq!(
+        write(&mut s, ok, token, false, body.as_bytes()),
+        (
+            422,
+            json(
+                "unprocessable entity",
+                "failure writing points to database: partial write: field type conflict: \
+                 input field \"v\" on measurement \"c\" is type string, already exists as \
+                 type float dropped=1"
+            )
+        )
+    );
+    let c: Vec<i64> = s.store[&("c".to_string(), vec![])]
+        .keys()
+        .copied()
+        .collect();
+    let second = 1_000_000_000;
+    assert_eq!(
+        c,
+        [
+            (monday - 60) * second,
+            (monday + 60) * second,
+            (monday + 180) * second
+        ]
+    );
+    assert_eq!(
+        s.write_line(&format!("c v=true {}", monday + 7 * 86_400), 1_000_000_000),
+        Ok(())
+    );
+    assert!(s
+        .write_line(
+            &format!("c v=2i {}", monday + 7 * 86_400 + 1),
+            1_000_000_000
+        )
+        .unwrap_err()
+        .contains("is type integer, already exists as type boolean"));
+}
+
+#[test]
+fn the_standin_reads_delete_predicates_as_influxdb_2_does() {
+    let mut s = Seen::default();
+    for line in [
+        "m,name=a,site-id=s1,site\\ id=x,t=b\\c v=1 10",
+        "m,name=b,site-id=s2,site\\ id=y,t=q v=1 10",
+        "other,name=a v=1 10",
+    ] {
+        s.write_line(line, 1).unwrap();
+    }
+    let delete = |s: &mut Seen, predicate: &str| {
+        let body = serde_json::json!({
+            "start": "1970-01-01T00:00:00Z",
+            "stop": "1970-01-01T00:00:01Z",
+            "predicate": predicate,
+        });
+        let r = answer(
+            s,
+            "POST",
+            "/api/v2/delete?org=acme&bucket=plant",
+            "Token secret-token",
+            None,
+            body.to_string().into_bytes(),
+        );
+        (r.status, r.body)
+    };
+    let refused = |status: u16, message: &str| {
+        let code = if status == 501 {
+            "not implemented"
+        } else {
+            "invalid"
+        };
+        (
+            status,
+            serde_json::json!({ "code": code, "message": message }).to_string(),
+        )
+    };
+    for (predicate, answer) in [
+        (
+            r#"_measurement="m" AND name="a""#,
+            refused(400, "invalid request; error parsing predicate: found NAME, expected identifier, string, number, bool at line 1, char 22"),
+        ),
+        (
+            r#"_measurement="m" AND site-id="s1""#,
+            refused(400, r#"error decoding json body: invalid operator "-" at position: 25"#),
+        ),
+        (
+            r#"_measurement="m" AND site id="x""#,
+            refused(400, r#"error decoding json body: invalid operator "IDENT" at position: 26"#),
+        ),
+        (
+            r#"_measurement="m" AND tag="x""#,
+            refused(400, "error decoding json body: bad logical expression, at position 21"),
+        ),
+        (
+            r#"tag="x""#,
+            refused(400, "error decoding json body: bad logical expression, at position 0"),
+        ),
+        (
+            r#"_measurement="m" AND "t"="q" AND from="x""#,
+            refused(400, "error decoding json body: bad tag key, at position 33"),
+        ),
+        (
+            r#"_measurement='m'"#,
+            refused(400, r#"error decoding json body: bad tag value: "m", at position 13"#),
+        ),
+        (
+            r#"_measurement="m" OR t="q""#,
+            refused(400, "error decoding json body: the logical operator OR is not supported yet at position 17"),
+        ),
+        (
+            r#"t="b\c""#,
+            refused(400, r#"error decoding json body: bad tag value: "", at position 2"#),
+        ),
+        (
+            r#"_measurement="m" AND _field="v""#,
+            refused(501, "delete by field is not supported"),
+        ),
+    ] {
+        assert_eq!(delete(&mut s, predicate), answer, "{predicate}");
+    }
+    assert_eq!(
+        s.store.values().map(|p| p.len()).sum::<usize>(),
+        3,
+        "nothing deleted"
+    );
+
+    // Quoted, each key reads as itself; a backslash in a value is written `\\`.
+    let series = |s: &Seen| {
+        s.store
+            .keys()
+            .map(|(m, t)| format!("{m}{t:?}"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        delete(
+            &mut s,
+            r#"_measurement="m" AND "name"="a" AND "site-id"="s1" AND "site id"="x" AND "t"="b\\c""#
+        ),
+        (204, String::new())
+    );
+    assert_eq!(series(&s).len(), 2);
+    assert!(s
+        .store
+        .keys()
+        .all(|(m, tags)| m == "other" || tags[0].1 == "b"));
+    assert_eq!(delete(&mut s, r#"("_measurement"="m") AND (t="q")"#).0, 204);
+    assert_eq!(series(&s), [r#"other[("name", "a")]"#]);
+}
+
+/// The InfluxDB sink in version 2 mode against the stand-in at `port`, for measurement `m`
+/// whose tags are `tag_keys`.
+fn v2_sink(port: u16, tag_keys: &[&str]) -> tsmig::sinks::influxdb::InfluxSink {
+    let config: tsmig::sinks::influxdb::config::InfluxSinkConfig =
+        serde_json::from_value(serde_json::json!({
+            "version": 2,
+            "url": format!("http://127.0.0.1:{port}"),
+            "org": "acme",
+            "bucket": "plant",
+            "token": "secret-token",
+            "precision": "ns",
+        }))
+        .unwrap();
+    let batching = tsmig::sinks::BatchConfig {
+        max_retries: 0,
+        ..Default::default()
+    };
+    tsmig::sinks::influxdb::InfluxSink::new(&config, &batching, vec!["m".into()])
+        .unwrap()
+        .with_tag_keys(BTreeMap::from([(
+            "m".to_string(),
+            tag_keys.iter().map(|k| k.to_string()).collect(),
+        )]))
+}
+
+#[test]
+fn version_2_deletes_quote_tag_keys_influxdb_reads_otherwise_name_and_site_id() {
+    use tsmig::sinks::{SeriesWindow, Sink};
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    {
+        let mut s = seen.lock().unwrap();
+        for line in [
+            "m,name=pump\\ 1,site-id=a\\b,site\\ id=x v=1 10",
+            "m,name=pump\\ 1,site-id=a\\b,site\\ id=x v=2 20",
+            "m,name=pump\\ 1,site-id=a\\b,site\\ id=x v=3 30",
+            "m,name=pump\\ 2,site-id=a\\b,site\\ id=x v=4 10",
+        ] {
+            s.write_line(line, 1).unwrap();
+        }
+    }
+    let port = standin(seen.clone());
+    let sink = v2_sink(port, &["name", "site id", "site-id"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let tags = |name: &str| {
+        vec![
+            ("name".into(), name.to_string()),
+            ("site id".into(), "x".to_string()),
+            ("site-id".into(), "a\\b".to_string()),
+        ]
+    };
+    // A CDC delete: exactly one point of one series.
+    let point = tsmig::model::Point {
+        measurement: "m".into(),
+        tags: tags("pump 1")
+            .into_iter()
+            .map(|(k, v): (String, String)| (k.as_str().into(), v))
+            .collect(),
+        fields: vec![("v".into(), tsmig::model::Value::Float(1.0))],
+        time: 10,
+        device_hash: 0,
+    };
+    rt.block_on(sink.delete(std::slice::from_ref(&point)))
+        .expect("the delete is accepted");
+    // verify --repair's range delete: that series' [15, 25).
+    let window = SeriesWindow {
+        measurement: "m".into(),
+        tags: tags("pump 1"),
+        start: 15,
+        end: 25,
+    };
+    rt.block_on(sink.delete_range(&[window]))
+        .expect("the range delete is accepted");
+
+    let s = seen.lock().unwrap();
+    let remaining: Vec<(String, i64)> = s
+        .store
+        .iter()
+        .flat_map(|((_, tags), points)| {
+            let name = tags.iter().find(|(k, _)| k == "name").unwrap().1.clone();
+            points.keys().map(move |t| (name.clone(), *t))
+        })
+        .collect();
+    assert_eq!(
+        remaining,
+        [("pump 1".to_string(), 30), ("pump 2".to_string(), 10)],
+        "exactly the deleted point and window are gone: {:?}",
+        s.deletes
+    );
+    assert_eq!(
+        s.deletes[0],
+        r#"_measurement="m" AND "name"="pump 1" AND "site id"="x" AND "site-id"="a\\b""#
     );
 }

@@ -176,7 +176,7 @@ sink:
   type: iotdb
   port: ${{IOTDB_PORT}}
   database: root.plant
-  ttl: 90d
+  ttl: 36500d                 # the rows are of 2026-01-01: older than a 90d TTL
   encodings: {{DOUBLE: RLE}}
   compressor: SNAPPY
 mappings:
@@ -393,4 +393,216 @@ fn a_point_delete_removes_exactly_that_point() {
             assert_eq!(kept, points, "{series} is untouched");
         }
     }
+}
+
+/// A job copying `table` (id, device_id, ts DATETIME(3), temperature DOUBLE) into IoTDB's
+/// `root.factory`, with `sink_extra` YAML lines (indented by two) in the sink section.
+fn small_job(dir: &Path, table: &str, sink_extra: &str) -> PathBuf {
+    let job = dir.join("job.yaml");
+    std::fs::write(
+        &job,
+        format!(
+            r#"name: {table}
+source:
+  type: mysql
+  url: mysql://tsmig:${{MYSQL_PASSWORD}}@127.0.0.1:13306/factory
+  time_zone: "+00:00"
+  tables: [{{name: {table}, split_by: id}}]
+sink:
+  type: iotdb
+  port: ${{IOTDB_PORT}}
+  database: root.factory
+  initial_backoff: 10ms
+{sink_extra}mappings:
+  - table: {table}
+    device_field: device_id
+    timestamp_field: ts
+    path: root.factory.{{device_id}}
+    measurements: [temperature]
+checkpoint:
+  store: file:state
+"#
+        ),
+    )
+    .unwrap();
+    job
+}
+
+#[test]
+fn rows_older_than_the_ttl_are_dead_lettered_with_iotdbs_message_and_the_rest_written() {
+    let table = unique("iotttl");
+    let _cleanup = Cleanup::default().table(&table);
+    // 20 readings ten days old and 30 of the last hour, over three devices; the TTL is a day.
+    let mut rows = Vec::new();
+    for i in 0..50 {
+        let age = if i < 20 { "10 DAY" } else { "1 HOUR" };
+        rows.push(format!(
+            "({i}, 'dev-{}', UTC_TIMESTAMP(3) - INTERVAL {age} + INTERVAL {i} SECOND, {i}.5)",
+            i % 3
+        ));
+    }
+    sql(&[
+        &format!(
+            "CREATE TABLE {table} (id INT PRIMARY KEY, device_id VARCHAR(32), ts DATETIME(3), temperature DOUBLE)"
+        ),
+        &format!("INSERT INTO {table} VALUES {}", rows.join(", ")),
+    ]);
+    let dir = scratch(&table);
+    // Few retries: a job that took IoTDB's 607 for "try again" fails quickly.
+    let job = small_job(&dir, &table, "  ttl: 1d\n  max_retries: 2\n");
+    let iotdb = IotdbStandIn::start();
+    let out = run_in(&dir, &job, &iotdb, &table, &["--workers", "2"]);
+    assert_ok(&out);
+    assert_eq!(summary_u64(&out.stdout, "points_written"), 30);
+    assert_eq!(summary_u64(&out.stdout, "dead_lettered"), 20);
+    assert_eq!(iotdb.ttl("root.factory"), Some(86_400_000));
+
+    // Exactly the old readings are dead-lettered, each with IoTDB's message.
+    let dead = std::fs::read_to_string(dir.join("state/dead-letter.jsonl")).unwrap();
+    let mut dead_values: Vec<String> = Vec::new();
+    for line in dead.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        let reason = record["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("IoTDB: code: 607, Insertion time [")
+                && reason.contains("] is less than ttl time bound ["),
+            "{reason}"
+        );
+        dead_values.push(
+            record["record"]["fields"]["temperature"]
+                .as_str()
+                .unwrap()
+                .into(),
+        );
+    }
+    dead_values.sort_by_key(|v| v.trim_end_matches(".5").parse::<i64>().unwrap());
+    let old: Vec<String> = (0..20).map(|i| format!("{i}.5")).collect();
+    assert_eq!(dead_values, old);
+
+    // And exactly the new ones are in IoTDB.
+    let mut stored: Vec<f64> = iotdb
+        .all_points()
+        .values()
+        .flatten()
+        .map(|(_, v)| match v {
+            V::Double(d) => *d,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    stored.sort_by(f64::total_cmp);
+    let fresh: Vec<f64> = (20..50).map(|i| i as f64 + 0.5).collect();
+    assert_eq!(stored, fresh);
+}
+
+#[test]
+fn a_cluster_node_that_redirects_multi_device_writes_has_written_them() {
+    let table = unique("iotredir");
+    let _cleanup = Cleanup::default().table(&table);
+    load_sensor_table(&table, 2_000);
+    // A DataNode that leads none of the devices' regions: every batch of several devices
+    // is answered 400 REDIRECTION_RECOMMEND, as a cluster does when the write succeeded.
+    let iotdb = IotdbStandIn::start_with(iotdb_standin::Options {
+        redirect_to: Some(("127.0.0.9".into(), 6667)),
+        ..Default::default()
+    });
+    let dir = scratch(&table);
+    let out = run_in(&dir, &shipped_job(), &iotdb, &table, &["--workers", "2"]);
+    assert_ok(&out);
+    assert_eq!(summary_u64(&out.stdout, "points_written"), 2_000);
+    assert_eq!(summary_u64(&out.stdout, "retries"), 0);
+    assert_eq!(iotdb.all_points(), expected(&table));
+}
+
+#[test]
+fn an_encoding_iotdb_refuses_for_its_type_is_refused_before_anything_is_written() {
+    let table = unique("iotenc");
+    let _cleanup = Cleanup::default().table(&table);
+    sql(&[&format!(
+        "CREATE TABLE {table} (id INT PRIMARY KEY, device_id VARCHAR(32), ts DATETIME(3), temperature DOUBLE)"
+    )]);
+    let dir = scratch(&table);
+    let iotdb = IotdbStandIn::start();
+    for (encodings, key, message) in [
+        (
+            "{TEXT: GORILLA}",
+            "sink.encodings.TEXT",
+            "IoTDB cannot encode TEXT with GORILLA: a TEXT series takes PLAIN, DICTIONARY",
+        ),
+        (
+            "{DOUBLE: PLAIN, boolean: ts_2diff}",
+            "sink.encodings.boolean",
+            "IoTDB cannot encode BOOLEAN with TS_2DIFF: a BOOLEAN series takes PLAIN, RLE",
+        ),
+    ] {
+        let job = small_job(&dir, &table, &format!("  encodings: {encodings}\n"));
+        for command in [&["validate"][..], &["plan"], &["-c", "backfill"]] {
+            let out = tsmig()
+                .current_dir(&dir)
+                .env("IOTDB_PORT", iotdb.port().to_string())
+                .args(command)
+                .args(["--config", job.to_str().unwrap()])
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{command:?}: {stderr}");
+            assert!(
+                stderr.contains(&format!("key `{key}`: {message}")),
+                "{command:?}: {stderr}"
+            );
+        }
+    }
+    assert!(iotdb.all_calls().is_empty(), "{:?}", iotdb.all_calls());
+}
+
+#[test]
+fn iotdbs_own_refusal_of_an_encoding_fails_the_write_naming_the_key_to_change() {
+    use tsmig::sinks::{Batch, Sink};
+    let table = unique("iotenc2");
+    let _cleanup = Cleanup::default().table(&table);
+    load_sensor_table(&table, 10);
+    let iotdb = IotdbStandIn::start();
+    let job = tsmig::job::Job::parse(
+        &shipped_job(),
+        &std::fs::read_to_string(shipped_job()).unwrap(),
+        |name| match name {
+            "MYSQL_PASSWORD" => Some("tsmig".into()),
+            "TSMIG_TABLE" => Some(table.clone()),
+            "IOTDB_PORT" => Some(iotdb.port().to_string()),
+            _ => None,
+        },
+    )
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let source = rt.block_on(tsmig::sources::open_bounded(&job)).unwrap();
+    let mappings = tsmig::mapping::Mappings::compile(&job, source.schema()).unwrap();
+    let tsmig::sinks::SinkConfig::Iotdb(config, batching) = &job.file.sink else {
+        panic!("an IoTDB job")
+    };
+    // What `validate` refuses, as a server whose table of encodings differed from tsmig's
+    // would: DIFF encodes no type in IoTDB 1.x.
+    let mut config = config.clone();
+    config.encodings.insert("DOUBLE".into(), "DIFF".into());
+    let sink = tsmig::sinks::iotdb::IotdbSink::new(&config, batching, &mappings).unwrap();
+    rt.block_on(sink.prepare()).unwrap();
+    let mut batch = sink.new_batch();
+    batch
+        .push(&tsmig::model::Point {
+            measurement: "root.factory.d1".into(),
+            tags: vec![],
+            fields: vec![("temperature".into(), tsmig::model::Value::Float(21.5))],
+            time: 1_767_225_600_000_000_000,
+            device_hash: 0,
+        })
+        .unwrap();
+    let error = rt.block_on(sink.write(&batch)).unwrap_err();
+    let tsmig::sinks::WriteError::Fatal { message } = error else {
+        panic!("a definite error: {error:?}")
+    };
+    assert!(
+        message.starts_with("IoTDB refused to create series as DOUBLE DIFF: ")
+            && message.contains("encoding DIFF does not support DOUBLE")
+            && message.ends_with("choose another encoding for that type in sink.encodings"),
+        "{message}"
+    );
+    assert!(iotdb.all_points().is_empty());
 }

@@ -803,6 +803,8 @@ mod raw {
         pub code: i32,
         pub message: Option<String>,
         pub sub_status: Vec<RawStatus>,
+        /// `4: TEndPoint redirectNode` (ip, port).
+        pub redirect_node: Option<(String, i32)>,
     }
 
     pub enum Field<'a> {
@@ -813,6 +815,8 @@ mod raw {
         Bytes(&'a [u8]),
         Strs(&'a [&'a str]),
         I32s(&'a [i32]),
+        I64s(&'a [i64]),
+        StrLists(&'a [&'a [&'a str]]),
     }
 
     impl Caller {
@@ -898,7 +902,7 @@ mod raw {
             Field::I64(_) => TType::I64,
             Field::Bool(_) => TType::Bool,
             Field::Str(_) | Field::Bytes(_) => TType::String,
-            Field::Strs(_) | Field::I32s(_) => TType::List,
+            Field::Strs(_) | Field::I32s(_) | Field::I64s(_) | Field::StrLists(_) => TType::List,
         };
         o.write_field_begin(&TFieldIdentifier::new("f", ty, id))
             .unwrap();
@@ -920,16 +924,34 @@ mod raw {
                 v.iter().for_each(|n| o.write_i32(*n).unwrap());
                 o.write_list_end().unwrap();
             }
+            Field::I64s(v) => {
+                o.write_list_begin(&TListIdentifier::new(TType::I64, v.len() as i32))
+                    .unwrap();
+                v.iter().for_each(|n| o.write_i64(*n).unwrap());
+                o.write_list_end().unwrap();
+            }
+            Field::StrLists(v) => {
+                o.write_list_begin(&TListIdentifier::new(TType::List, v.len() as i32))
+                    .unwrap();
+                for list in v.iter() {
+                    o.write_list_begin(&TListIdentifier::new(TType::String, list.len() as i32))
+                        .unwrap();
+                    list.iter().for_each(|s| o.write_string(s).unwrap());
+                    o.write_list_end().unwrap();
+                }
+                o.write_list_end().unwrap();
+            }
         }
         o.write_field_end().unwrap();
     }
 
-    /// Reads a struct that is a TSStatus (1: code, 2: message, 3: subStatus) or holds
-    /// one at field 1.
+    /// Reads a struct that is a TSStatus (1: code, 2: message, 3: subStatus, 4:
+    /// redirectNode) or holds one at field 1.
     fn read_status(i: &mut dyn TInputProtocol) -> RawStatus {
         i.read_struct_begin().unwrap();
         let mut status = None;
         let (mut code, mut message, mut sub_status) = (None, None, Vec::new());
+        let mut redirect_node = None;
         loop {
             let field = i.read_field_begin().unwrap();
             match (field.id, field.field_type) {
@@ -944,6 +966,7 @@ mod raw {
                     }
                     i.read_list_end().unwrap();
                 }
+                (Some(4), TType::Struct) => redirect_node = Some(read_end_point(i)),
                 (_, ty) => i.skip(ty).unwrap(),
             }
             i.read_field_end().unwrap();
@@ -953,7 +976,26 @@ mod raw {
             code: code.expect("a status code"),
             message,
             sub_status,
+            redirect_node,
         })
+    }
+
+    /// common.thrift's TEndPoint: 1 ip, 2 port.
+    fn read_end_point(i: &mut dyn TInputProtocol) -> (String, i32) {
+        i.read_struct_begin().unwrap();
+        let (mut ip, mut port) = (String::new(), 0);
+        loop {
+            let field = i.read_field_begin().unwrap();
+            match (field.id, field.field_type) {
+                (_, TType::Stop) => break,
+                (Some(1), TType::String) => ip = i.read_string().unwrap(),
+                (Some(2), TType::I32) => port = i.read_i32().unwrap(),
+                (_, ty) => i.skip(ty).unwrap(),
+            }
+            i.read_field_end().unwrap();
+        }
+        i.read_struct_end().unwrap();
+        (ip, port)
     }
 }
 
@@ -1698,4 +1740,268 @@ fn ttl_is_kept_per_database_set_and_unset_by_sql() {
     session.delete_storage_group("root.`my-plant`").unwrap();
     assert_eq!(standin.ttl("root.`my-plant`"), None);
     assert_eq!(standin.ttl("root.nowhere"), None);
+}
+
+/// Milliseconds since the epoch now: the stand-in's TTL is against this machine's clock,
+/// as IoTDB's is against its own.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[test]
+fn rows_older_than_the_ttl_are_refused_with_607_and_the_rest_lands() {
+    let standin = IotdbStandIn::start();
+    let mut session = session(&standin);
+    session.set_storage_group("root.factory").unwrap();
+    session.set_storage_group("root.archive").unwrap();
+    session
+        .execute_update_statement("SET TTL TO root.factory 3600000")
+        .unwrap();
+    let now = now_ms();
+    let (old, fresh) = (now - 2 * 3_600_000, now - 600_000);
+    let assert_out_of_ttl = |error: &str| {
+        assert!(
+            error.starts_with(&format!("code: {}, Insertion time [", status::OUT_OF_TTL))
+                && error.contains("] is less than ttl time bound ["),
+            "{error}"
+        );
+    };
+
+    // One tablet with an expired row and an alive one: the alive one lands.
+    let mut tablet = Tablet::new(
+        "root.factory.d1",
+        vec![schema("temperature", TSDataType::Double)],
+    );
+    tablet.add_row(vec![Value::Double(1.0)], old).unwrap();
+    tablet.add_row(vec![Value::Double(2.0)], fresh).unwrap();
+    assert_out_of_ttl(&error_of(session.insert_tablet(&tablet)));
+    assert_eq!(
+        standin.points("root.factory.d1.temperature"),
+        [(fresh, StandInValue::Double(2.0))]
+    );
+
+    // Several devices: one all expired, one alive, one in a database without a TTL.
+    let mut expired = Tablet::new("root.factory.d2", vec![schema("status", TSDataType::Int32)]);
+    expired.add_row(vec![Value::Int32(7)], old).unwrap();
+    let mut alive = Tablet::new("root.factory.d3", vec![schema("status", TSDataType::Int32)]);
+    alive.add_row(vec![Value::Int32(8)], fresh).unwrap();
+    let mut kept = Tablet::new("root.archive.d4", vec![schema("status", TSDataType::Int32)]);
+    kept.add_row(vec![Value::Int32(9)], 1_000).unwrap();
+    assert_out_of_ttl(&error_of(
+        session.insert_tablets(vec![&expired, &alive, &kept]),
+    ));
+    assert!(standin.points("root.factory.d2.status").is_empty());
+    assert_eq!(
+        standin.points("root.factory.d3.status"),
+        [(fresh, StandInValue::Int32(8))]
+    );
+    assert_eq!(
+        standin.points("root.archive.d4.status"),
+        [(1_000, StandInValue::Int32(9))]
+    );
+
+    // Records too; a record that is all expired writes nothing.
+    assert_out_of_ttl(&error_of(session.insert_record(
+        "root.factory.d1",
+        vec!["temperature"],
+        vec![Value::Double(3.0)],
+        old + 1,
+        None,
+    )));
+    assert_out_of_ttl(&error_of(session.insert_string_record(
+        "root.factory.d1",
+        vec!["temperature"],
+        vec!["4.0"],
+        old + 2,
+        None,
+    )));
+    assert_eq!(standin.points("root.factory.d1.temperature").len(), 1);
+
+    // Without the TTL the same rows land.
+    session
+        .execute_update_statement("UNSET TTL TO root.factory")
+        .unwrap();
+    session.insert_tablet(&tablet).unwrap();
+    assert_eq!(
+        standin.points("root.factory.d1.temperature"),
+        [
+            (old, StandInValue::Double(1.0)),
+            (fresh, StandInValue::Double(2.0))
+        ]
+    );
+}
+
+#[test]
+fn a_node_of_a_cluster_answers_multi_device_writes_with_400_and_a_redirect_for_each() {
+    use raw::Field;
+    let leader = ("127.0.0.9".to_string(), 6667);
+    let standin = IotdbStandIn::start_with(Options {
+        redirect_to: Some(leader.clone()),
+        ..Options::default()
+    });
+    let mut caller = raw::Caller::connect(standin.port());
+    caller.open_session();
+    // TSInsertStringRecordsReq: 1 sessionId, 2 prefixPaths, 3 measurementsList,
+    // 4 valuesList, 5 timestamps.
+    let answer = caller.call_status(
+        "insertStringRecords",
+        &[
+            (1, Field::I64(1)),
+            (2, Field::Strs(&["root.sg.d1", "root.sg.d2"])),
+            (3, Field::StrLists(&[&["s"], &["s"]])),
+            (4, Field::StrLists(&[&["1.5"], &["2.5"]])),
+            (5, Field::I64s(&[10, 20])),
+        ],
+    );
+    assert_eq!(answer.code, status::REDIRECTION_RECOMMEND);
+    assert_eq!(answer.message, None);
+    let subs: Vec<(i32, Option<(String, i32)>)> = answer
+        .sub_status
+        .iter()
+        .map(|s| (s.code, s.redirect_node.clone()))
+        .collect();
+    assert_eq!(
+        subs,
+        [
+            (status::SUCCESS_STATUS, Some(leader.clone())),
+            (status::SUCCESS_STATUS, Some(leader.clone()))
+        ]
+    );
+    assert_eq!(
+        standin.points("root.sg.d2.s"),
+        [(20, StandInValue::Double(2.5))],
+        "written"
+    );
+
+    // iotdb-client-rs 0.3.12 reports the 400 as a failure, though everything landed.
+    let mut session = session(&standin);
+    let mut first = Tablet::new("root.sg.d3", vec![schema("s", TSDataType::Double)]);
+    first.add_row(vec![Value::Double(3.5)], 30).unwrap();
+    let mut second = Tablet::new("root.sg.d4", vec![schema("s", TSDataType::Double)]);
+    second.add_row(vec![Value::Double(4.5)], 40).unwrap();
+    let error = error_of(session.insert_tablets(vec![&first, &second]));
+    assert_eq!(error, format!("code: {}", status::REDIRECTION_RECOMMEND));
+    assert_eq!(
+        standin.points("root.sg.d4.s"),
+        [(40, StandInValue::Double(4.5))]
+    );
+
+    // One device: a 200 carrying the redirect, which the client takes as success.
+    let single = caller.call_status(
+        "insertStringRecordsOfOneDevice",
+        &[
+            (1, Field::I64(1)),
+            (2, Field::Str("root.sg.d5")),
+            (3, Field::StrLists(&[&["s"]])),
+            (4, Field::StrLists(&[&["5.5"]])),
+            (5, Field::I64s(&[50])),
+        ],
+    );
+    assert_eq!(
+        (single.code, single.redirect_node),
+        (status::SUCCESS_STATUS, Some(leader))
+    );
+    session.insert_tablet(&first).unwrap();
+
+    // A write that fails keeps its own status: only success is redirected.
+    let mut wrong = Tablet::new("root.sg.d3", vec![schema("s", TSDataType::Text)]);
+    wrong.add_row(vec![Value::Text("x".into())], 31).unwrap();
+    let error = error_of(session.insert_tablets(vec![&wrong, &second]));
+    assert!(
+        error.starts_with(&format!("code: {}", status::METADATA_ERROR)),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_encoding_its_type_cannot_take_is_refused_with_507() {
+    use raw::Field;
+    let standin = IotdbStandIn::start();
+    let mut session = session(&standin);
+    session.set_storage_group("root.sg").unwrap();
+    let create = |session: &mut RpcSession, path: &str, t: TSDataType, e: TSEncoding| {
+        session.create_timeseries(path, t, e, TSCompressionType::LZ4, None, None, None, None)
+    };
+    let error = error_of(create(
+        &mut session,
+        "root.sg.d1.label",
+        TSDataType::Text,
+        TSEncoding::Gorilla,
+    ));
+    assert_eq!(
+        error,
+        format!(
+            "code: {}, encoding GORILLA does not support TEXT",
+            status::METADATA_ERROR
+        )
+    );
+    for (t, e, ok) in [
+        (TSDataType::Boolean, TSEncoding::RLE, true),
+        (TSDataType::Boolean, TSEncoding::Ts2diff, false),
+        (TSDataType::Int32, TSEncoding::Gorilla, true),
+        (TSDataType::Int64, TSEncoding::GorillaV1, false),
+        (TSDataType::Float, TSEncoding::GorillaV1, true),
+        (TSDataType::Double, TSEncoding::Diff, false),
+        (TSDataType::Text, TSEncoding::PlainDictionary, true),
+        (TSDataType::Text, TSEncoding::RLE, false),
+    ] {
+        let path = format!(
+            "root.sg.d2.s{}",
+            standin.series().len() + usize::from(!ok) * 100
+        );
+        let result = create(&mut session, &path, t.clone(), e.clone());
+        assert_eq!(result.is_ok(), ok, "{t:?} {e:?}: {result:?}");
+    }
+    assert!(standin
+        .series()
+        .iter()
+        .all(|s| !s.path.starts_with("root.sg.d1")));
+
+    // Many at once: the refused one is a 507 sub-status of a 302, the others are created.
+    let mut caller = raw::Caller::connect(standin.port());
+    caller.open_session();
+    // TEXT = 5, DOUBLE = 4; GORILLA = 8; LZ4 = 7.
+    let answer = caller.call_status(
+        "createMultiTimeseries",
+        &[
+            (1, Field::I64(1)),
+            (2, Field::Strs(&["root.sg.d3.label", "root.sg.d3.value"])),
+            (3, Field::I32s(&[5, 4])),
+            (4, Field::I32s(&[8, 8])),
+            (5, Field::I32s(&[7, 7])),
+        ],
+    );
+    assert_eq!(answer.code, status::MULTIPLE_ERROR);
+    let subs: Vec<(i32, Option<&str>)> = answer
+        .sub_status
+        .iter()
+        .map(|s| (s.code, s.message.as_deref()))
+        .collect();
+    assert_eq!(
+        subs,
+        [(
+            status::METADATA_ERROR,
+            Some("encoding GORILLA does not support TEXT")
+        )]
+    );
+    assert!(standin.points("root.sg.d3.value").is_empty());
+    assert!(standin
+        .series()
+        .iter()
+        .any(|s| s.path == "root.sg.d3.value"));
+
+    // And in SQL.
+    let error = error_of(session.execute_update_statement(
+        "CREATE TIMESERIES root.sg.d4.flag WITH DATATYPE=BOOLEAN, ENCODING=TS_2DIFF",
+    ));
+    assert_eq!(
+        error,
+        format!(
+            "code: {}, encoding TS_2DIFF does not support BOOLEAN",
+            status::METADATA_ERROR
+        )
+    );
 }

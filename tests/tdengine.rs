@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tdengine_standin::{Fault, Precision, StoredRow, TdType as T, TdValue as V, TdengineStandIn};
+use tdengine_standin::{
+    Fault, Options, Precision, StoredRow, TdType as T, TdValue as V, TdengineStandIn,
+};
 
 const USER: &str = "root";
 const PASSWORD: &str = "taos-secret";
@@ -609,7 +611,9 @@ fn definite_errors_fail_the_job_naming_tdengines_code() {
     let last = stderr.lines().last().unwrap();
     assert!(last.starts_with("error: "), "{stderr}");
     assert!(
-        last.contains("TDengine error 0x0357 (855): Authentication failure"),
+        last.contains(&format!("refused the login of user `{USER}`"))
+            && last.contains("TDengine error 0x0357 (855): Authentication failure")
+            && last.ends_with("check source.user and source.password"),
         "{last}"
     );
     assert!(
@@ -1270,4 +1274,165 @@ fn follow_refuses_a_source_with_a_change_log_and_a_bad_interval() {
         stderr.contains("key `follow.interval`: must be at least 10ms"),
         "{stderr}"
     );
+}
+
+/// A stand-in set up as taosAdapter with `httpCodeServerError = true`.
+fn http_code_server_error(password: &str) -> TdengineStandIn {
+    TdengineStandIn::start_with(Options {
+        user: USER.into(),
+        password: password.into(),
+        http_code_server_error: true,
+    })
+}
+
+#[test]
+fn the_standin_answers_errors_with_taosadapters_http_statuses() {
+    // Default settings: taosAdapter refuses missing or malformed credentials itself with
+    // 401; TDengine's errors, a wrong password among them, come with 200.
+    let td = TdengineStandIn::start(USER, PASSWORD);
+    td.create_database("power", Precision::Ms);
+    let sql = "SELECT ts FROM power.nosuch";
+    assert_eq!(
+        post(&td, "/rest/sql", None, sql),
+        (401, json!({"code": 0x1105, "desc": "no auth info input"}))
+    );
+    assert_eq!(
+        post(&td, "/rest/sql", Some((USER, "")), sql),
+        (
+            401,
+            json!({"code": 0x1124, "desc": "invalid basic Authorization"})
+        )
+    );
+    assert_eq!(
+        post(&td, "/rest/sql", Some((USER, "wrong")), sql),
+        (
+            200,
+            json!({"code": 0x0357, "desc": "Authentication failure"})
+        )
+    );
+    assert_eq!(
+        post(&td, "/rest/sql", Some((USER, PASSWORD)), sql),
+        (
+            200,
+            json!({"code": 0x2603, "desc": "Table does not exist: nosuch"})
+        )
+    );
+
+    // httpCodeServerError: the status follows the code, the body stays.
+    let td = http_code_server_error(PASSWORD);
+    td.create_database("power", Precision::Ms);
+    let auth = Some((USER, PASSWORD));
+    assert_eq!(
+        post(&td, "/rest/sql", Some((USER, "wrong")), sql),
+        (
+            401,
+            json!({"code": 0x0357, "desc": "Authentication failure"})
+        )
+    );
+    assert_eq!(
+        post(&td, "/rest/sql", auth, sql),
+        (
+            500,
+            json!({"code": 0x2603, "desc": "Table does not exist: nosuch"})
+        )
+    );
+    assert_eq!(post(&td, "/rest/sql", auth, "SELEC ts FROM power.x").0, 400);
+    td.fail_next(
+        "LIMIT",
+        vec![
+            Fault::Code(0x000B, "Unable to establish connection".into()),
+            Fault::Code(0x090C, "Sync leader is unreachable".into()),
+        ],
+    );
+    let limited = "SELECT ts FROM power.d1 ORDER BY ts LIMIT 1";
+    assert_eq!(
+        post(&td, "/rest/sql", auth, limited),
+        (
+            502,
+            json!({"code": 11, "desc": "Unable to establish connection"})
+        )
+    );
+    assert_eq!(
+        post(&td, "/rest/sql", auth, limited),
+        (
+            500,
+            json!({"code": 0x090C, "desc": "Sync leader is unreachable"})
+        )
+    );
+}
+
+#[test]
+fn with_http_code_server_error_a_definite_error_in_a_500_fails_at_once_and_a_transient_one_is_retried(
+) {
+    let td = http_code_server_error(PASSWORD);
+    seed_sensors(&td, "power", Precision::Ms, 2, 10, 60_000);
+    // TDengine's "try again" codes arrive as 500 and 502: retried, every point arrives.
+    td.fail_next(
+        "LIMIT",
+        vec![
+            Fault::Code(0x090C, "Sync leader is unreachable".into()),
+            Fault::Code(0x000B, "Unable to establish connection".into()),
+        ],
+    );
+    let (_cleanup, db, dir) = fresh_target("td_http500");
+    let extra = "  max_retries: 3";
+    let job = job(&dir, &td, "power", &["sensors"], &db, extra, SENSOR_MAPPING);
+    let out = backfill(&job, "1");
+    assert_ok(&out);
+    assert_eq!(td.faults_left(), 0);
+    let rows = td.rows("power", "sensors");
+    assert_eq!(
+        dump(&db, "sensors"),
+        expected_points(&rows, SENSOR_COLUMNS, SENSOR_TAGS, Precision::Ms)
+    );
+
+    // A missing table, as a 500: definite, the job fails at once naming TDengine's code.
+    let (_cleanup, db, dir) = fresh_target("td_http500b");
+    let job = self::job(&dir, &td, "power", &["sensors"], &db, extra, SENSOR_MAPPING);
+    td.fail_next(
+        "LIMIT",
+        vec![Fault::Code(0x2603, "Table does not exist: d001".into())],
+    );
+    let before = td.statements().len();
+    let started = Instant::now();
+    let out = backfill(&job, "1");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap();
+    assert!(
+        last.contains("HTTP 500: TDengine error 0x2603 (9731): Table does not exist: d001")
+            && !last.contains("giving up"),
+        "{last}"
+    );
+    let (faulted, _) = td.faulted().last().cloned().unwrap();
+    let statements = td.statements();
+    let sent = statements[before..]
+        .iter()
+        .filter(|s| **s == faulted)
+        .count();
+    assert_eq!(sent, 1, "the statement TDengine refused was sent again");
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn with_http_code_server_error_a_wrong_password_is_a_401_and_the_login_is_refused_at_once() {
+    let td = http_code_server_error("the-real-password");
+    seed_sensors(&td, "power", Precision::Ms, 2, 10, 60_000);
+    let (_cleanup, db, dir) = fresh_target("td_http401");
+    let job = job(&dir, &td, "power", &["sensors"], &db, "", SENSOR_MAPPING);
+    let out = backfill(&job, "1");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap();
+    assert_eq!(
+        last,
+        format!(
+            "error: TDengine at 127.0.0.1:{} refused the login of user `{USER}` (reading the \
+             database's precision): HTTP 401: TDengine error 0x0357 (855): Authentication \
+             failure; check source.user and source.password",
+            td.port()
+        )
+    );
+    assert!(!stderr.contains(PASSWORD), "{stderr}");
+    assert_eq!(td.statements().len(), 1, "a refused login is not retried");
 }

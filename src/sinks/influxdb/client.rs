@@ -8,9 +8,11 @@
 //! gzips only its `DataPoint` stream API, not line protocol. Either way the HTTP status
 //! decides: 2xx written; 413 too large (split); 429 and 5xx transient (retry with backoff,
 //! never sooner than Retry-After); 401, 403 and 404 (missing database, org or bucket)
-//! fatal, since no row could ever be written; any other 4xx (400 for a line InfluxDB
-//! cannot parse, its "partial write", 422 for a field type conflict) a definite rejection
-//! of something in the batch, which [`deliver`](crate::sinks::util::deliver) bisects.
+//! fatal, since no row could ever be written; any other 4xx a definite rejection of
+//! something in the batch, which [`deliver`](crate::sinks::util::deliver) bisects: 400 for
+//! a line InfluxDB cannot parse (InfluxDB 2 then writes nothing of the body; 1.x writes the
+//! other lines, its "partial write"), 422 for InfluxDB 2's partial write (points it dropped,
+//! a field type conflict; the others written).
 
 use super::config::InfluxSinkConfig;
 use crate::job::TimeUnit;
@@ -524,15 +526,41 @@ pub struct RangeKey<'a> {
 
 /// InfluxDB 2's delete predicate for the series of `measurement` with `tags` (and any
 /// series with more tags: absent tags, `""`, are left out, as the language cannot say
-/// them).
+/// them): `_measurement="m" AND "tag"="value" AND ...`.
+///
+/// InfluxDB 2 reads the predicate with InfluxQL's scanner, twice (`http/delete_handler.go`:
+/// `predicate.Parse` of `predicate/parser.go`, then `influxql.ParseExpr`). A tag key is a
+/// bare identifier there only if it is ASCII letters, digits and `_` and no keyword; a key
+/// such as `site-id`, `site id` or `name` (a keyword: "found NAME, expected identifier")
+/// is refused unless double-quoted, so every tag key is. A value is an identifier too
+/// (single quotes are refused), and inside double quotes InfluxQL reads `\\`, `\"` and
+/// `\n` and refuses any other escape, so a backslash must be doubled.
 fn v2_predicate(measurement: &str, tags: &[(&str, &str)]) -> String {
-    let mut predicate = String::from("_measurement=\"");
-    predicate.push_str(&measurement.replace('"', "\\\""));
-    predicate.push('"');
+    let mut predicate = format!("_measurement={}", predicate_ident(measurement));
     for (k, v) in tags.iter().filter(|(_, v)| !v.is_empty()) {
-        predicate.push_str(&format!(" AND {}=\"{}\"", k, v.replace('"', "\\\"")));
+        predicate.push_str(&format!(
+            " AND {}={}",
+            predicate_ident(k),
+            predicate_ident(v)
+        ));
     }
     predicate
+}
+
+/// `text` as an InfluxQL double-quoted identifier, for a delete predicate.
+fn predicate_ident(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// An InfluxQL identifier (database, measurement, tag or field key) in double quotes.
@@ -753,6 +781,22 @@ mod tests {
         assert_eq!(
             series_predicate(&[("host", "a'b\\c"), ("region", "")]),
             r#""host" = 'a\'b\\c' AND "region" = ''"#
+        );
+    }
+
+    #[test]
+    fn a_delete_predicate_quotes_every_tag_key_and_escapes_values() {
+        assert_eq!(
+            v2_predicate(
+                "cpu \"a\"",
+                &[
+                    ("name", "x"),
+                    ("site-id", "a\\b"),
+                    ("site id", "q\"r"),
+                    ("gone", "")
+                ]
+            ),
+            r#"_measurement="cpu \"a\"" AND "name"="x" AND "site-id"="a\\b" AND "site id"="q\"r""#
         );
     }
 

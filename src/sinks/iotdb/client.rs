@@ -9,7 +9,15 @@
 //! failed part of a batch); [`classify`] turns it into a [`WriteError`]: a broken
 //! connection or IoTDB's "try again" codes are transient, a type conflict with an existing
 //! series, a missing database or a refused login fail the job (no row could be written),
-//! an illegal path refuses the points that carry it.
+//! an illegal path or rows older than the TTL refuse the points that carry them.
+//!
+//! iotdb-client-rs 0.3.12 knows IoTDB's pre-1.0 status numbers: it takes 707 for a
+//! redirection and 506 for a multi-status, so IoTDB 1.x's 400 REDIRECTION_RECOMMEND — the
+//! answer of a cluster's DataNode to a multi-device write that succeeded while other nodes
+//! lead some of its devices — reaches tsmig as the error `code: 400`, its sub-statuses
+//! dropped. IoTDB sends that code only for a write that succeeded (TreeModelPlanner.
+//! setRedirectInfo sets it on a SUCCESS_STATUS alone, every sub-status a 200), so
+//! [`is_redirection`] tells the sink to count it as written.
 
 use crate::sinks::WriteError;
 use iotdb::client::remote::{Config, RpcSession};
@@ -195,6 +203,20 @@ pub fn only_already_exists(text: &str) -> bool {
     }
 }
 
+/// IoTDB 1.x's REDIRECTION_RECOMMEND: a write that succeeded, answered by a DataNode that
+/// does not lead every device's region.
+pub const REDIRECTION_RECOMMEND: i32 = 400;
+
+/// IoTDB's OUT_OF_TTL: rows older than the database's TTL, which IoTDB never writes (the
+/// other rows of the call are written).
+pub const OUT_OF_TTL: i32 = 607;
+
+/// Whether a client error is IoTDB's 400 REDIRECTION_RECOMMEND alone: the write succeeded
+/// (see the module doc). Any other code beside it is a failure.
+pub fn is_redirection(text: &str) -> bool {
+    status_codes(text) == [REDIRECTION_RECOMMEND]
+}
+
 /// What a client error means for the write.
 pub fn classify(text: &str) -> WriteError {
     let message = format!("IoTDB: {text}");
@@ -204,6 +226,10 @@ pub fn classify(text: &str) -> WriteError {
         return transient(message);
     };
     match code {
+        // Older than the TTL: IoTDB will never take these rows, however often they are
+        // sent. The batch is bisected until each refused point stands alone and is
+        // dead-lettered with IoTDB's message; the others are written (again: harmless).
+        OUT_OF_TTL => WriteError::Rejected { message },
         // Write process rejected, system not ready or read-only for now, timeouts.
         600..=608 | 712 | 713 | 714 => transient(message),
         // Partial insert because of a type conflict: the series exists with another type.
@@ -256,6 +282,13 @@ mod tests {
             classify("code: 801, wrong password"),
             WriteError::Fatal { .. }
         ));
+        assert!(matches!(
+            classify("code: 607, Insertion time [2026-01-01T00:00:00.000Z] is less than ttl time bound [2026-11-01T00:00:00.000Z]"),
+            WriteError::Rejected { message } if message.contains("ttl time bound")
+        ));
+        assert!(is_redirection("code: 400"));
+        assert!(!is_redirection("code: 400; Code: 507, type mismatch;"));
+        assert!(!is_redirection("code: 607, Insertion time"));
         assert_eq!(status_codes("Code: 503, x;Code: 503, y;"), vec![503, 503]);
         assert!(only_already_exists("Code: 503, x;Code: 506, y;"));
         assert!(only_already_exists(

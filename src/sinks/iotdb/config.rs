@@ -36,7 +36,9 @@ pub struct IotdbSinkConfig {
     #[serde(default = "default_precision")]
     pub precision: TimeUnit,
     /// Encoding per data type for the series tsmig creates, e.g. `{DOUBLE: GORILLA}`;
-    /// defaults: BOOLEAN RLE, INT32/INT64 TS_2DIFF, FLOAT/DOUBLE GORILLA, TEXT PLAIN.
+    /// defaults: BOOLEAN RLE, INT32/INT64 TS_2DIFF, FLOAT/DOUBLE GORILLA, TEXT PLAIN. Each
+    /// must be one IoTDB lets the type have: BOOLEAN PLAIN or RLE; INT32/INT64 PLAIN, RLE,
+    /// TS_2DIFF or GORILLA; FLOAT/DOUBLE those or GORILLA_V1; TEXT PLAIN or DICTIONARY.
     #[serde(default)]
     pub encodings: BTreeMap<String, String>,
     /// Compression of the series tsmig creates: UNCOMPRESSED, SNAPPY, GZIP, LZ4.
@@ -95,8 +97,7 @@ impl IotdbSinkConfig {
         super::encoding::compressor(&self.compressor)
             .map_err(|e| job.error_at("sink.compressor", e))?;
         for (data_type, encoding) in &self.encodings {
-            super::encoding::data_type(data_type)
-                .and_then(|_| super::encoding::encoding(encoding))
+            super::encoding::encoding_for_type(data_type, encoding)
                 .map_err(|e| job.error_at(&format!("sink.encodings.{data_type}"), e))?;
         }
         for (i, db) in self.databases.iter().enumerate() {

@@ -49,6 +49,66 @@ pub fn encoding(name: &str) -> Result<TSEncoding, String> {
     })
 }
 
+/// The name IoTDB shows for an encoding.
+pub fn encoding_name(e: &TSEncoding) -> &'static str {
+    match e {
+        TSEncoding::Plain => "PLAIN",
+        TSEncoding::PlainDictionary => "DICTIONARY",
+        TSEncoding::RLE => "RLE",
+        TSEncoding::Diff => "DIFF",
+        TSEncoding::Ts2diff => "TS_2DIFF",
+        TSEncoding::Bitmap => "BITMAP",
+        TSEncoding::GorillaV1 => "GORILLA_V1",
+        TSEncoding::Regular => "REGULAR",
+        TSEncoding::Gorilla => "GORILLA",
+    }
+}
+
+/// The encodings IoTDB lets a series of type `t` have, of those tsmig can ask for: tsfile's
+/// `TSEncoding.TYPE_SUPPORTED_ENCODINGS` (apache/tsfile,
+/// `java/tsfile/src/main/java/org/apache/tsfile/file/metadata/enums/TSEncoding.java`),
+/// which IoTDB checks before it creates a series (`SchemaUtils.checkDataTypeWithEncoding`,
+/// status 507 "encoding GORILLA does not support TEXT"). DIFF, BITMAP and REGULAR encode
+/// no type.
+pub fn supported_encodings(t: &TSDataType) -> &'static [TSEncoding] {
+    match t {
+        TSDataType::Boolean => &[TSEncoding::Plain, TSEncoding::RLE],
+        TSDataType::Int32 | TSDataType::Int64 => &[
+            TSEncoding::Plain,
+            TSEncoding::RLE,
+            TSEncoding::Ts2diff,
+            TSEncoding::Gorilla,
+        ],
+        TSDataType::Float | TSDataType::Double => &[
+            TSEncoding::Plain,
+            TSEncoding::RLE,
+            TSEncoding::Ts2diff,
+            TSEncoding::GorillaV1,
+            TSEncoding::Gorilla,
+        ],
+        TSDataType::Text => &[TSEncoding::Plain, TSEncoding::PlainDictionary],
+    }
+}
+
+/// The encoding `name` for series of type `type_name` (the key and value of one
+/// `sink.encodings` entry), or why IoTDB would refuse it.
+pub fn encoding_for_type(type_key: &str, name: &str) -> Result<(TSDataType, TSEncoding), String> {
+    let t = data_type(type_key)?;
+    let e = encoding(name)?;
+    let supported = supported_encodings(&t);
+    if !supported.contains(&e) {
+        let names: Vec<&str> = supported.iter().map(encoding_name).collect();
+        return Err(format!(
+            "IoTDB cannot encode {} with {}: a {} series takes {}",
+            type_name(&t),
+            encoding_name(&e),
+            type_name(&t),
+            names.join(", ")
+        ));
+    }
+    Ok((t, e))
+}
+
 /// A compressor by its IoTDB name.
 pub fn compressor(name: &str) -> Result<TSCompressionType, String> {
     Ok(match name.to_ascii_uppercase().as_str() {
@@ -187,6 +247,42 @@ mod tests {
         assert_eq!(t(ColumnKind::Time, "datetime(3)", None), "TEXT");
         assert_eq!(t(ColumnKind::Int, "int(11)", Some("int64")), "INT64");
         assert!(field_type(&source(ColumnKind::Int, "int", Some("LONG"))).is_err());
+    }
+
+    #[test]
+    fn an_encoding_must_be_one_iotdb_lets_the_type_have() {
+        assert_eq!(
+            encoding_for_type("double", "gorilla"),
+            Ok((TSDataType::Double, TSEncoding::Gorilla))
+        );
+        assert_eq!(
+            encoding_for_type("TEXT", "DICTIONARY"),
+            Ok((TSDataType::Text, TSEncoding::PlainDictionary))
+        );
+        assert!(encoding_for_type("INT64", "GORILLA").is_ok());
+        assert!(encoding_for_type("FLOAT", "GORILLA_V1").is_ok());
+        assert_eq!(
+            encoding_for_type("TEXT", "GORILLA"),
+            Err(
+                "IoTDB cannot encode TEXT with GORILLA: a TEXT series takes PLAIN, DICTIONARY"
+                    .into()
+            )
+        );
+        for (t, e) in [
+            ("BOOLEAN", "TS_2DIFF"),
+            ("INT32", "GORILLA_V1"),
+            ("DOUBLE", "DIFF"),
+            ("INT64", "BITMAP"),
+            ("FLOAT", "REGULAR"),
+            ("TEXT", "RLE"),
+        ] {
+            assert!(encoding_for_type(t, e).is_err(), "{t} {e}");
+        }
+        // Every default is one IoTDB takes.
+        for t in ["BOOLEAN", "INT32", "INT64", "FLOAT", "DOUBLE", "TEXT"] {
+            let t = data_type(t).unwrap();
+            assert!(supported_encodings(&t).contains(&default_encoding(&t)));
+        }
     }
 
     #[test]

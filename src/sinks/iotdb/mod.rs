@@ -120,6 +120,41 @@ impl IotdbSink {
             .cloned()
             .unwrap_or_else(|| encoding::default_encoding(t))
     }
+
+    /// `TEXT GORILLA, DOUBLE GORILLA`: the type and encoding of each type among
+    /// `new_series`, for the message when IoTDB refuses to create them.
+    fn describe_new_series(&self, new_series: &[(String, TSDataType)]) -> String {
+        let mut pairs: Vec<String> = new_series
+            .iter()
+            .map(|(_, t)| {
+                format!(
+                    "{} {}",
+                    encoding::type_name(t),
+                    encoding::encoding_name(&self.encoding_for(t))
+                )
+            })
+            .collect();
+        pairs.sort();
+        pairs.dedup();
+        pairs.join(", ")
+    }
+}
+
+/// IoTDB's refusal to create the series of a batch, naming the schema tsmig asked for when
+/// IoTDB refused an encoding (its 507 "encoding X does not support T"): the job file's
+/// `sink.encodings` chose it, and no write of that type can succeed until it changes.
+fn refused_schema(error: WriteError, schema: &str) -> WriteError {
+    match error {
+        WriteError::Fatal { message } if message.contains("does not support") => {
+            WriteError::Fatal {
+                message: format!(
+                    "IoTDB refused to create series as {schema}: {message}; choose another \
+                     encoding for that type in sink.encodings"
+                ),
+            }
+        }
+        other => other,
+    }
 }
 
 /// One device's rows that share a set of measurements.
@@ -465,6 +500,7 @@ impl Sink for IotdbSink {
             .iter()
             .map(|(_, t)| self.encoding_for(t))
             .collect();
+        let schema_of_new = self.describe_new_series(&new_series);
         let compressor = self.compressor.clone();
         let to_create = new_series.clone();
         self.pool
@@ -473,23 +509,29 @@ impl Sink for IotdbSink {
                     let paths: Vec<&str> = to_create.iter().map(|(p, _)| p.as_str()).collect();
                     let types: Vec<TSDataType> = to_create.iter().map(|(_, t)| t.clone()).collect();
                     let compressors = vec![compressor; to_create.len()];
-                    connection.call(|s| {
-                        match s.create_multi_timeseries(
-                            paths,
-                            types,
-                            encodings,
-                            compressors,
-                            None,
-                            None,
-                            None,
-                            None,
-                        ) {
-                            Err(e) if client::only_already_exists(&e.to_string()) => Ok(()),
-                            other => other,
-                        }
-                    })?;
+                    connection
+                        .call(|s| {
+                            match s.create_multi_timeseries(
+                                paths,
+                                types,
+                                encodings,
+                                compressors,
+                                None,
+                                None,
+                                None,
+                                None,
+                            ) {
+                                Err(e) if client::only_already_exists(&e.to_string()) => Ok(()),
+                                other => other,
+                            }
+                        })
+                        .map_err(|e| refused_schema(e, &schema_of_new))?;
                 }
-                connection.call(|s| s.insert_tablets(tablets.iter().collect()))
+                // A 400 from a cluster's DataNode is a write that succeeded.
+                connection.call(|s| match s.insert_tablets(tablets.iter().collect()) {
+                    Err(e) if client::is_redirection(&e.to_string()) => Ok(()),
+                    other => other,
+                })
             })
             .await?;
         let mut created = self.created.lock().unwrap_or_else(|p| p.into_inner());

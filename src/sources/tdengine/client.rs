@@ -9,8 +9,19 @@
 //! - connection errors, timeouts, HTTP 408, 429 and 5xx, and the codes in
 //!   [`TRANSIENT_CODES`] (or the job's `retry_codes`) are transient: the statement is sent
 //!   again after a backoff ([`RetryPolicy`], the one the sinks use), up to `max_retries`;
-//! - anything else (a refused login, a syntax error, a missing table) is definite and
-//!   fails the job with TDengine's code and `desc`, since asking again cannot help.
+//! - a refused login — HTTP 401 (taosAdapter's own refusal of missing or malformed
+//!   credentials, or TDengine's with `httpCodeServerError`) or TDengine's authentication
+//!   codes — fails at once, saying so;
+//! - anything else (a syntax error, a missing table) is definite and fails the job with
+//!   TDengine's code and `desc`, since asking again cannot help.
+//!
+//! taosAdapter's `httpCodeServerError` option (off by default) answers TDengine's errors
+//! with an HTTP error status instead of 200 — 400 for syntax errors, 401 for authentication,
+//! 502 for TSDB_CODE_RPC_NETWORK_UNAVAIL, 500 for every other code (taosadapter
+//! `controller/rest/error_resp.go` getErrorHttpStatus, `config/const.go` ErrorStatusMap) —
+//! with the same `{"code", "desc"}` body. So a 500 or 502 carrying TDengine's code is
+//! judged by that code, as a 200 would be: a missing table is definite, a leader election
+//! transient.
 //!
 //! `?tz=UTC` asks for timestamps in UTC; they are converted by their own offset anyway.
 
@@ -76,7 +87,18 @@ pub enum Failure {
     Transient(String),
     /// Sending it again cannot help.
     Definite(String),
+    /// TDengine or taosAdapter refused the user and password.
+    LoginRefused(String),
 }
+
+/// TDengine's codes for a refused login (low 16 bits): TSDB_CODE_RPC_AUTH_FAILURE 0x0003,
+/// TSDB_CODE_MND_USER_NOT_EXIST 0x0351, TSDB_CODE_MND_AUTH_FAILURE 0x0357 (taosadapter
+/// `httperror/errors.go`, generated from TDengine's error table).
+const LOGIN_REFUSED_CODES: &[i64] = &[0x0003, 0x0351, 0x0357];
+
+/// The HTTP statuses taosAdapter's `httpCodeServerError` gives a TDengine error that is not
+/// a syntax or authentication error: the body's code then decides, as with a 200.
+const CODE_DECIDES: &[u16] = &[500, 502];
 
 /// The JSON body of every REST reply.
 #[derive(Deserialize)]
@@ -99,8 +121,12 @@ pub fn interpret(status: u16, body: &str, retry_codes: &[i64]) -> Result<Reply, 
             Err(_) => body.trim().chars().take(500).collect(),
         };
         let message = format!("HTTP {status}: {detail}");
-        return Err(match status {
-            408 | 429 | 500..=599 => Failure::Transient(message),
+        return Err(match (status, &parsed) {
+            (401, _) => Failure::LoginRefused(message),
+            (status, Ok(r)) if r.code != 0 && CODE_DECIDES.contains(&status) => {
+                by_code(r.code, message, retry_codes)
+            }
+            (408 | 429 | 500..=599, _) => Failure::Transient(message),
             _ => Failure::Definite(message),
         });
     }
@@ -110,13 +136,7 @@ pub fn interpret(status: u16, body: &str, retry_codes: &[i64]) -> Result<Reply, 
     })?;
     if raw.code != 0 {
         let message = describe(raw.code, raw.desc.as_deref());
-        let transient = TRANSIENT_CODES.iter().any(|(c, _)| *c == raw.code & 0xffff)
-            || retry_codes.contains(&raw.code);
-        return Err(if transient {
-            Failure::Transient(message)
-        } else {
-            Failure::Definite(message)
-        });
+        return Err(by_code(raw.code, message, retry_codes));
     }
     let columns = raw
         .column_meta
@@ -140,6 +160,19 @@ pub fn interpret(status: u16, body: &str, retry_codes: &[i64]) -> Result<Reply, 
         columns,
         data: raw.data,
     })
+}
+
+/// What TDengine's error `code` means: a refused login, "try again", or definite.
+fn by_code(code: i64, message: String, retry_codes: &[i64]) -> Failure {
+    if LOGIN_REFUSED_CODES.contains(&(code & 0xffff)) {
+        Failure::LoginRefused(message)
+    } else if TRANSIENT_CODES.iter().any(|(c, _)| *c == code & 0xffff)
+        || retry_codes.contains(&code)
+    {
+        Failure::Transient(message)
+    } else {
+        Failure::Definite(message)
+    }
 }
 
 /// `TDengine error 0x2600 (9728): syntax error near ...`.
@@ -249,6 +282,14 @@ impl RestClient {
                         self.host
                     )))
                 }
+                Err(Failure::LoginRefused(message)) => {
+                    // Fatal, not transient: restarting the job cannot change the password.
+                    return Err(SourceError::Fatal(format!(
+                        "TDengine at {} refused the login of user `{}` ({what}): {message}; \
+                         check source.user and source.password",
+                        self.host, self.user
+                    )));
+                }
             }
         }
     }
@@ -295,7 +336,64 @@ mod tests {
         ));
         assert!(matches!(
             interpret(401, r#"{"code":855,"desc":"Authentication failure"}"#, &[]),
-            Err(Failure::Definite(m)) if m.contains("Authentication failure")
+            Err(Failure::LoginRefused(m)) if m == "HTTP 401: TDengine error 0x0357 (855): Authentication failure"
+        ));
+        assert!(matches!(
+            interpret(401, r#"{"code":4357,"desc":"no auth info input"}"#, &[]),
+            Err(Failure::LoginRefused(_))
+        ));
+        assert!(matches!(
+            interpret(200, r#"{"code":855,"desc":"Authentication failure"}"#, &[]),
+            Err(Failure::LoginRefused(_))
+        ));
+        // httpCodeServerError: TDengine's code in a 500 or 502 decides.
+        assert_eq!(
+            interpret(
+                500,
+                r#"{"code":9731,"desc":"Table does not exist: d1"}"#,
+                &[]
+            ),
+            Err(Failure::Definite(
+                "HTTP 500: TDengine error 0x2603 (9731): Table does not exist: d1".into()
+            ))
+        );
+        assert!(matches!(
+            interpret(
+                500,
+                r#"{"code":2316,"desc":"Sync leader is unreachable"}"#,
+                &[]
+            ),
+            Err(Failure::Transient(_))
+        ));
+        assert!(matches!(
+            interpret(500, r#"{"code":1234,"desc":"busy"}"#, &[1234]),
+            Err(Failure::Transient(_))
+        ));
+        assert!(matches!(
+            interpret(
+                502,
+                r#"{"code":11,"desc":"Unable to establish connection"}"#,
+                &[]
+            ),
+            Err(Failure::Transient(_))
+        ));
+        assert!(matches!(
+            interpret(
+                400,
+                r#"{"code":9728,"desc":"syntax error near \"x\""}"#,
+                &[]
+            ),
+            Err(Failure::Definite(_))
+        ));
+        // taosAdapter's own 503 (its connection pool is exhausted) is transient whatever
+        // the body says.
+        assert!(matches!(
+            interpret(
+                503,
+                r#"{"code":65535,"desc":"get connection timeout"}"#,
+                &[]
+            ),
+            Err(Failure::Transient(_))
         ));
         assert!(matches!(
             interpret(

@@ -96,8 +96,10 @@ fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
+/// A reply TDengine gave that tsmig cannot use: columns it did not ask for, a time it
+/// cannot read, a sub-table list cut short by taosAdapter's `restfulRowLimit`. Fatal:
+/// asking again, or restarting the job, gets the same reply.
 fn bad_reply(what: &str, e: impl std::fmt::Display) -> SourceError {
-    // A reply tsmig cannot make sense of: asking again would get the same one.
     SourceError::Fatal(format!("TDengine: {what}: {e}"))
 }
 

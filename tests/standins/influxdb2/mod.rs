@@ -7,11 +7,22 @@
 //!   `Authorization: Token secret-token`; 404 for another org or bucket; 400 for a
 //!   precision other than `ns`, `us`, `ms`, `s` (none means `ns`); a
 //!   `Content-Encoding: gzip` body is decompressed (400 if it is not gzip, 415 for another
-//!   encoding); 413 for a decoded body over [`Seen::max_body`]. Then it keeps the points, a
-//!   field of an existing point overwritten and the others kept. A line it cannot parse,
-//!   or one holding a string of [`Seen::refuse`] (injected bad lines), is dropped while
-//!   the rest of the body IS stored, and the answer is InfluxDB 2's 400 partial write:
-//!   `partial write: unable to parse '<first bad line>': <reason> dropped=<n>`.
+//!   encoding); 413 for a decoded body over [`Seen::max_body`]. Then every line is read
+//!   with InfluxDB 2's rules (line_protocol.rs: an empty tag value, NaN, Inf, a number out
+//!   of range... are refused): if one cannot be read (or holds a string of
+//!   [`Seen::refuse`], injected bad lines), the answer is 400 `unable to parse '<line>':
+//!   <reason>` for each such line and NOTHING is written, as InfluxDB 2 parses the whole
+//!   body before it writes (`http/points/points_parser.go`). Otherwise the points are
+//!   stored, a field of an existing point overwritten and the others kept, shard group by
+//!   shard group (7 days, Monday to Monday): a point with a field its shard group already
+//!   holds with another type (or a string over 1 MiB) is dropped and the others are
+//!   written, answered 422 `failure writing points to database: partial write: field type
+//!   conflict: input field "f" on measurement "m" is type string, already exists as type
+//!   float dropped=<n>` (`http/write_handler.go`, `tsdb/shard.go`,
+//!   `tsdb/field_validator.go`).
+//! - `POST /api/v2/delete` reads the predicate with InfluxDB 2's grammar (predicate.rs):
+//!   a key that is no bare identifier (`site-id`, `site id`) or is a keyword (`name`) must
+//!   be double-quoted, or the delete is a 400.
 //! - Failure injection: [`Seen::script`] answers the next writes with 413, 429 (with
 //!   `Retry-After:` [`Seen::retry_after`]), 500 or 503 and InfluxDB 2's body, storing
 //!   nothing. [`Seen::writes`] logs every write request: when, the answer, whether gzipped.
@@ -25,6 +36,8 @@
 
 #[path = "../http.rs"]
 mod http;
+mod line_protocol;
+mod predicate;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -78,7 +91,8 @@ pub struct Seen {
     pub script: Vec<u16>,
     /// The Retry-After (seconds) of a scripted 429; none if `None`.
     pub retry_after: Option<u64>,
-    /// Lines holding any of these strings are refused (a partial write).
+    /// Lines holding any of these strings cannot be read (injected): the body is refused
+    /// with a 400 naming them, nothing written, as for a line InfluxDB cannot parse.
     pub refuse: Vec<String>,
     /// Largest decoded write body taken; a larger one is a 413.
     pub max_body: Option<usize>,
@@ -88,16 +102,56 @@ pub struct Seen {
     pub store: Store,
     /// The predicate of every delete request, in order.
     pub deletes: Vec<String>,
+    /// The type of each field per shard group and measurement, as the storage engine keeps
+    /// them: (shard group start, measurement) → field → InfluxQL type name.
+    pub field_types: BTreeMap<(i64, String), BTreeMap<String, &'static str>>,
 }
 
 impl Seen {
     /// Writes one line of line protocol with timestamps in `unit` ns, as InfluxDB does: a
-    /// field of an existing point is overwritten, the others are kept.
+    /// field of an existing point is overwritten, the others are kept. `Err` is why
+    /// InfluxDB 2 would refuse it (line_protocol.rs, or [`Seen::store_point`]).
     pub fn write_line(&mut self, line: &str, unit: i64) -> Result<(), String> {
-        let (series, time, fields) = parse_line(line, unit)?;
+        let point = line_protocol::parse(line.trim(), unit, now_ns())?;
+        self.store_point(point)
+    }
+
+    /// Stores one point, unless the storage engine would drop it: a string field longer
+    /// than 1 MiB, or a field its shard group holds with another type (InfluxDB 2's
+    /// `tsdb/field_validator.go` ValidateAndCreateFields, field by field: fields new to the
+    /// shard before the clash keep their type, as InfluxDB creates them on the way). The
+    /// reason is InfluxDB's text.
+    fn store_point(&mut self, ((measurement, tags), time, fields): Line) -> Result<(), String> {
+        let types = self
+            .field_types
+            .entry((shard_group(time), measurement.clone()))
+            .or_default();
+        for (name, value) in &fields {
+            if let FieldValue::Text(text) = value {
+                if text.len() > MAX_FIELD_VALUE_LENGTH {
+                    return Err(format!(
+                        "input field {name:?} on measurement {measurement:?} is too long, {} > {MAX_FIELD_VALUE_LENGTH}",
+                        text.len()
+                    ));
+                }
+            }
+            let kind = type_name(value);
+            match types.get(name) {
+                Some(existing) if *existing != kind => {
+                    return Err(format!(
+                        "field type conflict: input field {name:?} on measurement \
+                         {measurement:?} is type {kind}, already exists as type {existing}"
+                    ))
+                }
+                Some(_) => {}
+                None => {
+                    types.insert(name.clone(), kind);
+                }
+            }
+        }
         let point = self
             .store
-            .entry(series)
+            .entry((measurement, tags))
             .or_default()
             .entry(time)
             .or_default();
@@ -236,7 +290,7 @@ pub fn answer(
                     body: String::new(),
                     headers: Vec::new(),
                 },
-                Err(e) => error(400, "invalid", &e),
+                Err((status, code, message)) => error(status, code, &message),
             }
         }
         _ => error(404, "not found", "path not found"),
@@ -244,9 +298,11 @@ pub fn answer(
 }
 
 /// `POST /api/v2/delete`: `{start, stop, predicate}`, both times inclusive (RFC 3339), the
-/// predicate `_measurement="m" AND tag="v" AND ...` (InfluxDB 2 accepts only `=` and `AND`).
+/// predicate read as InfluxDB 2 reads it (predicate.rs: keys that are no bare identifier,
+/// or are a keyword such as `name`, must be double-quoted; `=`/`!=` and `AND` only).
 /// Deletes the points in the range of every series of the measurement whose tags include
-/// the predicate's (a series with more tags matches too, as in InfluxDB 2).
+/// the predicate's (a series with more tags matches too, as in InfluxDB 2). `Err` is the
+/// refusal: HTTP status, InfluxDB's error code and message.
 ///
 /// As InfluxDB 2 does it (influxdata/influxdb v2): `http/delete_handler.go` parses start
 /// and stop as RFC3339Nano and hands them to the storage engine's
@@ -257,44 +313,52 @@ pub fn answer(
 /// matches `tag1=val1` but tag1 is not present in the key"): tags the predicate does not
 /// name are not looked at, so a series with more tags matches, and `tag=""` matches no
 /// series at all.
-fn delete(s: &mut Seen, body: &[u8]) -> Result<(), String> {
+fn delete(s: &mut Seen, body: &[u8]) -> Result<(), predicate::Refusal> {
+    let invalid = |message: String| {
+        (
+            400,
+            "invalid",
+            format!("error decoding json body: {message}"),
+        )
+    };
     let request: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| format!("failed to decode request body: {e}"))?;
-    let time = |key: &str| -> Result<i64, String> {
-        let text = request[key].as_str().ok_or(format!("{key} is missing"))?;
+        serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
+    let time = |key: &str| -> Result<i64, predicate::Refusal> {
+        let text = request[key].as_str().unwrap_or_default();
         chrono::DateTime::parse_from_rfc3339(text)
             .ok()
             .and_then(|t| t.timestamp_nanos_opt())
-            .ok_or(format!("invalid {key} time {text:?}"))
+            .ok_or_else(|| {
+                invalid(format!(
+                    "invalid RFC3339Nano for field {key}, please format your time with \
+                     RFC3339Nano format, example: 2009-01-02T23:00:00Z"
+                ))
+            })
     };
     let (start, stop) = (time("start")?, time("stop")?);
-    let predicate = request["predicate"].as_str().unwrap_or_default();
-    let mut measurement = None;
-    let mut tags: Vec<(String, String)> = Vec::new();
-    for term in predicate.split(" AND ").filter(|t| !t.trim().is_empty()) {
-        let (key, value) = term
-            .split_once('=')
-            .ok_or(format!("invalid predicate term {term:?}"))?;
-        let value = value
-            .trim()
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .ok_or(format!("invalid predicate value in {term:?}"))?
-            .replace("\\\"", "\"");
-        match key.trim() {
-            "_measurement" => measurement = Some(value),
-            k => tags.push((k.to_string(), value)),
-        }
-    }
+    let text = request["predicate"].as_str().unwrap_or_default();
+    let rules = predicate::parse(text)?;
     for ((m, series_tags), points) in s.store.iter_mut() {
-        let matches = measurement.as_ref().is_none_or(|want| want == m)
-            && tags.iter().all(|t| series_tags.contains(t));
+        let matches = rules.iter().all(|rule| {
+            let actual = match rule.key.as_str() {
+                "_measurement" => Some(m.as_str()),
+                key => series_tags
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v.as_str()),
+            };
+            match (rule.equal, actual) {
+                (true, Some(actual)) => actual == rule.value,
+                (true, None) => false,
+                (false, actual) => actual != Some(rule.value.as_str()),
+            }
+        });
         if matches {
             points.retain(|t, _| *t < start || *t > stop);
         }
     }
     s.store.retain(|_, points| !points.is_empty());
-    s.deletes.push(predicate.to_string());
+    s.deletes.push(text.to_string());
     Ok(())
 }
 
@@ -394,22 +458,60 @@ fn write(
     let Ok(text) = String::from_utf8(body) else {
         return (error(400, "invalid", "body is not UTF-8"), 0);
     };
-    let mut refused = Vec::new();
-    let mut stored = 0;
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+    // Every line is read first; one InfluxDB cannot read refuses the whole body, nothing
+    // written (http/points/points_parser.go: a parse error is EInvalid, returned before
+    // PointsWriter.WritePoints runs).
+    let now = now_ns();
+    let mut parsed = Vec::new();
+    let mut failed = Vec::new();
+    for line in text.split('\n') {
+        let line = line.trim_start_matches([' ', '\t']);
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
         let result = match s.refuse.iter().any(|r| line.contains(r.as_str())) {
             true => Err("refused by the stand-in".to_string()),
-            false => s.write_line(line, unit),
+            false => line_protocol::parse(line, unit, now),
         };
         match result {
-            Ok(()) => {
-                s.accepted_lines.push(line.to_string());
-                stored += 1;
-            }
-            Err(reason) => refused.push((line.to_string(), reason)),
+            Ok(point) => parsed.push((line.to_string(), point)),
+            Err(reason) => failed.push(format!("unable to parse '{line}': {reason}")),
         }
     }
-    match refused.first() {
+    if !failed.is_empty() {
+        return (error(400, "invalid", &failed.join("\n")), 0);
+    }
+    // Then the storage engine writes each shard's points, dropping those whose fields
+    // clash with the shard's (tsdb/shard.go validateSeriesAndFields), and the first
+    // failing shard's PartialWriteError is the answer: 422 (http/write_handler.go).
+    parsed.sort_by_key(|(_, (_, time, _))| shard_group(*time));
+    let mut stored = 0;
+    let mut partial = None;
+    let mut shards = parsed.into_iter().peekable();
+    while let Some((line, point)) = shards.next() {
+        let shard = shard_group(point.1);
+        let (mut dropped, mut reason) = (0, None);
+        let mut points = vec![(line, point)];
+        while let Some(next) = shards.next_if(|(_, p)| shard_group(p.1) == shard) {
+            points.push(next);
+        }
+        for (line, point) in points {
+            match s.store_point(point) {
+                Ok(()) => {
+                    s.accepted_lines.push(line);
+                    stored += 1;
+                }
+                Err(why) => {
+                    dropped += 1;
+                    reason.get_or_insert(why);
+                }
+            }
+        }
+        if let (None, Some(reason)) = (&partial, reason) {
+            partial = Some(format!("partial write: {reason} dropped={dropped}"));
+        }
+    }
+    match partial {
         None => (
             http::Response {
                 status: 204,
@@ -419,13 +521,42 @@ fn write(
             },
             stored,
         ),
-        Some((line, reason)) => {
-            let message = format!(
-                "partial write: unable to parse '{line}': {reason} dropped={}",
-                refused.len()
-            );
-            (error(400, "invalid", &message), stored)
+        Some(partial) => {
+            let message = format!("failure writing points to database: {partial}");
+            (error(422, "unprocessable entity", &message), stored)
         }
+    }
+}
+
+/// Nanoseconds since the epoch, by this machine's clock.
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// The start (ns) of the shard group a time falls in. A bucket of infinite retention (the
+/// stand-in's) has shard groups of 7 days (v1/services/meta/data.go shardGroupDuration),
+/// each starting at `time.Truncate(7 * 24h)`, which counts from Go's zero time, a Monday:
+/// the groups run Monday to Monday, UTC (1970-01-01 was a Thursday).
+pub fn shard_group(time: i64) -> i64 {
+    const WEEK: i64 = 7 * 86_400 * 1_000_000_000;
+    const THURSDAY: i64 = 3 * 86_400 * 1_000_000_000;
+    (time + THURSDAY).div_euclid(WEEK) * WEEK - THURSDAY
+}
+
+/// InfluxDB's longest string field value (tsdb/field_validator.go MaxFieldValueLength).
+const MAX_FIELD_VALUE_LENGTH: usize = 1_048_576;
+
+/// A field type as InfluxQL names it in InfluxDB's messages.
+fn type_name(value: &FieldValue) -> &'static str {
+    match value {
+        FieldValue::Float(_) => "float",
+        FieldValue::Int(_) => "integer",
+        FieldValue::UInt(_) => "unsigned",
+        FieldValue::Bool(_) => "boolean",
+        FieldValue::Text(_) => "string",
     }
 }
 
@@ -904,98 +1035,4 @@ pub fn rfc3339_nano(ns: i64) -> String {
     }
     text.push('Z');
     text
-}
-
-/// One line of line protocol, as tsmig's encoder writes it (always with a timestamp).
-pub fn parse_line(line: &str, unit: i64) -> Result<Line, String> {
-    let (rest, time) = line.rsplit_once(' ').ok_or("no timestamp")?;
-    let key_end = unescaped(rest, ' ').ok_or("no fields")?;
-    let (key, fields) = (&rest[..key_end], &rest[key_end + 1..]);
-    let mut key = split_unescaped(key, ',', false).into_iter();
-    let measurement = unescape(&key.next().unwrap_or_default(), ", ");
-    let mut tags = Vec::new();
-    for tag in key {
-        let i = unescaped(&tag, '=').ok_or("a tag without =")?;
-        tags.push((unescape(&tag[..i], ",= "), unescape(&tag[i + 1..], ",= ")));
-    }
-    tags.sort();
-    let mut parsed = Vec::new();
-    for field in split_unescaped(fields, ',', true) {
-        let i = unescaped(&field, '=').ok_or("a field without =")?;
-        let v = &field[i + 1..];
-        let value = if let Some(text) = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
-            FieldValue::Text(unescape(text, "\"\\"))
-        } else if let Some(i) = v.strip_suffix('i') {
-            FieldValue::Int(i.parse().map_err(|e| format!("{v}: {e}"))?)
-        } else if let Some(u) = v.strip_suffix('u') {
-            FieldValue::UInt(u.parse().map_err(|e| format!("{v}: {e}"))?)
-        } else if ["t", "T", "true", "True", "TRUE"].contains(&v) {
-            FieldValue::Bool(true)
-        } else if ["f", "F", "false", "False", "FALSE"].contains(&v) {
-            FieldValue::Bool(false)
-        } else {
-            FieldValue::Float(v.parse().map_err(|e| format!("{v}: {e}"))?)
-        };
-        parsed.push((unescape(&field[..i], ",= "), value));
-    }
-    let time: i64 = time.parse().map_err(|e| format!("time {time}: {e}"))?;
-    Ok(((measurement, tags), time * unit, parsed))
-}
-
-/// Where the first `c` without a backslash before it is.
-pub fn unescaped(s: &str, c: char) -> Option<usize> {
-    let mut escaped = false;
-    for (i, d) in s.char_indices() {
-        if d == c && !escaped {
-            return Some(i);
-        }
-        escaped = d == '\\' && !escaped;
-    }
-    None
-}
-
-/// `s` cut at each `separator` without a backslash before it (and, with `quotes`, outside
-/// string values); the parts keep their escapes.
-pub fn split_unescaped(s: &str, separator: char, quotes: bool) -> Vec<String> {
-    let mut parts = vec![String::new()];
-    let mut quoted = false;
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        let part = parts.last_mut().unwrap();
-        match c {
-            '\\' => {
-                part.push(c);
-                if let Some(next) = chars.next() {
-                    part.push(next);
-                }
-            }
-            '"' if quotes => {
-                quoted = !quoted;
-                part.push(c);
-            }
-            c if c == separator && !quoted => parts.push(String::new()),
-            c => part.push(c),
-        }
-    }
-    parts
-}
-
-/// `s` without the backslashes before the characters in `special` (any other backslash is
-/// a backslash, as in InfluxDB).
-pub fn unescape(s: &str, special: &str) -> String {
-    let mut out = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            if let Some(&next) = chars.peek() {
-                if special.contains(next) {
-                    out.push(next);
-                    chars.next();
-                    continue;
-                }
-            }
-        }
-        out.push(c);
-    }
-    out
 }

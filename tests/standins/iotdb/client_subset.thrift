@@ -13,7 +13,13 @@ struct TSStatus {                        // common.thrift
   1: required i32 code
   2: optional string message
   3: optional list<TSStatus> subStatus
-  // 4 redirectNode, 5 needRetry, 6 responseData: never sent by the stand-in
+  4: optional TEndPoint redirectNode      // sent with Options::redirect_to
+  // 5 needRetry, 6 responseData: never sent by the stand-in
+}
+
+struct TEndPoint {                       // common.thrift
+  1: required string ip
+  2: required i32 port
 }
 
 enum TSProtocolVersion { IOTDB_SERVICE_PROTOCOL_V1 = 0, IOTDB_SERVICE_PROTOCOL_V2 = 1,

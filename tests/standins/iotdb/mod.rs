@@ -34,16 +34,28 @@
 //! back-quoted, a backquote inside doubled — ``root.factory.`dev-0001`.`temp-c` ``.
 //! Unquoted, such a node is refused with 509 ILLEGAL_PATH by every RPC that takes a path
 //! (and with 700 by the SQL parser). Paths are stored and shown in IoTDB's display form,
-//! quoted only where needed, so ``root.sg.`d1` `` and `root.sg.d1` are one device. TTL
-//! is kept per database (SET TTL / UNSET TTL) but nothing expires.
+//! quoted only where needed, so ``root.sg.`d1` `` and `root.sg.d1` are one device.
 //!
-//! What it does not do, so a test cannot lean on it: persistence, the table model, data
-//! expiry by TTL (and IoTDB 1.3's path-level TTL), tags/attributes/aliases (accepted and
-//! dropped), schema templates, views, the V2 (TsBlock) query calls,
-//! raw-data/last/aggregation queries, WHERE clauses (but `time = t OR ...` on one
-//! device), wildcards inside a node (`d*`), the newer data types (TIMESTAMP, DATE, BLOB,
-//! STRING), compressed tablets, encoding/type compatibility checks, redirection, and any
-//! notion of memory pressure other than the injected failures.
+//! Refusals it shares with IoTDB (each cited where it is made):
+//! - TTL is kept per database (SET TTL / UNSET TTL). A row older than its database's TTL
+//!   (`now - time > ttl`, times in ms) is not written: the insert writes its other rows
+//!   and answers 607 OUT_OF_TTL "Insertion time [..] is less than ttl time bound [..]"
+//!   (store.rs, `drop_expired_rows`).
+//! - A series is created only with an encoding its type can take (tsfile's
+//!   `TYPE_SUPPORTED_ENCODINGS`): otherwise 507 "encoding GORILLA does not support TEXT",
+//!   a sub-status of 302 in createMultiTimeseries (store.rs, `check_encoding`).
+//! - With [`Options::redirect_to`] it plays a DataNode of a cluster: a successful
+//!   multi-device insert is answered 400 REDIRECTION_RECOMMEND with 200 sub-statuses
+//!   naming the leader (service.rs, `redirected`).
+//!
+//! What it does not do, so a test cannot lean on it: persistence, the table model,
+//! expiring stored points later by TTL (and IoTDB 1.3's path-level TTL), timestamp
+//! precisions other than ms for the TTL, tags/attributes/aliases (accepted and dropped),
+//! schema templates, views, the V2 (TsBlock) query calls, raw-data/last/aggregation
+//! queries, WHERE clauses (but `time = t OR ...` on one device), wildcards inside a node
+//! (`d*`), the newer data types (TIMESTAMP, DATE, BLOB, STRING) and encodings (ids 9 to
+//! 13), compressed tablets, writing to the node a redirect names, and any notion of
+//! memory pressure other than the injected failures.
 //!
 //! Use from an integration test:
 //! `#[path = "standins/iotdb/mod.rs"] mod iotdb_standin;`
@@ -75,15 +87,25 @@ pub struct Options {
     pub password: String,
     /// IoTDB's enable_auto_create_schema: writes create missing databases and series.
     pub auto_create_schema: bool,
+    /// Plays one DataNode of a cluster whose data regions the DataNode at this endpoint
+    /// (ip, port) leads, as IoTDB's coordinator tells a client after a write it forwarded
+    /// (TreeModelPlanner.setRedirectInfo): a multi-device insert (insertTablets,
+    /// insertRecords, insertStringRecords) that succeeded is answered 400
+    /// REDIRECTION_RECOMMEND with one 200 sub-status per device, each naming this
+    /// endpoint as its `redirectNode`; a single-device insert is answered 200 with the
+    /// `redirectNode`. Nothing is written anywhere else. `None` (the default): a
+    /// single-node IoTDB, which leads every region itself and never redirects.
+    pub redirect_to: Option<(String, i32)>,
 }
 
 impl Default for Options {
-    /// IoTDB's out-of-the-box settings: root/root, auto-create-schema on.
+    /// IoTDB's out-of-the-box settings: root/root, auto-create-schema on, one node.
     fn default() -> Options {
         Options {
             user: "root".into(),
             password: "root".into(),
             auto_create_schema: true,
+            redirect_to: None,
         }
     }
 }

@@ -309,7 +309,11 @@ fn respond(
         }
         _ if INSERT_METHODS.contains(&method) => {
             let status = match device_writes(method, args.strukt(1, "req")?)? {
-                Ok(writes) => shared.store().write(writes),
+                Ok(writes) => {
+                    let devices = writes.len();
+                    let status = shared.store().write(writes);
+                    redirected(shared, method, devices, status)
+                }
                 Err(status) => status,
             };
             status_value(&status)
@@ -323,6 +327,36 @@ fn respond(
         }
     };
     Ok(Response::Value(value))
+}
+
+/// The answer to an insert of `devices` device writes as a DataNode of a cluster gives
+/// it (Options::redirect_to): IoTDB's setRedirectInfo (apache/iotdb
+/// `iotdb-core/datanode/src/main/java/org/apache/iotdb/db/queryengine/plan/planner/
+/// TreeModelPlanner.java`) changes only a successful answer — a multi-device statement (InsertRowsStatement,
+/// InsertMultiTabletsStatement) becomes 400 with one 200 sub-status per device carrying its
+/// leader, a single-device one keeps its 200 and carries the leader.
+fn redirected(shared: &Shared, method: &str, devices: usize, status: Status) -> Status {
+    let Some(leader) = shared.options.redirect_to.clone() else {
+        return status;
+    };
+    if !status.is_ok() {
+        return status;
+    }
+    let mut ok = Status::ok();
+    ok.redirect_node = Some(leader);
+    if matches!(
+        method,
+        "insertTablets" | "insertRecords" | "insertStringRecords"
+    ) {
+        Status {
+            code: status::REDIRECTION_RECOMMEND,
+            message: None,
+            sub_status: vec![ok; devices],
+            redirect_node: None,
+        }
+    } else {
+        ok
+    }
 }
 
 fn open_session(
@@ -418,17 +452,17 @@ fn fetch_results(session: &mut Session, req: &Struct) -> Result<Value, String> {
     Ok(Value::Struct(resp))
 }
 
-/// A schema from wire ids, or the status that refuses it.
+/// A schema from wire ids, or the status that refuses it: IoTDB checks that the encoding
+/// can encode the type before it creates anything (store::check_encoding).
 fn schema_of(
     data_type: i32,
     encoding: i32,
     compressor: i32,
 ) -> Result<(StandInDataType, &'static str, &'static str), Status> {
-    Ok((
-        store::data_type_from_id(data_type)?,
-        store::encoding_name(encoding)?,
-        store::compressor_name(compressor)?,
-    ))
+    let data_type = store::data_type_from_id(data_type)?;
+    let encoding = store::encoding_name(encoding)?;
+    store::check_encoding(data_type, encoding)?;
+    Ok((data_type, encoding, store::compressor_name(compressor)?))
 }
 
 fn create_timeseries(shared: &Shared, req: &Struct) -> Result<Status, String> {
@@ -734,7 +768,8 @@ fn tablet(
     })
 }
 
-/// common.thrift's TSStatus: 1 code, 2 message, 3 subStatus.
+/// common.thrift's TSStatus: 1 code, 2 message, 3 subStatus, 4 redirectNode (a TEndPoint:
+/// 1 ip, 2 port).
 fn status_value(status: &Status) -> Value {
     let sub_status = (!status.sub_status.is_empty()).then(|| {
         Value::List(
@@ -742,10 +777,18 @@ fn status_value(status: &Status) -> Value {
             status.sub_status.iter().map(status_value).collect(),
         )
     });
+    let redirect_node = status.redirect_node.as_ref().map(|(ip, port)| {
+        Value::Struct(
+            Struct::new()
+                .with(1, Value::string(ip.clone()))
+                .with(2, Value::I32(*port)),
+        )
+    });
     Value::Struct(
         Struct::new()
             .with(1, Value::I32(status.code))
             .with_opt(2, status.message.clone().map(Value::string))
-            .with_opt(3, sub_status),
+            .with_opt(3, sub_status)
+            .with_opt(4, redirect_node),
     )
 }

@@ -319,6 +319,9 @@ fn create_timeseries(
         Ok(path) => path,
         Err(status) => return Some(Err(status)),
     };
+    if let Err(status) = store::check_encoding(data_type, encoding) {
+        return Some(Err(status));
+    }
     Some(status_result(
         store.create_timeseries(&path, data_type, encoding, compressor),
     ))

@@ -16,6 +16,11 @@ pub const EXECUTE_STATEMENT_ERROR: i32 = 301;
 pub const MULTIPLE_ERROR: i32 = 302;
 pub const ILLEGAL_PARAMETER: i32 = 303;
 pub const INTERNAL_SERVER_ERROR: i32 = 305;
+/// A multi-device write of a cluster that succeeded while some of its devices' regions
+/// are led by other DataNodes: every sub-status is a 200, those devices' with the
+/// `redirectNode` to write to next time (TreeModelPlanner.setRedirectInfo; see
+/// service.rs, `redirected`).
+pub const REDIRECTION_RECOMMEND: i32 = 400;
 pub const DATABASE_NOT_EXIST: i32 = 500;
 pub const DATABASE_ALREADY_EXISTS: i32 = 501;
 pub const TIMESERIES_ALREADY_EXIST: i32 = 503;
@@ -30,6 +35,9 @@ pub const STORAGE_ENGINE_NOT_READY: i32 = 602;
 pub const WRITE_PROCESS_ERROR: i32 = 605;
 /// IoTDB's answer while memory is short: the write was not done and may be retried.
 pub const WRITE_PROCESS_REJECT: i32 = 606;
+/// Rows older than the database's TTL: those rows are not written, the others of the call
+/// are (see store.rs, `drop_expired_rows`, for where IoTDB does it).
+pub const OUT_OF_TTL: i32 = 607;
 pub const ALIGNED_TIMESERIES_ERROR: i32 = 609;
 /// The code of the mismatch itself; for tree-model inserts IoTDB wraps it in a 507
 /// partial-insert answer, whose message carries the mismatch text.
@@ -38,12 +46,14 @@ pub const SQL_PARSE_ERROR: i32 = 700;
 pub const WRONG_LOGIN_PASSWORD: i32 = 801;
 pub const NOT_LOGIN: i32 = 802;
 
-/// One `TSStatus` (common.thrift): code, optional message, optional sub-statuses.
+/// One `TSStatus` (common.thrift): code, optional message, optional sub-statuses,
+/// optional `redirectNode` (a `TEndPoint`: ip and port).
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Status {
     pub code: i32,
     pub message: Option<String>,
     pub sub_status: Vec<Status>,
+    pub redirect_node: Option<(String, i32)>,
 }
 
 impl Status {
@@ -52,6 +62,7 @@ impl Status {
             code: SUCCESS_STATUS,
             message: None,
             sub_status: Vec::new(),
+            redirect_node: None,
         }
     }
 
@@ -60,6 +71,7 @@ impl Status {
             code,
             message: Some(message.into()),
             sub_status: Vec::new(),
+            redirect_node: None,
         }
     }
 
@@ -90,6 +102,7 @@ impl Status {
             code: MULTIPLE_ERROR,
             message: Some(message),
             sub_status: failures,
+            redirect_node: None,
         }
     }
 }

@@ -57,6 +57,38 @@ pub(crate) fn default_encoding(data_type: StandInDataType) -> &'static str {
 
 pub(crate) const DEFAULT_COMPRESSOR: &str = "LZ4";
 
+/// The encodings IoTDB lets a data type have: tsfile's `TSEncoding.TYPE_SUPPORTED_ENCODINGS`
+/// (apache/tsfile `java/tsfile/src/main/java/org/apache/tsfile/file/metadata/enums/
+/// TSEncoding.java`), restricted to the encodings of [`ENCODINGS`]: DIFF, BITMAP and REGULAR
+/// encode no type at all. (ZIGZAG, CHIMP, SPRINTZ and RLBE, ids 9 to 13, which the
+/// integer and float types also take, are beyond the ids the stand-in reads.)
+pub(crate) fn supported_encodings(data_type: StandInDataType) -> &'static [&'static str] {
+    match data_type {
+        StandInDataType::Boolean => &["PLAIN", "RLE"],
+        StandInDataType::Int32 | StandInDataType::Int64 => &["PLAIN", "RLE", "TS_2DIFF", "GORILLA"],
+        StandInDataType::Float | StandInDataType::Double => {
+            &["PLAIN", "RLE", "TS_2DIFF", "GORILLA_V1", "GORILLA"]
+        }
+        StandInDataType::Text => &["PLAIN", "DICTIONARY"],
+    }
+}
+
+/// IoTDB's refusal of an encoding its type cannot take, as every schema region checks it
+/// before creating a series (apache/iotdb `iotdb-core/datanode/src/main/java/org/apache/
+/// iotdb/db/utils/SchemaUtils.java` checkDataTypeWithEncoding, called by
+/// SchemaRegionMemoryImpl.createTimeSeries): a MetadataException, status 507
+/// METADATA_ERROR, "encoding GORILLA does not support TEXT".
+pub(crate) fn check_encoding(data_type: StandInDataType, encoding: &str) -> Result<(), Status> {
+    if supported_encodings(data_type).contains(&encoding) {
+        Ok(())
+    } else {
+        Err(Status::error(
+            status::METADATA_ERROR,
+            format!("encoding {encoding} does not support {}", data_type.name()),
+        ))
+    }
+}
+
 pub(crate) fn encoding_name(id: i32) -> Result<&'static str, Status> {
     usize::try_from(id)
         .ok()
@@ -537,22 +569,64 @@ impl Store {
                 return status;
             }
         }
+        let now = now_ms();
+        let mut expired = None;
+        for write in &mut writes {
+            let message = self.drop_expired_rows(write, now);
+            expired = expired.or(message);
+        }
         let mut refused: Vec<(String, String)> = Vec::new();
         for write in writes {
             self.apply_device_write(write, &mut refused);
         }
-        if refused.is_empty() {
-            return Status::ok();
+        if !refused.is_empty() {
+            let (measurements, causes): (Vec<String>, Vec<String>) = refused.into_iter().unzip();
+            return Status::error(
+                status::METADATA_ERROR,
+                format!(
+                    "Fail to insert measurements [{}] caused by [{}]",
+                    measurements.join(", "),
+                    causes.join(", ")
+                ),
+            );
         }
-        let (measurements, causes): (Vec<String>, Vec<String>) = refused.into_iter().unzip();
-        Status::error(
-            status::METADATA_ERROR,
-            format!(
-                "Fail to insert measurements [{}] caused by [{}]",
-                measurements.join(", "),
-                causes.join(", ")
-            ),
-        )
+        match expired {
+            Some(message) => Status::error(status::OUT_OF_TTL, message),
+            None => Status::ok(),
+        }
+    }
+
+    /// Takes out of `write` the rows older than its database's TTL, as IoTDB's data region
+    /// does before it writes: a row is alive while `now - time <= ttl` (times in
+    /// milliseconds, IoTDB's default timestamp_precision); an expired row gets the status
+    /// OUT_OF_TTL "Insertion time [%s] is less than ttl time bound [%s]"
+    /// (apache/iotdb `iotdb-core/datanode/.../queryengine/plan/planner/plan/node/write/
+    /// InsertTabletNode.java` checkTTL, `.../storageengine/dataregion/DataRegion.java`
+    /// insertTablet, `.../exception/query/OutOfTTLException.java`). The alive rows are
+    /// written, and the call is answered with a failed row's status
+    /// (`.../consensus/statemachine/dataregion/DataExecutionVisitor.java`
+    /// visitInsertTablet / visitInsertMultiTablets / visitInsertRows): the stand-in gives
+    /// the first expired row's.
+    fn drop_expired_rows(&self, write: &mut DeviceWrite, now: i64) -> Option<String> {
+        let ttl = self
+            .databases
+            .iter()
+            .find(|db| *db == &write.device || is_under(&write.device, db))
+            .and_then(|db| self.ttls.get(db))
+            .copied()?;
+        let bound = now.saturating_sub(ttl);
+        let alive: Vec<bool> = write.timestamps.iter().map(|t| *t >= bound).collect();
+        let first_expired = write.timestamps.iter().zip(&alive).find(|(_, a)| !**a)?;
+        let message = format!(
+            "Insertion time [{}] is less than ttl time bound [{}]",
+            date_of(*first_expired.0),
+            date_of(bound)
+        );
+        retain_alive(&mut write.timestamps, &alive);
+        for column in &mut write.columns {
+            retain_alive(&mut column.cells, &alive);
+        }
+        Some(message)
     }
 
     fn check_device_write(&self, write: &DeviceWrite) -> Result<(), Status> {
@@ -772,6 +846,27 @@ impl Store {
         }
         Status::ok()
     }
+}
+
+/// Keeps the values whose flag is set (one flag per value).
+fn retain_alive<T>(values: &mut Vec<T>, alive: &[bool]) {
+    let mut flags = alive.iter();
+    values.retain(|_| *flags.next().unwrap_or(&true));
+}
+
+/// Milliseconds since the epoch, by this machine's clock (IoTDB's TTL is against now).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A time (ms) as IoTDB's DateTimeUtils.convertLongToDate writes it, in UTC.
+fn date_of(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_else(|| ms.to_string())
 }
 
 fn status_text(status: &Status) -> String {

@@ -3,13 +3,19 @@
 //! taosAdapter's REST API (TDengine 3): `POST /rest/sql[/<db>][?tz=...]` with HTTP basic
 //! authentication and one SQL statement as the body, answered with
 //! `{"code":0,"column_meta":[[name,type,length],...],"data":[[...],...],"rows":n}` or, for
-//! an error of the database, `{"code":c,"desc":"..."}` with HTTP 200, as taosAdapter does.
+//! an error of the database, `{"code":c,"desc":"..."}` with HTTP 200, as taosAdapter does
+//! by default — or, with [`Options::http_code_server_error`] (taosAdapter's
+//! `httpCodeServerError`), with the HTTP status taosAdapter maps the code to (400, 401, 502,
+//! else 500). A missing or malformed Authorization header is a 401 either way; a wrong
+//! password is TDengine's error 0x0357 "Authentication failure", 200 by default and 401
+//! with `httpCodeServerError`.
 //! It keeps databases, super tables with tags and sub-tables, and plain tables in memory
 //! for tests to fill and read back.
 //!
 //! ```text
 //!  reqwest ──HTTP/1.1──► accept thread ──► one thread per connection (keep-alive)
 //!                                             basic auth (user/password)      → 401, or 0x0357
+//!                                               (200, or 401 with httpCodeServerError)
 //!                                             faults: 500s, error codes, delays, hang-ups,
 //!                                               replies cut at a row limit
 //!                                             parse the SQL subset            sql.rs
@@ -88,11 +94,46 @@ pub struct TdengineStandIn {
     state: Arc<Mutex<State>>,
 }
 
+/// How the stand-in is set up.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The only user it accepts.
+    pub user: String,
+    /// That user's password.
+    pub password: String,
+    /// taosAdapter's `httpCodeServerError` (config/config.go; default false): when set, a
+    /// TDengine error is answered with an HTTP error status (status.rs `http_status`: 400,
+    /// 401, 502, else 500) instead of 200, the body the same `{"code", "desc"}`.
+    pub http_code_server_error: bool,
+}
+
+/// How the stand-in checks one request's credentials.
+struct Auth {
+    /// The Authorization header the user and password make.
+    expected: String,
+    http_code_server_error: bool,
+}
+
 impl TdengineStandIn {
-    /// Starts a stand-in accepting `user` / `password` on a free port of 127.0.0.1.
+    /// Starts a stand-in accepting `user` / `password` on a free port of 127.0.0.1, with
+    /// taosAdapter's default settings.
     pub fn start(user: &str, password: &str) -> TdengineStandIn {
+        TdengineStandIn::start_with(Options {
+            user: user.into(),
+            password: password.into(),
+            http_code_server_error: false,
+        })
+    }
+
+    pub fn start_with(options: Options) -> TdengineStandIn {
         let state = Arc::new(Mutex::new(State::default()));
-        let expected_auth = format!("Basic {}", base64(&format!("{user}:{password}")));
+        let auth = Auth {
+            expected: format!(
+                "Basic {}",
+                base64(&format!("{}:{}", options.user, options.password))
+            ),
+            http_code_server_error: options.http_code_server_error,
+        };
         let shared = state.clone();
         let port = http::serve(move |request| {
             let sql = String::from_utf8_lossy(&request.body);
@@ -101,7 +142,7 @@ impl TdengineStandIn {
                 &request.method,
                 &request.target,
                 request.authorization.as_deref(),
-                &expected_auth,
+                &auth,
                 &sql,
             )?;
             Some(http::Response {
@@ -294,10 +335,11 @@ fn answer(
     state: &Mutex<State>,
     method: &str,
     target: &str,
-    auth: Option<&str>,
-    expected_auth: &str,
+    authorization: Option<&str>,
+    auth: &Auth,
     sql: &str,
 ) -> Option<(u16, String)> {
+    let status_of = |code: i64| status::http_status(code, auth.http_code_server_error);
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let default_db = match path.trim_end_matches('/') {
         "/rest/sql" => None,
@@ -328,20 +370,41 @@ fn answer(
         Some(Fault::Http(status)) => {
             return Some((status, format!("stand-in fault: HTTP {status}")))
         }
-        Some(Fault::Code(code, desc)) => return Some((200, error_json(&TdError { code, desc }))),
+        Some(Fault::Code(code, desc)) => {
+            return Some((status_of(code), error_json(&TdError { code, desc })))
+        }
         Some(Fault::Delay(d)) => std::thread::sleep(d),
         Some(Fault::HangUp) => return None,
         None => {}
     }
-    match auth {
-        None => {
-            return Some((
-                401,
-                r#"{"code":65535,"desc":"no authorization information"}"#.into(),
-            ))
-        }
-        Some(a) if a != expected_auth => return Some((200, error_json(&status::auth_failure()))),
-        Some(_) => {}
+    // taosAdapter's CheckAuth (controller/rest/auth.go) answers 401 itself for a missing,
+    // foreign or undecodable Authorization header; a wrong password is TDengine's refusal
+    // of the connection (controller/rest/restful.go onConnectError → TaosErrorResponse),
+    // whose status follows httpCodeServerError like any other TDengine error.
+    let unauthorized = |code: i64, desc: &str| {
+        Some((
+            401,
+            error_json(&TdError {
+                code,
+                desc: desc.into(),
+            }),
+        ))
+    };
+    match authorization {
+        None => return unauthorized(status::NO_AUTH_INFO, "no auth info input"),
+        Some(a) if a == auth.expected => {}
+        Some(a) => match a.strip_prefix("Basic ").map(decode_basic) {
+            None => {
+                return unauthorized(status::INVALID_AUTH_TYPE, "invalid type of Authorization")
+            }
+            Some(None) => {
+                return unauthorized(status::INVALID_BASIC_AUTH, "invalid basic Authorization")
+            }
+            Some(Some(_)) => {
+                let refusal = status::auth_failure();
+                return Some((status_of(refusal.code), error_json(&refusal)));
+            }
+        },
     }
     let s = state.lock().unwrap_or_else(|p| p.into_inner());
     let result = sql::parse(sql).and_then(|statement| {
@@ -361,7 +424,33 @@ fn answer(
             .unwrap_or(Precision::Ms);
         Ok(result_json(&result, precision, utc))
     });
-    Some((200, result.unwrap_or_else(|e| error_json(&e))))
+    Some(match result {
+        Ok(body) => (200, body),
+        Err(e) => (status_of(e.code), error_json(&e)),
+    })
+}
+
+/// The user and password of Basic credentials, if they decode (base64, `user:password`)
+/// and neither is empty, as taosAdapter's CheckAuth requires.
+fn decode_basic(credentials: &str) -> Option<(String, String)> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let text = credentials.trim().trim_end_matches('=');
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut bytes = Vec::new();
+    for c in text.bytes() {
+        let value = ALPHABET.iter().position(|a| *a == c)? as u32;
+        bits = bits << 6 | value;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            bytes.push((bits >> count) as u8);
+            bits &= (1 << count) - 1;
+        }
+    }
+    let text = String::from_utf8(bytes).ok()?;
+    let (user, password) = text.split_once(':')?;
+    (!user.is_empty() && !password.is_empty()).then(|| (user.to_string(), password.to_string()))
 }
 
 fn error_json(e: &TdError) -> String {
@@ -442,5 +531,11 @@ mod tests {
         assert_eq!(super::base64("root:taosdata"), "cm9vdDp0YW9zZGF0YQ==");
         assert_eq!(super::base64("ab"), "YWI=");
         assert_eq!(super::base64("abc"), "YWJj");
+        assert_eq!(
+            super::decode_basic("cm9vdDp0YW9zZGF0YQ=="),
+            Some(("root".into(), "taosdata".into()))
+        );
+        assert_eq!(super::decode_basic(&super::base64("root:")), None);
+        assert_eq!(super::decode_basic("not base64!"), None);
     }
 }

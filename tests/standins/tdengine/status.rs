@@ -24,6 +24,13 @@ pub const INVALID_COLUMN: i64 = 0x2602;
 pub const TABLE_NOT_EXIST: i64 = 0x2603;
 /// TSDB_CODE_PAR_DB_NOT_SPECIFIED.
 pub const DB_NOT_SPECIFIED: i64 = 0x2616;
+/// taosAdapter's HTTP_NO_AUTH_INFO: a request without an Authorization header.
+pub const NO_AUTH_INFO: i64 = 0x1105;
+/// taosAdapter's HTTP_INVALID_AUTH_TYPE: an Authorization header of another scheme.
+pub const INVALID_AUTH_TYPE: i64 = 0x1122;
+/// taosAdapter's HTTP_INVALID_BASIC_AUTH: Basic credentials it cannot decode, or with an
+/// empty user or password.
+pub const INVALID_BASIC_AUTH: i64 = 0x1124;
 /// Not a TDengine code: what the stand-in answers for SQL it parses but does not
 /// evaluate, so a test can never mistake it for TDengine's behaviour.
 pub const NOT_IN_STANDIN: i64 = 0xFFFF;
@@ -58,6 +65,26 @@ pub fn db_not_specified() -> TdError {
 
 pub fn auth_failure() -> TdError {
     error(AUTH_FAILURE, "Authentication failure".into())
+}
+
+/// The HTTP status taosAdapter gives a TDengine error (`controller/rest/error_resp.go`
+/// getErrorHttpStatus, taosdata/taosadapter): 200 unless `httpCodeServerError` is set, and
+/// then the status of `config.ErrorStatusMap` (`config/const.go`: 400 for syntax and range
+/// errors, 401 for the user and authentication errors, 502 for
+/// TSDB_CODE_RPC_NETWORK_UNAVAIL) or 500 for any other code.
+pub fn http_status(code: i64, http_code_server_error: bool) -> u16 {
+    if !http_code_server_error {
+        return 200;
+    }
+    match code & 0xffff {
+        // TSC_SQL_SYNTAX_ERROR, TSC_LINE_SYNTAX_ERROR, PAR_SYNTAX_ERROR,
+        // TDB_TIMESTAMP_OUT_OF_RANGE, TSC_VALUE_OUT_OF_RANGE, PAR_INVALID_FILL_TIME_RANGE.
+        0x0216 | 0x021B | 0x2600 | 0x060B | 0x0224 | 0x263B => 400,
+        // MND_USER_ALREADY_EXIST .. MND_AUTH_FAILURE.
+        0x0350..=0x0357 => 401,
+        NETWORK_UNAVAIL => 502,
+        _ => 500,
+    }
 }
 
 pub fn not_in_standin(what: &str) -> TdError {
