@@ -855,3 +855,87 @@ async fn an_acknowledgement_that_times_out_keeps_its_points_pending_until_done()
     }
     h.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nul_bytes_and_bad_field_values_are_bad_lines_with_reasons_a_writer_can_act_on() {
+    let mut h = start("ingest-nul", OPEN).await;
+    let written = ack_all(&mut h, Duration::ZERO);
+    let body = "cpu,host=web1 temp=21.5 1\n\
+                cp\0u,host=web1 temp=1 2\n\
+                cpu,ho\0st=web1 temp=1 3\n\
+                cpu,host=we\0b1 temp=1 4\n\
+                cpu,host=web1 te\0mp=1 5\n\
+                cpu,host=web1 temp=abc 6\n\
+                cpu,host=web1 temp=1,load=high 7\n\
+                cpu,host=web1 note=\"a\0b\" 8\n";
+    let reply = send(h.post("/api/v2/write?org=acme&bucket=metrics&precision=s", body)).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    let nul = "NUL bytes are not allowed in measurements, tag keys, tag values or field keys";
+    let forms =
+        "floats: 1.5, integers: 1i, unsigned: 1u, strings in double quotes, booleans: t/true/f/false";
+    let expected: Vec<(u64, String)> = vec![
+        (2, format!(r#"measurement "cp\0u": {nul}"#)),
+        (3, format!(r#"tag key "ho\0st": {nul}"#)),
+        (4, format!(r#"tag "host" value "we\0b1": {nul}"#)),
+        (5, format!(r#"field key "te\0mp": {nul}"#)),
+        (
+            6,
+            format!(r#"field "temp": "abc" is not a number ({forms})"#),
+        ),
+        (
+            7,
+            format!(r#"field "load": "high" is not a number ({forms})"#),
+        ),
+    ];
+    let rejected: Vec<(u64, String)> = reply.body["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap(),
+                r["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(rejected, expected);
+    let listed: Vec<String> = expected
+        .iter()
+        .map(|(line, reason)| format!("line {line}: {reason}"))
+        .collect();
+    assert_eq!(
+        reply.body["message"],
+        format!(
+            "partial write: 6 lines rejected, 2 points written: {}",
+            listed.join("; ")
+        )
+    );
+    let letters: Vec<String> = h
+        .dead_letter_lines()
+        .iter()
+        .map(|l| l["reason"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        letters, listed,
+        "each bad line dead-lettered with its reason"
+    );
+    assert_eq!(
+        *written.lock().unwrap(),
+        vec![
+            point(
+                "cpu",
+                &[("host", "web1")],
+                vec![("temp", Value::Float(21.5))],
+                1_000_000_000
+            ),
+            point(
+                "cpu",
+                &[("host", "web1")],
+                vec![("note", Value::String("a\0b".into()))],
+                8_000_000_000
+            ),
+        ],
+        "the good lines, a NUL inside a string value included"
+    );
+    h.server.shutdown().await;
+}

@@ -47,6 +47,7 @@
 //! to the dead letters (which count themselves); the engine counts nothing more for them.
 
 pub mod config;
+pub mod explain;
 pub mod parse;
 pub mod server;
 
