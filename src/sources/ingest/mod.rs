@@ -46,7 +46,9 @@
 //! Counting: the server adds every accepted point to `rows_read`, and every rejected line
 //! to the dead letters (which count themselves); the engine counts nothing more for them.
 
+mod budget;
 pub mod config;
+mod connections;
 pub mod explain;
 pub mod parse;
 pub mod server;

@@ -22,8 +22,8 @@
 //! A bad line never poisons the request: the good lines become points, each bad line a
 //! [`RejectedLine`] with its reason.
 //!
-//! [`parse_body_within`] also reports the memory the points and rejected lines take as it
-//! makes them, so the endpoint can stop a body whose parse would pass its memory budget.
+//! [`parse_body_counted`] also reports the memory the points and rejected lines take as
+//! it makes them, so the endpoint can count them in its memory budget.
 
 use super::explain;
 use crate::model::{Name, Point, Value};
@@ -143,28 +143,22 @@ pub fn parse_body_checked(
     default_time: i64,
     check: &dyn Fn(&Point) -> Result<(), String>,
 ) -> Parsed {
-    parse_body_within(body, precision, default_time, check, &mut |_| true)
-        .unwrap_or_else(|OutOfMemoryBudget| unreachable!("an unbounded budget ran out"))
+    parse_body_counted(body, precision, default_time, check, &mut |_| {})
 }
 
-/// The parse of a body was stopped: what it made would pass the memory budget.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OutOfMemoryBudget;
+/// The parsed output is reported in steps of at least this many bytes (one atomic
+/// operation per step, not per point).
+const COUNT_STEP: usize = 64 * 1024;
 
-/// Parsed output is charged in steps of this many bytes (one atomic operation per step,
-/// not per point).
-const CHARGE_STEP: usize = 64 * 1024;
-
-/// [`parse_body_checked`], calling `charge(bytes)` for the memory the points and rejected
-/// lines take as they are made ([`point_bytes`]); when it answers false the parse stops
-/// and nothing of it is kept.
-pub fn parse_body_within(
+/// [`parse_body_checked`], calling `counted(bytes)` for the memory the points and rejected
+/// lines take as they are made ([`point_bytes`]), in steps.
+pub fn parse_body_counted(
     body: &[u8],
     precision: Precision,
     default_time: i64,
     check: &dyn Fn(&Point) -> Result<(), String>,
-    charge: &mut dyn FnMut(usize) -> bool,
-) -> Result<Parsed, OutOfMemoryBudget> {
+    counted: &mut dyn FnMut(usize),
+) -> Parsed {
     // InfluxDB truncates the server's time to the request's precision, so a line without
     // a timestamp lands where one with a timestamp of that precision could.
     let default_time = default_time - default_time.rem_euclid(precision.nanos());
@@ -180,10 +174,8 @@ pub fn parse_body_within(
             unpaid += rejected_bytes(rejected);
         }
         (points_seen, rejected_seen) = (parsed.points.len(), parsed.rejected.len());
-        if unpaid >= CHARGE_STEP {
-            if !charge(unpaid) {
-                return Err(OutOfMemoryBudget);
-            }
+        if unpaid >= COUNT_STEP {
+            counted(unpaid);
             unpaid = 0;
         }
         let first_line = line_number;
@@ -242,10 +234,10 @@ pub fn parse_body_within(
     for rejected in &parsed.rejected[rejected_seen..] {
         unpaid += rejected_bytes(rejected);
     }
-    if unpaid > 0 && !charge(unpaid) {
-        return Err(OutOfMemoryBudget);
+    if unpaid > 0 {
+        counted(unpaid);
     }
-    Ok(parsed)
+    parsed
 }
 
 /// About the memory a point takes: the struct, its tag and field vectors and the text they
@@ -469,43 +461,26 @@ mod tests {
     }
 
     #[test]
-    fn parsed_output_is_charged_to_the_budget_as_it_is_made() {
-        let body = "cpu,cpu=cpu0,host=web1 usage_user=12.5,usage_system=3.25 1\nbad\n".repeat(2000);
-        let mut charged = 0;
-        let parsed = parse_body_within(
+    fn parsed_output_is_counted_as_it_is_made() {
+        let line = "cpu,cpu=cpu0,host=web1 usage_user=12.5,usage_system=3.25 1\nbad\n";
+        let body = line.repeat(2000);
+        let mut steps = Vec::new();
+        let parsed = parse_body_counted(
             body.as_bytes(),
             Precision::Nanos,
             0,
             &|_| Ok(()),
-            &mut |n| {
-                charged += n;
-                true
-            },
-        )
-        .unwrap();
+            &mut |n| steps.push(n),
+        );
         let expected: usize = parsed.points.iter().map(point_bytes).sum::<usize>()
             + parsed.rejected.iter().map(rejected_bytes).sum::<usize>();
-        assert_eq!(charged, expected);
+        assert_eq!(steps.iter().sum::<usize>(), expected);
+        assert!(steps.len() > 1 && steps[..steps.len() - 1].iter().all(|n| *n >= COUNT_STEP));
         assert!(
-            charged > body.len(),
-            "points take more than their text: {charged} for {} bytes",
+            expected > 3 * body.len(),
+            "points take more than their text: {expected} for {} bytes",
             body.len()
         );
-
-        // Refused at the first step past the budget: nothing is kept, the parse stops.
-        let mut calls = 0;
-        let stopped = parse_body_within(
-            body.as_bytes(),
-            Precision::Nanos,
-            0,
-            &|_| Ok(()),
-            &mut |_| {
-                calls += 1;
-                false
-            },
-        );
-        assert_eq!(stopped.unwrap_err(), OutOfMemoryBudget);
-        assert_eq!(calls, 1);
     }
 
     #[test]
