@@ -939,3 +939,81 @@ async fn nul_bytes_and_bad_field_values_are_bad_lines_with_reasons_a_writer_can_
     );
     h.server.shutdown().await;
 }
+
+/// Reads one answer without a body (up to the blank line) from a kept-alive connection.
+async fn read_head(tcp: &mut tokio::net::TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut byte))
+            .await
+            .expect("an answer within 10s")
+            .unwrap();
+        assert_eq!(
+            n,
+            1,
+            "closed mid-answer: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_alive_connections_wait_idle_timeout_and_a_request_started_gets_header_timeout() {
+    let h = start(
+        "ingest-keep-alive",
+        "{header_timeout: 500ms, idle_timeout: 2s}",
+    )
+    .await;
+    let ping = b"GET /ping HTTP/1.1\r\nHost: tsmig\r\n\r\n";
+    let mut tcp = tokio::net::TcpStream::connect(h.server.local_addr())
+        .await
+        .unwrap();
+    tcp.write_all(ping).await.unwrap();
+    assert!(read_head(&mut tcp).await.starts_with("HTTP/1.1 204"));
+    // Idle for longer than header_timeout (the client has asked nothing): still served.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    tcp.write_all(ping).await.unwrap();
+    assert!(read_head(&mut tcp).await.starts_with("HTTP/1.1 204"));
+    // A request begun and not finished: 408 at header_timeout from its first byte.
+    let started = Instant::now();
+    tcp.write_all(b"GET /ping HTTP/1.1\r\nHost: ")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_string(&mut answer))
+        .await
+        .expect("cut within 10s")
+        .ok();
+    let cut_after = started.elapsed();
+    assert!(
+        answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{answer}"
+    );
+    assert!(
+        cut_after >= Duration::from_millis(500) && cut_after < Duration::from_secs(3),
+        "cut after {cut_after:?}"
+    );
+
+    // Idle: closed quietly at idle_timeout.
+    let mut tcp = tokio::net::TcpStream::connect(h.server.local_addr())
+        .await
+        .unwrap();
+    tcp.write_all(ping).await.unwrap();
+    assert!(read_head(&mut tcp).await.starts_with("HTTP/1.1 204"));
+    let idle_since = Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut rest))
+        .await
+        .expect("closed within 10s")
+        .ok();
+    let closed_after = idle_since.elapsed();
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    assert!(
+        closed_after >= Duration::from_secs(2) && closed_after < Duration::from_secs(5),
+        "closed after {closed_after:?}"
+    );
+    h.server.shutdown().await;
+}
