@@ -74,14 +74,23 @@ impl Job {
         let log = Arc::new(Mutex::new(Vec::new()));
         let lines = log.clone();
         let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 lines.lock().unwrap().push(line);
             }
         });
-        let job = Job { child, port, log };
+        let mut job = Job { child, port, log };
+        let mut reader = Some(reader);
         let started = Instant::now();
         loop {
+            if let Some(status) = job.child.try_wait().unwrap() {
+                // Its stderr is closed: the reader has every line once it ends.
+                reader.take().unwrap().join().unwrap();
+                panic!(
+                    "tsmig-job exited ({status}) before answering /ping:\n{}",
+                    job.log_text()
+                );
+            }
             if let Ok(mut tcp) = std::net::TcpStream::connect(("127.0.0.1", port)) {
                 let _ = tcp.set_read_timeout(Some(Duration::from_secs(2)));
                 let _ = tcp.write_all(PING.as_bytes());
