@@ -13,7 +13,7 @@
 //! Around requests, the connections: at most `max_connections` are served, each in a task
 //! that closes it when its client stalls (headers not in within `header_timeout`: 408;
 //! idle past `idle_timeout`) or when it is chosen to make room for a new one (see
-//! [`super::connections`]). Each such event is counted (`tsmig_ingest_*` metrics) and
+//! `connections`). Each such event is counted (`tsmig_ingest_*` metrics) and
 //! logged once, at `info`: a stalled client is the client's affair, not the job's.
 //!
 //! Errors answer with InfluxDB 2's JSON body, `{"code": "...", "message": "..."}`; the v1
