@@ -855,3 +855,165 @@ async fn an_acknowledgement_that_times_out_keeps_its_points_pending_until_done()
     }
     h.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nul_bytes_and_bad_field_values_are_bad_lines_with_reasons_a_writer_can_act_on() {
+    let mut h = start("ingest-nul", OPEN).await;
+    let written = ack_all(&mut h, Duration::ZERO);
+    let body = "cpu,host=web1 temp=21.5 1\n\
+                cp\0u,host=web1 temp=1 2\n\
+                cpu,ho\0st=web1 temp=1 3\n\
+                cpu,host=we\0b1 temp=1 4\n\
+                cpu,host=web1 te\0mp=1 5\n\
+                cpu,host=web1 temp=abc 6\n\
+                cpu,host=web1 temp=1,load=high 7\n\
+                cpu,host=web1 note=\"a\0b\" 8\n";
+    let reply = send(h.post("/api/v2/write?org=acme&bucket=metrics&precision=s", body)).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    let nul = "NUL bytes are not allowed in measurements, tag keys, tag values or field keys";
+    let forms =
+        "floats: 1.5, integers: 1i, unsigned: 1u, strings in double quotes, booleans: t/true/f/false";
+    let expected: Vec<(u64, String)> = vec![
+        (2, format!(r#"measurement "cp\0u": {nul}"#)),
+        (3, format!(r#"tag key "ho\0st": {nul}"#)),
+        (4, format!(r#"tag "host" value "we\0b1": {nul}"#)),
+        (5, format!(r#"field key "te\0mp": {nul}"#)),
+        (
+            6,
+            format!(r#"field "temp": "abc" is not a number ({forms})"#),
+        ),
+        (
+            7,
+            format!(r#"field "load": "high" is not a number ({forms})"#),
+        ),
+    ];
+    let rejected: Vec<(u64, String)> = reply.body["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap(),
+                r["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(rejected, expected);
+    let listed: Vec<String> = expected
+        .iter()
+        .map(|(line, reason)| format!("line {line}: {reason}"))
+        .collect();
+    assert_eq!(
+        reply.body["message"],
+        format!(
+            "partial write: 6 lines rejected, 2 points written: {}",
+            listed.join("; ")
+        )
+    );
+    let letters: Vec<String> = h
+        .dead_letter_lines()
+        .iter()
+        .map(|l| l["reason"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        letters, listed,
+        "each bad line dead-lettered with its reason"
+    );
+    assert_eq!(
+        *written.lock().unwrap(),
+        vec![
+            point(
+                "cpu",
+                &[("host", "web1")],
+                vec![("temp", Value::Float(21.5))],
+                1_000_000_000
+            ),
+            point(
+                "cpu",
+                &[("host", "web1")],
+                vec![("note", Value::String("a\0b".into()))],
+                8_000_000_000
+            ),
+        ],
+        "the good lines, a NUL inside a string value included"
+    );
+    h.server.shutdown().await;
+}
+
+/// Reads one answer without a body (up to the blank line) from a kept-alive connection.
+async fn read_head(tcp: &mut tokio::net::TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut byte))
+            .await
+            .expect("an answer within 10s")
+            .unwrap();
+        assert_eq!(
+            n,
+            1,
+            "closed mid-answer: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_alive_connections_wait_idle_timeout_and_a_request_started_gets_header_timeout() {
+    let h = start(
+        "ingest-keep-alive",
+        "{header_timeout: 500ms, idle_timeout: 2s}",
+    )
+    .await;
+    let ping = b"GET /ping HTTP/1.1\r\nHost: tsmig\r\n\r\n";
+    let mut tcp = tokio::net::TcpStream::connect(h.server.local_addr())
+        .await
+        .unwrap();
+    tcp.write_all(ping).await.unwrap();
+    assert!(read_head(&mut tcp).await.starts_with("HTTP/1.1 204"));
+    // Idle for longer than header_timeout (the client has asked nothing): still served.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    tcp.write_all(ping).await.unwrap();
+    assert!(read_head(&mut tcp).await.starts_with("HTTP/1.1 204"));
+    // A request begun and not finished: 408 at header_timeout from its first byte.
+    let started = Instant::now();
+    tcp.write_all(b"GET /ping HTTP/1.1\r\nHost: ")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_string(&mut answer))
+        .await
+        .expect("cut within 10s")
+        .ok();
+    let cut_after = started.elapsed();
+    assert!(
+        answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{answer}"
+    );
+    assert!(
+        cut_after >= Duration::from_millis(500) && cut_after < Duration::from_secs(3),
+        "cut after {cut_after:?}"
+    );
+
+    // Idle: closed quietly at idle_timeout.
+    let mut tcp = tokio::net::TcpStream::connect(h.server.local_addr())
+        .await
+        .unwrap();
+    tcp.write_all(ping).await.unwrap();
+    assert!(read_head(&mut tcp).await.starts_with("HTTP/1.1 204"));
+    let idle_since = Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut rest))
+        .await
+        .expect("closed within 10s")
+        .ok();
+    let closed_after = idle_since.elapsed();
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    assert!(
+        closed_after >= Duration::from_secs(2) && closed_after < Duration::from_secs(5),
+        "closed after {closed_after:?}"
+    );
+    h.server.shutdown().await;
+}

@@ -8,6 +8,10 @@
 //!   databases: [telegraf]        # v1 databases accepted (any when empty)
 //!   token: ${INGEST_TOKEN}       # `Authorization: Token ...`
 //!   max_pending_points: 100000   # past this: 429 with Retry-After
+//!   header_timeout: 10s          # stalled clients: 408, connection closed
+//!   body_timeout: 30s
+//!   max_connections: 5000        # default: half the open-files limit, at most 10000
+//!   max_body_bytes_in_flight: 268435456   # request bodies in memory: past it 429
 //!   tls: {cert: certs/ingest.pem, key: certs/ingest.key}
 //! ```
 
@@ -85,6 +89,57 @@ pub struct IngestSourceConfig {
     /// Serve HTTPS with this certificate and key instead of HTTP.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// How long a client has to send a request's headers (and, with `tls:`, to finish its
+    /// handshake): from the connection's start for its first request, from the first byte
+    /// of the next one on a kept-alive connection. Past it the client is answered 408 and
+    /// the connection closed. 10 s, as InfluxDB 2's `http-read-header-timeout`: a client
+    /// sends its headers in one go, so only a stalled client (or a slowloris) needs more.
+    #[serde(
+        default = "default_header_timeout",
+        deserialize_with = "crate::job::duration"
+    )]
+    pub header_timeout: Duration,
+    /// How long a client has to send a request's whole body, from the end of its headers.
+    /// Past it the client is answered 408 and the connection closed; nothing of the
+    /// request is kept, so a retry duplicates nothing.
+    ///
+    /// A deadline for the whole body rather than a minimum rate: a rate alone lets one
+    /// client hold a connection and its buffered body for `max_body_bytes` / rate (25 MB
+    /// at 1 KB/s is 7 hours), while a deadline bounds how long any body can hold a
+    /// connection and its share of `max_body_bytes_in_flight`, whatever the client does.
+    /// 30 s is what a slow link needs for a large body (a Telegraf batch of 1,000 metrics
+    /// is about 100 KB; the 25 MB limit asks for 830 KB/s); raise it for slower links.
+    #[serde(
+        default = "default_body_timeout",
+        deserialize_with = "crate::job::duration"
+    )]
+    pub body_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request before it is closed
+    /// (quietly: nothing was asked). 3 minutes, as InfluxDB 2's `http-idle-timeout`; when
+    /// `max_connections` is reached, idle connections are closed first anyway.
+    #[serde(
+        default = "default_idle_timeout",
+        deserialize_with = "crate::job::duration"
+    )]
+    pub idle_timeout: Duration,
+    /// Connections served at once. At the bound, a new connection waits while room is
+    /// made: idle kept-alive connections are closed first (the longest idle first), then
+    /// connections that have not finished sending their headers (the oldest first), then
+    /// the slowest body uploads (503 with `Retry-After`); a request whose body is in is
+    /// never closed to make room. Connections past the bound wait in the listen queue, not
+    /// in memory or file descriptors. Default: half the process's open-files limit
+    /// (`ulimit -n`), at most 10,000, leaving the rest to the sink, files and the engine.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Bytes of request bodies held in memory at once, for all connections together: as
+    /// received, as decompressed (gzip), and as the points and rejected lines parsed from
+    /// them until they are queued for the engine. A request that would pass it is answered
+    /// 429 with `Retry-After` before more of it is read, and nothing of it is kept. With a
+    /// `Content-Length` the whole body is counted before a byte of it is read. A request
+    /// alone may pass it (or it could never be taken); `max_body_bytes` still bounds it.
+    /// 256 MiB: ten 25 MB bodies, or thousands of Telegraf batches.
+    #[serde(default = "default_max_body_bytes_in_flight")]
+    pub max_body_bytes_in_flight: u64,
 }
 
 /// `tls:` of the ingest endpoint.
@@ -140,8 +195,45 @@ fn default_ack_timeout() -> Duration {
 fn default_precision() -> Precision {
     Precision::Nanos
 }
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_body_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(180)
+}
+fn default_max_body_bytes_in_flight() -> u64 {
+    256 << 20
+}
+
+/// The default `max_connections` for an open-files limit (`None`: unlimited): half of it,
+/// at least 1 and at most 10,000 (beyond that, memory per connection matters more).
+pub fn connections_for_open_files(limit: Option<u64>) -> usize {
+    let half = limit.map_or(u64::MAX, |n| n / 2);
+    half.clamp(1, 10_000) as usize
+}
+
+/// The process's open-files limit (the soft `RLIMIT_NOFILE`), `None` when unlimited or
+/// unknown.
+fn open_files_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct it is given, which lives here.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    (ok && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+}
 
 impl IngestSourceConfig {
+    /// `max_connections`, or its default from the open-files limit.
+    pub fn connection_limit(&self) -> usize {
+        self.max_connections
+            .unwrap_or_else(|| connections_for_open_files(open_files_limit()))
+    }
+
     /// Checks that need no server.
     pub fn check(&self, job: &Job) -> Result<(), JobError> {
         self.check_values()
@@ -183,8 +275,21 @@ impl IngestSourceConfig {
         if self.max_pending_points == 0 {
             return Err(("max_pending_points", "must be at least 1".into()));
         }
-        if self.ack_timeout.is_zero() {
-            return Err(("ack_timeout", "must be longer than 0s".into()));
+        for (key, timeout) in [
+            ("ack_timeout", self.ack_timeout),
+            ("header_timeout", self.header_timeout),
+            ("body_timeout", self.body_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if timeout.is_zero() {
+                return Err((key, "must be longer than 0s".into()));
+            }
+        }
+        if self.max_connections == Some(0) {
+            return Err(("max_connections", "must be at least 1".into()));
+        }
+        if self.max_body_bytes_in_flight == 0 {
+            return Err(("max_body_bytes_in_flight", "must be at least 1".into()));
         }
         if let Some(tls) = &self.tls {
             tls.server_config().map_err(|e| ("tls", e))?;
@@ -243,7 +348,26 @@ mod tests {
         assert_eq!(c.ack, AckMode::Durable);
         assert_eq!(c.precision, Precision::Nanos);
         assert_eq!(c.max_pending_points, 100_000);
+        assert_eq!(c.header_timeout, Duration::from_secs(10));
+        assert_eq!(c.body_timeout, Duration::from_secs(30));
+        assert_eq!(c.idle_timeout, Duration::from_secs(180));
+        assert_eq!(c.max_connections, None);
+        assert!(c.connection_limit() >= 1);
+        assert_eq!(c.max_body_bytes_in_flight, 256 * 1024 * 1024);
         assert!(c.check_values().is_ok());
+
+        let c = parse("{header_timeout: 2s, body_timeout: 1m, max_connections: 7}").unwrap();
+        assert_eq!(
+            (c.header_timeout, c.body_timeout, c.connection_limit()),
+            (Duration::from_secs(2), Duration::from_secs(60), 7)
+        );
+        for (yaml, key) in [
+            ("{body_timeout: 0s}", "body_timeout"),
+            ("{max_connections: 0}", "max_connections"),
+            ("{max_body_bytes_in_flight: 0}", "max_body_bytes_in_flight"),
+        ] {
+            assert_eq!(parse(yaml).unwrap().check_values().unwrap_err().0, key);
+        }
 
         let c = parse("{ack: async, precision: ms, api: [v2], retry_after: 3s}").unwrap();
         assert_eq!(
@@ -269,6 +393,15 @@ mod tests {
             message.contains("cannot read /nonexistent.pem"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn the_default_connection_bound_follows_the_open_files_limit() {
+        assert_eq!(connections_for_open_files(Some(1024)), 512);
+        assert_eq!(connections_for_open_files(Some(160)), 80);
+        assert_eq!(connections_for_open_files(Some(1)), 1);
+        assert_eq!(connections_for_open_files(Some(1 << 20)), 10_000);
+        assert_eq!(connections_for_open_files(None), 10_000);
     }
 
     fn job_with(source: &str) -> Result<Job, String> {

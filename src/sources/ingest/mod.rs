@@ -15,6 +15,10 @@
 //!   (HTTP/1.1, optional TLS), checks authentication, names and limits, parses the body
 //!   with [`parse::parse_body`] and hands each request's valid points to the engine as one
 //!   [`Ingested`].
+//! - `connections` bounds and watches the connections (`max_connections`; the header,
+//!   body and idle timeouts; which to close to make room), `budget` the request bodies
+//!   and points in memory (`max_body_bytes_in_flight`), and [`explain`] says why a bad
+//!   line is bad in terms a writer can act on.
 //! - [`IngestQueue`] is the engine's end: shared by every worker of the process, never
 //!   blocking. A worker registers a waker ([`IngestQueue::on_arrival`]) and is activated
 //!   when a request arrives; it takes requests with [`IngestQueue::try_recv`].
@@ -46,7 +50,10 @@
 //! Counting: the server adds every accepted point to `rows_read`, and every rejected line
 //! to the dead letters (which count themselves); the engine counts nothing more for them.
 
+mod budget;
 pub mod config;
+mod connections;
+pub mod explain;
 pub mod parse;
 pub mod server;
 

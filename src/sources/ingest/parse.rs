@@ -12,13 +12,20 @@
 //! - timestamps scaled by the request's precision (an overflow rejects the line rather
 //!   than wrapping), and the server's time for a line without one;
 //! - the checks the crate does not make and InfluxDB does: duplicate tag keys, duplicate
-//!   field keys, infinite floats;
+//!   field keys, infinite floats, NUL bytes in names and tag values
+//!   ([`explain::nul_byte`]);
+//! - a reason a writer can act on when a field value or timestamp is wrong
+//!   ([`explain::bad_value`]) instead of the crate's "No fields were provided";
 //! - the tag set sorted by key and the series' `device_hash`, so the exchange routes every
 //!   point of a series to one worker.
 //!
 //! A bad line never poisons the request: the good lines become points, each bad line a
 //! [`RejectedLine`] with its reason.
+//!
+//! [`parse_body_counted`] also reports the memory the points and rejected lines take as
+//! it makes them, so the endpoint can count them in its memory budget.
 
+use super::explain;
 use crate::model::{Name, Point, Value};
 use influxdb_line_protocol::{FieldValue, ParsedLine};
 
@@ -136,12 +143,41 @@ pub fn parse_body_checked(
     default_time: i64,
     check: &dyn Fn(&Point) -> Result<(), String>,
 ) -> Parsed {
+    parse_body_counted(body, precision, default_time, check, &mut |_| {})
+}
+
+/// The parsed output is reported in steps of at least this many bytes (one atomic
+/// operation per step, not per point).
+const COUNT_STEP: usize = 64 * 1024;
+
+/// [`parse_body_checked`], calling `counted(bytes)` for the memory the points and rejected
+/// lines take as they are made ([`point_bytes`]), in steps.
+pub fn parse_body_counted(
+    body: &[u8],
+    precision: Precision,
+    default_time: i64,
+    check: &dyn Fn(&Point) -> Result<(), String>,
+    counted: &mut dyn FnMut(usize),
+) -> Parsed {
     // InfluxDB truncates the server's time to the request's precision, so a line without
     // a timestamp lands where one with a timestamp of that precision could.
     let default_time = default_time - default_time.rem_euclid(precision.nanos());
     let mut parsed = Parsed::default();
     let mut line_number = 1;
+    let mut unpaid = 0usize;
+    let (mut points_seen, mut rejected_seen) = (0, 0);
     for chunk in split_lines(body) {
+        for point in &parsed.points[points_seen..] {
+            unpaid += point_bytes(point);
+        }
+        for rejected in &parsed.rejected[rejected_seen..] {
+            unpaid += rejected_bytes(rejected);
+        }
+        (points_seen, rejected_seen) = (parsed.points.len(), parsed.rejected.len());
+        if unpaid >= COUNT_STEP {
+            counted(unpaid);
+            unpaid = 0;
+        }
         let first_line = line_number;
         line_number += chunk.iter().filter(|b| **b == b'\n').count() + 1;
         let text = match std::str::from_utf8(chunk) {
@@ -165,6 +201,10 @@ pub fn parse_body_checked(
                 reason,
             })
         };
+        if let Some(reason) = explain::nul_byte(text) {
+            reject(&mut parsed, reason);
+            continue;
+        }
         // The crate skips a leading tab as blank; InfluxDB refuses it, and any other
         // control character, at the start of a measurement.
         if let Some(c) = text.trim_start_matches(' ').chars().next() {
@@ -179,7 +219,7 @@ pub fn parse_body_checked(
         // Blank lines and comments yield nothing; a chunk is one line, so at most one.
         for result in influxdb_line_protocol::parse_lines(text) {
             match result
-                .map_err(|e| e.to_string())
+                .map_err(|e| explain::bad_value(text, &e).unwrap_or_else(|| e.to_string()))
                 .and_then(|line| to_point(line, precision, default_time))
                 .and_then(|point| check(&point).map(|()| point))
             {
@@ -188,7 +228,46 @@ pub fn parse_body_checked(
             }
         }
     }
+    for point in &parsed.points[points_seen..] {
+        unpaid += point_bytes(point);
+    }
+    for rejected in &parsed.rejected[rejected_seen..] {
+        unpaid += rejected_bytes(rejected);
+    }
+    if unpaid > 0 {
+        counted(unpaid);
+    }
     parsed
+}
+
+/// About the memory a point takes: the struct, its tag and field vectors and the text they
+/// hold outside them (a name of up to 24 bytes is stored inline).
+pub fn point_bytes(point: &Point) -> usize {
+    use std::mem::size_of;
+    let name = |n: &Name| if n.is_heap_allocated() { n.len() } else { 0 };
+    let tags: usize = point.tags.iter().map(|(k, v)| name(k) + v.capacity()).sum();
+    let fields: usize = point
+        .fields
+        .iter()
+        .map(|(k, v)| {
+            name(k)
+                + match v {
+                    Value::String(s) => s.capacity(),
+                    _ => 0,
+                }
+        })
+        .sum();
+    size_of::<Point>()
+        + name(&point.measurement)
+        + point.tags.capacity() * size_of::<(Name, String)>()
+        + tags
+        + point.fields.capacity() * size_of::<(Name, Value)>()
+        + fields
+}
+
+/// About the memory a rejected line takes.
+fn rejected_bytes(rejected: &RejectedLine) -> usize {
+    std::mem::size_of::<RejectedLine>() + rejected.text.capacity() + rejected.reason.capacity()
 }
 
 /// Cuts a body into lines where a newline is not inside a quoted string field value and
@@ -233,7 +312,8 @@ fn to_point(
 ) -> Result<Point, String> {
     let measurement = Name::from(line.series.measurement.as_str());
     // Names with control characters cannot be queried back; InfluxDB refuses them (tag
-    // values and string fields may hold any character).
+    // values may hold any character but NUL, refused before: `explain::nul_byte`; string
+    // fields any).
     let control = |what: &str, name: &str| match name.chars().find(char::is_ascii_control) {
         Some(c) => Err(format!("{what} `{name}` holds the control character {c:?}")),
         None => Ok(()),
@@ -378,6 +458,51 @@ mod tests {
         );
         assert_eq!(p.points[0].device_hash, p.points[1].device_hash);
         assert_ne!(p.points[0].device_hash, p.points[2].device_hash);
+    }
+
+    #[test]
+    fn parsed_output_is_counted_as_it_is_made() {
+        let line = "cpu,cpu=cpu0,host=web1 usage_user=12.5,usage_system=3.25 1\nbad\n";
+        let body = line.repeat(2000);
+        let mut steps = Vec::new();
+        let parsed = parse_body_counted(
+            body.as_bytes(),
+            Precision::Nanos,
+            0,
+            &|_| Ok(()),
+            &mut |n| steps.push(n),
+        );
+        let expected: usize = parsed.points.iter().map(point_bytes).sum::<usize>()
+            + parsed.rejected.iter().map(rejected_bytes).sum::<usize>();
+        assert_eq!(steps.iter().sum::<usize>(), expected);
+        assert!(steps.len() > 1 && steps[..steps.len() - 1].iter().all(|n| *n >= COUNT_STEP));
+        assert!(
+            expected > 3 * body.len(),
+            "points take more than their text: {expected} for {} bytes",
+            body.len()
+        );
+    }
+
+    #[test]
+    fn nul_bytes_and_bad_values_get_their_own_reasons() {
+        let p = parse_body(
+            b"m,host=we\0b v=1 1\nm temp=abc 2\nm s=\"a\0b\" 3",
+            Precision::Nanos,
+            0,
+        );
+        let reasons: Vec<&str> = p.rejected.iter().map(|r| r.reason.as_str()).collect();
+        assert_eq!(
+            reasons,
+            [
+                r#"tag "host" value "we\0b": NUL bytes are not allowed in measurements, tag keys, tag values or field keys"#,
+                r#"field "temp": "abc" is not a number (floats: 1.5, integers: 1i, unsigned: 1u, strings in double quotes, booleans: t/true/f/false)"#,
+            ]
+        );
+        assert_eq!(
+            p.points[0].fields,
+            vec![("s".into(), Value::String("a\0b".into()))],
+            "a NUL in a string value is data"
+        );
     }
 
     #[test]

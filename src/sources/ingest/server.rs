@@ -2,50 +2,71 @@
 //!
 //! A write request goes through, in order: authentication (401), the org/bucket or
 //! database it names (404), its precision (400), its size (413, before and after gzip),
-//! parsing (a point the job's sink could not take — a limit of the target — is a bad line
-//! too), the pending-points bound (429 with `Retry-After`), the queue to the engine
-//! (503 when the job is stopping), the dead-letter file for its bad lines, and — in
-//! `durable` mode — the engine's acknowledgement. Nothing is dead-lettered or queued for a
-//! request refused before that, so a client's retry never duplicates a dead letter.
+//! the memory budget for bodies (429 with `Retry-After`, before more of the body is read),
+//! the body timeout (408), parsing (a point the job's sink could not take — a limit of the
+//! target — is a bad line too), the pending-points bound (429 with `Retry-After`), the
+//! queue to the engine (503 when the job is stopping), the dead-letter file for its bad
+//! lines, and — in `durable` mode — the engine's acknowledgement. Nothing is dead-lettered
+//! or queued for a request refused before that, so a client's retry never duplicates a
+//! dead letter.
+//!
+//! Around requests, the connections: at most `max_connections` are served, each in a task
+//! that closes it when its client stalls (headers not in within `header_timeout`: 408;
+//! idle past `idle_timeout`) or when it is chosen to make room for a new one (see
+//! `connections`). Each such event is counted (`tsmig_ingest_*` metrics) and
+//! logged once, at `info`: a stalled client is the client's affair, not the job's.
 //!
 //! Errors answer with InfluxDB 2's JSON body, `{"code": "...", "message": "..."}`; the v1
 //! endpoint adds `"error"` with the same text, which is what 1.x clients read. A partial
 //! write is a 400 whose body also lists every rejected line: `"rejected": [{"line",
 //! "reason"}]`.
 //!
-//! Parsing and gunzipping run on tokio's blocking pool: a 25 MB body takes tens of
+//! Gunzipping and parsing run on tokio's blocking pool: a 25 MB body takes tens of
 //! milliseconds, which must not stall the runtime the sinks share.
 
+use super::budget::{admitted, BodyBytes, Budget, POINTS_PER_TEXT_BYTE};
 use super::config::{AckMode, Api, IngestSourceConfig};
-use super::parse::{parse_body_checked, Parsed, Precision, RejectedLine};
+use super::connections::{Connection, Connections, Phase, Timeouts, Watched};
+use super::parse::{parse_body_counted, Parsed, Precision, RejectedLine};
 use super::{Ack, IngestQueue, Ingested, Pending};
 use crate::dead_letter::DeadLetters;
 use crate::metrics::Counters;
 use crate::sources::SourceError;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{
+    HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::json;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io::Read;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, watch, OwnedSemaphorePermit};
 
 /// What `X-Influxdb-Version` and `/health` report.
 const VERSION: &str = concat!("tsmig-", env!("CARGO_PKG_VERSION"));
 
-/// A slow or stalled client gets this long to send a request's headers, or a TLS
-/// handshake; without it one idle socket could hold a drain open.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a new connection waits, at `max_connections`, for an evicted one to close
+/// before another is chosen.
+const EVICTION_WAIT: Duration = Duration::from_millis(250);
+
+/// How long a connection being closed quietly (idle, or drained) may take to flush what
+/// it has to write before it is dropped.
+const CLOSING_GRACE: Duration = Duration::from_secs(1);
+
+/// Warnings about a bound being reached are logged at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Rejected lines listed in a 400's `message` (all are in `rejected` and the dead letters).
 const LINES_IN_MESSAGE: usize = 20;
@@ -102,17 +123,37 @@ impl IngestServer {
             config: config.clone(),
             queue: queue.clone(),
             pending: Pending::new(config.max_pending_points),
+            budget: Budget::new(config.max_body_bytes_in_flight),
+            connections: Connections::new(config.connection_limit()),
+            timeouts: Timeouts {
+                header: config.header_timeout,
+                body: config.body_timeout,
+                idle: config.idle_timeout,
+            },
+            warned_full: Occasionally::default(),
+            warned_budget: Occasionally::default(),
             check,
             dead_letters,
             counters,
         });
         let (trigger, triggered) = watch::channel(false);
-        let task = tokio::spawn(serve(listener, endpoint, tls, triggered, stop));
+        let stop_trigger = trigger.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stop => { let _ = stop_trigger.send(true); }
+                _ = stop_trigger.closed() => {}
+            }
+        });
         tracing::info!(
             address = %local_addr,
             tls = config.tls.is_some(),
+            max_connections = endpoint.connections.max(),
+            max_body_bytes_in_flight = config.max_body_bytes_in_flight,
+            header_timeout = %humantime::format_duration(config.header_timeout),
+            body_timeout = %humantime::format_duration(config.body_timeout),
             "ingest endpoint listening"
         );
+        let task = tokio::spawn(serve(listener, endpoint, tls, triggered));
         Ok((
             IngestServer {
                 local_addr,
@@ -147,18 +188,17 @@ async fn serve(
     listener: TcpListener,
     endpoint: Arc<Endpoint>,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    mut triggered: watch::Receiver<bool>,
-    stop: impl Future<Output = ()> + Send + 'static,
+    mut stopping: watch::Receiver<bool>,
 ) {
-    let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(HANDSHAKE_TIMEOUT);
-    tokio::pin!(stop);
+    // The header timeout is the connection task's: it starts at a request's first byte
+    // (hyper's starts when the previous answer is sent, so it would also cut idle
+    // kept-alive connections) and answers 408 (hyper's closes without a word).
+    http.timer(TokioTimer::new()).header_read_timeout(None);
     loop {
+        let free = endpoint.connections.try_slot();
         let (tcp, remote) = tokio::select! {
-            _ = &mut stop => break,
-            _ = triggered.changed() => break,
+            _ = stop_requested(&mut stopping) => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -169,51 +209,258 @@ async fn serve(
                 }
             },
         };
-        let _ = tcp.set_nodelay(true);
-        let service_endpoint = endpoint.clone();
-        let service = hyper::service::service_fn(move |request| {
-            let endpoint = service_endpoint.clone();
-            async move { Ok::<_, Infallible>(endpoint.handle(request, remote).await) }
-        });
-        // Taken before the TLS handshake: the drain waits for this connection too.
-        let watcher = graceful.watcher();
-        let http = http.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let result = match tls {
+        let slot = match free {
+            Some(slot) => slot,
+            None => match endpoint.make_room(&mut stopping).await {
+                Some(slot) => slot,
+                None if *stopping.borrow() => break,
                 None => {
-                    watcher
-                        .watch(http.serve_connection(TokioIo::new(tcp), service))
-                        .await
+                    endpoint.refuse(tcp, remote, tls.is_none());
+                    continue;
                 }
-                Some(acceptor) => {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => {
-                            watcher
-                                .watch(http.serve_connection(TokioIo::new(stream), service))
-                                .await
-                        }
-                        Ok(Err(e)) => {
-                            tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%remote, "TLS handshake timed out");
-                            return;
-                        }
-                    }
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(%remote, error = %e, "ingest connection ended with an error");
-            }
-        });
+            },
+        };
+        tokio::spawn(serve_connection(
+            endpoint.clone(),
+            tcp,
+            remote,
+            slot,
+            tls.clone(),
+            http.clone(),
+            stopping.clone(),
+        ));
     }
     drop(listener);
     tracing::info!("ingest endpoint: no new connections; finishing the requests in progress");
-    graceful.shutdown().await;
+    endpoint.connections.all_closed().await;
     endpoint.queue.close();
     tracing::info!("ingest endpoint stopped");
+}
+
+/// Completes once the endpoint is told to stop.
+async fn stop_requested(stopping: &mut watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|s| *s).await;
+}
+
+/// One connection, from accept (and TLS handshake) to close; it holds `slot` throughout.
+async fn serve_connection(
+    endpoint: Arc<Endpoint>,
+    tcp: TcpStream,
+    remote: SocketAddr,
+    slot: OwnedSemaphorePermit,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    http: hyper::server::conn::http1::Builder,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let registered = endpoint.connections.register(remote, slot);
+    let connection = registered.connection.clone();
+    let _ = tcp.set_nodelay(true);
+    match tls {
+        None => drive(endpoint, tcp, connection, http, stopping).await,
+        Some(acceptor) => {
+            let header = endpoint.timeouts.header;
+            let handshake = tokio::select! {
+                handshake = tokio::time::timeout(header, acceptor.accept(tcp)) => handshake,
+                _ = connection.evicted() => return endpoint.closed(&connection, Closed::Evicted),
+                // Draining: a connection still shaking hands has asked nothing yet.
+                _ = stop_requested(&mut stopping) => return,
+            };
+            match handshake {
+                Ok(Ok(stream)) => drive(endpoint, stream, connection, http, stopping).await,
+                Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
+                Err(_) => endpoint.closed(&connection, Closed::HeaderTimeout),
+            }
+        }
+    }
+    drop(registered);
+}
+
+/// Serves HTTP on one connection, closing it when its client stalls, when it is chosen to
+/// make room, or (once idle) when the endpoint drains.
+async fn drive<S>(
+    endpoint: Arc<Endpoint>,
+    stream: S,
+    connection: Arc<Connection>,
+    http: hyper::server::conn::http1::Builder,
+    mut stopping: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = ConnectionService {
+        endpoint: endpoint.clone(),
+        connection: connection.clone(),
+    };
+    let io = TokioIo::new(Watched::new(stream, connection.clone()));
+    let mut conn = http.serve_connection(io, service);
+    let evicted = connection.evicted();
+    tokio::pin!(evicted);
+    let (mut evicted_seen, mut draining) = (false, false);
+    // Set when the connection is being closed quietly: dropped then, flushed or not.
+    let mut closing_by: Option<tokio::time::Instant> = None;
+    let far = || tokio::time::Instant::now() + Duration::from_secs(86_400);
+    loop {
+        // Closing: nothing but the end of the grace matters any more.
+        let wake = closing_by
+            .or_else(|| connection.deadline(&endpoint.timeouts))
+            .unwrap_or_else(far);
+        tokio::select! {
+            served = &mut conn => {
+                if let Err(e) = served {
+                    tracing::debug!(remote = %connection.remote, error = %e, "ingest connection ended with an error");
+                }
+                return;
+            }
+            _ = tokio::time::sleep_until(wake) => {
+                if closing_by.is_some_and(|by| by <= tokio::time::Instant::now()) {
+                    return;
+                }
+                if connection
+                    .deadline(&endpoint.timeouts)
+                    .is_none_or(|d| d > tokio::time::Instant::now())
+                {
+                    continue;
+                }
+                match connection.phase() {
+                    Phase::Head => {
+                        endpoint.closed(&connection, Closed::HeaderTimeout);
+                        let answer = Answer::new(
+                            StatusCode::REQUEST_TIMEOUT,
+                            "request timeout",
+                            format!(
+                                "the request's headers did not arrive within header_timeout ({})",
+                                humantime::format_duration(endpoint.timeouts.header)
+                            ),
+                        );
+                        return answer_and_close(conn, answer).await;
+                    }
+                    _ => {
+                        endpoint.closed(&connection, Closed::Idle);
+                        Pin::new(&mut conn).graceful_shutdown();
+                        closing_by = Some(tokio::time::Instant::now() + CLOSING_GRACE);
+                    }
+                }
+            }
+            _ = connection.changed.notified() => {}
+            _ = &mut evicted, if !evicted_seen && closing_by.is_none() => {
+                evicted_seen = true;
+                endpoint.closed(&connection, Closed::Evicted);
+                match connection.phase() {
+                    Phase::Head if connection.has_started_a_request() => {
+                        return answer_and_close(conn, endpoint.no_room()).await;
+                    }
+                    Phase::Head => return,
+                    Phase::Idle => {
+                        Pin::new(&mut conn).graceful_shutdown();
+                        closing_by = Some(tokio::time::Instant::now() + CLOSING_GRACE);
+                    }
+                    // The handler answers 503 (a body still coming) or finishes (a request
+                    // whose body is in); then the connection closes.
+                    Phase::Body | Phase::Answering => Pin::new(&mut conn).graceful_shutdown(),
+                }
+            }
+            _ = stop_requested(&mut stopping), if !draining => {
+                draining = true;
+                Pin::new(&mut conn).graceful_shutdown();
+                match connection.phase() {
+                    // Nothing asked: nothing to finish.
+                    Phase::Head if !connection.has_started_a_request() => return,
+                    Phase::Idle => closing_by = Some(tokio::time::Instant::now() + CLOSING_GRACE),
+                    // A request in progress is finished, then the connection closes; one
+                    // whose headers are still coming is bounded by header_timeout.
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// Takes the connection back from hyper (which was reading a request's headers, so has
+/// nothing to write), writes `answer` on it and closes it.
+async fn answer_and_close<S>(
+    conn: hyper::server::conn::http1::Connection<TokioIo<Watched<S>>, ConnectionService>,
+    answer: Answer,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut io = conn.into_parts().io.into_inner();
+    let bytes = answer.into_raw_response();
+    // A client that does not read gets no more than a second of our time.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        io.write_all(&bytes).await?;
+        io.shutdown().await
+    })
+    .await;
+}
+
+/// hyper's service for one connection: each request moves the connection through its
+/// phases (headers read: `Body`; answered: `Idle`).
+#[derive(Clone)]
+struct ConnectionService {
+    endpoint: Arc<Endpoint>,
+    connection: Arc<Connection>,
+}
+
+impl hyper::service::Service<Request<Incoming>> for ConnectionService {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        self.connection.enter(Phase::Body);
+        let endpoint = self.endpoint.clone();
+        let connection = self.connection.clone();
+        Box::pin(async move {
+            let response = endpoint.handle(request, &connection).await;
+            connection.enter(Phase::Idle);
+            Ok(response)
+        })
+    }
+}
+
+/// Why the endpoint closed a connection (or refused it).
+#[derive(Debug, Clone, Copy)]
+enum Closed {
+    /// Its headers (or TLS handshake) did not arrive within `header_timeout`.
+    HeaderTimeout,
+    /// Its body did not arrive within `body_timeout`.
+    BodyTimeout,
+    /// Idle past `idle_timeout`.
+    Idle,
+    /// Closed to make room at `max_connections`.
+    Evicted,
+    /// Waited `header_timeout` at `max_connections` without room being made.
+    Refused,
+}
+
+impl Closed {
+    fn name(self) -> &'static str {
+        match self {
+            Closed::HeaderTimeout => "header_timeout",
+            Closed::BodyTimeout => "body_timeout",
+            Closed::Idle => "idle_timeout",
+            Closed::Evicted => "evicted",
+            Closed::Refused => "refused",
+        }
+    }
+}
+
+/// Lets a warning through at most once per [`WARN_EVERY`].
+#[derive(Default)]
+struct Occasionally {
+    /// Seconds since the process started at the last warning, plus one (0: never).
+    last: AtomicU64,
+}
+
+impl Occasionally {
+    fn now(&self) -> bool {
+        let now = crate::metrics::process_start().elapsed().as_secs() + 1;
+        let last = self.last.load(Ordering::Relaxed);
+        (last == 0 || now >= last + WARN_EVERY.as_secs())
+            && self
+                .last
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
 }
 
 /// What every connection's requests share.
@@ -221,9 +468,108 @@ struct Endpoint {
     config: IngestSourceConfig,
     queue: IngestQueue,
     pending: Arc<Pending>,
+    budget: Arc<Budget>,
+    connections: Arc<Connections>,
+    timeouts: Timeouts,
+    warned_full: Occasionally,
+    warned_budget: Occasionally,
     check: PointCheck,
     dead_letters: DeadLetters,
     counters: Arc<Counters>,
+}
+
+impl Endpoint {
+    /// At `max_connections`, with a new connection accepted: closes connections that
+    /// serve nobody (see [`Connections::evict_one`]) until a slot is free. `None` if the
+    /// endpoint is stopping, or no slot came free within `header_timeout` (every
+    /// connection has a request in progress).
+    async fn make_room(
+        &self,
+        stopping: &mut watch::Receiver<bool>,
+    ) -> Option<OwnedSemaphorePermit> {
+        if self.warned_full.now() {
+            tracing::warn!(
+                max_connections = self.connections.max(),
+                "ingest endpoint: at max_connections; closing idle and stalled connections to admit new ones"
+            );
+        }
+        let give_up = tokio::time::Instant::now() + self.timeouts.header;
+        loop {
+            if let Some(slot) = self.connections.try_slot() {
+                return Some(slot);
+            }
+            self.connections.evict_one();
+            tokio::select! {
+                slot = self.connections.slot() => return Some(slot),
+                _ = tokio::time::sleep(EVICTION_WAIT) => {}
+                _ = stop_requested(stopping) => return None,
+            }
+            if tokio::time::Instant::now() >= give_up {
+                return None;
+            }
+        }
+    }
+
+    /// Answers a connection no room could be made for 503 (plain HTTP; a TLS client gets
+    /// the connection closed) without holding up the accept loop.
+    fn refuse(&self, mut tcp: TcpStream, remote: SocketAddr, plain: bool) {
+        self.count(Closed::Refused);
+        tracing::info!(%remote, max_connections = self.connections.max(), "ingest: refused a connection: every connection has a request in progress");
+        let answer = plain.then(|| self.no_room().into_raw_response());
+        tokio::spawn(async move {
+            if let Some(bytes) = answer {
+                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                    tcp.write_all(&bytes).await?;
+                    tcp.shutdown().await
+                })
+                .await;
+            }
+        });
+    }
+
+    /// 503 for a connection closed, or refused, at `max_connections`.
+    fn no_room(&self) -> Answer {
+        Answer::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!(
+                "the endpoint is at max_connections ({}); retry",
+                self.connections.max()
+            ),
+        )
+        .retry_after(self.config.retry_after)
+        .closing()
+    }
+
+    fn count(&self, why: Closed) {
+        metrics::counter!("tsmig_ingest_connections_closed_total", "reason" => why.name())
+            .increment(1);
+    }
+
+    /// Counts and logs (once) a connection closed for `why`.
+    fn closed(&self, connection: &Connection, why: Closed) {
+        self.count(why);
+        let remote = connection.remote;
+        let waited = humantime::format_duration(Duration::from_millis(
+            connection.in_phase_for().as_millis() as u64,
+        ));
+        match why {
+            Closed::HeaderTimeout => tracing::info!(
+                %remote, %waited,
+                "ingest: closed a connection whose request headers did not arrive within header_timeout (408)"
+            ),
+            Closed::BodyTimeout => tracing::info!(
+                %remote, %waited,
+                "ingest: closed a connection whose request body did not arrive within body_timeout (408)"
+            ),
+            Closed::Evicted => tracing::info!(
+                %remote, %waited, phase = ?connection.phase(),
+                "ingest: closed a connection to make room at max_connections"
+            ),
+            Closed::Idle => tracing::debug!(%remote, "ingest: closed an idle connection"),
+            Closed::Refused => {}
+        }
+    }
 }
 
 /// A refusal or a failure, answered with InfluxDB's JSON error body.
@@ -235,6 +581,8 @@ struct Answer {
     message: String,
     retry_after: Option<Duration>,
     rejected: Vec<RejectedLine>,
+    /// Close the connection after answering: the request's body was not read to its end.
+    close: bool,
 }
 
 impl Answer {
@@ -245,7 +593,13 @@ impl Answer {
             message: message.into(),
             retry_after: None,
             rejected: Vec::new(),
+            close: false,
         }
+    }
+
+    fn closing(mut self) -> Self {
+        self.close = true;
+        self
     }
 
     fn invalid(message: impl Into<String>) -> Self {
@@ -270,15 +624,56 @@ impl Answer {
                 .collect();
         }
         let mut response = json_response(self.status, &body);
-        if let Some(after) = self.retry_after {
-            // Whole seconds, rounded up: `Retry-After: 0` would invite a busy loop.
-            let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        if let Some(seconds) = self.retry_after_seconds() {
             response
                 .headers_mut()
-                .insert("retry-after", HeaderValue::from(seconds.max(1)));
+                .insert("retry-after", HeaderValue::from(seconds));
+        }
+        if self.close {
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }
+
+    /// Whole seconds, rounded up: `Retry-After: 0` would invite a busy loop.
+    fn retry_after_seconds(&self) -> Option<u64> {
+        self.retry_after
+            .map(|after| (after.as_secs() + u64::from(after.subsec_nanos() > 0)).max(1))
+    }
+
+    /// The answer as HTTP/1.1 bytes, for a connection hyper no longer serves; it closes.
+    fn into_raw_response(self) -> Vec<u8> {
+        let body = json!({"code": self.code, "message": self.message}).to_string();
+        let mut head = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: application/json; charset=utf-8\r\n\
+             content-length: {}\r\nconnection: close\r\nx-influxdb-version: {VERSION}\r\n",
+            self.status.as_u16(),
+            self.status.canonical_reason().unwrap_or(""),
+            body.len()
+        );
+        if let Some(seconds) = self.retry_after_seconds() {
+            head.push_str(&format!("retry-after: {seconds}\r\n"));
+        }
+        head.push_str("\r\n");
+        head.push_str(&body);
+        head.into_bytes()
+    }
+}
+
+/// 429 for a request whose body would pass `max_body_bytes_in_flight`.
+fn over_budget(budget: &Budget, retry_after: Duration) -> Answer {
+    Answer::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many requests",
+        format!(
+            "request bodies in memory are at max_body_bytes_in_flight ({} of {} bytes); retry later",
+            budget.held(),
+            budget.max()
+        ),
+    )
+    .retry_after(retry_after)
 }
 
 fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
@@ -301,7 +696,7 @@ impl Endpoint {
     async fn handle(
         &self,
         request: Request<Incoming>,
-        remote: SocketAddr,
+        connection: &Connection,
     ) -> Response<Full<Bytes>> {
         let api = match request.uri().path() {
             "/api/v2/write" if self.config.api.contains(&Api::V2) => Some(Api::V2),
@@ -309,7 +704,7 @@ impl Endpoint {
             _ => None,
         };
         let mut response = match (request.method(), request.uri().path(), api) {
-            (&Method::POST, _, Some(api)) => match self.write(api, request, remote).await {
+            (&Method::POST, _, Some(api)) => match self.write(api, request, connection).await {
                 Ok(response) => response,
                 Err(answer) => answer.into_response(Some(api)),
             },
@@ -345,24 +740,44 @@ impl Endpoint {
         &self,
         api: Api,
         request: Request<Incoming>,
-        remote: SocketAddr,
+        connection: &Connection,
     ) -> Result<Response<Full<Bytes>>, Answer> {
+        let remote = connection.remote;
         let query = query_params(request.uri().query());
         self.authorize(&request, &query)?;
         let target = self.target(api, &query)?;
         let precision = self.precision(api, &query)?;
-        let (body, gzip) = self.read_body(request).await?;
+        let (body, gzip, hold) = self.read_body(request, connection).await?;
         // One reading of the clock per request: lines without a timestamp share it.
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
         let max = self.config.max_body_bytes;
         let check = self.check.clone();
-        let Parsed { points, rejected } = tokio::task::spawn_blocking(move || {
-            let body = if gzip {
-                gunzip(&body, max)?
+        let (budget, retry_after) = (self.budget.clone(), self.config.retry_after);
+        let parsed = tokio::task::spawn_blocking(move || {
+            let mut hold = hold;
+            let received = body.capacity() as u64;
+            // The text, admitted with room for its points (gunzip asks for it).
+            let text = if gzip {
+                let text = gunzip(&body, max, &mut hold)
+                    .map_err(|e| e.answer(max, &budget, retry_after))?;
+                drop(body);
+                hold.shrink(received);
+                text
             } else {
-                body.to_vec()
+                body
             };
-            Ok::<_, Answer>(parse_body_checked(&body, precision, now, &*check))
+            // The hold covers at least the text and the points made so far.
+            let text_bytes = text.capacity() as u64;
+            let mut made = 0;
+            let parsed = parse_body_counted(&text, precision, now, &*check, &mut |n| {
+                made += n as u64;
+                if text_bytes + made > hold.held() {
+                    hold.force_grow(text_bytes + made - hold.held());
+                }
+            });
+            drop(text);
+            hold.set(made);
+            Ok::<_, Answer>((parsed, hold))
         })
         .await
         .map_err(|e| {
@@ -371,7 +786,14 @@ impl Endpoint {
                 "internal error",
                 format!("parsing failed: {e}"),
             )
-        })??;
+        })?
+        .inspect_err(|answer| {
+            if answer.status == StatusCode::TOO_MANY_REQUESTS {
+                self.budget_reached();
+            }
+        })?;
+        // `hold` keeps the points counted until they are queued.
+        let (Parsed { points, rejected }, hold) = parsed;
 
         if points.is_empty() {
             if rejected.is_empty() {
@@ -381,7 +803,7 @@ impl Endpoint {
             return Err(self.partial(rejected, "0 points written"));
         }
         let n = points.len() as u64;
-        let Some(hold) = self.pending.try_hold(n) else {
+        let Some(pending) = self.pending.try_hold(n) else {
             return Err(Answer::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too many requests",
@@ -406,7 +828,7 @@ impl Endpoint {
             AckMode::Async => {
                 let request = Ingested { points, done: None };
                 self.queue
-                    .push(request, Some(hold))
+                    .push(request, Some(pending))
                     .map_err(|_| stopping())?;
                 None
             }
@@ -422,12 +844,14 @@ impl Endpoint {
                 let (relay, relayed) = oneshot::channel();
                 tokio::spawn(async move {
                     let ack = acked.await;
-                    drop(hold);
+                    drop(pending);
                     let _ = relay.send(ack);
                 });
                 Some(relayed)
             }
         };
+        // Queued: the points are the engine's now, bounded by max_pending_points.
+        drop(hold);
         Counters::add(&self.counters.rows_read, n);
         self.dead_letter(&rejected, api, &target, remote);
 
@@ -606,8 +1030,16 @@ impl Endpoint {
         })
     }
 
-    /// The body, at most `max_body_bytes`, and whether it is gzipped.
-    async fn read_body(&self, request: Request<Incoming>) -> Result<(Bytes, bool), Answer> {
+    /// The body, at most `max_body_bytes`, whether it is gzipped, and its hold on the
+    /// memory budget. Refused before it is read past `max_body_bytes` (413) or the budget
+    /// (429); cut at `body_timeout` (408) or when the connection is closed to make room
+    /// (503). Each refusal closes the connection: the rest of the body is not read.
+    async fn read_body(
+        &self,
+        request: Request<Incoming>,
+        connection: &Connection,
+    ) -> Result<(Vec<u8>, bool, BodyBytes), Answer> {
+        let deadline = tokio::time::Instant::now() + self.timeouts.body;
         let max = self.config.max_body_bytes;
         let too_large = || {
             Answer::new(
@@ -615,6 +1047,7 @@ impl Endpoint {
                 "request too large",
                 format!("the body is larger than max_body_bytes ({max} bytes)"),
             )
+            .closing()
         };
         let declared = request
             .headers()
@@ -637,40 +1070,135 @@ impl Endpoint {
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "unsupported media type",
                     format!("Content-Encoding {other} is not supported; send gzip or none"),
-                ))
+                )
+                .closing())
             }
         };
-        let limit = usize::try_from(max).unwrap_or(usize::MAX);
-        let body = Limited::new(request.into_body(), limit)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.downcast_ref::<LengthLimitError>().is_some() {
-                    too_large()
-                } else {
-                    Answer::invalid(format!("cannot read the body: {e}"))
+        let over_budget = || {
+            self.budget_reached();
+            over_budget(&self.budget, self.config.retry_after).closing()
+        };
+        // A body is admitted with room for its points (see `budget`); a gzip body gets that
+        // once its inflated size is known. With a Content-Length, the whole is asked for
+        // before a byte of the body is read.
+        let room = if gzip { 0 } else { POINTS_PER_TEXT_BYTE };
+        let mut hold = self.budget.hold();
+        let mut body = Vec::new();
+        if let Some(n) = declared.filter(|n| *n > 0) {
+            if !hold.try_grow(n + n * room) {
+                return Err(over_budget());
+            }
+            body.reserve_exact(n as usize);
+        }
+        let mut incoming = request.into_body();
+        let evicted = connection.evicted();
+        tokio::pin!(evicted);
+        loop {
+            let frame = tokio::select! {
+                frame = incoming.frame() => frame,
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.closed(connection, Closed::BodyTimeout);
+                    return Err(Answer::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request timeout",
+                        format!(
+                            "the body did not arrive within body_timeout ({}); nothing of it was kept",
+                            humantime::format_duration(self.timeouts.body)
+                        ),
+                    )
+                    .closing());
                 }
-            })?
-            .to_bytes();
-        Ok((body, gzip))
+                _ = &mut evicted => return Err(self.no_room()),
+            };
+            let data = match frame {
+                None => break,
+                Some(Err(e)) => {
+                    return Err(Answer::invalid(format!("cannot read the body: {e}")).closing())
+                }
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => data,
+                    Err(_trailers) => continue,
+                },
+            };
+            if body.len() as u64 + data.len() as u64 > max {
+                return Err(too_large());
+            }
+            let capacity = body.capacity();
+            body.reserve(data.len());
+            if declared.is_none() {
+                let grown = (body.capacity() - capacity) as u64;
+                if !hold.try_grow(grown + data.len() as u64 * room) {
+                    return Err(over_budget());
+                }
+            }
+            body.extend_from_slice(&data);
+            connection.body_received(data.len());
+        }
+        connection.enter(Phase::Answering);
+        Ok((body, gzip, hold))
+    }
+
+    /// Warns (occasionally) that the memory budget turns requests away.
+    fn budget_reached(&self) {
+        metrics::counter!("tsmig_ingest_over_budget_total").increment(1);
+        if self.warned_budget.now() {
+            tracing::warn!(
+                max_body_bytes_in_flight = self.budget.max(),
+                "ingest endpoint: request bodies in memory reached max_body_bytes_in_flight; answering 429"
+            );
+        }
+    }
+}
+
+/// Why a gzip body was not decompressed.
+#[derive(Debug)]
+enum Gunzip {
+    Invalid(std::io::Error),
+    /// Past `max_body_bytes`.
+    TooLarge,
+    /// Past the memory budget.
+    OverBudget,
+}
+
+impl Gunzip {
+    fn answer(self, max: u64, budget: &Budget, retry_after: Duration) -> Answer {
+        match self {
+            Gunzip::Invalid(e) => Answer::invalid(format!("the body is not valid gzip: {e}")),
+            Gunzip::TooLarge => Answer::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request too large",
+                format!("the body is larger than max_body_bytes ({max} bytes) once decompressed"),
+            ),
+            Gunzip::OverBudget => over_budget(budget, retry_after),
+        }
     }
 }
 
 /// Decompresses a gzip body (several members are one stream, as Go reads them), at most
-/// `max` bytes of it.
-fn gunzip(body: &[u8], max: u64) -> Result<Vec<u8>, Answer> {
-    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(1 << 24));
-    flate2::read::MultiGzDecoder::new(body)
-        .take(max.saturating_add(1))
-        .read_to_end(&mut out)
-        .map_err(|e| Answer::invalid(format!("the body is not valid gzip: {e}")))?;
-    if out.len() as u64 > max {
-        return Err(Answer::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request too large",
-            format!("the body is larger than max_body_bytes ({max} bytes) once decompressed"),
-        ));
+/// `max` bytes of it, asking `hold` for it and room for its points.
+///
+/// Twice: once to learn its size, keeping nothing, then into a buffer of exactly that
+/// size. A bomb costs time, never memory, and the budget is asked once, before anything
+/// is allocated; a buffer grown as the data comes would cost up to twice its size while
+/// it grows (and more, until the allocator gives the old ones back).
+fn gunzip(body: &[u8], max: u64, hold: &mut BodyBytes) -> Result<Vec<u8>, Gunzip> {
+    let decoder = || flate2::read::MultiGzDecoder::new(body);
+    let size = std::io::copy(
+        &mut decoder().take(max.saturating_add(1)),
+        &mut std::io::sink(),
+    )
+    .map_err(Gunzip::Invalid)?;
+    if size > max {
+        return Err(Gunzip::TooLarge);
     }
+    if !hold.try_grow(admitted(size)) {
+        return Err(Gunzip::OverBudget);
+    }
+    let mut out = Vec::with_capacity(size as usize);
+    decoder()
+        .take(size)
+        .read_to_end(&mut out)
+        .map_err(Gunzip::Invalid)?;
     Ok(out)
 }
 
@@ -708,20 +1236,44 @@ mod tests {
     }
 
     #[test]
-    fn gzip_is_bounded_after_decompression() {
+    fn gzip_is_bounded_after_decompression_and_by_the_budget() {
         use std::io::Write;
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         enc.write_all(&[b'a'; 1000]).unwrap();
         let gz = enc.finish().unwrap();
-        assert_eq!(gunzip(&gz, 1000).unwrap().len(), 1000);
-        assert_eq!(
-            gunzip(&gz, 999).unwrap_err().status,
-            StatusCode::PAYLOAD_TOO_LARGE
-        );
-        assert_eq!(
-            gunzip(b"nope", 10).unwrap_err().status,
-            StatusCode::BAD_REQUEST
-        );
+        let budget = Budget::new(1 << 20);
+        let mut hold = budget.hold();
+        assert_eq!(gunzip(&gz, 1000, &mut hold).unwrap().len(), 1000);
+        assert!(budget.held() >= 1000, "what was inflated is counted");
+        drop(hold);
+        assert!(matches!(
+            gunzip(&gz, 999, &mut budget.hold()),
+            Err(Gunzip::TooLarge)
+        ));
+        assert!(matches!(
+            gunzip(b"nope", 10, &mut budget.hold()),
+            Err(Gunzip::Invalid(_))
+        ));
+
+        // A bomb: 64 MiB of zeros in about 64 KiB stops at the budget, not at its size.
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        for _ in 0..64 {
+            enc.write_all(&[0u8; 1 << 20]).unwrap();
+        }
+        let bomb = enc.finish().unwrap();
+        assert!(bomb.len() < 100_000);
+        let budget = Budget::new(4 << 20);
+        let _other = {
+            let mut other = budget.hold();
+            assert!(other.try_grow(1));
+            other
+        };
+        let mut hold = budget.hold();
+        assert!(matches!(
+            gunzip(&bomb, u64::MAX, &mut hold),
+            Err(Gunzip::OverBudget)
+        ));
+        assert!(budget.held() <= 4 << 20);
     }
 
     #[test]
