@@ -12,8 +12,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, Notify};
 use tsmig::dead_letter::DeadLetters;
 use tsmig::metrics::Counters;
+use tsmig::model::series_hash;
 use tsmig::model::{Point, Value};
-use tsmig::sources::ingest::parse::series_hash;
 use tsmig::sources::ingest::{IngestQueue, IngestServer, IngestSourceConfig, Ingested};
 
 /// A running endpoint, its engine stand-in and what it recorded.

@@ -610,8 +610,7 @@ impl Compiled {
             }
         }
         // Without a device column the series is the device: one worker owns each series.
-        let device_hash =
-            device.unwrap_or_else(|| device_hash(series_text(&measurement, &tags).as_bytes()));
+        let device_hash = device.unwrap_or_else(|| crate::model::series_hash(&measurement, &tags));
 
         Ok(Point {
             measurement,
@@ -621,26 +620,6 @@ impl Compiled {
             device_hash,
         })
     }
-}
-
-/// The text a series without a device column is routed by: `measurement,key=value,...`,
-/// tags sorted, as verify's series keys read before they escaped `,`, `=` and `\`. Kept
-/// as it was so that an upgrade routes every series to the same worker as before.
-fn series_text(measurement: &str, tags: &[(Name, String)]) -> String {
-    let mut tags: Vec<(&str, &str)> = tags
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    tags.sort();
-    let mut text = measurement.to_string();
-    for (k, v) in tags {
-        text.push(',');
-        text.push_str(k);
-        text.push('=');
-        text.push_str(v);
-    }
-    text
 }
 
 /// A device path for one row: literal levels as they are, column levels quoted.

@@ -5,6 +5,10 @@
 //! point (measurement, tag and field keys) are [`Name`]s: shared, so a point costs no
 //! allocation for them.
 
+mod series;
+
+pub use series::{series_hash, series_key, Series};
+
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -211,12 +215,7 @@ impl Point {
     /// The point's identity in the target: its series (measurement and tags) and time.
     /// Two points with the same key are one point: the later write replaces the earlier.
     pub fn key_hash(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
-        self.measurement.hash(&mut h);
-        self.tags.hash(&mut h);
-        self.time.hash(&mut h);
-        h.finish()
+        series::point_hash(&self.measurement, &self.tags, self.time)
     }
 
     /// Whether `self` and `other` are the same point of the target (same series and time).

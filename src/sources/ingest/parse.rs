@@ -365,7 +365,7 @@ fn to_point(
         })?,
     };
 
-    let device_hash = series_hash(&measurement, &tags);
+    let device_hash = crate::model::series_hash(&measurement, &tags);
     Ok(Point {
         measurement,
         tags,
@@ -373,20 +373,6 @@ fn to_point(
         time,
         device_hash,
     })
-}
-
-/// The exchange key of a series: measurement and sorted tag set, NUL-separated (no NUL
-/// can make two different series the same text here), hashed like every device key.
-pub fn series_hash(measurement: &str, tags: &[(Name, String)]) -> u64 {
-    let mut key = Vec::with_capacity(64);
-    key.extend_from_slice(measurement.as_bytes());
-    for (k, v) in tags {
-        key.push(0);
-        key.extend_from_slice(k.as_bytes());
-        key.push(0);
-        key.extend_from_slice(v.as_bytes());
-    }
-    crate::model::device_hash(&key)
 }
 
 #[cfg(test)]

@@ -1,0 +1,188 @@
+//! A series and its key: the one definition every part of tsmig names a series by (the
+//! exchange routes on its hash, verify summarises by it, `verify --repair` deletes by it).
+//!
+//! The key is the measurement (or IoTDB device path) and the tags sorted by key,
+//! `measurement,key=value,...`, empty tags left out (InfluxDB has none). A `,`, `=` or `\`
+//! inside a name or value gets a backslash before it, so that [`Series::parse`] gives back
+//! exactly the measurement and tags. Names without those characters read as they are.
+//! [`series_hash`] hashes the same bytes without building the text.
+
+use super::Name;
+
+/// Where the key's bytes go: a `String`, or a hasher.
+trait KeyBytes {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl KeyBytes for String {
+    fn put(&mut self, bytes: &[u8]) {
+        // Only whole UTF-8 text and ASCII punctuation are ever put.
+        self.push_str(std::str::from_utf8(bytes).unwrap_or_default());
+    }
+}
+
+impl KeyBytes for xxhash_rust::xxh3::Xxh3 {
+    fn put(&mut self, bytes: &[u8]) {
+        self.update(bytes);
+    }
+}
+
+/// Writes `text` with a backslash before each `,`, `=` and `\`.
+fn escaped(out: &mut impl KeyBytes, text: &str) {
+    let mut start = 0;
+    for (at, b) in text.bytes().enumerate() {
+        if matches!(b, b',' | b'=' | b'\\') {
+            out.put(&text.as_bytes()[start..at]);
+            out.put(b"\\");
+            start = at;
+        }
+    }
+    out.put(&text.as_bytes()[start..]);
+}
+
+/// Writes the key of a series whose tags are already sorted by key.
+fn write_key<'a>(
+    out: &mut impl KeyBytes,
+    measurement: &str,
+    sorted_tags: impl Iterator<Item = (&'a str, &'a str)>,
+) {
+    escaped(out, measurement);
+    for (k, v) in sorted_tags.filter(|(_, v)| !v.is_empty()) {
+        out.put(b",");
+        escaped(out, k);
+        out.put(b"=");
+        escaped(out, v);
+    }
+}
+
+/// The key of the series `measurement` with `tags` (in any order).
+pub fn series_key<'a>(measurement: &str, tags: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut tags: Vec<(&str, &str)> = tags.collect();
+    tags.sort();
+    let mut key = String::with_capacity(measurement.len() + 16 * tags.len());
+    write_key(&mut key, measurement, tags.into_iter());
+    key
+}
+
+/// The hash of [`series_key`] (xxh3, as every device key), computed from tags sorted by
+/// key without building the text: what the exchange routes a series by when it has no
+/// device column.
+pub fn series_hash(measurement: &str, sorted_tags: &[(Name, String)]) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    write_key(
+        &mut h,
+        measurement,
+        sorted_tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    h.digest()
+}
+
+/// The hash of a point's identity in the target: its series key and its time.
+pub(super) fn point_hash(measurement: &str, sorted_tags: &[(Name, String)], time: i64) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    write_key(
+        &mut h,
+        measurement,
+        sorted_tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    h.update(b"@");
+    h.update(&time.to_le_bytes());
+    h.digest()
+}
+
+/// A series as [`series_key`] names it: measurement (or device path) and tags.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Series {
+    /// InfluxDB measurement; IoTDB device path.
+    pub measurement: String,
+    /// Tags sorted by key, none empty.
+    pub tags: Vec<(String, String)>,
+}
+
+impl Series {
+    /// The series a [`series_key`] names.
+    pub fn parse(key: &str) -> Result<Series, String> {
+        let mut parts = split_unescaped(key, ',').into_iter();
+        let measurement = unescape(parts.next().unwrap_or_default());
+        let tags = parts
+            .map(|tag| match split_unescaped(tag, '=').as_slice() {
+                [k, v] => Ok((unescape(k), unescape(v))),
+                _ => Err(format!(
+                    "series key {key:?} has a tag that is not key=value"
+                )),
+            })
+            .collect::<Result<_, _>>()?;
+        let lone_backslash = key.chars().fold(false, |escaped, c| !escaped && c == '\\');
+        if lone_backslash {
+            return Err(format!("series key {key:?} ends in a lone backslash"));
+        }
+        Ok(Series { measurement, tags })
+    }
+}
+
+/// `text` cut at each `separator` without a backslash before it; the parts keep their
+/// escapes.
+fn split_unescaped(text: &str, separator: char) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut escaped = false;
+    for (at, c) in text.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == separator {
+            parts.push(&text[start..at]);
+            start = at + c.len_utf8();
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+/// `text` without the backslash of each escape.
+fn unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hash_is_the_hash_of_the_key_text() {
+        let tags = vec![
+            (Name::from("a,b"), "x=y".to_string()),
+            (Name::from("site"), String::new()),
+            (Name::from("z"), "back\\slash".to_string()),
+        ];
+        let key = series_key("m 1", tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        assert_eq!(key, "m 1,a\\,b=x\\=y,z=back\\\\slash");
+        assert_eq!(
+            series_hash("m 1", &tags),
+            xxhash_rust::xxh3::xxh3_64(key.as_bytes())
+        );
+        assert_ne!(point_hash("m 1", &tags, 1), point_hash("m 1", &tags, 2));
+    }
+
+    #[test]
+    fn a_key_parses_back_into_its_series() {
+        let key = series_key("m,1", [("k=", "v\\"), ("a", "b")].into_iter());
+        assert_eq!(
+            Series::parse(&key).unwrap(),
+            Series {
+                measurement: "m,1".into(),
+                tags: vec![("a".into(), "b".into()), ("k=".into(), "v\\".into())],
+            }
+        );
+        assert!(Series::parse("m,broken").is_err());
+    }
+}
