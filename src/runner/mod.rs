@@ -9,6 +9,7 @@ mod progress;
 mod restart;
 mod verify;
 
+use crate::checkpoint::lock::{Holder, StateLock};
 use crate::checkpoint::store::FileStore;
 use crate::checkpoint::BackfillState;
 use crate::dead_letter::DeadLetters;
@@ -236,6 +237,9 @@ pub fn run(job: &Job, mode: Mode, options: &RunOptions) -> Result<(), RunError> 
         Mode::Cdc | Mode::BackfillCdc => (cdc::run, Attempts::Unlimited),
         Mode::BackfillFollow => (follow::run, Attempts::Unlimited),
     };
+    // Held until the run has ended, restarts and summary included; taken before anything
+    // connects.
+    let _lock = lock_state(job, mode, options)?;
     let job_run = JobRun::start(job, options, runtime()?)?;
     let mut first = true;
     let result = restart::run(&job_run, &job.file.restart, default_attempts, || {
@@ -247,6 +251,32 @@ pub fn run(job: &Job, mode: Mode, options: &RunOptions) -> Result<(), RunError> 
         attempt(job, mode, &options, &job_run)
     });
     job_run.finish(job, result)
+}
+
+/// Makes this run the one owner of the job's state: process 0 of a run that records
+/// progress (backfill, CDC, follow) locks the state directory, or the run is refused
+/// (exit 1) naming the run that holds it. Verify and ingest record no progress and take no
+/// lock; other processes of a cluster write no state.
+fn lock_state(job: &Job, mode: Mode, options: &RunOptions) -> Result<Option<StateLock>, RunError> {
+    let records_progress = matches!(
+        mode,
+        Mode::Backfill | Mode::Cdc | Mode::BackfillCdc | Mode::BackfillFollow
+    );
+    if !records_progress || options.cluster.process != 0 {
+        return Ok(None);
+    }
+    let dir = job
+        .state_dir()
+        .map_err(|e| RunError::Usage(e.to_string()))?;
+    let lock = StateLock::acquire(
+        &dir,
+        &Holder::this_process(&job.file.name, &mode.to_string()),
+    )
+    .map_err(RunError::Failed)?;
+    if let Some((_, line)) = lock.taken_over() {
+        tracing::warn!("{line}");
+    }
+    Ok(Some(lock))
 }
 
 /// One attempt of a backfill: open the source, build the sink, load or make the plan,
