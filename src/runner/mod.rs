@@ -362,6 +362,9 @@ impl JobRun {
         let counters = Counters::new();
         let dead_letters =
             DeadLetters::new(&job.file.name, &dead_letter_path(job, &options.cluster)?);
+        // A dead letter that cannot be written ends the job: it is never dropped.
+        let failing = control.clone();
+        dead_letters.on_failure(move |e| failing.fail(crate::error::Failure::fatal(e)));
         if let Some(addr) = options.metrics_addr {
             let _guard = rt.enter();
             crate::metrics::serve(addr, counters.clone(), dead_letters.clone())
@@ -392,6 +395,12 @@ impl JobRun {
     fn finish(self, job: &Job, result: Result<(), RunError>) -> Result<(), RunError> {
         self.progress.finish();
         self.rt.shutdown_timeout(Duration::from_secs(1));
+        // Every dead letter is in the file, or the job failed.
+        let letters = self.dead_letters.sync();
+        let result = match (result, &letters) {
+            (Ok(()), Err(e)) => Err(RunError::Failed(e.clone())),
+            (result, _) => result,
+        };
         let summary = Summary::read(
             &self.counters,
             self.dead_letters.count(),
@@ -399,12 +408,16 @@ impl JobRun {
             self.control.stopping(),
         );
         println!("{summary}");
-        if self.dead_letters.count() > 0 {
-            eprintln!(
-                "tsmig: {} records were dead-lettered: see {}",
-                self.dead_letters.count(),
+        match (self.dead_letters.count(), letters) {
+            (0, _) => {}
+            (n, Ok(())) => eprintln!(
+                "tsmig: {n} records were dead-lettered: see {}",
                 self.dead_letters.path().display()
-            );
+            ),
+            (n, Err(_)) => eprintln!(
+                "tsmig: {n} records were dead-lettered, but {} could not hold them all",
+                self.dead_letters.path().display()
+            ),
         }
         result.map_err(|e| match e {
             RunError::Failed(m) | RunError::Transient(m) => {
@@ -436,13 +449,14 @@ impl WithSink for BackfillPhase<'_> {
     }
 }
 
-/// The job's state store; with `fresh`, emptied first (only process 0 may: the others
-/// share it).
-fn state_store(job: &Job, fresh: bool) -> Result<FileStore, RunError> {
+/// The job's state store, which makes the run's dead letters durable before each save;
+/// with `fresh`, emptied first (only process 0 may: the others share it).
+fn state_store(job: &Job, fresh: bool, run: &JobRun) -> Result<FileStore, RunError> {
     let store = FileStore::new(
         &job.state_dir()
             .map_err(|e| RunError::Usage(e.to_string()))?,
-    );
+    )
+    .with_dead_letters(run.dead_letters.clone());
     if fresh {
         store.clear_backfill().map_err(RunError::Failed)?;
     }
@@ -478,7 +492,7 @@ impl BackfillPhase<'_> {
         let counters = &run.counters;
         let cluster = &options.cluster;
         let state = if cluster.process == 0 {
-            let store = state_store(job, fresh)?;
+            let store = state_store(job, fresh, run)?;
             let state = match store.load_backfill().map_err(RunError::Failed)? {
                 Some(state) if state.job != job.file.name => {
                     return Err(RunError::Usage(format!(

@@ -528,6 +528,7 @@ mod tests {
         stored.dedup();
         let expected: Vec<i64> = (0..100).filter(|t| ![3, 77, 78].contains(t)).collect();
         assert_eq!(stored, expected);
+        dl.sync().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let rejected: Vec<i64> = text
             .lines()
