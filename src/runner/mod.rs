@@ -109,7 +109,7 @@ async fn open(job: &Job) -> Result<(Box<dyn BoundedSource>, Mappings), RunError>
     let mut source = sources::open_bounded(job)
         .await
         .map_err(|e| source_error(job, e))?;
-    let mappings = if job.file.mappings.is_empty() {
+    let mut mappings = if job.file.mappings.is_empty() {
         // `mappings: auto`: the source's own schema, copied as it is.
         let defaults = source.default_mappings().ok_or_else(|| {
             RunError::Usage(format!(
@@ -122,10 +122,18 @@ async fn open(job: &Job) -> Result<(Box<dyn BoundedSource>, Mappings), RunError>
         Mappings::compile(job, source.schema())
     }
     .map_err(|e| RunError::Usage(e.to_string()))?;
+    project(&mut *source, &mut mappings);
+    Ok((source, mappings))
+}
+
+/// Tells the source what rows must carry: the mapped columns, and each row's key (for
+/// dead letters).
+fn project<S: BoundedSource + ?Sized>(source: &mut S, mappings: &mut Mappings) {
     for table in 0..source.schema().len() {
+        let key = source.row_key(table);
+        mappings.carry(table, &source.schema()[table], &key);
         source.set_projection(table, mappings.projection(table).to_vec());
     }
-    Ok((source, mappings))
 }
 
 /// Opens the source for a job that reads it whole (`cdc == false`) or also follows its
@@ -148,11 +156,9 @@ async fn open_source(
     let mut source = sources::open_change_source(job)
         .await
         .map_err(|e| source_error(job, e))?;
-    let mappings =
+    let mut mappings =
         Mappings::compile(job, source.schema()).map_err(|e| RunError::Usage(e.to_string()))?;
-    for table in 0..source.schema().len() {
-        source.set_projection(table, mappings.projection(table).to_vec());
-    }
+    project(&mut *source, &mut mappings);
     let source: Arc<dyn sources::BoundedChangeSource> = Arc::from(source);
     Ok((source.clone(), Some(source), mappings))
 }

@@ -18,7 +18,7 @@ use crate::dead_letter::DeadLetters;
 use crate::job::Job;
 use crate::model::Row;
 use crate::sources::{
-    dead_letter_row, BoundedSource, Column, RowSender, SourceError, Split, TableSchema,
+    dead_letter_row, BoundedSource, Column, ColumnKind, RowSender, SourceError, Split, TableSchema,
 };
 use mysql_async::prelude::*;
 use std::time::Duration;
@@ -39,6 +39,8 @@ pub(super) struct Table {
     quoted: String,
     /// The split column, quoted, and whether it may be NULL.
     split: Option<(String, bool)>,
+    /// The columns that identify a row: the split column, else the primary key's.
+    key: Vec<usize>,
     chunk_rows: u64,
     pub(super) schema: TableSchema,
     pub(super) conversions: Vec<Conversion>,
@@ -119,9 +121,9 @@ impl MysqlSource {
                             .into()),
                     },
                 };
-            let columns: Vec<(String, String, String, String, Option<String>)> = conn
+            let columns: Vec<(String, String, String, String, Option<String>, String)> = conn
                 .exec(
-                    "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME \
+                    "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME, COLUMN_KEY \
                      FROM information_schema.COLUMNS \
                      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
                     (&db, &name),
@@ -141,7 +143,7 @@ impl MysqlSource {
                 columns: Vec::new(),
             };
             let mut conversions = Vec::new();
-            for (column, data_type, column_type, _, _) in &columns {
+            for (column, data_type, column_type, ..) in &columns {
                 let (conversion, kind) = classify(data_type, column_type);
                 schema.columns.push(Column {
                     name: column.clone(),
@@ -153,7 +155,7 @@ impl MysqlSource {
             let split = match &t.split_by {
                 None => None,
                 Some(column) => {
-                    let Some((_, data_type, _, nullable, _)) =
+                    let Some((_, data_type, _, nullable, ..)) =
                         columns.iter().find(|c| &c.0 == column)
                     else {
                         return Err(job
@@ -195,8 +197,26 @@ impl MysqlSource {
                     Some((quote(column), nullable == "YES"))
                 }
             };
+            // What identifies a row in a dead letter: the split key, else the primary key.
+            let key = match &t.split_by {
+                Some(column) => columns
+                    .iter()
+                    .position(|c| &c.0 == column)
+                    .into_iter()
+                    .collect(),
+                None => columns
+                    .iter()
+                    .enumerate()
+                    .filter(|(c, column)| {
+                        column.5 == "PRI"
+                            && !matches!(schema.columns[*c].kind, ColumnKind::Unsupported(_))
+                    })
+                    .map(|(c, _)| c)
+                    .collect(),
+            };
             tables.push(Table {
                 quoted: format!("{}.{}", quote(&db), quote(&name)),
+                key,
                 column_types: columns.iter().map(|c| c.2.clone()).collect(),
                 data_types: columns.iter().map(|c| c.1.to_ascii_lowercase()).collect(),
                 charsets: columns.iter().map(|c| c.4.clone()).collect(),
@@ -468,6 +488,10 @@ fn opts_host(url: &str) -> String {
 impl BoundedSource for MysqlSource {
     fn schema(&self) -> &[TableSchema] {
         &self.schemas
+    }
+
+    fn row_key(&self, table: usize) -> Vec<usize> {
+        self.tables[table].key.clone()
     }
 
     fn set_projection(&mut self, table: usize, columns: Vec<usize>) {
