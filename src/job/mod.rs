@@ -16,7 +16,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use env::Secrets;
+pub use env::{mask_urls, Secrets};
 pub use locate::Locations;
 
 /// A job file as written by the user.
@@ -576,7 +576,8 @@ impl Job {
             message: e.message,
         })?;
         let locations = Locations::index(&substituted.text);
-        let secrets = substituted.secrets;
+        let mut secrets = substituted.secrets;
+        secrets.add_written(&substituted.text);
         let deserializer = serde_yaml::Deserializer::from_str(&substituted.text);
         let file: JobFile = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let key = e.path().to_string();
