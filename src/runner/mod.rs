@@ -649,7 +649,10 @@ pub struct Summary {
     dead_lettered: u64,
     splits_done: u64,
     splits_total: u64,
+    /// The sink's retried writes and deletes.
     retries: u64,
+    /// The source's retried reads and queries.
+    source_retries: u64,
     restarts: u64,
     first_write_ms: f64,
     changes_read: u64,
@@ -667,6 +670,8 @@ impl Summary {
             splits_done: Counters::get(&c.splits_done),
             splits_total: Counters::get(&c.splits_planned),
             retries: Counters::get(&c.retries),
+            // The process's: sources keep no handle to the run's counters.
+            source_retries: crate::metrics::source_retries(),
             restarts: Counters::get(&c.restarts),
             first_write_ms: Counters::get(&c.first_write_us) as f64 / 1000.0,
             changes_read: Counters::get(&c.changes_read),
@@ -682,13 +687,14 @@ impl std::fmt::Display for Summary {
         let secs = self.elapsed.as_secs_f64();
         write!(
             f,
-            "summary: rows_read={} points_written={} dead_lettered={} splits_done={} splits_total={} retries={} first_write_ms={:.1} seconds={:.3} rows_per_second={:.0}{}",
+            "summary: rows_read={} points_written={} dead_lettered={} splits_done={} splits_total={} retries={} source_retries={} first_write_ms={:.1} seconds={:.3} rows_per_second={:.0}{}",
             self.rows_read,
             self.points_written,
             self.dead_lettered,
             self.splits_done,
             self.splits_total,
             self.retries,
+            self.source_retries,
             self.first_write_ms,
             secs,
             self.rows_read as f64 / secs.max(1e-9),

@@ -77,7 +77,10 @@ pub(super) fn quote(name: &str) -> String {
 
 /// A server error, without the URL (which may carry a password).
 pub(super) fn server(context: &str, e: mysql_async::Error) -> SourceError {
-    SourceError::Server(format!("{context}: {e}"))
+    SourceError::Server(format!(
+        "{context}: {}",
+        crate::sinks::util::error_chain(&e)
+    ))
 }
 
 /// Whether a failed read is worth repeating (the connection, not the query, failed).
@@ -101,10 +104,12 @@ impl MysqlSource {
             .map_err(|e| job.error_at("source.time_zone", e))? as i64
             * 1_000_000_000;
 
-        let mut conn = pool
-            .get_conn()
-            .await
-            .map_err(|e| SourceError::Server(format!("cannot connect to MySQL at {host}: {e}")))?;
+        let mut conn = pool.get_conn().await.map_err(|e| {
+            SourceError::Server(format!(
+                "cannot connect to MySQL at {host}: {}",
+                crate::sinks::util::error_chain(&e)
+            ))
+        })?;
         let mut tables = Vec::new();
         for (i, t) in config.tables.iter().enumerate() {
             let key = format!("source.tables[{i}]");
@@ -525,10 +530,12 @@ impl BoundedSource for MysqlSource {
                 Ok(rows) => return Ok(rows),
                 Err(e) if is_transient(&e) && attempt < READ_RETRIES => {
                     attempt += 1;
+                    crate::metrics::source_retried();
                     tracing::warn!(
                         split = split.id,
                         attempt,
-                        "reading a chunk failed, reading it again: {e}"
+                        "reading a chunk failed, reading it again: {}",
+                        crate::sinks::util::error_chain(&e)
                     );
                     tokio::time::sleep(Duration::from_millis(200 * (1 << attempt))).await;
                 }
