@@ -250,6 +250,42 @@ fn plan_validate_and_a_failing_run_never_show_a_password() {
 }
 
 #[test]
+fn a_duplicated_mapping_is_refused_naming_both() {
+    let table = unique("dup");
+    let _cleanup = Cleanup::default().table(&table);
+    load_sensor_table(&table, 10);
+    // mappings[1] writes elsewhere; mappings[2] writes mappings[0]'s points again (its tags
+    // in another order, a field it already writes).
+    let text = format!(
+        "{}  - table: TABLE\n    measurement: elsewhere\n    device_field: device_id\n    timestamp_field: ts\n    fields: [temperature]\n  - table: TABLE\n    device_field: device_id\n    timestamp_field: ts\n    tags: [site, device_id]\n    fields: [humidity]\n",
+        GOOD
+    )
+    .replace("TABLE", &table);
+    let path = write("duplicate", &text);
+    let line = text
+        .lines()
+        .position(|l| l == "    tags: [site, device_id]")
+        .unwrap()
+        - 2;
+    // validate refuses it without connecting; plan and a run refuse it before reading.
+    for args in [&["validate"][..], &["plan"][..], &["-c", "backfill"][..]] {
+        let (code, error) = fails(args, &path);
+        assert_eq!(code, 2, "{args:?}: {error}");
+        assert!(
+            error.contains(&format!(
+                ":{line}:5: key `mappings[2]`: `mappings[2]` duplicates `mappings[0]`: both write the rows of table `{table}` to the same points (measurement `{table}`, tags [device_id, site], time `ts`) and both write [humidity]"
+            )),
+            "{args:?}: {error}"
+        );
+    }
+    let json = influx_query("", "SHOW DATABASES", "ns");
+    assert!(
+        !json.to_string().contains("never_written"),
+        "nothing may be written"
+    );
+}
+
+#[test]
 fn help_documents_every_flag() {
     let out = run(&["--help"]);
     assert_ok(&out);
