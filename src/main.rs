@@ -1,10 +1,12 @@
 //! `tsmig-job`: runs a tsmig job file.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::OnceLock;
 use tsmig::engine::Cluster;
-use tsmig::job::{Job, Mode};
+use tsmig::job::{mask_urls, Job, Mode, Secrets};
 use tsmig::runner::{self, ProgressMode, RunError, RunOptions};
 
 /// mimalloc: a job allocates a few small objects per row on several threads at once,
@@ -154,20 +156,59 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(RedactedStderr::default)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            // Messages are masked where they are made; this catches any URL's secrets.
+            eprintln!("error: {}", mask_urls(&e.to_string()));
             ExitCode::from(e.exit_code() as u8)
         }
     }
 }
 
+/// The job file's secrets, once it is read: every log line is masked with them.
+static SECRETS: OnceLock<Secrets> = OnceLock::new();
+
+/// A log line's way to stderr: gathered whole, then written with the job's secrets and
+/// every URL's password and tokens masked (a library may log a URL or an error holding
+/// one).
+#[derive(Default)]
+struct RedactedStderr {
+    line: Vec<u8>,
+}
+
+impl Write for RedactedStderr {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.line.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for RedactedStderr {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.line);
+        // `<time> <LEVEL> <target>: <message>`: the prefix holds no secret, and masking a
+        // value in it would mask a module path (`tsmig::runner`) that happens to hold it.
+        let (prefix, message) = text.split_at(text.find(": ").unwrap_or(0));
+        let masked = match SECRETS.get() {
+            Some(secrets) => secrets.redact(message),
+            None => mask_urls(message),
+        };
+        let _ = std::io::stderr().write_all(format!("{prefix}{masked}").as_bytes());
+    }
+}
+
 fn load(path: &Path) -> Result<Job, RunError> {
-    Job::load(path).map_err(|e| RunError::Usage(e.to_string()))
+    let job = Job::load(path).map_err(|e| RunError::Usage(e.to_string()))?;
+    let _ = SECRETS.set(job.secrets.clone());
+    Ok(job)
 }
 
 fn run(cli: Cli) -> Result<(), RunError> {
@@ -193,7 +234,7 @@ fn run(cli: Cli) -> Result<(), RunError> {
         }
         Some(Command::Plan { config }) => {
             let job = load(&config)?;
-            print!("{}", runner::plan(&job)?);
+            print!("{}", job.secrets.redact(&runner::plan(&job)?));
             Ok(())
         }
         None => {

@@ -5,6 +5,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+/// Source reads and queries retried after a transient failure, by every source of this
+/// process (one job), opening and planning included: sources keep no handle to the job's
+/// [`Counters`], so they count here.
+static SOURCE_RETRIES: AtomicU64 = AtomicU64::new(0);
+
+/// Notes one retried source read or query.
+pub fn source_retried() {
+    SOURCE_RETRIES.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Source retries so far in this process.
+pub fn source_retries() -> u64 {
+    SOURCE_RETRIES.load(Ordering::Relaxed)
+}
+
 /// When this process started (the first call; `main` makes it early).
 pub fn process_start() -> Instant {
     static START: OnceLock<Instant> = OnceLock::new();
@@ -20,7 +35,8 @@ pub struct Counters {
     pub points_written: AtomicU64,
     /// Write requests acknowledged by the target.
     pub requests: AtomicU64,
-    /// Write attempts retried after a transient failure.
+    /// Write and delete attempts (the sink's) retried after a transient failure; the
+    /// source's are [`source_retries`].
     pub retries: AtomicU64,
     /// Splits the planner made (process 0 only).
     pub splits_planned: AtomicU64,
@@ -132,6 +148,7 @@ fn publish(c: &Counters, dead_lettered: u64) {
     counter!("tsmig_sink_points_deleted_again_total").absolute(get(&c.points_deleted_again));
     counter!("tsmig_sink_requests_total").absolute(get(&c.requests));
     counter!("tsmig_sink_retries_total").absolute(get(&c.retries));
+    counter!("tsmig_source_retries_total").absolute(source_retries());
     counter!("tsmig_dead_letters_total").absolute(dead_lettered);
     counter!("tsmig_checkpoints_total").absolute(get(&c.checkpoints));
     counter!("tsmig_restarts_total").absolute(get(&c.restarts));

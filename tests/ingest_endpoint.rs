@@ -152,6 +152,7 @@ impl Harness {
     }
 
     fn dead_letter_lines(&self) -> Vec<serde_json::Value> {
+        self.dead_letters.sync().unwrap();
         match std::fs::read_to_string(self.dead_letters.path()) {
             Ok(text) => text
                 .lines()

@@ -166,6 +166,126 @@ fn unknown_table_and_unindexed_split_key_are_refused() {
 }
 
 #[test]
+fn plan_validate_and_a_failing_run_never_show_a_password() {
+    let table = unique("secrets");
+    let _cleanup = Cleanup::default().table(&table);
+    load_sensor_table(&table, 10);
+    let literal = "Lit3ralPassw0rd";
+    let from_env = "Env1ronPassw0rd";
+    // Port 1: nothing listens, so the run fails when it first reaches the target.
+    for (name, url, shown) in [
+        (
+            "literal",
+            format!("http://admin:{literal}@127.0.0.1:1/?u=reader&p={literal}"),
+            "http://admin:***@127.0.0.1:1/?u=***&p=***",
+        ),
+        (
+            "env",
+            "http://admin:${TSMIG_TEST_SINK_PASSWORD}@127.0.0.1:1".to_string(),
+            "http://admin:***@127.0.0.1:1",
+        ),
+    ] {
+        let path = write(
+            name,
+            &GOOD.replace("TABLE", &table).replace(
+                "  url: http://127.0.0.1:18086\n",
+                &format!("  url: {url}\n  max_retries: 1\n  initial_backoff: 10ms\n"),
+            ),
+        );
+        // A state of its own: the run holds its lock while it fails.
+        let state = path.parent().unwrap().join("state");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            format!("{text}checkpoint:\n  store: file:{}\n", state.display()),
+        )
+        .unwrap();
+        let config = path.to_str().unwrap();
+        for args in [
+            &["validate", "--config", config][..],
+            &["plan", "--config", config][..],
+            // Without restarts: a target that is down is otherwise waited for.
+            &[
+                "-c",
+                "backfill",
+                "--config",
+                config,
+                "--progress",
+                "off",
+                "--restart",
+                "none",
+            ][..],
+        ] {
+            let out = tsmig()
+                .env("TSMIG_TEST_SINK_PASSWORD", from_env)
+                .env("RUST_LOG", "debug")
+                .args(args)
+                .output()
+                .unwrap();
+            let shows = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                !shows.contains(literal) && !shows.contains(from_env),
+                "{name}: {args:?} shows the password:\n{shows}"
+            );
+            match args[0] {
+                "validate" => assert_ok(&out),
+                "plan" => {
+                    assert_ok(&out);
+                    assert!(
+                        shows.contains(&format!("target InfluxDB 1.x at {shown}, database")),
+                        "{shows}"
+                    );
+                }
+                _ => {
+                    assert_eq!(out.status.code(), Some(1), "{shows}");
+                    assert!(shows.contains("error: the target is not ready"), "{shows}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_duplicated_mapping_is_refused_naming_both() {
+    let table = unique("dup");
+    let _cleanup = Cleanup::default().table(&table);
+    load_sensor_table(&table, 10);
+    // mappings[1] writes elsewhere; mappings[2] writes mappings[0]'s points again (its tags
+    // in another order, a field it already writes).
+    let text = format!(
+        "{}  - table: TABLE\n    measurement: elsewhere\n    device_field: device_id\n    timestamp_field: ts\n    fields: [temperature]\n  - table: TABLE\n    device_field: device_id\n    timestamp_field: ts\n    tags: [site, device_id]\n    fields: [humidity]\n",
+        GOOD
+    )
+    .replace("TABLE", &table);
+    let path = write("duplicate", &text);
+    let line = text
+        .lines()
+        .position(|l| l == "    tags: [site, device_id]")
+        .unwrap()
+        - 2;
+    // validate refuses it without connecting; plan and a run refuse it before reading.
+    for args in [&["validate"][..], &["plan"][..], &["-c", "backfill"][..]] {
+        let (code, error) = fails(args, &path);
+        assert_eq!(code, 2, "{args:?}: {error}");
+        assert!(
+            error.contains(&format!(
+                ":{line}:5: key `mappings[2]`: `mappings[2]` duplicates `mappings[0]`: both write the rows of table `{table}` to the same points (measurement `{table}`, tags [device_id, site], time `ts`) and both write [humidity]"
+            )),
+            "{args:?}: {error}"
+        );
+    }
+    let json = influx_query("", "SHOW DATABASES", "ns");
+    assert!(
+        !json.to_string().contains("never_written"),
+        "nothing may be written"
+    );
+}
+
+#[test]
 fn help_documents_every_flag() {
     let out = run(&["--help"]);
     assert_ok(&out);

@@ -589,6 +589,9 @@ fn transient_failures_are_retried_and_every_point_arrives() {
     assert_ok(&out);
     assert_eq!(td.faults_left(), 0);
     assert_eq!(td.faulted().len(), 8);
+    // Each fault was retried once, by the source; the sink retried nothing.
+    assert_eq!(summary_u64(&out.stdout, "source_retries"), 8);
+    assert_eq!(summary_u64(&out.stdout, "retries"), 0);
     let rows = td.rows(td_db, "sensors");
     assert_eq!(
         dump(&db, "sensors"),

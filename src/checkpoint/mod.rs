@@ -1,6 +1,7 @@
 //! Checkpoints: what a job has durably done, and where a restart resumes.
 //!
-//! The decisions are pure and tested here; the file store ([`store`]) is a thin layer.
+//! The decisions are pure and tested here; the file store ([`store`]) is a thin layer, and
+//! [`lock`] makes one run the owner of a state directory.
 //!
 //! A backfill's progress is its plan (the splits, fixed on the first run so a restart reads
 //! the same ones) and the set of finished splits. A split counts as finished only when the
@@ -10,6 +11,7 @@
 //! `backfill+follow` adds a [`FollowState`]: a watermark (a time) and the polling round
 //! under way, whose plan and finished splits are kept as a [`BackfillState`] of its own.
 
+pub mod lock;
 pub mod store;
 
 use crate::sources::{LogPosition, Split};

@@ -1,16 +1,30 @@
 //! The file state store: one JSON file per job in the state directory, replaced
 //! atomically (write a temp file, fsync it, rename it over the old one, fsync the
-//! directory), so a crash leaves either the old checkpoint or the new one, never half.
+//! directory), so a crash leaves either the old checkpoint or the new one, never half; a
+//! save that fails leaves no temp file behind.
+//!
+//! A checkpoint says which rows are done, dead-lettered ones included: before each save the
+//! store makes the job's dead letters durable ([`DeadLetters::sync`]), and a dead letter
+//! that could not be written fails the save, so no checkpoint covers a lost dead letter.
 
 use super::{BackfillState, CdcState, FollowState};
+use crate::dead_letter::DeadLetters;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// A state directory.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FileStore {
     dir: PathBuf,
+    /// Made durable before every save.
+    dead_letters: Option<DeadLetters>,
+}
+
+impl std::fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStore").field("dir", &self.dir).finish()
+    }
 }
 
 const BACKFILL: &str = "backfill.json";
@@ -24,7 +38,15 @@ impl FileStore {
     pub fn new(dir: &Path) -> Self {
         Self {
             dir: dir.to_path_buf(),
+            dead_letters: None,
         }
+    }
+
+    /// The store, making `dead_letters` durable before every save (a save fails if one
+    /// could not be written).
+    pub fn with_dead_letters(mut self, dead_letters: DeadLetters) -> Self {
+        self.dead_letters = Some(dead_letters);
+        self
     }
 
     /// The directory.
@@ -47,9 +69,7 @@ impl FileStore {
 
     /// Records the change-log position, atomically.
     pub fn save_cdc(&self, state: &CdcState) -> Result<(), String> {
-        let text = serde_json::to_vec(state).map_err(|e| e.to_string())?;
-        self.replace(CDC, &text)
-            .map_err(|e| format!("cannot write checkpoint in {}: {e}", self.dir.display()))
+        self.save(CDC, state)
     }
 
     /// The recorded watermark of `backfill+follow`, if any.
@@ -59,15 +79,16 @@ impl FileStore {
 
     /// Records the watermark of `backfill+follow`, atomically.
     pub fn save_follow(&self, state: &FollowState) -> Result<(), String> {
-        let text = serde_json::to_vec(state).map_err(|e| e.to_string())?;
-        self.replace(FOLLOW, &text)
-            .map_err(|e| format!("cannot write checkpoint in {}: {e}", self.dir.display()))
+        self.save(FOLLOW, state)
     }
 
     /// The store of the `backfill+follow` round under way: its plan and finished splits,
     /// kept like a backfill's (`backfill.json`) in a subdirectory.
     pub fn follow_round(&self) -> FileStore {
-        FileStore::new(&self.dir.join(FOLLOW_ROUND))
+        FileStore {
+            dir: self.dir.join(FOLLOW_ROUND),
+            dead_letters: self.dead_letters.clone(),
+        }
     }
 
     fn load<T: serde::de::DeserializeOwned>(
@@ -88,8 +109,16 @@ impl FileStore {
 
     /// Records `state`, atomically.
     pub fn save_backfill(&self, state: &BackfillState) -> Result<(), String> {
+        self.save(BACKFILL, state)
+    }
+
+    /// Makes the dead letters durable, then replaces `name` with `state`.
+    fn save(&self, name: &str, state: &impl serde::Serialize) -> Result<(), String> {
+        if let Some(dead_letters) = &self.dead_letters {
+            dead_letters.sync()?;
+        }
         let text = serde_json::to_vec(state).map_err(|e| e.to_string())?;
-        self.replace(BACKFILL, &text)
+        self.replace(name, &text)
             .map_err(|e| format!("cannot write checkpoint in {}: {e}", self.dir.display()))
     }
 
@@ -115,11 +144,17 @@ impl FileStore {
     fn replace(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
         fs::create_dir_all(&self.dir)?;
         let tmp = self.dir.join(format!(".{name}.tmp"));
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, self.dir.join(name))?;
+        let written = (|| {
+            let mut f = File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            drop(f);
+            fs::rename(&tmp, self.dir.join(name))
+        })();
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        written?;
         // The rename itself is durable only once the directory is.
         File::open(&self.dir)?.sync_all()
     }
@@ -144,6 +179,35 @@ mod tests {
         assert!(store.load_backfill().unwrap_err().contains("damaged"));
         store.clear_backfill().unwrap();
         assert_eq!(store.load_backfill().unwrap(), None);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn no_checkpoint_is_saved_over_a_dead_letter_that_could_not_be_written() {
+        let dir = std::env::temp_dir().join(format!("tsmig-store-dl-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("blocker"), "").unwrap();
+        let good = DeadLetters::new("j", &dir.join("dead.jsonl"));
+        let store = FileStore::new(&dir.join("state")).with_dead_letters(good.clone());
+        let state = BackfillState::new("j", vec![]);
+        good.record("mapping", "device is NULL", serde_json::json!({"id": 1}));
+        store.save_backfill(&state).unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.join("dead.jsonl"))
+                .unwrap()
+                .lines()
+                .count(),
+            1,
+            "written and durable before the checkpoint"
+        );
+
+        let lost = DeadLetters::new("j", &dir.join("blocker/dead.jsonl"));
+        let store = store.with_dead_letters(lost.clone()).follow_round();
+        lost.record("mapping", "device is NULL", serde_json::json!({"id": 2}));
+        let err = store.save_backfill(&state).unwrap_err();
+        assert!(err.contains("cannot write the dead-letter file"), "{err}");
+        assert_eq!(store.load_backfill().unwrap(), None, "nothing saved");
         fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -44,14 +44,42 @@ pub struct Substituted {
     pub secrets: Secrets,
 }
 
-/// Values that came from the environment; [`Secrets::redact`] masks them in a message.
+/// Query parameters whose values are secret (compared without case): tokens, passwords,
+/// signatures, and InfluxDB 1.x's `u` and `p`.
+const SECRET_PARAMS: &[&str] = &[
+    "token",
+    "access_token",
+    "password",
+    "passwd",
+    "pwd",
+    "pass",
+    "p",
+    "u",
+    "secret",
+    "api_key",
+    "apikey",
+    "sig",
+    "signature",
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-amz-security-token",
+];
+
+/// Keys whose literal values are secret wherever they are written.
+const SECRET_KEYS: &[&str] = &["password", "token", "secret"];
+
+/// The secrets of a job file: values substituted from the environment in secret keys, and
+/// what the file itself writes in them (a password or token, a URL's userinfo password or
+/// secret query parameter). [`Secrets::redact`] masks them, and every URL's secrets, in a
+/// message.
 #[derive(Clone, Debug, Default)]
 pub struct Secrets {
     values: BTreeSet<String>,
 }
 
 impl Secrets {
-    /// Replaces every substituted value in `message` with `***`.
+    /// Replaces every secret value in `message` with `***`, and every URL's password and
+    /// secret query parameters ([`mask_urls`]).
     pub fn redact(&self, message: &str) -> String {
         let mut out = message.to_string();
         // Longest first, so a value that contains another is masked whole.
@@ -60,8 +88,140 @@ impl Secrets {
         for value in values {
             out = out.replace(value.as_str(), "***");
         }
-        out
+        mask_urls(&out)
     }
+
+    /// Adds the secrets `text` (a job file after substitution) writes literally: values of
+    /// `password`/`token`/`secret` keys, and the passwords and secret query values of its
+    /// URLs (percent-decoded too, as a client may show them).
+    pub fn add_written(&mut self, text: &str) {
+        let mut found: Vec<String> = Vec::new();
+        for line in text.lines() {
+            let code = &line[..comment_start(line)];
+            let Some((key, value)) = code.split_once(':') else {
+                continue;
+            };
+            let key = key.trim().trim_start_matches("- ").to_ascii_lowercase();
+            let value = value.trim().trim_matches(['"', '\'']);
+            if SECRET_KEYS.iter().any(|k| key.contains(k))
+                && !value.starts_with(['{', '[', '|', '>', '&', '*'])
+            {
+                found.push(value.to_string());
+            }
+        }
+        for span in secret_spans(text) {
+            let value = &text[span];
+            found.push(value.to_string());
+            found.push(percent_decoded(value));
+        }
+        self.values.extend(
+            found
+                .into_iter()
+                .filter(|v| v.chars().count() >= MIN_SECRET_CHARS),
+        );
+    }
+}
+
+/// `text` with the secrets of every URL in it masked: the userinfo password
+/// (`http://user:***@host`) and the values of secret query parameters (`?token=***`,
+/// `&p=***`).
+pub fn mask_urls(text: &str) -> String {
+    let spans = secret_spans(text);
+    if spans.is_empty() {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for span in spans {
+        out.push_str(&text[at..span.start]);
+        out.push_str("***");
+        at = span.end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+/// Where a URL's secrets are in `text`, in order, not overlapping.
+fn secret_spans(text: &str) -> Vec<std::ops::Range<usize>> {
+    let ends_url =
+        |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>' | '/' | '?' | '#');
+    let mut spans = Vec::new();
+    for (i, _) in text.match_indices("://") {
+        let start = i + 3;
+        let end = text[start..]
+            .find(ends_url)
+            .map_or(text.len(), |e| start + e);
+        let authority = &text[start..end];
+        let Some(at) = authority.rfind('@') else {
+            continue;
+        };
+        if let Some(colon) = authority[..at].find(':') {
+            if colon + 1 < at {
+                spans.push(start + colon + 1..start + at);
+            }
+        }
+    }
+    for (i, _) in text.match_indices(['?', '&']) {
+        let rest = &text[i + 1..];
+        let Some(eq) = rest.find('=') else { continue };
+        let name = &rest[..eq];
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            || !SECRET_PARAMS.contains(&name.to_ascii_lowercase().as_str())
+        {
+            continue;
+        }
+        let start = i + 1 + eq + 1;
+        let end = text[start..]
+            .find(|c: char| {
+                c.is_whitespace() || matches!(c, '&' | '#' | '"' | '\'' | '`' | '<' | '>' | ')')
+            })
+            .map_or(text.len(), |e| start + e);
+        // Punctuation closing a sentence is the message's, not the value's.
+        let end = match text[..end].strip_suffix([',', '.', ';', ':']) {
+            Some(kept) if kept.len() > start => kept.len(),
+            _ => end,
+        };
+        if start < end {
+            spans.push(start..end);
+        }
+    }
+    spans.sort_by_key(|s| s.start);
+    let mut merged: Vec<std::ops::Range<usize>> = Vec::with_capacity(spans.len());
+    for span in spans {
+        match merged.last_mut() {
+            Some(last) if span.start <= last.end => last.end = last.end.max(span.end),
+            _ => merged.push(span),
+        }
+    }
+    merged
+}
+
+/// `%XX` escapes decoded (invalid ones left as they are).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, ..) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A reference that could not be resolved.
@@ -214,6 +374,38 @@ mod tests {
         assert_eq!(
             s.text,
             "  # token: ${INFLUX_TOKEN}\nurl: \"a#s3cret\" # ${NOPE}\n"
+        );
+    }
+
+    #[test]
+    fn url_passwords_and_secret_parameters_are_masked_wherever_they_appear() {
+        assert_eq!(
+            mask_urls("for url (http://admin:Pw0rd@h:8086/write?db=x&u=admin&p=Pw0rd): refused"),
+            "for url (http://admin:***@h:8086/write?db=x&u=***&p=***): refused"
+        );
+        assert_eq!(
+            mask_urls("at http://h/?db=d&p=Pw0rd, database d; http://h/?token=T."),
+            "at http://h/?db=d&p=***, database d; http://h/?token=***."
+        );
+        assert_eq!(
+            mask_urls("mysql://u:p@ss@db/x and https://h/?token=abc#frag, mysql://u@h/db"),
+            "mysql://u:***@db/x and https://h/?token=***#frag, mysql://u@h/db"
+        );
+        // Text that only looks a little like a URL is left alone.
+        assert_eq!(
+            mask_urls("a: b, p=1 ?x=2 http://h:8086/"),
+            "a: b, p=1 ?x=2 http://h:8086/"
+        );
+    }
+
+    #[test]
+    fn secrets_written_in_the_file_are_masked_like_substituted_ones() {
+        let text = "source:\n  url: mysql://reader:Lit3ral%40pw@h/db # ro\n  password: \"Tok3nHere\"\nsink:\n  url: http://h/?token=Tok3nInUrl\n  #token: Commented0ut\n";
+        let mut s = substitute(text, env).unwrap().secrets;
+        s.add_written(text);
+        assert_eq!(
+            s.redact("login Lit3ral%40pw / Lit3ral@pw failed; Tok3nHere; Tok3nInUrl; Commented0ut"),
+            "login *** / *** failed; ***; ***; Commented0ut"
         );
     }
 

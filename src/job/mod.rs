@@ -16,7 +16,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use env::Secrets;
+pub use env::{mask_urls, Secrets};
 pub use locate::Locations;
 
 /// A job file as written by the user.
@@ -576,7 +576,8 @@ impl Job {
             message: e.message,
         })?;
         let locations = Locations::index(&substituted.text);
-        let secrets = substituted.secrets;
+        let mut secrets = substituted.secrets;
+        secrets.add_written(&substituted.text);
         let deserializer = serde_yaml::Deserializer::from_str(&substituted.text);
         let file: JobFile = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let key = e.path().to_string();
@@ -662,6 +663,16 @@ impl Job {
                 ));
             }
         }
+        for (j, later) in f.mappings.iter().enumerate() {
+            for (i, earlier) in f.mappings[..j].iter().enumerate() {
+                if let Some(why) = same_points(earlier, later) {
+                    return Err(self.error_at(
+                        &format!("mappings[{j}]"),
+                        format!("`mappings[{j}]` duplicates `mappings[{i}]`: {why}"),
+                    ));
+                }
+            }
+        }
         if f.flow.epoch < Duration::from_millis(1) {
             return Err(self.error_at("flow.epoch", "must be at least 1ms"));
         }
@@ -679,6 +690,66 @@ impl Job {
         f.sink.check(self)?;
         Ok(())
     }
+}
+
+/// Why two mappings write the same points, if they do: the same table's rows to the same
+/// series (measurement, or IoTDB path, and the same tag columns, the device's included) at
+/// the same time column. Whatever their fields: both writing a field writes it twice, and
+/// fields split between two mappings are two versions of one point, of which CDC keeps the
+/// last (its rule: a point is written with its last values, deleted first when an earlier
+/// version had a field the last lacks). Rows of different tables are different rows, and
+/// another measurement, tag or time column makes other points: those are allowed.
+fn same_points(a: &MappingConfig, b: &MappingConfig) -> Option<String> {
+    if a.table != b.table
+        || a.timestamp_field != b.timestamp_field
+        || a.timestamp_unit != b.timestamp_unit
+    {
+        return None;
+    }
+    let target = |m: &MappingConfig| match &m.path {
+        Some(path) => format!("path `{}`", path.trim()),
+        None => format!(
+            "measurement `{}`",
+            m.measurement.as_deref().unwrap_or(&m.table)
+        ),
+    };
+    fn tag_columns(m: &MappingConfig) -> Vec<&str> {
+        let mut columns: Vec<&str> = m.tags.iter().map(String::as_str).collect();
+        if m.path.is_none() {
+            columns.extend(m.device_field.as_deref());
+        }
+        columns.sort_unstable();
+        columns.dedup();
+        columns
+    }
+    if target(a) != target(b) || tag_columns(a) != tag_columns(b) {
+        return None;
+    }
+    let shared: Vec<&str> = a
+        .fields
+        .iter()
+        .filter(|f| b.fields.contains(f))
+        .map(String::as_str)
+        .collect();
+    let series = format!(
+        "both write the rows of table `{}` to the same points ({}, tags [{}], time `{}`)",
+        a.table,
+        target(a),
+        tag_columns(a).join(", "),
+        a.timestamp_field
+    );
+    Some(if shared.is_empty() {
+        format!(
+            "{series}, one with fields [{}], the other with [{}]: every point would be written twice, and CDC would keep only one mapping's fields. List all the fields in one mapping",
+            a.fields.join(", "),
+            b.fields.join(", ")
+        )
+    } else {
+        format!(
+            "{series} and both write [{}]: every point would be written twice. Remove one, or list all the fields in one mapping",
+            shared.join(", ")
+        )
+    })
 }
 
 /// Marks a key path carried inside a serde error message from a tagged section
@@ -788,4 +859,86 @@ fn describe_serde_error(path: &str, message: &str) -> (Option<String>, String) {
         Some(path)
     };
     (key, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(mappings: &str) -> Result<Job, JobError> {
+        let text = format!(
+            "name: t\nsource:\n  type: mysql\n  url: mysql://u@h/db\n  tables:\n    - name: a\n    - name: b\nsink:\n  type: blackhole\nmappings:\n{mappings}"
+        );
+        Job::parse(Path::new("job.yaml"), &text, |_| None)
+    }
+
+    fn mapping(table: &str, rest: &str) -> String {
+        format!("  - table: {table}\n    timestamp_field: ts\n{rest}")
+    }
+
+    #[test]
+    fn two_mappings_of_the_same_points_are_refused_naming_both() {
+        let first = mapping(
+            "a",
+            "    measurement: m\n    device_field: d\n    tags: [s]\n    fields: [x, y]\n",
+        );
+        // The same points: tags in another order, the device listed as a tag too, a field
+        // subset; then fields split between the two.
+        for (second, says) in [
+            (
+                mapping(
+                    "a",
+                    "    measurement: m\n    device_field: d\n    tags: [s, d]\n    fields: [y]\n",
+                ),
+                "and both write [y]: every point would be written twice",
+            ),
+            (
+                mapping(
+                    "a",
+                    "    measurement: m\n    tags: [d, s]\n    fields: [z]\n",
+                ),
+                "one with fields [x, y], the other with [z]",
+            ),
+        ] {
+            let other = mapping("b", "    fields: [x]\n");
+            let err = job(&format!("{first}{other}{second}")).unwrap_err();
+            assert_eq!(err.key.as_deref(), Some("mappings[2]"));
+            assert_eq!(err.place, Some((20, 5)));
+            assert!(
+                err.message.starts_with(
+                    "`mappings[2]` duplicates `mappings[0]`: both write the rows of table `a` to the same points (measurement `m`, tags [d, s], time `ts`)"
+                ),
+                "{}",
+                err.message
+            );
+            assert!(err.message.contains(says), "{}", err.message);
+        }
+        // A measurement defaults to the table's name.
+        let err = job(&format!(
+            "{}{}",
+            mapping("a", "    fields: [x]\n"),
+            mapping("a", "    measurement: a\n    fields: [x]\n")
+        ))
+        .unwrap_err();
+        assert!(
+            err.message.contains("duplicates `mappings[0]`"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn mappings_that_write_other_points_are_allowed() {
+        let base = "    measurement: m\n    device_field: d\n    tags: [s]\n    fields: [x]\n";
+        for second in [
+            mapping("b", base),
+            mapping("a", &base.replace("measurement: m", "measurement: n")),
+            mapping("a", &base.replace("tags: [s]", "tags: []")),
+            mapping("a", &base.replace("device_field: d", "device_field: e")),
+            mapping("a", base).replace("timestamp_field: ts", "timestamp_field: ts2"),
+        ] {
+            let text = format!("{}{second}", mapping("a", base));
+            assert!(job(&text).is_ok(), "{text}");
+        }
+    }
 }

@@ -342,6 +342,18 @@ impl Mappings {
         &self.projections[table]
     }
 
+    /// Makes rows of `table` carry `columns` (indices into `schema`, the table's) too,
+    /// mapped or not: the row's key, so that a dead letter names the row it was. They go
+    /// after the mapped columns, whose positions stay as compiled.
+    pub fn carry(&mut self, table: usize, schema: &TableSchema, columns: &[usize]) {
+        for &c in columns {
+            if c < schema.columns.len() && !self.projections[table].contains(&c) {
+                self.projections[table].push(c);
+                self.column_names[table].push(schema.columns[c].name.clone());
+            }
+        }
+    }
+
     /// Where every field of every mapping comes from (for sinks that declare types).
     pub fn field_sources(&self) -> Vec<FieldSource> {
         self.per_table
@@ -806,6 +818,32 @@ mod tests {
             // The row as it was read: no value moved out of it on the way (a tag).
             assert_eq!(rejected[0].row, read);
         }
+    }
+
+    #[test]
+    fn a_rejected_row_carries_its_key_though_no_mapping_reads_it() {
+        let job = job(GOOD).unwrap();
+        let mut m = Mappings::compile(&job, &schema()).unwrap();
+        m.carry(0, &schema()[0], &[0, 3]);
+        // `id` after the mapped columns; `ts` was mapped already.
+        assert_eq!(m.projection(0), &[1, 3, 2, 4, 5, 0]);
+        let values = vec![
+            None,
+            Some(Value::Time(1)),
+            Some(Value::String("s".into())),
+            Some(Value::Float(1.0)),
+            None,
+            Some(Value::Int(42)),
+        ];
+        let mut rejected = Vec::new();
+        m.apply(
+            Row { table: 0, values },
+            &mut |p| panic!("{p:?}"),
+            &mut |r| rejected.push(r),
+        );
+        assert_eq!(rejected[0].reason, "device column `device` is NULL");
+        assert_eq!(rejected[0].row["id"], 42);
+        assert_eq!(rejected[0].row["site"], "s");
     }
 
     #[test]

@@ -85,7 +85,7 @@ impl WithSink for CdcPhases<'_> {
         } = self;
         let sink = Arc::new(sink);
         prepare_sink(job, &run.rt, &*sink)?;
-        let store = super::state_store(job, options.fresh && options.cluster.process == 0)?;
+        let store = super::state_store(job, options.fresh && options.cluster.process == 0, run)?;
         let state = start_position(job, mode, options, run, &store, &*changes)?;
         tracing::info!(position = %state.position, "CDC starts at this binlog position");
 

@@ -117,7 +117,7 @@ impl WithSink for FollowPhases<'_> {
         let sink = Arc::new(sink);
         prepare_sink(job, &run.rt, &*sink)?;
         // One process only (checked at start): this is process 0.
-        let store = super::state_store(job, options.fresh)?;
+        let store = super::state_store(job, options.fresh, run)?;
         let mut state = start_state(job, &store)?;
 
         BackfillPhase {

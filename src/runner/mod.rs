@@ -9,6 +9,7 @@ mod progress;
 mod restart;
 mod verify;
 
+use crate::checkpoint::lock::{Holder, StateLock};
 use crate::checkpoint::store::FileStore;
 use crate::checkpoint::BackfillState;
 use crate::dead_letter::DeadLetters;
@@ -108,7 +109,7 @@ async fn open(job: &Job) -> Result<(Box<dyn BoundedSource>, Mappings), RunError>
     let mut source = sources::open_bounded(job)
         .await
         .map_err(|e| source_error(job, e))?;
-    let mappings = if job.file.mappings.is_empty() {
+    let mut mappings = if job.file.mappings.is_empty() {
         // `mappings: auto`: the source's own schema, copied as it is.
         let defaults = source.default_mappings().ok_or_else(|| {
             RunError::Usage(format!(
@@ -121,10 +122,18 @@ async fn open(job: &Job) -> Result<(Box<dyn BoundedSource>, Mappings), RunError>
         Mappings::compile(job, source.schema())
     }
     .map_err(|e| RunError::Usage(e.to_string()))?;
+    project(&mut *source, &mut mappings);
+    Ok((source, mappings))
+}
+
+/// Tells the source what rows must carry: the mapped columns, and each row's key (for
+/// dead letters).
+fn project<S: BoundedSource + ?Sized>(source: &mut S, mappings: &mut Mappings) {
     for table in 0..source.schema().len() {
+        let key = source.row_key(table);
+        mappings.carry(table, &source.schema()[table], &key);
         source.set_projection(table, mappings.projection(table).to_vec());
     }
-    Ok((source, mappings))
 }
 
 /// Opens the source for a job that reads it whole (`cdc == false`) or also follows its
@@ -147,11 +156,9 @@ async fn open_source(
     let mut source = sources::open_change_source(job)
         .await
         .map_err(|e| source_error(job, e))?;
-    let mappings =
+    let mut mappings =
         Mappings::compile(job, source.schema()).map_err(|e| RunError::Usage(e.to_string()))?;
-    for table in 0..source.schema().len() {
-        source.set_projection(table, mappings.projection(table).to_vec());
-    }
+    project(&mut *source, &mut mappings);
     let source: Arc<dyn sources::BoundedChangeSource> = Arc::from(source);
     Ok((source.clone(), Some(source), mappings))
 }
@@ -236,6 +243,9 @@ pub fn run(job: &Job, mode: Mode, options: &RunOptions) -> Result<(), RunError> 
         Mode::Cdc | Mode::BackfillCdc => (cdc::run, Attempts::Unlimited),
         Mode::BackfillFollow => (follow::run, Attempts::Unlimited),
     };
+    // Held until the run has ended, restarts and summary included; taken before anything
+    // connects.
+    let _lock = lock_state(job, mode, options)?;
     let job_run = JobRun::start(job, options, runtime()?)?;
     let mut first = true;
     let result = restart::run(&job_run, &job.file.restart, default_attempts, || {
@@ -247,6 +257,32 @@ pub fn run(job: &Job, mode: Mode, options: &RunOptions) -> Result<(), RunError> 
         attempt(job, mode, &options, &job_run)
     });
     job_run.finish(job, result)
+}
+
+/// Makes this run the one owner of the job's state: process 0 of a run that records
+/// progress (backfill, CDC, follow) locks the state directory, or the run is refused
+/// (exit 1) naming the run that holds it. Verify and ingest record no progress and take no
+/// lock; other processes of a cluster write no state.
+fn lock_state(job: &Job, mode: Mode, options: &RunOptions) -> Result<Option<StateLock>, RunError> {
+    let records_progress = matches!(
+        mode,
+        Mode::Backfill | Mode::Cdc | Mode::BackfillCdc | Mode::BackfillFollow
+    );
+    if !records_progress || options.cluster.process != 0 {
+        return Ok(None);
+    }
+    let dir = job
+        .state_dir()
+        .map_err(|e| RunError::Usage(e.to_string()))?;
+    let lock = StateLock::acquire(
+        &dir,
+        &Holder::this_process(&job.file.name, &mode.to_string()),
+    )
+    .map_err(RunError::Failed)?;
+    if let Some((_, line)) = lock.taken_over() {
+        tracing::warn!("{line}");
+    }
+    Ok(Some(lock))
 }
 
 /// One attempt of a backfill: open the source, build the sink, load or make the plan,
@@ -332,6 +368,9 @@ impl JobRun {
         let counters = Counters::new();
         let dead_letters =
             DeadLetters::new(&job.file.name, &dead_letter_path(job, &options.cluster)?);
+        // A dead letter that cannot be written ends the job: it is never dropped.
+        let failing = control.clone();
+        dead_letters.on_failure(move |e| failing.fail(crate::error::Failure::fatal(e)));
         if let Some(addr) = options.metrics_addr {
             let _guard = rt.enter();
             crate::metrics::serve(addr, counters.clone(), dead_letters.clone())
@@ -362,6 +401,12 @@ impl JobRun {
     fn finish(self, job: &Job, result: Result<(), RunError>) -> Result<(), RunError> {
         self.progress.finish();
         self.rt.shutdown_timeout(Duration::from_secs(1));
+        // Every dead letter is in the file, or the job failed.
+        let letters = self.dead_letters.sync();
+        let result = match (result, &letters) {
+            (Ok(()), Err(e)) => Err(RunError::Failed(e.clone())),
+            (result, _) => result,
+        };
         let summary = Summary::read(
             &self.counters,
             self.dead_letters.count(),
@@ -369,12 +414,16 @@ impl JobRun {
             self.control.stopping(),
         );
         println!("{summary}");
-        if self.dead_letters.count() > 0 {
-            eprintln!(
-                "tsmig: {} records were dead-lettered: see {}",
-                self.dead_letters.count(),
+        match (self.dead_letters.count(), letters) {
+            (0, _) => {}
+            (n, Ok(())) => eprintln!(
+                "tsmig: {n} records were dead-lettered: see {}",
                 self.dead_letters.path().display()
-            );
+            ),
+            (n, Err(_)) => eprintln!(
+                "tsmig: {n} records were dead-lettered, but {} could not hold them all",
+                self.dead_letters.path().display()
+            ),
         }
         result.map_err(|e| match e {
             RunError::Failed(m) | RunError::Transient(m) => {
@@ -406,13 +455,14 @@ impl WithSink for BackfillPhase<'_> {
     }
 }
 
-/// The job's state store; with `fresh`, emptied first (only process 0 may: the others
-/// share it).
-fn state_store(job: &Job, fresh: bool) -> Result<FileStore, RunError> {
+/// The job's state store, which makes the run's dead letters durable before each save;
+/// with `fresh`, emptied first (only process 0 may: the others share it).
+fn state_store(job: &Job, fresh: bool, run: &JobRun) -> Result<FileStore, RunError> {
     let store = FileStore::new(
         &job.state_dir()
             .map_err(|e| RunError::Usage(e.to_string()))?,
-    );
+    )
+    .with_dead_letters(run.dead_letters.clone());
     if fresh {
         store.clear_backfill().map_err(RunError::Failed)?;
     }
@@ -448,7 +498,7 @@ impl BackfillPhase<'_> {
         let counters = &run.counters;
         let cluster = &options.cluster;
         let state = if cluster.process == 0 {
-            let store = state_store(job, fresh)?;
+            let store = state_store(job, fresh, run)?;
             let state = match store.load_backfill().map_err(RunError::Failed)? {
                 Some(state) if state.job != job.file.name => {
                     return Err(RunError::Usage(format!(
@@ -599,7 +649,10 @@ pub struct Summary {
     dead_lettered: u64,
     splits_done: u64,
     splits_total: u64,
+    /// The sink's retried writes and deletes.
     retries: u64,
+    /// The source's retried reads and queries.
+    source_retries: u64,
     restarts: u64,
     first_write_ms: f64,
     changes_read: u64,
@@ -617,6 +670,8 @@ impl Summary {
             splits_done: Counters::get(&c.splits_done),
             splits_total: Counters::get(&c.splits_planned),
             retries: Counters::get(&c.retries),
+            // The process's: sources keep no handle to the run's counters.
+            source_retries: crate::metrics::source_retries(),
             restarts: Counters::get(&c.restarts),
             first_write_ms: Counters::get(&c.first_write_us) as f64 / 1000.0,
             changes_read: Counters::get(&c.changes_read),
@@ -632,13 +687,14 @@ impl std::fmt::Display for Summary {
         let secs = self.elapsed.as_secs_f64();
         write!(
             f,
-            "summary: rows_read={} points_written={} dead_lettered={} splits_done={} splits_total={} retries={} first_write_ms={:.1} seconds={:.3} rows_per_second={:.0}{}",
+            "summary: rows_read={} points_written={} dead_lettered={} splits_done={} splits_total={} retries={} source_retries={} first_write_ms={:.1} seconds={:.3} rows_per_second={:.0}{}",
             self.rows_read,
             self.points_written,
             self.dead_lettered,
             self.splits_done,
             self.splits_total,
             self.retries,
+            self.source_retries,
             self.first_write_ms,
             secs,
             self.rows_read as f64 / secs.max(1e-9),

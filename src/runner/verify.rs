@@ -237,6 +237,8 @@ impl<S: Verify> Verifier<'_, S> {
             .block_on(self.sink.target_summaries(bucket))
             .map_err(RunError::Failed)?;
 
+        // Every row noted as unconvertible is in its file, or verify fails.
+        dead_letters.sync().map_err(RunError::Failed)?;
         let source_summaries = all.into_vec();
         let target_summaries = target_summaries.into_vec();
         let target_counts = match count_target {
@@ -355,6 +357,7 @@ impl<S: Verify> Verifier<'_, S> {
                 .map_err(|e| RunError::Usage(e.to_string()))?,
         );
         let source_dead_letters = self.source_dead_letters()?;
+        let written_letters = [sink_dead_letters.clone(), source_dead_letters.clone()];
         let keys = Arc::new(keys.clone());
         let batching = self.sink.batching().clone();
         let per_split = self.rt.block_on(self.each_split(
@@ -414,6 +417,9 @@ impl<S: Verify> Verifier<'_, S> {
             },
         ))?;
 
+        for letters in &written_letters {
+            letters.sync().map_err(RunError::Failed)?;
+        }
         let mut repaired = Repaired {
             dead_letter_path: self
                 .job

@@ -361,6 +361,15 @@ pub trait BoundedSource: Send + Sync + 'static {
     /// that order. Called once, before planning and reading.
     fn set_projection(&mut self, table: usize, columns: Vec<usize>);
 
+    /// The columns that identify a row of `table` (indices into its schema; MySQL: the
+    /// split key, else the primary key). The projection always carries them, mapped or
+    /// not, so a dead letter names the row it was. Empty where points carry their own
+    /// identity (a series and a time).
+    fn row_key(&self, table: usize) -> Vec<usize> {
+        let _ = table;
+        Vec::new()
+    }
+
     /// The mappings that copy the source as it is, for a job without `mappings:` (or
     /// `mappings: auto`); `None` where the source has no such obvious mapping (SQL tables).
     fn default_mappings(&self) -> Option<Vec<crate::job::MappingConfig>> {

@@ -79,12 +79,15 @@ fn dead_letters(name: &str) -> (DeadLetters, std::path::PathBuf) {
     (DeadLetters::new("t", &path), path)
 }
 
+/// The dead letters written to `path`, whose file is then removed.
 fn dead_lettered(path: &std::path::Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
+    let letters = std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+        .collect();
+    let _ = std::fs::remove_file(path);
+    letters
 }
 
 /// Delivers `n` points of `sensors` through `sink`, dead letters to a file of `name`.
@@ -168,7 +171,6 @@ async fn rejected_records_1_and_3_of_4_are_dead_lettered_with_their_reasons_the_
     assert_eq!(letters[0]["record"]["table"], "sensors");
     assert_eq!(letters[1]["record"]["dimensions"]["device"], "d1");
     assert_eq!(Counters::get(&counters.points_written), 2);
-    std::fs::remove_file(path).unwrap();
 }
 
 #[tokio::test]

@@ -155,20 +155,39 @@ impl RetryPolicy {
     }
 }
 
-/// reqwest's message (with its causes) without the URL, which may carry credentials:
-/// for every HTTP client in tsmig, sinks and sources alike.
+/// reqwest's message (with its causes, each once) without the URL, which may carry
+/// credentials: for every HTTP client in tsmig, sinks and sources alike.
 pub fn without_url(e: &reqwest::Error) -> String {
-    let mut message = e.to_string();
-    if let Some(url) = e.url() {
-        message = message.replace(url.as_str(), "<url>");
+    let message = error_chain(e);
+    match e.url() {
+        Some(url) => message.replace(url.as_str(), "<url>"),
+        None => message,
     }
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
+}
+
+/// An error and its causes as one line, each cause once. Many errors print their source
+/// in their own message already (hyper's "error trying to connect: tcp connect error:
+/// ..."), so a cause whose text the line holds is not appended again, and a part that
+/// repeats the one before it (mysql_async's "Input/output error: Input/output error: ...")
+/// is shown once.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
     }
-    message
+    let mut parts: Vec<&str> = Vec::new();
+    for part in line.split(": ") {
+        if parts.last() != Some(&part) {
+            parts.push(part);
+        }
+    }
+    parts.join(": ")
 }
 
 /// What became of one batch.
@@ -528,6 +547,7 @@ mod tests {
         stored.dedup();
         let expected: Vec<i64> = (0..100).filter(|t| ![3, 77, 78].contains(t)).collect();
         assert_eq!(stored, expected);
+        dl.sync().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let rejected: Vec<i64> = text
             .lines()
@@ -541,6 +561,44 @@ mod tests {
         assert!(text.contains("bad point"));
         assert_eq!(Counters::get(&counters.retries), 2);
         std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn a_cause_chain_shows_each_cause_once() {
+        #[derive(Debug)]
+        struct E(&'static str, Option<Box<E>>);
+        impl std::fmt::Display for E {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for E {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|e| e as _)
+            }
+        }
+        let refused = E("Connection refused (os error 111)", None);
+        let connect = E(
+            "tcp connect error: Connection refused (os error 111)",
+            Some(Box::new(refused)),
+        );
+        let hyper = E(
+            "error trying to connect: tcp connect error: Connection refused (os error 111)",
+            Some(Box::new(connect)),
+        );
+        let request = E("error sending request", Some(Box::new(hyper)));
+        assert_eq!(
+            error_chain(&request),
+            "error sending request: error trying to connect: tcp connect error: Connection refused (os error 111)"
+        );
+        let io = E(
+            "Input/output error: Input/output error: Connection refused (os error 111)",
+            None,
+        );
+        assert_eq!(
+            error_chain(&io),
+            "Input/output error: Connection refused (os error 111)"
+        );
     }
 
     #[tokio::test]

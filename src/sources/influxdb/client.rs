@@ -310,6 +310,7 @@ impl InfluxSource {
                         }));
                     }
                     let wait = self.retry.backoff(failures, None, fastrand::f64());
+                    crate::metrics::source_retried();
                     tracing::warn!(
                         attempt = failures + 1,
                         rows_to_send_again = sent,

@@ -18,7 +18,7 @@ use crate::dead_letter::DeadLetters;
 use crate::job::Job;
 use crate::model::Row;
 use crate::sources::{
-    dead_letter_row, BoundedSource, Column, RowSender, SourceError, Split, TableSchema,
+    dead_letter_row, BoundedSource, Column, ColumnKind, RowSender, SourceError, Split, TableSchema,
 };
 use mysql_async::prelude::*;
 use std::time::Duration;
@@ -39,6 +39,8 @@ pub(super) struct Table {
     quoted: String,
     /// The split column, quoted, and whether it may be NULL.
     split: Option<(String, bool)>,
+    /// The columns that identify a row: the split column, else the primary key's.
+    key: Vec<usize>,
     chunk_rows: u64,
     pub(super) schema: TableSchema,
     pub(super) conversions: Vec<Conversion>,
@@ -75,7 +77,10 @@ pub(super) fn quote(name: &str) -> String {
 
 /// A server error, without the URL (which may carry a password).
 pub(super) fn server(context: &str, e: mysql_async::Error) -> SourceError {
-    SourceError::Server(format!("{context}: {e}"))
+    SourceError::Server(format!(
+        "{context}: {}",
+        crate::sinks::util::error_chain(&e)
+    ))
 }
 
 /// Whether a failed read is worth repeating (the connection, not the query, failed).
@@ -99,10 +104,12 @@ impl MysqlSource {
             .map_err(|e| job.error_at("source.time_zone", e))? as i64
             * 1_000_000_000;
 
-        let mut conn = pool
-            .get_conn()
-            .await
-            .map_err(|e| SourceError::Server(format!("cannot connect to MySQL at {host}: {e}")))?;
+        let mut conn = pool.get_conn().await.map_err(|e| {
+            SourceError::Server(format!(
+                "cannot connect to MySQL at {host}: {}",
+                crate::sinks::util::error_chain(&e)
+            ))
+        })?;
         let mut tables = Vec::new();
         for (i, t) in config.tables.iter().enumerate() {
             let key = format!("source.tables[{i}]");
@@ -119,9 +126,9 @@ impl MysqlSource {
                             .into()),
                     },
                 };
-            let columns: Vec<(String, String, String, String, Option<String>)> = conn
+            let columns: Vec<(String, String, String, String, Option<String>, String)> = conn
                 .exec(
-                    "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME \
+                    "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME, COLUMN_KEY \
                      FROM information_schema.COLUMNS \
                      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
                     (&db, &name),
@@ -141,7 +148,7 @@ impl MysqlSource {
                 columns: Vec::new(),
             };
             let mut conversions = Vec::new();
-            for (column, data_type, column_type, _, _) in &columns {
+            for (column, data_type, column_type, ..) in &columns {
                 let (conversion, kind) = classify(data_type, column_type);
                 schema.columns.push(Column {
                     name: column.clone(),
@@ -153,7 +160,7 @@ impl MysqlSource {
             let split = match &t.split_by {
                 None => None,
                 Some(column) => {
-                    let Some((_, data_type, _, nullable, _)) =
+                    let Some((_, data_type, _, nullable, ..)) =
                         columns.iter().find(|c| &c.0 == column)
                     else {
                         return Err(job
@@ -195,8 +202,26 @@ impl MysqlSource {
                     Some((quote(column), nullable == "YES"))
                 }
             };
+            // What identifies a row in a dead letter: the split key, else the primary key.
+            let key = match &t.split_by {
+                Some(column) => columns
+                    .iter()
+                    .position(|c| &c.0 == column)
+                    .into_iter()
+                    .collect(),
+                None => columns
+                    .iter()
+                    .enumerate()
+                    .filter(|(c, column)| {
+                        column.5 == "PRI"
+                            && !matches!(schema.columns[*c].kind, ColumnKind::Unsupported(_))
+                    })
+                    .map(|(c, _)| c)
+                    .collect(),
+            };
             tables.push(Table {
                 quoted: format!("{}.{}", quote(&db), quote(&name)),
+                key,
                 column_types: columns.iter().map(|c| c.2.clone()).collect(),
                 data_types: columns.iter().map(|c| c.1.to_ascii_lowercase()).collect(),
                 charsets: columns.iter().map(|c| c.4.clone()).collect(),
@@ -470,6 +495,10 @@ impl BoundedSource for MysqlSource {
         &self.schemas
     }
 
+    fn row_key(&self, table: usize) -> Vec<usize> {
+        self.tables[table].key.clone()
+    }
+
     fn set_projection(&mut self, table: usize, columns: Vec<usize>) {
         let t = &mut self.tables[table];
         let list: Vec<String> = columns
@@ -501,10 +530,12 @@ impl BoundedSource for MysqlSource {
                 Ok(rows) => return Ok(rows),
                 Err(e) if is_transient(&e) && attempt < READ_RETRIES => {
                     attempt += 1;
+                    crate::metrics::source_retried();
                     tracing::warn!(
                         split = split.id,
                         attempt,
-                        "reading a chunk failed, reading it again: {e}"
+                        "reading a chunk failed, reading it again: {}",
+                        crate::sinks::util::error_chain(&e)
                     );
                     tokio::time::sleep(Duration::from_millis(200 * (1 << attempt))).await;
                 }

@@ -260,6 +260,7 @@ impl RestClient {
                 Ok(reply) => return Ok(reply),
                 Err(Failure::Transient(message)) if attempt < self.retry.max_retries => {
                     let wait = self.retry.backoff(attempt, None, fastrand::f64());
+                    crate::metrics::source_retried();
                     tracing::warn!(
                         attempt = attempt + 1,
                         wait_ms = wait.as_millis() as u64,
