@@ -5,11 +5,11 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::hint::black_box;
 use std::path::Path;
+use tsmig::connectors::influxdb::encoding::{encode_point, Encoding};
 use tsmig::job::{Job, TimeUnit};
 use tsmig::mapping::Mappings;
 use tsmig::model::{device_hash, Name, Point, Row, Value};
-use tsmig::sinks::influxdb::encoding::{encode_point, Encoding};
-use tsmig::sources::{Column, ColumnKind, TableSchema};
+use tsmig::source::{Column, ColumnKind, TableSchema};
 
 const JOB: &str = r#"name: bench
 source:

@@ -16,6 +16,6 @@ pub mod mapping;
 pub mod metrics;
 pub mod model;
 pub mod runner;
-pub mod sinks;
-pub mod sources;
+pub mod sink;
+pub mod source;
 pub mod verify;

@@ -951,8 +951,8 @@ fn the_standin_reads_delete_predicates_as_influxdb_2_does() {
 
 /// The InfluxDB sink in version 2 mode against the stand-in at `port`, for measurement `m`
 /// whose tags are `tag_keys`.
-fn v2_sink(port: u16, tag_keys: &[&str]) -> tsmig::sinks::influxdb::InfluxSink {
-    let config: tsmig::sinks::influxdb::config::InfluxSinkConfig =
+fn v2_sink(port: u16, tag_keys: &[&str]) -> tsmig::connectors::influxdb::InfluxSink {
+    let config: tsmig::connectors::influxdb::sink_config::InfluxSinkConfig =
         serde_json::from_value(serde_json::json!({
             "version": 2,
             "url": format!("http://127.0.0.1:{port}"),
@@ -962,11 +962,11 @@ fn v2_sink(port: u16, tag_keys: &[&str]) -> tsmig::sinks::influxdb::InfluxSink {
             "precision": "ns",
         }))
         .unwrap();
-    let batching = tsmig::sinks::BatchConfig {
+    let batching = tsmig::sink::BatchConfig {
         max_retries: 0,
         ..Default::default()
     };
-    tsmig::sinks::influxdb::InfluxSink::new(&config, &batching, vec!["m".into()])
+    tsmig::connectors::influxdb::InfluxSink::new(&config, &batching, vec!["m".into()])
         .unwrap()
         .with_tag_keys(BTreeMap::from([(
             "m".to_string(),
@@ -976,7 +976,7 @@ fn v2_sink(port: u16, tag_keys: &[&str]) -> tsmig::sinks::influxdb::InfluxSink {
 
 #[test]
 fn version_2_deletes_quote_tag_keys_influxdb_reads_otherwise_name_and_site_id() {
-    use tsmig::sinks::{SeriesWindow, Sink};
+    use tsmig::sink::{SeriesWindow, Sink};
     let seen = Arc::new(Mutex::new(Seen::default()));
     {
         let mut s = seen.lock().unwrap();

@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, Notify};
+use tsmig::connectors::ingest::{IngestQueue, IngestServer, IngestSourceConfig, Ingested};
 use tsmig::dead_letter::DeadLetters;
 use tsmig::metrics::Counters;
 use tsmig::model::series_hash;
 use tsmig::model::{Point, Value};
-use tsmig::sources::ingest::{IngestQueue, IngestServer, IngestSourceConfig, Ingested};
 
 /// A running endpoint, its engine stand-in and what it recorded.
 struct Harness {

@@ -67,7 +67,7 @@ impl Job {
             .arg(&path)
             .args(["--workers", "1", "--progress", "off"])
             .current_dir(&dir)
-            .env("RUST_LOG", "warn,tsmig::sources::ingest=info")
+            .env("RUST_LOG", "warn,tsmig::connectors::ingest=info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = command.spawn().unwrap();

@@ -330,7 +330,7 @@ fn transient_failures_are_retried_and_a_type_conflict_names_the_series() {
 
 #[test]
 fn a_point_delete_removes_exactly_that_point() {
-    use tsmig::sinks::Sink;
+    use tsmig::sink::Sink;
     let table = unique("iotdel");
     let _cleanup = Cleanup::default().table(&table);
     load_sensor_table(&table, 3_000);
@@ -358,12 +358,12 @@ fn a_point_delete_removes_exactly_that_point() {
     )
     .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let source = rt.block_on(tsmig::sources::open_bounded(&job)).unwrap();
+    let source = rt.block_on(tsmig::source::open_bounded(&job)).unwrap();
     let mappings = tsmig::mapping::Mappings::compile(&job, source.schema()).unwrap();
-    let tsmig::sinks::SinkConfig::Iotdb(config, batching) = &job.file.sink else {
+    let tsmig::sink::SinkConfig::Iotdb(config, batching) = &job.file.sink else {
         panic!("an IoTDB job")
     };
-    let sink = tsmig::sinks::iotdb::IotdbSink::new(config, batching, &mappings).unwrap();
+    let sink = tsmig::connectors::iotdb::IotdbSink::new(config, batching, &mappings).unwrap();
     rt.block_on(sink.prepare()).unwrap();
     // dev-0003's reading at 00:00:01 (row 1003), both measurements named.
     rt.block_on(sink.delete_point(
@@ -556,7 +556,7 @@ fn an_encoding_iotdb_refuses_for_its_type_is_refused_before_anything_is_written(
 
 #[test]
 fn iotdbs_own_refusal_of_an_encoding_fails_the_write_naming_the_key_to_change() {
-    use tsmig::sinks::{Batch, Sink};
+    use tsmig::sink::{Batch, Sink};
     let table = unique("iotenc2");
     let _cleanup = Cleanup::default().table(&table);
     load_sensor_table(&table, 10);
@@ -573,16 +573,16 @@ fn iotdbs_own_refusal_of_an_encoding_fails_the_write_naming_the_key_to_change() 
     )
     .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let source = rt.block_on(tsmig::sources::open_bounded(&job)).unwrap();
+    let source = rt.block_on(tsmig::source::open_bounded(&job)).unwrap();
     let mappings = tsmig::mapping::Mappings::compile(&job, source.schema()).unwrap();
-    let tsmig::sinks::SinkConfig::Iotdb(config, batching) = &job.file.sink else {
+    let tsmig::sink::SinkConfig::Iotdb(config, batching) = &job.file.sink else {
         panic!("an IoTDB job")
     };
     // What `validate` refuses, as a server whose table of encodings differed from tsmig's
     // would: DIFF encodes no type in IoTDB 1.x.
     let mut config = config.clone();
     config.encodings.insert("DOUBLE".into(), "DIFF".into());
-    let sink = tsmig::sinks::iotdb::IotdbSink::new(&config, batching, &mappings).unwrap();
+    let sink = tsmig::connectors::iotdb::IotdbSink::new(&config, batching, &mappings).unwrap();
     rt.block_on(sink.prepare()).unwrap();
     let mut batch = sink.new_batch();
     batch
@@ -595,7 +595,7 @@ fn iotdbs_own_refusal_of_an_encoding_fails_the_write_naming_the_key_to_change() 
         })
         .unwrap();
     let error = rt.block_on(sink.write(&batch)).unwrap_err();
-    let tsmig::sinks::WriteError::Fatal { message } = error else {
+    let tsmig::sink::WriteError::Fatal { message } = error else {
         panic!("a definite error: {error:?}")
     };
     assert!(

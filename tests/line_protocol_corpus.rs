@@ -10,10 +10,10 @@
 
 use base64::Engine;
 use std::collections::BTreeMap;
+use tsmig::connectors::influxdb::encoding::{encode_point, Encoding};
+use tsmig::connectors::ingest::parse::{parse_body, Precision};
 use tsmig::job::TimeUnit;
 use tsmig::model::{Name, Point, Value};
-use tsmig::sinks::influxdb::encoding::{encode_point, Encoding};
-use tsmig::sources::ingest::parse::{parse_body, Precision};
 
 fn corpus() -> serde_json::Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

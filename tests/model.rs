@@ -24,7 +24,7 @@ use tsmig::engine::Cluster;
 use tsmig::job::{Job, Mode};
 use tsmig::model::{Name, Value};
 use tsmig::runner::{ProgressMode, RunOptions};
-use tsmig::sources::{Column, ColumnKind, TableSchema};
+use tsmig::source::{Column, ColumnKind, TableSchema};
 
 /// A row of the model table: `readings(id, device, site, ts, temp, status)`.
 #[derive(Clone, PartialEq)]

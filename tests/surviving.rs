@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tsmig::model::{Name, Point, Value};
-use tsmig::sinks::Sink;
+use tsmig::sink::Sink;
 
 /// 2026-01-01T00:00:00Z in ns.
 const T0: i64 = 1_767_225_600_000_000_000;
@@ -47,11 +47,11 @@ fn parse_job(job: &Path, env: &[(&str, String)]) -> tsmig::job::Job {
 }
 
 /// The job's InfluxDB sink, told the tag keys of `sensors` and `other`.
-fn influx_sink(job: &tsmig::job::Job) -> tsmig::sinks::influxdb::InfluxSink {
-    let tsmig::sinks::SinkConfig::Influxdb(config, batching) = &job.file.sink else {
+fn influx_sink(job: &tsmig::job::Job) -> tsmig::connectors::influxdb::InfluxSink {
+    let tsmig::sink::SinkConfig::Influxdb(config, batching) = &job.file.sink else {
         panic!("an InfluxDB job")
     };
-    tsmig::sinks::influxdb::InfluxSink::new(config, batching, vec![])
+    tsmig::connectors::influxdb::InfluxSink::new(config, batching, vec![])
         .unwrap()
         .with_tag_keys(BTreeMap::from([
             (
@@ -227,12 +227,12 @@ fn iotdb_surviving_finds_exactly_the_points_a_delete_left() {
 
     let job = parse_job(&job_file, &env);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let source = rt.block_on(tsmig::sources::open_bounded(&job)).unwrap();
+    let source = rt.block_on(tsmig::source::open_bounded(&job)).unwrap();
     let mappings = tsmig::mapping::Mappings::compile(&job, source.schema()).unwrap();
-    let tsmig::sinks::SinkConfig::Iotdb(config, batching) = &job.file.sink else {
+    let tsmig::sink::SinkConfig::Iotdb(config, batching) = &job.file.sink else {
         panic!("an IoTDB job")
     };
-    let sink = tsmig::sinks::iotdb::IotdbSink::new(config, batching, &mappings).unwrap();
+    let sink = tsmig::connectors::iotdb::IotdbSink::new(config, batching, &mappings).unwrap();
     let device = |d: &str| format!("root.factory.`{d}`");
     // dev-0003 at 00:00:01 loses two of its four measurements; dev-0005 at 00:00:02 all.
     let dev3 = device("dev-0003");

@@ -14,7 +14,7 @@
 pub mod lock;
 pub mod store;
 
-use crate::sources::{LogPosition, Split};
+use crate::source::{LogPosition, Split};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

@@ -37,7 +37,7 @@ use crate::mapping::{Mappings, PointUpdate};
 use crate::metrics::Counters;
 use crate::model::{Change, Point};
 use crate::model::{Name, Value};
-use crate::sources::RowChange;
+use crate::source::RowChange;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};

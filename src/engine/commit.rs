@@ -19,7 +19,7 @@ use super::Control;
 use crate::checkpoint::store::FileStore;
 use crate::checkpoint::{BackfillState, CdcState, Ledger};
 use crate::metrics::Counters;
-use crate::sources::LogPosition;
+use crate::source::LogPosition;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

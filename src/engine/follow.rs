@@ -30,9 +30,7 @@ use super::read::InFlight;
 use super::{Control, EpochClock};
 use crate::dead_letter::DeadLetters;
 use crate::metrics::Counters;
-use crate::sources::{
-    ChangeEvent, ChangeSender, ChangeSource, LogPosition, RowChange, SourceError,
-};
+use crate::source::{ChangeEvent, ChangeSender, ChangeSource, LogPosition, RowChange, SourceError};
 use std::sync::Arc;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;

@@ -2,7 +2,7 @@
 //! that will read it (split `i` of the plan to worker `i mod peers`), then closes. Every
 //! other worker's instance emits nothing and closes at once.
 
-use crate::sources::Split;
+use crate::source::Split;
 use timely::dataflow::operators::generic::source;
 use timely::dataflow::operators::Exchange;
 use timely::dataflow::{Scope, Stream};

@@ -21,7 +21,7 @@ use super::{Control, EpochClock};
 use crate::dead_letter::DeadLetters;
 use crate::metrics::Counters;
 use crate::model::Row;
-use crate::sources::{BoundedSource, RowSender, SourceError, Split};
+use crate::source::{BoundedSource, RowSender, SourceError, Split};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use timely::container::CapacityContainerBuilder;

@@ -9,8 +9,8 @@
 pub mod env;
 pub mod locate;
 
-use crate::sinks::SinkConfig;
-use crate::sources::SourceConfig;
+use crate::sink::SinkConfig;
+use crate::source::SourceConfig;
 use serde::{Deserialize, Deserializer};
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -8,8 +8,8 @@
 
 use crate::job::{Job, JobError, MappingConfig, OnDelete, OnUpdate, TimeUnit};
 use crate::model::{device_hash, Name, Point, Row, Value};
-use crate::sources::RowChange;
-use crate::sources::{ColumnKind, TableSchema};
+use crate::source::RowChange;
+use crate::source::{ColumnKind, TableSchema};
 
 /// Where a point's time comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,7 +216,7 @@ impl Mappings {
                     if !m.tags.is_empty() {
                         return Err(job.error_at(&key("tags"), "IoTDB has no tags: name the columns in the path instead, e.g. root.factory.{site}.{device_id}"));
                     }
-                    let nodes = crate::sinks::iotdb::path::split(template)
+                    let nodes = crate::connectors::iotdb::path::split(template)
                         .map_err(|e| job.error_at(&key("path"), e))?;
                     if nodes[0] != "root" || nodes.len() < 3 {
                         return Err(job.error_at(&key("path"), format!("`{template}` must start with root. and name a database and a device, e.g. root.factory.{{device_id}}")));
@@ -233,8 +233,8 @@ impl Mappings {
                             levels.push(PathLevel::Column(at, Name::from(name)));
                         } else if node.contains(['{', '}']) {
                             return Err(job.error_at(&key("path"), format!("level `{node}`: a level is either literal or exactly one {{column}}")));
-                        } else if !crate::sinks::iotdb::path::is_valid_node(&node) {
-                            return Err(job.error_at(&key("path"), format!("level `{node}` is not a valid IoTDB node; write it in backquotes: {}", crate::sinks::iotdb::path::quote_node(&node))));
+                        } else if !crate::connectors::iotdb::path::is_valid_node(&node) {
+                            return Err(job.error_at(&key("path"), format!("level `{node}` is not a valid IoTDB node; write it in backquotes: {}", crate::connectors::iotdb::path::quote_node(&node))));
                         } else {
                             levels.push(PathLevel::Literal(node));
                         }
@@ -652,7 +652,7 @@ fn render_path(levels: &[PathLevel], values: &[Option<Value>]) -> Result<Name, S
                 if text.is_empty() {
                     return Err(format!("path column `{column}` is empty"));
                 }
-                path.push_str(&crate::sinks::iotdb::path::quote_node(&text));
+                path.push_str(&crate::connectors::iotdb::path::quote_node(&text));
             }
         }
     }
@@ -662,7 +662,7 @@ fn render_path(levels: &[PathLevel], values: &[Option<Value>]) -> Result<Name, S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::Column;
+    use crate::source::Column;
     use std::path::Path;
 
     fn schema() -> Vec<TableSchema> {

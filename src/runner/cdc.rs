@@ -20,8 +20,8 @@ use crate::engine::{self, cdc::Cdc, CdcProgress};
 use crate::job::{Job, Mode};
 use crate::mapping::Mappings;
 use crate::metrics::Counters;
-use crate::sinks::Sink;
-use crate::sources::{BoundedSource, ChangeSource, LogPosition, LogStatus};
+use crate::sink::Sink;
+use crate::source::{BoundedSource, ChangeSource, LogPosition, LogStatus};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

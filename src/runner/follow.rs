@@ -33,8 +33,8 @@ use crate::checkpoint::{BackfillState, FollowState, NextRound, Round};
 use crate::job::Job;
 use crate::mapping::Mappings;
 use crate::metrics::Counters;
-use crate::sinks::Sink;
-use crate::sources::{BoundedSource, Split};
+use crate::sink::Sink;
+use crate::source::{BoundedSource, Split};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

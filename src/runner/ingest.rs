@@ -9,14 +9,14 @@
 //! the failure, the endpoint stops, and the job exits 1.
 
 use super::{prepare_sink, with_sink, JobRun, RunError, RunOptions, WithSink};
+use crate::connectors::ingest::config::{AckMode, Api};
+use crate::connectors::ingest::server::PointCheck;
+use crate::connectors::ingest::{IngestServer, IngestSourceConfig};
 use crate::engine::{self, ingest::Ingest, Control};
 use crate::job::Job;
 use crate::mapping::Mappings;
-use crate::sinks::Sink;
-use crate::sources::ingest::config::{AckMode, Api};
-use crate::sources::ingest::server::PointCheck;
-use crate::sources::ingest::{IngestServer, IngestSourceConfig};
-use crate::sources::SourceConfig;
+use crate::sink::Sink;
+use crate::source::SourceConfig;
 use std::sync::Arc;
 
 /// Runs `job` as `ingest`.

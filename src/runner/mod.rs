@@ -12,17 +12,17 @@ mod verify;
 use crate::checkpoint::lock::{Holder, StateLock};
 use crate::checkpoint::store::FileStore;
 use crate::checkpoint::BackfillState;
+use crate::connectors::blackhole::BlackholeSink;
+use crate::connectors::influxdb::InfluxSink;
+use crate::connectors::iotdb::IotdbSink;
+use crate::connectors::timestream::TimestreamSink;
 use crate::dead_letter::DeadLetters;
 use crate::engine::{self, backfill::Backfill, Cluster, Control};
 use crate::job::{Attempts, Job, Mode};
 use crate::mapping::Mappings;
 use crate::metrics::Counters;
-use crate::sinks::blackhole::BlackholeSink;
-use crate::sinks::influxdb::InfluxSink;
-use crate::sinks::iotdb::IotdbSink;
-use crate::sinks::timestream::TimestreamSink;
-use crate::sinks::{Sink, SinkConfig, WriteError};
-use crate::sources::{self, BoundedSource};
+use crate::sink::{Sink, SinkConfig, WriteError};
+use crate::source::BoundedSource;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,17 +96,17 @@ fn runtime() -> Result<tokio::runtime::Runtime, RunError> {
         .map_err(|e| RunError::Failed(format!("cannot start the async runtime: {e}")))
 }
 
-fn source_error(job: &Job, e: sources::SourceError) -> RunError {
+fn source_error(job: &Job, e: crate::source::SourceError) -> RunError {
     match e {
-        sources::SourceError::Config(e) => RunError::Usage(e.to_string()),
-        sources::SourceError::Server(m) => RunError::Transient(job.secrets.redact(&m)),
+        crate::source::SourceError::Config(e) => RunError::Usage(e.to_string()),
+        crate::source::SourceError::Server(m) => RunError::Transient(job.secrets.redact(&m)),
         other => RunError::Failed(job.secrets.redact(&other.to_string())),
     }
 }
 
 /// Opens the source and compiles the mappings against its schema.
 async fn open(job: &Job) -> Result<(Box<dyn BoundedSource>, Mappings), RunError> {
-    let mut source = sources::open_bounded(job)
+    let mut source = crate::source::open_bounded(job)
         .await
         .map_err(|e| source_error(job, e))?;
     let mut mappings = if job.file.mappings.is_empty() {
@@ -144,7 +144,7 @@ async fn open_source(
 ) -> Result<
     (
         Arc<dyn BoundedSource>,
-        Option<Arc<dyn sources::ChangeSource>>,
+        Option<Arc<dyn crate::source::ChangeSource>>,
         Mappings,
     ),
     RunError,
@@ -153,19 +153,19 @@ async fn open_source(
         let (source, mappings) = open(job).await?;
         return Ok((Arc::from(source), None, mappings));
     }
-    let mut source = sources::open_change_source(job)
+    let mut source = crate::source::open_change_source(job)
         .await
         .map_err(|e| source_error(job, e))?;
     let mut mappings =
         Mappings::compile(job, source.schema()).map_err(|e| RunError::Usage(e.to_string()))?;
     project(&mut *source, &mut mappings);
-    let source: Arc<dyn sources::BoundedChangeSource> = Arc::from(source);
+    let source: Arc<dyn crate::source::BoundedChangeSource> = Arc::from(source);
     Ok((source.clone(), Some(source), mappings))
 }
 
 /// `tsmig-job plan`: shows tables, splits, mappings and target; writes nothing.
 pub fn plan(job: &Job) -> Result<String, RunError> {
-    if let crate::sources::SourceConfig::Ingest(_) = job.file.source {
+    if let crate::source::SourceConfig::Ingest(_) = job.file.source {
         return ingest::plan(job);
     }
     let rt = runtime()?;

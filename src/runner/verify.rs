@@ -19,16 +19,16 @@
 //! time), never the windows' points all at once.
 
 use super::{open, runtime, source_error, RunError, RunOptions};
+use crate::connectors::influxdb::InfluxSink;
+use crate::connectors::iotdb::IotdbSink;
 use crate::dead_letter::DeadLetters;
 use crate::job::Job;
 use crate::mapping::Mappings;
 use crate::metrics::Counters;
 use crate::model::{format_time, Point};
-use crate::sinks::influxdb::InfluxSink;
-use crate::sinks::iotdb::IotdbSink;
-use crate::sinks::util::{delete_windows, deliver};
-use crate::sinks::{Batch, SeriesWindow, SinkConfig, Verify};
-use crate::sources::{BoundedSource, RowSender, Split};
+use crate::sink::deliver::{delete_windows, deliver};
+use crate::sink::{Batch, SeriesWindow, SinkConfig, Verify};
+use crate::source::{BoundedSource, RowSender, Split};
 use crate::verify::{repair_keys, series_key, Key, Report, Series, Summaries};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -457,7 +457,7 @@ fn point_series(p: &Point) -> String {
 /// read ended well.
 struct SplitRows {
     rows: tokio::sync::mpsc::Receiver<Vec<crate::model::Row>>,
-    reader: tokio::task::JoinHandle<Result<u64, crate::sources::SourceError>>,
+    reader: tokio::task::JoinHandle<Result<u64, crate::source::SourceError>>,
 }
 
 impl SplitRows {

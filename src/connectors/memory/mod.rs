@@ -31,7 +31,7 @@ pub use sink::MemorySink;
 pub use source::MemorySource;
 
 use crate::model::{Name, Value};
-use crate::sources::TableSchema;
+use crate::source::TableSchema;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};

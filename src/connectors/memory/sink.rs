@@ -2,7 +2,7 @@
 
 use super::{Crash, DeleteMode, MemoryTarget};
 use crate::model::Point;
-use crate::sinks::{Batch, BatchConfig, Sink, WriteError};
+use crate::sink::{Batch, BatchConfig, Sink, WriteError};
 use std::sync::Arc;
 
 /// Writes points into a [`MemoryTarget`].

@@ -3,7 +3,7 @@
 use super::{Entry, MemoryDatabase, Values};
 use crate::dead_letter::DeadLetters;
 use crate::model::Row;
-use crate::sources::{
+use crate::source::{
     BoundedSource, ChangeEvent, ChangeSender, ChangeSource, LogPosition, LogStatus, RowChange,
     RowSender, SourceError, Split, TableSchema,
 };

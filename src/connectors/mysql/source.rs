@@ -1,0 +1,567 @@
+//! Planning and reading MySQL tables.
+//!
+//! Planning cuts each table on its `split_by` column: MIN and MAX bound the key range, the
+//! table's row estimate gives a first even cut, and each piece is then sized by the
+//! server's own range estimate (`EXPLAIN`, which samples the index) and cut again while it
+//! holds more than twice `chunk_rows` — so a skewed key (a dense cluster, a huge gap) does
+//! not make one giant chunk. Adjacent near-empty pieces are merged. The first chunk is
+//! open below and the last open above, so rows added at either end while the job runs are
+//! still read; rows whose key is NULL get a chunk of their own.
+//!
+//! Reading a chunk is one streaming `SELECT` over the binary protocol (typed values, no
+//! text parsing), sent on in batches through a bounded channel; a lost connection re-reads
+//! the chunk (writes are idempotent, so rows sent twice do no harm).
+
+use super::config::{parse_offset, MysqlSourceConfig};
+use super::encoding::{classify, convert, Conversion};
+use crate::dead_letter::DeadLetters;
+use crate::job::Job;
+use crate::model::Row;
+use crate::source::{
+    dead_letter_row, BoundedSource, Column, ColumnKind, RowSender, SourceError, Split, TableSchema,
+};
+use mysql_async::prelude::*;
+use std::time::Duration;
+
+/// Rows sent to the engine per batch.
+const ROWS_PER_BATCH: usize = 1024;
+/// Times a chunk is re-read after a lost connection before the job fails.
+const READ_RETRIES: u32 = 5;
+/// How many times the planner may cut a piece again.
+const MAX_REFINE_DEPTH: u32 = 8;
+
+pub(super) struct Table {
+    /// Database name, as the binlog's table map names it.
+    pub(super) db: String,
+    /// Table name, as the binlog's table map names it.
+    pub(super) name: String,
+    /// `database`.`table`, quoted.
+    quoted: String,
+    /// The split column, quoted, and whether it may be NULL.
+    split: Option<(String, bool)>,
+    /// The columns that identify a row: the split column, else the primary key's.
+    key: Vec<usize>,
+    chunk_rows: u64,
+    pub(super) schema: TableSchema,
+    pub(super) conversions: Vec<Conversion>,
+    /// Per column: `COLUMN_TYPE` (e.g. `enum('a','b')`), for values the binlog encodes.
+    pub(super) column_types: Vec<String>,
+    /// Per column: `DATA_TYPE` (e.g. `enum`), to check the binlog's table maps against.
+    pub(super) data_types: Vec<String>,
+    /// Per column: `CHARACTER_SET_NAME` (text columns), since the binlog holds text in the
+    /// column's own charset where a query converts it to the connection's.
+    pub(super) charsets: Vec<Option<String>>,
+    /// Projected schema columns, in row order.
+    pub(super) projection: Vec<usize>,
+    /// `SELECT <projection> FROM <table>`.
+    select: String,
+}
+
+/// A MySQL or MariaDB server and the tables a job reads from it.
+pub struct MysqlSource {
+    pub(super) pool: mysql_async::Pool,
+    pub(super) tables: Vec<Table>,
+    schemas: Vec<TableSchema>,
+    pub(super) offset_ns: i64,
+    /// The replica id of the binlog reader (CDC).
+    pub(super) server_id: Option<u32>,
+    /// Heartbeat period of the binlog stream (CDC).
+    pub(super) heartbeat: Duration,
+    /// `host:port`, for messages.
+    pub(super) host: String,
+}
+
+pub(super) fn quote(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// A server error, without the URL (which may carry a password).
+pub(super) fn server(context: &str, e: mysql_async::Error) -> SourceError {
+    SourceError::Server(format!(
+        "{context}: {}",
+        crate::sink::deliver::error_chain(&e)
+    ))
+}
+
+/// Whether a failed read is worth repeating (the connection, not the query, failed).
+fn is_transient(e: &mysql_async::Error) -> bool {
+    matches!(e, mysql_async::Error::Io(_) | mysql_async::Error::Driver(_))
+}
+
+impl MysqlSource {
+    /// Connects and reads the schema of every table the job names.
+    pub async fn open(job: &Job, config: &MysqlSourceConfig) -> Result<Self, SourceError> {
+        let opts = mysql_async::Opts::from_url(&config.url)
+            .map_err(|e| job.error_at("source.url", format!("not a MySQL URL: {e}")))?;
+        let default_db = opts.db_name().map(str::to_string);
+        let opts = mysql_async::OptsBuilder::from_opts(opts)
+            // TIMESTAMP values arrive in the session's zone: make that UTC.
+            .init(vec!["SET time_zone = '+00:00'"])
+            .stmt_cache_size(64);
+        let host = opts_host(&config.url);
+        let pool = mysql_async::Pool::new(opts);
+        let offset_ns = parse_offset(&config.time_zone)
+            .map_err(|e| job.error_at("source.time_zone", e))? as i64
+            * 1_000_000_000;
+
+        let mut conn = pool.get_conn().await.map_err(|e| {
+            SourceError::Server(format!(
+                "cannot connect to MySQL at {host}: {}",
+                crate::sink::deliver::error_chain(&e)
+            ))
+        })?;
+        let mut tables = Vec::new();
+        for (i, t) in config.tables.iter().enumerate() {
+            let key = format!("source.tables[{i}]");
+            let (db, name) =
+                match t.name.split_once('.') {
+                    Some((db, name)) => (db.to_string(), name.to_string()),
+                    None => match &default_db {
+                        Some(db) => (db.clone(), t.name.clone()),
+                        None => return Err(job
+                            .error_at(
+                                &format!("{key}.name"),
+                                "name the database: in the URL (…/database) or as database.table",
+                            )
+                            .into()),
+                    },
+                };
+            let columns: Vec<(String, String, String, String, Option<String>, String)> = conn
+                .exec(
+                    "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME, COLUMN_KEY \
+                     FROM information_schema.COLUMNS \
+                     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+                    (&db, &name),
+                )
+                .await
+                .map_err(|e| server("reading the table schema", e))?;
+            if columns.is_empty() {
+                return Err(job
+                    .error_at(
+                        &format!("{key}.name"),
+                        format!("table {db}.{name} does not exist (or the user may not read it)"),
+                    )
+                    .into());
+            }
+            let mut schema = TableSchema {
+                name: t.name.clone(),
+                columns: Vec::new(),
+            };
+            let mut conversions = Vec::new();
+            for (column, data_type, column_type, ..) in &columns {
+                let (conversion, kind) = classify(data_type, column_type);
+                schema.columns.push(Column {
+                    name: column.clone(),
+                    kind,
+                    source_type: column_type.clone(),
+                });
+                conversions.push(conversion);
+            }
+            let split = match &t.split_by {
+                None => None,
+                Some(column) => {
+                    let Some((_, data_type, _, nullable, ..)) =
+                        columns.iter().find(|c| &c.0 == column)
+                    else {
+                        return Err(job
+                            .error_at(
+                                &format!("{key}.split_by"),
+                                format!("column `{column}` is not in table {db}.{name}"),
+                            )
+                            .into());
+                    };
+                    if !matches!(
+                        data_type.as_str(),
+                        "tinyint" | "smallint" | "mediumint" | "int" | "bigint"
+                    ) {
+                        return Err(job
+                            .error_at(
+                                &format!("{key}.split_by"),
+                                format!(
+                                    "`{column}` is {data_type}; split_by needs an integer column"
+                                ),
+                            )
+                            .into());
+                    }
+                    let indexed: Option<String> = conn
+                        .exec_first(
+                            "SELECT INDEX_NAME FROM information_schema.STATISTICS \
+                             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND COLUMN_NAME = ? AND SEQ_IN_INDEX = 1 LIMIT 1",
+                            (&db, &name, column),
+                        )
+                        .await
+                        .map_err(|e| server("reading the table's indexes", e))?;
+                    if indexed.is_none() {
+                        return Err(job
+                            .error_at(
+                                &format!("{key}.split_by"),
+                                format!("`{column}` leads no index of {db}.{name}: every chunk would scan the whole table. Split by the primary key or an indexed column"),
+                            )
+                            .into());
+                    }
+                    Some((quote(column), nullable == "YES"))
+                }
+            };
+            // What identifies a row in a dead letter: the split key, else the primary key.
+            let key = match &t.split_by {
+                Some(column) => columns
+                    .iter()
+                    .position(|c| &c.0 == column)
+                    .into_iter()
+                    .collect(),
+                None => columns
+                    .iter()
+                    .enumerate()
+                    .filter(|(c, column)| {
+                        column.5 == "PRI"
+                            && !matches!(schema.columns[*c].kind, ColumnKind::Unsupported(_))
+                    })
+                    .map(|(c, _)| c)
+                    .collect(),
+            };
+            tables.push(Table {
+                quoted: format!("{}.{}", quote(&db), quote(&name)),
+                key,
+                column_types: columns.iter().map(|c| c.2.clone()).collect(),
+                data_types: columns.iter().map(|c| c.1.to_ascii_lowercase()).collect(),
+                charsets: columns.iter().map(|c| c.4.clone()).collect(),
+                db,
+                name,
+                split,
+                chunk_rows: t.chunk_rows,
+                schema: schema.clone(),
+                conversions,
+                projection: Vec::new(),
+                select: String::new(),
+            });
+        }
+        drop(conn);
+        let schemas = tables.iter().map(|t| t.schema.clone()).collect();
+        Ok(Self {
+            pool,
+            tables,
+            schemas,
+            offset_ns,
+            server_id: config.server_id,
+            heartbeat: config.heartbeat,
+            host,
+        })
+    }
+
+    /// Rows the server expects in `table` between `start` and `end`, by `EXPLAIN`.
+    async fn estimate(
+        &self,
+        conn: &mut mysql_async::Conn,
+        table: &Table,
+        start: i64,
+        end: i64,
+    ) -> Result<u64, SourceError> {
+        let (column, _) = table
+            .split
+            .as_ref()
+            .expect("only split tables are estimated");
+        let sql = format!(
+            "EXPLAIN SELECT {column} FROM {} WHERE {column} >= {start} AND {column} < {end}",
+            table.quoted
+        );
+        let row: Option<mysql_async::Row> = conn
+            .query_first(sql)
+            .await
+            .map_err(|e| server("estimating a chunk", e))?;
+        Ok(row
+            .and_then(|r| {
+                r.get_opt::<Option<u64>, _>("rows")
+                    .and_then(Result::ok)
+                    .flatten()
+            })
+            .unwrap_or(0))
+    }
+
+    async fn plan_table(&self, t: usize, next_id: &mut u64) -> Result<Vec<Split>, SourceError> {
+        let table = &self.tables[t];
+        let mut conn = self
+            .pool
+            .get_conn()
+            .await
+            .map_err(|e| server("connecting", e))?;
+        let table_rows: Option<u64> = conn
+            .exec_first(
+                "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE CONCAT('`', REPLACE(TABLE_SCHEMA, '`', '``'), '`.`', REPLACE(TABLE_NAME, '`', '``'), '`') = ?",
+                (&table.quoted,),
+            )
+            .await
+            .map_err(|e| server("reading the table's size", e))?
+            .flatten();
+        let table_rows = table_rows.unwrap_or(0);
+        let mut split = |start, end, nulls, estimated_rows| {
+            let s = Split {
+                id: *next_id,
+                table: t as u32,
+                partition: String::new(),
+                start,
+                end,
+                nulls,
+                estimated_rows,
+            };
+            *next_id += 1;
+            s
+        };
+        let Some((column, nullable)) = &table.split else {
+            return Ok(vec![split(None, None, false, table_rows)]);
+        };
+        let (min, max): (Option<i64>, Option<i64>) = conn
+            .query_first(format!(
+                "SELECT MIN({column}), MAX({column}) FROM {}",
+                table.quoted
+            ))
+            .await
+            .map_err(|e| server("reading the split key's range", e))?
+            .unwrap_or((None, None));
+        let mut splits = Vec::new();
+        if let (Some(min), Some(max)) = (min, max) {
+            let chunk = table.chunk_rows;
+            let end = max as i128 + 1;
+            let first_cut = (table_rows / chunk).max(1) as i128;
+            let mut todo: Vec<(i64, i64, u32)> = Vec::new();
+            let mut first: Vec<(i64, i64, u64)> = Vec::new();
+            for (a, b) in even_cuts(min as i128, end, first_cut) {
+                first.push((a, b, self.estimate(&mut conn, table, a, b).await?));
+            }
+            // Range estimates are only relative (InnoDB's are often 2x off); the table's
+            // own row count scales them.
+            let sum: u64 = first.iter().map(|p| p.2).sum();
+            let scale = if sum > 0 && table_rows > 0 {
+                table_rows as f64 / sum as f64
+            } else {
+                1.0
+            };
+            let scaled = |rows: u64| (rows as f64 * scale).round() as u64;
+            // [start, end) pieces with their estimates, refined until none is too big.
+            let mut pieces: Vec<(i64, i64, u64, u32)> = Vec::new();
+            let mut consider =
+                |a: i64, b: i64, rows: u64, depth: u32, todo: &mut Vec<(i64, i64, u32)>| {
+                    let width = b as i128 - a as i128;
+                    if rows > 2 * chunk && width > 1 && depth < MAX_REFINE_DEPTH {
+                        let parts = (rows.div_ceil(chunk) as i128).min(width).max(2);
+                        for (x, y) in even_cuts(a as i128, b as i128, parts).into_iter().rev() {
+                            todo.push((x, y, depth + 1));
+                        }
+                    } else {
+                        pieces.push((a, b, rows, depth));
+                    }
+                };
+            for (a, b, rows) in first {
+                consider(a, b, scaled(rows), 0, &mut todo);
+            }
+            while let Some((a, b, depth)) = todo.pop() {
+                let rows = scaled(self.estimate(&mut conn, table, a, b).await?);
+                consider(a, b, rows, depth, &mut todo);
+            }
+            pieces.sort_by_key(|p| p.0);
+            // Merge neighbours while they stay within one chunk.
+            let mut merged: Vec<(i64, i64, u64)> = Vec::new();
+            for (a, b, rows, _) in pieces {
+                match merged.last_mut() {
+                    Some(last) if last.2 + rows <= chunk => {
+                        last.1 = b;
+                        last.2 += rows;
+                    }
+                    _ => merged.push((a, b, rows)),
+                }
+            }
+            let n = merged.len();
+            for (i, (a, b, rows)) in merged.into_iter().enumerate() {
+                let start = (i > 0).then_some(a);
+                let end = (i + 1 < n).then_some(b);
+                splits.push(split(start, end, false, rows));
+            }
+        } else {
+            splits.push(split(None, None, false, 0));
+        }
+        if *nullable {
+            splits.push(split(None, None, true, 0));
+        }
+        Ok(splits)
+    }
+
+    async fn read_once(
+        &self,
+        split: &Split,
+        out: &RowSender,
+        dead_letters: &DeadLetters,
+    ) -> Result<u64, mysql_async::Error> {
+        let table = &self.tables[split.table as usize];
+        let mut sql = table.select.clone();
+        let mut params: Vec<mysql_async::Value> = Vec::new();
+        if let Some((column, _)) = &table.split {
+            if split.nulls {
+                sql.push_str(&format!(" WHERE {column} IS NULL"));
+            } else {
+                let mut conditions = Vec::new();
+                if let Some(start) = split.start {
+                    conditions.push(format!("{column} >= ?"));
+                    params.push(start.into());
+                }
+                if let Some(end) = split.end {
+                    conditions.push(format!("{column} < ?"));
+                    params.push(end.into());
+                }
+                if !conditions.is_empty() {
+                    sql.push_str(" WHERE ");
+                    sql.push_str(&conditions.join(" AND "));
+                }
+            }
+        }
+        let mut conn = self.pool.get_conn().await?;
+        let mut result = conn.exec_iter(sql, params).await?;
+        let mut batch = Vec::with_capacity(ROWS_PER_BATCH);
+        let mut sent = 0u64;
+        while let Some(row) = result.next().await? {
+            let values = row.unwrap();
+            let mut converted = Vec::with_capacity(values.len());
+            let mut failure = None;
+            for (i, value) in values.into_iter().enumerate() {
+                let column = table.projection[i];
+                match convert(value, table.conversions[column], self.offset_ns) {
+                    Ok(v) => converted.push(v),
+                    Err(reason) => {
+                        failure = Some(format!(
+                            "column `{}`: {reason}",
+                            table.schema.columns[column].name
+                        ));
+                        converted.push(None);
+                    }
+                }
+            }
+            if let Some(reason) = failure {
+                dead_letter_row(
+                    dead_letters,
+                    &table.schema,
+                    &table.projection,
+                    &converted,
+                    &reason,
+                );
+                continue;
+            }
+            batch.push(Row {
+                table: split.table,
+                values: converted,
+            });
+            if batch.len() == ROWS_PER_BATCH {
+                sent += batch.len() as u64;
+                if out
+                    .send(std::mem::replace(
+                        &mut batch,
+                        Vec::with_capacity(ROWS_PER_BATCH),
+                    ))
+                    .await
+                    .is_err()
+                {
+                    return Ok(sent);
+                }
+            }
+        }
+        sent += batch.len() as u64;
+        let _ = out.send(batch).await;
+        Ok(sent)
+    }
+}
+
+/// `[start, end)` cut into `parts` even pieces (fewer if the range is narrower).
+fn even_cuts(start: i128, end: i128, parts: i128) -> Vec<(i64, i64)> {
+    let width = end - start;
+    let parts = parts.clamp(1, width.max(1));
+    let step = (width + parts - 1) / parts;
+    let mut cuts = Vec::new();
+    let mut a = start;
+    while a < end {
+        let b = (a + step).min(end);
+        cuts.push((a as i64, b.min(i64::MAX as i128) as i64));
+        a = b;
+    }
+    cuts
+}
+
+/// `host:port` of a MySQL URL, for messages (never the credentials).
+fn opts_host(url: &str) -> String {
+    mysql_async::Opts::from_url(url)
+        .map(|o| format!("{}:{}", o.ip_or_hostname(), o.tcp_port()))
+        .unwrap_or_else(|_| "?".into())
+}
+
+#[async_trait::async_trait]
+impl BoundedSource for MysqlSource {
+    fn schema(&self) -> &[TableSchema] {
+        &self.schemas
+    }
+
+    fn row_key(&self, table: usize) -> Vec<usize> {
+        self.tables[table].key.clone()
+    }
+
+    fn set_projection(&mut self, table: usize, columns: Vec<usize>) {
+        let t = &mut self.tables[table];
+        let list: Vec<String> = columns
+            .iter()
+            .map(|&c| quote(&t.schema.columns[c].name))
+            .collect();
+        t.select = format!("SELECT {} FROM {}", list.join(", "), t.quoted);
+        t.projection = columns;
+    }
+
+    async fn plan(&self) -> Result<Vec<Split>, SourceError> {
+        let mut next_id = 0;
+        let mut splits = Vec::new();
+        for t in 0..self.tables.len() {
+            splits.extend(self.plan_table(t, &mut next_id).await?);
+        }
+        Ok(splits)
+    }
+
+    async fn read(
+        &self,
+        split: &Split,
+        out: &RowSender,
+        dead_letters: &DeadLetters,
+    ) -> Result<u64, SourceError> {
+        let mut attempt = 0;
+        loop {
+            match self.read_once(split, out, dead_letters).await {
+                Ok(rows) => return Ok(rows),
+                Err(e) if is_transient(&e) && attempt < READ_RETRIES => {
+                    attempt += 1;
+                    crate::metrics::source_retried();
+                    tracing::warn!(
+                        split = split.id,
+                        attempt,
+                        "reading a chunk failed, reading it again: {}",
+                        crate::sink::deliver::error_chain(&e)
+                    );
+                    tokio::time::sleep(Duration::from_millis(200 * (1 << attempt))).await;
+                }
+                Err(e) => {
+                    let table = &self.tables[split.table as usize].schema.name;
+                    return Err(server(
+                        &format!("reading chunk {} of table {table}", split.id),
+                        e,
+                    ));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::even_cuts;
+
+    #[test]
+    fn even_cuts_cover_the_range_exactly() {
+        assert_eq!(even_cuts(0, 10, 3), vec![(0, 4), (4, 8), (8, 10)]);
+        assert_eq!(even_cuts(5, 7, 10), vec![(5, 6), (6, 7)]);
+        assert_eq!(even_cuts(-3, 3, 1), vec![(-3, 3)]);
+        let cuts = even_cuts(i64::MIN as i128, i64::MAX as i128 + 1, 4);
+        assert_eq!(cuts.first().unwrap().0, i64::MIN);
+        assert_eq!(cuts.last().unwrap().1, i64::MAX);
+    }
+}

@@ -1,0 +1,278 @@
+//! Sinks: where points go.
+//!
+//! A sink is two halves. Its [`Batch`] turns points into one request body on the worker
+//! thread (encode once, straight into the buffer that will be sent). Its [`Sink::write`]
+//! sends one batch on the tokio runtime and classifies what happened as a [`WriteError`].
+//! Everything else — batch sizes and linger, requests in flight, retry with backoff and
+//! jitter, splitting a batch that is too large, finding the lines a target rejects and
+//! dead-lettering exactly those — is shared, in [`util`], so every sink behaves alike.
+//! Each connector has its own folder: `config.rs`, `client.rs`, `encoding.rs`.
+
+pub mod deliver;
+
+use crate::job::{Job, JobError};
+use crate::model::Point;
+use serde::Deserialize;
+use std::time::Duration;
+
+pub use deliver::BatchConfig;
+
+/// The `sink:` section of a job file, by `type`.
+#[derive(Debug, Clone)]
+pub enum SinkConfig {
+    /// `type: influxdb`: InfluxDB 1.x (`/write`) or 2.x (`/api/v2/write`).
+    Influxdb(
+        Box<crate::connectors::influxdb::sink_config::InfluxSinkConfig>,
+        BatchConfig,
+    ),
+    /// `type: iotdb`: Apache IoTDB (tree model) over its Thrift client RPC service.
+    Iotdb(
+        Box<crate::connectors::iotdb::config::IotdbSinkConfig>,
+        BatchConfig,
+    ),
+    /// `type: timestream`: Amazon Timestream for LiveAnalytics, multi-measure records.
+    Timestream(
+        Box<crate::connectors::timestream::config::TimestreamSinkConfig>,
+        BatchConfig,
+    ),
+    /// `type: blackhole`: counts and discards every point, to measure the source and the
+    /// engine alone. It takes only the batching keys.
+    Blackhole(BatchConfig),
+    /// `type: memory`: a target held in this process, for the engine's own tests.
+    Memory(crate::connectors::memory::MemorySinkConfig, BatchConfig),
+}
+
+impl<'de> Deserialize<'de> for SinkConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (kind, body) = crate::job::tagged_section(
+            d,
+            "sink",
+            &["influxdb", "iotdb", "timestream", "blackhole", "memory"],
+        )?;
+        match kind.as_str() {
+            "influxdb" => {
+                let (own, batching) = crate::job::split_section(body, BatchConfig::KEYS);
+                Ok(SinkConfig::Influxdb(
+                    crate::job::section(own)?,
+                    crate::job::section(batching)?,
+                ))
+            }
+            "iotdb" => {
+                let (own, batching) = crate::job::split_section(body, BatchConfig::KEYS);
+                Ok(SinkConfig::Iotdb(
+                    crate::job::section(own)?,
+                    crate::job::section(batching)?,
+                ))
+            }
+            "timestream" => {
+                let (own, batching) = crate::job::split_section(body, BatchConfig::KEYS);
+                Ok(SinkConfig::Timestream(
+                    crate::job::section(own)?,
+                    crate::job::section(batching)?,
+                ))
+            }
+            "blackhole" => crate::job::section(body).map(SinkConfig::Blackhole),
+            "memory" => {
+                let (own, batching) = crate::job::split_section(body, BatchConfig::KEYS);
+                Ok(SinkConfig::Memory(
+                    crate::job::section(own)?,
+                    crate::job::section(batching)?,
+                ))
+            }
+            other => Err(serde::de::Error::custom(format!(
+                "unknown sink type `{other}`"
+            ))),
+        }
+    }
+}
+
+impl SinkConfig {
+    /// Checks that need no server.
+    pub fn check(&self, job: &Job) -> Result<(), JobError> {
+        match self {
+            SinkConfig::Influxdb(c, batching) => {
+                batching.check(job)?;
+                c.check(job)
+            }
+            SinkConfig::Iotdb(c, batching) => {
+                batching.check(job)?;
+                c.check(job)
+            }
+            SinkConfig::Timestream(c, batching) => {
+                batching.check(job)?;
+                c.check(job)
+            }
+            SinkConfig::Blackhole(batching) => batching.check(job),
+            SinkConfig::Memory(c, batching) => {
+                batching.check(job)?;
+                c.check(job)
+            }
+        }
+    }
+}
+
+/// How one write attempt failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteError {
+    /// Worth retrying: network errors, timeouts, 429, 5xx. `retry_after` is the server's
+    /// wish, if it said one.
+    Transient {
+        /// What happened.
+        message: String,
+        /// How long the server asked us to wait.
+        retry_after: Option<Duration>,
+    },
+    /// The request was too large (413): the batch is split and both halves sent.
+    TooLarge {
+        /// What the server said.
+        message: String,
+    },
+    /// The target refused the data for good (400 and the like). Some lines of the batch
+    /// are bad; which ones is found by splitting the batch, and those are dead-lettered.
+    Rejected {
+        /// What the server said.
+        message: String,
+    },
+    /// The target wrote the batch except the points it named (Timestream's
+    /// RejectedRecords): exactly those are dead-lettered with their reasons, and the rest
+    /// count as written.
+    Partial {
+        /// Index of each refused point in the batch (as [`Batch::records`] lists them) and
+        /// the target's reason.
+        rejected: Vec<(usize, String)>,
+    },
+    /// Nothing can be written (authentication, missing database): the job fails.
+    Fatal {
+        /// What the server said.
+        message: String,
+    },
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteError::Transient { message, .. }
+            | WriteError::TooLarge { message }
+            | WriteError::Rejected { message }
+            | WriteError::Fatal { message } => f.write_str(message),
+            WriteError::Partial { rejected } => {
+                write!(f, "{} points refused", rejected.len())?;
+                if let Some((_, reason)) = rejected.first() {
+                    write!(f, ", e.g. {reason}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Points encoded into one request body.
+pub trait Batch: Send + Sync + Sized + 'static {
+    /// Adds a point. `Err` is a definite rejection of this point alone (the target could
+    /// never accept it); the point is dead-lettered with that reason.
+    fn push(&mut self, point: &Point) -> Result<(), String>;
+    /// Points in the batch.
+    fn len(&self) -> usize;
+    /// Whether the batch holds no point.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Size of the encoded body.
+    fn bytes(&self) -> usize;
+    /// Divides the batch into two non-empty halves; `None` for a single point.
+    fn split(self) -> Option<(Self, Self)>;
+    /// The batch's points as readable records, for the dead-letter file.
+    fn records(&self) -> Vec<serde_json::Value>;
+    /// Empties the batch so it can be filled again, keeping its buffers: a sink that
+    /// recycles its batches allocates (and the kernel zeroes) no fresh memory per request.
+    fn clear(&mut self);
+}
+
+/// One series' points in `[start, end)` (ns): a window `verify --repair` re-copies.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeriesWindow {
+    /// InfluxDB measurement; IoTDB device path.
+    pub measurement: String,
+    /// The series' tags, sorted by key, none empty.
+    pub tags: Vec<(String, String)>,
+    /// First time in the window, ns.
+    pub start: i64,
+    /// Just past the last time in the window, ns.
+    pub end: i64,
+}
+
+/// A target that can be read back for the verify job.
+#[async_trait::async_trait]
+pub trait Verify: Sink {
+    /// A source value as this target stores it.
+    fn canonical(&self, field: &str, value: &crate::model::Value) -> crate::verify::Canonical;
+    /// A field's name as this target shows it.
+    fn field_name<'a>(&self, field: &'a str) -> std::borrow::Cow<'a, str> {
+        std::borrow::Cow::Borrowed(field)
+    }
+    /// The target's points of the job's series, summarised per series and bucket.
+    async fn target_summaries(&self, bucket_ns: i64) -> Result<crate::verify::Summaries, String>;
+}
+
+/// A target that takes batches of points.
+#[async_trait::async_trait]
+pub trait Sink: Send + Sync + 'static {
+    /// What one request carries.
+    type Batch: Batch;
+    /// An empty batch.
+    fn new_batch(&self) -> Self::Batch;
+    /// Sizes, linger, concurrency and retry policy.
+    fn batching(&self) -> &BatchConfig;
+    /// Sends one batch; called on the tokio runtime, possibly several times at once.
+    async fn write(&self, batch: &Self::Batch) -> Result<(), WriteError>;
+    /// Deletes each of `points` from the target: the point at its series and time, every
+    /// field it has (CDC deletes and moved keys). Called on the tokio runtime.
+    async fn delete(&self, points: &[Point]) -> Result<(), WriteError> {
+        let _ = points;
+        Err(WriteError::Fatal {
+            message: format!("{} cannot delete points; a CDC job with deletes needs a target that can (on_delete: ignore skips them)", self.describe()),
+        })
+    }
+    /// Of `points` the sink deleted, those the target still holds: a point of the same
+    /// series (measurement and tags) at the same time, with any of its fields. For
+    /// checking deletes a target may leave undone (InfluxDB 1.x drops some that race with
+    /// writes, see BENCHMARKS.md). The default finds none: a target that cannot be read
+    /// back cannot be checked. Called on the tokio runtime.
+    async fn surviving(&self, points: &[Point]) -> Result<Vec<Point>, WriteError> {
+        let _ = points;
+        Ok(Vec::new())
+    }
+    /// Deletes every point of each window's series with a time in `[start, end)`, whatever
+    /// its fields: what `verify --repair` does to a window before it writes the source's
+    /// points of it again. A window of a series the target does not have deletes nothing.
+    /// Called on the tokio runtime.
+    async fn delete_range(&self, windows: &[SeriesWindow]) -> Result<(), WriteError> {
+        let _ = windows;
+        Err(WriteError::Fatal {
+            message: format!(
+                "{} cannot delete a time range of a series, which verify --repair needs",
+                self.describe()
+            ),
+        })
+    }
+    /// Whether [`Sink::delete_range`] of a series also deletes, in the same range, the
+    /// series of its measurement that have every tag of it and more. InfluxDB 2's delete
+    /// predicates cannot say that a tag is absent; verify --repair then re-copies those
+    /// series' windows too.
+    fn range_deletes_tag_supersets(&self) -> bool {
+        false
+    }
+    /// Prepares the target before the first write (e.g. creates the database).
+    async fn prepare(&self) -> Result<(), WriteError> {
+        Ok(())
+    }
+    /// What `plan` shows about the target.
+    fn describe(&self) -> String;
+    /// Whether the target can take `point` at all (its limits), for sources that can still
+    /// tell their client (the ingest endpoint refuses such a point as a bad line). A batch
+    /// checks again when the point is pushed; this default takes every point.
+    fn check(&self, point: &Point) -> Result<(), String> {
+        let _ = point;
+        Ok(())
+    }
+}

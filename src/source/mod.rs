@@ -1,0 +1,466 @@
+//! Sources: where rows come from.
+//!
+//! A bounded source divides its input into [`Split`]s and streams the rows of one split at
+//! a time into a [`RowSender`]. It never sees the dataflow: the engine decides which
+//! worker reads which split, stamps rows with epochs and records finished splits once they
+//! are durable in the target. Each connector lives in its own folder, split the same way:
+//! `config.rs` (the job-file section), `client.rs` (talking to the server), `encoding.rs`
+//! (server values → [`Value`](crate::model::Value)).
+
+use crate::dead_letter::DeadLetters;
+use crate::job::{Job, JobError};
+use crate::model::{Row, Value};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// The `source:` section of a job file, by `type`.
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    /// `type: mysql`: MySQL or MariaDB tables, read as a chunked parallel scan.
+    Mysql(crate::connectors::mysql::config::MysqlSourceConfig),
+    /// `type: influxdb`: InfluxDB 1.x measurements, read in bounded time ranges.
+    Influxdb(Box<crate::connectors::influxdb::source_config::InfluxSourceConfig>),
+    /// `type: ingest`: an HTTP endpoint taking InfluxDB line-protocol writes (`-c ingest`).
+    /// Boxed: it is much larger than the other variants.
+    Ingest(Box<crate::connectors::ingest::IngestSourceConfig>),
+    /// `type: tdengine`: TDengine super tables and tables over its REST interface, read
+    /// as sub-table × time-window splits.
+    Tdengine(crate::connectors::tdengine::config::TdengineSourceConfig),
+    /// `type: memory`: a database held in this process, for the engine's own tests.
+    Memory(crate::connectors::memory::MemorySourceConfig),
+}
+
+impl<'de> Deserialize<'de> for SourceConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (kind, body) = crate::job::tagged_section(
+            d,
+            "source",
+            &["mysql", "influxdb", "ingest", "tdengine", "memory"],
+        )?;
+        match kind.as_str() {
+            "mysql" => crate::job::section(body).map(SourceConfig::Mysql),
+            "influxdb" => crate::job::section(body).map(SourceConfig::Influxdb),
+            "ingest" => crate::job::section(body).map(|c| SourceConfig::Ingest(Box::new(c))),
+            "tdengine" => crate::job::section(body).map(SourceConfig::Tdengine),
+            "memory" => crate::job::section(body).map(SourceConfig::Memory),
+            other => Err(serde::de::Error::custom(format!(
+                "unknown source type `{other}`"
+            ))),
+        }
+    }
+}
+
+impl SourceConfig {
+    /// Checks that need no server.
+    pub fn check(&self, job: &Job) -> Result<(), JobError> {
+        match self {
+            SourceConfig::Mysql(c) => c.check(job),
+            SourceConfig::Influxdb(c) => c.check(job),
+            SourceConfig::Ingest(c) => c.check(job),
+            SourceConfig::Tdengine(c) => c.check(job),
+            SourceConfig::Memory(c) => c.check(job),
+        }
+    }
+
+    /// The `type:` word of the section.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::Mysql(_) => "mysql",
+            SourceConfig::Influxdb(_) => "influxdb",
+            SourceConfig::Ingest(_) => "ingest",
+            SourceConfig::Tdengine(_) => "tdengine",
+            SourceConfig::Memory(_) => "memory",
+        }
+    }
+
+    /// The source tables the job file names, in its order (a row's `table` indexes the
+    /// source's schema, which follows this list). Empty where the source discovers them
+    /// on the server (InfluxDB without `measurements:`).
+    pub fn table_names(&self) -> Vec<String> {
+        match self {
+            SourceConfig::Mysql(c) => c.tables.iter().map(|t| t.name.clone()).collect(),
+            SourceConfig::Influxdb(c) => c.measurements.clone().unwrap_or_default(),
+            // Points arrive whole: no tables, no mappings by table.
+            SourceConfig::Ingest(_) => Vec::new(),
+            SourceConfig::Tdengine(c) => c.tables.iter().map(|t| t.name.clone()).collect(),
+            SourceConfig::Memory(c) => c.table_names(),
+        }
+    }
+
+    /// Whether the source offers its own schema as the mapping (`mappings: auto`), through
+    /// [`BoundedSource::default_mappings`].
+    pub fn has_default_mappings(&self) -> bool {
+        matches!(self, SourceConfig::Influxdb(_))
+    }
+}
+
+/// What kind of values a column holds, as far as mapping is concerned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ColumnKind {
+    /// Signed integers.
+    Int,
+    /// Unsigned integers.
+    UInt,
+    /// Floating point and decimal numbers.
+    Float,
+    /// Booleans.
+    Bool,
+    /// Text.
+    Text,
+    /// Instants (DATETIME, TIMESTAMP, DATE).
+    Time,
+    /// A type tsmig cannot map; the text is the server's type name.
+    Unsupported(String),
+}
+
+/// A source column.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Column {
+    /// Column name.
+    pub name: String,
+    /// What it holds.
+    pub kind: ColumnKind,
+    /// The server's own type, e.g. `decimal(8,2)`; shown by `plan`.
+    pub source_type: String,
+}
+
+/// The columns of one source table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableSchema {
+    /// Table name as the job file names it.
+    pub name: String,
+    /// Every column of the table, in the table's order.
+    pub columns: Vec<Column>,
+}
+
+/// A bounded piece of a source's input, read by one worker.
+///
+/// `start..end` is half-open over the source's split dimension (the split key for MySQL);
+/// `None` is unbounded on that side. `partition` names a sub-division where the source has
+/// one (a TDengine sub-table; unused by MySQL). `id` is unique within the job's plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Split {
+    /// Unique within the plan; the checkpoint records finished ids.
+    pub id: u64,
+    /// Index of the table in the job file's order.
+    pub table: u32,
+    /// A sub-division of the table, if the source has one.
+    // No `skip_serializing_if` here or below: splits cross processes in bincode, which
+    // is not self-describing and cannot skip a field.
+    #[serde(default)]
+    pub partition: String,
+    /// Inclusive lower bound; `None` for none.
+    pub start: Option<i64>,
+    /// Exclusive upper bound; `None` for none.
+    pub end: Option<i64>,
+    /// Read only the rows whose split key is NULL (they fall in no range).
+    #[serde(default)]
+    pub nulls: bool,
+    /// The planner's estimate of the rows in the split (for progress and ETA).
+    pub estimated_rows: u64,
+}
+
+/// Why a source failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The job file asks for something the source cannot do (unknown table, bad split key).
+    #[error("{0}")]
+    Config(#[from] JobError),
+    /// The server failed or could not be reached, after the source's own retries: a
+    /// transient failure (the job may restart from its checkpoint).
+    #[error("{0}")]
+    Server(String),
+    /// The source cannot go on, whatever is tried again: a purged position, a schema change,
+    /// a refused login, an event it cannot read. A fatal failure.
+    #[error("{0}")]
+    Fatal(String),
+    /// The engine stopped taking rows (shutdown).
+    #[error("the job is stopping")]
+    Stopped,
+}
+
+impl From<SourceError> for crate::error::Failure {
+    fn from(e: SourceError) -> Self {
+        match e {
+            SourceError::Server(message) => crate::error::Failure::transient(message),
+            other => crate::error::Failure::fatal(other.to_string()),
+        }
+    }
+}
+
+/// Where a read task sends its batches (rows of a split, or change events). Bounded:
+/// `send` waits while the engine is behind, so a fast server cannot fill memory.
+pub struct BatchSender<T> {
+    tx: tokio::sync::mpsc::Sender<T>,
+    wake: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl<T> Clone for BatchSender<T> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            wake: self.wake.clone(),
+        }
+    }
+}
+
+impl<T> BatchSender<T> {
+    /// A sender into `tx` that calls `wake` after each batch so the reading operator runs.
+    pub fn new(tx: tokio::sync::mpsc::Sender<T>, wake: Arc<dyn Fn() + Send + Sync>) -> Self {
+        Self { tx, wake }
+    }
+
+    /// Sends one batch.
+    pub async fn send_batch(&self, batch: T) -> Result<(), SourceError> {
+        self.tx
+            .send(batch)
+            .await
+            .map_err(|_| SourceError::Stopped)?;
+        (self.wake)();
+        Ok(())
+    }
+}
+
+/// Where a split's rows go.
+pub type RowSender = BatchSender<Vec<Row>>;
+
+impl RowSender {
+    /// Sends one batch of rows (nothing for an empty one).
+    pub async fn send(&self, rows: Vec<Row>) -> Result<(), SourceError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.send_batch(rows).await
+    }
+}
+
+/// Dead-letters a source row holding a value that could not be converted: the row as
+/// column → value (null where the value is NULL or was refused), and `reason`, which
+/// names the column and the value.
+pub fn dead_letter_row(
+    dead_letters: &DeadLetters,
+    schema: &TableSchema,
+    projection: &[usize],
+    values: &[Option<Value>],
+    reason: &str,
+) {
+    let row: serde_json::Map<String, serde_json::Value> = projection
+        .iter()
+        .zip(values)
+        .map(|(&c, v)| {
+            (
+                schema.columns[c].name.clone(),
+                v.as_ref().map(|v| v.to_json()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    dead_letters.record(
+        "source",
+        &format!("table {}: {reason}", schema.name),
+        row.into(),
+    );
+}
+
+/// A position in a change log (MySQL's binlog): where a restart resumes. Always a
+/// transaction boundary.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LogPosition {
+    /// Binlog file name, e.g. `mariadb-bin.000003`.
+    pub file: String,
+    /// Byte offset in that file of the first event not yet applied.
+    pub offset: u64,
+}
+
+impl std::fmt::Display for LogPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file, self.offset)
+    }
+}
+
+/// One row change: before and after images, in the projection of the row's table.
+/// INSERT has only `after`, DELETE only `before`, UPDATE both.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RowChange {
+    /// The row before the change.
+    pub before: Option<Row>,
+    /// The row after the change.
+    pub after: Option<Row>,
+}
+
+/// What a change-log reader sends the engine, in log order.
+#[derive(Debug)]
+pub enum ChangeEvent {
+    /// Row changes of the transaction under way.
+    Rows(Vec<RowChange>),
+    /// A transaction ended: every change before `position` has been sent. `timestamp` is
+    /// the commit's time on the server (Unix seconds).
+    Commit {
+        /// Where the next transaction starts.
+        position: LogPosition,
+        /// When the transaction was written, by the server's clock.
+        timestamp: u32,
+    },
+    /// The server has nothing more right now (a heartbeat): `position` is its end and
+    /// everything before it has been sent.
+    Idle {
+        /// The server's end of log.
+        position: LogPosition,
+    },
+}
+
+/// Where a server's change log stands, by the server's own clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogStatus {
+    /// The end of the log.
+    pub end: LogPosition,
+    /// Bytes of log from the position asked about to the end (across files).
+    pub bytes_behind: u64,
+    /// The server's clock, Unix milliseconds.
+    pub server_time_ms: u64,
+}
+
+/// Where a change-log reader sends its events.
+pub type ChangeSender = BatchSender<ChangeEvent>;
+
+/// A source that follows a change log: CDC.
+#[async_trait::async_trait]
+pub trait ChangeSource: Send + Sync + 'static {
+    /// Checks the server can give what CDC needs (log format, privileges) and says what is
+    /// missing and how to set it.
+    async fn check_change_log(&self) -> Result<(), SourceError>;
+    /// The server's current end of log: where a `cdc` job with no recorded position starts.
+    async fn log_end(&self) -> Result<LogPosition, SourceError>;
+    /// Starts a consistent snapshot and returns the log position it corresponds to: a
+    /// backfill started after this call sees every change before it.
+    async fn snapshot_position(&self) -> Result<LogPosition, SourceError>;
+    /// Where the server's log stands against `from`, for the lag metrics.
+    async fn status(&self, from: &LogPosition) -> Result<LogStatus, SourceError>;
+    /// Reads the log from `from` and sends every change of the job's tables, in order, with
+    /// transaction boundaries and heartbeats, until `out` closes or the log cannot be read.
+    /// Rows that cannot be converted go to `dead_letters`.
+    async fn follow(
+        &self,
+        from: LogPosition,
+        out: &ChangeSender,
+        dead_letters: &DeadLetters,
+    ) -> Result<(), SourceError>;
+}
+
+/// A source that reads a fixed input in splits: the backfill.
+#[async_trait::async_trait]
+pub trait BoundedSource: Send + Sync + 'static {
+    /// Every column of each source table, in the job file's table order.
+    fn schema(&self) -> &[TableSchema];
+
+    /// Restricts what rows of `table` carry to `columns` (indices into its schema), in
+    /// that order. Called once, before planning and reading.
+    fn set_projection(&mut self, table: usize, columns: Vec<usize>);
+
+    /// The columns that identify a row of `table` (indices into its schema; MySQL: the
+    /// split key, else the primary key). The projection always carries them, mapped or
+    /// not, so a dead letter names the row it was. Empty where points carry their own
+    /// identity (a series and a time).
+    fn row_key(&self, table: usize) -> Vec<usize> {
+        let _ = table;
+        Vec::new()
+    }
+
+    /// The mappings that copy the source as it is, for a job without `mappings:` (or
+    /// `mappings: auto`); `None` where the source has no such obvious mapping (SQL tables).
+    fn default_mappings(&self) -> Option<Vec<crate::job::MappingConfig>> {
+        None
+    }
+
+    /// Divides the input into splits. Called once per job; the plan is stored with the
+    /// checkpoint so a restart reads the same splits.
+    async fn plan(&self) -> Result<Vec<Split>, SourceError>;
+
+    /// Whether the source can be polled by time ([`plan_window`](Self::plan_window)), as
+    /// `backfill+follow` does: its rows carry a time they can be selected by, and it has no
+    /// change log to follow instead.
+    fn follows_by_time(&self) -> bool {
+        false
+    }
+
+    /// `backfill+follow`: splits reading every row of every table whose time is in
+    /// `[from_ns, to_ns)` (Unix nanoseconds), each bounded on both sides, ids from 0. Called
+    /// once per polling round; the round's plan is stored like a backfill's. Only called
+    /// where [`follows_by_time`](Self::follows_by_time) is true.
+    async fn plan_window(&self, from_ns: i64, to_ns: i64) -> Result<Vec<Split>, SourceError> {
+        let _ = (from_ns, to_ns);
+        Err(SourceError::Server(
+            "this source cannot be polled by time".into(),
+        ))
+    }
+
+    /// Streams every row of `split` into `out`. Rows that cannot be converted go to
+    /// `dead_letters`. Returns the number of rows sent.
+    async fn read(
+        &self,
+        split: &Split,
+        out: &RowSender,
+        dead_letters: &DeadLetters,
+    ) -> Result<u64, SourceError>;
+}
+
+/// Connects to the source named in the job file for CDC: the bounded side (schema,
+/// projection, snapshot reads) and the change log, which share one connection pool.
+pub async fn open_change_source(job: &Job) -> Result<Box<dyn BoundedChangeSource>, SourceError> {
+    match &job.file.source {
+        SourceConfig::Memory(config) => Ok(Box::new(open_memory(job, config)?)),
+        SourceConfig::Mysql(config) => Ok(Box::new(
+            crate::connectors::mysql::source::MysqlSource::open(job, config).await?,
+        )),
+        other => Err(job
+            .error_at(
+                "source.type",
+                format!(
+                    "a `{}` source has no change log to follow: CDC needs `type: mysql`",
+                    other.kind()
+                ),
+            )
+            .into()),
+    }
+}
+
+/// A source with both a backfill and a change log (MySQL). An `Arc` of one upcasts to
+/// either side.
+pub trait BoundedChangeSource: BoundedSource + ChangeSource {}
+
+impl<T: BoundedSource + ChangeSource> BoundedChangeSource for T {}
+
+/// Connects to the source named in the job file and reads its tables' schemas.
+pub async fn open_bounded(job: &Job) -> Result<Box<dyn BoundedSource>, SourceError> {
+    match &job.file.source {
+        SourceConfig::Mysql(config) => Ok(Box::new(
+            crate::connectors::mysql::source::MysqlSource::open(job, config).await?,
+        )),
+        SourceConfig::Tdengine(config) => {
+            Ok(Box::new(crate::connectors::tdengine::TdengineSource::open(job, config).await?))
+        }
+        SourceConfig::Influxdb(config) => Ok(Box::new(
+            crate::connectors::influxdb::source::InfluxSource::open(job, config).await?,
+        )),
+        SourceConfig::Memory(config) => Ok(Box::new(open_memory(job, config)?)),
+        SourceConfig::Ingest(_) => Err(SourceError::Config(job.error_at(
+            "source.type",
+            "the ingest source is an endpoint that runs until stopped, not a bounded input: run it with `-c ingest`",
+        ))),
+    }
+}
+
+fn open_memory(
+    job: &Job,
+    config: &crate::connectors::memory::MemorySourceConfig,
+) -> Result<crate::connectors::memory::MemorySource, SourceError> {
+    let db = crate::connectors::memory::database(&config.database).ok_or_else(|| {
+        SourceError::Config(job.error_at(
+            "source.database",
+            format!(
+                "no memory database `{}` is registered in this process",
+                config.database
+            ),
+        ))
+    })?;
+    Ok(crate::connectors::memory::MemorySource::new(db))
+}
