@@ -18,4 +18,5 @@ pub mod model;
 pub mod runner;
 pub mod sink;
 pub mod source;
+pub mod spec;
 pub mod verify;

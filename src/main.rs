@@ -205,18 +205,20 @@ impl Drop for RedactedStderr {
     }
 }
 
-fn load(path: &Path) -> Result<Job, RunError> {
+/// Loads the job file and has its connectors parse and check their sections.
+fn load(path: &Path) -> Result<(Job, tsmig::connectors::Checked), RunError> {
     let job = Job::load(path).map_err(|e| RunError::Usage(e.to_string()))?;
     let _ = SECRETS.set(job.secrets.clone());
-    Ok(job)
+    let checked = runner::connectors(&job)?;
+    Ok((job, checked))
 }
 
 fn run(cli: Cli) -> Result<(), RunError> {
     match cli.command {
         Some(Command::Validate { config }) => {
-            let job = load(&config)?;
-            let has_tables = job.file.source.kind() != "ingest";
-            let tables = match job.file.source.table_names().len() {
+            let (job, checked) = load(&config)?;
+            let has_tables = !checked.source.arrives_as_points();
+            let tables = match checked.source.table_names().len() {
                 0 if has_tables => "tables found on the server".to_string(),
                 n => format!("{n} tables"),
             };
@@ -233,7 +235,7 @@ fn run(cli: Cli) -> Result<(), RunError> {
             Ok(())
         }
         Some(Command::Plan { config }) => {
-            let job = load(&config)?;
+            let (job, _) = load(&config)?;
             print!("{}", job.secrets.redact(&runner::plan(&job)?));
             Ok(())
         }
@@ -244,7 +246,7 @@ fn run(cli: Cli) -> Result<(), RunError> {
                 .clone()
                 .ok_or_else(|| RunError::Usage("--config FILE is required (see --help)".into()))?;
             let cluster = cluster(&args)?;
-            let mut job = load(&config)?;
+            let (mut job, _) = load(&config)?;
             if let Some(restart) = args.restart {
                 job.file.restart.strategy = match restart {
                     Restart::Exponential => tsmig::job::RestartStrategy::Exponential,

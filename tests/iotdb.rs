@@ -358,12 +358,20 @@ fn a_point_delete_removes_exactly_that_point() {
     )
     .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let source = rt.block_on(tsmig::source::open_bounded(&job)).unwrap();
-    let mappings = tsmig::mapping::Mappings::compile(&job, source.schema()).unwrap();
-    let tsmig::sink::SinkConfig::Iotdb(config, batching) = &job.file.sink else {
-        panic!("an IoTDB job")
-    };
-    let sink = tsmig::connectors::iotdb::IotdbSink::new(config, batching, &mappings).unwrap();
+    let spec = tsmig::connectors::source(&job).unwrap();
+    let source = rt.block_on(spec.open(&job)).unwrap();
+    let mappings = tsmig::mapping::Mappings::compile_for(
+        &job,
+        source.schema(),
+        Some(std::sync::Arc::new(
+            tsmig::connectors::iotdb::path::IotdbPaths,
+        )),
+    )
+    .unwrap();
+    let (config, batching) =
+        tsmig::sink::parse_section::<tsmig::connectors::iotdb::config::IotdbSinkConfig>(&job)
+            .unwrap();
+    let sink = tsmig::connectors::iotdb::IotdbSink::new(&config, &batching, &mappings).unwrap();
     rt.block_on(sink.prepare()).unwrap();
     // dev-0003's reading at 00:00:01 (row 1003), both measurements named.
     rt.block_on(sink.delete_point(
@@ -573,16 +581,23 @@ fn iotdbs_own_refusal_of_an_encoding_fails_the_write_naming_the_key_to_change() 
     )
     .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let source = rt.block_on(tsmig::source::open_bounded(&job)).unwrap();
-    let mappings = tsmig::mapping::Mappings::compile(&job, source.schema()).unwrap();
-    let tsmig::sink::SinkConfig::Iotdb(config, batching) = &job.file.sink else {
-        panic!("an IoTDB job")
-    };
+    let spec = tsmig::connectors::source(&job).unwrap();
+    let source = rt.block_on(spec.open(&job)).unwrap();
+    let mappings = tsmig::mapping::Mappings::compile_for(
+        &job,
+        source.schema(),
+        Some(std::sync::Arc::new(
+            tsmig::connectors::iotdb::path::IotdbPaths,
+        )),
+    )
+    .unwrap();
+    let (mut config, batching) =
+        tsmig::sink::parse_section::<tsmig::connectors::iotdb::config::IotdbSinkConfig>(&job)
+            .unwrap();
     // What `validate` refuses, as a server whose table of encodings differed from tsmig's
     // would: DIFF encodes no type in IoTDB 1.x.
-    let mut config = config.clone();
     config.encodings.insert("DOUBLE".into(), "DIFF".into());
-    let sink = tsmig::connectors::iotdb::IotdbSink::new(&config, batching, &mappings).unwrap();
+    let sink = tsmig::connectors::iotdb::IotdbSink::new(&config, &batching, &mappings).unwrap();
     rt.block_on(sink.prepare()).unwrap();
     let mut batch = sink.new_batch();
     batch

@@ -48,10 +48,11 @@ fn parse_job(job: &Path, env: &[(&str, String)]) -> tsmig::job::Job {
 
 /// The job's InfluxDB sink, told the tag keys of `sensors` and `other`.
 fn influx_sink(job: &tsmig::job::Job) -> tsmig::connectors::influxdb::InfluxSink {
-    let tsmig::sink::SinkConfig::Influxdb(config, batching) = &job.file.sink else {
-        panic!("an InfluxDB job")
-    };
-    tsmig::connectors::influxdb::InfluxSink::new(config, batching, vec![])
+    let (config, batching) = tsmig::sink::parse_section::<
+        tsmig::connectors::influxdb::sink_config::InfluxSinkConfig,
+    >(job)
+    .unwrap();
+    tsmig::connectors::influxdb::InfluxSink::new(&config, &batching, vec![])
         .unwrap()
         .with_tag_keys(BTreeMap::from([
             (
@@ -227,12 +228,20 @@ fn iotdb_surviving_finds_exactly_the_points_a_delete_left() {
 
     let job = parse_job(&job_file, &env);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let source = rt.block_on(tsmig::source::open_bounded(&job)).unwrap();
-    let mappings = tsmig::mapping::Mappings::compile(&job, source.schema()).unwrap();
-    let tsmig::sink::SinkConfig::Iotdb(config, batching) = &job.file.sink else {
-        panic!("an IoTDB job")
-    };
-    let sink = tsmig::connectors::iotdb::IotdbSink::new(config, batching, &mappings).unwrap();
+    let spec = tsmig::connectors::source(&job).unwrap();
+    let source = rt.block_on(spec.open(&job)).unwrap();
+    let mappings = tsmig::mapping::Mappings::compile_for(
+        &job,
+        source.schema(),
+        Some(std::sync::Arc::new(
+            tsmig::connectors::iotdb::path::IotdbPaths,
+        )),
+    )
+    .unwrap();
+    let (config, batching) =
+        tsmig::sink::parse_section::<tsmig::connectors::iotdb::config::IotdbSinkConfig>(&job)
+            .unwrap();
+    let sink = tsmig::connectors::iotdb::IotdbSink::new(&config, &batching, &mappings).unwrap();
     let device = |d: &str| format!("root.factory.`{d}`");
     // dev-0003 at 00:00:01 loses two of its four measurements; dev-0005 at 00:00:02 all.
     let dev3 = device("dev-0003");

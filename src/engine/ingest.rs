@@ -54,10 +54,10 @@
 //! answered at once too, instead of waiting out `ack_timeout`.
 
 use super::{sink, Cluster, Control, EpochClock, Services};
-use crate::connectors::ingest::{Ack, IngestQueue, Ingested};
 use crate::error::Failure;
 use crate::model::Point;
 use crate::sink::Sink;
+use crate::source::push::{Ack, IngestQueue, Ingested};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;

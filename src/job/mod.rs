@@ -6,18 +6,13 @@
 //! ([`JobError`]); checks that need the source's schema (unknown columns) use
 //! [`Job::error_at`] to point at the offending key the same way.
 
-pub mod env;
-pub mod locate;
-
-use crate::sink::SinkConfig;
-use crate::source::SourceConfig;
+use crate::spec::{describe_serde_error, env, ErrorAt, Section};
 use serde::{Deserialize, Deserializer};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use env::{mask_urls, Secrets};
-pub use locate::Locations;
+pub use crate::spec::{duration, duration_opt, mask_urls, JobError, Locations, Secrets};
 
 /// A job file as written by the user.
 #[derive(Debug, Clone, Deserialize)]
@@ -28,10 +23,10 @@ pub struct JobFile {
     /// What the job does when `-c` is not given on the command line.
     #[serde(default)]
     pub mode: Mode,
-    /// Where rows come from.
-    pub source: SourceConfig,
-    /// Where points go.
-    pub sink: SinkConfig,
+    /// Where rows come from: a `type:` and that connector's keys (see `connectors`).
+    pub source: Section,
+    /// Where points go: a `type:` and that connector's keys.
+    pub sink: Section,
     /// How rows of each source table become points. `auto` (or no `mappings:` at all)
     /// asks the source for its own schema as the mapping, where it has one (InfluxDB 1.x:
     /// every measurement copied as is); the list is then empty. An `ingest` source has no
@@ -498,46 +493,6 @@ fn default_max_in_flight_rows() -> u64 {
     40_000
 }
 
-/// Deserialises `"1s"`, `"250ms"`, `"2m"` into a [`Duration`].
-pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text)
-        .map_err(|e| serde::de::Error::custom(format!("`{text}` is not a duration ({e})")))
-}
-
-/// Deserialises an optional duration (`"90d"`).
-pub fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    duration(d).map(Some)
-}
-
-/// An error in a job file, with its place.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobError {
-    /// The job file.
-    pub file: PathBuf,
-    /// 1-based line and column, when known.
-    pub place: Option<(usize, usize)>,
-    /// The key path, e.g. `source.tables[0].chunk_rows`.
-    pub key: Option<String>,
-    /// What is wrong (secrets already masked).
-    pub message: String,
-}
-
-impl fmt::Display for JobError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some((line, column)) = self.place {
-            write!(f, ":{line}:{column}")?;
-        }
-        if let Some(key) = &self.key {
-            write!(f, ": key `{key}`")?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-impl std::error::Error for JobError {}
-
 /// A loaded job: the file's content plus what is needed to report errors against it.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -549,6 +504,12 @@ pub struct Job {
     pub locations: Locations,
     /// Values substituted from the environment, masked in messages.
     pub secrets: Secrets,
+}
+
+impl ErrorAt for Job {
+    fn error_at(&self, key: &str, message: String) -> JobError {
+        Job::error_at(self, key, message)
+    }
 }
 
 impl Job {
@@ -594,6 +555,9 @@ impl Job {
                 message: secrets.redact(&message),
             }
         })?;
+        let mut file = file;
+        file.source.at = "source".into();
+        file.sink.at = "sink".into();
         let job = Job {
             file,
             path: path.to_path_buf(),
@@ -636,24 +600,12 @@ impl Job {
         }
     }
 
-    /// Checks that need no database.
+    /// Checks that need neither a database nor the connectors (which check their own
+    /// sections: `connectors::check`).
     fn check(&self) -> Result<(), JobError> {
         let f = &self.file;
         if f.name.trim().is_empty() {
             return Err(self.error_at("name", "the job name must not be empty"));
-        }
-        if let SourceConfig::Ingest(_) = f.source {
-            if !f.mappings.is_empty() {
-                return Err(self.error_at(
-                    "mappings",
-                    "an ingest job has no source tables to map: line protocol arrives as points (measurement, tags, fields, time) and is written as it is; remove `mappings:`",
-                ));
-            }
-        } else if f.mappings.is_empty() && !f.source.has_default_mappings() {
-            return Err(self.error_at(
-                "mappings",
-                "a job needs at least one mapping (`mappings: auto` is for sources that offer their own schema as one, e.g. InfluxDB)",
-            ));
         }
         for (i, m) in f.mappings.iter().enumerate() {
             if m.fields.is_empty() {
@@ -686,8 +638,6 @@ impl Job {
             return Err(self.error_at("flow.max_in_flight_rows", "must be at least 1"));
         }
         self.state_dir()?;
-        f.source.check(self)?;
-        f.sink.check(self)?;
         Ok(())
     }
 }
@@ -750,115 +700,6 @@ fn same_points(a: &MappingConfig, b: &MappingConfig) -> Option<String> {
             shared.join(", ")
         )
     })
-}
-
-/// Marks a key path carried inside a serde error message from a tagged section
-/// ([`section`]) out to [`Job::parse`], which joins it to the section's own path.
-const PATH_MARK: char = '\u{1}';
-
-/// Splits a `type:`-tagged section (`source:`, `sink:`) into its type and the rest.
-pub fn tagged_section<'de, D: Deserializer<'de>>(
-    d: D,
-    what: &str,
-    types: &[&str],
-) -> Result<(String, serde_yaml::Value), D::Error> {
-    use serde::de::Error;
-    let mut body = serde_yaml::Mapping::deserialize(d)?;
-    let kind = match body.remove("type") {
-        Some(serde_yaml::Value::String(kind)) => kind,
-        Some(_) => {
-            return Err(D::Error::custom(format!(
-                "{PATH_MARK}type{PATH_MARK}the {what} type must be text"
-            )))
-        }
-        None => {
-            return Err(D::Error::custom(format!(
-                "missing field `type`: the {what} type, one of {}",
-                types.join(", ")
-            )))
-        }
-    };
-    if !types.contains(&kind.as_str()) {
-        return Err(D::Error::custom(format!(
-            "{PATH_MARK}type{PATH_MARK}unknown {what} type `{kind}`, expected one of {}",
-            types.join(", ")
-        )));
-    }
-    Ok((kind, serde_yaml::Value::Mapping(body)))
-}
-
-/// Splits a section's keys in two: those named in `keys` (shared settings such as
-/// batching) and the rest (the section's own).
-pub fn split_section(
-    body: serde_yaml::Value,
-    keys: &[&str],
-) -> (serde_yaml::Value, serde_yaml::Value) {
-    let serde_yaml::Value::Mapping(map) = body else {
-        return (body, serde_yaml::Value::Mapping(Default::default()));
-    };
-    let (shared, own): (serde_yaml::Mapping, serde_yaml::Mapping) = map
-        .into_iter()
-        .partition(|(k, _)| k.as_str().is_some_and(|k| keys.contains(&k)));
-    (
-        serde_yaml::Value::Mapping(own),
-        serde_yaml::Value::Mapping(shared),
-    )
-}
-
-/// Deserialises the body of a tagged section, keeping the key path of an error inside it
-/// (serde's own tagged enums lose it).
-pub fn section<T: serde::de::DeserializeOwned, E: serde::de::Error>(
-    body: serde_yaml::Value,
-) -> Result<T, E> {
-    serde_path_to_error::deserialize(body).map_err(|e| {
-        let path = e.path().to_string();
-        let message = e.into_inner().to_string();
-        let (inner_path, message) = describe_serde_error(&path, &message);
-        match inner_path {
-            Some(p) => E::custom(format!("{PATH_MARK}{p}{PATH_MARK}{message}")),
-            None => E::custom(message),
-        }
-    })
-}
-
-/// serde's message, with the key of an unknown field appended to the path so the error
-/// points at the unknown key itself, and a path carried out of a tagged section joined on.
-fn describe_serde_error(path: &str, message: &str) -> (Option<String>, String) {
-    let message = message
-        .split(" at line ")
-        .next()
-        .unwrap_or(message)
-        .to_string();
-    let path = if path == "." {
-        String::new()
-    } else {
-        path.to_string()
-    };
-    let join = |name: &str| {
-        if path.is_empty() {
-            name.to_string()
-        } else if name.starts_with('[') {
-            format!("{path}{name}")
-        } else {
-            format!("{path}.{name}")
-        }
-    };
-    if let Some(rest) = message.strip_prefix(PATH_MARK) {
-        if let Some((inner, message)) = rest.split_once(PATH_MARK) {
-            return (Some(join(inner)), message.to_string());
-        }
-    }
-    let key = if let Some(rest) = message.strip_prefix("unknown field `") {
-        // Some deserializers put the unknown key in the path already, some do not.
-        let name = rest.split('`').next().unwrap_or_default();
-        let already = path == name || path.ends_with(&format!(".{name}"));
-        Some(if already { path.clone() } else { join(name) })
-    } else if path.is_empty() {
-        None
-    } else {
-        Some(path)
-    };
-    (key, message)
 }
 
 #[cfg(test)]

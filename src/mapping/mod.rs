@@ -11,6 +11,17 @@ use crate::model::{device_hash, Name, Point, Row, Value};
 use crate::source::RowChange;
 use crate::source::{ColumnKind, TableSchema};
 
+/// How a sink that reads `path:` templates (IoTDB's device paths,
+/// `root.factory.{device_id}`) names their levels: the mapping renders one path per row
+/// with it, and knows nothing else of the target.
+pub trait PathNames: std::fmt::Debug + Send + Sync {
+    /// The template's levels as written: each literal (checked valid) or `{column}`; `Err`
+    /// says what is wrong with the template.
+    fn levels(&self, template: &str) -> Result<Vec<String>, String>;
+    /// A column's value as a level (quoted where the target needs it).
+    fn quote(&self, value: &str) -> String;
+}
+
 /// Where a point's time comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TimeSource {
@@ -49,7 +60,7 @@ pub struct FieldSource {
 struct Compiled {
     measurement: Name,
     /// IoTDB device path template (`path:`); when set, it is the point's measurement.
-    path: Option<Vec<PathLevel>>,
+    path: Option<(Vec<PathLevel>, std::sync::Arc<dyn PathNames>)>,
     /// Where each field comes from.
     sources: Vec<FieldSource>,
     /// The device column (its position in the row, its name); `None`: the device is the
@@ -106,16 +117,28 @@ impl Mappings {
     /// Compiles `job`'s mappings against `schema` (one entry per source table, in the job
     /// file's order).
     pub fn compile(job: &Job, schema: &[TableSchema]) -> Result<Mappings, JobError> {
-        Self::compile_entries(job, &job.file.mappings, schema)
+        Self::compile_entries(job, &job.file.mappings, schema, None)
+    }
+
+    /// Compiles `job`'s mappings for a sink that reads `path:` templates, naming their
+    /// levels with `paths` (IoTDB's device paths).
+    pub fn compile_for(
+        job: &Job,
+        schema: &[TableSchema],
+        paths: Option<std::sync::Arc<dyn PathNames>>,
+    ) -> Result<Mappings, JobError> {
+        Self::compile_entries(job, &job.file.mappings, schema, paths)
     }
 
     /// Compiles `entries` — the job file's mappings, or those a source offers as its own
     /// (`mappings: auto`) — against `schema`. Errors name keys as if `entries` were the
-    /// job file's `mappings:`.
+    /// job file's `mappings:`. `paths` names the levels of `path:` templates, for a sink
+    /// that reads them; without it a `path:` is refused.
     pub fn compile_entries(
         job: &Job,
         entries: &[MappingConfig],
         schema: &[TableSchema],
+        paths: Option<std::sync::Arc<dyn PathNames>>,
     ) -> Result<Mappings, JobError> {
         let tables: Vec<String> = schema.iter().map(|t| t.name.clone()).collect();
         let mut per_table: Vec<Vec<Compiled>> = vec![Vec::new(); tables.len()];
@@ -216,30 +239,28 @@ impl Mappings {
                     if !m.tags.is_empty() {
                         return Err(job.error_at(&key("tags"), "IoTDB has no tags: name the columns in the path instead, e.g. root.factory.{site}.{device_id}"));
                     }
-                    let nodes = crate::connectors::iotdb::path::split(template)
+                    let Some(names) = paths.clone() else {
+                        return Err(job.error_at(
+                            &key("path"),
+                            "this sink takes no `path:` (an IoTDB device path); name a `measurement:`",
+                        ));
+                    };
+                    let nodes = names
+                        .levels(template)
                         .map_err(|e| job.error_at(&key("path"), e))?;
-                    if nodes[0] != "root" || nodes.len() < 3 {
-                        return Err(job.error_at(&key("path"), format!("`{template}` must start with root. and name a database and a device, e.g. root.factory.{{device_id}}")));
-                    }
                     let mut levels = Vec::new();
-                    for (level, node) in nodes.into_iter().enumerate() {
-                        if level == 0 {
-                            // `root`, checked above: a reserved word only IoTDB's root may be.
-                            levels.push(PathLevel::Literal(node));
-                        } else if let Some(name) =
-                            node.strip_prefix('{').and_then(|n| n.strip_suffix('}'))
+                    for node in nodes {
+                        if let Some(name) = node.strip_prefix('{').and_then(|n| n.strip_suffix('}'))
                         {
                             let (at, ..) = column(name, key("path"))?;
                             levels.push(PathLevel::Column(at, Name::from(name)));
                         } else if node.contains(['{', '}']) {
                             return Err(job.error_at(&key("path"), format!("level `{node}`: a level is either literal or exactly one {{column}}")));
-                        } else if !crate::connectors::iotdb::path::is_valid_node(&node) {
-                            return Err(job.error_at(&key("path"), format!("level `{node}` is not a valid IoTDB node; write it in backquotes: {}", crate::connectors::iotdb::path::quote_node(&node))));
                         } else {
                             levels.push(PathLevel::Literal(node));
                         }
                     }
-                    Some(levels)
+                    Some((levels, names))
                 }
             };
 
@@ -384,7 +405,7 @@ impl Mappings {
             .iter()
             .flatten()
             .filter_map(|m| m.path.as_ref())
-            .map(|levels| {
+            .map(|(levels, _)| {
                 levels
                     .iter()
                     .map_while(|l| match l {
@@ -594,7 +615,7 @@ impl Compiled {
         // Before tags and fields may move values out of the row.
         let measurement = match &self.path {
             None => self.measurement.clone(),
-            Some(levels) => render_path(levels, values)?,
+            Some((levels, names)) => render_path(levels, &**names, values)?,
         };
 
         let mut tags = Vec::with_capacity(self.tags.len());
@@ -635,7 +656,11 @@ impl Compiled {
 }
 
 /// A device path for one row: literal levels as they are, column levels quoted.
-fn render_path(levels: &[PathLevel], values: &[Option<Value>]) -> Result<Name, String> {
+fn render_path(
+    levels: &[PathLevel],
+    names: &dyn PathNames,
+    values: &[Option<Value>],
+) -> Result<Name, String> {
     let mut path = String::with_capacity(48);
     for (i, level) in levels.iter().enumerate() {
         if i > 0 {
@@ -652,7 +677,7 @@ fn render_path(levels: &[PathLevel], values: &[Option<Value>]) -> Result<Name, S
                 if text.is_empty() {
                     return Err(format!("path column `{column}` is empty"));
                 }
-                path.push_str(&crate::connectors::iotdb::path::quote_node(&text));
+                path.push_str(&names.quote(&text));
             }
         }
     }
@@ -765,8 +790,9 @@ mod tests {
             "{}",
             err.message
         );
-        let err = job("").unwrap_err();
-        assert_eq!(err.key.as_deref(), Some("mappings"));
+        // An empty list parses; the source's connector decides whether that means
+        // `auto` (connectors::tests).
+        assert!(job("").unwrap().file.mappings.is_empty());
     }
 
     #[test]

@@ -11,17 +11,16 @@
 //!   is idempotent the end state is exact.
 
 use super::{
-    open_source, prepare_sink, source_error, with_sink, BackfillPhase, JobRun, RunError,
-    RunOptions, WithSink,
+    build_sink, open_source, prepare_sink, source_error, BackfillPhase, JobRun, RunError,
+    RunOptions,
 };
 use crate::checkpoint::store::FileStore;
 use crate::checkpoint::CdcState;
+use crate::connectors::Checked;
 use crate::engine::{self, cdc::Cdc, CdcProgress};
 use crate::job::{Job, Mode};
-use crate::mapping::Mappings;
 use crate::metrics::Counters;
-use crate::sink::Sink;
-use crate::source::{BoundedSource, ChangeSource, LogPosition, LogStatus};
+use crate::source::{ChangeSource, LogPosition, LogStatus};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,61 +28,24 @@ use std::time::Duration;
 /// the sink, then the phases from the recorded state.
 pub(super) fn run(
     job: &Job,
+    checked: &Checked,
     mode: Mode,
     options: &RunOptions,
-    job_run: &JobRun,
+    run: &JobRun,
 ) -> Result<(), RunError> {
-    let rt = &job_run.rt;
-    let (source, changes, mappings) = rt.block_on(open_source(job, true))?;
+    let rt = &run.rt;
+    let (source, changes, mappings) = rt.block_on(open_source(job, checked, true))?;
     let changes = changes.ok_or_else(|| {
         RunError::Usage(format!(
             "source type `{}` has no change log to follow; `{mode}` needs MySQL or MariaDB",
-            job.file.source.kind()
+            checked.source.kind()
         ))
     })?;
     rt.block_on(changes.check_change_log())
         .map_err(|e| source_error(job, e))?;
     let mappings = Arc::new(mappings);
-    with_sink(
-        job,
-        &mappings,
-        CdcPhases {
-            job,
-            options,
-            mode,
-            run: job_run,
-            source,
-            changes,
-            mappings: mappings.clone(),
-        },
-    )
-    .and_then(|r| r)
-}
-
-struct CdcPhases<'a> {
-    job: &'a Job,
-    options: &'a RunOptions,
-    mode: Mode,
-    run: &'a JobRun,
-    source: Arc<dyn BoundedSource>,
-    changes: Arc<dyn ChangeSource>,
-    mappings: Arc<Mappings>,
-}
-
-impl WithSink for CdcPhases<'_> {
-    type Out = Result<(), RunError>;
-
-    fn run<S: Sink>(self, sink: S) -> Result<(), RunError> {
-        let CdcPhases {
-            job,
-            options,
-            mode,
-            run,
-            source,
-            changes,
-            mappings,
-        } = self;
-        let sink = Arc::new(sink);
+    {
+        let sink = Arc::new(build_sink(job, checked, &mappings)?);
         prepare_sink(job, &run.rt, &*sink)?;
         let store = super::state_store(job, options.fresh && options.cluster.process == 0, run)?;
         let state = start_position(job, mode, options, run, &store, &*changes)?;

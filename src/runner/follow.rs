@@ -26,10 +26,11 @@
 //! restart finishes that round (only its unfinished splits) before planning the next. A
 //! plan recorded without its round (a crash between the two saves) is planned again.
 
-use super::{open, prepare_sink, source_error, with_sink, BackfillPhase, JobRun, RunError};
-use super::{RunOptions, WithSink};
+use super::RunOptions;
+use super::{build_sink, open, prepare_sink, source_error, BackfillPhase, JobRun, RunError};
 use crate::checkpoint::store::FileStore;
 use crate::checkpoint::{BackfillState, FollowState, NextRound, Round};
+use crate::connectors::Checked;
 use crate::job::Job;
 use crate::mapping::Mappings;
 use crate::metrics::Counters;
@@ -42,6 +43,7 @@ use std::time::{Duration, Instant};
 /// and the rounds from the recorded state.
 pub(super) fn run(
     job: &Job,
+    checked: &Checked,
     _mode: crate::job::Mode,
     options: &RunOptions,
     job_run: &JobRun,
@@ -51,31 +53,27 @@ pub(super) fn run(
             "backfill+follow plans its rounds in one process; run it with --workers (several processes are for backfills)".into(),
         ));
     }
-    let (source, mappings) = job_run.rt.block_on(open(job))?;
+    let (source, mappings) = job_run.rt.block_on(open(job, checked))?;
     if !source.follows_by_time() {
-        let hint = match job.file.source.kind() {
+        let hint = match checked.source.kind() {
             "mysql" => "a MySQL source has a binlog: follow it with `backfill+cdc`",
             _ => "it needs a source read by time (tdengine, influxdb)",
         };
         return Err(RunError::Usage(format!(
             "{}: key `source.type`: a `{}` source cannot be polled by time; {hint}",
             job.path.display(),
-            job.file.source.kind()
+            checked.source.kind()
         )));
     }
-    let mappings = Arc::new(mappings);
-    with_sink(
+    let sink = Arc::new(build_sink(job, checked, &mappings)?);
+    FollowPhases {
         job,
-        &mappings,
-        FollowPhases {
-            job,
-            options,
-            run: job_run,
-            source: Arc::from(source),
-            mappings: mappings.clone(),
-        },
-    )
-    .and_then(|r| r)
+        options,
+        run: job_run,
+        source: Arc::from(source),
+        mappings: Arc::new(mappings),
+    }
+    .run(sink)
 }
 
 struct FollowPhases<'a> {
@@ -103,10 +101,8 @@ fn show(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-impl WithSink for FollowPhases<'_> {
-    type Out = Result<(), RunError>;
-
-    fn run<S: Sink>(self, sink: S) -> Result<(), RunError> {
+impl FollowPhases<'_> {
+    fn run<S: Sink>(self, sink: Arc<S>) -> Result<(), RunError> {
         let FollowPhases {
             job,
             options,
@@ -114,7 +110,6 @@ impl WithSink for FollowPhases<'_> {
             source,
             mappings,
         } = self;
-        let sink = Arc::new(sink);
         prepare_sink(job, &run.rt, &*sink)?;
         // One process only (checked at start): this is process 0.
         let store = super::state_store(job, options.fresh, run)?;

@@ -8,20 +8,20 @@
 //! exits 0 with its summary. If the job fails, every request still waiting is answered with
 //! the failure, the endpoint stops, and the job exits 1.
 
-use super::{prepare_sink, with_sink, JobRun, RunError, RunOptions, WithSink};
+use super::{build_sink, prepare_sink, JobRun, RunError, RunOptions};
 use crate::connectors::ingest::config::{AckMode, Api};
 use crate::connectors::ingest::server::PointCheck;
 use crate::connectors::ingest::{IngestServer, IngestSourceConfig};
+use crate::connectors::Checked;
 use crate::engine::{self, ingest::Ingest, Control};
 use crate::job::Job;
 use crate::mapping::Mappings;
 use crate::sink::Sink;
-use crate::source::SourceConfig;
 use std::sync::Arc;
 
 /// Runs `job` as `ingest`.
-pub(super) fn run(job: &Job, options: &RunOptions) -> Result<(), RunError> {
-    let config = ingest_config(job)?;
+pub(super) fn run(job: &Job, checked: &Checked, options: &RunOptions) -> Result<(), RunError> {
+    let config = ingest_config(checked)?;
     if options.cluster.processes() > 1 {
         return Err(RunError::Usage(
             "ingest runs in one process (its endpoint listens there); use --workers for parallelism, and several jobs behind a load balancer for more".into(),
@@ -29,29 +29,30 @@ pub(super) fn run(job: &Job, options: &RunOptions) -> Result<(), RunError> {
     }
     let rt = super::runtime()?;
     let job_run = JobRun::start(job, options, rt)?;
-    let result = with_sink(
-        job,
-        &no_mappings(job)?,
+    let result = build_sink(job, checked, &no_mappings(job)?).and_then(|sink| {
         IngestPhase {
             job,
             options,
             config,
             run: &job_run,
-        },
-    )
-    .and_then(|r| r);
+        }
+        .run(Arc::new(sink))
+    });
     job_run.finish(job, result)
 }
 
 /// The `source:` section of an ingest job, or a usage error naming the source it has.
-fn ingest_config(job: &Job) -> Result<&IngestSourceConfig, RunError> {
-    match &job.file.source {
-        SourceConfig::Ingest(config) => Ok(config),
-        other => Err(RunError::Usage(format!(
-            "the `ingest` entry point serves `source: {{type: ingest}}`; this job's source is `{}`",
-            other.kind()
-        ))),
-    }
+fn ingest_config(checked: &Checked) -> Result<&IngestSourceConfig, RunError> {
+    checked
+        .source
+        .as_any()
+        .downcast_ref::<IngestSourceConfig>()
+        .ok_or_else(|| {
+            RunError::Usage(format!(
+                "the `ingest` entry point serves `source: {{type: ingest}}`; this job's source is `{}`",
+                checked.source.kind()
+            ))
+        })
 }
 
 /// Ingest jobs map nothing: points arrive whole. The sinks take the (empty) mappings.
@@ -60,8 +61,8 @@ fn no_mappings(job: &Job) -> Result<Mappings, RunError> {
 }
 
 /// `tsmig-job plan` for an ingest job: the endpoint and the target; connects nowhere.
-pub(super) fn plan(job: &Job) -> Result<String, RunError> {
-    let config = ingest_config(job)?;
+pub(super) fn plan(job: &Job, checked: &Checked) -> Result<String, RunError> {
+    let config = ingest_config(checked)?;
     let apis: Vec<&str> = config
         .api
         .iter()
@@ -89,7 +90,7 @@ pub(super) fn plan(job: &Job) -> Result<String, RunError> {
     out.push_str("mapping: none; each line-protocol point is written as it is (measurement, tags, fields, time)\n");
     out.push_str(&format!(
         "target {}\n",
-        super::describe_sink(job, &no_mappings(job)?)?
+        build_sink(job, checked, &no_mappings(job)?)?.describe()
     ));
     Ok(out)
 }
@@ -101,17 +102,14 @@ struct IngestPhase<'a> {
     run: &'a JobRun,
 }
 
-impl WithSink for IngestPhase<'_> {
-    type Out = Result<(), RunError>;
-
-    fn run<S: Sink>(self, sink: S) -> Result<(), RunError> {
+impl IngestPhase<'_> {
+    fn run<S: Sink>(self, sink: Arc<S>) -> Result<(), RunError> {
         let IngestPhase {
             job,
             options,
             config,
             run,
         } = self;
-        let sink = Arc::new(sink);
         prepare_sink(job, &run.rt, &*sink)?;
         // A point the sink would refuse is refused to its client, as a bad line.
         let checker = sink.clone();

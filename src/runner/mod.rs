@@ -12,16 +12,13 @@ mod verify;
 use crate::checkpoint::lock::{Holder, StateLock};
 use crate::checkpoint::store::FileStore;
 use crate::checkpoint::BackfillState;
-use crate::connectors::blackhole::BlackholeSink;
-use crate::connectors::influxdb::InfluxSink;
-use crate::connectors::iotdb::IotdbSink;
-use crate::connectors::timestream::TimestreamSink;
+use crate::connectors::Checked;
 use crate::dead_letter::DeadLetters;
 use crate::engine::{self, backfill::Backfill, Cluster, Control};
 use crate::job::{Attempts, Job, Mode};
 use crate::mapping::Mappings;
 use crate::metrics::Counters;
-use crate::sink::{Sink, SinkConfig, WriteError};
+use crate::sink::{AnySink, Sink, SinkContext, SinkSpec, WriteError};
 use crate::source::BoundedSource;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -104,12 +101,34 @@ fn source_error(job: &Job, e: crate::source::SourceError) -> RunError {
     }
 }
 
+/// The job's source and sink sections, parsed and checked by their connectors.
+pub fn connectors(job: &Job) -> Result<Checked, RunError> {
+    crate::connectors::check(job).map_err(|e| RunError::Usage(e.to_string()))
+}
+
 /// Opens the source and compiles the mappings against its schema.
-async fn open(job: &Job) -> Result<(Box<dyn BoundedSource>, Mappings), RunError> {
-    let mut source = crate::source::open_bounded(job)
+async fn open(
+    job: &Job,
+    checked: &Checked,
+) -> Result<(Box<dyn BoundedSource>, Mappings), RunError> {
+    let mut source = checked
+        .source
+        .open(job)
         .await
         .map_err(|e| source_error(job, e))?;
-    let mut mappings = if job.file.mappings.is_empty() {
+    let mut mappings = compile(job, &*source, &*checked.sink)?;
+    project(&mut *source, &mut mappings);
+    Ok((source, mappings))
+}
+
+/// The job's mappings against the source's schema, for the sink.
+fn compile<S: BoundedSource + ?Sized>(
+    job: &Job,
+    source: &S,
+    sink: &dyn SinkSpec,
+) -> Result<Mappings, RunError> {
+    let paths = sink.paths();
+    if job.file.mappings.is_empty() {
         // `mappings: auto`: the source's own schema, copied as it is.
         let defaults = source.default_mappings().ok_or_else(|| {
             RunError::Usage(format!(
@@ -117,13 +136,19 @@ async fn open(job: &Job) -> Result<(Box<dyn BoundedSource>, Mappings), RunError>
                 job.path.display()
             ))
         })?;
-        Mappings::compile_entries(job, &defaults, source.schema())
+        Mappings::compile_entries(job, &defaults, source.schema(), paths)
     } else {
-        Mappings::compile(job, source.schema())
+        Mappings::compile_for(job, source.schema(), paths)
     }
-    .map_err(|e| RunError::Usage(e.to_string()))?;
-    project(&mut *source, &mut mappings);
-    Ok((source, mappings))
+    .map_err(|e| RunError::Usage(e.to_string()))
+}
+
+/// The job's sink, built for its compiled mappings.
+fn build_sink(job: &Job, checked: &Checked, mappings: &Mappings) -> Result<AnySink, RunError> {
+    checked
+        .sink
+        .build(&SinkContext { job, mappings })
+        .map_err(RunError::Usage)
 }
 
 /// Tells the source what rows must carry: the mapped columns, and each row's key (for
@@ -140,6 +165,7 @@ fn project<S: BoundedSource + ?Sized>(source: &mut S, mappings: &mut Mappings) {
 /// change log, compiles the mappings and sets the projections.
 async fn open_source(
     job: &Job,
+    checked: &Checked,
     cdc: bool,
 ) -> Result<
     (
@@ -150,14 +176,15 @@ async fn open_source(
     RunError,
 > {
     if !cdc {
-        let (source, mappings) = open(job).await?;
+        let (source, mappings) = open(job, checked).await?;
         return Ok((Arc::from(source), None, mappings));
     }
-    let mut source = crate::source::open_change_source(job)
+    let mut source = checked
+        .source
+        .open_changes(job)
         .await
         .map_err(|e| source_error(job, e))?;
-    let mut mappings =
-        Mappings::compile(job, source.schema()).map_err(|e| RunError::Usage(e.to_string()))?;
+    let mut mappings = compile(job, &*source, &*checked.sink)?;
     project(&mut *source, &mut mappings);
     let source: Arc<dyn crate::source::BoundedChangeSource> = Arc::from(source);
     Ok((source.clone(), Some(source), mappings))
@@ -165,12 +192,13 @@ async fn open_source(
 
 /// `tsmig-job plan`: shows tables, splits, mappings and target; writes nothing.
 pub fn plan(job: &Job) -> Result<String, RunError> {
-    if let crate::source::SourceConfig::Ingest(_) = job.file.source {
-        return ingest::plan(job);
+    let checked = connectors(job)?;
+    if checked.source.arrives_as_points() {
+        return ingest::plan(job, &checked);
     }
     let rt = runtime()?;
     rt.block_on(async {
-        let (source, mappings) = open(job).await?;
+        let (source, mappings) = open(job, &checked).await?;
         let splits = source.plan().await.map_err(|e| source_error(job, e))?;
         let mut out = format!("job {} (mode {})\n", job.file.name, job.file.mode);
         for (t, schema) in source.schema().iter().enumerate() {
@@ -211,20 +239,10 @@ pub fn plan(job: &Job) -> Result<String, RunError> {
         for m in mappings.describe() {
             out.push_str(&format!("mapping {m}\n"));
         }
-        out.push_str(&format!("target {}\n", describe_sink(job, &mappings)?));
+        let target = build_sink(job, &checked, &mappings)?.describe();
+        out.push_str(&format!("target {target}\n"));
         Ok(out)
     })
-}
-
-fn describe_sink(job: &Job, mappings: &Mappings) -> Result<String, RunError> {
-    struct Describe;
-    impl WithSink for Describe {
-        type Out = String;
-        fn run<S: Sink>(self, sink: S) -> String {
-            sink.describe()
-        }
-    }
-    with_sink(job, mappings, Describe)
 }
 
 /// Runs `job` with the entry point `mode`.
@@ -234,9 +252,11 @@ pub fn run(job: &Job, mode: Mode, options: &RunOptions) -> Result<(), RunError> 
             "--repair works only with -c verify (it re-copies what verify finds different), not with -c {mode}"
         )));
     }
-    let (attempt, default_attempts): (fn(&Job, Mode, &RunOptions, &JobRun) -> _, _) = match mode {
-        Mode::Verify => return verify::run(job, options),
-        Mode::Ingest => return ingest::run(job, options),
+    let checked = connectors(job)?;
+    type Attempt = fn(&Job, &Checked, Mode, &RunOptions, &JobRun) -> Result<(), RunError>;
+    let (attempt, default_attempts): (Attempt, _) = match mode {
+        Mode::Verify => return verify::run(job, &checked, options),
+        Mode::Ingest => return ingest::run(job, &checked, options),
         // A backfill gives up after about three minutes of failures; a job that follows
         // a source keeps trying, as a replica does.
         Mode::Backfill => (backfill, Attempts::AtMost(10)),
@@ -254,7 +274,7 @@ pub fn run(job: &Job, mode: Mode, options: &RunOptions) -> Result<(), RunError> 
             fresh: options.fresh && std::mem::take(&mut first),
             ..options.clone()
         };
-        attempt(job, mode, &options, &job_run)
+        attempt(job, &checked, mode, &options, &job_run)
     });
     job_run.finish(job, result)
 }
@@ -289,60 +309,27 @@ fn lock_state(job: &Job, mode: Mode, options: &RunOptions) -> Result<Option<Stat
 /// read every pending split.
 fn backfill(
     job: &Job,
+    checked: &Checked,
     _mode: Mode,
     options: &RunOptions,
     job_run: &JobRun,
 ) -> Result<(), RunError> {
-    let (source, mappings) = job_run.rt.block_on(open(job))?;
+    let (source, mappings) = job_run.rt.block_on(open(job, checked))?;
     tracing::debug!(
         ms = crate::metrics::process_start().elapsed().as_millis() as u64,
         "source open, mappings compiled"
     );
-    let source: Arc<dyn BoundedSource> = Arc::from(source);
-    let mappings = Arc::new(mappings);
-    with_sink(
+    let sink = Arc::new(build_sink(job, checked, &mappings)?);
+    prepare_sink(job, &job_run.rt, &*sink)?;
+    BackfillPhase {
         job,
-        &mappings,
-        BackfillPhase {
-            job,
-            options,
-            run: job_run,
-            source,
-            mappings: mappings.clone(),
-            fresh: options.fresh,
-        },
-    )
-    .and_then(|r| r)
-}
-
-/// Something to do with the job's sink, whatever its type: [`with_sink`] builds the sink
-/// the job file names and calls `run` with it.
-trait WithSink {
-    /// What `run` returns.
-    type Out;
-    /// Runs with the sink.
-    fn run<S: Sink>(self, sink: S) -> Self::Out;
-}
-
-/// Builds the job's sink and hands it to `with`.
-fn with_sink<W: WithSink>(job: &Job, mappings: &Mappings, with: W) -> Result<W::Out, RunError> {
-    Ok(match &job.file.sink {
-        SinkConfig::Influxdb(c, batching) => with.run(
-            InfluxSink::new(c, batching, mappings.measurements())
-                .map_err(RunError::Usage)?
-                .with_tag_keys(mappings.tag_keys()),
-        ),
-        SinkConfig::Iotdb(c, batching) => {
-            with.run(IotdbSink::new(c, batching, mappings).map_err(RunError::Usage)?)
-        }
-        SinkConfig::Timestream(c, batching) => with.run(TimestreamSink::new(c, batching)),
-        SinkConfig::Blackhole(c) => with.run(BlackholeSink::new(c)),
-        SinkConfig::Memory(c, batching) => with.run(crate::connectors::memory::MemorySink::new(
-            &c.target,
-            c.deletes,
-            batching.clone(),
-        )),
-    })
+        options,
+        run: job_run,
+        source: Arc::from(source),
+        mappings: Arc::new(mappings),
+        fresh: options.fresh,
+    }
+    .run_with(sink)
 }
 
 /// What every phase of a running job shares: the runtime, counters, stop control, dead
@@ -443,16 +430,6 @@ struct BackfillPhase<'a> {
     mappings: Arc<Mappings>,
     /// Forget recorded progress first.
     fresh: bool,
-}
-
-impl WithSink for BackfillPhase<'_> {
-    type Out = Result<(), RunError>;
-
-    fn run<S: Sink>(self, sink: S) -> Result<(), RunError> {
-        let sink = Arc::new(sink);
-        prepare_sink(self.job, &self.run.rt, &*sink)?;
-        self.run_with(sink)
-    }
 }
 
 /// The job's state store, which makes the run's dead letters durable before each save;

@@ -18,16 +18,15 @@
 //! holds the set of windows, one batch of rows and one request per reading task (two at a
 //! time), never the windows' points all at once.
 
-use super::{open, runtime, source_error, RunError, RunOptions};
-use crate::connectors::influxdb::InfluxSink;
-use crate::connectors::iotdb::IotdbSink;
+use super::{build_sink, open, runtime, source_error, RunError, RunOptions};
+use crate::connectors::Checked;
 use crate::dead_letter::DeadLetters;
 use crate::job::Job;
 use crate::mapping::Mappings;
 use crate::metrics::Counters;
 use crate::model::{format_time, Point};
 use crate::sink::deliver::{delete_windows, deliver};
-use crate::sink::{Batch, SeriesWindow, SinkConfig, Verify};
+use crate::sink::{Batch, SeriesWindow, Sink};
 use crate::source::{BoundedSource, RowSender, Split};
 use crate::verify::{repair_keys, series_key, Key, Report, Series, Summaries};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -39,49 +38,30 @@ type Opened = (Box<dyn BoundedSource>, Mappings);
 
 /// `-c verify [--repair]` with the job's sink. Targets that cannot be read back (Timestream,
 /// a blackhole) are refused before anything is read.
-pub(super) fn run(job: &Job, options: &RunOptions) -> Result<(), RunError> {
+pub(super) fn run(job: &Job, checked: &Checked, options: &RunOptions) -> Result<(), RunError> {
     if options.cluster.processes() > 1 {
         return Err(RunError::Usage(
             "verify runs in one process; use --workers for parallelism".into(),
         ));
     }
     let rt = runtime()?;
-    let opened = rt.block_on(open(job))?;
-    let result = match &job.file.sink {
-        SinkConfig::Influxdb(c, batching) => {
-            let sink = InfluxSink::new(c, batching, opened.1.measurements())
-                .map_err(RunError::Usage)?
-                // A repair's deletes name every tag key, as CDC's do.
-                .with_tag_keys(opened.1.tag_keys());
-            verify_with(job, options, &rt, opened, sink)
-        }
-        SinkConfig::Iotdb(c, batching) => {
-            let sink = IotdbSink::new(c, batching, &opened.1).map_err(RunError::Usage)?;
-            verify_with(job, options, &rt, opened, sink)
-        }
-        SinkConfig::Timestream(..) => Err(RunError::Usage(format!(
-            "verify cannot read Timestream back yet (it needs the Timestream Query API){}",
-            if options.repair {
-                ", so it cannot --repair it either"
-            } else {
-                ""
-            }
-        ))),
-        SinkConfig::Blackhole(_) => Err(RunError::Usage(
-            "a blackhole keeps nothing to verify".into(),
-        )),
-        SinkConfig::Memory(..) => Err(RunError::Usage(
-            "verify cannot read a memory target back".into(),
-        )),
-    };
-    result.map_err(|e| match e {
+    let opened = rt.block_on(open(job, checked))?;
+    let sink = build_sink(job, checked, &opened.1)?;
+    if let Err(refusal) = sink.read_back() {
+        let repair = match options.repair {
+            true => ", so it cannot --repair it either",
+            false => "",
+        };
+        return Err(RunError::Usage(format!("{refusal}{repair}")));
+    }
+    verify_with(job, options, &rt, opened, sink).map_err(|e| match e {
         RunError::Failed(m) => RunError::Failed(job.secrets.redact(&m)),
         other => other,
     })
 }
 
 /// Verifies; with `--repair`, re-copies what differs and verifies again.
-fn verify_with<S: Verify>(
+fn verify_with<S: Sink>(
     job: &Job,
     options: &RunOptions,
     rt: &tokio::runtime::Runtime,
@@ -178,7 +158,7 @@ impl Comparison {
     }
 }
 
-impl<S: Verify> Verifier<'_, S> {
+impl<S: Sink> Verifier<'_, S> {
     /// Rows the source cannot convert are noted apart from the backfill's dead letters, so
     /// verifying never adds to them.
     fn source_dead_letters(&self) -> Result<DeadLetters, RunError> {
@@ -209,10 +189,11 @@ impl<S: Verify> Verifier<'_, S> {
                         mappings.apply(
                             row,
                             &mut |p| {
+                                let target = sink.read_back().expect("checked before");
                                 let fields = p
                                     .fields
                                     .iter()
-                                    .map(|(k, v)| (sink.field_name(k), sink.canonical(k, v)));
+                                    .map(|(k, v)| (target.field_name(k), target.canonical(k, v)));
                                 summaries.add(&point_series(&p), p.time, fields);
                             },
                             &mut |_| {
@@ -234,7 +215,12 @@ impl<S: Verify> Verifier<'_, S> {
         }
         let target_summaries = self
             .rt
-            .block_on(self.sink.target_summaries(bucket))
+            .block_on(async {
+                match self.sink.read_back() {
+                    Ok(target) => target.target_summaries(bucket).await,
+                    Err(refusal) => Err(refusal),
+                }
+            })
             .map_err(RunError::Failed)?;
 
         // Every row noted as unconvertible is in its file, or verify fails.

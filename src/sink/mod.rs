@@ -5,110 +5,78 @@
 //! sends one batch on the tokio runtime and classifies what happened as a [`WriteError`].
 //! Everything else — batch sizes and linger, requests in flight, retry with backoff and
 //! jitter, splitting a batch that is too large, finding the lines a target rejects and
-//! dead-lettering exactly those — is shared, in [`util`], so every sink behaves alike.
-//! Each connector has its own folder: `config.rs`, `client.rs`, `encoding.rs`.
+//! dead-lettering exactly those — is shared, in [`deliver`], so every sink behaves alike.
+//! A connector implements [`Sink`] with its own batch type; [`AnySink`] erases that type
+//! once, so the runner and the engine drive every sink alike (one indirect call per point
+//! pushed, measured in BENCHMARKS.md). Each connector has its own folder under
+//! `src/connectors/`.
 
 pub mod deliver;
 
+mod erased;
+
 use crate::job::{Job, JobError};
+use crate::mapping::Mappings;
 use crate::model::Point;
-use serde::Deserialize;
 use std::time::Duration;
 
 pub use deliver::BatchConfig;
+pub use erased::{AnySink, ErasedBatch};
 
-/// The `sink:` section of a job file, by `type`.
-#[derive(Debug, Clone)]
-pub enum SinkConfig {
-    /// `type: influxdb`: InfluxDB 1.x (`/write`) or 2.x (`/api/v2/write`).
-    Influxdb(
-        Box<crate::connectors::influxdb::sink_config::InfluxSinkConfig>,
-        BatchConfig,
-    ),
-    /// `type: iotdb`: Apache IoTDB (tree model) over its Thrift client RPC service.
-    Iotdb(
-        Box<crate::connectors::iotdb::config::IotdbSinkConfig>,
-        BatchConfig,
-    ),
-    /// `type: timestream`: Amazon Timestream for LiveAnalytics, multi-measure records.
-    Timestream(
-        Box<crate::connectors::timestream::config::TimestreamSinkConfig>,
-        BatchConfig,
-    ),
-    /// `type: blackhole`: counts and discards every point, to measure the source and the
-    /// engine alone. It takes only the batching keys.
-    Blackhole(BatchConfig),
-    /// `type: memory`: a target held in this process, for the engine's own tests.
-    Memory(crate::connectors::memory::MemorySinkConfig, BatchConfig),
+/// A sink's section of the job file, parsed and checked by its connector: what the runner
+/// knows of a target before connecting to it, and how it builds the sink.
+pub trait SinkSpec: Send + Sync + 'static {
+    /// The connector's `type:`.
+    fn kind(&self) -> &'static str;
+    /// Checks that need no server (the section's own rules, and the mapping keys this
+    /// target reads: IoTDB's `path` and `types`; a target that reads none refuses them).
+    fn check(&self, job: &Job) -> Result<(), JobError>;
+    /// How this target names the levels of a mapping's `path:` template, if it reads them
+    /// (IoTDB); the mappings are compiled with it.
+    fn paths(&self) -> Option<std::sync::Arc<dyn crate::mapping::PathNames>> {
+        None
+    }
+    /// The sink, for the job's compiled mappings. `Err` is a usage error (exit 2).
+    fn build(&self, context: &SinkContext<'_>) -> Result<AnySink, String>;
 }
 
-impl<'de> Deserialize<'de> for SinkConfig {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (kind, body) = crate::job::tagged_section(
-            d,
-            "sink",
-            &["influxdb", "iotdb", "timestream", "blackhole", "memory"],
-        )?;
-        match kind.as_str() {
-            "influxdb" => {
-                let (own, batching) = crate::job::split_section(body, BatchConfig::KEYS);
-                Ok(SinkConfig::Influxdb(
-                    crate::job::section(own)?,
-                    crate::job::section(batching)?,
-                ))
-            }
-            "iotdb" => {
-                let (own, batching) = crate::job::split_section(body, BatchConfig::KEYS);
-                Ok(SinkConfig::Iotdb(
-                    crate::job::section(own)?,
-                    crate::job::section(batching)?,
-                ))
-            }
-            "timestream" => {
-                let (own, batching) = crate::job::split_section(body, BatchConfig::KEYS);
-                Ok(SinkConfig::Timestream(
-                    crate::job::section(own)?,
-                    crate::job::section(batching)?,
-                ))
-            }
-            "blackhole" => crate::job::section(body).map(SinkConfig::Blackhole),
-            "memory" => {
-                let (own, batching) = crate::job::split_section(body, BatchConfig::KEYS);
-                Ok(SinkConfig::Memory(
-                    crate::job::section(own)?,
-                    crate::job::section(batching)?,
-                ))
-            }
-            other => Err(serde::de::Error::custom(format!(
-                "unknown sink type `{other}`"
-            ))),
-        }
-    }
+/// What a sink is built from: the job, and its mappings compiled against the source (the
+/// measurements, tag keys and field types it will be given).
+pub struct SinkContext<'a> {
+    /// The job.
+    pub job: &'a Job,
+    /// The compiled mappings.
+    pub mappings: &'a Mappings,
 }
 
-impl SinkConfig {
-    /// Checks that need no server.
-    pub fn check(&self, job: &Job) -> Result<(), JobError> {
-        match self {
-            SinkConfig::Influxdb(c, batching) => {
-                batching.check(job)?;
-                c.check(job)
-            }
-            SinkConfig::Iotdb(c, batching) => {
-                batching.check(job)?;
-                c.check(job)
-            }
-            SinkConfig::Timestream(c, batching) => {
-                batching.check(job)?;
-                c.check(job)
-            }
-            SinkConfig::Blackhole(batching) => batching.check(job),
-            SinkConfig::Memory(c, batching) => {
-                batching.check(job)?;
-                c.check(job)
-            }
+/// Parses `job.file.sink` as a connector's own keys `T` beside the batching keys every sink
+/// shares ([`BatchConfig::KEYS`]), each with located errors.
+pub fn parse_section<T: serde::de::DeserializeOwned>(
+    job: &Job,
+) -> Result<(T, BatchConfig), JobError> {
+    let (own, batching) = job.file.sink.split(BatchConfig::KEYS);
+    let batching: BatchConfig = batching.parse(job)?;
+    batching.check(job)?;
+    Ok((own.parse(job)?, batching))
+}
+
+/// Refuses the IoTDB-only mapping keys for a target that reads neither.
+pub fn refuse_path_keys(job: &Job, kind: &str) -> Result<(), JobError> {
+    for (i, m) in job.file.mappings.iter().enumerate() {
+        if m.path.is_some() {
+            return Err(job.error_at(
+                &format!("mappings[{i}].path"),
+                format!("a `{kind}` sink takes no `path:` (an IoTDB device path); name a `measurement:`"),
+            ));
+        }
+        if !m.types.is_empty() {
+            return Err(job.error_at(
+                &format!("mappings[{i}].types"),
+                format!("a `{kind}` sink takes no `types:` (IoTDB data types)"),
+            ));
         }
     }
+    Ok(())
 }
 
 /// How one write attempt failed.
@@ -203,7 +171,7 @@ pub struct SeriesWindow {
 
 /// A target that can be read back for the verify job.
 #[async_trait::async_trait]
-pub trait Verify: Sink {
+pub trait ReadBack: Send + Sync {
     /// A source value as this target stores it.
     fn canonical(&self, field: &str, value: &crate::model::Value) -> crate::verify::Canonical;
     /// A field's name as this target shows it.
@@ -274,5 +242,9 @@ pub trait Sink: Send + Sync + 'static {
     fn check(&self, point: &Point) -> Result<(), String> {
         let _ = point;
         Ok(())
+    }
+    /// The target read back for verify, or why it cannot be.
+    fn read_back(&self) -> Result<&dyn ReadBack, String> {
+        Err(format!("verify cannot read {} back", self.describe()))
     }
 }

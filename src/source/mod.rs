@@ -7,91 +7,53 @@
 //! `config.rs` (the job-file section), `client.rs` (talking to the server), `encoding.rs`
 //! (server values → [`Value`](crate::model::Value)).
 
+pub mod push;
+
 use crate::dead_letter::DeadLetters;
 use crate::job::{Job, JobError};
 use crate::model::{Row, Value};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-/// The `source:` section of a job file, by `type`.
-#[derive(Debug, Clone)]
-pub enum SourceConfig {
-    /// `type: mysql`: MySQL or MariaDB tables, read as a chunked parallel scan.
-    Mysql(crate::connectors::mysql::config::MysqlSourceConfig),
-    /// `type: influxdb`: InfluxDB 1.x measurements, read in bounded time ranges.
-    Influxdb(Box<crate::connectors::influxdb::source_config::InfluxSourceConfig>),
-    /// `type: ingest`: an HTTP endpoint taking InfluxDB line-protocol writes (`-c ingest`).
-    /// Boxed: it is much larger than the other variants.
-    Ingest(Box<crate::connectors::ingest::IngestSourceConfig>),
-    /// `type: tdengine`: TDengine super tables and tables over its REST interface, read
-    /// as sub-table × time-window splits.
-    Tdengine(crate::connectors::tdengine::config::TdengineSourceConfig),
-    /// `type: memory`: a database held in this process, for the engine's own tests.
-    Memory(crate::connectors::memory::MemorySourceConfig),
-}
-
-impl<'de> Deserialize<'de> for SourceConfig {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (kind, body) = crate::job::tagged_section(
-            d,
-            "source",
-            &["mysql", "influxdb", "ingest", "tdengine", "memory"],
-        )?;
-        match kind.as_str() {
-            "mysql" => crate::job::section(body).map(SourceConfig::Mysql),
-            "influxdb" => crate::job::section(body).map(SourceConfig::Influxdb),
-            "ingest" => crate::job::section(body).map(|c| SourceConfig::Ingest(Box::new(c))),
-            "tdengine" => crate::job::section(body).map(SourceConfig::Tdengine),
-            "memory" => crate::job::section(body).map(SourceConfig::Memory),
-            other => Err(serde::de::Error::custom(format!(
-                "unknown source type `{other}`"
-            ))),
-        }
-    }
-}
-
-impl SourceConfig {
-    /// Checks that need no server.
-    pub fn check(&self, job: &Job) -> Result<(), JobError> {
-        match self {
-            SourceConfig::Mysql(c) => c.check(job),
-            SourceConfig::Influxdb(c) => c.check(job),
-            SourceConfig::Ingest(c) => c.check(job),
-            SourceConfig::Tdengine(c) => c.check(job),
-            SourceConfig::Memory(c) => c.check(job),
-        }
-    }
-
-    /// The `type:` word of the section.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SourceConfig::Mysql(_) => "mysql",
-            SourceConfig::Influxdb(_) => "influxdb",
-            SourceConfig::Ingest(_) => "ingest",
-            SourceConfig::Tdengine(_) => "tdengine",
-            SourceConfig::Memory(_) => "memory",
-        }
-    }
-
+/// A source's section of the job file, parsed and checked by its connector: what the
+/// runner knows of a source before connecting to it, and how it connects.
+#[async_trait::async_trait]
+pub trait SourceSpec: Send + Sync + 'static {
+    /// The connector's `type:`.
+    fn kind(&self) -> &'static str;
+    /// Checks that need no server (the section's own rules).
+    fn check(&self, job: &Job) -> Result<(), JobError>;
     /// The source tables the job file names, in its order (a row's `table` indexes the
     /// source's schema, which follows this list). Empty where the source discovers them
     /// on the server (InfluxDB without `measurements:`).
-    pub fn table_names(&self) -> Vec<String> {
-        match self {
-            SourceConfig::Mysql(c) => c.tables.iter().map(|t| t.name.clone()).collect(),
-            SourceConfig::Influxdb(c) => c.measurements.clone().unwrap_or_default(),
-            // Points arrive whole: no tables, no mappings by table.
-            SourceConfig::Ingest(_) => Vec::new(),
-            SourceConfig::Tdengine(c) => c.tables.iter().map(|t| t.name.clone()).collect(),
-            SourceConfig::Memory(c) => c.table_names(),
-        }
-    }
-
+    fn table_names(&self) -> Vec<String>;
     /// Whether the source offers its own schema as the mapping (`mappings: auto`), through
     /// [`BoundedSource::default_mappings`].
-    pub fn has_default_mappings(&self) -> bool {
-        matches!(self, SourceConfig::Influxdb(_))
+    fn offers_mappings(&self) -> bool {
+        false
     }
+    /// Whether its rows arrive as whole points and take no mappings (the ingest endpoint).
+    fn arrives_as_points(&self) -> bool {
+        false
+    }
+    /// Connects and reads the tables' schemas: the source a backfill reads.
+    async fn open(&self, job: &Job) -> Result<Box<dyn BoundedSource>, SourceError>;
+    /// Connects for CDC: the bounded side (schema, snapshot reads) and the change log,
+    /// sharing their connections. The default: this source has no change log.
+    async fn open_changes(&self, job: &Job) -> Result<Box<dyn BoundedChangeSource>, SourceError> {
+        Err(job
+            .error_at(
+                "source.type",
+                format!(
+                    "a `{}` source has no change log to follow: CDC needs `type: mysql`",
+                    self.kind()
+                ),
+            )
+            .into())
+    }
+    /// The section itself, for the runner of a source unlike the others (the ingest
+    /// endpoint's own settings).
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// What kind of values a column holds, as far as mapping is concerned.
@@ -403,64 +365,8 @@ pub trait BoundedSource: Send + Sync + 'static {
     ) -> Result<u64, SourceError>;
 }
 
-/// Connects to the source named in the job file for CDC: the bounded side (schema,
-/// projection, snapshot reads) and the change log, which share one connection pool.
-pub async fn open_change_source(job: &Job) -> Result<Box<dyn BoundedChangeSource>, SourceError> {
-    match &job.file.source {
-        SourceConfig::Memory(config) => Ok(Box::new(open_memory(job, config)?)),
-        SourceConfig::Mysql(config) => Ok(Box::new(
-            crate::connectors::mysql::source::MysqlSource::open(job, config).await?,
-        )),
-        other => Err(job
-            .error_at(
-                "source.type",
-                format!(
-                    "a `{}` source has no change log to follow: CDC needs `type: mysql`",
-                    other.kind()
-                ),
-            )
-            .into()),
-    }
-}
-
 /// A source with both a backfill and a change log (MySQL). An `Arc` of one upcasts to
 /// either side.
 pub trait BoundedChangeSource: BoundedSource + ChangeSource {}
 
 impl<T: BoundedSource + ChangeSource> BoundedChangeSource for T {}
-
-/// Connects to the source named in the job file and reads its tables' schemas.
-pub async fn open_bounded(job: &Job) -> Result<Box<dyn BoundedSource>, SourceError> {
-    match &job.file.source {
-        SourceConfig::Mysql(config) => Ok(Box::new(
-            crate::connectors::mysql::source::MysqlSource::open(job, config).await?,
-        )),
-        SourceConfig::Tdengine(config) => {
-            Ok(Box::new(crate::connectors::tdengine::TdengineSource::open(job, config).await?))
-        }
-        SourceConfig::Influxdb(config) => Ok(Box::new(
-            crate::connectors::influxdb::source::InfluxSource::open(job, config).await?,
-        )),
-        SourceConfig::Memory(config) => Ok(Box::new(open_memory(job, config)?)),
-        SourceConfig::Ingest(_) => Err(SourceError::Config(job.error_at(
-            "source.type",
-            "the ingest source is an endpoint that runs until stopped, not a bounded input: run it with `-c ingest`",
-        ))),
-    }
-}
-
-fn open_memory(
-    job: &Job,
-    config: &crate::connectors::memory::MemorySourceConfig,
-) -> Result<crate::connectors::memory::MemorySource, SourceError> {
-    let db = crate::connectors::memory::database(&config.database).ok_or_else(|| {
-        SourceError::Config(job.error_at(
-            "source.database",
-            format!(
-                "no memory database `{}` is registered in this process",
-                config.database
-            ),
-        ))
-    })?;
-    Ok(crate::connectors::memory::MemorySource::new(db))
-}

@@ -4,7 +4,7 @@
 //! time, and an order-independent checksum of every (time, field, value) as the target
 //! stores it — so memory grows with the number of series and buckets, never with rows.
 //! The two summaries are then diffed with differential dataflow
-//! ([`crate::engine::verify::diff`]): what consolidates away matches; what is left is
+//! (the engine's verify dataflow): what consolidates away matches; what is left is
 //! missing in the target, extra in the target, or differing. This module holds the pure
 //! parts: the summaries, the canonical form of values, and the report.
 

@@ -1,8 +1,35 @@
 //! The blackhole sink: counts points and discards them (and CDC deletes). With it a job measures the source
 //! and the engine alone (the benchmark's null sink).
 
+use crate::job::{Job, JobError};
 use crate::model::Point;
-use crate::sink::{Batch, BatchConfig, Sink, WriteError};
+use crate::sink::{AnySink, Batch, BatchConfig, Sink, SinkContext, SinkSpec, WriteError};
+
+/// `type: blackhole`, a sink only.
+pub const CONNECTOR: super::Connector = super::Connector {
+    kind: "blackhole",
+    source: None,
+    sink: Some(|job| {
+        let batching: BatchConfig = job.file.sink.parse(job)?;
+        Ok(Box::new(BlackholeSpec(batching)))
+    }),
+};
+
+/// `sink: {type: blackhole}`: it takes only the batching keys.
+struct BlackholeSpec(BatchConfig);
+
+impl SinkSpec for BlackholeSpec {
+    fn kind(&self) -> &'static str {
+        "blackhole"
+    }
+    fn check(&self, job: &Job) -> Result<(), JobError> {
+        self.0.check(job)?;
+        crate::sink::refuse_path_keys(job, "blackhole")
+    }
+    fn build(&self, _context: &SinkContext<'_>) -> Result<AnySink, String> {
+        Ok(AnySink::new(BlackholeSink::new(&self.0)))
+    }
+}
 
 /// Discards everything it is given.
 pub struct BlackholeSink {
@@ -63,5 +90,9 @@ impl Sink for BlackholeSink {
     }
     fn describe(&self) -> String {
         "blackhole (points are counted and discarded)".into()
+    }
+
+    fn read_back(&self) -> Result<&dyn crate::sink::ReadBack, String> {
+        Err("a blackhole keeps nothing to verify".into())
     }
 }

@@ -45,3 +45,16 @@ pub mod source_config;
 
 pub use sink::InfluxSink;
 pub use source::InfluxSource;
+
+/// `type: influxdb`: a source (1.x) and a sink (1.x and 2.x).
+pub const CONNECTOR: super::Connector = super::Connector {
+    kind: "influxdb",
+    source: Some(|job| {
+        let config: source_config::InfluxSourceConfig = job.file.source.parse(job)?;
+        Ok(Box::new(config))
+    }),
+    sink: Some(|job| {
+        let (config, batching) = crate::sink::parse_section::<sink_config::InfluxSinkConfig>(job)?;
+        Ok(Box::new(sink_config::InfluxSinkSpec { config, batching }))
+    }),
+};

@@ -69,7 +69,7 @@ impl InfluxClient {
 }
 
 #[async_trait::async_trait]
-impl crate::sink::Verify for InfluxSink {
+impl crate::sink::ReadBack for InfluxSink {
     fn canonical(&self, _field: &str, value: &Value) -> Canonical {
         canonical(value)
     }

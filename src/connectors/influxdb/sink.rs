@@ -278,6 +278,10 @@ impl Sink for InfluxSink {
     fn describe(&self) -> String {
         self.target.clone()
     }
+
+    fn read_back(&self) -> Result<&dyn crate::sink::ReadBack, String> {
+        Ok(self)
+    }
 }
 
 #[cfg(test)]

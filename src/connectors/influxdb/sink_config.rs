@@ -89,3 +89,32 @@ impl InfluxSinkConfig {
         Ok(())
     }
 }
+
+/// `sink: {type: influxdb}` with its batching keys.
+pub(super) struct InfluxSinkSpec {
+    pub config: InfluxSinkConfig,
+    pub batching: crate::sink::BatchConfig,
+}
+
+impl crate::sink::SinkSpec for InfluxSinkSpec {
+    fn kind(&self) -> &'static str {
+        "influxdb"
+    }
+    fn check(&self, job: &Job) -> Result<(), JobError> {
+        self.config.check(job)?;
+        crate::sink::refuse_path_keys(job, "influxdb")
+    }
+    fn build(
+        &self,
+        context: &crate::sink::SinkContext<'_>,
+    ) -> Result<crate::sink::AnySink, String> {
+        let sink = super::InfluxSink::new(
+            &self.config,
+            &self.batching,
+            context.mappings.measurements(),
+        )?
+        // Deletes (CDC, verify --repair) name every tag key of the measurement.
+        .with_tag_keys(context.mappings.tag_keys());
+        Ok(crate::sink::AnySink::new(sink))
+    }
+}

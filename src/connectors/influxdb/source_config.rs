@@ -158,3 +158,28 @@ impl InfluxSourceConfig {
         self.bucket.as_nanos().min(i64::MAX as u128) as i64
     }
 }
+
+#[async_trait::async_trait]
+impl crate::source::SourceSpec for InfluxSourceConfig {
+    fn kind(&self) -> &'static str {
+        "influxdb"
+    }
+    fn check(&self, job: &Job) -> Result<(), JobError> {
+        InfluxSourceConfig::check(self, job)
+    }
+    fn table_names(&self) -> Vec<String> {
+        self.measurements.clone().unwrap_or_default()
+    }
+    fn offers_mappings(&self) -> bool {
+        true
+    }
+    async fn open(
+        &self,
+        job: &Job,
+    ) -> Result<Box<dyn crate::source::BoundedSource>, crate::source::SourceError> {
+        Ok(Box::new(super::InfluxSource::open(job, self).await?))
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}

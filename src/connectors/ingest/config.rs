@@ -332,6 +332,35 @@ impl TlsConfig {
     }
 }
 
+#[async_trait::async_trait]
+impl crate::source::SourceSpec for IngestSourceConfig {
+    fn kind(&self) -> &'static str {
+        "ingest"
+    }
+    fn check(&self, job: &Job) -> Result<(), JobError> {
+        IngestSourceConfig::check(self, job)
+    }
+    /// Points arrive whole: no tables, no mappings by table.
+    fn table_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn arrives_as_points(&self) -> bool {
+        true
+    }
+    async fn open(
+        &self,
+        job: &Job,
+    ) -> Result<Box<dyn crate::source::BoundedSource>, crate::source::SourceError> {
+        Err(crate::source::SourceError::Config(job.error_at(
+            "source.type",
+            "the ingest source is an endpoint that runs until stopped, not a bounded input: run it with `-c ingest`",
+        )))
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,21 +439,24 @@ mod tests {
         Job::parse(std::path::Path::new("job.yaml"), &text, |name| {
             (name == "INGEST_TOKEN").then(|| "s3cret".to_string())
         })
+        .and_then(|job| crate::connectors::check(&job).map(|_| job))
         .map_err(|e| e.to_string())
     }
 
     #[test]
     fn job_file_errors_name_the_line_and_key() {
         let job = job_with("  token: ${INGEST_TOKEN}\n  buckets: [telegraf]\n").unwrap();
-        let crate::source::SourceConfig::Ingest(c) = &job.file.source else {
-            panic!("not the ingest source");
-        };
+        let source = crate::connectors::source(&job).unwrap();
+        let c = source
+            .as_any()
+            .downcast_ref::<IngestSourceConfig>()
+            .unwrap();
         assert_eq!(c.token.as_deref(), Some("s3cret"));
-        assert!(job.file.source.table_names().is_empty());
+        assert!(source.table_names().is_empty());
         let refused = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
-            .block_on(crate::source::open_bounded(&job));
+            .block_on(source.open(&job));
         let Err(e) = refused else {
             panic!("the ingest source is not bounded")
         };

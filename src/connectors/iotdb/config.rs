@@ -124,3 +124,28 @@ impl IotdbSinkConfig {
         Ok(())
     }
 }
+
+/// `sink: {type: iotdb}` with its batching keys.
+pub(super) struct IotdbSinkSpec {
+    pub config: IotdbSinkConfig,
+    pub batching: crate::sink::BatchConfig,
+}
+
+impl crate::sink::SinkSpec for IotdbSinkSpec {
+    fn kind(&self) -> &'static str {
+        "iotdb"
+    }
+    fn check(&self, job: &Job) -> Result<(), JobError> {
+        self.config.check(job)
+    }
+    fn paths(&self) -> Option<std::sync::Arc<dyn crate::mapping::PathNames>> {
+        Some(std::sync::Arc::new(super::path::IotdbPaths))
+    }
+    fn build(
+        &self,
+        context: &crate::sink::SinkContext<'_>,
+    ) -> Result<crate::sink::AnySink, String> {
+        let sink = super::IotdbSink::new(&self.config, &self.batching, context.mappings)?;
+        Ok(crate::sink::AnySink::new(sink))
+    }
+}

@@ -17,3 +17,13 @@ pub mod read;
 pub mod sink;
 
 pub use sink::IotdbSink;
+
+/// `type: iotdb`, a sink only.
+pub const CONNECTOR: super::Connector = super::Connector {
+    kind: "iotdb",
+    source: None,
+    sink: Some(|job| {
+        let (config, batching) = crate::sink::parse_section::<config::IotdbSinkConfig>(job)?;
+        Ok(Box::new(config::IotdbSinkSpec { config, batching }))
+    }),
+};

@@ -82,6 +82,34 @@ pub fn split(path: &str) -> Result<Vec<String>, String> {
     Ok(nodes)
 }
 
+/// How the mapping names the levels of a `path:` template: IoTDB's rules.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IotdbPaths;
+
+impl crate::mapping::PathNames for IotdbPaths {
+    fn levels(&self, template: &str) -> Result<Vec<String>, String> {
+        let nodes = split(template)?;
+        if nodes[0] != "root" || nodes.len() < 3 {
+            return Err(format!("`{template}` must start with root. and name a database and a device, e.g. root.factory.{{device_id}}"));
+        }
+        // `root` is a reserved word only IoTDB's root may be: the first level is not checked.
+        for node in &nodes[1..] {
+            let column = node.starts_with('{') || node.ends_with('}');
+            if !column && !is_valid_node(node) {
+                return Err(format!(
+                    "level `{node}` is not a valid IoTDB node; write it in backquotes: {}",
+                    quote_node(node)
+                ));
+            }
+        }
+        Ok(nodes)
+    }
+
+    fn quote(&self, value: &str) -> String {
+        quote_node(value).into_owned()
+    }
+}
+
 /// Whether `node` is a valid node as written: plain, or a well-formed backquoted name.
 pub fn is_valid_node(node: &str) -> bool {
     if is_plain_node(node) {

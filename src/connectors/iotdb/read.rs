@@ -21,7 +21,7 @@ pub fn canonical(value: &Iot) -> Option<Canonical> {
 }
 
 #[async_trait::async_trait]
-impl crate::sink::Verify for IotdbSink {
+impl crate::sink::ReadBack for IotdbSink {
     fn canonical(&self, field: &str, value: &Value) -> Canonical {
         let converted = self
             .schema

@@ -599,6 +599,10 @@ impl Sink for IotdbSink {
         types.sort();
         format!("{} (measurements {})", self.target, types.join(", "))
     }
+
+    fn read_back(&self) -> Result<&dyn crate::sink::ReadBack, String> {
+        Ok(self)
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! The `source:` and `sink:` sections of `type: memory`.
 
 use crate::job::{Job, JobError};
+use crate::sink::{AnySink, BatchConfig, SinkContext, SinkSpec};
+use crate::source::{BoundedChangeSource, BoundedSource, SourceError, SourceSpec};
 use serde::Deserialize;
 
 /// `source: {type: memory}`: a database a test registered in this process.
@@ -20,11 +22,65 @@ impl MemorySourceConfig {
         Ok(())
     }
 
+    fn open_memory(&self, job: &Job) -> Result<super::MemorySource, SourceError> {
+        let db = super::database(&self.database).ok_or_else(|| {
+            SourceError::Config(job.error_at(
+                "source.database",
+                format!(
+                    "no memory database `{}` is registered in this process",
+                    self.database
+                ),
+            ))
+        })?;
+        Ok(super::MemorySource::new(db))
+    }
+}
+
+#[async_trait::async_trait]
+impl SourceSpec for MemorySourceConfig {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+    fn check(&self, job: &Job) -> Result<(), JobError> {
+        MemorySourceConfig::check(self, job)
+    }
     /// The table names of the registered database (none if it is not registered).
-    pub fn table_names(&self) -> Vec<String> {
+    fn table_names(&self) -> Vec<String> {
         super::database(&self.database)
             .map(|db| db.tables().iter().map(|t| t.schema.name.clone()).collect())
             .unwrap_or_default()
+    }
+    async fn open(&self, job: &Job) -> Result<Box<dyn BoundedSource>, SourceError> {
+        Ok(Box::new(self.open_memory(job)?))
+    }
+    async fn open_changes(&self, job: &Job) -> Result<Box<dyn BoundedChangeSource>, SourceError> {
+        Ok(Box::new(self.open_memory(job)?))
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// `sink: {type: memory}` with its batching keys.
+pub(super) struct MemorySinkSpec {
+    pub config: MemorySinkConfig,
+    pub batching: BatchConfig,
+}
+
+impl SinkSpec for MemorySinkSpec {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+    fn check(&self, job: &Job) -> Result<(), JobError> {
+        self.config.check(job)?;
+        crate::sink::refuse_path_keys(job, "memory")
+    }
+    fn build(&self, _context: &SinkContext<'_>) -> Result<AnySink, String> {
+        Ok(AnySink::new(super::MemorySink::new(
+            &self.config.target,
+            self.config.deletes,
+            self.batching.clone(),
+        )))
     }
 }
 

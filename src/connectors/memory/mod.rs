@@ -27,6 +27,19 @@ mod sink;
 mod source;
 
 pub use config::{DeleteMode, MemorySinkConfig, MemorySourceConfig};
+
+/// `type: memory`, both a source and a sink.
+pub const CONNECTOR: super::Connector = super::Connector {
+    kind: "memory",
+    source: Some(|job| {
+        let config: MemorySourceConfig = job.file.source.parse(job)?;
+        Ok(Box::new(config))
+    }),
+    sink: Some(|job| {
+        let (config, batching) = crate::sink::parse_section::<MemorySinkConfig>(job)?;
+        Ok(Box::new(config::MemorySinkSpec { config, batching }))
+    }),
+};
 pub use sink::MemorySink;
 pub use source::MemorySource;
 

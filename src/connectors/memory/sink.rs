@@ -182,4 +182,8 @@ impl Sink for MemorySink {
     fn describe(&self) -> String {
         format!("the memory target `{}`", self.name)
     }
+
+    fn read_back(&self) -> Result<&dyn crate::sink::ReadBack, String> {
+        Err("verify cannot read a memory target back".into())
+    }
 }

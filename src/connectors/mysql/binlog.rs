@@ -1177,10 +1177,8 @@ mod tests {
         );
         let job =
             crate::job::Job::parse(std::path::Path::new("rowimage.yaml"), &yaml, |_| None).unwrap();
-        let crate::source::SourceConfig::Mysql(config) = &job.file.source else {
-            panic!("a MySQL source")
-        };
-        let mut source = MysqlSource::open(&job, config).await.unwrap();
+        let config: super::super::config::MysqlSourceConfig = job.file.source.parse(&job).unwrap();
+        let mut source = MysqlSource::open(&job, &config).await.unwrap();
         // Every column but `tu` (the decoder skips it), in reverse order.
         let columns = source.schema()[0].columns.len();
         let projection: Vec<usize> = (0..columns).rev().filter(|&c| c != 2).collect();
@@ -1349,10 +1347,8 @@ mod tests {
         );
         let job = crate::job::Job::parse(std::path::Path::new("tablemaps.yaml"), &yaml, |_| None)
             .unwrap();
-        let crate::source::SourceConfig::Mysql(config) = &job.file.source else {
-            panic!("a MySQL source")
-        };
-        let mut source = MysqlSource::open(&job, config).await.unwrap();
+        let config: super::super::config::MysqlSourceConfig = job.file.source.parse(&job).unwrap();
+        let mut source = MysqlSource::open(&job, &config).await.unwrap();
         source.set_projection(0, vec![0, 1, 2]);
 
         let mut conn = pool.get_conn().await.unwrap();

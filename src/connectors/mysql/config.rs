@@ -133,6 +133,34 @@ impl MysqlSourceConfig {
     }
 }
 
+#[async_trait::async_trait]
+impl crate::source::SourceSpec for MysqlSourceConfig {
+    fn kind(&self) -> &'static str {
+        "mysql"
+    }
+    fn check(&self, job: &Job) -> Result<(), JobError> {
+        MysqlSourceConfig::check(self, job)
+    }
+    fn table_names(&self) -> Vec<String> {
+        self.tables.iter().map(|t| t.name.clone()).collect()
+    }
+    async fn open(
+        &self,
+        job: &Job,
+    ) -> Result<Box<dyn crate::source::BoundedSource>, crate::source::SourceError> {
+        Ok(Box::new(super::source::MysqlSource::open(job, self).await?))
+    }
+    async fn open_changes(
+        &self,
+        job: &Job,
+    ) -> Result<Box<dyn crate::source::BoundedChangeSource>, crate::source::SourceError> {
+        Ok(Box::new(super::source::MysqlSource::open(job, self).await?))
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_offset;

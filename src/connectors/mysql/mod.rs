@@ -12,3 +12,13 @@ pub mod encoding;
 mod rowimage;
 mod schema_change;
 pub mod source;
+
+/// `type: mysql`, a source (backfill and binlog CDC).
+pub const CONNECTOR: super::Connector = super::Connector {
+    kind: "mysql",
+    source: Some(|job| {
+        let config: config::MysqlSourceConfig = job.file.source.parse(job)?;
+        Ok(Box::new(config))
+    }),
+    sink: None,
+};

@@ -139,3 +139,25 @@ impl TdengineSourceConfig {
         }
     }
 }
+
+#[async_trait::async_trait]
+impl crate::source::SourceSpec for TdengineSourceConfig {
+    fn kind(&self) -> &'static str {
+        "tdengine"
+    }
+    fn check(&self, job: &Job) -> Result<(), JobError> {
+        TdengineSourceConfig::check(self, job)
+    }
+    fn table_names(&self) -> Vec<String> {
+        self.tables.iter().map(|t| t.name.clone()).collect()
+    }
+    async fn open(
+        &self,
+        job: &Job,
+    ) -> Result<Box<dyn crate::source::BoundedSource>, crate::source::SourceError> {
+        Ok(Box::new(super::TdengineSource::open(job, self).await?))
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}

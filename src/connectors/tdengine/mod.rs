@@ -41,3 +41,13 @@ pub mod encoding;
 pub mod source;
 
 pub use source::TdengineSource;
+
+/// `type: tdengine`, a source.
+pub const CONNECTOR: super::Connector = super::Connector {
+    kind: "tdengine",
+    source: Some(|job| {
+        let config: config::TdengineSourceConfig = job.file.source.parse(job)?;
+        Ok(Box::new(config))
+    }),
+    sink: None,
+};

@@ -134,3 +134,28 @@ impl TimestreamSinkConfig {
         Ok(())
     }
 }
+
+/// `sink: {type: timestream}` with its batching keys.
+pub(super) struct TimestreamSinkSpec {
+    pub config: TimestreamSinkConfig,
+    pub batching: crate::sink::BatchConfig,
+}
+
+impl crate::sink::SinkSpec for TimestreamSinkSpec {
+    fn kind(&self) -> &'static str {
+        "timestream"
+    }
+    fn check(&self, job: &Job) -> Result<(), JobError> {
+        self.config.check(job)?;
+        crate::sink::refuse_path_keys(job, "timestream")
+    }
+    fn build(
+        &self,
+        _context: &crate::sink::SinkContext<'_>,
+    ) -> Result<crate::sink::AnySink, String> {
+        Ok(crate::sink::AnySink::new(super::TimestreamSink::new(
+            &self.config,
+            &self.batching,
+        )))
+    }
+}

@@ -30,3 +30,13 @@ pub mod encoding;
 pub mod sink;
 
 pub use sink::TimestreamSink;
+
+/// `type: timestream`, a sink only.
+pub const CONNECTOR: super::Connector = super::Connector {
+    kind: "timestream",
+    source: None,
+    sink: Some(|job| {
+        let (config, batching) = crate::sink::parse_section::<config::TimestreamSinkConfig>(job)?;
+        Ok(Box::new(config::TimestreamSinkSpec { config, batching }))
+    }),
+};

@@ -323,6 +323,10 @@ impl Sink for TimestreamSink {
         )
     }
 
+    fn read_back(&self) -> Result<&dyn crate::sink::ReadBack, String> {
+        Err("verify cannot read Timestream back yet (it needs the Timestream Query API)".into())
+    }
+
     /// Timestream's limits (dimensions, names, sizes, time window), as a batch checks them.
     fn check(&self, point: &Point) -> Result<(), String> {
         self.encoder

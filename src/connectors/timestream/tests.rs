@@ -57,9 +57,16 @@ fn point(measurement: &str, i: i64) -> Point {
             (Name::from("temperature"), Value::Float(20.0 + i as f64)),
             (Name::from("status"), Value::Int(i)),
         ],
-        time: (super::super::encoding::now_ns() / 1_000_000_000 - 60 + i) * 1_000_000_000,
+        time: (base_seconds() - 60 + i) * 1_000_000_000,
         device_hash: 0,
     }
+}
+
+/// The clock's second when the tests first asked: every point of a test is built from it,
+/// so a test that builds a point twice gets the same time (a second may pass between).
+fn base_seconds() -> i64 {
+    static BASE: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| super::super::encoding::now_ns() / 1_000_000_000)
 }
 
 fn batch_of(sink: &TimestreamSink, measurement: &str, n: i64) -> RecordBatch {
