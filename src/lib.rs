@@ -19,4 +19,5 @@ pub mod runner;
 pub mod sink;
 pub mod source;
 pub mod spec;
+pub mod status;
 pub mod verify;
