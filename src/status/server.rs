@@ -78,12 +78,12 @@ struct Guard {
 
 impl Guard {
     /// `Err` is the refusal to answer.
-    fn allows(&self, request: &Request<Incoming>) -> Result<(), Response<Full<Bytes>>> {
+    fn allows(&self, request: &Request<Incoming>) -> Result<(), (StatusCode, &'static str)> {
         if self.loopback {
             return Ok(());
         }
         let Some(token) = &self.token else {
-            return Err(text(
+            return Err((
                 StatusCode::FORBIDDEN,
                 "the status endpoint is not on loopback and has no token: set TSMIG_STATUS_TOKEN (status.token in config/tsmig.yaml) to allow stop and cutover",
             ));
@@ -94,13 +94,19 @@ impl Guard {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         match given {
-            Some(given) if given == token => Ok(()),
-            _ => Err(text(
+            Some(given) if same(given.as_bytes(), token.as_bytes()) => Ok(()),
+            _ => Err((
                 StatusCode::UNAUTHORIZED,
                 "stop and cutover need Authorization: Bearer <the status token>",
             )),
         }
     }
+}
+
+/// Compares in time independent of where the strings differ (a token must not be
+/// guessable byte by byte from response times).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn answer(
@@ -123,14 +129,14 @@ fn answer(
             Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         },
         (&Method::POST, "/api/job/stop") => match guard.allows(&request) {
-            Err(refused) => refused,
+            Err((status, why)) => text(status, why),
             Ok(()) => {
                 (actions.stop)();
                 json(StatusCode::ACCEPTED, r#"{"stopping":true}"#)
             }
         },
         (&Method::POST, "/api/job/cutover") => match guard.allows(&request) {
-            Err(refused) => refused,
+            Err((status, why)) => text(status, why),
             Ok(()) => match (actions.cutover)() {
                 Ok(()) => json(StatusCode::ACCEPTED, r#"{"cutover":true}"#),
                 Err(why) => text(StatusCode::CONFLICT, &why),
