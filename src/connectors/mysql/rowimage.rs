@@ -228,7 +228,7 @@ fn value(data: &mut &[u8], column: &Column) -> io::Result<My> {
         Layout::Datetime(dec) => {
             let bytes = take(data, 5 + frac_bytes(dec))?;
             let int = be(&bytes[..5]) as i64 - 0x80_0000_0000;
-            datetime(int, fraction(&bytes[5..], dec))
+            datetime(int, fraction(&bytes[5..], dec))?
         }
         Layout::Timestamp(dec) => {
             let bytes = take(data, 4 + frac_bytes(dec))?;
@@ -276,15 +276,20 @@ fn fraction(bytes: &[u8], dec: u8) -> i32 {
 }
 
 /// DATETIME2's packed integer part and microseconds → the query protocol's value
-/// (MySQL's TIME_from_longlong_datetime_packed).
-fn datetime(int: i64, usec: i32) -> My {
-    let packed = ((int << 24) + i64::from(usec)).abs();
+/// (MySQL's TIME_from_longlong_datetime_packed). `Err` for bytes at the very ends of the
+/// range, which no server writes (years run to 9999) and whose sum overflows (found by
+/// fuzzing; mysql_common overflows alike).
+fn datetime(int: i64, usec: i32) -> io::Result<My> {
+    let packed = (int << 24)
+        .checked_add(i64::from(usec))
+        .and_then(i64::checked_abs)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "DATETIME2 out of range"))?;
     let usec = packed % (1 << 24);
     let ymdhms = packed >> 24;
     let ymd = ymdhms >> 17;
     let ym = ymd >> 5;
     let hms = ymdhms % (1 << 17);
-    My::Date(
+    Ok(My::Date(
         (ym / 13) as u16,
         (ym % 13) as u8,
         (ymd % (1 << 5)) as u8,
@@ -292,7 +297,7 @@ fn datetime(int: i64, usec: i32) -> My {
         ((hms >> 6) % (1 << 6)) as u8,
         (hms % (1 << 6)) as u8,
         usec as u32,
-    )
+    ))
 }
 
 /// Decimal digits per 4-byte word of MySQL's binary DECIMAL, and bytes per leftover digits.
@@ -367,4 +372,29 @@ fn decimal_text(bytes: &[u8], precision: usize, scale: usize) -> io::Result<Stri
         let _ = write!(text, "{x:0suffix$}");
     }
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// DATETIME2's packed integer of a date and time, as `value` gets it (sign bit off).
+    fn packed(year: i64, month: i64, day: i64, hms: (i64, i64, i64)) -> i64 {
+        let ymd = ((year * 13 + month) << 5) | day;
+        (ymd << 17) | (hms.0 << 12) | (hms.1 << 6) | hms.2
+    }
+
+    /// Bytes at the ends of DATETIME2's range overflowed (a panic in debug builds; found
+    /// by fuzzing, `fuzz/corpus/binlog_rows/`): now an error, like any bytes that are not
+    /// a row image.
+    #[test]
+    fn datetime_bytes_at_the_ends_of_the_range_are_an_error() {
+        assert_eq!(
+            datetime(packed(2026, 1, 2, (3, 4, 5)), 123_456).unwrap(),
+            My::Date(2026, 1, 2, 3, 4, 5, 123_456)
+        );
+        let lowest = -(1i64 << 39);
+        assert!(datetime(lowest, -1).is_err(), "the sum overflows");
+        assert!(datetime(lowest, 0).is_err(), "its absolute value overflows");
+    }
 }
