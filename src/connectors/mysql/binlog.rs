@@ -1165,7 +1165,7 @@ async fn flush(changes: &mut Vec<RowChange>, out: &ChangeSender) -> Result<(), S
 }
 
 /// The reader's handling of one table map and the rows event after it, without a server:
-/// for the fuzz tests (`tests/fuzz.rs`, `fuzz/`), which feed it events built from bytes.
+/// for the fuzz tests (`tests/fuzz.rs`), which feed it events built from bytes.
 /// Not an API.
 #[doc(hidden)]
 pub mod fuzzing {
