@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::jobs::{assert_verified, finished_splits, last_line, Background};
+use common::jobs::{assert_verified, finished_splits, last_line, run_ok, Background};
 use common::proxy::{Mode, TcpProxy};
 use common::*;
 use std::path::{Path, PathBuf};
@@ -102,8 +102,8 @@ impl Case {
 
     /// Runs the backfill to the end, directly, then checks the copy.
     fn finish_and_verify(&self) {
-        let out = backfill_command(&self.direct_job(), "2").output().unwrap();
-        assert_ok(&out);
+        let command = backfill_command(&self.direct_job(), "2");
+        run_ok(command, &self.dir, "finish", MINUTE);
         self.assert_copied();
     }
 
@@ -228,9 +228,9 @@ fn a_backfill_rides_out_its_influxdb_connections_cut() {
     case.assert_copied();
 }
 
-/// A backfill on two processes of one worker each, started as cluster/start-local.sh starts
-/// them but each watched on its own.
-fn spawn_two_processes(case: &Case) -> Vec<Background> {
+/// `job` as a backfill on two processes of one worker each, started as
+/// cluster/start-local.sh starts them but each watched on its own.
+fn spawn_two_processes(case: &Case, job: &Path, name: &str) -> Vec<Background> {
     let ports = free_ports(2);
     let hostfile = case.dir.join("hosts");
     std::fs::write(
@@ -240,10 +240,10 @@ fn spawn_two_processes(case: &Case) -> Vec<Background> {
     .unwrap();
     (0..2)
         .map(|i| {
-            let mut command = backfill_command(&case.job, "1");
+            let mut command = backfill_command(job, "1");
             command.args(["--processes", "2", "--process", &i.to_string()]);
             command.args(["--hostfile", hostfile.to_str().unwrap()]);
-            Background::spawn(command, &case.dir, &format!("process-{i}"))
+            Background::spawn(command, &case.dir, &format!("{name}-{i}"))
         })
         .collect()
 }
@@ -252,7 +252,7 @@ fn spawn_two_processes(case: &Case) -> Vec<Background> {
 /// saying which process it lost (no panic, no backtrace); both started again complete.
 fn kill_one_process_of_two(killed: usize) {
     let case = Case::new(&format!("fault_kill_p{killed}"), ROWS, CHUNK_ROWS, "");
-    let mut processes = spawn_two_processes(&case);
+    let mut processes = spawn_two_processes(&case, &case.job, "process");
     case.slow_down_once_planned(&mut processes[0]);
     processes[0].wait_for_a_finished_split(&case.state_file());
     assert!(processes[1].running(), "{}", processes[1].stderr());
@@ -269,13 +269,10 @@ fn kill_one_process_of_two(killed: usize) {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 
-    case.mysql.set(Mode::Pass);
-    let job = case.direct_job();
-    run_two_processes(
-        &case.dir,
-        &["-c", "backfill", "--config", job.to_str().unwrap()],
-        &[],
-    );
+    for mut process in spawn_two_processes(&case, &case.direct_job(), "again") {
+        let code = process.exit_within(MINUTE);
+        assert_eq!(code, 0, "{}", process.stderr());
+    }
     case.assert_copied();
 }
 
@@ -372,7 +369,6 @@ fn a_full_state_directory_stops_the_job_with_the_path_and_the_cause() {
 
     std::fs::remove_file(filler).unwrap();
     case.mysql.set(Mode::Pass);
-    let out = backfill_command(&case.job, "2").output().unwrap();
-    assert_ok(&out);
+    run_ok(backfill_command(&case.job, "2"), &case.dir, "rerun", MINUTE);
     case.assert_copied();
 }

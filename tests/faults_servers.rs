@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::jobs::{assert_verified, wait_for, Background};
+use common::jobs::{assert_verified, run_ok, wait_for, Background};
 use common::proxy::{Mode, TcpProxy};
 use common::servers::{PrivateInflux, PrivateMariadb};
 use common::writer::{create_cdc_table, Writer, CDC_MAPPING};
@@ -306,10 +306,8 @@ fn cdc_rides_out_mariadb_restarting(prefix: &str, entry: &str, workers: &str) {
     let job = cdc_job(&case);
     if entry == "cdc" {
         // The snapshot first; the job under test then follows from its position.
-        let out = cdc_command(&job, "backfill+cdc", workers, &["--until-caught-up"])
-            .output()
-            .unwrap();
-        assert_ok(&out);
+        let snapshot = cdc_command(&job, "backfill+cdc", workers, &["--until-caught-up"]);
+        run_ok(snapshot, &case.dir, "snapshot", MINUTE);
     }
     let mut running = Background::spawn(cdc_command(&job, entry, workers, &[]), &case.dir, entry);
     running.wait_until("the snapshot in the target", MINUTE, || {

@@ -136,6 +136,15 @@ impl Drop for Background {
     }
 }
 
+/// Runs `command` to its end (`within` at most) with its output in `dir/<name>.*`, and
+/// asserts that it succeeded.
+pub fn run_ok(command: Command, dir: &Path, name: &str, within: Duration) -> Background {
+    let mut job = Background::spawn(command, dir, name);
+    let code = job.exit_within(within);
+    assert_eq!(code, 0, "{name}:\n{}{}", job.stdout(), job.stderr());
+    job
+}
+
 /// `kill -NAME PID`.
 pub fn signal(pid: u32, name: &str) {
     let status = Command::new("kill")

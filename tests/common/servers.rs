@@ -148,7 +148,7 @@ impl PrivateInflux {
         for sub in ["meta", "data", "wal"] {
             std::fs::create_dir_all(home.join(sub)).unwrap();
         }
-        let ports = super::free_ports(2);
+        let ports = stable_ports(2);
         let conf = dir.join("influxdb.conf");
         std::fs::write(
             &conf,
@@ -271,7 +271,7 @@ impl PrivateMariadb {
             String::from_utf8_lossy(&install.stdout),
             String::from_utf8_lossy(&install.stderr)
         );
-        let port = super::free_ports(1)[0];
+        let port = stable_ports(1)[0];
         let path = |p: &str| dir.join(p).display().to_string();
         let command = vec![
             find_mariadbd(),
@@ -375,6 +375,30 @@ impl PrivateMariadb {
     pub fn stop(&mut self) {
         self.process.stop();
     }
+}
+
+/// Free ports below the kernel's ephemeral range: while a server is down, no outgoing
+/// connection (nor `free_ports`, which binds port 0) can take its port before it starts
+/// again on the same one.
+fn stable_ports(n: usize) -> Vec<u16> {
+    let ephemeral_start: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000, ephemeral_start.max(10_100));
+    let mut held = Vec::new();
+    for _ in 0..10_000 {
+        if held.len() == n {
+            break;
+        }
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", fastrand::u16(low..high))) {
+            held.push(listener);
+        }
+    }
+    assert_eq!(held.len(), n, "no free port in {low}..{high}");
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
 }
 
 /// Whether an InfluxDB answers `GET /ping` with 204 on `port`.
