@@ -81,6 +81,11 @@ impl Counters {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Sets a gauge-like counter (the plan's size, which a restart loads again).
+    pub fn set(counter: &AtomicU64, n: u64) {
+        counter.store(n, Ordering::Relaxed);
+    }
+
     /// Notes an acknowledged write; the first one fixes `first_write_us`.
     pub fn written(&self, points: u64) {
         Self::add(&self.points_written, points);

@@ -94,10 +94,17 @@ impl MysqlSource {
         let opts = mysql_async::Opts::from_url(&config.url)
             .map_err(|e| job.error_at("source.url", format!("not a MySQL URL: {e}")))?;
         let default_db = opts.db_name().map(str::to_string);
+        let prefer_socket = names_prefer_socket(&config.url) && opts.prefer_socket();
         let opts = mysql_async::OptsBuilder::from_opts(opts)
             // TIMESTAMP values arrive in the session's zone: make that UTC.
             .init(vec!["SET time_zone = '+00:00'"])
-            .stmt_cache_size(64);
+            .stmt_cache_size(64)
+            // Connect where the URL says. By default mysql_async asks the server for its
+            // @@socket and reconnects through that path on this machine: behind a tunnel,
+            // a proxy or a forwarded port, a server of this machine that owns that path
+            // would be read instead, and a cut link would go unnoticed. `?prefer_socket=true`
+            // asks for it; `?socket=PATH` names a socket.
+            .prefer_socket(prefer_socket);
         let host = opts_host(&config.url);
         let pool = mysql_async::Pool::new(opts);
         let offset_ns = parse_offset(&config.time_zone)
@@ -482,6 +489,15 @@ fn even_cuts(start: i128, end: i128, parts: i128) -> Vec<(i64, i64)> {
     cuts
 }
 
+/// Whether a MySQL URL sets `prefer_socket` itself (mysql_async's default is true).
+fn names_prefer_socket(url: &str) -> bool {
+    url.split_once('?').is_some_and(|(_, query)| {
+        query
+            .split('&')
+            .any(|kv| kv.split('=').next() == Some("prefer_socket"))
+    })
+}
+
 /// `host:port` of a MySQL URL, for messages (never the credentials).
 fn opts_host(url: &str) -> String {
     mysql_async::Opts::from_url(url)
@@ -554,6 +570,19 @@ impl BoundedSource for MysqlSource {
 #[cfg(test)]
 mod tests {
     use super::even_cuts;
+
+    #[test]
+    fn the_socket_is_preferred_only_when_the_url_says_so() {
+        use super::names_prefer_socket;
+        assert!(!names_prefer_socket("mysql://u:p@127.0.0.1:3306/db"));
+        assert!(!names_prefer_socket(
+            "mysql://u:p@127.0.0.1:3306/db?socket=/x.sock"
+        ));
+        assert!(names_prefer_socket("mysql://u:p@h/db?prefer_socket=true"));
+        assert!(names_prefer_socket(
+            "mysql://u:p@h/db?a=1&prefer_socket=false"
+        ));
+    }
 
     #[test]
     fn even_cuts_cover_the_range_exactly() {
