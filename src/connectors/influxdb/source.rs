@@ -26,7 +26,7 @@ use crate::connectors::influxdb::client::{
 use crate::dead_letter::DeadLetters;
 use crate::job::{Job, MappingConfig, TimeUnit};
 use crate::model::{Row, Value};
-use crate::sink::deliver::RetryPolicy;
+use crate::retry::RetryPolicy;
 use crate::source::{
     BoundedSource, Column, ColumnKind, RowSender, SourceError, Split, TableSchema,
 };

@@ -1,7 +1,7 @@
 //! The `source:` section for InfluxDB 1.x.
 
 use crate::job::{duration, Job, JobError};
-use crate::sink::deliver::RetryPolicy;
+use crate::retry::RetryPolicy;
 use serde::Deserialize;
 use std::time::Duration;
 

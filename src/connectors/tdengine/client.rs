@@ -26,7 +26,8 @@
 //! `?tz=UTC` asks for timestamps in UTC; they are converted by their own offset anyway.
 
 use super::config::TdengineSourceConfig;
-use crate::sink::deliver::{without_url, RetryPolicy};
+use crate::retry::RetryPolicy;
+use crate::sink::deliver::without_url;
 use crate::source::SourceError;
 use serde::Deserialize;
 use serde_json::Value as Json;

@@ -1,7 +1,7 @@
 //! The `source:` section for TDengine.
 
 use crate::job::{duration, Job, JobError};
-use crate::sink::deliver::RetryPolicy;
+use crate::retry::RetryPolicy;
 use serde::Deserialize;
 use std::time::Duration;
 
