@@ -25,8 +25,9 @@ use crate::connectors::influxdb::client::{
 };
 use crate::dead_letter::DeadLetters;
 use crate::job::{Job, MappingConfig, TimeUnit};
+use crate::metrics::SOURCE_RETRIES;
 use crate::model::{Row, Value};
-use crate::retry::RetryPolicy;
+use crate::retry::{retry, RetryError, RetryPolicy, Retryable};
 use crate::source::{
     BoundedSource, Column, ColumnKind, RowSender, SourceError, Split, TableSchema,
 };
@@ -97,6 +98,24 @@ enum Attempt {
     Fail(SourceError),
 }
 
+/// Only [`Attempt::Transient`] is sent again.
+impl Retryable for Attempt {
+    fn is_transient(&self) -> bool {
+        matches!(self, Attempt::Transient { .. })
+    }
+}
+
+impl std::fmt::Display for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Attempt::Transient { message, sent: 0 } => f.write_str(message),
+            // Rows sent twice are counted in rows_read: say where they come from.
+            Attempt::Transient { message, sent } => write!(f, "{message} (after {sent} rows)"),
+            Attempt::Fail(e) => e.fmt(f),
+        }
+    }
+}
+
 impl From<QueryError> for Attempt {
     fn from(e: QueryError) -> Self {
         match e {
@@ -161,10 +180,7 @@ impl InfluxSource {
             stall: config.timeout,
             // Opening fails at once: a wrong URL or database should not take minutes of
             // retries to say so. Once open, transient failures are retried.
-            retry: RetryPolicy {
-                max_retries: 0,
-                ..config.retry()
-            },
+            retry: config.retry.without_retries(),
             gate: Semaphore::new(config.concurrency),
             rate: config.rate_limit.map(|r| RateLimit {
                 per_second: r as f64,
@@ -280,48 +296,29 @@ impl InfluxSource {
                 projection: Vec::new(),
             });
         }
-        source.retry = config.retry();
+        source.retry = config.retry.clone();
         Ok(source)
     }
 
-    /// Runs `attempt` until it succeeds, retrying transient failures with backoff.
-    async fn with_retries<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T, SourceError>
+    /// Runs `attempt` until it succeeds, retrying transient failures ([`retry`], counted
+    /// in `source_retries=`).
+    async fn with_retries<T, F, Fut>(&self, what: &str, attempt: F) -> Result<T, SourceError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Attempt>>,
     {
-        let mut failures = 0;
-        loop {
-            match attempt().await {
-                Ok(v) => return Ok(v),
-                Err(Attempt::Fail(SourceError::Fatal(m))) => {
-                    return Err(SourceError::Fatal(format!("{what}: {m}")))
+        retry(&self.retry, what, &SOURCE_RETRIES, attempt)
+            .await
+            .map_err(|e| match e {
+                RetryError::Final(Attempt::Fail(SourceError::Fatal(m))) => {
+                    SourceError::Fatal(format!("{what}: {m}"))
                 }
-                Err(Attempt::Fail(e)) => return Err(e),
-                Err(Attempt::Transient { message, sent }) => {
-                    if failures >= self.retry.max_retries {
-                        return Err(SourceError::Server(if failures == 0 {
-                            format!("{what}: {message}")
-                        } else {
-                            format!(
-                                "{what}: failed {} times, giving up: {message}",
-                                failures + 1
-                            )
-                        }));
-                    }
-                    let wait = self.retry.backoff(failures, None, fastrand::f64());
-                    crate::metrics::source_retried();
-                    tracing::warn!(
-                        attempt = failures + 1,
-                        rows_to_send_again = sent,
-                        wait_ms = wait.as_millis() as u64,
-                        "{what}: {message}; retrying"
-                    );
-                    tokio::time::sleep(wait).await;
-                    failures += 1;
+                RetryError::Final(Attempt::Fail(e)) => e,
+                RetryError::Final(transient @ Attempt::Transient { .. }) => {
+                    SourceError::Server(format!("{what}: {transient}"))
                 }
-            }
-        }
+                RetryError::Exhausted(exhausted) => SourceError::Server(exhausted.to_string()),
+            })
     }
 
     /// Sends a query once a place at the gate is free; the place is held as long as the

@@ -53,16 +53,11 @@ pub struct InfluxSourceConfig {
     /// to write what it answers; a query that takes longer is retried.
     #[serde(default = "default_query_timeout", deserialize_with = "duration")]
     pub query_timeout: Duration,
-    /// Retries of a query that failed transiently (network, timeout, 429, 5xx) before the
-    /// job fails. A split is re-read from its start.
-    #[serde(default = "default_max_retries")]
-    pub max_retries: u32,
-    /// Backoff before the first retry; it doubles up to `max_backoff`, with jitter.
-    #[serde(default = "default_initial_backoff", deserialize_with = "duration")]
-    pub initial_backoff: Duration,
-    /// Longest backoff between two attempts.
-    #[serde(default = "default_max_backoff", deserialize_with = "duration")]
-    pub max_backoff: Duration,
+    /// How a query that failed transiently (network, timeout, 429, 5xx) is sent again (a
+    /// split is re-read from its start): the retry keys, parsed beside these
+    /// ([`crate::source::parse_section`]).
+    #[serde(skip)]
+    pub retry: RetryPolicy,
 }
 
 fn default_bucket() -> Duration {
@@ -82,15 +77,6 @@ fn default_timeout() -> Duration {
 }
 fn default_query_timeout() -> Duration {
     Duration::from_secs(30 * 60)
-}
-fn default_max_retries() -> u32 {
-    10
-}
-fn default_initial_backoff() -> Duration {
-    Duration::from_millis(200)
-}
-fn default_max_backoff() -> Duration {
-    Duration::from_secs(30)
 }
 
 impl InfluxSourceConfig {
@@ -142,15 +128,6 @@ impl InfluxSourceConfig {
             }
         }
         Ok(())
-    }
-
-    /// How failed queries are retried.
-    pub fn retry(&self) -> RetryPolicy {
-        RetryPolicy {
-            max_retries: self.max_retries,
-            initial_backoff: self.initial_backoff,
-            max_backoff: self.max_backoff,
-        }
     }
 
     /// The bucket width in nanoseconds.
