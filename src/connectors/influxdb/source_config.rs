@@ -38,7 +38,8 @@ pub struct InfluxSourceConfig {
     /// with several processes, per process.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
-    /// Rows per second read at most, across the whole process; default: no limit.
+    /// Rows per second read at most, across the whole process (at most one chunk, or a
+    /// second's rows, ahead of that pace); default: no limit.
     #[serde(default)]
     pub rate_limit: Option<u64>,
     /// Rows per chunk of a chunked answer (`chunk_size`).
@@ -106,6 +107,15 @@ impl InfluxSourceConfig {
             return Err(job.error_at(
                 "source.rate_limit",
                 "must be at least 1 row per second (leave it out for no limit)",
+            ));
+        }
+        if self.rate_limit.is_some_and(|r| r > u32::MAX as u64) {
+            return Err(job.error_at(
+                "source.rate_limit",
+                format!(
+                    "must be at most {} rows per second (leave it out for no limit)",
+                    u32::MAX
+                ),
             ));
         }
         if self.chunk_size == 0 {
