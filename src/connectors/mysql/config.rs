@@ -30,6 +30,10 @@ pub struct MysqlSourceConfig {
         deserialize_with = "crate::job::duration"
     )]
     pub heartbeat: std::time::Duration,
+    /// How a chunk whose read lost its connection is read again, from its start: the retry
+    /// keys, parsed beside these ([`crate::source::parse_section`]).
+    #[serde(skip)]
+    pub retry: crate::retry::RetryPolicy,
 }
 
 fn default_heartbeat() -> std::time::Duration {
