@@ -20,8 +20,9 @@
 //!   an input over it is a failure like a panic.
 //!
 //! `TSMIG_FUZZ_SECONDS` sets the budget per target (default 10); `TSMIG_FUZZ_SAVE=1`
-//! also writes the inputs with new outcomes into the corpus (for a long run whose corpus
-//! is then pruned by hand; not in CI); `TSMIG_FUZZ_SEED` fixes the random seed.
+//! also writes to the corpus, at the end, the smallest input of each outcome that only
+//! mutation reached (for a long run, whose additions are then looked over; not in CI);
+//! `TSMIG_FUZZ_SEED` fixes the random seed.
 
 #![allow(dead_code)]
 
@@ -29,7 +30,7 @@ pub mod targets;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -38,7 +39,7 @@ use std::time::{Duration, Instant};
 
 /// An input still running after this long is a hang.
 pub const HANG: Duration = Duration::from_secs(30);
-/// Inputs with new outcomes saved per target and run, at most.
+/// Inputs with new outcomes saved per target and run (`TSMIG_FUZZ_SAVE=1`), at most.
 const SAVE_AT_MOST: usize = 64;
 
 /// What the fuzzer runs.
@@ -455,66 +456,69 @@ pub fn fuzz_for(target: Target, budget: Duration) -> Report {
     let mut pool: Vec<Vec<u8>> = corpus(target.name);
     let replayed = pool.len();
     pool.extend(target.seeds.iter().cloned());
-    let mut seen: HashSet<String> = HashSet::new();
+    // Every outcome seen, with the smallest mutated input that gave it (`None` if a corpus
+    // file or seed gave it): what `TSMIG_FUZZ_SAVE=1` writes to the corpus.
+    let mut seen: HashMap<String, Option<Vec<u8>>> = HashMap::new();
     let mut failures: Vec<(String, Vec<u8>)> = Vec::new();
     let mut failure_keys: HashSet<String> = HashSet::new();
-    let mut saved = 0;
     let mut inputs = 0u64;
     let start = Instant::now();
 
-    let mut check =
-        |input: Vec<u8>, pool: &mut Vec<Vec<u8>>, seen: &mut HashSet<String>, from_pool: bool| {
-            {
-                let mut c = current.lock().unwrap();
-                c.0 = Instant::now();
-                c.1.clear();
-                c.1.extend_from_slice(&input);
-                c.2 = true;
-            }
-            let result = run_one(&target, &input);
-            current.lock().unwrap().2 = false;
-            match result {
-                Ok(outcomes) => {
-                    let mut new = false;
-                    for o in outcomes {
-                        new |= seen.insert(o);
-                    }
-                    if new {
-                        let file = corpus_dir.join(name_of(&input));
-                        if save && saved < SAVE_AT_MOST && input.len() <= 4096 && !file.exists() {
-                            let _ = std::fs::create_dir_all(&corpus_dir);
-                            if std::fs::write(&file, &input).is_ok() {
-                                saved += 1;
-                            }
+    let mut check = |input: Vec<u8>,
+                     pool: &mut Vec<Vec<u8>>,
+                     seen: &mut HashMap<String, Option<Vec<u8>>>,
+                     from_pool: bool| {
+        {
+            let mut c = current.lock().unwrap();
+            c.0 = Instant::now();
+            c.1.clear();
+            c.1.extend_from_slice(&input);
+            c.2 = true;
+        }
+        let result = run_one(&target, &input);
+        current.lock().unwrap().2 = false;
+        match result {
+            Ok(outcomes) => {
+                let mut new = false;
+                for o in outcomes {
+                    match seen.get_mut(&o) {
+                        None => {
+                            new = true;
+                            seen.insert(o, (!from_pool).then(|| input.clone()));
                         }
-                        if !from_pool {
-                            pool.push(input);
+                        Some(Some(smallest)) if input.len() < smallest.len() => {
+                            *smallest = input.clone();
                         }
+                        Some(_) => {}
                     }
                 }
-                Err(failure) => {
-                    let key = failure_key(&failure);
-                    if failure_keys.insert(key) {
-                        let small = minimize(&target, &input, &failure);
-                        let file = corpus_dir.join(format!("crash-{}", name_of(&small)));
-                        let saved = std::fs::create_dir_all(&corpus_dir)
-                            .and_then(|_| std::fs::write(&file, &small))
-                            .map_or_else(
-                                |e| format!("not saved ({e})"),
-                                |_| format!("saved as {}", file.display()),
-                            );
-                        eprintln!(
+                if new && !from_pool {
+                    pool.push(input);
+                }
+            }
+            Err(failure) => {
+                let key = failure_key(&failure);
+                if failure_keys.insert(key) {
+                    let small = minimize(&target, &input, &failure);
+                    let file = corpus_dir.join(format!("crash-{}", name_of(&small)));
+                    let saved = std::fs::create_dir_all(&corpus_dir)
+                        .and_then(|_| std::fs::write(&file, &small))
+                        .map_or_else(
+                            |e| format!("not saved ({e})"),
+                            |_| format!("saved as {}", file.display()),
+                        );
+                    eprintln!(
                         "fuzz {}: {failure}\n  input ({} bytes, minimized from {}): {}\n  {saved}",
                         target.name,
                         small.len(),
                         input.len(),
                         escaped(&small),
                     );
-                        failures.push((format!("{failure}; {saved}"), small));
-                    }
+                    failures.push((format!("{failure}; {saved}"), small));
                 }
             }
-        };
+        }
+    };
 
     // Every corpus file and seed once, unmutated.
     for input in pool.clone() {
@@ -536,6 +540,11 @@ pub fn fuzz_for(target: Target, budget: Duration) -> Report {
     }
     done.store(true, Ordering::Relaxed);
     let _ = watchdog.join();
+    let saved = if save {
+        save_new_outcomes(&corpus_dir, &seen)
+    } else {
+        0
+    };
     let report = Report {
         replayed,
         inputs,
@@ -561,6 +570,28 @@ pub fn fuzz_for(target: Target, budget: Duration) -> Report {
         report.failures.len()
     );
     report
+}
+
+/// Writes to the corpus the smallest input of each outcome only mutation reached, at
+/// most [`SAVE_AT_MOST`] of them (the smallest first) and none over 4 KiB; returns how
+/// many it wrote.
+fn save_new_outcomes(
+    corpus_dir: &std::path::Path,
+    seen: &HashMap<String, Option<Vec<u8>>>,
+) -> usize {
+    let mut inputs: Vec<&Vec<u8>> = seen
+        .values()
+        .flatten()
+        .filter(|i| i.len() <= 4096)
+        .collect();
+    inputs.sort_by_key(|i| (i.len(), *i));
+    inputs.dedup();
+    let _ = std::fs::create_dir_all(corpus_dir);
+    inputs
+        .into_iter()
+        .take(SAVE_AT_MOST)
+        .filter(|input| std::fs::write(corpus_dir.join(name_of(input)), input).is_ok())
+        .count()
 }
 
 /// Fails the test with every failure of `report`.

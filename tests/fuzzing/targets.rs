@@ -28,31 +28,29 @@ pub static PANICS_ELSEWHERE: AtomicU64 = AtomicU64::new(0);
 /// another test running alongside.
 pub const ENDPOINT_THREADS: &str = "fuzz-endpoint";
 
-/// A message with its particulars blanked (quoted text, numbers).
+/// A message with its particulars blanked: what it quotes (from its first quote to its
+/// last: a quoted name may hold quotes itself) and numbers.
 pub fn shape(message: &str) -> String {
+    let quote = |c: char| c == '"' || c == '`';
+    let message = match (message.find(quote), message.rfind(quote)) {
+        (Some(first), Some(last)) => {
+            format!("{}…{}", &message[..first], &message[last + 1..])
+        }
+        _ => message.to_string(),
+    };
     let mut out = String::new();
     let mut chars = message.chars().peekable();
     while let Some(c) = chars.next() {
         if out.len() > 120 {
             break;
         }
-        match c {
-            '"' | '`' => {
-                for d in chars.by_ref() {
-                    if d == c {
-                        break;
-                    }
-                }
-                out.push(c);
-                out.push(c);
+        if c.is_ascii_digit() {
+            while chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+                chars.next();
             }
-            '0'..='9' => {
-                while chars.peek().is_some_and(|d| d.is_ascii_digit()) {
-                    chars.next();
-                }
-                out.push('N');
-            }
-            _ => out.push(c),
+            out.push('N');
+        } else {
+            out.push(c);
         }
     }
     out
@@ -129,7 +127,8 @@ pub fn line_protocol(data: &[u8]) -> Vec<String> {
         if p.time == now - now.rem_euclid(precision.nanos()) {
             outcomes.push("point at the server's time".into());
         }
-        let kinds: Vec<&str> = p
+        // The kinds of field it has (which, not how many: an outcome is a class of input).
+        let mut kinds: Vec<&str> = p
             .fields
             .iter()
             .map(|(_, v)| match v {
@@ -141,6 +140,8 @@ pub fn line_protocol(data: &[u8]) -> Vec<String> {
                 _ => "other",
             })
             .collect();
+        kinds.sort_unstable();
+        kinds.dedup();
         outcomes.push(format!("point: {} tags, {kinds:?}", p.tags.len().min(2)));
         // Written back by the InfluxDB sink's encoder, it parses to the same point —
         // unless a name holds a backslash: the encoder writes for InfluxDB's Go parser,
