@@ -152,8 +152,11 @@ fn layout(column_type: ColumnType, meta: &[u8]) -> Option<Layout> {
             };
             Layout::Bytes(if max < 256 { 1 } else { 2 })
         }
-        MYSQL_TYPE_DATETIME2 => Layout::Datetime(byte(0)?),
-        MYSQL_TYPE_TIMESTAMP2 => Layout::Timestamp(byte(0)?),
+        // Fractional digits: 0 to 6. mysql_common reads no fraction for more (which no
+        // server writes); such a table is left to it, so the two never disagree on where
+        // a value ends (found by fuzzing).
+        MYSQL_TYPE_DATETIME2 => Layout::Datetime(byte(0).filter(|&dec| dec <= 6)?),
+        MYSQL_TYPE_TIMESTAMP2 => Layout::Timestamp(byte(0).filter(|&dec| dec <= 6)?),
         MYSQL_TYPE_NEWDATE => Layout::Date,
         _ => return None,
     })
@@ -382,6 +385,29 @@ mod tests {
     fn packed(year: i64, month: i64, day: i64, hms: (i64, i64, i64)) -> i64 {
         let ymd = ((year * 13 + month) << 5) | day;
         (ymd << 17) | (hms.0 << 12) | (hms.1 << 6) | hms.2
+    }
+
+    /// DATETIME2 and TIMESTAMP2 of more than 6 fractional digits (which no server writes)
+    /// are left to mysql_common: the lean decoder read 6 bytes of fraction for 12 digits,
+    /// mysql_common none, and the two cut the rows differently (the fuzzer's
+    /// `binlog_rows/crash-f4ad001ff24653ee`).
+    #[test]
+    fn more_than_six_fractional_digits_are_not_read_here() {
+        use ColumnType::*;
+        for dec in 0..=6 {
+            assert_eq!(
+                layout(MYSQL_TYPE_DATETIME2, &[dec]),
+                Some(Layout::Datetime(dec))
+            );
+            assert_eq!(
+                layout(MYSQL_TYPE_TIMESTAMP2, &[dec]),
+                Some(Layout::Timestamp(dec))
+            );
+        }
+        for dec in [7, 12, 255] {
+            assert_eq!(layout(MYSQL_TYPE_DATETIME2, &[dec]), None);
+            assert_eq!(layout(MYSQL_TYPE_TIMESTAMP2, &[dec]), None);
+        }
     }
 
     /// Bytes at the ends of DATETIME2's range overflowed (a panic in debug builds; found
