@@ -805,3 +805,19 @@ fn replay() {
     };
     println!("{:#?}", run(&input));
 }
+
+/// Job-file lines as YAML counts them (a lone `\r` ends one): the fuzzer's
+/// `job_file/crash-6705f1e787412a41` was a count of `\n` only, not the loader.
+#[test]
+fn job_file_lines_are_yaml_lines() {
+    assert_eq!(
+        fuzzing::targets::yaml_lines("a\rb\r\nc\nd"),
+        ["a", "b", "c", "d"]
+    );
+    assert_eq!(fuzzing::targets::yaml_lines("a\n"), ["a", ""]);
+    let outcomes = targets::job_file(b"name:\rl");
+    assert!(
+        outcomes[0].starts_with("load: name could not find"),
+        "{outcomes:?}"
+    );
+}
