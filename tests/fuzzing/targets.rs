@@ -364,6 +364,12 @@ pub fn ingest_request(data: &[u8]) -> Vec<String> {
     // A partial write lists every rejected line, `; ` between them: the first names the
     // class (all of them would make each combination an outcome of its own).
     let first = message.split("; ").next().unwrap_or_default();
+    // The one message that names what the client sent without quotes.
+    let first = if first.starts_with("Content-Encoding ") {
+        "Content-Encoding … is not supported"
+    } else {
+        first
+    };
     vec![format!("{status} {}", shape(first))]
 }
 
