@@ -530,7 +530,8 @@ impl Job {
         text: &str,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Job, JobError> {
-        let substituted = env::substitute(text, lookup).map_err(|e| JobError {
+        let text = env::line_feeds(text);
+        let substituted = env::substitute(&text, lookup).map_err(|e| JobError {
             file: path.to_path_buf(),
             place: Some((e.line, e.column)),
             key: None,
@@ -780,6 +781,27 @@ mod tests {
         ] {
             let text = format!("{}{second}", mapping("a", base));
             assert!(job(&text).is_ok(), "{text}");
+        }
+    }
+
+    /// A job file whose lines end in CR (or NEL, LS, PS) is read as YAML reads it: each a
+    /// line. Before, a password after a lone CR was judged by the key of the LF-line it
+    /// sat on and shown unmasked in an error (the fuzzer's
+    /// `fuzz/corpus/job_file/crash-6992fa284b9f8692`), and `${VAR}` errors named the wrong
+    /// line.
+    #[test]
+    fn lines_may_end_in_cr_and_the_other_breaks_yaml_knows() {
+        let password = |name: &str| (name == "DB_PASSWORD").then(|| "Hunter2-Secret".to_string());
+        for break_ in ["\n", "\r\n", "\r", "\u{85}", "\u{2028}"] {
+            let text = [":s", "${DB_PASSWORD}"].join(break_);
+            let err = Job::parse(Path::new("job.yaml"), &text, password).unwrap_err();
+            assert!(!err.to_string().contains("Hunter2"), "{break_:?}: {err}");
+            assert!(err.message.contains("***"), "{break_:?}: {err}");
+
+            let text = ["name: t", "# ${UNSET} in a comment", "mode: ${UNSET}"].join(break_);
+            let err = Job::parse(Path::new("job.yaml"), &text, password).unwrap_err();
+            assert_eq!(err.place, Some((3, 7)), "{break_:?}: {err}");
+            assert_eq!(err.message, "environment variable UNSET is not set");
         }
     }
 }

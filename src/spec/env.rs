@@ -224,6 +224,22 @@ fn percent_decoded(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `text` with every line break a line feed. serde_yaml (libyaml) also ends a line at CR,
+/// CR LF, NEL, LS and PS, while the rest of the loader reads lines split at LF: which
+/// substituted values are secret (by their line's key), where comments are, error places.
+/// A file with other breaks had its `${VAR}`s judged by the wrong line, and a password on
+/// a line after a lone CR shown unmasked in an error (found by fuzzing:
+/// `fuzz/corpus/job_file/crash-6992fa284b9f8692`). YAML reads the result alike (it
+/// folds every kind of break in a scalar the same, LS and PS aside, which keep themselves:
+/// no job file holds those).
+pub fn line_feeds(text: &str) -> std::borrow::Cow<'_, str> {
+    const BREAKS: [char; 4] = ['\r', '\u{85}', '\u{2028}', '\u{2029}'];
+    if !text.contains(BREAKS) {
+        return text.into();
+    }
+    text.replace("\r\n", "\n").replace(BREAKS, "\n").into()
+}
+
 /// A reference that could not be resolved.
 #[derive(Debug, PartialEq, Eq)]
 pub struct EnvError {
