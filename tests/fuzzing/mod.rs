@@ -22,7 +22,8 @@
 //! `TSMIG_FUZZ_SECONDS` sets the budget per target (default 10); `TSMIG_FUZZ_SAVE=1`
 //! also writes to the corpus, at the end, the smallest input of each outcome that only
 //! mutation reached (for a long run, whose additions are then looked over; not in CI);
-//! `TSMIG_FUZZ_SEED` fixes the random seed.
+//! `TSMIG_FUZZ_SEED` fixes the random seed; `TSMIG_FUZZ_OUTCOMES=<file>` writes every
+//! outcome seen there (to check that outcomes are classes, not one per input).
 
 #![allow(dead_code)]
 
@@ -540,6 +541,11 @@ pub fn fuzz_for(target: Target, budget: Duration) -> Report {
     }
     done.store(true, Ordering::Relaxed);
     let _ = watchdog.join();
+    if let Ok(path) = std::env::var("TSMIG_FUZZ_OUTCOMES") {
+        let mut outcomes: Vec<&str> = seen.keys().map(String::as_str).collect();
+        outcomes.sort_unstable();
+        let _ = std::fs::write(path, outcomes.join("\n"));
+    }
     let saved = if save {
         save_new_outcomes(&corpus_dir, &seen)
     } else {

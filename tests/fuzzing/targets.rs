@@ -29,7 +29,8 @@ pub static PANICS_ELSEWHERE: AtomicU64 = AtomicU64::new(0);
 pub const ENDPOINT_THREADS: &str = "fuzz-endpoint";
 
 /// A message with its particulars blanked: what it quotes (from its first quote to its
-/// last: a quoted name may hold quotes itself) and numbers.
+/// last: a quoted name may hold quotes itself), numbers, and the word after `variable`
+/// (the loader names an unset environment variable unquoted).
 pub fn shape(message: &str) -> String {
     let quote = |c: char| c == '"' || c == '`' || c == '\'';
     let message = match (message.find(quote), message.rfind(quote)) {
@@ -38,6 +39,13 @@ pub fn shape(message: &str) -> String {
         }
         _ => message.to_string(),
     };
+    let mut words: Vec<&str> = message.split(' ').collect();
+    for i in 1..words.len() {
+        if words[i - 1] == "variable" {
+            words[i] = "V";
+        }
+    }
+    let message = words.join(" ");
     let mut out = String::new();
     let mut chars = message.chars().peekable();
     while let Some(c) = chars.next() {
@@ -407,15 +415,24 @@ pub fn job_file(data: &[u8]) -> Vec<String> {
             return vec![format!("load: {} {}", key_shape(&e), shape(&e.message))];
         }
     };
-    let mut outcomes = vec![format!(
-        "loaded: {} → {}",
-        job.file.source.kind, job.file.sink.kind
-    )];
+    // A connector's kind as the file names it: one of tsmig's, or any other (`?`).
+    let kind = |kind: &str| {
+        const KINDS: &[&str] = &[
+            "mysql",
+            "influxdb",
+            "iotdb",
+            "timestream",
+            "tdengine",
+            "ingest",
+            "blackhole",
+            "memory",
+        ];
+        KINDS.iter().find(|k| **k == kind).copied().unwrap_or("?")
+    };
+    let (source, sink) = (kind(&job.file.source.kind), kind(&job.file.sink.kind));
+    let mut outcomes = vec![format!("loaded: {source} → {sink}")];
     match tsmig::connectors::check(&job) {
-        Ok(_) => outcomes.push(format!(
-            "checked: {} → {} {:?}",
-            job.file.source.kind, job.file.sink.kind, job.file.mode
-        )),
+        Ok(_) => outcomes.push(format!("checked: {source} → {sink} {:?}", job.file.mode)),
         Err(e) => {
             check_job_error(&e, &text);
             outcomes.push(format!("check: {} {}", key_shape(&e), shape(&e.message)));
@@ -427,21 +444,30 @@ pub fn job_file(data: &[u8]) -> Vec<String> {
     outcomes
 }
 
-/// The class of an error's key: its top-level section and its depth (`sink..` for
-/// `sink.retry.max_backoff`). The whole path would make every misspelt key an outcome
-/// of its own.
+/// The class of an error's key: its top-level section if the job file has one of that
+/// name (else `?`) and its depth (`sink..` for `sink.retry.max_backoff`). The whole path
+/// would make every misspelt key an outcome of its own.
 fn key_shape(e: &JobError) -> String {
+    const SECTIONS: &[&str] = &[
+        "name",
+        "mode",
+        "source",
+        "sink",
+        "mappings",
+        "checkpoint",
+        "dead_letter",
+        "flow",
+        "verify",
+        "follow",
+        "restart",
+    ];
     let Some(key) = e.key.as_deref() else {
         return String::new();
     };
     let mut segments = key.split(['.', '[']);
     let top = segments.next().unwrap_or_default();
-    let top = if top.len() <= 16 && top.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
-        top
-    } else {
-        "?"
-    };
-    format!("{top}{}", ".".repeat(segments.count()))
+    let top = if SECTIONS.contains(&top) { top } else { "?" };
+    format!("{top}{}", ".".repeat(segments.count().min(3)))
 }
 
 fn check_job_error(e: &JobError, text: &str) {
