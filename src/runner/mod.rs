@@ -84,9 +84,27 @@ impl std::fmt::Display for RunError {
     }
 }
 
+/// The fewest threads the async runtime gets, however few CPUs there are: one task's long
+/// poll (decoding a large answer from a source) must not stall every other client of the
+/// process (the sink's acknowledgements, the CDC reader, the signal watcher) on a one-CPU
+/// machine.
+const MIN_IO_THREADS: usize = 2;
+
+/// Threads of the async runtime, from the CPUs this process may use (`available`:
+/// affinity and cgroup quotas counted, as [`std::thread::available_parallelism`] reads
+/// them). Every async client of the process runs on them — source reads, the sink's
+/// requests, the ingest endpoint's connections — and their own CPU work (decoding rows
+/// and answers, TLS, HTTP) grows with the workers a bigger machine runs; a fixed two
+/// threads made them the bottleneck there. No more than one per CPU: the timely workers
+/// need the CPUs too, and blocking work (gzip, the IoTDB client) runs on the runtime's
+/// blocking pool, not on these threads.
+fn io_threads(available: Option<std::num::NonZeroUsize>) -> usize {
+    available.map_or(MIN_IO_THREADS, |n| n.get().max(MIN_IO_THREADS))
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, RunError> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(io_threads(std::thread::available_parallelism().ok()))
         .thread_name("tsmig-io")
         .enable_all()
         .build()
@@ -682,5 +700,21 @@ impl std::fmt::Display for Summary {
             " changes_read={} points_deleted={} restarts={}",
             self.changes_read, self.points_deleted, self.restarts
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::num::NonZeroUsize;
+
+    #[test]
+    fn the_runtime_has_a_thread_per_cpu_and_never_fewer_than_two() {
+        let cpus = |n| NonZeroUsize::new(n);
+        assert_eq!(io_threads(cpus(16)), 16);
+        assert_eq!(io_threads(cpus(3)), 3);
+        assert_eq!(io_threads(cpus(1)), MIN_IO_THREADS);
+        // Unknown (no /proc, an odd platform): the floor.
+        assert_eq!(io_threads(None), MIN_IO_THREADS);
     }
 }
