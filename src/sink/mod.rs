@@ -191,7 +191,10 @@ pub trait Sink: Send + Sync + 'static {
     fn new_batch(&self) -> Self::Batch;
     /// Sizes, linger, concurrency and retry policy.
     fn batching(&self) -> &BatchConfig;
-    /// Sends one batch; called on the tokio runtime, possibly several times at once.
+    /// Sends one batch; called on the tokio runtime, possibly several times at once. CPU
+    /// work of more than microseconds (compressing the body) and blocking calls go to
+    /// `tokio::task::spawn_blocking`, never inline: they would hold up the runtime's other
+    /// tasks.
     async fn write(&self, batch: &Self::Batch) -> Result<(), WriteError>;
     /// Deletes each of `points` from the target: the point at its series and time, every
     /// field it has (CDC deletes and moved keys). Called on the tokio runtime.
