@@ -23,6 +23,7 @@
 //! and every later `sync` returns it, so no checkpoint is saved after it and the next run
 //! reads those rows again.
 
+use crate::metrics::Count;
 use serde_json::json;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -47,8 +48,8 @@ pub struct DeadLetters {
 struct Inner {
     job: String,
     path: PathBuf,
-    /// Records handed to [`DeadLetters::record`].
-    count: AtomicU64,
+    /// Records handed to [`DeadLetters::record`] (the run's `tsmig_dead_letters_total`).
+    count: Count,
     shared: Arc<Shared>,
     /// Started by the first record.
     writer: OnceLock<Writer>,
@@ -116,7 +117,7 @@ impl DeadLetters {
             inner: Arc::new(Inner {
                 job: job.to_string(),
                 path: path.to_path_buf(),
-                count: AtomicU64::new(0),
+                count: Count::default(),
                 shared: Arc::default(),
                 writer: OnceLock::new(),
             }),
@@ -137,7 +138,7 @@ impl DeadLetters {
     /// Records one rejected record. `stage` says where it was rejected (`source`,
     /// `mapping`, `sink`), `reason` why, `record` what it was.
     pub fn record(&self, stage: &str, reason: &str, record: serde_json::Value) {
-        self.inner.count.fetch_add(1, Ordering::Relaxed);
+        self.inner.count.add(1);
         let letter = Letter {
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             stage: stage.to_string(),
@@ -181,7 +182,12 @@ impl DeadLetters {
 
     /// How many records were rejected so far.
     pub fn count(&self) -> u64 {
-        self.inner.count.load(Ordering::Relaxed)
+        self.inner.count.get()
+    }
+
+    /// The count of records rejected, where it lives (the run's metrics show it).
+    pub fn counter(&self) -> &Count {
+        &self.inner.count
     }
 
     /// The file's path.

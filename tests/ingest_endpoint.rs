@@ -275,7 +275,7 @@ async fn every_precision_of_both_apis_gives_nanoseconds() {
         a.time
     );
     assert_eq!(a.time % 1_000_000_000, 0);
-    assert_eq!(Counters::get(&h.counters.rows_read), cases.len() as u64 + 2);
+    assert_eq!(h.counters.rows_read.get(), cases.len() as u64 + 2);
     h.server.shutdown().await;
 }
 
@@ -592,7 +592,7 @@ net,host=web1,interface=eth0 bytes_recv= 1700000000000000000
         expected[0].device_hash, expected[1].device_hash,
         "series route apart"
     );
-    assert_eq!(Counters::get(&h.counters.rows_read), 5);
+    assert_eq!(h.counters.rows_read.get(), 5);
 
     assert_eq!(h.dead_letters.count(), 3);
     let letters = h.dead_letter_lines();

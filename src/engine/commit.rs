@@ -115,7 +115,7 @@ pub(super) struct Splits {
 
 impl Checkpoint<u64> for Splits {
     fn durable(&mut self, ids: Vec<u64>) -> bool {
-        Counters::add(&self.counters.splits_done, ids.len() as u64);
+        self.counters.splits_done.add(ids.len() as u64);
         self.state.finish(ids);
         true
     }
@@ -166,7 +166,7 @@ impl Checkpoint<Reached> for Positions {
 
     fn save(&mut self) -> Result<(), String> {
         self.store.save_cdc(&self.state)?;
-        Counters::add(&self.counters.checkpoints, 1);
+        self.counters.checkpoints.add(1);
         tracing::debug!(position = %self.state.position, "checkpoint");
         Ok(())
     }

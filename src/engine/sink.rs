@@ -38,7 +38,6 @@
 
 use super::Services;
 use crate::error::Failure;
-use crate::metrics::Counters;
 use crate::model::{Change, IntoChange, Point};
 use crate::sink::deliver::{deliver, deliver_deletes, Delivery};
 use crate::sink::{Batch, Sink};
@@ -161,7 +160,7 @@ pub(super) fn write<'s, S: Sink, D: IntoChange + Clone + 'static>(
                     for change in again {
                         let Some(at) = at else { break };
                         if matches!(change, Change::Delete(_)) {
-                            Counters::add(&counters.points_deleted_again, 1);
+                            counters.points_deleted_again.add(1);
                         }
                         checks.pushed(&change);
                         let _ = queue.push(at, change, || sink.new_batch());

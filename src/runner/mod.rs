@@ -373,12 +373,13 @@ impl JobRun {
         let counters = Counters::new();
         let dead_letters =
             DeadLetters::new(&job.file.name, &dead_letter_path(job, &options.cluster)?);
+        counters.show_dead_letters(&dead_letters);
         // A dead letter that cannot be written ends the job: it is never dropped.
         let failing = control.clone();
         dead_letters.on_failure(move |e| failing.fail(crate::error::Failure::fatal(e)));
         if let Some(addr) = options.metrics_addr {
             let _guard = rt.enter();
-            crate::metrics::serve(addr, counters.clone(), dead_letters.clone())
+            crate::metrics::serve(addr, counters.registry().clone())
                 .map_err(|e| RunError::Usage(format!("--metrics-addr {addr}: {e}")))?;
         }
         let progress = progress::start(options.progress, counters.clone(), dead_letters.clone());
@@ -525,15 +526,13 @@ impl BackfillPhase<'_> {
                 }
             };
             let pending = state.pending();
-            Counters::add(&counters.splits_planned, state.plan.len() as u64);
-            Counters::add(
-                &counters.splits_done,
-                (state.plan.len() - pending.len()) as u64,
-            );
-            Counters::add(
-                &counters.rows_expected,
-                pending.iter().map(|s| s.estimated_rows).sum(),
-            );
+            counters.splits_planned.add(state.plan.len() as u64);
+            counters
+                .splits_done
+                .add((state.plan.len() - pending.len()) as u64);
+            counters
+                .rows_expected
+                .add(pending.iter().map(|s| s.estimated_rows).sum());
             if pending.is_empty() {
                 tracing::info!("every split is already finished; run with --fresh to copy again");
             }
@@ -659,18 +658,17 @@ pub struct Summary {
 impl Summary {
     fn read(c: &Counters, dead_lettered: u64, elapsed: Duration, stopped: bool) -> Self {
         Self {
-            rows_read: Counters::get(&c.rows_read),
-            points_written: Counters::get(&c.points_written),
+            rows_read: c.rows_read.get(),
+            points_written: c.points_written.get(),
             dead_lettered,
-            splits_done: Counters::get(&c.splits_done),
-            splits_total: Counters::get(&c.splits_planned),
-            retries: Counters::get(&c.retries),
-            // The process's: sources keep no handle to the run's counters.
-            source_retries: crate::metrics::source_retries(),
-            restarts: Counters::get(&c.restarts),
-            first_write_ms: Counters::get(&c.first_write_us) as f64 / 1000.0,
-            changes_read: Counters::get(&c.changes_read),
-            points_deleted: Counters::get(&c.points_deleted),
+            splits_done: c.splits_done.get(),
+            splits_total: c.splits_planned.get(),
+            retries: c.retries.get(),
+            source_retries: c.source_retries.get(),
+            restarts: c.restarts.get(),
+            first_write_ms: c.first_write_seconds.get() * 1000.0,
+            changes_read: c.changes_read.get(),
+            points_deleted: c.points_deleted.get(),
             elapsed,
             stopped,
         }

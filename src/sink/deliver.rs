@@ -316,7 +316,7 @@ where
                     wait_ms = wait.as_millis() as u64,
                     "transient {what} failure, retrying: {message}"
                 );
-                Counters::add(&counters.retries, 1);
+                counters.retries.add(1);
                 tokio::time::sleep(wait).await;
                 attempt += 1;
             }
@@ -356,7 +356,7 @@ pub async fn deliver_deletes<S: Sink>(
         }
         tracing::debug!("a delete batch was refused; retried point by point");
     }
-    Counters::add(&counters.points_deleted, points.len() as u64);
+    counters.points_deleted.add(points.len() as u64);
     Ok(())
 }
 
@@ -559,7 +559,7 @@ mod tests {
             .collect();
         assert_eq!(rejected, vec![3, 77, 78]);
         assert!(text.contains("bad point"));
-        assert_eq!(Counters::get(&counters.retries), 2);
+        assert_eq!(counters.retries.get(), 2);
         std::fs::remove_file(path).unwrap();
     }
 

@@ -853,7 +853,7 @@ impl Endpoint {
         };
         // Queued: the points are the engine's now, bounded by max_pending_points.
         drop(hold);
-        Counters::add(&self.counters.rows_read, n);
+        self.counters.rows_read.add(n);
         self.dead_letter(&rejected, api, &target, remote);
 
         if let Some(relayed) = acked {

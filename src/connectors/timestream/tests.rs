@@ -177,7 +177,7 @@ async fn rejected_records_1_and_3_of_4_are_dead_lettered_with_their_reasons_the_
     assert_eq!(letters[1]["record"]["measures"]["status"]["value"], "3");
     assert_eq!(letters[0]["record"]["table"], "sensors");
     assert_eq!(letters[1]["record"]["dimensions"]["device"], "d1");
-    assert_eq!(Counters::get(&counters.points_written), 2);
+    assert_eq!(counters.points_written.get(), 2);
 }
 
 #[tokio::test]
@@ -203,7 +203,7 @@ async fn throttling_is_retried_and_the_same_records_written() {
         }
     );
     assert!(reusable.is_some());
-    assert_eq!(Counters::get(&counters.retries), 1);
+    assert_eq!(counters.retries.get(), 1);
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 2);
     assert_eq!(
