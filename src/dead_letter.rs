@@ -53,6 +53,8 @@ struct Inner {
     shared: Arc<Shared>,
     /// Started by the first record.
     writer: OnceLock<Writer>,
+    /// The latest letters' time, stage and reason, newest last (the status page's list).
+    latest: std::sync::Mutex<std::collections::VecDeque<Latest>>,
 }
 
 /// What the writer thread and the handles share.
@@ -103,6 +105,20 @@ enum Message {
     Sync(SyncSender<Result<(), String>>),
 }
 
+/// How many of the latest letters [`DeadLetters::latest`] keeps.
+const LATEST: usize = 10;
+
+/// One of the latest dead letters, as the status page lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Latest {
+    /// When, RFC 3339.
+    pub time: String,
+    /// Where it was rejected: `source`, `mapping`, `sink`.
+    pub stage: String,
+    /// Why.
+    pub reason: String,
+}
+
 struct Letter {
     time: String,
     stage: String,
@@ -118,6 +134,7 @@ impl DeadLetters {
                 job: job.to_string(),
                 path: path.to_path_buf(),
                 count: Count::default(),
+                latest: Default::default(),
                 shared: Arc::default(),
                 writer: OnceLock::new(),
             }),
@@ -145,6 +162,17 @@ impl DeadLetters {
             reason: reason.to_string(),
             record,
         };
+        {
+            let mut latest = self.inner.latest.lock().unwrap_or_else(|p| p.into_inner());
+            if latest.len() == LATEST {
+                latest.pop_front();
+            }
+            latest.push_back(Latest {
+                time: letter.time.clone(),
+                stage: letter.stage.clone(),
+                reason: letter.reason.clone(),
+            });
+        }
         if self.writer().queue.send(Message::Letter(letter)).is_err() {
             self.inner.shared.fail(format!(
                 "cannot write the dead-letter file {}: its writer stopped",
@@ -188,6 +216,17 @@ impl DeadLetters {
     /// The count of records rejected, where it lives (the run's metrics show it).
     pub fn counter(&self) -> &Count {
         &self.inner.count
+    }
+
+    /// The latest letters (at most ten), newest last.
+    pub fn latest(&self) -> Vec<Latest> {
+        self.inner
+            .latest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// The file's path.

@@ -28,13 +28,9 @@ pub fn process_start() -> Instant {
 
 /// Source reads and queries retried after a transient failure, by every source of this
 /// process (opening and planning included): sources keep no handle to the job's
-/// [`Counters`], so they count here, and every run's registry shows this count.
-static SOURCE_RETRIES: LazyLock<Count> = LazyLock::new(Count::default);
-
-/// Notes one retried source read or query.
-pub fn source_retried() {
-    SOURCE_RETRIES.add(1);
-}
+/// [`Counters`], so [`crate::retry::retry`] counts their retries here, and every run's
+/// registry shows this count.
+pub static SOURCE_RETRIES: LazyLock<Count> = LazyLock::new(Count::default);
 
 /// An integer that only the process changes: a total, or a level kept as an integer.
 #[derive(Clone, Debug, Default)]
@@ -54,6 +50,12 @@ impl Count {
     /// The value now.
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
+    }
+
+    /// The atomic itself, for code that counts without knowing of metrics
+    /// ([`crate::retry::retry`]).
+    pub fn as_atomic(&self) -> &AtomicU64 {
+        &self.0
     }
 }
 
@@ -450,7 +452,7 @@ pub struct Counters {
     pub requests: Count,
     /// Write and delete attempts (the sink's) retried after a transient failure.
     pub retries: Count,
-    /// The source's retried reads and queries (the process's: see [`source_retried`]).
+    /// The source's retried reads and queries (the process's: see [`SOURCE_RETRIES`]).
     pub source_retries: Count,
     /// Checkpoints written.
     pub checkpoints: Count,
@@ -756,7 +758,7 @@ mod tests {
         let dead_letters = crate::dead_letter::DeadLetters::new("t", &dir.join("dl.jsonl"));
         c.show_dead_letters(&dead_letters);
         dead_letters.record("sink", "no", serde_json::json!(1));
-        source_retried();
+        SOURCE_RETRIES.add(1);
         let s = samples(&c.registry().render());
         assert_eq!(s["tsmig_dead_letters_total"], 1.0);
         assert_eq!(

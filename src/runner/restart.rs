@@ -45,6 +45,7 @@ pub(super) fn run(
             }));
         };
         job_run.counters.restarts.add(1);
+        job_run.status.restarting(&cause);
         tracing::warn!(
             restart = restarts.count,
             delay_ms = delay.as_millis() as u64,
@@ -60,6 +61,7 @@ pub(super) fn run(
             std::thread::sleep((until - Instant::now()).min(Duration::from_millis(50)));
         }
         job_run.control.reset();
+        job_run.status.phase(crate::status::Phase::Starting);
     }
 }
 
