@@ -381,7 +381,7 @@ impl JobRun {
         let counters = Counters::new();
         let dead_letters =
             DeadLetters::new(&job.file.name, &dead_letter_path(job, &options.cluster)?);
-        counters.show_dead_letters(&dead_letters);
+        counters.show_dead_letters(dead_letters.counter());
         // A dead letter that cannot be written ends the job: it is never dropped.
         let failing = control.clone();
         dead_letters.on_failure(move |e| failing.fail(crate::error::Failure::fatal(e)));
