@@ -4,6 +4,7 @@
 
 mod cdc;
 mod follow;
+#[cfg(feature = "ingest")]
 mod ingest;
 mod progress;
 mod restart;
@@ -217,6 +218,7 @@ async fn open_source(
 /// `tsmig-job plan`: shows tables, splits, mappings and target; writes nothing.
 pub fn plan(job: &Job) -> Result<String, RunError> {
     let checked = connectors(job)?;
+    #[cfg(feature = "ingest")]
     if checked.source.arrives_as_points() {
         return ingest::plan(job, &checked);
     }
@@ -280,7 +282,14 @@ pub fn run(job: &Job, mode: Mode, options: &RunOptions) -> Result<(), RunError> 
     type Attempt = fn(&Job, &Checked, Mode, &RunOptions, &JobRun) -> Result<(), RunError>;
     let (attempt, default_attempts): (Attempt, _) = match mode {
         Mode::Verify => return verify::run(job, &checked, options),
+        #[cfg(feature = "ingest")]
         Mode::Ingest => return ingest::run(job, &checked, options),
+        #[cfg(not(feature = "ingest"))]
+        Mode::Ingest => {
+            return Err(RunError::Usage(
+                "this build has no ingest endpoint (Cargo feature `ingest`)".into(),
+            ))
+        }
         // A backfill gives up after about three minutes of failures; a job that follows
         // a source keeps trying, as a replica does.
         Mode::Backfill => (backfill, Attempts::AtMost(10)),

@@ -112,6 +112,7 @@ impl BatchConfig {
 
 /// reqwest's message (with its causes, each once) without the URL, which may carry
 /// credentials: for every HTTP client in tsmig, sinks and sources alike.
+#[cfg(any(feature = "influxdb", feature = "tdengine"))]
 pub fn without_url(e: &reqwest::Error) -> String {
     let message = error_chain(e);
     match e.url() {

@@ -52,6 +52,8 @@ struct QueueInner {
 /// Called when a request arrives (or the queue closes): activates a worker.
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
+// The push sources' side: only the ingest endpoint has one today.
+#[cfg_attr(not(feature = "ingest"), allow(dead_code))]
 impl IngestQueue {
     pub(crate) fn new() -> Self {
         Self {
@@ -147,6 +149,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The bound on points accepted and not yet released (`max_pending_points`).
+#[cfg_attr(not(feature = "ingest"), allow(dead_code))]
 pub(crate) struct Pending {
     count: AtomicU64,
     max: u64,
@@ -158,6 +161,7 @@ pub(crate) struct PendingPoints {
     n: u64,
 }
 
+#[cfg_attr(not(feature = "ingest"), allow(dead_code))]
 impl Pending {
     pub(crate) fn new(max: u64) -> Arc<Self> {
         Arc::new(Self {
