@@ -393,6 +393,30 @@ mod tests {
     }
 
     #[test]
+    fn letters_reach_the_file_within_a_flush_interval_without_a_sync() {
+        let dir = scratch("interval");
+        let path = dir.join("dl.jsonl");
+        let dl = DeadLetters::new("j", &path);
+        for id in 0..3 {
+            dl.record("mapping", "device is NULL", json!({ "id": id }));
+        }
+        // No sync, the handle kept: only the writer's own flush can put them there.
+        let deadline = std::time::Instant::now() + FLUSH_EVERY * 5;
+        let lines = loop {
+            let lines = std::fs::read_to_string(&path)
+                .map(|t| t.lines().count())
+                .unwrap_or(0);
+            if lines == 3 || std::time::Instant::now() > deadline {
+                break lines;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(lines, 3, "not flushed within {:?}", FLUSH_EVERY * 5);
+        drop(dl);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn many_writers_lose_nothing_and_the_last_handle_flushes() {
         let dir = scratch("many");
         let path = dir.join("dl.jsonl");
