@@ -32,6 +32,10 @@ fi
 export TSMIG_MOTO_SERVER="$moto_venv/bin/moto_server"
 
 cargo build --all-targets
+# Lint as a failure, tests and benches included; and a build with no connector at all, so
+# each connector stays behind its feature (CONTRIBUTING.md).
+cargo clippy --all-targets -- -D warnings
+cargo check --no-default-features --lib --bins
 log="$(mktemp)"
 status=0
 cargo test --all-targets --no-fail-fast -- "$@" 2>&1 | tee "$log" || status=$?
