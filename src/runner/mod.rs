@@ -438,7 +438,7 @@ impl JobRun {
             &self.counters,
             self.dead_letters.count(),
             self.started.elapsed(),
-            self.control.stopping(),
+            self.control.stop_requested(),
         );
         println!("{summary}");
         match (self.dead_letters.count(), letters) {
