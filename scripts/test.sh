@@ -31,6 +31,20 @@ if [[ ! -x $moto_venv/bin/moto_server ]]; then
 fi
 export TSMIG_MOTO_SERVER="$moto_venv/bin/moto_server"
 
+# kubernetes-validate checks deploy/kubernetes against Kubernetes' published schemas
+# (tests/deploy.rs); it bundles them, so the tests need no network. From PyPI, into a venv
+# beside the services' data, as moto.
+k8s_venv="${TSMIG_SERVICES_DIR:-/tmp/tsmig-services}/k8s-validate-venv"
+if [[ ! -x $k8s_venv/bin/kubernetes-validate ]]; then
+  python3 -m venv "$k8s_venv" || {
+    rm -rf "$k8s_venv"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-venv
+    python3 -m venv "$k8s_venv"
+  }
+  "$k8s_venv/bin/python" -m pip install --quiet --disable-pip-version-check 'kubernetes-validate==1.37.0'
+fi
+export TSMIG_K8S_VALIDATE="$k8s_venv/bin/kubernetes-validate"
+
 cargo build --all-targets
 log="$(mktemp)"
 status=0
