@@ -9,9 +9,11 @@
 //! A connector implements [`Sink`] with its own batch type; [`AnySink`] erases that type
 //! once, so the runner and the engine drive every sink alike (one indirect call per point
 //! pushed, measured in BENCHMARKS.md). Each connector has its own folder under
-//! `src/connectors/`.
+//! `src/connectors/`; a wire format that several sinks write is shared here too
+//! ([`line_protocol`]), so no connector needs another's feature for it.
 
 pub mod deliver;
+pub mod line_protocol;
 
 mod erased;
 
