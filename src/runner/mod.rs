@@ -329,7 +329,8 @@ fn backfill(
         mappings: Arc::new(mappings),
         fresh: options.fresh,
     }
-    .run_with(sink)
+    .run_with(sink.clone())?;
+    finish_sink(job, &job_run.rt, &*sink)
 }
 
 /// What every phase of a running job shares: the runtime, counters, stop control, dead
@@ -456,6 +457,21 @@ fn prepare_sink<S: Sink>(
         let message = job.secrets.redact(&format!("the target is not ready: {e}"));
         match e {
             // Down or overloaded: the restart strategy waits for it.
+            WriteError::Transient { .. } => RunError::Transient(message),
+            _ => RunError::Failed(message),
+        }
+    })
+}
+
+/// Tells the target the run is over, every write acknowledged, so that it makes final
+/// what it staged (the file sink renames its open file). Only after a run that ended well:
+/// a failed run leaves the sink to its own recovery.
+fn finish_sink<S: Sink>(job: &Job, rt: &tokio::runtime::Runtime, sink: &S) -> Result<(), RunError> {
+    rt.block_on(sink.finish()).map_err(|e| {
+        let message = job
+            .secrets
+            .redact(&format!("the target could not finish what it wrote: {e}"));
+        match e {
             WriteError::Transient { .. } => RunError::Transient(message),
             _ => RunError::Failed(message),
         }

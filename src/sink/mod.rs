@@ -236,6 +236,14 @@ pub trait Sink: Send + Sync + 'static {
     async fn prepare(&self) -> Result<(), WriteError> {
         Ok(())
     }
+    /// The run is over: every write was acknowledged and none follows (the input ended,
+    /// or a stop drained it). A sink that stages what it wrote makes it final here (the
+    /// file sink closes and renames its open file); an error fails the run. Not called
+    /// when the run fails: what such a sink acknowledged must stay recoverable by the next
+    /// run without it. Called on the tokio runtime.
+    async fn finish(&self) -> Result<(), WriteError> {
+        Ok(())
+    }
     /// What `plan` shows about the target.
     fn describe(&self) -> String;
     /// Whether the target can take `point` at all (its limits), for sources that can still
