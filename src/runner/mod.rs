@@ -252,6 +252,17 @@ pub fn run(job: &Job, mode: Mode, options: &RunOptions) -> Result<(), RunError> 
             "--repair works only with -c verify (it re-copies what verify finds different), not with -c {mode}"
         )));
     }
+    // The entry point is the job's mode: the connectors check their sections against what
+    // runs (`-c cdc` on a file that says `mode: backfill` needs what CDC needs).
+    let with_mode;
+    let job = if job.file.mode == mode {
+        job
+    } else {
+        let mut copy = job.clone();
+        copy.file.mode = mode;
+        with_mode = copy;
+        &with_mode
+    };
     let checked = connectors(job)?;
     type Attempt = fn(&Job, &Checked, Mode, &RunOptions, &JobRun) -> Result<(), RunError>;
     let (attempt, default_attempts): (Attempt, _) = match mode {
