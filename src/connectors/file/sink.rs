@@ -22,12 +22,12 @@ impl FileSink {
     pub fn new(config: &FileSinkConfig, batching: &BatchConfig) -> Self {
         let layout = config.layout();
         let target = format!(
-            "files in {} (line protocol, precision {}, named {}-<first time>-<seq>.{}, rolled at {} bytes{})",
+            "files in {} (line protocol, precision {}, named {}-<first time>-<seq>.{}, rolled at {}{})",
             layout.dir.display(),
             config.precision.as_str(),
             layout.prefix,
             super::names::EXTENSION,
-            layout.roll_bytes,
+            show_bytes(layout.roll_bytes),
             layout
                 .roll_after
                 .map(|d| format!(" or after {}", humantime::format_duration(d)))
@@ -121,6 +121,16 @@ impl Sink for FileSink {
     }
 }
 
+/// `64MiB`, `1500 bytes`: a size as the job file would write it.
+fn show_bytes(n: u64) -> String {
+    match n {
+        n if n % (1 << 30) == 0 => format!("{}GiB", n >> 30),
+        n if n % (1 << 20) == 0 => format!("{}MiB", n >> 20),
+        n if n % (1 << 10) == 0 => format!("{}KiB", n >> 10),
+        n => format!("{n} bytes"),
+    }
+}
+
 fn report(recovered: &Recovered, dir: impl std::fmt::Display) {
     if !recovered.kept.is_empty() {
         tracing::warn!(
@@ -209,5 +219,12 @@ mod tests {
         assert_eq!(listing(&dir), ["points-19700101T000001Z-000000.lp"]);
         sink.finish().await.unwrap();
         assert!(sink.read_back().is_err());
+        assert!(
+            sink.describe().contains("rolled at 64MiB or after 20ms"),
+            "{}",
+            sink.describe()
+        );
+        assert_eq!(show_bytes(1500), "1500 bytes");
+        assert_eq!(show_bytes(3 << 10), "3KiB");
     }
 }
