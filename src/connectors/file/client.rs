@@ -108,6 +108,14 @@ impl Directory {
     /// and gives the temp files a crashed run left final names (see [`Directory::recover_temp`]).
     pub fn recover(&self) -> Result<Recovered, WriteError> {
         let Layout { dir, prefix, .. } = &self.layout;
+        if fs::metadata(dir).is_ok_and(|m| !m.is_dir()) {
+            return Err(WriteError::Fatal {
+                message: format!(
+                    "{} is a file, not a directory: `path` names the directory the files go in",
+                    dir.display()
+                ),
+            });
+        }
         fs::create_dir_all(dir).map_err(|e| io_error("cannot create the directory", dir, e))?;
         let mut temps = Vec::new();
         let mut next_seq = 0;
@@ -621,6 +629,23 @@ mod tests {
             fs::read(dir.join("p-19700101T000001Z-000000.lp")).unwrap(),
             [line(1), line(2)].concat()
         );
+    }
+
+    #[test]
+    fn a_path_that_is_a_file_is_refused_naming_it() {
+        let layout = layout("not-a-dir", 1 << 20);
+        fs::create_dir_all(layout.dir.parent().unwrap()).unwrap();
+        fs::write(&layout.dir, b"a file\n").unwrap();
+        let err = Directory::new(layout.clone()).recover().unwrap_err();
+        assert!(matches!(err, WriteError::Fatal { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} is a file, not a directory: `path` names the directory the files go in",
+                layout.dir.display()
+            )
+        );
+        fs::remove_file(&layout.dir).unwrap();
     }
 
     #[test]

@@ -71,19 +71,33 @@ fn default_roll_bytes() -> u64 {
 /// The largest `roll_bytes`: recovery reads a crashed run's open file into memory.
 const MAX_ROLL_BYTES: u64 = 1 << 30;
 
-/// Deserialises a size: a number of bytes, or text with a unit (`64MiB`, `10 MB`).
+/// Deserialises a size: a number of bytes, or text with a unit (`64MiB`, `10 MB`). Anything
+/// else (`-5`, `1.5`, a list) is refused saying what a size is.
 fn byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Size {
-        Bytes(u64),
-        Text(String),
+    struct Size;
+    impl serde::de::Visitor<'_> for Size {
+        type Value = u64;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "a size ({SIZE})")
+        }
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<u64, E> {
+            Ok(n)
+        }
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<u64, E> {
+            u64::try_from(n).map_err(|_| E::custom(format!("`{n}` is not a size ({SIZE})")))
+        }
+        fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<u64, E> {
+            Err(E::custom(format!("`{n}` is not a size ({SIZE})")))
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<u64, E> {
+            parse_bytes(text).map_err(E::custom)
+        }
     }
-    match Size::deserialize(d)? {
-        Size::Bytes(n) => Ok(n),
-        Size::Text(text) => parse_bytes(&text).map_err(serde::de::Error::custom),
-    }
+    d.deserialize_any(Size)
 }
+
+/// What a size is, for error messages.
+const SIZE: &str = "bytes, or a number with B, KB, MB, GB, KiB, MiB or GiB";
 
 /// `64MiB`, `512 KiB`, `1GB`, `4096`: bytes.
 fn parse_bytes(text: &str) -> Result<u64, String> {
@@ -100,17 +114,13 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
         "KiB" => 1 << 10,
         "MiB" => 1 << 20,
         "GiB" => 1 << 30,
-        _ => {
-            return Err(format!(
-                "`{text}` is not a size (bytes, or a number with B, KB, MB, GB, KiB, MiB or GiB)"
-            ))
-        }
+        _ => return Err(format!("`{text}` is not a size ({SIZE})")),
     };
     number
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(unit_bytes))
-        .ok_or_else(|| format!("`{text}` is not a size"))
+        .ok_or_else(|| format!("`{text}` is not a size ({SIZE})"))
 }
 
 impl FileSinkConfig {
@@ -267,6 +277,22 @@ mod tests {
             ),
             ("  roll_bytes: 100\n", "sink.roll_bytes", "at least 1KiB"),
             ("  roll_bytes: 2GiB\n", "sink.roll_bytes", "at most 1GiB"),
+            // Neither a count of bytes nor a size with a unit: say what a size is.
+            (
+                "  roll_bytes: -5\n",
+                "sink.roll_bytes",
+                "`-5` is not a size (bytes,",
+            ),
+            (
+                "  roll_bytes: 1.5\n",
+                "sink.roll_bytes",
+                "`1.5` is not a size (bytes,",
+            ),
+            (
+                "  roll_bytes: [1]\n",
+                "sink.roll_bytes",
+                "expected a size (bytes,",
+            ),
             ("  roll_after: 1ms\n", "sink.roll_after", "at least 10ms"),
             ("  format: csv\n", "sink.format", "unknown variant `csv`"),
             ("  fsync: false\n", "sink.fsync", "unknown field `fsync`"),

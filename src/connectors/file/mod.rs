@@ -16,14 +16,22 @@
 //!   again and every line in it is a whole point.
 //! - **At least once, not exactly once.** Files cannot be overwritten per point as a
 //!   database's series and time can, so a point written twice is in the files twice. That
-//!   happens after a crash (or a restart after a transient failure): the job resumes from
-//!   its last checkpoint and writes again the points that followed it, some of which were
-//!   already in a file. And with `backfill+cdc`, for rows inserted while the backfill ran
-//!   (a chunk read after the snapshot may hold a row whose insert CDC then applies). A
-//!   reader that needs each point once keeps the last line per series and time (loading
-//!   the files into InfluxDB does exactly that). Otherwise a run writes every point once:
-//!   `backfill+follow`, whose rounds read their lateness window again, is refused unless
-//!   `follow.lateness` is `0s`.
+//!   happens after a crash (a `kill -9`, a power loss) or a restart after a transient
+//!   failure, and only for what followed the last checkpoint: a backfill reads again,
+//!   whole, every split its checkpoint does not record as finished, and CDC applies again
+//!   the changes after its recorded binlog position; what the dead run had already written
+//!   of them (in closed files, or kept by recovery) is then in the files twice. An ingest
+//!   job replays nothing itself: a client that got no answer sends its request again, and
+//!   what of it was already written is there twice. And with `backfill+cdc`, for rows
+//!   inserted while the backfill ran (a chunk read after the snapshot may hold a row whose
+//!   insert CDC then applies). A reader that needs each point once keeps the last line per
+//!   series and time (loading the files into InfluxDB does exactly that). Otherwise a run
+//!   writes every point once: `backfill+follow`, whose rounds read their lateness window
+//!   again, is refused unless `follow.lateness` is `0s`. Why not exactly once: a sink is
+//!   not told which checkpoint epoch a batch belongs to, so neither recovery nor a restart
+//!   can tell a line the checkpoint covers from one it does not. Files named by epoch and
+//!   renamed only once that epoch's checkpoint is written (a replay then overwrites them)
+//!   would be; that needs the engine to tell sinks their epochs, and is not done.
 //! - **Crash recovery.** The next run (before its first write) finds the temp files of its
 //!   prefix whose writer is dead — a live writer holds an `flock` on its file — keeps the
 //!   longest prefix of whole lines of each (a crash may cut the last append short; every

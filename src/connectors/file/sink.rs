@@ -137,7 +137,7 @@ fn report(recovered: &Recovered, dir: impl std::fmt::Display) {
             files = recovered.kept.len(),
             lines = recovered.lines,
             cut_bytes = recovered.cut_bytes,
-            "recovered the files a crashed run left open in {dir}: {}; points written after its last checkpoint are written again, so some may appear twice",
+            "recovered the files a crashed run left open in {dir}: {}; what it wrote after its last checkpoint is written again (an ingest client resends what got no answer), so some points may appear twice",
             recovered.kept.join(", ")
         );
     }
