@@ -52,6 +52,8 @@ struct Inner {
     shared: Arc<Shared>,
     /// Started by the first record.
     writer: OnceLock<Writer>,
+    /// The latest letters' time, stage and reason, newest last (the status page's list).
+    latest: std::sync::Mutex<std::collections::VecDeque<Latest>>,
 }
 
 /// What the writer thread and the handles share.
@@ -102,6 +104,20 @@ enum Message {
     Sync(SyncSender<Result<(), String>>),
 }
 
+/// How many of the latest letters [`DeadLetters::latest`] keeps.
+const LATEST: usize = 10;
+
+/// One of the latest dead letters, as the status page lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Latest {
+    /// When, RFC 3339.
+    pub time: String,
+    /// Where it was rejected: `source`, `mapping`, `sink`.
+    pub stage: String,
+    /// Why.
+    pub reason: String,
+}
+
 struct Letter {
     time: String,
     stage: String,
@@ -117,6 +133,7 @@ impl DeadLetters {
                 job: job.to_string(),
                 path: path.to_path_buf(),
                 count: AtomicU64::new(0),
+                latest: Default::default(),
                 shared: Arc::default(),
                 writer: OnceLock::new(),
             }),
@@ -144,6 +161,17 @@ impl DeadLetters {
             reason: reason.to_string(),
             record,
         };
+        {
+            let mut latest = self.inner.latest.lock().unwrap_or_else(|p| p.into_inner());
+            if latest.len() == LATEST {
+                latest.pop_front();
+            }
+            latest.push_back(Latest {
+                time: letter.time.clone(),
+                stage: letter.stage.clone(),
+                reason: letter.reason.clone(),
+            });
+        }
         if self.writer().queue.send(Message::Letter(letter)).is_err() {
             self.inner.shared.fail(format!(
                 "cannot write the dead-letter file {}: its writer stopped",
@@ -182,6 +210,17 @@ impl DeadLetters {
     /// How many records were rejected so far.
     pub fn count(&self) -> u64 {
         self.inner.count.load(Ordering::Relaxed)
+    }
+
+    /// The latest letters (at most ten), newest last.
+    pub fn latest(&self) -> Vec<Latest> {
+        self.inner
+            .latest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// The file's path.

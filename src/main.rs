@@ -93,6 +93,11 @@ struct RunArgs {
     /// retries, dead letters, CDC lag), e.g. 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
+    /// Serve the status page and API at http://ADDR/ (progress per table and split, lag,
+    /// checkpoints, dead letters; stop and cutover buttons), e.g. 127.0.0.1:8081. On an
+    /// address other than loopback its POSTs need the token in TSMIG_STATUS_TOKEN.
+    #[arg(long, value_name = "ADDR")]
+    status_addr: Option<std::net::SocketAddr>,
     /// After SIGTERM (or Ctrl-C) the job stops reading, writes what it read and records a
     /// final checkpoint. If that takes longer than this, or a second signal comes, it stops
     /// at once (exit 1); what was durable is checkpointed either way.
@@ -263,6 +268,8 @@ fn run(cli: Cli) -> Result<(), RunError> {
                 metrics_addr: args.metrics_addr,
                 repair: args.repair,
                 stop_timeout: args.stop_timeout,
+                status_addr: args.status_addr,
+                status_token: std::env::var("TSMIG_STATUS_TOKEN").ok(),
             };
             runner::run(&job, mode, &options)
         }

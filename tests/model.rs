@@ -566,6 +566,8 @@ fn run_options(workers: usize) -> RunOptions {
         metrics_addr: None,
         repair: false,
         stop_timeout: Duration::from_secs(60),
+        status_addr: None,
+        status_token: None,
     }
 }
 

@@ -76,6 +76,7 @@ pub fn run<S: Sink>(job: Backfill<S>, cluster: &Cluster) -> Result<(), Failure> 
                     state,
                     store,
                     counters: counters.clone(),
+                    status: services.status.clone(),
                 });
                 (pending, Some(checkpoint))
             }
@@ -96,6 +97,7 @@ pub fn run<S: Sink>(job: Backfill<S>, cluster: &Cluster) -> Result<(), Failure> 
                     clock,
                     max_in_flight_rows,
                     durable: durable.clone(),
+                    status: services.status.clone(),
                 },
             );
             let points = map::rows_to_points(rows, mappings.clone(), dead_letters.clone());

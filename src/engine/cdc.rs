@@ -95,6 +95,7 @@ pub fn run<S: Sink>(job: Cdc<S>, cluster: &Cluster) -> Result<(), Failure> {
                         store,
                         counters: counters.clone(),
                         progress: progress.clone(),
+                        status: services.status.clone(),
                     })
                 },
             )

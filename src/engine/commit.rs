@@ -111,17 +111,25 @@ pub(super) struct Splits {
     pub state: BackfillState,
     pub store: FileStore,
     pub counters: Arc<Counters>,
+    /// Shows finished splits and checkpoints.
+    pub status: crate::status::StatusBoard,
 }
 
 impl Checkpoint<u64> for Splits {
     fn durable(&mut self, ids: Vec<u64>) -> bool {
         Counters::add(&self.counters.splits_done, ids.len() as u64);
+        self.status.finished(&ids);
         self.state.finish(ids);
         true
     }
 
     fn save(&mut self) -> Result<(), String> {
-        self.store.save_backfill(&self.state)
+        self.store.save_backfill(&self.state)?;
+        let total = self.state.plan.len();
+        let done: u64 = self.state.finished.iter().map(|(lo, hi)| hi - lo + 1).sum();
+        self.status
+            .checkpointed(format!("{done} of {total} splits finished"));
+        Ok(())
     }
 }
 
@@ -143,6 +151,8 @@ pub(super) struct Positions {
     pub counters: Arc<Counters>,
     /// Shared with the lag monitor: the committed position and the oldest pending commit.
     pub progress: Arc<Mutex<CdcProgress>>,
+    /// Shows checkpoints.
+    pub status: crate::status::StatusBoard,
 }
 
 impl Checkpoint<Reached> for Positions {
@@ -167,6 +177,7 @@ impl Checkpoint<Reached> for Positions {
     fn save(&mut self) -> Result<(), String> {
         self.store.save_cdc(&self.state)?;
         Counters::add(&self.counters.checkpoints, 1);
+        self.status.checkpointed(self.state.position.to_string());
         tracing::debug!(position = %self.state.position, "checkpoint");
         Ok(())
     }

@@ -119,7 +119,7 @@ pub(super) fn follow<'s>(
             changes_cap = None;
         }
         let mut in_flight = InFlight::default();
-        let mut closer = EpochCloser::new(ctx.max_in_flight_rows, ctx.until_caught_up);
+        let mut closer = EpochCloser::new(ctx.max_in_flight_rows);
         let ctx = ctx;
 
         move |_frontiers| {
@@ -157,7 +157,8 @@ pub(super) fn follow<'s>(
                         closer.commit(position, timestamp);
                     }
                     Ok(ChangeEvent::Idle { position }) => {
-                        if closer.idle(position) {
+                        let cutover = ctx.until_caught_up || ctx.control.cutover_requested();
+                        if closer.idle(position, cutover) {
                             tracing::info!(
                                 "caught up with the server's binlog: stopping (--until-caught-up)"
                             );
@@ -224,7 +225,6 @@ pub(super) fn follow<'s>(
 #[derive(Debug)]
 struct EpochCloser {
     max_in_flight_rows: u64,
-    until_caught_up: bool,
     /// The last boundary seen, and whether it was emitted already.
     latest: Option<Reached>,
     emitted: bool,
@@ -236,10 +236,9 @@ struct EpochCloser {
 }
 
 impl EpochCloser {
-    fn new(max_in_flight_rows: u64, until_caught_up: bool) -> Self {
+    fn new(max_in_flight_rows: u64) -> Self {
         Self {
             max_in_flight_rows,
-            until_caught_up,
             latest: None,
             emitted: true,
             open_rows: 0,
@@ -275,8 +274,8 @@ impl EpochCloser {
     }
 
     /// The server has nothing newer than `position`. Returns true when that ends the read
-    /// (`until_caught_up`, and no transaction under way).
-    fn idle(&mut self, position: LogPosition) -> bool {
+    /// (`until_caught_up`: the job stops once caught up, and no transaction is under way).
+    fn idle(&mut self, position: LogPosition, until_caught_up: bool) -> bool {
         if self.open_rows > 0 {
             return false;
         }
@@ -287,7 +286,7 @@ impl EpochCloser {
             });
             self.emitted = false;
         }
-        self.caught_up = self.until_caught_up;
+        self.caught_up = until_caught_up;
         self.caught_up
     }
 
@@ -326,7 +325,7 @@ mod tests {
 
     #[test]
     fn an_epoch_closes_at_transaction_boundaries_with_the_last_one_as_its_position() {
-        let mut c = EpochCloser::new(100, false);
+        let mut c = EpochCloser::new(100);
         assert!(c.may_close());
         assert_eq!(c.take_position(), None, "nothing read yet");
         c.rows(3);
@@ -342,7 +341,7 @@ mod tests {
 
     #[test]
     fn past_the_bound_a_begun_transaction_is_read_to_half_the_bound_and_then_may_close() {
-        let mut c = EpochCloser::new(100, false);
+        let mut c = EpochCloser::new(100);
         assert!(c.may_read(99));
         assert!(!c.may_read(100), "at the bound, between transactions: wait");
         c.rows(10);
@@ -356,16 +355,16 @@ mod tests {
 
     #[test]
     fn a_heartbeat_moves_the_position_and_ends_the_read_when_caught_up_is_asked() {
-        let mut c = EpochCloser::new(100, true);
+        let mut c = EpochCloser::new(100);
         c.rows(1);
-        assert!(!c.idle(at(5)), "never inside a transaction");
+        assert!(!c.idle(at(5), true), "never inside a transaction");
         c.commit(at(5), 1);
-        assert!(c.idle(at(9)));
+        assert!(c.idle(at(9), true));
         assert!(c.caught_up() && !c.may_read(0));
         assert_eq!(c.take_position().unwrap().position, at(9));
-        let mut following = EpochCloser::new(100, false);
+        let mut following = EpochCloser::new(100);
         assert!(
-            !following.idle(at(9)),
+            !following.idle(at(9), false),
             "no --until-caught-up: keep following"
         );
         assert_eq!(following.take_position().unwrap().position, at(9));

@@ -58,6 +58,8 @@ pub struct Services {
     pub counters: Arc<crate::metrics::Counters>,
     /// Stop request and failure.
     pub control: Control,
+    /// What the status page shows (splits read, checkpoints).
+    pub status: crate::status::StatusBoard,
 }
 
 /// Where the workers of a job run.
@@ -118,6 +120,7 @@ pub struct Control {
 #[derive(Default)]
 struct ControlState {
     stop: AtomicBool,
+    cutover: AtomicBool,
     failed: AtomicBool,
     failure: Mutex<Option<Recorded>>,
     /// The process's worker threads, unparked when the job fails.
@@ -140,6 +143,17 @@ impl Control {
     /// Whether a stop was requested (SIGTERM), or the job failed: sources stop reading.
     pub fn stopping(&self) -> bool {
         self.stop_requested() || self.failure().is_some()
+    }
+
+    /// Asks a job that follows a source to stop once it has caught up (as
+    /// `--until-caught-up`): the cutover.
+    pub fn request_cutover(&self) {
+        self.inner.cutover.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a cutover was asked for.
+    pub fn cutover_requested(&self) -> bool {
+        self.inner.cutover.load(Ordering::SeqCst)
     }
 
     /// Whether a stop was requested (SIGTERM): the job must not restart.

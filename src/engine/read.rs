@@ -49,6 +49,8 @@ pub(super) struct ReadContext {
     pub max_in_flight_rows: u64,
     /// The frontier after the sinks.
     pub durable: ProbeHandle<u64>,
+    /// Which splits are being read, for the status page.
+    pub status: crate::status::StatusBoard,
 }
 
 /// A split being read by a tokio task.
@@ -107,6 +109,7 @@ pub(super) fn read_splits<'s>(
                 // Stop reading: the split under way is not finished and will be read again.
                 if let Some(r) = reading.take() {
                     r.task.abort();
+                    ctx.status.read(r.split);
                 }
                 queue.clear();
             }
@@ -147,7 +150,10 @@ pub(super) fn read_splits<'s>(
                             .give(r.split);
                         reading = None;
                     }
-                    Ok(Err(SourceError::Stopped)) => reading = None,
+                    Ok(Err(SourceError::Stopped)) => {
+                        ctx.status.read(r.split);
+                        reading = None;
+                    }
                     Ok(Err(e)) => {
                         ctx.control.fail(e.into());
                         return;
@@ -223,6 +229,7 @@ fn start(ctx: &ReadContext, split: Split, wake: Arc<dyn Fn() + Send + Sync>) -> 
     let source = ctx.source.clone();
     let dead_letters = ctx.dead_letters.clone();
     let id = split.id;
+    ctx.status.reading(id);
     let task = ctx.runtime.spawn(async move {
         let result = source.read(&split, &sender, &dead_letters).await;
         drop(sender);

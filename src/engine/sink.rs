@@ -82,6 +82,7 @@ pub(super) fn write<'s, S: Sink, D: IntoChange + Clone + 'static>(
         dead_letters,
         counters,
         control,
+        ..
     } = services.clone();
     let scope = points.scope();
     points.unary_frontier(Pipeline, "WriteSink", move |_initial, info| {

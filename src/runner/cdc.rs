@@ -67,6 +67,7 @@ pub(super) fn run(
             tracing::info!("backfill complete; following the binlog");
         }
 
+        run.status.phase(crate::status::Phase::Cdc);
         let progress = Arc::new(Mutex::new(CdcProgress::default()));
         let monitor = run.rt.spawn(monitor_lag(
             changes.clone(),

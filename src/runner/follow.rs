@@ -135,6 +135,7 @@ impl FollowPhases<'_> {
             job.file.follow.interval
         );
 
+        run.status.phase(crate::status::Phase::Following);
         let rounds = Rounds {
             job,
             options,
@@ -228,7 +229,9 @@ impl<S: Sink> Rounds<'_, S> {
             }
             // A round resumed from before a restart counted its new points back then; only
             // one planned now says the source has nothing newer.
-            if self.options.until_caught_up && !resumed && round.new_points == 0 {
+            let until_caught_up =
+                self.options.until_caught_up || self.run.control.cutover_requested();
+            if until_caught_up && !resumed && round.new_points == 0 {
                 tracing::info!("caught up: the round found no newer points");
                 return Ok(());
             }
@@ -307,6 +310,18 @@ impl<S: Sink> Rounds<'_, S> {
         if pending.is_empty() {
             return Ok(());
         }
+        self.run.status.plan(
+            self.source
+                .schema()
+                .iter()
+                .map(|t| t.name.clone())
+                .collect(),
+            plan.plan.iter().map(|s| (s.id, s.table, s.estimated_rows)),
+            plan.plan
+                .iter()
+                .filter(|s| plan.is_finished(s.id))
+                .map(|s| s.id),
+        );
         let counters = &self.run.counters;
         Counters::add(&counters.splits_planned, pending.len() as u64);
         Counters::add(

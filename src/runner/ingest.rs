@@ -28,7 +28,7 @@ pub(super) fn run(job: &Job, checked: &Checked, options: &RunOptions) -> Result<
         ));
     }
     let rt = super::runtime()?;
-    let job_run = JobRun::start(job, options, rt)?;
+    let job_run = JobRun::start(job, crate::job::Mode::Ingest, options, rt)?;
     let result = build_sink(job, checked, &no_mappings(job)?).and_then(|sink| {
         IngestPhase {
             job,
@@ -129,6 +129,7 @@ impl IngestPhase<'_> {
             })
             .map_err(|e| RunError::Failed(job.secrets.redact(&e)))?;
         tracing::info!(address = %server.local_addr(), "ingest: writing what the endpoint takes until SIGTERM");
+        run.status.phase(crate::status::Phase::Ingesting);
         let result = engine::ingest::run(
             Ingest {
                 queue,
@@ -146,7 +147,8 @@ impl IngestPhase<'_> {
     }
 }
 
-/// Completes on SIGTERM or SIGINT: the endpoint's cue to stop accepting and drain. It
+/// Completes on SIGTERM, SIGINT or a stop asked for otherwise (the status API's): the
+/// endpoint's cue to stop accepting and drain. It
 /// marks the run as stopped itself (the job's own signal watcher does too, but may run
 /// after a quick drain has ended the job).
 fn stop_signal(
@@ -162,9 +164,16 @@ fn stop_signal(
             // Signalled before the endpoint started (while the target was prepared).
             return;
         }
+        let asked = control.clone();
+        let requested = async move {
+            while !asked.stop_requested() {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        };
         tokio::select! {
             _ = terminate.recv() => {}
             _ = interrupt.recv() => {}
+            _ = requested => {}
         }
         control.request_stop();
     })

@@ -20,6 +20,8 @@ use crate::mapping::Mappings;
 use crate::metrics::Counters;
 use crate::sink::{AnySink, Sink, SinkContext, SinkSpec, WriteError};
 use crate::source::BoundedSource;
+use crate::status::server::Actions;
+use crate::status::{Phase, StatusBoard};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +45,10 @@ pub struct RunOptions {
     pub repair: bool,
     /// How long a stop (SIGTERM) may take to drain before the job stops at once.
     pub stop_timeout: Duration,
+    /// Where the status page and API listen, if anywhere.
+    pub status_addr: Option<std::net::SocketAddr>,
+    /// The bearer token the status API's POSTs need when it listens beyond loopback.
+    pub status_token: Option<String>,
 }
 
 /// Why a run failed, and which exit code says so.
@@ -277,7 +283,7 @@ pub fn run(job: &Job, mode: Mode, options: &RunOptions) -> Result<(), RunError> 
     // Held until the run has ended, restarts and summary included; taken before anything
     // connects.
     let _lock = lock_state(job, mode, options)?;
-    let job_run = JobRun::start(job, options, runtime()?)?;
+    let job_run = JobRun::start(job, mode, options, runtime()?)?;
     let mut first = true;
     let result = restart::run(&job_run, &job.file.restart, default_attempts, || {
         // `--fresh` forgets the recorded progress once, not at every restart.
@@ -352,28 +358,58 @@ struct JobRun {
     control: Control,
     dead_letters: DeadLetters,
     progress: progress::Progress,
+    /// What the status page shows.
+    status: StatusBoard,
     started: std::time::Instant,
 }
 
 impl JobRun {
     fn start(
         job: &Job,
+        mode: Mode,
         options: &RunOptions,
         rt: tokio::runtime::Runtime,
     ) -> Result<Self, RunError> {
         let started = crate::metrics::process_start();
         let control = Control::default();
-        watch_signals(&rt, &control, options.stop_timeout);
         let counters = Counters::new();
         let dead_letters =
             DeadLetters::new(&job.file.name, &dead_letter_path(job, &options.cluster)?);
         // A dead letter that cannot be written ends the job: it is never dropped.
         let failing = control.clone();
         dead_letters.on_failure(move |e| failing.fail(crate::error::Failure::fatal(e)));
+        let cluster = &options.cluster;
+        let status = StatusBoard::new(
+            &job.file.name,
+            &mode.to_string(),
+            (cluster.process, cluster.processes(), cluster.workers),
+            counters.clone(),
+            dead_letters.clone(),
+        );
+        let api_stop = Arc::new(tokio::sync::Notify::new());
+        watch_signals(
+            &rt,
+            &control,
+            &status,
+            api_stop.clone(),
+            options.stop_timeout,
+        );
         if let Some(addr) = options.metrics_addr {
             let _guard = rt.enter();
             crate::metrics::serve(addr, counters.clone(), dead_letters.clone())
                 .map_err(|e| RunError::Usage(format!("--metrics-addr {addr}: {e}")))?;
+        }
+        if let Some(addr) = options.status_addr {
+            let _guard = rt.enter();
+            status.sample_every_second(rt.handle());
+            let bound = crate::status::server::serve(
+                addr,
+                status.clone(),
+                status_actions(mode, &control, api_stop),
+                options.status_token.clone(),
+            )
+            .map_err(|e| RunError::Usage(format!("--status-addr {addr}: {e}")))?;
+            tracing::info!("status page at http://{bound}/");
         }
         let progress = progress::start(options.progress, counters.clone(), dead_letters.clone());
         Ok(Self {
@@ -382,6 +418,7 @@ impl JobRun {
             control,
             dead_letters,
             progress,
+            status,
             started,
         })
     }
@@ -393,11 +430,14 @@ impl JobRun {
             dead_letters: self.dead_letters.clone(),
             counters: self.counters.clone(),
             control: self.control.clone(),
+            status: self.status.clone(),
         }
     }
 
     /// Stops the display and the runtime, prints the summary, returns the job's result.
     fn finish(self, job: &Job, result: Result<(), RunError>) -> Result<(), RunError> {
+        self.status
+            .ended(result.as_ref().err().map(|e| e.to_string()));
         self.progress.finish();
         self.rt.shutdown_timeout(Duration::from_secs(1));
         // Every dead letter is in the file, or the job failed.
@@ -534,18 +574,30 @@ impl BackfillPhase<'_> {
                 }
             };
             let pending = state.pending();
-            Counters::add(&counters.splits_planned, state.plan.len() as u64);
-            Counters::add(
+            // Set, not added: a restart loads the same plan again (backfill+follow's rounds
+            // add theirs after this).
+            Counters::set(&counters.splits_planned, state.plan.len() as u64);
+            Counters::set(
                 &counters.splits_done,
                 (state.plan.len() - pending.len()) as u64,
             );
-            Counters::add(
+            Counters::set(
                 &counters.rows_expected,
-                pending.iter().map(|s| s.estimated_rows).sum(),
+                Counters::get(&counters.rows_read)
+                    + pending.iter().map(|s| s.estimated_rows).sum::<u64>(),
             );
             if pending.is_empty() {
                 tracing::info!("every split is already finished; run with --fresh to copy again");
             }
+            run.status.plan(
+                source.schema().iter().map(|t| t.name.clone()).collect(),
+                state.plan.iter().map(|s| (s.id, s.table, s.estimated_rows)),
+                state
+                    .plan
+                    .iter()
+                    .filter(|s| state.is_finished(s.id))
+                    .map(|s| s.id),
+            );
             Some((state, store))
         } else {
             None
@@ -555,6 +607,9 @@ impl BackfillPhase<'_> {
             ms = run.started.elapsed().as_millis() as u64,
             "target ready, plan loaded"
         );
+        if run.status.current_phase() == Phase::Starting {
+            run.status.phase(Phase::Backfill);
+        }
         run.backfill_engine(job, cluster, source, mappings, sink, state)
     }
 }
@@ -610,9 +665,16 @@ fn dead_letter_path(job: &Job, cluster: &Cluster) -> Result<PathBuf, RunError> {
 /// SIGTERM and SIGINT stop reading; what was read is written and checkpointed. A second
 /// signal, or a drain longer than `stop_timeout`, stops the job at once: the commit operator
 /// records every durable step while a stop drains, so the checkpoint holds what was durable.
-fn watch_signals(rt: &tokio::runtime::Runtime, control: &Control, stop_timeout: Duration) {
+fn watch_signals(
+    rt: &tokio::runtime::Runtime,
+    control: &Control,
+    status: &StatusBoard,
+    api_stop: Arc<tokio::sync::Notify>,
+    stop_timeout: Duration,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let control = control.clone();
+    let status = status.clone();
     rt.spawn(async move {
         let (Ok(mut term), Ok(mut int)) = (
             signal(SignalKind::terminate()),
@@ -626,12 +688,17 @@ fn watch_signals(rt: &tokio::runtime::Runtime, control: &Control, stop_timeout: 
                 _ = int.recv() => "SIGINT",
             }
         };
-        let first = next().await;
+        // The status API's stop counts as the first signal.
+        let first = tokio::select! {
+            signal = next() => signal,
+            _ = api_stop.notified() => "POST /api/job/stop",
+        };
         tracing::warn!(
             "stop requested ({first}): no new reads; writing what was read, then a final checkpoint (a second signal, or {} s more, stops at once)",
             stop_timeout.as_secs()
         );
         control.request_stop();
+        status.phase(Phase::Draining);
         let cause = tokio::select! {
             second = next() => format!("stopped at once by a second {second}"),
             _ = tokio::time::sleep(stop_timeout) => format!(
@@ -643,6 +710,27 @@ fn watch_signals(rt: &tokio::runtime::Runtime, control: &Control, stop_timeout: 
             "{cause}; what was durable is checkpointed and the next run resumes there"
         )));
     });
+}
+
+/// What the status API's POSTs do: a stop is the first SIGTERM; a cutover is
+/// `--until-caught-up` asked for while the job runs, for the jobs that follow a source.
+fn status_actions(mode: Mode, control: &Control, api_stop: Arc<tokio::sync::Notify>) -> Actions {
+    let cutover = control.clone();
+    Actions {
+        stop: Arc::new(move || api_stop.notify_one()),
+        cutover: Arc::new(move || {
+            match mode {
+            Mode::Cdc | Mode::BackfillCdc | Mode::BackfillFollow => {
+                tracing::info!("cutover requested: stopping once caught up with the source");
+                cutover.request_cutover();
+                Ok(())
+            }
+            other => Err(format!(
+                "a `{other}` job does not follow its source: it ends by itself (a cutover is for cdc, backfill+cdc and backfill+follow)"
+            )),
+        }
+        }),
+    }
 }
 
 /// The totals printed when a job ends.

@@ -46,6 +46,7 @@ pub(super) fn run(
             }));
         };
         Counters::add(&job_run.counters.restarts, 1);
+        job_run.status.restarting(&cause);
         tracing::warn!(
             restart = restarts.count,
             delay_ms = delay.as_millis() as u64,
@@ -61,6 +62,7 @@ pub(super) fn run(
             std::thread::sleep((until - Instant::now()).min(Duration::from_millis(50)));
         }
         job_run.control.reset();
+        job_run.status.phase(crate::status::Phase::Starting);
     }
 }
 
