@@ -4,7 +4,31 @@
 
 mod cdc;
 mod follow;
+#[cfg(feature = "ingest")]
 mod ingest;
+#[cfg(not(feature = "ingest"))]
+mod ingest {
+    //! A build without the `ingest` connector: no source arrives as points, and the
+    //! `ingest` entry point has nothing to serve.
+
+    use super::{RunError, RunOptions};
+    use crate::connectors::Checked;
+    use crate::job::Job;
+
+    fn missing() -> RunError {
+        RunError::Usage(
+            "this build has no `ingest` connector (the Cargo feature `ingest`), which the `ingest` entry point serves".into(),
+        )
+    }
+
+    pub(super) fn run(_: &Job, _: &Checked, _: &RunOptions) -> Result<(), RunError> {
+        Err(missing())
+    }
+
+    pub(super) fn plan(_: &Job, _: &Checked) -> Result<String, RunError> {
+        Err(missing())
+    }
+}
 mod progress;
 mod restart;
 mod verify;
