@@ -208,7 +208,10 @@ fn a_backfill_rides_out_its_mariadb_connections_cut() {
     let code = job.exit_within(MINUTE);
     let stderr = job.stderr();
     assert_eq!(code, 0, "{stderr}");
-    assert!((stderr.contains("reading chunk ") && stderr.contains("; retrying")), "{stderr}");
+    assert!(
+        (stderr.contains("reading chunk ") && stderr.contains("; retrying")),
+        "{stderr}"
+    );
     case.assert_copied();
 }
 
