@@ -31,11 +31,29 @@ if [[ ! -x $moto_venv/bin/moto_server ]]; then
 fi
 export TSMIG_MOTO_SERVER="$moto_venv/bin/moto_server"
 
+# kubernetes-validate checks deploy/kubernetes against Kubernetes' published schemas
+# (tests/deploy.rs); it bundles them, so the tests need no network. From PyPI, into a venv
+# beside the services' data, as moto.
+k8s_venv="${TSMIG_SERVICES_DIR:-/tmp/tsmig-services}/k8s-validate-venv"
+if [[ ! -x $k8s_venv/bin/kubernetes-validate ]]; then
+  python3 -m venv "$k8s_venv" || {
+    rm -rf "$k8s_venv"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-venv
+    python3 -m venv "$k8s_venv"
+  }
+  "$k8s_venv/bin/python" -m pip install --quiet --disable-pip-version-check 'kubernetes-validate==1.37.0'
+fi
+export TSMIG_K8S_VALIDATE="$k8s_venv/bin/kubernetes-validate"
+
 cargo build --all-targets
-# Lint as a failure, tests and benches included; and a build with no connector at all, so
-# each connector stays behind its feature (CONTRIBUTING.md).
+# Lint as a failure, tests and benches included.
 cargo clippy --all-targets -- -D warnings
-cargo check --no-default-features --lib --bins
+# Every connector builds without the others, and the engine without any: each connector
+# is a Cargo feature with the crates only it uses (CONTRIBUTING.md).
+cargo check --quiet --no-default-features --lib --bins
+for feature in $(sed -n 's/^default = \[\(.*\)\]/\1/p' Cargo.toml | tr -d '",'); do
+  cargo check --quiet --no-default-features --features "$feature" --lib --bins
+done
 log="$(mktemp)"
 status=0
 cargo test --all-targets --no-fail-fast -- "$@" 2>&1 | tee "$log" || status=$?

@@ -11,6 +11,10 @@
 //! [`IngestQueue::try_recv`]; the source is finished when the queue is closed and empty
 //! ([`IngestQueue::is_finished`]); a failed engine [`IngestQueue::abandon`]s it.
 
+// The pushing side (a queue made, filled, its memory held) is the ingest endpoint's: a build
+// without that connector has only the engine's side.
+#![cfg_attr(not(feature = "ingest"), allow(dead_code))]
+
 use crate::model::Point;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -52,8 +56,6 @@ struct QueueInner {
 /// Called when a request arrives (or the queue closes): activates a worker.
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
-// The push sources' side: only the ingest endpoint has one today.
-#[cfg_attr(not(feature = "ingest"), allow(dead_code))]
 impl IngestQueue {
     pub(crate) fn new() -> Self {
         Self {
@@ -149,7 +151,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The bound on points accepted and not yet released (`max_pending_points`).
-#[cfg_attr(not(feature = "ingest"), allow(dead_code))]
 pub(crate) struct Pending {
     count: AtomicU64,
     max: u64,
@@ -161,7 +162,6 @@ pub(crate) struct PendingPoints {
     n: u64,
 }
 
-#[cfg_attr(not(feature = "ingest"), allow(dead_code))]
 impl Pending {
     pub(crate) fn new(max: u64) -> Arc<Self> {
         Arc::new(Self {
