@@ -31,6 +31,19 @@ if [[ ! -x $moto_venv/bin/moto_server ]]; then
 fi
 export TSMIG_MOTO_SERVER="$moto_venv/bin/moto_server"
 
+# The status page's browser test (tests/status_page.rs) drives Debian's chromium headless
+# through playwright-core, pinned by tests/browser/package-lock.json (never a browser
+# download of its own).
+if [[ ! -x /usr/bin/chromium ]]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core \
+    || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core; }
+fi
+if [[ ! -d tests/browser/node_modules/playwright-core \
+      || tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]]; then
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+export TSMIG_CHROMIUM=/usr/bin/chromium TSMIG_BROWSER_DIR="$PWD/tests/browser"
+
 cargo build --all-targets
 log="$(mktemp)"
 status=0
