@@ -15,6 +15,7 @@ pub mod job;
 pub mod mapping;
 pub mod metrics;
 pub mod model;
+pub mod retry;
 pub mod runner;
 pub mod sink;
 pub mod source;

@@ -7,13 +7,8 @@ use std::time::Instant;
 
 /// Source reads and queries retried after a transient failure, by every source of this
 /// process (one job), opening and planning included: sources keep no handle to the job's
-/// [`Counters`], so they count here.
-static SOURCE_RETRIES: AtomicU64 = AtomicU64::new(0);
-
-/// Notes one retried source read or query.
-pub fn source_retried() {
-    SOURCE_RETRIES.fetch_add(1, Ordering::Relaxed);
-}
+/// [`Counters`], so [`crate::retry::retry`] counts their retries here.
+pub static SOURCE_RETRIES: AtomicU64 = AtomicU64::new(0);
 
 /// Source retries so far in this process.
 pub fn source_retries() -> u64 {
@@ -79,6 +74,11 @@ impl Counters {
     /// Adds `n` to a counter.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Sets a gauge-like counter (the plan's size, which a restart loads again).
+    pub fn set(counter: &AtomicU64, n: u64) {
+        counter.store(n, Ordering::Relaxed);
     }
 
     /// Notes an acknowledged write; the first one fixes `first_write_us`.

@@ -963,7 +963,7 @@ fn v2_sink(port: u16, tag_keys: &[&str]) -> tsmig::connectors::influxdb::InfluxS
         }))
         .unwrap();
     let batching = tsmig::sink::BatchConfig {
-        max_retries: 0,
+        retry: tsmig::retry::RetryPolicy::default().without_retries(),
         ..Default::default()
     };
     tsmig::connectors::influxdb::InfluxSink::new(&config, &batching, vec!["m".into()])

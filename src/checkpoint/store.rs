@@ -144,20 +144,22 @@ impl FileStore {
     fn replace(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
         fs::create_dir_all(&self.dir)?;
         let tmp = self.dir.join(format!(".{name}.tmp"));
-        let written = (|| {
-            let mut f = File::create(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-            drop(f);
-            fs::rename(&tmp, self.dir.join(name))
-        })();
+        let written =
+            write_synced(&tmp, bytes).and_then(|()| fs::rename(&tmp, self.dir.join(name)));
         if written.is_err() {
+            // A full disk must not keep what it let us write of the temp file.
             let _ = fs::remove_file(&tmp);
         }
         written?;
         // The rename itself is durable only once the directory is.
         File::open(&self.dir)?.sync_all()
     }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 #[cfg(test)]
@@ -208,6 +210,21 @@ mod tests {
         let err = store.save_backfill(&state).unwrap_err();
         assert!(err.contains("cannot write the dead-letter file"), "{err}");
         assert_eq!(store.load_backfill().unwrap(), None, "nothing saved");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_save_leaves_no_temp_file() {
+        let dir = std::env::temp_dir().join(format!("tsmig-store-fail-{}", std::process::id()));
+        let store = FileStore::new(&dir);
+        // The checkpoint's name taken by a directory: the rename fails, as a full disk
+        // fails the write before it.
+        fs::create_dir_all(dir.join(BACKFILL).join("x")).unwrap();
+        let error = store
+            .save_backfill(&BackfillState::new("j", vec![]))
+            .unwrap_err();
+        assert!(error.starts_with("cannot write checkpoint in"), "{error}");
+        assert!(!dir.join(".backfill.json.tmp").exists());
         fs::remove_dir_all(dir).unwrap();
     }
 }

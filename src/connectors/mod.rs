@@ -174,6 +174,56 @@ mod tests {
     }
 
     #[test]
+    fn sources_and_sinks_take_the_same_retry_keys_with_the_same_defaults() {
+        use crate::retry::RetryPolicy;
+        use std::time::Duration;
+        let keys = "  max_retries: 3\n  initial_backoff: 50ms\n  max_backoff: 2s\n";
+        let given = RetryPolicy {
+            max_retries: 3,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(2),
+        };
+        let sections = [
+            "  type: mysql\n  url: mysql://u@h/db\n  tables:\n    - name: t\n",
+            "  type: influxdb\n  url: http://h:8086\n  database: d\n",
+            "  type: tdengine\n  url: http://h:6041\n  password: p\n  database: d\n  tables:\n    - name: t\n",
+        ];
+        let retry_of = |checked: &Checked| -> RetryPolicy {
+            let any = checked.source.as_any();
+            #[cfg(feature = "mysql")]
+            if let Some(c) = any.downcast_ref::<mysql::config::MysqlSourceConfig>() {
+                return c.retry.clone();
+            }
+            #[cfg(feature = "influxdb")]
+            if let Some(c) = any.downcast_ref::<influxdb::source_config::InfluxSourceConfig>() {
+                return c.retry.clone();
+            }
+            #[cfg(feature = "tdengine")]
+            if let Some(c) = any.downcast_ref::<tdengine::config::TdengineSourceConfig>() {
+                return c.retry.clone();
+            }
+            panic!("not a source that retries")
+        };
+        let mappings = "mappings:\n  - table: t\n    timestamp_field: ts\n    fields: [f]\n";
+        for section in sections {
+            let defaults = job(section, mappings).unwrap();
+            assert_eq!(retry_of(&defaults), RetryPolicy::default(), "{section}");
+            let set = job(&format!("{section}{keys}"), mappings).unwrap();
+            assert_eq!(retry_of(&set), given, "{section}");
+            let err = job(&format!("{section}  max_backoff: soon\n"), mappings)
+                .err()
+                .unwrap();
+            assert_eq!(err.key.as_deref(), Some("source.max_backoff"), "{err}");
+        }
+        let text = format!("name: t\nsource:\n  type: ingest\nsink:\n  type: memory\n{keys}");
+        let job = Job::parse(Path::new("job.yaml"), &text, |_| None).unwrap();
+        #[derive(serde::Deserialize)]
+        struct NoKeys {}
+        let (_, batching) = crate::sink::parse_section::<NoKeys>(&job).unwrap();
+        assert_eq!(batching.retry, given);
+    }
+
+    #[test]
     fn an_unknown_type_names_the_key_and_the_types_there_are() {
         let err = job("  type: oracle\n", "").err().unwrap();
         assert_eq!(err.key.as_deref(), Some("source.type"));

@@ -213,8 +213,8 @@ fn lost_peer() -> Option<String> {
 
 /// Installs (once per process) a panic hook that turns the panics of a lost cluster peer
 /// into a recorded cause, quietly: timely's network thread for process N panics when the
-/// connection breaks, and the workers then panic on the poisoned queues it leaves. Every
-/// other panic is printed as usual.
+/// connection breaks, the workers then panic on the poisoned queues it leaves, and joining
+/// the network threads panics once more. Every other panic is printed as usual.
 fn install_panic_hook() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -235,7 +235,11 @@ fn install_panic_hook() {
                 }
                 return;
             }
-            if text.contains("MergeQueue poisoned") && lost_peer().is_some() {
+            // Then the workers panic on the poisoned queues the network thread leaves, and
+            // joining that thread panics on the main thread (timely's `CommsGuard`); both
+            // are caught and reported as the lost peer.
+            let aftermath = ["MergeQueue poisoned", "Send thread panic", "Recv thread panic"];
+            if lost_peer().is_some() && aftermath.iter().any(|a| text.contains(a)) {
                 return;
             }
             previous(info);

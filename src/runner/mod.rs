@@ -547,14 +547,17 @@ impl BackfillPhase<'_> {
                 }
             };
             let pending = state.pending();
-            Counters::add(&counters.splits_planned, state.plan.len() as u64);
-            Counters::add(
+            // Set, not added: a restart loads the same plan again (backfill+follow's rounds
+            // add theirs after this).
+            Counters::set(&counters.splits_planned, state.plan.len() as u64);
+            Counters::set(
                 &counters.splits_done,
                 (state.plan.len() - pending.len()) as u64,
             );
-            Counters::add(
+            Counters::set(
                 &counters.rows_expected,
-                pending.iter().map(|s| s.estimated_rows).sum(),
+                Counters::get(&counters.rows_read)
+                    + pending.iter().map(|s| s.estimated_rows).sum::<u64>(),
             );
             if pending.is_empty() {
                 tracing::info!("every split is already finished; run with --fresh to copy again");

@@ -1,10 +1,10 @@
-//! What every sink shares: batch bounds, the retry policy, and [`deliver`], which takes
-//! one batch from "encoded" to "written or dead-lettered".
+//! What every sink shares: batch bounds, and [`deliver`], which takes one batch from
+//! "encoded" to "written or dead-lettered".
 //!
 //! Error handling follows one rule. Transient failures (network, timeout, 429, 5xx) are
-//! retried with exponential backoff and full jitter, at least as long as the server's
-//! Retry-After; the batch's epoch stays open meanwhile, so nothing is checkpointed past
-//! it. A batch that is too large is split in two. A batch the target rejects for good is
+//! retried by [`crate::retry`] — exponential backoff and full jitter, at least as long as
+//! the server's Retry-After — as the sink section's retry keys say; the batch's epoch
+//! stays open meanwhile, so nothing is checkpointed past it. A batch that is too large is split in two. A batch the target rejects for good is
 //! bisected until each rejected point stands alone; those points are dead-lettered with
 //! the server's message and the rest are written (writes are idempotent per series and
 //! time, so sending a good point twice is harmless). Fatal errors fail the job.
@@ -14,6 +14,8 @@ use crate::dead_letter::DeadLetters;
 use crate::error::Failure;
 use crate::job::{duration, Job, JobError};
 use crate::metrics::Counters;
+use crate::retry::{retry, RetryError, RetryPolicy};
+use crate::spec::Section;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -37,15 +39,11 @@ pub struct BatchConfig {
     /// Time limit of one request; a request that takes longer is retried.
     #[serde(default = "default_timeout", deserialize_with = "duration")]
     pub timeout: Duration,
-    /// Retries of a transient failure (network, timeout, 429, 5xx) before the job fails.
-    #[serde(default = "default_max_retries")]
-    pub max_retries: u32,
-    /// Backoff before the first retry; it doubles up to `max_backoff`, with jitter.
-    #[serde(default = "default_initial_backoff", deserialize_with = "duration")]
-    pub initial_backoff: Duration,
-    /// Longest backoff between two attempts.
-    #[serde(default = "default_max_backoff", deserialize_with = "duration")]
-    pub max_backoff: Duration,
+    /// How a write or delete that failed transiently is tried again: the retry keys
+    /// (`max_retries`, `initial_backoff`, `max_backoff`), parsed beside these
+    /// ([`BatchConfig::parse`]).
+    #[serde(skip)]
+    pub retry: RetryPolicy,
 }
 
 fn default_batch_size() -> usize {
@@ -63,15 +61,6 @@ fn default_in_flight() -> usize {
 fn default_timeout() -> Duration {
     Duration::from_secs(30)
 }
-fn default_max_retries() -> u32 {
-    10
-}
-fn default_initial_backoff() -> Duration {
-    Duration::from_millis(100)
-}
-fn default_max_backoff() -> Duration {
-    Duration::from_secs(10)
-}
 
 impl Default for BatchConfig {
     fn default() -> Self {
@@ -81,25 +70,30 @@ impl Default for BatchConfig {
             linger: default_linger(),
             in_flight: default_in_flight(),
             timeout: default_timeout(),
-            max_retries: default_max_retries(),
-            initial_backoff: default_initial_backoff(),
-            max_backoff: default_max_backoff(),
+            retry: RetryPolicy::default(),
         }
     }
 }
 
 impl BatchConfig {
-    /// The keys of a sink section that belong here.
+    /// The keys of a sink section that belong here, besides the retry keys
+    /// ([`RetryPolicy::KEYS`]).
     pub const KEYS: &'static [&'static str] = &[
         "batch_size",
         "batch_bytes",
         "linger",
         "in_flight",
         "timeout",
-        "max_retries",
-        "initial_backoff",
-        "max_backoff",
     ];
+
+    /// The batching and retry keys of `section` (which holds no other), checked.
+    pub fn parse(section: &Section, job: &Job) -> Result<Self, JobError> {
+        let (batching, retry) = section.split(RetryPolicy::KEYS);
+        let mut config: BatchConfig = batching.parse(job)?;
+        config.retry = retry.parse(job)?;
+        config.check(job)?;
+        Ok(config)
+    }
 
     /// Checks that need no server.
     pub fn check(&self, job: &Job) -> Result<(), JobError> {
@@ -113,45 +107,6 @@ impl BatchConfig {
             return Err(job.error_at("sink.in_flight", "must be at least 1"));
         }
         Ok(())
-    }
-
-    /// How transient failures are retried.
-    pub fn retry(&self) -> RetryPolicy {
-        RetryPolicy {
-            max_retries: self.max_retries,
-            initial_backoff: self.initial_backoff,
-            max_backoff: self.max_backoff,
-        }
-    }
-}
-
-/// Retries of transient failures.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RetryPolicy {
-    /// Retries before the job fails (the checkpoint keeps what was durable).
-    pub max_retries: u32,
-    /// Backoff before the first retry.
-    pub initial_backoff: Duration,
-    /// Longest backoff between two attempts.
-    pub max_backoff: Duration,
-}
-
-/// Longest wait a server's Retry-After can impose.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
-
-impl RetryPolicy {
-    /// The wait before retry number `attempt` (0-based): full jitter over an exponential
-    /// ceiling, and never less than what the server asked for.
-    pub fn backoff(&self, attempt: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
-        let ceiling = self
-            .initial_backoff
-            .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX))
-            .min(self.max_backoff);
-        let jittered = ceiling.mul_f64(jitter.clamp(0.0, 1.0));
-        match retry_after {
-            Some(wish) => jittered.max(wish.min(MAX_RETRY_AFTER)),
-            None => jittered,
-        }
     }
 }
 
@@ -208,13 +163,13 @@ pub async fn deliver<S: Sink>(
     dead_letters: &DeadLetters,
     counters: &Counters,
 ) -> Result<(Delivery, Option<S::Batch>), Failure> {
-    let policy = sink.batching().retry();
+    let policy = &sink.batching().retry;
     let mut delivery = Delivery::default();
     let mut queue = vec![batch];
     let mut whole = true;
     let mut reusable = None;
     while let Some(mut batch) = queue.pop() {
-        let refused = match retrying(&policy, counters, "write", || sink.write(&batch)).await? {
+        let refused = match send(policy, counters, "write", || sink.write(&batch)).await? {
             Outcome::Done => {
                 delivery.written += batch.len() as u64;
                 counters.written(batch.len() as u64);
@@ -283,49 +238,31 @@ enum Outcome {
     Partial(Vec<(usize, String)>),
 }
 
-/// Runs one request until it succeeds, retrying transient failures with the policy's
-/// backoff. `Err` is fatal, or transient past the last retry.
-async fn retrying<F, Fut>(
+/// Sends one request until it succeeds, retrying transient failures as `policy` says
+/// ([`retry`], each retry counted in `retries=`). A refused or partly taken request is a
+/// definite outcome, never retried: the caller splits the batch or dead-letters. `Err` is
+/// fatal, or transient past the last retry.
+async fn send<F, Fut>(
     policy: &RetryPolicy,
     counters: &Counters,
     what: &str,
-    mut request: F,
+    request: F,
 ) -> Result<Outcome, Failure>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), WriteError>>,
 {
-    let mut attempt = 0;
-    loop {
-        match request().await {
-            Ok(()) => return Ok(Outcome::Done),
-            Err(WriteError::Transient {
-                message,
-                retry_after,
-            }) => {
-                if attempt >= policy.max_retries {
-                    // The job may restart from its checkpoint and try again.
-                    return Err(Failure::transient(format!(
-                        "{what} failed {} times, giving up: {message}",
-                        attempt + 1
-                    )));
-                }
-                let wait = policy.backoff(attempt, retry_after, fastrand::f64());
-                tracing::warn!(
-                    attempt = attempt + 1,
-                    wait_ms = wait.as_millis() as u64,
-                    "transient {what} failure, retrying: {message}"
-                );
-                Counters::add(&counters.retries, 1);
-                tokio::time::sleep(wait).await;
-                attempt += 1;
-            }
-            Err(WriteError::TooLarge { message }) | Err(WriteError::Rejected { message }) => {
-                return Ok(Outcome::Refused(message))
-            }
-            Err(WriteError::Partial { rejected }) => return Ok(Outcome::Partial(rejected)),
-            Err(WriteError::Fatal { message }) => return Err(Failure::fatal(message)),
+    match retry(policy, what, &counters.retries, request).await {
+        Ok(()) => Ok(Outcome::Done),
+        Err(RetryError::Final(WriteError::TooLarge { message }))
+        | Err(RetryError::Final(WriteError::Rejected { message })) => Ok(Outcome::Refused(message)),
+        Err(RetryError::Final(WriteError::Partial { rejected })) => Ok(Outcome::Partial(rejected)),
+        Err(RetryError::Final(WriteError::Fatal { message })) => Err(Failure::fatal(message)),
+        Err(RetryError::Final(transient @ WriteError::Transient { .. })) => {
+            Err(Failure::transient(transient.to_string()))
         }
+        // The job may restart from its checkpoint and try again.
+        Err(RetryError::Exhausted(exhausted)) => Err(exhausted.into()),
     }
 }
 
@@ -341,13 +278,13 @@ pub async fn deliver_deletes<S: Sink>(
     if points.is_empty() {
         return Ok(());
     }
-    let policy = sink.batching().retry();
-    let outcome = retrying(&policy, counters, "delete", || sink.delete(points)).await?;
+    let policy = &sink.batching().retry;
+    let outcome = send(policy, counters, "delete", || sink.delete(points)).await?;
     if !matches!(outcome, Outcome::Done) {
         // Find the refused ones: one request each.
         for point in points {
             let one = std::slice::from_ref(point);
-            let outcome = retrying(&policy, counters, "delete", || sink.delete(one)).await?;
+            let outcome = send(policy, counters, "delete", || sink.delete(one)).await?;
             if let Outcome::Refused(message) = outcome {
                 let mut record = point.to_json();
                 record["operation"] = "delete".into();
@@ -371,8 +308,8 @@ pub async fn delete_windows<S: Sink>(
     if windows.is_empty() {
         return Ok(());
     }
-    let policy = sink.batching().retry();
-    match retrying(&policy, counters, "delete", || sink.delete_range(windows)).await? {
+    let policy = &sink.batching().retry;
+    match send(policy, counters, "delete", || sink.delete_range(windows)).await? {
         Outcome::Done => Ok(()),
         Outcome::Refused(message) => Err(Failure::fatal(message)),
         Outcome::Partial(_) => Err(Failure::fatal("the target deleted part of the windows")),
@@ -384,27 +321,6 @@ mod tests {
     use super::*;
     use crate::model::{Name, Point, Value};
     use std::sync::Mutex;
-
-    #[test]
-    fn backoff_grows_caps_and_honours_retry_after() {
-        let p = RetryPolicy {
-            max_retries: 5,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(1),
-        };
-        assert_eq!(p.backoff(0, None, 1.0), Duration::from_millis(100));
-        assert_eq!(p.backoff(3, None, 1.0), Duration::from_millis(800));
-        assert_eq!(p.backoff(4, None, 1.0), Duration::from_secs(1));
-        assert_eq!(p.backoff(40, None, 0.5), Duration::from_millis(500));
-        assert_eq!(
-            p.backoff(0, Some(Duration::from_secs(3)), 0.0),
-            Duration::from_secs(3)
-        );
-        assert_eq!(
-            p.backoff(0, Some(Duration::from_secs(9999)), 0.0),
-            MAX_RETRY_AFTER
-        );
-    }
 
     /// A batch of point times.
     struct Times(Vec<i64>);
@@ -477,9 +393,11 @@ mod tests {
 
     fn picky(bad: Vec<i64>, flaky: u32, max_retries: u32) -> Picky {
         let config = BatchConfig {
-            max_retries,
-            initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(2),
+            retry: RetryPolicy {
+                max_retries,
+                initial_backoff: Duration::from_millis(1),
+                max_backoff: Duration::from_millis(2),
+            },
             ..BatchConfig::default()
         };
         Picky {
@@ -610,7 +528,7 @@ mod tests {
         let Err(err) = deliver(&sink, b, &dl, &counters).await else {
             panic!("the job must fail")
         };
-        assert!(err.message.contains("failed 4 times"), "{err}");
+        assert_eq!(err.message, "write: failed 4 times, giving up: 503");
         assert!(err.is_transient(), "a restart may get past it");
         assert!(sink.stored.lock().unwrap().is_empty());
         assert_eq!(dl.count(), 0);

@@ -49,14 +49,18 @@ pub struct SinkContext<'a> {
     pub mappings: &'a Mappings,
 }
 
-/// Parses `job.file.sink` as a connector's own keys `T` beside the batching keys every sink
-/// shares ([`BatchConfig::KEYS`]), each with located errors.
+/// Parses `job.file.sink` as a connector's own keys `T` beside the batching and retry keys
+/// every sink shares ([`BatchConfig::KEYS`], [`RetryPolicy::KEYS`]), each with located
+/// errors.
+///
+/// [`RetryPolicy::KEYS`]: crate::retry::RetryPolicy::KEYS
 pub fn parse_section<T: serde::de::DeserializeOwned>(
     job: &Job,
 ) -> Result<(T, BatchConfig), JobError> {
-    let (own, batching) = job.file.sink.split(BatchConfig::KEYS);
-    let batching: BatchConfig = batching.parse(job)?;
-    batching.check(job)?;
+    let mut shared_keys = BatchConfig::KEYS.to_vec();
+    shared_keys.extend(crate::retry::RetryPolicy::KEYS);
+    let (own, shared) = job.file.sink.split(&shared_keys);
+    let batching = BatchConfig::parse(&shared, job)?;
     Ok((own.parse(job)?, batching))
 }
 
@@ -114,6 +118,21 @@ pub enum WriteError {
         /// What the server said.
         message: String,
     },
+}
+
+/// Only [`WriteError::Transient`] is tried again; the others are definite outcomes that
+/// [`deliver`] handles (a batch split, points dead-lettered) or fatal.
+impl crate::retry::Retryable for WriteError {
+    fn is_transient(&self) -> bool {
+        matches!(self, WriteError::Transient { .. })
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            WriteError::Transient { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Display for WriteError {

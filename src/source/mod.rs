@@ -12,8 +12,20 @@ pub mod push;
 use crate::dead_letter::DeadLetters;
 use crate::job::{Job, JobError};
 use crate::model::{Row, Value};
+use crate::retry::RetryPolicy;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+
+/// Parses `job.file.source` as a connector's own keys `T` beside the retry keys
+/// ([`RetryPolicy::KEYS`]), which every source that talks to a server shares, each with
+/// located errors.
+pub fn parse_section<T: serde::de::DeserializeOwned>(
+    job: &Job,
+) -> Result<(T, RetryPolicy), JobError> {
+    let (own, retry) = job.file.source.split(RetryPolicy::KEYS);
+    let own = own.parse(job)?;
+    Ok((own, retry.parse(job)?))
+}
 
 /// A source's section of the job file, parsed and checked by its connector: what the
 /// runner knows of a source before connecting to it, and how it connects.

@@ -3,8 +3,11 @@
 //! files written to a temp dir, and running `tsmig-job`.
 #![allow(dead_code)]
 
+pub mod jobs;
 pub mod moto;
 pub mod proxy;
+pub mod servers;
+pub mod writer;
 
 use mysql_async::prelude::*;
 use std::path::{Path, PathBuf};
@@ -30,8 +33,13 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 /// Runs SQL statements against the private MariaDB; returns the rows of the last one.
 pub fn sql(statements: &[&str]) -> Vec<mysql_async::Row> {
+    sql_at(&mysql_url(), statements)
+}
+
+/// Runs SQL statements against the MariaDB at `url`; returns the rows of the last one.
+pub fn sql_at(url: &str, statements: &[&str]) -> Vec<mysql_async::Row> {
     block_on(async {
-        let mut conn = mysql_async::Conn::from_url(mysql_url())
+        let mut conn = mysql_async::Conn::from_url(url)
             .await
             .expect("the private MariaDB must run: use scripts/test.sh, which starts it");
         let mut rows = Vec::new();
@@ -55,8 +63,18 @@ pub fn sql_value<T: FromValue>(statement: &str) -> T {
 
 /// Loads the demo sensor table with `rows` rows under `table` (scripts/load-sample.sh).
 pub fn load_sensor_table(table: &str, rows: u64) {
+    load_sensor_table_in(None, table, rows)
+}
+
+/// Loads the demo sensor table into the MariaDB laid out under `services_dir` (a
+/// `servers::PrivateMariadb`), or the shared one with `None`.
+pub fn load_sensor_table_in(services_dir: Option<&Path>, table: &str, rows: u64) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let status = Command::new(root.join("scripts/load-sample.sh"))
+    let mut command = Command::new(root.join("scripts/load-sample.sh"));
+    if let Some(dir) = services_dir {
+        command.env("TSMIG_SERVICES_DIR", dir);
+    }
+    let status = command
         .arg(rows.to_string())
         .arg("--table")
         .arg(table)
@@ -68,9 +86,14 @@ pub fn load_sensor_table(table: &str, rows: u64) {
 
 /// An InfluxQL query against the private InfluxDB; times in `epoch` units.
 pub fn influx_query(db: &str, q: &str, epoch: &str) -> serde_json::Value {
+    influx_query_at(&influx_url(), db, q, epoch)
+}
+
+/// An InfluxQL query against the InfluxDB at `url`.
+pub fn influx_query_at(url: &str, db: &str, q: &str, epoch: &str) -> serde_json::Value {
     block_on(async {
         let response = reqwest::Client::new()
-            .post(format!("{}/query", influx_url()))
+            .post(format!("{url}/query"))
             .form(&[("db", db), ("q", q), ("epoch", epoch)])
             .send()
             .await
@@ -111,7 +134,13 @@ pub fn fresh_influx_db(db: &str) {
 
 /// `SELECT count(field) FROM measurement`, 0 when there is none.
 pub fn influx_count(db: &str, measurement: &str, field: &str) -> u64 {
-    let json = influx_query(
+    influx_count_at(&influx_url(), db, measurement, field)
+}
+
+/// `influx_count` on the InfluxDB at `url`.
+pub fn influx_count_at(url: &str, db: &str, measurement: &str, field: &str) -> u64 {
+    let json = influx_query_at(
+        url,
         db,
         &format!("SELECT count(\"{field}\") FROM \"{measurement}\""),
         "ns",
@@ -186,12 +215,36 @@ pub fn sensor_job(
     sink_extra: &str,
     flow: &str,
 ) -> PathBuf {
+    let servers = ("127.0.0.1:13306", influx_url());
+    sensor_job_at(
+        dir,
+        table,
+        (servers.0, &servers.1),
+        db,
+        chunk_rows,
+        sink_extra,
+        flow,
+    )
+}
+
+/// `sensor_job` with the MariaDB at `servers.0` (`host:port`) and the InfluxDB at
+/// `servers.1` (a URL).
+pub fn sensor_job_at(
+    dir: &Path,
+    table: &str,
+    servers: (&str, &str),
+    db: &str,
+    chunk_rows: u64,
+    sink_extra: &str,
+    flow: &str,
+) -> PathBuf {
+    let (mysql, influx) = servers;
     let text = format!(
         r#"name: {table}
 mode: backfill
 source:
   type: mysql
-  url: mysql://tsmig:${{MYSQL_PASSWORD}}@127.0.0.1:13306/factory
+  url: mysql://tsmig:${{MYSQL_PASSWORD}}@{mysql}/factory
   time_zone: "+00:00"
   tables:
     - name: {table}
@@ -217,7 +270,6 @@ checkpoint:
   store: file:{state}
 {flow}
 "#,
-        influx = influx_url(),
         state = dir.join("state").display(),
     );
     let path = dir.join("job.yaml");
@@ -227,10 +279,13 @@ checkpoint:
 
 /// The `tsmig-job` under test: this build's, or `TSMIG_JOB_BIN` (to show that a new test
 /// fails on an older build).
+pub fn tsmig_bin() -> String {
+    std::env::var("TSMIG_JOB_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_tsmig-job").to_string())
+}
+
+/// `tsmig_bin()` as a command, with the test servers' password and warnings logged.
 pub fn tsmig() -> Command {
-    let bin = std::env::var("TSMIG_JOB_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tsmig-job").to_string());
-    let mut c = Command::new(bin);
+    let mut c = Command::new(tsmig_bin());
     c.env("MYSQL_PASSWORD", "tsmig").env("RUST_LOG", "warn");
     c
 }
@@ -443,7 +498,7 @@ pub fn run_two_processes(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Vec
         .env("TSMIG_CLUSTER_LOGS", dir.join("logs"))
         .envs(env.iter().copied())
         .args(["--processes", "2", "--hostfile", hostfile.to_str().unwrap()])
-        .args(["--bin", env!("CARGO_BIN_EXE_tsmig-job"), "--"])
+        .args(["--bin", &tsmig_bin(), "--"])
         .args(args)
         .output()
         .unwrap();

@@ -10,12 +10,12 @@ pub const CONNECTOR: super::Connector = super::Connector {
     kind: "blackhole",
     source: None,
     sink: Some(|job| {
-        let batching: BatchConfig = job.file.sink.parse(job)?;
+        let batching = BatchConfig::parse(&job.file.sink, job)?;
         Ok(Box::new(BlackholeSpec(batching)))
     }),
 };
 
-/// `sink: {type: blackhole}`: it takes only the batching keys.
+/// `sink: {type: blackhole}`: it takes only the batching and retry keys.
 struct BlackholeSpec(BatchConfig);
 
 impl SinkSpec for BlackholeSpec {

@@ -50,7 +50,9 @@ pub use source::InfluxSource;
 pub const CONNECTOR: super::Connector = super::Connector {
     kind: "influxdb",
     source: Some(|job| {
-        let config: source_config::InfluxSourceConfig = job.file.source.parse(job)?;
+        let (mut config, retry) =
+            crate::source::parse_section::<source_config::InfluxSourceConfig>(job)?;
+        config.retry = retry;
         Ok(Box::new(config))
     }),
     sink: Some(|job| {

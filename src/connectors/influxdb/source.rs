@@ -25,15 +25,16 @@ use crate::connectors::influxdb::client::{
 };
 use crate::dead_letter::DeadLetters;
 use crate::job::{Job, MappingConfig, TimeUnit};
+use crate::metrics::SOURCE_RETRIES;
 use crate::model::{Row, Value};
-use crate::sink::deliver::RetryPolicy;
+use crate::retry::{retry, RetryError, RetryPolicy, Retryable};
 use crate::source::{
     BoundedSource, Column, ColumnKind, RowSender, SourceError, Split, TableSchema,
 };
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// Narrowest time range planning halves a bucket down to before it divides it by series
@@ -63,28 +64,34 @@ struct Measurement {
     projection: Vec<usize>,
 }
 
-/// Paces rows to at most `per_second`, across every task that shares it.
-struct RateLimit {
-    per_second: f64,
-    /// When the next rows may go.
-    next: Mutex<Instant>,
+/// Paces rows to at most `rate_limit` a second, across every task that shares it (one
+/// GCRA limiter of governor's per process). Its burst is one chunk, or a second's worth of
+/// rows where that is less, so no stretch of time sees more than one burst above the rate.
+struct RowRate {
+    limiter: governor::DefaultDirectRateLimiter,
+    /// The most rows one wait may ask for: the limiter's burst.
+    burst: NonZeroU32,
 }
 
-impl RateLimit {
-    /// Waits until `rows` more rows may go.
+impl RowRate {
+    fn new(per_second: NonZeroU32, chunk_size: usize) -> Self {
+        let chunk = NonZeroU32::new(chunk_size.clamp(1, u32::MAX as usize) as u32)
+            .unwrap_or(NonZeroU32::MIN);
+        let burst = per_second.min(chunk);
+        let quota = governor::Quota::per_second(per_second).allow_burst(burst);
+        Self {
+            limiter: governor::RateLimiter::direct(quota),
+            burst,
+        }
+    }
+
+    /// Waits until `rows` more rows may go, a burst at a time.
     async fn take(&self, rows: usize) {
-        let wait = {
-            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            if *next < now {
-                *next = now;
-            }
-            let at = *next;
-            *next += Duration::from_secs_f64(rows as f64 / self.per_second);
-            at - now
-        };
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+        let mut left = rows;
+        while let Some(n) = NonZeroU32::new(left.min(self.burst.get() as usize) as u32) {
+            // Never more than the burst, the one thing until_n_ready refuses.
+            let _ = self.limiter.until_n_ready(n).await;
+            left -= n.get() as usize;
         }
     }
 }
@@ -95,6 +102,24 @@ enum Attempt {
     Transient { message: String, sent: u64 },
     /// The job must fail (or stop).
     Fail(SourceError),
+}
+
+/// Only [`Attempt::Transient`] is sent again.
+impl Retryable for Attempt {
+    fn is_transient(&self) -> bool {
+        matches!(self, Attempt::Transient { .. })
+    }
+}
+
+impl std::fmt::Display for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Attempt::Transient { message, sent: 0 } => f.write_str(message),
+            // Rows sent twice are counted in rows_read: say where they come from.
+            Attempt::Transient { message, sent } => write!(f, "{message} (after {sent} rows)"),
+            Attempt::Fail(e) => e.fmt(f),
+        }
+    }
 }
 
 impl From<QueryError> for Attempt {
@@ -131,7 +156,7 @@ pub struct InfluxSource {
     retry: RetryPolicy,
     /// Queries in flight, process-wide: every worker's reads share this source.
     gate: Semaphore,
-    rate: Option<RateLimit>,
+    rate: Option<RowRate>,
     /// Queries sent so far (planning and reading), for the logs.
     queries: AtomicU64,
 }
@@ -161,15 +186,12 @@ impl InfluxSource {
             stall: config.timeout,
             // Opening fails at once: a wrong URL or database should not take minutes of
             // retries to say so. Once open, transient failures are retried.
-            retry: RetryPolicy {
-                max_retries: 0,
-                ..config.retry()
-            },
+            retry: config.retry.without_retries(),
             gate: Semaphore::new(config.concurrency),
-            rate: config.rate_limit.map(|r| RateLimit {
-                per_second: r as f64,
-                next: Mutex::new(Instant::now()),
-            }),
+            rate: config
+                .rate_limit
+                .and_then(|r| NonZeroU32::new(r.min(u32::MAX as u64) as u32))
+                .map(|r| RowRate::new(r, config.chunk_size)),
             queries: AtomicU64::new(0),
         };
 
@@ -280,48 +302,29 @@ impl InfluxSource {
                 projection: Vec::new(),
             });
         }
-        source.retry = config.retry();
+        source.retry = config.retry.clone();
         Ok(source)
     }
 
-    /// Runs `attempt` until it succeeds, retrying transient failures with backoff.
-    async fn with_retries<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T, SourceError>
+    /// Runs `attempt` until it succeeds, retrying transient failures ([`retry`], counted
+    /// in `source_retries=`).
+    async fn with_retries<T, F, Fut>(&self, what: &str, attempt: F) -> Result<T, SourceError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Attempt>>,
     {
-        let mut failures = 0;
-        loop {
-            match attempt().await {
-                Ok(v) => return Ok(v),
-                Err(Attempt::Fail(SourceError::Fatal(m))) => {
-                    return Err(SourceError::Fatal(format!("{what}: {m}")))
+        retry(&self.retry, what, &SOURCE_RETRIES, attempt)
+            .await
+            .map_err(|e| match e {
+                RetryError::Final(Attempt::Fail(SourceError::Fatal(m))) => {
+                    SourceError::Fatal(format!("{what}: {m}"))
                 }
-                Err(Attempt::Fail(e)) => return Err(e),
-                Err(Attempt::Transient { message, sent }) => {
-                    if failures >= self.retry.max_retries {
-                        return Err(SourceError::Server(if failures == 0 {
-                            format!("{what}: {message}")
-                        } else {
-                            format!(
-                                "{what}: failed {} times, giving up: {message}",
-                                failures + 1
-                            )
-                        }));
-                    }
-                    let wait = self.retry.backoff(failures, None, fastrand::f64());
-                    crate::metrics::source_retried();
-                    tracing::warn!(
-                        attempt = failures + 1,
-                        rows_to_send_again = sent,
-                        wait_ms = wait.as_millis() as u64,
-                        "{what}: {message}; retrying"
-                    );
-                    tokio::time::sleep(wait).await;
-                    failures += 1;
+                RetryError::Final(Attempt::Fail(e)) => e,
+                RetryError::Final(transient @ Attempt::Transient { .. }) => {
+                    SourceError::Server(format!("{what}: {transient}"))
                 }
-            }
-        }
+                RetryError::Exhausted(exhausted) => SourceError::Server(exhausted.to_string()),
+            })
     }
 
     /// Sends a query once a place at the gate is free; the place is held as long as the
@@ -1094,6 +1097,44 @@ mod tests {
                 ("(d) OR (e)", 2, 20),
                 ("f", 1, 10),
             ]
+        );
+    }
+
+    #[tokio::test]
+    async fn rows_are_paced_to_the_rate_a_chunk_at_most_ahead() {
+        use std::time::Instant;
+        // 10,000 rows a second in chunks of 500: 6,000 rows take 0.55 s (the first chunk
+        // goes at once), however many tasks share the limit.
+        let rate = std::sync::Arc::new(RowRate::new(NonZeroU32::new(10_000).unwrap(), 500));
+        assert_eq!(rate.burst.get(), 500);
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..3)
+            .map(|_| {
+                let rate = rate.clone();
+                tokio::spawn(async move {
+                    for _ in 0..4 {
+                        rate.take(500).await;
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(500) && took < Duration::from_millis(900),
+            "{took:?}"
+        );
+        // A chunk larger than a second's rows waits its share, a second's worth at a time.
+        let slow = RowRate::new(NonZeroU32::new(100).unwrap(), 10_000);
+        assert_eq!(slow.burst.get(), 100);
+        let started = Instant::now();
+        slow.take(150).await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(450),
+            "{:?}",
+            started.elapsed()
         );
     }
 

@@ -1,7 +1,7 @@
 //! The `source:` section for InfluxDB 1.x.
 
 use crate::job::{duration, Job, JobError};
-use crate::sink::deliver::RetryPolicy;
+use crate::retry::RetryPolicy;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -38,7 +38,8 @@ pub struct InfluxSourceConfig {
     /// with several processes, per process.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
-    /// Rows per second read at most, across the whole process; default: no limit.
+    /// Rows per second read at most, across the whole process (at most one chunk, or a
+    /// second's rows, ahead of that pace); default: no limit.
     #[serde(default)]
     pub rate_limit: Option<u64>,
     /// Rows per chunk of a chunked answer (`chunk_size`).
@@ -53,16 +54,11 @@ pub struct InfluxSourceConfig {
     /// to write what it answers; a query that takes longer is retried.
     #[serde(default = "default_query_timeout", deserialize_with = "duration")]
     pub query_timeout: Duration,
-    /// Retries of a query that failed transiently (network, timeout, 429, 5xx) before the
-    /// job fails. A split is re-read from its start.
-    #[serde(default = "default_max_retries")]
-    pub max_retries: u32,
-    /// Backoff before the first retry; it doubles up to `max_backoff`, with jitter.
-    #[serde(default = "default_initial_backoff", deserialize_with = "duration")]
-    pub initial_backoff: Duration,
-    /// Longest backoff between two attempts.
-    #[serde(default = "default_max_backoff", deserialize_with = "duration")]
-    pub max_backoff: Duration,
+    /// How a query that failed transiently (network, timeout, 429, 5xx) is sent again (a
+    /// split is re-read from its start): the retry keys, parsed beside these
+    /// ([`crate::source::parse_section`]).
+    #[serde(skip)]
+    pub retry: RetryPolicy,
 }
 
 fn default_bucket() -> Duration {
@@ -82,15 +78,6 @@ fn default_timeout() -> Duration {
 }
 fn default_query_timeout() -> Duration {
     Duration::from_secs(30 * 60)
-}
-fn default_max_retries() -> u32 {
-    10
-}
-fn default_initial_backoff() -> Duration {
-    Duration::from_millis(200)
-}
-fn default_max_backoff() -> Duration {
-    Duration::from_secs(30)
 }
 
 impl InfluxSourceConfig {
@@ -122,6 +109,15 @@ impl InfluxSourceConfig {
                 "must be at least 1 row per second (leave it out for no limit)",
             ));
         }
+        if self.rate_limit.is_some_and(|r| r > u32::MAX as u64) {
+            return Err(job.error_at(
+                "source.rate_limit",
+                format!(
+                    "must be at most {} rows per second (leave it out for no limit)",
+                    u32::MAX
+                ),
+            ));
+        }
         if self.chunk_size == 0 {
             return Err(job.error_at("source.chunk_size", "must be at least 1"));
         }
@@ -142,15 +138,6 @@ impl InfluxSourceConfig {
             }
         }
         Ok(())
-    }
-
-    /// How failed queries are retried.
-    pub fn retry(&self) -> RetryPolicy {
-        RetryPolicy {
-            max_retries: self.max_retries,
-            initial_backoff: self.initial_backoff,
-            max_backoff: self.max_backoff,
-        }
     }
 
     /// The bucket width in nanoseconds.

@@ -7,7 +7,9 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MysqlSourceConfig {
-    /// `mysql://user:password@host:port/database`; put the password in `${ENV}`.
+    /// `mysql://user:password@host:port/database`; put the password in `${ENV}`. tsmig
+    /// connects to that host and port, never through a local socket the server names
+    /// (`?prefer_socket=true` allows that, `?socket=PATH` names one).
     pub url: String,
     /// The UTC offset DATETIME values are read in (`+00:00`, `-05:30`, `UTC`). DATETIME
     /// carries no zone of its own; TIMESTAMP columns are always read as UTC.
@@ -28,6 +30,10 @@ pub struct MysqlSourceConfig {
         deserialize_with = "crate::job::duration"
     )]
     pub heartbeat: std::time::Duration,
+    /// How a chunk whose read lost its connection is read again, from its start: the retry
+    /// keys, parsed beside these ([`crate::source::parse_section`]).
+    #[serde(skip)]
+    pub retry: crate::retry::RetryPolicy,
 }
 
 fn default_heartbeat() -> std::time::Duration {

@@ -17,7 +17,8 @@ pub mod source;
 pub const CONNECTOR: super::Connector = super::Connector {
     kind: "mysql",
     source: Some(|job| {
-        let config: config::MysqlSourceConfig = job.file.source.parse(job)?;
+        let (mut config, retry) = crate::source::parse_section::<config::MysqlSourceConfig>(job)?;
+        config.retry = retry;
         Ok(Box::new(config))
     }),
     sink: None,

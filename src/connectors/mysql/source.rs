@@ -10,13 +10,16 @@
 //!
 //! Reading a chunk is one streaming `SELECT` over the binary protocol (typed values, no
 //! text parsing), sent on in batches through a bounded channel; a lost connection re-reads
-//! the chunk (writes are idempotent, so rows sent twice do no harm).
+//! the chunk from its start, as the section's retry keys say (writes are idempotent, so
+//! rows sent twice do no harm).
 
 use super::config::{parse_offset, MysqlSourceConfig};
 use super::encoding::{classify, convert, Conversion};
 use crate::dead_letter::DeadLetters;
 use crate::job::Job;
+use crate::metrics::SOURCE_RETRIES;
 use crate::model::Row;
+use crate::retry::{retry, RetryError, RetryPolicy, Retryable};
 use crate::source::{
     dead_letter_row, BoundedSource, Column, ColumnKind, RowSender, SourceError, Split, TableSchema,
 };
@@ -25,8 +28,6 @@ use std::time::Duration;
 
 /// Rows sent to the engine per batch.
 const ROWS_PER_BATCH: usize = 1024;
-/// Times a chunk is re-read after a lost connection before the job fails.
-const READ_RETRIES: u32 = 5;
 /// How many times the planner may cut a piece again.
 const MAX_REFINE_DEPTH: u32 = 8;
 
@@ -69,6 +70,8 @@ pub struct MysqlSource {
     pub(super) heartbeat: Duration,
     /// `host:port`, for messages.
     pub(super) host: String,
+    /// How a chunk read that lost its connection is tried again.
+    retry: RetryPolicy,
 }
 
 pub(super) fn quote(name: &str) -> String {
@@ -83,9 +86,24 @@ pub(super) fn server(context: &str, e: mysql_async::Error) -> SourceError {
     ))
 }
 
-/// Whether a failed read is worth repeating (the connection, not the query, failed).
-fn is_transient(e: &mysql_async::Error) -> bool {
-    matches!(e, mysql_async::Error::Io(_) | mysql_async::Error::Driver(_))
+/// How a chunk read failed.
+struct ReadError(mysql_async::Error);
+
+/// Only a lost connection is worth reading the chunk again for (the connection, not the
+/// query, failed); a server's error is returned at once.
+impl Retryable for ReadError {
+    fn is_transient(&self) -> bool {
+        matches!(
+            self.0,
+            mysql_async::Error::Io(_) | mysql_async::Error::Driver(_)
+        )
+    }
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::sink::deliver::error_chain(&self.0))
+    }
 }
 
 impl MysqlSource {
@@ -94,10 +112,17 @@ impl MysqlSource {
         let opts = mysql_async::Opts::from_url(&config.url)
             .map_err(|e| job.error_at("source.url", format!("not a MySQL URL: {e}")))?;
         let default_db = opts.db_name().map(str::to_string);
+        let prefer_socket = names_prefer_socket(&config.url) && opts.prefer_socket();
         let opts = mysql_async::OptsBuilder::from_opts(opts)
             // TIMESTAMP values arrive in the session's zone: make that UTC.
             .init(vec!["SET time_zone = '+00:00'"])
-            .stmt_cache_size(64);
+            .stmt_cache_size(64)
+            // Connect where the URL says. By default mysql_async asks the server for its
+            // @@socket and reconnects through that path on this machine: behind a tunnel,
+            // a proxy or a forwarded port, a server of this machine that owns that path
+            // would be read instead, and a cut link would go unnoticed. `?prefer_socket=true`
+            // asks for it; `?socket=PATH` names a socket.
+            .prefer_socket(prefer_socket);
         let host = opts_host(&config.url);
         let pool = mysql_async::Pool::new(opts);
         let offset_ns = parse_offset(&config.time_zone)
@@ -245,6 +270,7 @@ impl MysqlSource {
             server_id: config.server_id,
             heartbeat: config.heartbeat,
             host,
+            retry: config.retry.clone(),
         })
     }
 
@@ -482,6 +508,15 @@ fn even_cuts(start: i128, end: i128, parts: i128) -> Vec<(i64, i64)> {
     cuts
 }
 
+/// Whether a MySQL URL sets `prefer_socket` itself (mysql_async's default is true).
+fn names_prefer_socket(url: &str) -> bool {
+    url.split_once('?').is_some_and(|(_, query)| {
+        query
+            .split('&')
+            .any(|kv| kv.split('=').next() == Some("prefer_socket"))
+    })
+}
+
 /// `host:port` of a MySQL URL, for messages (never the credentials).
 fn opts_host(url: &str) -> String {
     mysql_async::Opts::from_url(url)
@@ -524,36 +559,40 @@ impl BoundedSource for MysqlSource {
         out: &RowSender,
         dead_letters: &DeadLetters,
     ) -> Result<u64, SourceError> {
-        let mut attempt = 0;
-        loop {
-            match self.read_once(split, out, dead_letters).await {
-                Ok(rows) => return Ok(rows),
-                Err(e) if is_transient(&e) && attempt < READ_RETRIES => {
-                    attempt += 1;
-                    crate::metrics::source_retried();
-                    tracing::warn!(
-                        split = split.id,
-                        attempt,
-                        "reading a chunk failed, reading it again: {}",
-                        crate::sink::deliver::error_chain(&e)
-                    );
-                    tokio::time::sleep(Duration::from_millis(200 * (1 << attempt))).await;
-                }
-                Err(e) => {
-                    let table = &self.tables[split.table as usize].schema.name;
-                    return Err(server(
-                        &format!("reading chunk {} of table {table}", split.id),
-                        e,
-                    ));
-                }
-            }
-        }
+        let table = &self.tables[split.table as usize].schema.name;
+        let what = format!("reading chunk {} of table {table}", split.id);
+        // A lost connection reads the chunk again from its start: rows sent twice are
+        // harmless, since writes are idempotent.
+        let read = || async {
+            self.read_once(split, out, dead_letters)
+                .await
+                .map_err(ReadError)
+        };
+        retry(&self.retry, &what, &SOURCE_RETRIES, read)
+            .await
+            .map_err(|e| match e {
+                RetryError::Final(ReadError(e)) => server(&what, e),
+                RetryError::Exhausted(exhausted) => SourceError::Server(exhausted.to_string()),
+            })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::even_cuts;
+
+    #[test]
+    fn the_socket_is_preferred_only_when_the_url_says_so() {
+        use super::names_prefer_socket;
+        assert!(!names_prefer_socket("mysql://u:p@127.0.0.1:3306/db"));
+        assert!(!names_prefer_socket(
+            "mysql://u:p@127.0.0.1:3306/db?socket=/x.sock"
+        ));
+        assert!(names_prefer_socket("mysql://u:p@h/db?prefer_socket=true"));
+        assert!(names_prefer_socket(
+            "mysql://u:p@h/db?a=1&prefer_socket=false"
+        ));
+    }
 
     #[test]
     fn even_cuts_cover_the_range_exactly() {

@@ -8,7 +8,7 @@
 //!
 //! - connection errors, timeouts, HTTP 408, 429 and 5xx, and the codes in
 //!   [`TRANSIENT_CODES`] (or the job's `retry_codes`) are transient: the statement is sent
-//!   again after a backoff ([`RetryPolicy`], the one the sinks use), up to `max_retries`;
+//!   again by [`crate::retry`], as the sinks' requests are, up to `max_retries`;
 //! - a refused login — HTTP 401 (taosAdapter's own refusal of missing or malformed
 //!   credentials, or TDengine's with `httpCodeServerError`) or TDengine's authentication
 //!   codes — fails at once, saying so;
@@ -26,7 +26,9 @@
 //! `?tz=UTC` asks for timestamps in UTC; they are converted by their own offset anyway.
 
 use super::config::TdengineSourceConfig;
-use crate::sink::deliver::{without_url, RetryPolicy};
+use crate::metrics::SOURCE_RETRIES;
+use crate::retry::{retry, RetryError, RetryPolicy, Retryable};
+use crate::sink::deliver::without_url;
 use crate::source::SourceError;
 use serde::Deserialize;
 use serde_json::Value as Json;
@@ -229,7 +231,7 @@ impl RestClient {
             host,
             user: config.user.clone(),
             password: config.password.clone(),
-            retry: config.retry(),
+            retry: config.retry.clone(),
             retry_codes: config.retry_codes.clone(),
         })
     }
@@ -251,46 +253,42 @@ impl RestClient {
         interpret(status, &body, &self.retry_codes)
     }
 
-    /// Runs one statement, retrying transient failures; `what` says what it is for, in
-    /// messages ("reading the schema of table sensors").
+    /// Runs one statement, retrying transient failures ([`crate::retry`], counted in
+    /// `source_retries=`); `what` says what it is for, in messages ("reading the schema of
+    /// table sensors").
     pub async fn query(&self, sql: &str, what: &str) -> Result<Reply, SourceError> {
-        let mut attempt = 0;
-        loop {
-            match self.attempt(sql).await {
-                Ok(reply) => return Ok(reply),
-                Err(Failure::Transient(message)) if attempt < self.retry.max_retries => {
-                    let wait = self.retry.backoff(attempt, None, fastrand::f64());
-                    crate::metrics::source_retried();
-                    tracing::warn!(
-                        attempt = attempt + 1,
-                        wait_ms = wait.as_millis() as u64,
-                        "TDengine at {}: {what}: transient failure, retrying: {message}",
-                        self.host
-                    );
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                Err(Failure::Transient(message)) => {
-                    return Err(SourceError::Server(format!(
-                        "TDengine at {}: {what}: failed {} times, giving up: {message}",
-                        self.host,
-                        attempt + 1
-                    )))
-                }
-                Err(Failure::Definite(message)) => {
-                    return Err(SourceError::Fatal(format!(
-                        "TDengine at {}: {what}: {message} (statement: {sql})",
-                        self.host
-                    )))
-                }
-                Err(Failure::LoginRefused(message)) => {
-                    // Fatal, not transient: restarting the job cannot change the password.
-                    return Err(SourceError::Fatal(format!(
-                        "TDengine at {} refused the login of user `{}` ({what}): {message}; \
-                         check source.user and source.password",
-                        self.host, self.user
-                    )));
-                }
+        let context = format!("TDengine at {}: {what}", self.host);
+        let attempts = retry(&self.retry, &context, &SOURCE_RETRIES, || self.attempt(sql)).await;
+        attempts.map_err(|e| match e {
+            RetryError::Exhausted(exhausted) => SourceError::Server(exhausted.to_string()),
+            RetryError::Final(Failure::Transient(message)) => {
+                SourceError::Server(format!("{context}: {message}"))
+            }
+            RetryError::Final(Failure::Definite(message)) => {
+                SourceError::Fatal(format!("{context}: {message} (statement: {sql})"))
+            }
+            // Fatal, not transient: restarting the job cannot change the password.
+            RetryError::Final(Failure::LoginRefused(message)) => SourceError::Fatal(format!(
+                "TDengine at {} refused the login of user `{}` ({what}): {message}; \
+                 check source.user and source.password",
+                self.host, self.user
+            )),
+        })
+    }
+}
+
+/// Only [`Failure::Transient`] is sent again.
+impl Retryable for Failure {
+    fn is_transient(&self) -> bool {
+        matches!(self, Failure::Transient(_))
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Transient(m) | Failure::Definite(m) | Failure::LoginRefused(m) => {
+                f.write_str(m)
             }
         }
     }

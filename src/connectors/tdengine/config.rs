@@ -1,7 +1,7 @@
 //! The `source:` section for TDengine.
 
 use crate::job::{duration, Job, JobError};
-use crate::sink::deliver::RetryPolicy;
+use crate::retry::RetryPolicy;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -32,20 +32,15 @@ pub struct TdengineSourceConfig {
     /// Time limit of one request; a request that takes longer is retried.
     #[serde(default = "default_timeout", deserialize_with = "duration")]
     pub timeout: Duration,
-    /// Retries of a transient failure (connection, timeout, HTTP 5xx, a transient TDengine
-    /// code) before the job fails.
-    #[serde(default = "default_max_retries")]
-    pub max_retries: u32,
-    /// Backoff before the first retry; it doubles up to `max_backoff`, with jitter.
-    #[serde(default = "default_initial_backoff", deserialize_with = "duration")]
-    pub initial_backoff: Duration,
-    /// Longest backoff between two attempts.
-    #[serde(default = "default_max_backoff", deserialize_with = "duration")]
-    pub max_backoff: Duration,
     /// Further TDengine error codes (the REST reply's `code`) to retry as transient,
     /// besides the connection and leader-election codes tsmig knows.
     #[serde(default)]
     pub retry_codes: Vec<i64>,
+    /// How a statement that failed transiently (connection, timeout, HTTP 5xx, a transient
+    /// TDengine code) is sent again: the retry keys, parsed beside these
+    /// ([`crate::source::parse_section`]).
+    #[serde(skip)]
+    pub retry: RetryPolicy,
 }
 
 /// One source table.
@@ -67,15 +62,6 @@ fn default_page_rows() -> u64 {
 }
 fn default_timeout() -> Duration {
     Duration::from_secs(60)
-}
-fn default_max_retries() -> u32 {
-    10
-}
-fn default_initial_backoff() -> Duration {
-    Duration::from_millis(200)
-}
-fn default_max_backoff() -> Duration {
-    Duration::from_secs(10)
 }
 
 impl TdengineSourceConfig {
@@ -128,15 +114,6 @@ impl TdengineSourceConfig {
             return Err(job.error_at("source.page_rows", "must be at least 1"));
         }
         Ok(())
-    }
-
-    /// How transient failures are retried.
-    pub fn retry(&self) -> RetryPolicy {
-        RetryPolicy {
-            max_retries: self.max_retries,
-            initial_backoff: self.initial_backoff,
-            max_backoff: self.max_backoff,
-        }
     }
 }
 

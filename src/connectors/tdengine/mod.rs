@@ -46,7 +46,9 @@ pub use source::TdengineSource;
 pub const CONNECTOR: super::Connector = super::Connector {
     kind: "tdengine",
     source: Some(|job| {
-        let config: config::TdengineSourceConfig = job.file.source.parse(job)?;
+        let (mut config, retry) =
+            crate::source::parse_section::<config::TdengineSourceConfig>(job)?;
+        config.retry = retry;
         Ok(Box::new(config))
     }),
     sink: None,

@@ -31,9 +31,11 @@ fn config(extra: &str) -> TimestreamSinkConfig {
 
 fn batching() -> BatchConfig {
     BatchConfig {
-        initial_backoff: Duration::from_millis(1),
-        max_backoff: Duration::from_millis(2),
-        max_retries: 3,
+        retry: crate::retry::RetryPolicy {
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(2),
+            max_retries: 3,
+        },
         ..BatchConfig::default()
     }
 }
