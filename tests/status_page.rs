@@ -9,15 +9,19 @@
 
 mod common;
 
+use common::jobs::{finished_splits, run_ok, Background};
 use common::*;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Rows enough that the job, held to 8,000 rows/s as below, is still copying them long
-/// after the browser has read the page and pressed Stop (about 10 s in).
-const ROWS: u64 = 200_000;
+/// Rows enough that the job, held back as below, is still copying them long after the
+/// browser has read the page and pressed Stop (about 12 s in on an idle machine).
+const ROWS: u64 = 300_000;
+
+/// 20 splits: a few finished by then, most not.
+const CHUNK_ROWS: u64 = 15_000;
 
 /// Chromium and the test's node project, or a panic that says how to get them: a browser
 /// test that cannot run must not pass.
@@ -64,53 +68,6 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-/// Waits until the job answers `/ready` with 200; a job that exits first fails the test.
-fn wait_until_ready(job: &mut Child, port: u16, logs: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = job.try_wait().unwrap() {
-            panic!("the job exited ({status}) before it was ready:\n{}", read_logs(logs));
-        }
-        if let Some((200, _)) = http_get(port, "/ready") {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the job was not ready within a minute: last answer {:?}\n{}",
-            http_get(port, "/ready"),
-            read_logs(logs)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Waits (a minute at most) for the job to exit.
-fn wait_for_exit(job: &mut Child, logs: &Path) -> std::process::ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = job.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = job.kill();
-            panic!(
-                "the job did not exit within a minute of Stop:\n{}",
-                read_logs(logs)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn read_logs(dir: &Path) -> String {
-    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
-    format!(
-        "job stdout:\n{}\njob stderr:\n{}",
-        read("stdout"),
-        read("stderr")
-    )
-}
-
 /// Runs the browser script against the page at `port`; its output, and whether it passed.
 fn drive_browser(chromium: &Path, dir: &Path, port: u16, screenshot: &Path) -> (bool, String) {
     let mut node = Command::new("node")
@@ -125,7 +82,7 @@ fn drive_browser(chromium: &Path, dir: &Path, port: u16, screenshot: &Path) -> (
         .spawn()
         .expect("starting node");
     // The script bounds each of its waits; this bounds the whole, browser start included.
-    let deadline = Instant::now() + Duration::from_secs(180);
+    let deadline = Instant::now() + Duration::from_secs(300);
     while node.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
             let _ = node.kill();
@@ -142,13 +99,25 @@ fn drive_browser(chromium: &Path, dir: &Path, port: u16, screenshot: &Path) -> (
     (out.status.success(), text)
 }
 
-/// The splits a backfill's state file records as finished.
-fn finished_splits(state: &serde_json::Value) -> u64 {
-    state["finished"]
+/// The rows of the splits a backfill's state does not record as finished (ids 1..=ROWS).
+fn rows_left(state: &serde_json::Value) -> u64 {
+    let finished = |id: u64| {
+        state["finished"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| (r[0].as_u64().unwrap()..=r[1].as_u64().unwrap()).contains(&id))
+    };
+    state["plan"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| r[1].as_u64().unwrap() - r[0].as_u64().unwrap() + 1)
+        .filter(|split| !finished(split["id"].as_u64().unwrap()))
+        .map(|split| {
+            let start = split["start"].as_u64().unwrap_or(1);
+            let end = split["end"].as_u64().unwrap_or(ROWS + 1).min(ROWS + 1);
+            end.saturating_sub(start)
+        })
         .sum()
 }
 
@@ -161,37 +130,34 @@ fn the_page_shows_the_apis_numbers_and_its_stop_button_drains_the_job() {
     load_sensor_table(&table, ROWS);
     fresh_influx_db(&db);
     let dir = scratch(&db);
-    // A worker reads at most `max_in_flight_rows` per epoch (rows become durable an epoch
-    // after they are read at the earliest): 4,000 rows/s each, whatever the machine.
+    // Held back whatever the machine: a worker reads on only while it has fewer than 1,000
+    // rows not yet durable, and rows become durable an epoch (250 ms) after they are read
+    // at the earliest. The source sends 1,024 rows a batch; a split's last batches (the
+    // read task's channel, 4 batches) are taken at once. About 4,000-8,000 rows/s a
+    // worker: the job would take 20 s or more.
     let job = sensor_job(
         &dir,
         &table,
         &db,
-        2_500,
+        CHUNK_ROWS,
         "",
         "flow:\n  epoch: 250ms\n  max_in_flight_rows: 1000",
     );
     let port = free_ports(1)[0];
-    let logs = dir.join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let mut running = backfill_command(&job, "2")
-        .args(["--status-addr", &format!("127.0.0.1:{port}")])
-        .stdout(std::fs::File::create(logs.join("stdout")).unwrap())
-        .stderr(std::fs::File::create(logs.join("stderr")).unwrap())
-        .spawn()
-        .unwrap();
-    wait_until_ready(&mut running, port, &logs);
+    let mut command = backfill_command(&job, "2");
+    command.args(["--status-addr", &format!("127.0.0.1:{port}")]);
+    let mut running = Background::spawn(command, &dir, "job");
+    running.wait_until("GET /ready to answer 200", Duration::from_secs(120), || {
+        matches!(http_get(port, "/ready"), Some((200, _)))
+    });
 
     let screenshot = dir.join("status-page.png");
     let (passed, output) = drive_browser(&chromium, &browser_dir, port, &screenshot);
-    if !passed {
-        let _ = running.kill();
-        let _ = running.wait();
-        panic!(
-            "the browser test failed:\n{output}\n{}",
-            read_logs(&logs)
-        );
-    }
+    assert!(
+        passed,
+        "the browser test failed:\n{output}\njob stderr:\n{}",
+        running.stderr()
+    );
     let report: serde_json::Value = output
         .lines()
         .find_map(|l| l.strip_prefix("report: "))
@@ -200,13 +166,14 @@ fn the_page_shows_the_apis_numbers_and_its_stop_button_drains_the_job() {
     assert!(
         report["stop_answer"]
             .as_str()
-            .unwrap()
-            .starts_with("POST /api/job/stop: 202"),
+            .is_some_and(|a| a.starts_with("POST /api/job/stop: 202")),
         "{report}"
     );
+    println!("the browser's report: {report}");
     let shown = &report["shown"];
-    assert_eq!(shown["name"], table.as_str());
-    assert_eq!(shown["tables"][0]["name"], table.as_str());
+    assert_eq!(shown["name"], table.as_str(), "{report}");
+    assert_eq!(shown["phase"], "backfill", "{report}");
+    assert_eq!(shown["tables"][0]["name"], table.as_str(), "{report}");
     if std::env::var("TSMIG_UPDATE_SCREENSHOT").as_deref() == Ok("1") {
         let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
         std::fs::create_dir_all(&docs).unwrap();
@@ -214,10 +181,10 @@ fn the_page_shows_the_apis_numbers_and_its_stop_button_drains_the_job() {
     }
 
     // Stop drained the job: it exits 0, says it was stopped, and wrote what it read.
-    let status = wait_for_exit(&mut running, &logs);
-    let stdout = std::fs::read(logs.join("stdout")).unwrap();
-    assert!(status.success(), "{status}\n{}", read_logs(&logs));
-    let s = summary(&stdout);
+    let code = running.exit_within(Duration::from_secs(120));
+    assert_eq!(code, 0, "{}{}", running.stdout(), running.stderr());
+    let s = summary(running.stdout().as_bytes());
+    println!("the stopped job's summary: {s:?}");
     assert_eq!(s.get("stopped").map(String::as_str), Some("true"), "{s:?}");
     let read: u64 = s["rows_read"].parse().unwrap();
     assert!(read > 0 && read < ROWS, "{s:?}");
@@ -225,22 +192,32 @@ fn the_page_shows_the_apis_numbers_and_its_stop_button_drains_the_job() {
     assert_eq!(influx_count(&db, "sensors", "temperature"), read);
 
     // Its final checkpoint holds every split the page showed done, and not all of them.
+    let state_file = dir.join("state/backfill.json");
     let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("state/backfill.json")).unwrap())
-            .unwrap();
-    let finished = finished_splits(&state);
+        serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
+    let finished = finished_splits(&state_file);
     let planned = state["plan"].as_array().unwrap().len() as u64;
-    assert_eq!(shown["splits_total"].as_u64(), Some(planned));
+    assert_eq!(shown["splits_total"].as_u64(), Some(planned), "{report}");
+    assert_eq!(
+        shown["tables"][0]["cells"].as_u64(),
+        Some(planned),
+        "{report}"
+    );
     assert!(
         shown["splits_done"].as_u64().unwrap() <= finished && finished < planned,
         "the page showed {} done; the state records {finished} of {planned}",
         shown["splits_done"]
     );
+    assert_eq!(s["splits_done"].parse::<u64>().unwrap(), finished, "{s:?}");
 
-    // The next run, without --fresh and no longer slowed, copies the rest: every row once.
-    let job = sensor_job(&dir, &table, &db, 2_500, "", "");
-    let out = backfill_command(&job, "2").output().unwrap();
-    assert_ok(&out);
-    assert!(summary_u64(&out.stdout, "rows_read") < ROWS);
+    // The next run, without --fresh and no longer held back, copies the rest: every row once.
+    let job = sensor_job(&dir, &table, &db, CHUNK_ROWS, "", "");
+    let rest = run_ok(
+        backfill_command(&job, "2"),
+        &dir,
+        "rest",
+        Duration::from_secs(300),
+    );
+    assert_eq!(rest.summary_u64("rows_read"), rows_left(&state));
     assert_eq!(influx_count(&db, "sensors", "temperature"), ROWS);
 }

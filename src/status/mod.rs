@@ -544,7 +544,13 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let counters = Counters::new();
         let letters = DeadLetters::new("j", &dir.join("dead-letter.jsonl"));
-        let board = StatusBoard::new("j", "backfill", (0, 1, 2), counters.clone(), letters.clone());
+        let board = StatusBoard::new(
+            "j",
+            "backfill",
+            (0, 1, 2),
+            counters.clone(),
+            letters.clone(),
+        );
         (board, counters, letters)
     }
 
@@ -613,7 +619,9 @@ mod tests {
         {
             let mut b = board.board();
             // An old burst outside the last ten samples must not count.
-            for rate in [1e6, 1e6, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 30.0, 30.0] {
+            for rate in [
+                1e6, 1e6, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 30.0, 30.0,
+            ] {
                 b.history.push_back(Sample {
                     at: 0,
                     rows_per_second: rate,
@@ -626,7 +634,7 @@ mod tests {
         Counters::add(&counters.rows_read, 250);
         let s = board.snapshot();
         assert_eq!(s.progress.rows_per_second, 14.0); // (8 × 10 + 2 × 30) / 10
-        // Rows left: split 2 (100) and split 3 (1,000), whatever was read of them.
+                                                      // Rows left: split 2 (100) and split 3 (1,000), whatever was read of them.
         assert_eq!(s.progress.eta_seconds, Some(1100.0 / 14.0));
         assert_eq!(s.progress.rows_read, 250);
     }
@@ -635,7 +643,10 @@ mod tests {
     fn samples_turn_the_counters_into_rates_and_keep_ten_minutes() {
         let (board, counters, _) = board("samples");
         board.sample();
-        assert!(board.snapshot().history.is_empty(), "the first sample is the baseline");
+        assert!(
+            board.snapshot().history.is_empty(),
+            "the first sample is the baseline"
+        );
         Counters::add(&counters.rows_read, 500);
         Counters::add(&counters.points_written, 400);
         Counters::add(&counters.lag_ms, 2500);
@@ -706,7 +717,10 @@ mod tests {
             .iter()
             .map(|(_, c)| c.as_str())
             .collect();
-        assert_eq!(causes, ["cause 3", "cause 4", "cause 5", "cause 6", "cause 7"]);
+        assert_eq!(
+            causes,
+            ["cause 3", "cause 4", "cause 5", "cause 6", "cause 7"]
+        );
     }
 
     #[test]
@@ -723,7 +737,10 @@ mod tests {
         let s = board.snapshot();
         assert_eq!(s.name, "j");
         assert_eq!(s.mode, "backfill");
-        assert_eq!((s.process.index, s.process.processes, s.process.workers), (0, 1, 2));
+        assert_eq!(
+            (s.process.index, s.process.processes, s.process.workers),
+            (0, 1, 2)
+        );
         assert_eq!(s.checkpoint.unwrap().position, "3 of 4 splits finished");
         assert_eq!(
             (s.progress.points_written, s.progress.points_deleted),

@@ -328,7 +328,10 @@ mod tests {
     async fn post_stop_calls_the_stop_action() {
         let e = endpoint("127.0.0.1", None, None);
         let (status, kind, body) = call("POST", &format!("{}/api/job/stop", e.url), None).await;
-        assert_eq!((status, kind.as_str(), body.as_str()), (202, "application/json", r#"{"stopping":true}"#));
+        assert_eq!(
+            (status, kind.as_str(), body.as_str()),
+            (202, "application/json", r#"{"stopping":true}"#)
+        );
         assert_eq!(e.stops.load(Ordering::SeqCst), 1);
         assert_eq!(e.cutovers.load(Ordering::SeqCst), 0);
     }
@@ -337,16 +340,27 @@ mod tests {
     async fn post_cutover_calls_the_cutover_action_or_answers_409_with_its_reason() {
         let e = endpoint("127.0.0.1", None, None);
         let cutover = format!("{}/api/job/cutover", e.url);
-        assert_eq!(post(&cutover, None).await, (202, r#"{"cutover":true}"#.into()));
+        assert_eq!(
+            post(&cutover, None).await,
+            (202, r#"{"cutover":true}"#.into())
+        );
         assert_eq!(e.cutovers.load(Ordering::SeqCst), 1);
 
-        let e = endpoint("127.0.0.1", None, Some("a `backfill` job does not follow its source"));
+        let e = endpoint(
+            "127.0.0.1",
+            None,
+            Some("a `backfill` job does not follow its source"),
+        );
         let cutover = format!("{}/api/job/cutover", e.url);
         assert_eq!(
             post(&cutover, None).await,
             (409, "a `backfill` job does not follow its source\n".into())
         );
-        assert_eq!(e.stops.load(Ordering::SeqCst), 0, "a refused cutover stops nothing");
+        assert_eq!(
+            e.stops.load(Ordering::SeqCst),
+            0,
+            "a refused cutover stops nothing"
+        );
     }
 
     #[tokio::test]
@@ -395,7 +409,12 @@ mod tests {
         assert_eq!(e.stops.load(Ordering::SeqCst), 0);
         assert_eq!(post(&stop, Some("s3cret")).await.0, 202);
         assert_eq!(e.stops.load(Ordering::SeqCst), 1);
-        assert_eq!(post(&format!("{}/api/job/cutover", e.url), Some("s3cret")).await.0, 202);
+        assert_eq!(
+            post(&format!("{}/api/job/cutover", e.url), Some("s3cret"))
+                .await
+                .0,
+            202
+        );
         assert_eq!(e.cutovers.load(Ordering::SeqCst), 1);
         for path in ["/", "/api/job", "/health"] {
             assert_eq!(get(&format!("{}{path}", e.url)).await.0, 200, "{path}");
