@@ -32,11 +32,16 @@ fi
 export TSMIG_MOTO_SERVER="$moto_venv/bin/moto_server"
 
 # The status page's browser test (tests/status_page.rs) drives Debian's chromium headless
-# through playwright-core, pinned by tests/browser/package-lock.json (never a browser
-# download of its own).
-if [[ ! -x /usr/bin/chromium ]]; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core \
-    || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core; }
+# through playwright-core (pinned by tests/browser/package-lock.json; it never downloads a
+# browser of its own), run by node: Debian's nodejs and npm where there is none (Debian 12's
+# node 18 is enough for the pinned version).
+browser_packages=()
+[[ -x /usr/bin/chromium ]] || browser_packages+=(chromium fonts-dejavu-core)
+command -v node >/dev/null || browser_packages+=(nodejs)
+command -v npm >/dev/null || browser_packages+=(npm)
+if (( ${#browser_packages[@]} )); then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${browser_packages[@]}" \
+    || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${browser_packages[@]}"; }
 fi
 if [[ ! -d tests/browser/node_modules/playwright-core \
       || tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]]; then

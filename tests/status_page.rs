@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 
 /// Rows enough that the job, held back as below, is still copying them long after the
 /// browser has read the page and pressed Stop (about 12 s in on an idle machine).
-const ROWS: u64 = 300_000;
+const ROWS: u64 = 400_000;
 
 /// 20 splits: a few finished by then, most not.
-const CHUNK_ROWS: u64 = 15_000;
+const CHUNK_ROWS: u64 = 20_000;
 
 /// Chromium and the test's node project, or a panic that says how to get them: a browser
 /// test that cannot run must not pass.
@@ -133,8 +133,8 @@ fn the_page_shows_the_apis_numbers_and_its_stop_button_drains_the_job() {
     // Held back whatever the machine: a worker reads on only while it has fewer than 1,000
     // rows not yet durable, and rows become durable an epoch (250 ms) after they are read
     // at the earliest. The source sends 1,024 rows a batch; a split's last batches (the
-    // read task's channel, 4 batches) are taken at once. About 4,000-8,000 rows/s a
-    // worker: the job would take 20 s or more.
+    // read task's channel, 4 batches) are taken at once. About 5,000 rows/s a worker
+    // (10,000 here on an idle machine): the job would take 40 s or more.
     let job = sensor_job(
         &dir,
         &table,
