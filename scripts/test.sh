@@ -31,6 +31,20 @@ if [[ ! -x $moto_venv/bin/moto_server ]]; then
 fi
 export TSMIG_MOTO_SERVER="$moto_venv/bin/moto_server"
 
+# kubernetes-validate checks deploy/kubernetes against Kubernetes' published schemas
+# (tests/deploy.rs); it bundles them, so the tests need no network. From PyPI, into a venv
+# beside the services' data, as moto.
+k8s_venv="${TSMIG_SERVICES_DIR:-/tmp/tsmig-services}/k8s-validate-venv"
+if [[ ! -x $k8s_venv/bin/kubernetes-validate ]]; then
+  python3 -m venv "$k8s_venv" || {
+    rm -rf "$k8s_venv"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-venv
+    python3 -m venv "$k8s_venv"
+  }
+  "$k8s_venv/bin/python" -m pip install --quiet --disable-pip-version-check 'kubernetes-validate==1.37.0'
+fi
+export TSMIG_K8S_VALIDATE="$k8s_venv/bin/kubernetes-validate"
+
 # The status page's browser test (tests/status_page.rs) drives Debian's chromium headless
 # through playwright-core (pinned by tests/browser/package-lock.json; it never downloads a
 # browser of its own), run by node: Debian's nodejs and npm where there is none (Debian 12's
@@ -50,6 +64,10 @@ fi
 export TSMIG_CHROMIUM=/usr/bin/chromium TSMIG_BROWSER_DIR="$PWD/tests/browser"
 
 cargo build --all-targets
+# Every connector builds without the others: each is a Cargo feature (CONTRIBUTING.md).
+for feature in $(sed -n 's/^default = \[\(.*\)\]/\1/p' Cargo.toml | tr -d '",'); do
+  cargo check --quiet --no-default-features --features "$feature" --lib --bins
+done
 log="$(mktemp)"
 status=0
 cargo test --all-targets --no-fail-fast -- "$@" 2>&1 | tee "$log" || status=$?

@@ -90,6 +90,7 @@ trait DynSink: Send + Sync {
     async fn delete_range(&self, windows: &[SeriesWindow]) -> Result<(), WriteError>;
     fn range_deletes_tag_supersets(&self) -> bool;
     async fn prepare(&self) -> Result<(), WriteError>;
+    async fn finish(&self) -> Result<(), WriteError>;
     fn describe(&self) -> String;
     fn check(&self, point: &Point) -> Result<(), String>;
     fn read_back(&self) -> Result<&dyn ReadBack, String>;
@@ -120,6 +121,9 @@ impl<S: Sink> DynSink for S {
     }
     async fn prepare(&self) -> Result<(), WriteError> {
         Sink::prepare(self).await
+    }
+    async fn finish(&self) -> Result<(), WriteError> {
+        Sink::finish(self).await
     }
     fn describe(&self) -> String {
         Sink::describe(self)
@@ -169,6 +173,9 @@ impl Sink for AnySink {
     }
     async fn prepare(&self) -> Result<(), WriteError> {
         self.0.prepare().await
+    }
+    async fn finish(&self) -> Result<(), WriteError> {
+        self.0.finish().await
     }
     fn describe(&self) -> String {
         self.0.describe()

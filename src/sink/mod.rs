@@ -9,9 +9,11 @@
 //! A connector implements [`Sink`] with its own batch type; [`AnySink`] erases that type
 //! once, so the runner and the engine drive every sink alike (one indirect call per point
 //! pushed, measured in BENCHMARKS.md). Each connector has its own folder under
-//! `src/connectors/`.
+//! `src/connectors/`; a wire format that several sinks write is shared here too
+//! ([`line_protocol`]), so no connector needs another's feature for it.
 
 pub mod deliver;
+pub mod line_protocol;
 
 mod erased;
 
@@ -251,6 +253,14 @@ pub trait Sink: Send + Sync + 'static {
     }
     /// Prepares the target before the first write (e.g. creates the database).
     async fn prepare(&self) -> Result<(), WriteError> {
+        Ok(())
+    }
+    /// The run is over: every write was acknowledged and none follows (the input ended,
+    /// or a stop drained it). A sink that stages what it wrote makes it final here (the
+    /// file sink closes and renames its open file); an error fails the run. Not called
+    /// when the run fails: what such a sink acknowledged must stay recoverable by the next
+    /// run without it. Called on the tokio runtime.
+    async fn finish(&self) -> Result<(), WriteError> {
         Ok(())
     }
     /// What `plan` shows about the target.

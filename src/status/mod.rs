@@ -1,4 +1,4 @@
-//! What a running job is doing, as its status API and page show it (`--status-addr`).
+//! What a running job is doing, as its status API and page show it (`status.addr`).
 //!
 //! ```text
 //!  runner (phase, plan, restarts) ──┐

@@ -1,4 +1,4 @@
-//! The status endpoint a running job serves at `--status-addr ADDR`.
+//! The status endpoint a running job serves at `status.addr` (`--status-addr`).
 //!
 //! | request | answer |
 //! |---|---|
@@ -10,7 +10,7 @@
 //! | `GET /ready` | 200 while the job runs its dataflow, 503 while it starts, restarts or has ended (a readiness probe) |
 //!
 //! It binds to loopback unless told otherwise. On any other address the POST endpoints
-//! need `Authorization: Bearer <TSMIG_STATUS_TOKEN>`, and are refused when no token is set: a
+//! need `Authorization: Bearer <status.token>`, and are refused when no token is set: a
 //! status page reachable from the network must not let anyone stop the job.
 
 use super::{Phase, StatusBoard};
@@ -85,7 +85,7 @@ impl Guard {
         let Some(token) = &self.token else {
             return Err((
                 StatusCode::FORBIDDEN,
-                "the status endpoint is not on loopback and has no token: set TSMIG_STATUS_TOKEN to allow stop and cutover",
+                "the status endpoint is not on loopback and has no token: set TSMIG_STATUS_TOKEN (status.token in config/tsmig.yaml) to allow stop and cutover",
             ));
         };
         let given = request
