@@ -134,7 +134,7 @@ fn the_page_shows_the_apis_numbers_and_its_stop_button_drains_the_job() {
     // rows not yet durable, and rows become durable an epoch (250 ms) after they are read
     // at the earliest. The source sends 1,024 rows a batch; a split's last batches (the
     // read task's channel, 4 batches) are taken at once. About 5,000 rows/s a worker
-    // (10,000 here on an idle machine): the job would take 40 s or more.
+    // at most (7,000-10,000 in all here): the job would take 40 s or more.
     let job = sensor_job(
         &dir,
         &table,
