@@ -11,8 +11,8 @@
 //!   is idempotent the end state is exact.
 
 use super::{
-    build_sink, open_source, prepare_sink, source_error, BackfillPhase, JobRun, RunError,
-    RunOptions,
+    build_sink, finish_sink, open_source, prepare_sink, source_error, BackfillPhase, JobRun,
+    RunError, RunOptions,
 };
 use crate::checkpoint::store::FileStore;
 use crate::checkpoint::CdcState;
@@ -62,7 +62,7 @@ pub(super) fn run(
             }
             .run_with(sink.clone())?;
             if run.control.stopping() {
-                return Ok(());
+                return finish_sink(job, rt, &*sink);
             }
             tracing::info!("backfill complete; following the binlog");
         }
@@ -78,7 +78,7 @@ pub(super) fn run(
             Cdc {
                 source: changes,
                 mappings,
-                sink,
+                sink: sink.clone(),
                 state,
                 store: (options.cluster.process == 0).then_some(store),
                 checkpoint_interval: job.file.checkpoint.interval,
@@ -100,7 +100,8 @@ pub(super) fn run(
         {
             println!("cdc: committed position {position}");
         }
-        result.map_err(RunError::from)
+        result.map_err(RunError::from)?;
+        finish_sink(job, rt, &*sink)
     }
 }
 
@@ -177,26 +178,19 @@ async fn monitor_lag(
                 clock.lag_ms(&committed, u64::from(committed_at) * 1000, &status),
             ),
             // The server cannot be asked: the lag grows as the clock does.
-            Err(_) => (
-                Counters::get(&counters.lag_bytes),
-                clock.unreachable_lag_ms(),
-            ),
+            Err(_) => (counters.lag_bytes.get(), clock.unreachable_lag_ms()),
         };
-        counters
-            .lag_bytes
-            .store(bytes, std::sync::atomic::Ordering::Relaxed);
-        counters
-            .lag_ms
-            .store(lag_ms, std::sync::atomic::Ordering::Relaxed);
+        counters.lag_bytes.set(bytes);
+        counters.lag_seconds.set(lag_ms as f64 / 1000.0);
         n += 1;
         if n % 10 == 0 {
             tracing::info!(
                 position = %committed,
                 lag_bytes = bytes,
                 lag_seconds = lag_ms as f64 / 1000.0,
-                changes = Counters::get(&counters.changes_read),
-                written = Counters::get(&counters.points_written),
-                deleted = Counters::get(&counters.points_deleted),
+                changes = counters.changes_read.get(),
+                written = counters.points_written.get(),
+                deleted = counters.points_deleted.get(),
                 "cdc"
             );
         }

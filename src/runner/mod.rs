@@ -4,7 +4,31 @@
 
 mod cdc;
 mod follow;
+#[cfg(feature = "ingest")]
 mod ingest;
+#[cfg(not(feature = "ingest"))]
+mod ingest {
+    //! A build without the `ingest` connector: no source arrives as points, and the
+    //! `ingest` entry point has nothing to serve.
+
+    use super::{RunError, RunOptions};
+    use crate::connectors::Checked;
+    use crate::job::Job;
+
+    fn missing() -> RunError {
+        RunError::Usage(
+            "this build has no `ingest` connector (the Cargo feature `ingest`), which the `ingest` entry point serves".into(),
+        )
+    }
+
+    pub(super) fn run(_: &Job, _: &Checked, _: &RunOptions) -> Result<(), RunError> {
+        Err(missing())
+    }
+
+    pub(super) fn plan(_: &Job, _: &Checked) -> Result<String, RunError> {
+        Err(missing())
+    }
+}
 mod progress;
 mod restart;
 mod verify;
@@ -90,9 +114,27 @@ impl std::fmt::Display for RunError {
     }
 }
 
+/// The fewest threads the async runtime gets, however few CPUs there are: one task's long
+/// poll (decoding a large answer from a source) must not stall every other client of the
+/// process (the sink's acknowledgements, the CDC reader, the signal watcher) on a one-CPU
+/// machine.
+const MIN_IO_THREADS: usize = 2;
+
+/// Threads of the async runtime, from the CPUs this process may use (`available`:
+/// affinity and cgroup quotas counted, as [`std::thread::available_parallelism`] reads
+/// them). Every async client of the process runs on them — source reads, the sink's
+/// requests, the ingest endpoint's connections — and their own CPU work (decoding rows
+/// and answers, TLS, HTTP) grows with the workers a bigger machine runs; a fixed two
+/// threads made them the bottleneck there. No more than one per CPU: the timely workers
+/// need the CPUs too, and blocking work (gzip, the IoTDB client) runs on the runtime's
+/// blocking pool, not on these threads.
+fn io_threads(available: Option<std::num::NonZeroUsize>) -> usize {
+    available.map_or(MIN_IO_THREADS, |n| n.get().max(MIN_IO_THREADS))
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, RunError> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(io_threads(std::thread::available_parallelism().ok()))
         .thread_name("tsmig-io")
         .enable_all()
         .build()
@@ -258,6 +300,17 @@ pub fn run(job: &Job, mode: Mode, options: &RunOptions) -> Result<(), RunError> 
             "--repair works only with -c verify (it re-copies what verify finds different), not with -c {mode}"
         )));
     }
+    // The entry point is the job's mode: the connectors check their sections against what
+    // runs (`-c cdc` on a file that says `mode: backfill` needs what CDC needs).
+    let with_mode;
+    let job = if job.file.mode == mode {
+        job
+    } else {
+        let mut copy = job.clone();
+        copy.file.mode = mode;
+        with_mode = copy;
+        &with_mode
+    };
     let checked = connectors(job)?;
     type Attempt = fn(&Job, &Checked, Mode, &RunOptions, &JobRun) -> Result<(), RunError>;
     let (attempt, default_attempts): (Attempt, _) = match mode {
@@ -335,7 +388,8 @@ fn backfill(
         mappings: Arc::new(mappings),
         fresh: options.fresh,
     }
-    .run_with(sink)
+    .run_with(sink.clone())?;
+    finish_sink(job, &job_run.rt, &*sink)
 }
 
 /// What every phase of a running job shares: the runtime, counters, stop control, dead
@@ -363,6 +417,7 @@ impl JobRun {
         let counters = Counters::new();
         let dead_letters =
             DeadLetters::new(&job.file.name, &dead_letter_path(job, &options.cluster)?);
+        counters.show_dead_letters(dead_letters.counter());
         // A dead letter that cannot be written ends the job: it is never dropped.
         let failing = control.clone();
         dead_letters.on_failure(move |e| failing.fail(crate::error::Failure::fatal(e)));
@@ -384,7 +439,7 @@ impl JobRun {
         );
         if let Some(addr) = options.metrics_addr {
             let _guard = rt.enter();
-            crate::metrics::serve(addr, counters.clone(), dead_letters.clone())
+            crate::metrics::serve(addr, counters.registry().clone())
                 .map_err(|e| RunError::Usage(format!("--metrics-addr {addr}: {e}")))?;
         }
         if let Some(addr) = options.status_addr {
@@ -438,7 +493,7 @@ impl JobRun {
             &self.counters,
             self.dead_letters.count(),
             self.started.elapsed(),
-            self.control.stopping(),
+            self.control.stop_requested(),
         );
         println!("{summary}");
         match (self.dead_letters.count(), letters) {
@@ -502,6 +557,21 @@ fn prepare_sink<S: Sink>(
     })
 }
 
+/// Tells the target the run is over, every write acknowledged, so that it makes final
+/// what it staged (the file sink renames its open file). Only after a run that ended well:
+/// a failed run leaves the sink to its own recovery.
+fn finish_sink<S: Sink>(job: &Job, rt: &tokio::runtime::Runtime, sink: &S) -> Result<(), RunError> {
+    rt.block_on(sink.finish()).map_err(|e| {
+        let message = job
+            .secrets
+            .redact(&format!("the target could not finish what it wrote: {e}"));
+        match e {
+            WriteError::Transient { .. } => RunError::Transient(message),
+            _ => RunError::Failed(message),
+        }
+    })
+}
+
 impl BackfillPhase<'_> {
     fn run_with<S: Sink>(self, sink: Arc<S>) -> Result<(), RunError> {
         let BackfillPhase {
@@ -549,15 +619,12 @@ impl BackfillPhase<'_> {
             let pending = state.pending();
             // Set, not added: a restart loads the same plan again (backfill+follow's rounds
             // add theirs after this).
-            Counters::set(&counters.splits_planned, state.plan.len() as u64);
-            Counters::set(
-                &counters.splits_done,
-                (state.plan.len() - pending.len()) as u64,
-            );
-            Counters::set(
-                &counters.rows_expected,
-                Counters::get(&counters.rows_read)
-                    + pending.iter().map(|s| s.estimated_rows).sum::<u64>(),
+            counters.splits_planned.set(state.plan.len() as u64);
+            counters
+                .splits_done
+                .set((state.plan.len() - pending.len()) as u64);
+            counters.rows_expected.set(
+                counters.rows_read.get() + pending.iter().map(|s| s.estimated_rows).sum::<u64>(),
             );
             if pending.is_empty() {
                 tracing::info!("every split is already finished; run with --fresh to copy again");
@@ -729,18 +796,17 @@ pub struct Summary {
 impl Summary {
     fn read(c: &Counters, dead_lettered: u64, elapsed: Duration, stopped: bool) -> Self {
         Self {
-            rows_read: Counters::get(&c.rows_read),
-            points_written: Counters::get(&c.points_written),
+            rows_read: c.rows_read.get(),
+            points_written: c.points_written.get(),
             dead_lettered,
-            splits_done: Counters::get(&c.splits_done),
-            splits_total: Counters::get(&c.splits_planned),
-            retries: Counters::get(&c.retries),
-            // The process's: sources keep no handle to the run's counters.
-            source_retries: crate::metrics::source_retries(),
-            restarts: Counters::get(&c.restarts),
-            first_write_ms: Counters::get(&c.first_write_us) as f64 / 1000.0,
-            changes_read: Counters::get(&c.changes_read),
-            points_deleted: Counters::get(&c.points_deleted),
+            splits_done: c.splits_done.get(),
+            splits_total: c.splits_planned.get(),
+            retries: c.retries.get(),
+            source_retries: c.source_retries.get(),
+            restarts: c.restarts.get(),
+            first_write_ms: c.first_write_seconds.get() * 1000.0,
+            changes_read: c.changes_read.get(),
+            points_deleted: c.points_deleted.get(),
             elapsed,
             stopped,
         }
@@ -770,5 +836,21 @@ impl std::fmt::Display for Summary {
             " changes_read={} points_deleted={} restarts={}",
             self.changes_read, self.points_deleted, self.restarts
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::num::NonZeroUsize;
+
+    #[test]
+    fn the_runtime_has_a_thread_per_cpu_and_never_fewer_than_two() {
+        let cpus = |n| NonZeroUsize::new(n);
+        assert_eq!(io_threads(cpus(16)), 16);
+        assert_eq!(io_threads(cpus(3)), 3);
+        assert_eq!(io_threads(cpus(1)), MIN_IO_THREADS);
+        // Unknown (no /proc, an odd platform): the floor.
+        assert_eq!(io_threads(None), MIN_IO_THREADS);
     }
 }
