@@ -363,11 +363,20 @@ pub fn ingest_request(data: &[u8]) -> Vec<String> {
         "status {status}: {}",
         String::from_utf8_lossy(&answer)
     );
-    let text = String::from_utf8_lossy(&answer);
-    let message = text
-        .split("\"message\":\"")
-        .nth(1)
-        .map(|m| m.split('"').next().unwrap_or_default())
+    // The JSON body's message (from its first `{` to its last `}`, should it be chunked).
+    let body = find(&answer, b"\r\n\r\n").map_or(&[][..], |i| &answer[i + 4..]);
+    let json = match (
+        body.iter().position(|&b| b == b'{'),
+        body.iter().rposition(|&b| b == b'}'),
+    ) {
+        (Some(start), Some(end)) if start < end => {
+            serde_json::from_slice::<serde_json::Value>(&body[start..=end]).ok()
+        }
+        _ => None,
+    };
+    let message = json
+        .as_ref()
+        .and_then(|j| j["message"].as_str())
         .unwrap_or_default();
     // A partial write lists every rejected line, `; ` between them: the first names the
     // class (all of them would make each combination an outcome of its own).
