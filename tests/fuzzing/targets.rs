@@ -421,7 +421,7 @@ pub fn job_file(data: &[u8]) -> Vec<String> {
         Ok(job) => job,
         Err(e) => {
             check_job_error(&e, &text);
-            return vec![format!("load: {} {}", key_shape(&e), shape(&e.message))];
+            return vec![format!("load: {}", error_shape(&e))];
         }
     };
     // A connector's kind as the file names it: one of tsmig's, or any other (`?`).
@@ -444,13 +444,26 @@ pub fn job_file(data: &[u8]) -> Vec<String> {
         Ok(_) => outcomes.push(format!("checked: {source} → {sink} {:?}", job.file.mode)),
         Err(e) => {
             check_job_error(&e, &text);
-            outcomes.push(format!("check: {} {}", key_shape(&e), shape(&e.message)));
+            outcomes.push(format!("check: {}", error_shape(&e)));
         }
     }
     if let Err(e) = job.dead_letter_path() {
         check_job_error(&e, &text);
     }
     outcomes
+}
+
+/// The class of a job-file error: its key's class and its message's, without the key path
+/// the message may start with (it holds the file's own key names).
+fn error_shape(e: &JobError) -> String {
+    let message = e
+        .key
+        .as_deref()
+        .and_then(|key| e.message.strip_prefix(key))
+        .map_or(e.message.as_str(), |rest| {
+            rest.trim_start_matches(':').trim_start()
+        });
+    format!("{} {}", key_shape(e), shape(message))
 }
 
 /// The class of an error's key: its top-level section if the job file has one of that
