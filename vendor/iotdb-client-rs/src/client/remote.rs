@@ -19,6 +19,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::error::Error;
+use std::io::{self, Write};
+use std::net::TcpStream;
 use std::vec;
 use thrift::transport::TIoChannel;
 
@@ -136,20 +138,66 @@ pub struct RpcSession {
     client: TSIServiceSyncClient<Box<dyn TInputProtocol>, Box<dyn TOutputProtocol>>,
 }
 
+/// tsmig patch (see TSMIG-PATCH.md): what the framed transport writes, kept until it
+/// flushes and then sent in one `write_all`, so a frame's 4-byte length and its body leave
+/// together. `TFramedWriteTransport::flush` writes them apart; on a socket with Nagle's
+/// algorithm the body then waits for the server's (delayed) ACK of the length.
+pub struct WholeFrames<C: Write> {
+    channel: C,
+    frame: Vec<u8>,
+}
+
+/// A frame buffer larger than this is let go after its frame is sent, so a session
+/// that sent one large tablet does not hold its size for good.
+const KEPT_FRAME_CAPACITY: usize = 1 << 20;
+
+impl<C: Write> WholeFrames<C> {
+    pub fn new(channel: C) -> Self {
+        Self {
+            channel,
+            frame: Vec::new(),
+        }
+    }
+}
+
+impl<C: Write> Write for WholeFrames<C> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.frame.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let sent = self.channel.write_all(&self.frame);
+        self.frame.clear();
+        if self.frame.capacity() > KEPT_FRAME_CAPACITY {
+            self.frame = Vec::new();
+        }
+        sent?;
+        self.channel.flush()
+    }
+}
+
 impl RpcSession {
     pub fn new(config: Config) -> Result<Self> {
-        let mut tcp_channel = TTcpChannel::new();
         let endpint = format!("{}:{}", config.host, config.port);
 
-        tcp_channel.open(&endpint).map_err(|err| {
-            Box::<dyn Error>::from(format!("failed to connect to {}, {:?}", endpint, err))
+        // tsmig patch: the socket opened here (what `TTcpChannel::open` does) so that it
+        // gets TCP_NODELAY, as IoTDB's Java client (thrift's TSocket) sets it.
+        let stream = TcpStream::connect(&endpint).map_err(|err| {
+            Box::<dyn Error>::from(format!(
+                "failed to connect to {}, {:?}",
+                endpint,
+                thrift::Error::from(err)
+            ))
         })?;
+        stream.set_nodelay(true)?;
+        let tcp_channel = TTcpChannel::with_stream(stream);
 
         let (i_chan, o_chan) = tcp_channel.split()?;
 
         let (i_prot, o_prot) = (
             TFramedReadTransport::new(i_chan),
-            TFramedWriteTransport::new(o_chan),
+            TFramedWriteTransport::new(WholeFrames::new(o_chan)),
         );
 
         let (input_protocol, output_protocol): (Box<dyn TInputProtocol>, Box<dyn TOutputProtocol>) =
