@@ -1,4 +1,5 @@
-//! The IoTDB sink: tablets per device, written on a pool of sessions.
+//! The IoTDB sink: tablets per device, written on a pool of sessions; a batch's deletes in
+//! one `deleteData` call per time range (`point_deletes`).
 
 use super::client::SessionPool;
 use super::config::IotdbSinkConfig;
