@@ -506,12 +506,13 @@ def run_tsmig_iotdb(binary, standin_binary, batch, workers, rows, values):
                 calls=sum(calls.values()), inserts=calls.get("insertTablets", 0))
 
 
-def iotdb_report(results, rows, reps, note):
+def iotdb_report(results, rows, reps, note, smoke, baseline):
+    build = "debug" if smoke else "release"
     lines = [
         f"Measured {datetime.date.today().isoformat()} on {machine()}{f' ({note})' if note else ''}; {rows:,} rows "
-        f"({IOTDB_TABLE}, 1,000 devices × 4 measurements), tsmig-job release build, 2 workers, "
-        f"2 sessions; median (min–max) of {reps} interleaved runs per configuration. "
-        "`baseline` is the build given by --baseline (the code before the change).",
+        f"({IOTDB_TABLE}, 1,000 devices × 4 measurements), tsmig-job {build} build, 2 workers, "
+        f"2 sessions; median (min–max) of {reps} interleaved runs per configuration."
+        + (" `baseline` is the build --baseline named." if baseline else ""),
         "",
         f"**{IOTDB_CAVEAT}**",
         "",
@@ -555,7 +556,7 @@ def iotdb_main(args):
             log(f"  {r['calls']} calls, {r['calls'] / r['wall']:,.0f} calls/s, {r['rows'] / r['wall']:,.0f} rows/s, "
                 f"cpu {r['cpu']:.2f}s ({r['cpu'] * 1e6 / rows:.2f} µs/row), stand-in cpu {r['standin_cpu']:.2f}s")
             results[name][1].append(r)
-    text = iotdb_report(results, rows, reps, args.note)
+    text = iotdb_report(results, rows, reps, args.note, args.smoke, args.baseline)
     print(text)
     if not args.smoke:
         write_benchmarks(text, "iotdb")
