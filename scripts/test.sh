@@ -31,11 +31,47 @@ if [[ ! -x $moto_venv/bin/moto_server ]]; then
 fi
 export TSMIG_MOTO_SERVER="$moto_venv/bin/moto_server"
 
+# kubernetes-validate checks deploy/kubernetes against Kubernetes' published schemas
+# (tests/deploy.rs); it bundles them, so the tests need no network. From PyPI, into a venv
+# beside the services' data, as moto.
+k8s_venv="${TSMIG_SERVICES_DIR:-/tmp/tsmig-services}/k8s-validate-venv"
+if [[ ! -x $k8s_venv/bin/kubernetes-validate ]]; then
+  python3 -m venv "$k8s_venv" || {
+    rm -rf "$k8s_venv"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-venv
+    python3 -m venv "$k8s_venv"
+  }
+  "$k8s_venv/bin/python" -m pip install --quiet --disable-pip-version-check 'kubernetes-validate==1.37.0'
+fi
+export TSMIG_K8S_VALIDATE="$k8s_venv/bin/kubernetes-validate"
+
+# The status page's browser test (tests/status_page.rs) drives Debian's chromium headless
+# through playwright-core (pinned by tests/browser/package-lock.json; it never downloads a
+# browser of its own), run by node: Debian's nodejs and npm where there is none (Debian 12's
+# node 18 is enough for the pinned version).
+browser_packages=()
+[[ -x /usr/bin/chromium ]] || browser_packages+=(chromium fonts-dejavu-core)
+command -v node >/dev/null || browser_packages+=(nodejs)
+command -v npm >/dev/null || browser_packages+=(npm)
+if (( ${#browser_packages[@]} )); then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${browser_packages[@]}" \
+    || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${browser_packages[@]}"; }
+fi
+if [[ ! -d tests/browser/node_modules/playwright-core \
+      || tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]]; then
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+export TSMIG_CHROMIUM=/usr/bin/chromium TSMIG_BROWSER_DIR="$PWD/tests/browser"
+
 cargo build --all-targets
-# Lint as a failure, tests and benches included; and a build with no connector at all, so
-# each connector stays behind its feature (CONTRIBUTING.md).
+# Lint as a failure, tests and benches included.
 cargo clippy --all-targets -- -D warnings
-cargo check --no-default-features --lib --bins
+# Every connector builds without the others, and the engine without any: each connector
+# is a Cargo feature with the crates only it uses (CONTRIBUTING.md).
+cargo check --quiet --no-default-features --lib --bins
+for feature in $(sed -n 's/^default = \[\(.*\)\]/\1/p' Cargo.toml | tr -d '",'); do
+  cargo check --quiet --no-default-features --features "$feature" --lib --bins
+done
 log="$(mktemp)"
 status=0
 cargo test --all-targets --no-fail-fast -- "$@" 2>&1 | tee "$log" || status=$?

@@ -4,9 +4,11 @@
 //! The pieces, in the order data meets them: [`job`] (the job file), [`sources`] (rows from
 //! a database), [`mapping`] (rows → [`model::Point`]s), [`sinks`] (points into a database),
 //! [`engine`] (the timely dataflow that runs them, the only module that knows timely) and
-//! [`checkpoint`] (what is durably done, where a restart resumes).
+//! [`checkpoint`] (what is durably done, where a restart resumes). [`config`] is the process
+//! configuration (`config/tsmig.yaml`): what a process runs with, whatever the job.
 
 pub mod checkpoint;
+pub mod config;
 pub mod connectors;
 pub mod dead_letter;
 pub mod engine;

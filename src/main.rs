@@ -1,12 +1,11 @@
 //! `tsmig-job`: runs a tsmig job file.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::OnceLock;
+use tsmig::config::{log, Effective, Flags, Found, LogFormat, ProcessConfig};
 use tsmig::engine::Cluster;
-use tsmig::job::{mask_urls, Job, Mode, Secrets};
+use tsmig::job::{mask_urls, Job, Mode, RestartStrategy};
 use tsmig::runner::{self, ProgressMode, RunError, RunOptions};
 
 /// mimalloc: a job allocates a few small objects per row on several threads at once,
@@ -19,6 +18,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Run a job:      tsmig-job -c backfill --config jobs/NAME.yaml --workers 2
 /// Check a file:   tsmig-job validate --config jobs/NAME.yaml
 /// Show the plan:  tsmig-job plan --config jobs/NAME.yaml
+/// Show what a process runs with (config/tsmig.yaml, environment, flags):
+///                 tsmig-job config [--conf-dir DIR] [--config jobs/NAME.yaml] [flags]
+///
+/// Flags override the process configuration, config/tsmig.yaml (found by --conf-dir,
+/// TSMIG_CONF_DIR, else ./config), which gives the defaults of every process.
 #[derive(Parser, Debug)]
 #[command(
     name = "tsmig-job",
@@ -48,6 +52,14 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Shows the process configuration in effect and where each value came from: the
+    /// flags (those of a run), the environment, config/tsmig.yaml, the defaults. With
+    /// --config, also the job-level keys (restart, flow, checkpoint.store) as that job
+    /// would run with them. Connects nowhere.
+    Config {
+        #[command(flatten)]
+        run: RunArgs,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -58,18 +70,8 @@ struct RunArgs {
     /// The job file (YAML).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Worker threads in this process.
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    workers: usize,
-    /// Processes in the cluster (each started with the same flags and its own --process).
-    #[arg(long, default_value_t = 1, value_name = "P")]
-    processes: usize,
-    /// This process's index, 0 ..= P-1. Process 0 plans and writes the checkpoints.
-    #[arg(long, default_value_t = 0, value_name = "I")]
-    process: usize,
-    /// The cluster's hosts: one host:port a line, in process order (see cluster/).
-    #[arg(long, value_name = "FILE")]
-    hostfile: Option<PathBuf>,
+    #[command(flatten)]
+    process: ProcessArgs,
     /// Forget recorded progress (backfill splits, the CDC binlog position, the follow
     /// watermark) and start over.
     #[arg(long)]
@@ -89,24 +91,62 @@ struct RunArgs {
     /// the second verify is clean.
     #[arg(long)]
     repair: bool,
+}
+
+/// The flags that override config/tsmig.yaml.
+#[derive(Args, Debug)]
+struct ProcessArgs {
+    /// The directory holding tsmig.yaml, the process configuration (default:
+    /// TSMIG_CONF_DIR, else ./config if it has one; none: built-in defaults).
+    #[arg(long, value_name = "DIR")]
+    conf_dir: Option<PathBuf>,
+    /// Worker threads in this process [default: `workers`, else 1].
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+    /// Processes in the cluster (each started with the same flags and its own --process)
+    /// [default: `cluster.processes`, else 1].
+    #[arg(long, value_name = "P")]
+    processes: Option<usize>,
+    /// This process's index, 0 ..= P-1. Process 0 plans and writes the checkpoints
+    /// [default: `cluster.process`, else 0].
+    #[arg(long, value_name = "I")]
+    process: Option<usize>,
+    /// The cluster's hosts: one host:port a line, in process order (see cluster/)
+    /// [default: `cluster.hosts` or `cluster.dns`].
+    #[arg(long, value_name = "FILE")]
+    hostfile: Option<PathBuf>,
     /// Serve Prometheus metrics at http://ADDR/metrics (rows per operator, write latency,
-    /// retries, dead letters, CDC lag), e.g. 127.0.0.1:9464.
+    /// retries, dead letters, CDC lag), e.g. 127.0.0.1:9464 [default: `metrics.addr`].
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
     /// Serve the status page and API at http://ADDR/ (progress per table and split, lag,
     /// checkpoints, dead letters; stop and cutover buttons), e.g. 127.0.0.1:8081. On an
-    /// address other than loopback its POSTs need the token in TSMIG_STATUS_TOKEN.
+    /// address other than loopback its POSTs need the token in TSMIG_STATUS_TOKEN
+    /// [default: `status.addr`].
     #[arg(long, value_name = "ADDR")]
     status_addr: Option<std::net::SocketAddr>,
     /// After SIGTERM (or Ctrl-C) the job stops reading, writes what it read and records a
     /// final checkpoint. If that takes longer than this, or a second signal comes, it stops
-    /// at once (exit 1); what was durable is checkpointed either way.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
-    stop_timeout: std::time::Duration,
-    /// Overrides `restart.strategy` of the job file: `none` fails the job at the first
-    /// transient failure that outlives its retries.
+    /// at once (exit 1); what was durable is checkpointed either way [default:
+    /// `stop_timeout`, else 60s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    stop_timeout: Option<std::time::Duration>,
+    /// Overrides `restart.strategy` of the job file and config/tsmig.yaml: `none` fails
+    /// the job at the first transient failure that outlives its retries.
     #[arg(long, value_enum, value_name = "STRATEGY")]
     restart: Option<Restart>,
+    /// The log's format: text lines or JSON lines [default: `log.format`, else text].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormatArg>,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormatArg {
+    /// `<time> <LEVEL> <target>: <message>`.
+    Text,
+    /// One JSON object a line.
+    Json,
 }
 
 /// `--restart`.
@@ -156,14 +196,6 @@ impl From<Entry> for Mode {
 fn main() -> ExitCode {
     tsmig::metrics::process_start();
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(RedactedStderr::default)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -174,53 +206,49 @@ fn main() -> ExitCode {
     }
 }
 
-/// The job file's secrets, once it is read: every log line is masked with them.
-static SECRETS: OnceLock<Secrets> = OnceLock::new();
-
-/// A log line's way to stderr: gathered whole, then written with the job's secrets and
-/// every URL's password and tokens masked (a library may log a URL or an error holding
-/// one).
-#[derive(Default)]
-struct RedactedStderr {
-    line: Vec<u8>,
-}
-
-impl Write for RedactedStderr {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.line.extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for RedactedStderr {
-    fn drop(&mut self) {
-        let text = String::from_utf8_lossy(&self.line);
-        // `<time> <LEVEL> <target>: <message>`: the prefix holds no secret, and masking a
-        // value in it would mask a module path (`tsmig::runner`) that happens to hold it.
-        let (prefix, message) = text.split_at(text.find(": ").unwrap_or(0));
-        let masked = match SECRETS.get() {
-            Some(secrets) => secrets.redact(message),
-            None => mask_urls(message),
-        };
-        let _ = std::io::stderr().write_all(format!("{prefix}{masked}").as_bytes());
-    }
-}
-
 /// Loads the job file and has its connectors parse and check their sections.
 fn load(path: &Path) -> Result<(Job, tsmig::connectors::Checked), RunError> {
     let job = Job::load(path).map_err(|e| RunError::Usage(e.to_string()))?;
-    let _ = SECRETS.set(job.secrets.clone());
+    log::add_secrets(&job.secrets);
     let checked = runner::connectors(&job)?;
     Ok((job, checked))
+}
+
+/// The process configuration in effect: config/tsmig.yaml under the flags and the
+/// environment.
+fn process_config(args: &ProcessArgs) -> Result<(ProcessConfig, Effective), RunError> {
+    let env = |name: &str| std::env::var(name).ok();
+    let config = ProcessConfig::discover(args.conf_dir.as_deref(), env).map_err(RunError::Usage)?;
+    let flags = Flags {
+        workers: args.workers,
+        processes: args.processes,
+        process: args.process,
+        hostfile: args.hostfile.clone(),
+        metrics_addr: args.metrics_addr,
+        status_addr: args.status_addr,
+        stop_timeout: args.stop_timeout,
+        log_format: args.log_format.map(|f| match f {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }),
+        restart: args.restart.map(|r| match r {
+            Restart::Exponential => RestartStrategy::Exponential,
+            Restart::Fixed => RestartStrategy::Fixed,
+            Restart::None => RestartStrategy::None,
+        }),
+    };
+    let effective = Effective::resolve(&config, &flags, env, || {
+        tsmig::config::cluster::hostname(env)
+    })
+    .map_err(RunError::Usage)?;
+    log::add_secrets(&effective.secrets);
+    Ok((config, effective))
 }
 
 fn run(cli: Cli) -> Result<(), RunError> {
     match cli.command {
         Some(Command::Validate { config }) => {
+            log::init(LogFormat::Text, &env_log_level());
             let (job, checked) = load(&config)?;
             let has_tables = !checked.source.arrives_as_points();
             let tables = match checked.source.table_names().len() {
@@ -240,91 +268,97 @@ fn run(cli: Cli) -> Result<(), RunError> {
             Ok(())
         }
         Some(Command::Plan { config }) => {
+            log::init(LogFormat::Text, &env_log_level());
             let (job, _) = load(&config)?;
             print!("{}", job.secrets.redact(&runner::plan(&job)?));
             Ok(())
         }
+        Some(Command::Config { run: args }) => show_config(&args),
         None => {
             let args = cli.run;
             let config = args
                 .config
                 .clone()
                 .ok_or_else(|| RunError::Usage("--config FILE is required (see --help)".into()))?;
-            let cluster = cluster(&args)?;
+            let (_, effective) = process_config(&args.process)?;
+            log::init(effective.log_format.value, &effective.log_level.value);
             let (mut job, _) = load(&config)?;
-            if let Some(restart) = args.restart {
-                job.file.restart.strategy = match restart {
-                    Restart::Exponential => tsmig::job::RestartStrategy::Exponential,
-                    Restart::Fixed => tsmig::job::RestartStrategy::Fixed,
-                    Restart::None => tsmig::job::RestartStrategy::None,
-                };
-            }
+            effective.apply_to(&mut job).map_err(RunError::Usage)?;
             let mode = args.entry.map(Mode::from).unwrap_or(job.file.mode);
+            let cluster = if effective.processes.value == 1 {
+                Cluster::local(effective.workers.value)
+            } else {
+                Cluster {
+                    workers: effective.workers.value,
+                    process: effective.process.value,
+                    hosts: effective.timely_hosts(),
+                }
+            };
             let options = RunOptions {
                 cluster,
                 fresh: args.fresh,
                 progress: args.progress,
                 until_caught_up: args.until_caught_up,
-                metrics_addr: args.metrics_addr,
+                metrics_addr: effective.metrics_addr.value,
                 repair: args.repair,
-                stop_timeout: args.stop_timeout,
-                status_addr: args.status_addr,
-                status_token: std::env::var("TSMIG_STATUS_TOKEN").ok(),
+                stop_timeout: effective.stop_timeout.value,
+                status_addr: effective.status_addr.value,
+                status_token: effective.status_token.value.clone(),
             };
             runner::run(&job, mode, &options)
         }
     }
 }
 
-fn cluster(args: &RunArgs) -> Result<Cluster, RunError> {
-    if args.workers == 0 {
-        return Err(RunError::Usage("--workers must be at least 1".into()));
-    }
-    if args.process >= args.processes {
-        return Err(RunError::Usage(format!(
-            "--process {} is not below --processes {}",
-            args.process, args.processes
-        )));
-    }
-    if args.processes == 1 {
-        return Ok(Cluster::local(args.workers));
-    }
-    let Some(hostfile) = &args.hostfile else {
-        return Err(RunError::Usage(
-            "--processes above 1 needs --hostfile FILE".into(),
-        ));
-    };
-    let text = std::fs::read_to_string(hostfile)
-        .map_err(|e| RunError::Usage(format!("cannot read {}: {e}", hostfile.display())))?;
-    let hosts: Vec<String> = text
-        .lines()
-        .map(|l| l.split('#').next().unwrap_or_default().trim())
+/// The log level of the commands that read no process configuration: `RUST_LOG`, else
+/// `info`.
+fn env_log_level() -> String {
+    std::env::var("RUST_LOG")
+        .ok()
         .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect();
-    for (i, h) in hosts.iter().enumerate() {
-        if h.rsplit_once(':')
-            .and_then(|(_, p)| p.parse::<u16>().ok())
-            .is_none()
-        {
-            return Err(RunError::Usage(format!(
-                "{}: host {} is `{h}`, not host:port",
-                hostfile.display(),
-                i + 1
-            )));
+        .unwrap_or_else(|| "info".into())
+}
+
+/// `tsmig-job config`: every key in effect, its value and where it came from, as
+/// `key: value  # origin` lines.
+fn show_config(args: &RunArgs) -> Result<(), RunError> {
+    let (config, effective) = process_config(&args.process)?;
+    let mut out = match &config.source {
+        Some((path, found)) => format!(
+            "# process configuration: {} (found by {})\n",
+            path.display(),
+            match found {
+                Found::Flag => "--conf-dir",
+                Found::Env => "TSMIG_CONF_DIR",
+                Found::WorkingDir => "./config",
+            }
+        ),
+        None => "# process configuration: none found (no --conf-dir, TSMIG_CONF_DIR or ./config/tsmig.yaml): the defaults\n".into(),
+    };
+    let mut rows = effective.rows();
+    let mut secrets = effective.secrets.clone();
+    match &args.config {
+        Some(path) => {
+            let (mut job, _) = load(path)?;
+            secrets.extend(&job.secrets);
+            out.push_str(&format!(
+                "# job {} ({}): the keys of config/tsmig.yaml a job may set\n",
+                job.file.name,
+                path.display()
+            ));
+            rows.extend(effective.apply_to(&mut job).map_err(RunError::Usage)?);
         }
+        None => rows.extend(effective.job_defaults()),
     }
-    if hosts.len() < args.processes {
-        return Err(RunError::Usage(format!(
-            "{} names {} hosts but --processes is {}",
-            hostfile.display(),
-            hosts.len(),
-            args.processes
-        )));
+    let width = rows
+        .iter()
+        .map(|r| r.key.len() + r.value.len() + 2)
+        .max()
+        .unwrap_or(0);
+    for row in rows {
+        let line = format!("{}: {}", row.key, row.value);
+        out.push_str(&format!("{line:<width$}  # {}\n", row.from));
     }
-    Ok(Cluster {
-        workers: args.workers,
-        process: args.process,
-        hosts: hosts[..args.processes].to_vec(),
-    })
+    print!("{}", secrets.redact(&out));
+    Ok(())
 }

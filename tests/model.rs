@@ -906,6 +906,60 @@ fn table_with_log(rows: u8, ops: &[Op]) -> (MemoryDatabase, Table) {
     })
 }
 
+/// `flow.max_in_flight_rows` holds the reader back while the sinks have not made its rows
+/// durable, whatever the size of a split. Splits of four rows fit in the read task's
+/// channel, so each one finished at once, and the next one was started whatever was in
+/// flight: with the target down, every row of the table was read into memory.
+#[test]
+fn a_target_that_is_down_holds_the_backfill_at_max_in_flight_rows() {
+    let (db, table) = table_of(200);
+    db.set_snapshot_at(db.end());
+    let mut harness = Harness::new(db);
+    harness.mode = Mode::Backfill;
+    // `max_in_flight_rows: 6` in the job; splits of `chunk_rows` (4).
+    let bound = 6 + harness.db.chunk_rows as u64;
+    std::thread::scope(|scope| {
+        let run = scope.spawn(|| {
+            harness.run(
+                1,
+                SinkFaults {
+                    down_for: u64::MAX,
+                    ..SinkFaults::default()
+                },
+            )
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while harness.target.requests() < 50 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the job never wrote to the target"
+            );
+            std::thread::yield_now();
+        }
+        // While the target refuses (50 requests and then 500 ms of retries), the rows read
+        // stay within the bound.
+        let watched = std::time::Instant::now() + Duration::from_millis(500);
+        let mut most = 0;
+        while std::time::Instant::now() < watched && most <= bound {
+            most = most.max(harness.db.rows_read());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let written = harness.target.points().len();
+        // The target comes back (also before a failed assertion: the run would retry for
+        // ever): the backfill goes on to the end.
+        harness.target.set_faults(SinkFaults::default());
+        let ended = run.join().unwrap();
+        assert!(
+            most <= bound,
+            "{most} rows were read with nothing durable (max_in_flight_rows 6, splits of 4)"
+        );
+        assert_eq!(written, 0, "the target was down");
+        assert_eq!(ended, Ok(false));
+    });
+    harness.compare(&table.expected()).unwrap();
+    assert_eq!(harness.db.rows_read(), 200);
+}
+
 /// The hang: a failure on one worker of a multi-worker job used to leave the others
 /// waiting for it for ever. Now the job ends on every worker with the cause, promptly.
 #[test]

@@ -17,6 +17,8 @@
 
 #[cfg(feature = "blackhole")]
 pub mod blackhole;
+#[cfg(feature = "file")]
+pub mod file;
 #[cfg(feature = "influxdb")]
 pub mod influxdb;
 #[cfg(feature = "ingest")]
@@ -67,6 +69,8 @@ pub const CONNECTORS: &[Connector] = &[
     timestream::CONNECTOR,
     #[cfg(feature = "blackhole")]
     blackhole::CONNECTOR,
+    #[cfg(feature = "file")]
+    file::CONNECTOR,
     memory::CONNECTOR,
 ];
 

@@ -47,7 +47,7 @@ pub(super) trait Checkpoint<T>: 'static {
 /// worker 0 only. A state that cannot be written fails the job.
 pub(super) fn commit<'s, T: ExchangeData>(
     finished: Stream<'s, u64, Vec<T>>,
-    acks: Stream<'s, u64, Vec<()>>,
+    acks: Stream<'s, u64, Vec<super::sink::Refusal>>,
     checkpoint: Option<Box<dyn Checkpoint<T>>>,
     interval: Duration,
     control: Control,

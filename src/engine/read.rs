@@ -15,7 +15,8 @@
 //!
 //! Backpressure: rows emitted at epochs the probe after the sinks has not passed are in
 //! flight; past `max_in_flight_rows` the operator stops draining the read task's bounded
-//! channel, so the task (and the database cursor) wait too.
+//! channel, so the task (and the database cursor) wait too, and starts no further split.
+//! A worker's rows in flight stay near the bound: at most what the channel holds past it.
 
 use super::{Control, EpochClock};
 use crate::dead_letter::DeadLetters;
@@ -168,7 +169,13 @@ pub(super) fn read_splits<'s>(
                 }
             }
 
-            if reading.is_none() && !ctx.control.stopping() {
+            // The next split starts only below the bound: a split whose rows all fit in
+            // the task's channel finishes at once, and would otherwise be followed by the
+            // next one whatever is in flight.
+            if reading.is_none()
+                && !ctx.control.stopping()
+                && in_flight.rows < ctx.max_in_flight_rows
+            {
                 if let Some(split) = queue.pop_front() {
                     reading = Some(start(&ctx, split, wake.clone()));
                 }

@@ -6,7 +6,7 @@
 //! ([`JobError`]); checks that need the source's schema (unknown columns) use
 //! [`Job::error_at`] to point at the offending key the same way.
 
-use crate::spec::{describe_serde_error, env, ErrorAt, Section};
+use crate::spec::{parse_yaml, ErrorAt, Parsed, Section};
 use serde::{Deserialize, Deserializer};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -530,32 +530,11 @@ impl Job {
         text: &str,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Job, JobError> {
-        let substituted = env::substitute(text, lookup).map_err(|e| JobError {
-            file: path.to_path_buf(),
-            place: Some((e.line, e.column)),
-            key: None,
-            message: e.message,
-        })?;
-        let locations = Locations::index(&substituted.text);
-        let mut secrets = substituted.secrets;
-        secrets.add_written(&substituted.text);
-        let deserializer = serde_yaml::Deserializer::from_str(&substituted.text);
-        let file: JobFile = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let key = e.path().to_string();
-            let inner = e.into_inner();
-            let (key, message) = describe_serde_error(&key, &inner.to_string());
-            let place = key
-                .as_deref()
-                .and_then(|k| locations.find(k))
-                .or_else(|| inner.location().map(|l| (l.line(), l.column())));
-            JobError {
-                file: path.to_path_buf(),
-                place,
-                key,
-                message: secrets.redact(&message),
-            }
-        })?;
-        let mut file = file;
+        let Parsed {
+            value: mut file,
+            locations,
+            secrets,
+        } = parse_yaml::<JobFile>(path, text, lookup)?;
         file.source.at = "source".into();
         file.sink.at = "sink".into();
         let job = Job {
@@ -566,6 +545,12 @@ impl Job {
         };
         job.check()?;
         Ok(job)
+    }
+
+    /// Where the file writes the key at `key` (`restart.initial`), if it does: a key it
+    /// leaves out takes the process configuration's value (`config/tsmig.yaml`).
+    pub fn sets(&self, key: &str) -> Option<(usize, usize)> {
+        self.locations.get(key)
     }
 
     /// An error about the key at `key` (a path such as `mappings[0].fields[2]`).
@@ -628,7 +613,10 @@ impl Job {
         if f.flow.epoch < Duration::from_millis(1) {
             return Err(self.error_at("flow.epoch", "must be at least 1ms"));
         }
-        if f.restart.max < f.restart.initial {
+        // Where the file sets one of the two, the other may come from config/tsmig.yaml:
+        // the pair is checked once merged (`config::Effective::apply_to`).
+        let both = self.sets("restart.max").is_some() && self.sets("restart.initial").is_some();
+        if both && f.restart.max < f.restart.initial {
             return Err(self.error_at("restart.max", "must be at least `restart.initial`"));
         }
         if f.follow.interval < Duration::from_millis(10) {
@@ -766,6 +754,32 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn sets_tells_the_keys_the_file_writes_from_those_left_to_defaults() {
+        let job = Job::parse(
+            Path::new("job.yaml"),
+            "name: t\nsource:\n  type: mysql\n  url: mysql://u@h/db\nsink:\n  type: blackhole\nrestart: {attempts: 3}\nflow:\n  epoch: 5ms\n",
+            |_| None,
+        )
+        .unwrap();
+        assert_eq!(job.sets("restart.attempts"), Some((7, 11)));
+        assert_eq!(job.sets("flow.epoch"), Some((9, 3)));
+        // Left out: the defaults stand in, and the process configuration may replace them.
+        assert_eq!(job.sets("restart.strategy"), None);
+        assert_eq!(job.sets("checkpoint.store"), None);
+        assert_eq!(job.file.restart.strategy, RestartStrategy::Exponential);
+        // One of restart.initial and restart.max alone is checked once merged.
+        let text = "name: t\nsource:\n  type: mysql\n  url: mysql://u@h/db\nsink:\n  type: blackhole\nrestart:\n  initial: 1m\n";
+        assert!(Job::parse(Path::new("job.yaml"), text, |_| None).is_ok());
+        let err = Job::parse(
+            Path::new("job.yaml"),
+            &format!("{text}  max: 10s\n"),
+            |_| None,
+        )
+        .unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("restart.max"));
     }
 
     #[test]

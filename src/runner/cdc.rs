@@ -11,8 +11,8 @@
 //!   is idempotent the end state is exact.
 
 use super::{
-    build_sink, open_source, prepare_sink, source_error, BackfillPhase, JobRun, RunError,
-    RunOptions,
+    build_sink, finish_sink, open_source, prepare_sink, source_error, BackfillPhase, JobRun,
+    RunError, RunOptions,
 };
 use crate::checkpoint::store::FileStore;
 use crate::checkpoint::CdcState;
@@ -62,7 +62,7 @@ pub(super) fn run(
             }
             .run_with(sink.clone())?;
             if run.control.stopping() {
-                return Ok(());
+                return finish_sink(job, rt, &*sink);
             }
             tracing::info!("backfill complete; following the binlog");
         }
@@ -78,7 +78,7 @@ pub(super) fn run(
             Cdc {
                 source: changes,
                 mappings,
-                sink,
+                sink: sink.clone(),
                 state,
                 store: (options.cluster.process == 0).then_some(store),
                 checkpoint_interval: job.file.checkpoint.interval,
@@ -100,7 +100,8 @@ pub(super) fn run(
         {
             println!("cdc: committed position {position}");
         }
-        result.map_err(RunError::from)
+        result.map_err(RunError::from)?;
+        finish_sink(job, rt, &*sink)
     }
 }
 

@@ -27,7 +27,9 @@
 //! plan recorded without its round (a crash between the two saves) is planned again.
 
 use super::RunOptions;
-use super::{build_sink, open, prepare_sink, source_error, BackfillPhase, JobRun, RunError};
+use super::{
+    build_sink, finish_sink, open, prepare_sink, source_error, BackfillPhase, JobRun, RunError,
+};
 use crate::checkpoint::store::FileStore;
 use crate::checkpoint::{BackfillState, FollowState, NextRound, Round};
 use crate::connectors::Checked;
@@ -124,7 +126,7 @@ impl FollowPhases<'_> {
         }
         .run_with(sink.clone())?;
         if run.control.stopping() {
-            return Ok(());
+            return finish_sink(job, &run.rt, &*sink);
         }
         tracing::info!(
             watermark = %show(state.watermark),
@@ -139,7 +141,7 @@ impl FollowPhases<'_> {
             run,
             source,
             mappings,
-            sink,
+            sink: sink.clone(),
             store,
         };
         let result = rounds.follow(&mut state);
@@ -149,7 +151,8 @@ impl FollowPhases<'_> {
             show(state.watermark),
             state.rounds
         );
-        result
+        result?;
+        finish_sink(job, &run.rt, &*sink)
     }
 }
 

@@ -8,7 +8,7 @@
 //! exits 0 with its summary. If the job fails, every request still waiting is answered with
 //! the failure, the endpoint stops, and the job exits 1.
 
-use super::{build_sink, prepare_sink, JobRun, RunError, RunOptions};
+use super::{build_sink, finish_sink, prepare_sink, JobRun, RunError, RunOptions};
 use crate::connectors::ingest::config::{AckMode, Api};
 use crate::connectors::ingest::server::PointCheck;
 use crate::connectors::ingest::{IngestServer, IngestSourceConfig};
@@ -133,7 +133,7 @@ impl IngestPhase<'_> {
         let result = engine::ingest::run(
             Ingest {
                 queue,
-                sink,
+                sink: sink.clone(),
                 epoch: job.file.flow.epoch,
                 services: run.services(),
             },
@@ -142,7 +142,8 @@ impl IngestPhase<'_> {
         // After a clean end the endpoint has stopped already (its queue finished); after a
         // failure the queue is abandoned and the requests in progress end at once.
         run.rt.block_on(server.shutdown());
-        result.map_err(RunError::from)
+        result.map_err(RunError::from)?;
+        finish_sink(job, &run.rt, &*sink)
     }
 }
 

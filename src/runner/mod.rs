@@ -6,6 +6,29 @@ mod cdc;
 mod follow;
 #[cfg(feature = "ingest")]
 mod ingest;
+#[cfg(not(feature = "ingest"))]
+mod ingest {
+    //! A build without the `ingest` connector: no source arrives as points, and the
+    //! `ingest` entry point has nothing to serve.
+
+    use super::{RunError, RunOptions};
+    use crate::connectors::Checked;
+    use crate::job::Job;
+
+    fn missing() -> RunError {
+        RunError::Usage(
+            "this build has no `ingest` connector (the Cargo feature `ingest`), which the `ingest` entry point serves".into(),
+        )
+    }
+
+    pub(super) fn run(_: &Job, _: &Checked, _: &RunOptions) -> Result<(), RunError> {
+        Err(missing())
+    }
+
+    pub(super) fn plan(_: &Job, _: &Checked) -> Result<String, RunError> {
+        Err(missing())
+    }
+}
 mod progress;
 mod restart;
 mod verify;
@@ -218,7 +241,6 @@ async fn open_source(
 /// `tsmig-job plan`: shows tables, splits, mappings and target; writes nothing.
 pub fn plan(job: &Job) -> Result<String, RunError> {
     let checked = connectors(job)?;
-    #[cfg(feature = "ingest")]
     if checked.source.arrives_as_points() {
         return ingest::plan(job, &checked);
     }
@@ -278,18 +300,22 @@ pub fn run(job: &Job, mode: Mode, options: &RunOptions) -> Result<(), RunError> 
             "--repair works only with -c verify (it re-copies what verify finds different), not with -c {mode}"
         )));
     }
+    // The entry point is the job's mode: the connectors check their sections against what
+    // runs (`-c cdc` on a file that says `mode: backfill` needs what CDC needs).
+    let with_mode;
+    let job = if job.file.mode == mode {
+        job
+    } else {
+        let mut copy = job.clone();
+        copy.file.mode = mode;
+        with_mode = copy;
+        &with_mode
+    };
     let checked = connectors(job)?;
     type Attempt = fn(&Job, &Checked, Mode, &RunOptions, &JobRun) -> Result<(), RunError>;
     let (attempt, default_attempts): (Attempt, _) = match mode {
         Mode::Verify => return verify::run(job, &checked, options),
-        #[cfg(feature = "ingest")]
         Mode::Ingest => return ingest::run(job, &checked, options),
-        #[cfg(not(feature = "ingest"))]
-        Mode::Ingest => {
-            return Err(RunError::Usage(
-                "this build has no ingest endpoint (Cargo feature `ingest`)".into(),
-            ))
-        }
         // A backfill gives up after about three minutes of failures; a job that follows
         // a source keeps trying, as a replica does.
         Mode::Backfill => (backfill, Attempts::AtMost(10)),
@@ -362,7 +388,8 @@ fn backfill(
         mappings: Arc::new(mappings),
         fresh: options.fresh,
     }
-    .run_with(sink)
+    .run_with(sink.clone())?;
+    finish_sink(job, &job_run.rt, &*sink)
 }
 
 /// What every phase of a running job shares: the runtime, counters, stop control, dead
@@ -466,7 +493,7 @@ impl JobRun {
             &self.counters,
             self.dead_letters.count(),
             self.started.elapsed(),
-            self.control.stopping(),
+            self.control.stop_requested(),
         );
         println!("{summary}");
         match (self.dead_letters.count(), letters) {
@@ -524,6 +551,21 @@ fn prepare_sink<S: Sink>(
         let message = job.secrets.redact(&format!("the target is not ready: {e}"));
         match e {
             // Down or overloaded: the restart strategy waits for it.
+            WriteError::Transient { .. } => RunError::Transient(message),
+            _ => RunError::Failed(message),
+        }
+    })
+}
+
+/// Tells the target the run is over, every write acknowledged, so that it makes final
+/// what it staged (the file sink renames its open file). Only after a run that ended well:
+/// a failed run leaves the sink to its own recovery.
+fn finish_sink<S: Sink>(job: &Job, rt: &tokio::runtime::Runtime, sink: &S) -> Result<(), RunError> {
+    rt.block_on(sink.finish()).map_err(|e| {
+        let message = job
+            .secrets
+            .redact(&format!("the target could not finish what it wrote: {e}"));
+        match e {
             WriteError::Transient { .. } => RunError::Transient(message),
             _ => RunError::Failed(message),
         }

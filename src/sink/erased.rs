@@ -19,6 +19,7 @@ trait DynBatch: Send + Sync {
     fn bytes(&self) -> usize;
     fn split(self: Box<Self>) -> Option<(ErasedBatch, ErasedBatch)>;
     fn records(&self) -> Vec<serde_json::Value>;
+    fn pushed_order(&self) -> Vec<usize>;
     fn clear(&mut self);
     fn as_any(&self) -> &dyn Any;
 }
@@ -39,6 +40,9 @@ impl<B: Batch> DynBatch for B {
     }
     fn records(&self) -> Vec<serde_json::Value> {
         Batch::records(self)
+    }
+    fn pushed_order(&self) -> Vec<usize> {
+        Batch::pushed_order(self)
     }
     fn clear(&mut self) {
         Batch::clear(self)
@@ -63,6 +67,9 @@ impl Batch for ErasedBatch {
     }
     fn records(&self) -> Vec<serde_json::Value> {
         self.0.records()
+    }
+    fn pushed_order(&self) -> Vec<usize> {
+        self.0.pushed_order()
     }
     fn clear(&mut self) {
         self.0.clear()
@@ -90,6 +97,7 @@ trait DynSink: Send + Sync {
     async fn delete_range(&self, windows: &[SeriesWindow]) -> Result<(), WriteError>;
     fn range_deletes_tag_supersets(&self) -> bool;
     async fn prepare(&self) -> Result<(), WriteError>;
+    async fn finish(&self) -> Result<(), WriteError>;
     fn describe(&self) -> String;
     fn check(&self, point: &Point) -> Result<(), String>;
     fn read_back(&self) -> Result<&dyn ReadBack, String>;
@@ -120,6 +128,9 @@ impl<S: Sink> DynSink for S {
     }
     async fn prepare(&self) -> Result<(), WriteError> {
         Sink::prepare(self).await
+    }
+    async fn finish(&self) -> Result<(), WriteError> {
+        Sink::finish(self).await
     }
     fn describe(&self) -> String {
         Sink::describe(self)
@@ -169,6 +180,9 @@ impl Sink for AnySink {
     }
     async fn prepare(&self) -> Result<(), WriteError> {
         self.0.prepare().await
+    }
+    async fn finish(&self) -> Result<(), WriteError> {
+        self.0.finish().await
     }
     fn describe(&self) -> String {
         self.0.describe()

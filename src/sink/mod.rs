@@ -9,9 +9,11 @@
 //! A connector implements [`Sink`] with its own batch type; [`AnySink`] erases that type
 //! once, so the runner and the engine drive every sink alike (one indirect call per point
 //! pushed, measured in BENCHMARKS.md). Each connector has its own folder under
-//! `src/connectors/`.
+//! `src/connectors/`; a wire format that several sinks write is shared here too
+//! ([`line_protocol`]), so no connector needs another's feature for it.
 
 pub mod deliver;
+pub mod line_protocol;
 
 mod erased;
 
@@ -166,10 +168,18 @@ pub trait Batch: Send + Sync + Sized + 'static {
     }
     /// Size of the encoded body.
     fn bytes(&self) -> usize;
-    /// Divides the batch into two non-empty halves; `None` for a single point.
+    /// Divides the batch into two non-empty halves; `None` for a single point. The left
+    /// half's records come first: `left.records()` then `right.records()` are `records()`.
     fn split(self) -> Option<(Self, Self)>;
     /// The batch's points as readable records, for the dead-letter file.
     fn records(&self) -> Vec<serde_json::Value>;
+    /// For each of [`records`](Batch::records), in that order, which push added it (0 for
+    /// the first point pushed): how a point the target refused is traced back to the
+    /// request it came in. The default is for a batch that keeps its points in push
+    /// order; a batch that groups them (per device, per table) says where each went.
+    fn pushed_order(&self) -> Vec<usize> {
+        (0..self.len()).collect()
+    }
     /// Empties the batch so it can be filled again, keeping its buffers: a sink that
     /// recycles its batches allocates (and the kernel zeroes) no fresh memory per request.
     fn clear(&mut self);
@@ -254,6 +264,14 @@ pub trait Sink: Send + Sync + 'static {
     }
     /// Prepares the target before the first write (e.g. creates the database).
     async fn prepare(&self) -> Result<(), WriteError> {
+        Ok(())
+    }
+    /// The run is over: every write was acknowledged and none follows (the input ended,
+    /// or a stop drained it). A sink that stages what it wrote makes it final here (the
+    /// file sink closes and renames its open file); an error fails the run. Not called
+    /// when the run fails: what such a sink acknowledged must stay recoverable by the next
+    /// run without it. Called on the tokio runtime.
+    async fn finish(&self) -> Result<(), WriteError> {
         Ok(())
     }
     /// What `plan` shows about the target.

@@ -4,27 +4,33 @@
 //! endpoint that fills the queue.
 //!
 //! An [`Ingested`] carries one request's points (in the body's order) and, when the client
-//! waits for durability, `done`: the engine sends `Ok(())` once every point is durable in
-//! the sink, or `Err(reason)` if the job failed; dropping it counts as a failure. The
+//! waits for durability, `done`: the engine sends `Ok(refused)` once every point is durable
+//! in the sink or refused by it (`refused` holds the target's reason for each refused
+//! point), or `Err(reason)` if the job failed; dropping it counts as a failure. The
 //! [`IngestQueue`] is shared by every worker of the process and never blocks: a worker
 //! registers a waker ([`IngestQueue::on_arrival`]) and takes requests with
 //! [`IngestQueue::try_recv`]; the source is finished when the queue is closed and empty
 //! ([`IngestQueue::is_finished`]); a failed engine [`IngestQueue::abandon`]s it.
+
+// The pushing side (a queue made, filled, its memory held) is the ingest endpoint's: a build
+// without that connector has only the engine's side.
+#![cfg_attr(not(feature = "ingest"), allow(dead_code))]
 
 use crate::model::Point;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// What the engine says about one request's points: `Ok` once durable, `Err(reason)` if
-/// the job failed.
-pub type Ack = Result<(), String>;
+/// What the engine says about one request's points: `Ok` once each is durable in the
+/// target or was refused by it (dead-lettered), with the target's reason for each refused
+/// one (none: every point is durable); `Err(reason)` if the job failed.
+pub type Ack = Result<Vec<String>, String>;
 
 /// One accepted write request: its valid points, and where to say they are durable.
 pub struct Ingested {
     /// The request's valid points, in body order.
     pub points: Vec<Point>,
-    /// Send Ok(()) once durable in the sink, Err(reason) if the job failed; dropping it
+    /// Send Ok(refusals) once durable in the sink (or refused by it), Err(reason) if the job failed; dropping it
     /// counts as failure. `None` for `ack: async` (the client was answered already).
     pub done: Option<tokio::sync::oneshot::Sender<Ack>>,
 }
@@ -52,8 +58,6 @@ struct QueueInner {
 /// Called when a request arrives (or the queue closes): activates a worker.
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
-// The push sources' side: only the ingest endpoint has one today.
-#[cfg_attr(not(feature = "ingest"), allow(dead_code))]
 impl IngestQueue {
     pub(crate) fn new() -> Self {
         Self {
@@ -149,7 +153,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The bound on points accepted and not yet released (`max_pending_points`).
-#[cfg_attr(not(feature = "ingest"), allow(dead_code))]
 pub(crate) struct Pending {
     count: AtomicU64,
     max: u64,
@@ -161,7 +164,6 @@ pub(crate) struct PendingPoints {
     n: u64,
 }
 
-#[cfg_attr(not(feature = "ingest"), allow(dead_code))]
 impl Pending {
     pub(crate) fn new(max: u64) -> Arc<Self> {
         Arc::new(Self {

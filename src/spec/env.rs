@@ -91,6 +91,19 @@ impl Secrets {
         mask_urls(&out)
     }
 
+    /// Adds `value` (a token from the environment) as a secret, unless it is too short to
+    /// mask safely.
+    pub fn add(&mut self, value: &str) {
+        if value.chars().count() >= MIN_SECRET_CHARS {
+            self.values.insert(value.to_string());
+        }
+    }
+
+    /// Adds every secret of `other` (the process configuration's to the job's).
+    pub fn extend(&mut self, other: &Secrets) {
+        self.values.extend(other.values.iter().cloned());
+    }
+
     /// Adds the secrets `text` (a job file after substitution) writes literally: values of
     /// `password`/`token`/`secret` keys, and the passwords and secret query values of its
     /// URLs (percent-decoded too, as a client may show them).

@@ -28,6 +28,11 @@ impl Locations {
         }
     }
 
+    /// The place of `path` itself, if the file writes that key: whether it was set at all.
+    pub fn get(&self, path: &str) -> Option<(usize, usize)> {
+        self.places.get(path).copied()
+    }
+
     /// The place of `path`, or of its nearest ancestor that is known.
     pub fn find(&self, path: &str) -> Option<(usize, usize)> {
         let mut path = path;
@@ -143,6 +148,15 @@ mod tests {
         assert_eq!(l.find("source.tables[0].split_by"), Some((6, 7)));
         assert_eq!(l.find("source.tables[1].name"), Some((7, 7)));
         assert_eq!(l.find("mappings[0].fields[1]"), Some((9, 17)));
+    }
+
+    #[test]
+    fn get_knows_only_keys_the_file_writes() {
+        let l = Locations::index("restart: {strategy: none}\nflow:\n  epoch: 5ms\n");
+        assert_eq!(l.get("restart.strategy"), Some((1, 11)));
+        assert_eq!(l.get("flow.epoch"), Some((3, 3)));
+        assert_eq!(l.get("restart.initial"), None);
+        assert_eq!(l.get("flow.max_in_flight_rows"), None);
     }
 
     #[test]

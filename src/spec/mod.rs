@@ -13,7 +13,7 @@ pub use locate::Locations;
 
 use serde::{Deserialize, Deserializer};
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// An error in a job file, with its place.
@@ -43,6 +43,58 @@ impl fmt::Display for JobError {
 }
 
 impl std::error::Error for JobError {}
+
+/// A YAML file parsed by [`parse_yaml`], with what later checks need to place their
+/// errors and mask their messages.
+#[derive(Debug)]
+pub struct Parsed<T> {
+    /// The file's content.
+    pub value: T,
+    /// Key path → line, for errors found after parsing.
+    pub locations: Locations,
+    /// Values substituted from the environment, and secrets written in the file.
+    pub secrets: Secrets,
+}
+
+/// Parses a file of `${ENV}`-referencing YAML (the job file, `config/tsmig.yaml`):
+/// substitutes the references (`lookup` resolves them), indexes where each key sits and
+/// deserialises `T`. Every error names the file, line and key, with secrets masked.
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Parsed<T>, JobError> {
+    let substituted = env::substitute(text, lookup).map_err(|e| JobError {
+        file: path.to_path_buf(),
+        place: Some((e.line, e.column)),
+        key: None,
+        message: e.message,
+    })?;
+    let locations = Locations::index(&substituted.text);
+    let mut secrets = substituted.secrets;
+    secrets.add_written(&substituted.text);
+    let deserializer = serde_yaml::Deserializer::from_str(&substituted.text);
+    let value = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        let (key, message) = describe_serde_error(&key, &inner.to_string());
+        let place = key
+            .as_deref()
+            .and_then(|k| locations.find(k))
+            .or_else(|| inner.location().map(|l| (l.line(), l.column())));
+        JobError {
+            file: path.to_path_buf(),
+            place,
+            key,
+            message: secrets.redact(&message),
+        }
+    })?;
+    Ok(Parsed {
+        value,
+        locations,
+        secrets,
+    })
+}
 
 /// What can turn a key path and a message into a [`JobError`] placed in its file: the
 /// loaded job.
@@ -151,6 +203,20 @@ pub fn describe_serde_error(path: &str, message: &str) -> (Option<String>, Strin
             format!("{path}.{name}")
         }
     };
+    // serde_yaml puts the path of the map it was in before a custom error's message
+    // (`restart: ...`); the key already says where.
+    let message = match message.split_once(": ") {
+        Some((head, rest))
+            if !head.is_empty()
+                && !head.contains(' ')
+                && path
+                    .strip_prefix(head)
+                    .is_some_and(|after| after.is_empty() || after.starts_with(['.', '['])) =>
+        {
+            rest.to_string()
+        }
+        _ => message,
+    };
     let key = if let Some(rest) = message.strip_prefix("unknown field `") {
         // Some deserializers put the unknown key in the path already, some do not.
         let name = rest.split('`').next().unwrap_or_default();
@@ -162,4 +228,43 @@ pub fn describe_serde_error(path: &str, message: &str) -> (Option<String>, Strin
         Some(path)
     };
     (key, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_loses_the_path_serde_yaml_put_before_it() {
+        assert_eq!(
+            describe_serde_error("restart.attempts", "restart: `many` is not a number"),
+            (
+                Some("restart.attempts".to_string()),
+                "`many` is not a number".to_string()
+            )
+        );
+        assert_eq!(
+            describe_serde_error(
+                "mappings[0].on_update",
+                "mappings[0]: `x` is not one of a, b"
+            ),
+            (
+                Some("mappings[0].on_update".to_string()),
+                "`x` is not one of a, b".to_string()
+            )
+        );
+        // serde's own words stay.
+        assert_eq!(
+            describe_serde_error(
+                "workers",
+                "invalid type: string \"two\", expected usize at line 1 column 10"
+            )
+            .1,
+            "invalid type: string \"two\", expected usize"
+        );
+        assert_eq!(
+            describe_serde_error("restarts", "restart: x").1,
+            "restart: x"
+        );
+    }
 }

@@ -105,6 +105,8 @@ pub struct MemoryDatabase {
     snapshot_at: AtomicU64,
     chunk_reads: Mutex<(ChunkReads, fastrand::Rng)>,
     faults: Mutex<SourceFaults>,
+    /// Rows the backfill has read (sent on to the engine), every split together.
+    rows_read: AtomicU64,
     /// Rows per split of the backfill plan.
     pub chunk_rows: usize,
 }
@@ -130,6 +132,7 @@ impl MemoryDatabase {
             snapshot_at: AtomicU64::new(0),
             chunk_reads: Mutex::new((ChunkReads::AtSnapshot, fastrand::Rng::with_seed(0))),
             faults: Mutex::default(),
+            rows_read: AtomicU64::new(0),
             chunk_rows: 4,
         }
     }
@@ -143,6 +146,11 @@ impl MemoryDatabase {
     pub fn append(&self, entries: impl IntoIterator<Item = Entry>) {
         self.lock_log().extend(entries);
         self.appended.notify_waiters();
+    }
+
+    /// Rows the backfill has read so far (a row read twice counts twice).
+    pub fn rows_read(&self) -> u64 {
+        self.rows_read.load(Ordering::SeqCst)
     }
 
     /// The end of the log: the number of entries.

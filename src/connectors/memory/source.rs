@@ -117,6 +117,9 @@ impl BoundedSource for MemorySource {
         let n = rows.len() as u64;
         for batch in rows.chunks(ROWS_PER_BATCH) {
             out.send(batch.to_vec()).await?;
+            self.db
+                .rows_read
+                .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::SeqCst);
             tokio::task::yield_now().await;
         }
         Ok(n)

@@ -1,0 +1,380 @@
+//! Points → InfluxDB line protocol, written straight into a buffer. A format, not a
+//! connector: every sink that writes it shares this one encoder (the InfluxDB sink's
+//! request bodies, the file sink's files); the ingest source reads it with InfluxData's own
+//! parser.
+//!
+//! Escaping follows InfluxDB: in a measurement `,` and space take a backslash; in tag keys,
+//! tag values and field keys `,`, `=` and space do; string field values escape `"` and
+//! `\`. Floats are written as Go's `strconv.FormatFloat(f, 'g', -1, 64)` writes them (the
+//! shortest text that reads back to the same number), so output matches InfluxData's own
+//! encoder byte for byte; integers take `i`, unsigned integers `u` (InfluxDB 2) or `i`
+//! (1.x, which has no unsigned type). What line protocol cannot carry — an empty tag value,
+//! a newline in a name, a trailing backslash, NaN, a time finer than the precision — is
+//! refused with the reason, never written wrongly.
+
+use crate::job::TimeUnit;
+use crate::model::{format_time, Point, Value};
+
+/// How points are written: timestamp precision and the dialect of the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encoding {
+    /// Unit of the written timestamps.
+    pub precision: TimeUnit,
+    /// Whether the target has unsigned integers (InfluxDB 2); 1.x gets `i` when they fit.
+    pub unsigned: bool,
+}
+
+/// Appends `point` as one line (with its newline) to `out`. On error `out` is unchanged.
+pub fn encode_point(out: &mut Vec<u8>, point: &Point, enc: Encoding) -> Result<(), String> {
+    let start = out.len();
+    let result = write_point(out, point, enc);
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
+fn write_point(out: &mut Vec<u8>, point: &Point, enc: Encoding) -> Result<(), String> {
+    if point.measurement.is_empty() {
+        return Err("the measurement name is empty".into());
+    }
+    write_name(out, &point.measurement, IN_MEASUREMENT, "measurement")?;
+    for (key, value) in &point.tags {
+        if key.is_empty() {
+            return Err("a tag key is empty".into());
+        }
+        if value.is_empty() {
+            return Err(format!(
+                "invalid tag value {key}=\"\": tag values cannot be empty"
+            ));
+        }
+        out.push(b',');
+        write_name(out, key, IN_KEY, "tag key")?;
+        out.push(b'=');
+        write_name(out, value, IN_KEY, "tag value")?;
+    }
+    if point.fields.is_empty() {
+        return Err("a point needs at least one field".into());
+    }
+    for (i, (key, value)) in point.fields.iter().enumerate() {
+        if key.is_empty() {
+            return Err("a field key is empty".into());
+        }
+        out.push(if i == 0 { b' ' } else { b',' });
+        write_name(out, key, IN_KEY, "field key")?;
+        out.push(b'=');
+        write_value(out, key, value, enc)?;
+    }
+    let unit = enc.precision.nanos();
+    if point.time % unit != 0 {
+        return Err(format!(
+            "time {} is finer than the sink's precision ({}); set precision to a finer unit",
+            format_time(point.time),
+            enc.precision.as_str()
+        ));
+    }
+    out.push(b' ');
+    out.extend_from_slice(itoa::Buffer::new().format(point.time / unit).as_bytes());
+    out.push(b'\n');
+    Ok(())
+}
+
+/// Byte classes for escaping, looked up once per byte.
+const IN_MEASUREMENT: u8 = 1; // `,` and space take a backslash in a measurement
+const IN_KEY: u8 = 2; // `,`, `=` and space take one in tag keys, tag values, field keys
+const LINE_BREAK: u8 = 4; // cannot be carried at all
+
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b',' as usize] = IN_MEASUREMENT | IN_KEY;
+    t[b' ' as usize] = IN_MEASUREMENT | IN_KEY;
+    t[b'=' as usize] = IN_KEY;
+    t[b'\n' as usize] = LINE_BREAK;
+    t[b'\r' as usize] = LINE_BREAK;
+    t
+};
+
+/// Writes a measurement (`escape` = [`IN_MEASUREMENT`]) or a tag or field key or tag value
+/// ([`IN_KEY`]), escaping as needed; one pass over the bytes in the usual case.
+fn write_name(out: &mut Vec<u8>, name: &str, escape: u8, what: &str) -> Result<(), String> {
+    let bytes = name.as_bytes();
+    let classes = bytes.iter().fold(0, |acc, &b| acc | CLASS[b as usize]);
+    if classes & LINE_BREAK != 0 {
+        return Err(format!(
+            "{what} {name:?} contains a line break, which line protocol cannot carry"
+        ));
+    }
+    if bytes.last() == Some(&b'\\') {
+        return Err(format!(
+            "{what} {name:?} ends with a backslash, which line protocol cannot carry"
+        ));
+    }
+    if classes & escape == 0 {
+        out.extend_from_slice(bytes);
+        return Ok(());
+    }
+    for &b in bytes {
+        if CLASS[b as usize] & escape != 0 {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    Ok(())
+}
+
+fn write_value(out: &mut Vec<u8>, key: &str, value: &Value, enc: Encoding) -> Result<(), String> {
+    match value {
+        Value::Float(f) => {
+            if !f.is_finite() {
+                return Err(format!("field {key} is {f}, which InfluxDB cannot store"));
+            }
+            write_float(out, *f);
+        }
+        Value::Decimal(d) => {
+            // Line protocol reads a number without a suffix as a float: the exact text
+            // needs no conversion. Anything else in it would corrupt the line.
+            if d.is_empty()
+                || !d
+                    .bytes()
+                    .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'-' | b'+' | b'e' | b'E'))
+            {
+                return Err(format!("field {key} is {d:?}, not a number"));
+            }
+            out.extend_from_slice(d.as_bytes());
+        }
+        Value::Int(i) => {
+            out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes());
+            out.push(b'i');
+        }
+        Value::UInt(u) if enc.unsigned => {
+            out.extend_from_slice(itoa::Buffer::new().format(*u).as_bytes());
+            out.push(b'u');
+        }
+        Value::UInt(u) => {
+            if *u > i64::MAX as u64 {
+                return Err(format!(
+                    "field {key} is {u}, beyond InfluxDB 1.x's signed 64-bit integers"
+                ));
+            }
+            out.extend_from_slice(itoa::Buffer::new().format(*u).as_bytes());
+            out.push(b'i');
+        }
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::String(s) => write_string(out, s),
+        Value::Time(ns) => write_string(out, &format_time(*ns)),
+    }
+    Ok(())
+}
+
+fn write_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    for &b in s.as_bytes() {
+        if b == b'"' || b == b'\\' {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+}
+
+/// Writes `f` as Go's `strconv.FormatFloat(f, 'g', -1, 64)`: shortest round-trip digits,
+/// exponent form when the decimal exponent is below -4 or at least 6.
+pub fn write_float(out: &mut Vec<u8>, f: f64) {
+    if f == 0.0 {
+        out.extend_from_slice(if f.is_sign_negative() { b"-0" } else { b"0" });
+        return;
+    }
+    let mut buffer = ryu::Buffer::new();
+    let text = buffer.format_finite(f);
+    // Between 1e-4 and 1e6 Go writes what ryu writes, less a trailing ".0".
+    let magnitude = f.abs();
+    if (1e-4..1e6).contains(&magnitude) && !text.contains('e') {
+        out.extend_from_slice(text.strip_suffix(".0").unwrap_or(text).as_bytes());
+        return;
+    }
+    let (negative, text) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exp10) = match text.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
+        None => (text, 0),
+    };
+    // Digits without the point, and where the point goes (digits before it).
+    let mut digits = [0u8; 40];
+    let mut n = 0;
+    let mut point = None;
+    for &b in mantissa.as_bytes() {
+        if b == b'.' {
+            point = Some(n);
+        } else {
+            digits[n] = b;
+            n += 1;
+        }
+    }
+    let mut dp = point.unwrap_or(n) as i32 + exp10;
+    let mut first = 0;
+    while first < n && digits[first] == b'0' {
+        first += 1;
+        dp -= 1;
+    }
+    while n > first && digits[n - 1] == b'0' {
+        n -= 1;
+    }
+    let digits = &digits[first..n];
+    if negative {
+        out.push(b'-');
+    }
+    let exp = dp - 1;
+    if !(-4..6).contains(&exp) {
+        out.push(digits[0]);
+        if digits.len() > 1 {
+            out.push(b'.');
+            out.extend_from_slice(&digits[1..]);
+        }
+        out.push(b'e');
+        out.push(if exp < 0 { b'-' } else { b'+' });
+        let e = exp.unsigned_abs();
+        if e < 10 {
+            out.push(b'0');
+        }
+        out.extend_from_slice(itoa::Buffer::new().format(e).as_bytes());
+    } else if dp <= 0 {
+        out.extend_from_slice(b"0.");
+        out.extend(std::iter::repeat_n(b'0', (-dp) as usize));
+        out.extend_from_slice(digits);
+    } else if dp as usize >= digits.len() {
+        out.extend_from_slice(digits);
+        out.extend(std::iter::repeat_n(b'0', dp as usize - digits.len()));
+    } else {
+        out.extend_from_slice(&digits[..dp as usize]);
+        out.push(b'.');
+        out.extend_from_slice(&digits[dp as usize..]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Name;
+
+    fn float(f: f64) -> String {
+        let mut out = Vec::new();
+        write_float(&mut out, f);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn floats_read_as_go_writes_them() {
+        for (f, text) in [
+            (1.0, "1"),
+            (42.0, "42"),
+            (-0.64, "-0.64"),
+            (12.123, "12.123"),
+            (6632243.0, "6.632243e+06"),
+            (999999.0, "999999"),
+            (1e6, "1e+06"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+            (5e-324, "5e-324"),
+            (123456.789, "123456.789"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (-0.0, "-0"),
+            (1e21, "1e+21"),
+            (100.0, "100"),
+        ] {
+            assert_eq!(float(f), text, "{f:e}");
+            assert_eq!(float(f).parse::<f64>().unwrap().to_bits(), f.to_bits());
+        }
+    }
+
+    fn point(tags: &[(&str, &str)], fields: Vec<(&str, Value)>, time: i64) -> Point {
+        let name = |s: &str| -> Name { Name::from(s) };
+        Point {
+            measurement: name("m"),
+            tags: tags.iter().map(|(k, v)| (name(k), v.to_string())).collect(),
+            fields: fields.into_iter().map(|(k, v)| (name(k), v)).collect(),
+            time,
+            device_hash: 0,
+        }
+    }
+
+    fn line(p: &Point, enc: Encoding) -> Result<String, String> {
+        let mut out = b"keep".to_vec();
+        let r = encode_point(&mut out, p, enc);
+        match r {
+            Ok(()) => Ok(String::from_utf8(out[4..].to_vec()).unwrap()),
+            Err(e) => {
+                assert_eq!(out, b"keep", "a refused point leaves the buffer as it was");
+                Err(e)
+            }
+        }
+    }
+
+    const V1_MS: Encoding = Encoding {
+        precision: TimeUnit::Millis,
+        unsigned: false,
+    };
+    const V2_NS: Encoding = Encoding {
+        precision: TimeUnit::Nanos,
+        unsigned: true,
+    };
+
+    #[test]
+    fn typed_fields_and_precision() {
+        let p = point(
+            &[("d", "a b"), ("s", "x,y=z")],
+            vec![
+                ("i", Value::Int(-3)),
+                ("u", Value::UInt(7)),
+                ("b", Value::Bool(true)),
+                ("s", Value::String("say \"hi\" \\o/".into())),
+                ("d", Value::Decimal("-1000.10".into())),
+            ],
+            1_500_000_000,
+        );
+        assert_eq!(
+            line(&p, V1_MS).unwrap(),
+            "m,d=a\\ b,s=x\\,y\\=z i=-3i,u=7i,b=true,s=\"say \\\"hi\\\" \\\\o/\",d=-1000.10 1500\n"
+        );
+        assert!(line(&p, V2_NS).unwrap().contains("u=7u"));
+    }
+
+    #[test]
+    fn what_line_protocol_cannot_carry_is_refused() {
+        let refused = [
+            (
+                point(&[("t", "")], vec![("f", Value::Int(1))], 0),
+                "cannot be empty",
+            ),
+            (
+                point(&[("t", "a\nb")], vec![("f", Value::Int(1))], 0),
+                "line break",
+            ),
+            (
+                point(&[("t", "a\\")], vec![("f", Value::Int(1))], 0),
+                "backslash",
+            ),
+            (
+                point(&[], vec![("f", Value::Float(f64::NAN))], 0),
+                "cannot store",
+            ),
+            (
+                point(&[], vec![("f", Value::UInt(u64::MAX))], 0),
+                "signed 64-bit",
+            ),
+            (
+                point(&[], vec![("f", Value::Int(1))], 1_500_000_001),
+                "finer than",
+            ),
+            (point(&[], vec![], 0), "at least one field"),
+        ];
+        for (p, reason) in refused {
+            let err = line(&p, V1_MS).unwrap_err();
+            assert!(err.contains(reason), "{err}");
+        }
+        let big = point(&[], vec![("f", Value::UInt(u64::MAX))], 0);
+        assert_eq!(line(&big, V2_NS).unwrap(), "m f=18446744073709551615u 0\n");
+    }
+}
