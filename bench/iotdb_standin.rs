@@ -15,7 +15,9 @@ use std::io::{BufRead, Write};
 
 fn main() {
     if !std::env::args().any(|a| a == "--serve") {
-        println!("iotdb_standin: the IoTDB stand-in for bench/harness.py --iotdb (run with --serve)");
+        println!(
+            "iotdb_standin: the IoTDB stand-in for bench/harness.py --iotdb (run with --serve)"
+        );
         return;
     }
     let standin = iotdb_standin::IotdbStandIn::start();
