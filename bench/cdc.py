@@ -556,6 +556,9 @@ def main():
     p.add_argument("--lag-workers", type=int, default=1)
     p.add_argument("--only", help="comma-separated configuration names (and/or `lag`)")
     p.add_argument("--binary", help="tsmig-job to run (default: built here)")
+    p.add_argument("--compare", metavar="BASELINE",
+                   help="also run every catch-up configuration with this tsmig-job (an earlier build), "
+                        "interleaved with this build's runs, and print each median's ratio to it; no BENCHMARKS.md")
     args = p.parse_args()
     changes = args.changes or (20_000 if args.smoke else 1_000_000)
     reps = args.reps or (1 if args.smoke else 3)
@@ -577,6 +580,15 @@ def main():
     wanted = set(args.only.split(",")) if args.only else None
     if wanted:
         configs = [c for c in configs if c[0] in wanted]
+    if args.compare:
+        # Side by side: each catch-up configuration of the baseline right after this build's.
+        baseline = []
+        for name, _ in configs:
+            if name.startswith("cdc-"):
+                sink, w = name.split("-")[1], int(name.split("-")[2][:-1])
+                baseline.append((f"{name} (baseline)",
+                                 lambda sink=sink, w=w: run_catchup(args.compare, sink, w, changes, start, points)))
+        configs = [c for pair in zip(configs, baseline) for c in pair] if len(baseline) == len(configs) else configs + baseline
 
     results = {name: [] for name, _ in configs}
     for rep in range(reps):
@@ -590,9 +602,17 @@ def main():
         log(f"lag: {args.rate:,} rows/s for {args.warmup}+{seconds} s")
         lag = run_lag(binary, args.rate, args.warmup, seconds, args.poll, args.lag_workers)
 
-    text = report(H.summarise(results), changes, reps, size, lag)
+    summary = H.summarise(results)
+    text = report(summary, changes, reps, size, lag)
+    if args.compare:
+        text += f"\n\nBaseline: {args.compare}\n\n| configuration | this build / baseline, changes/s (medians) |\n|---|---:|"
+        for name in summary:
+            if name.endswith(" (baseline)"):
+                ours = summary.get(name[: -len(" (baseline)")])
+                if ours:
+                    text += f"\n| {name[: -len(' (baseline)')]} | {ours['rate'][0] / summary[name]['rate'][0]:.3f} |"
     print(text)
-    if not args.smoke and not wanted:
+    if not args.smoke and not wanted and not args.compare:
         H.write_benchmarks(text, "cdc")
     for db in ("bench_cdc_influx", "bench_cdc_ceiling", "bench_cdc_lag"):
         H.influx(f'DROP DATABASE "{db}"')

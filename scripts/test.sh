@@ -45,8 +45,30 @@ if [[ ! -x $k8s_venv/bin/kubernetes-validate ]]; then
 fi
 export TSMIG_K8S_VALIDATE="$k8s_venv/bin/kubernetes-validate"
 
+# The status page's browser test (tests/status_page.rs) drives Debian's chromium headless
+# through playwright-core (pinned by tests/browser/package-lock.json; it never downloads a
+# browser of its own), run by node: Debian's nodejs and npm where there is none (Debian 12's
+# node 18 is enough for the pinned version).
+browser_packages=()
+[[ -x /usr/bin/chromium ]] || browser_packages+=(chromium fonts-dejavu-core)
+command -v node >/dev/null || browser_packages+=(nodejs)
+command -v npm >/dev/null || browser_packages+=(npm)
+if (( ${#browser_packages[@]} )); then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${browser_packages[@]}" \
+    || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${browser_packages[@]}"; }
+fi
+if [[ ! -d tests/browser/node_modules/playwright-core \
+      || tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]]; then
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+export TSMIG_CHROMIUM=/usr/bin/chromium TSMIG_BROWSER_DIR="$PWD/tests/browser"
+
 cargo build --all-targets
-# Every connector builds without the others: each is a Cargo feature (CONTRIBUTING.md).
+# Lint as a failure, tests and benches included.
+cargo clippy --all-targets -- -D warnings
+# Every connector builds without the others, and the engine without any: each connector
+# is a Cargo feature with the crates only it uses (CONTRIBUTING.md).
+cargo check --quiet --no-default-features --lib --bins
 for feature in $(sed -n 's/^default = \[\(.*\)\]/\1/p' Cargo.toml | tr -d '",'); do
   cargo check --quiet --no-default-features --features "$feature" --lib --bins
 done

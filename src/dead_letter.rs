@@ -23,6 +23,7 @@
 //! and every later `sync` returns it, so no checkpoint is saved after it and the next run
 //! reads those rows again.
 
+use crate::metrics::Count;
 use serde_json::json;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -47,8 +48,8 @@ pub struct DeadLetters {
 struct Inner {
     job: String,
     path: PathBuf,
-    /// Records handed to [`DeadLetters::record`].
-    count: AtomicU64,
+    /// Records handed to [`DeadLetters::record`] (the run's `tsmig_dead_letters_total`).
+    count: Count,
     shared: Arc<Shared>,
     /// Started by the first record.
     writer: OnceLock<Writer>,
@@ -132,7 +133,7 @@ impl DeadLetters {
             inner: Arc::new(Inner {
                 job: job.to_string(),
                 path: path.to_path_buf(),
-                count: AtomicU64::new(0),
+                count: Count::default(),
                 latest: Default::default(),
                 shared: Arc::default(),
                 writer: OnceLock::new(),
@@ -154,7 +155,7 @@ impl DeadLetters {
     /// Records one rejected record. `stage` says where it was rejected (`source`,
     /// `mapping`, `sink`), `reason` why, `record` what it was.
     pub fn record(&self, stage: &str, reason: &str, record: serde_json::Value) {
-        self.inner.count.fetch_add(1, Ordering::Relaxed);
+        self.inner.count.add(1);
         let letter = Letter {
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             stage: stage.to_string(),
@@ -209,7 +210,12 @@ impl DeadLetters {
 
     /// How many records were rejected so far.
     pub fn count(&self) -> u64 {
-        self.inner.count.load(Ordering::Relaxed)
+        self.inner.count.get()
+    }
+
+    /// The count of records rejected, where it lives (the run's metrics show it).
+    pub fn counter(&self) -> &Count {
+        &self.inner.count
     }
 
     /// The latest letters (at most ten), newest last.
@@ -383,6 +389,30 @@ mod tests {
         assert_eq!(lines[0]["reason"], "device is NULL");
         assert_eq!(lines[0]["record"]["id"], 7);
         assert_eq!(lines[1]["record"], "m f=1 1");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn letters_reach_the_file_within_a_flush_interval_without_a_sync() {
+        let dir = scratch("interval");
+        let path = dir.join("dl.jsonl");
+        let dl = DeadLetters::new("j", &path);
+        for id in 0..3 {
+            dl.record("mapping", "device is NULL", json!({ "id": id }));
+        }
+        // No sync, the handle kept: only the writer's own flush can put them there.
+        let deadline = std::time::Instant::now() + FLUSH_EVERY * 5;
+        let lines = loop {
+            let lines = std::fs::read_to_string(&path)
+                .map(|t| t.lines().count())
+                .unwrap_or(0);
+            if lines == 3 || std::time::Instant::now() > deadline {
+                break lines;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(lines, 3, "not flushed within {:?}", FLUSH_EVERY * 5);
+        drop(dl);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -93,7 +93,7 @@ fn ack_all(h: &mut Harness, delay: Duration) -> Arc<Mutex<Vec<Point>>> {
             tokio::time::sleep(delay).await;
             keep.lock().unwrap().extend(request.points);
             if let Some(done) = request.done {
-                let _ = done.send(Ok(()));
+                let _ = done.send(Ok(vec![]));
             }
         }
     });
@@ -275,7 +275,7 @@ async fn every_precision_of_both_apis_gives_nanoseconds() {
         a.time
     );
     assert_eq!(a.time % 1_000_000_000, 0);
-    assert_eq!(Counters::get(&h.counters.rows_read), cases.len() as u64 + 2);
+    assert_eq!(h.counters.rows_read.get(), cases.len() as u64 + 2);
     h.server.shutdown().await;
 }
 
@@ -485,9 +485,9 @@ async fn a_full_pending_bound_answers_429_until_points_are_acknowledged() {
     let reply = send(h.post("/write?db=d", "m v=6i 6")).await;
     assert_eq!(reply.status, 429, "5 pending: full");
 
-    held.done.unwrap().send(Ok(())).unwrap();
+    held.done.unwrap().send(Ok(vec![])).unwrap();
     assert_eq!(first.await.unwrap().status, 204);
-    fits.done.unwrap().send(Ok(())).unwrap();
+    fits.done.unwrap().send(Ok(vec![])).unwrap();
     assert_eq!(second.await.unwrap().status, 204);
 
     // Acknowledged: room again.
@@ -495,7 +495,7 @@ async fn a_full_pending_bound_answers_429_until_points_are_acknowledged() {
     let accepted = next(&mut h.taken).await;
     let times: Vec<i64> = accepted.points.iter().map(|p| p.time).collect();
     assert_eq!(times, vec![4, 5, 6]);
-    accepted.done.unwrap().send(Ok(())).unwrap();
+    accepted.done.unwrap().send(Ok(vec![])).unwrap();
     assert_eq!(third.await.unwrap().status, 204);
     h.server.shutdown().await;
 }
@@ -592,7 +592,7 @@ net,host=web1,interface=eth0 bytes_recv= 1700000000000000000
         expected[0].device_hash, expected[1].device_hash,
         "series route apart"
     );
-    assert_eq!(Counters::get(&h.counters.rows_read), 5);
+    assert_eq!(h.counters.rows_read.get(), 5);
 
     assert_eq!(h.dead_letters.count(), 3);
     let letters = h.dead_letter_lines();
@@ -658,7 +658,7 @@ async fn durable_writes_are_answered_after_done_and_async_ones_at_once() {
     request
         .done
         .expect("durable mode carries done")
-        .send(Ok(()))
+        .send(Ok(vec![]))
         .unwrap();
     assert_eq!(pending.await.unwrap().status, 204);
 
@@ -732,7 +732,7 @@ async fn shutdown_refuses_new_connections_and_finishes_requests_in_progress() {
     );
     assert!(!queue.is_closed());
 
-    request.done.unwrap().send(Ok(())).unwrap();
+    request.done.unwrap().send(Ok(vec![])).unwrap();
     assert_eq!(in_flight.await.unwrap().status, 204);
     tokio::time::timeout(Duration::from_secs(10), shutdown)
         .await
@@ -791,7 +791,7 @@ async fn tls_round_trip_with_a_self_signed_certificate() {
             1_700_000_000_000_000_000
         )]
     );
-    request.done.unwrap().send(Ok(())).unwrap();
+    request.done.unwrap().send(Ok(vec![])).unwrap();
     let mut response = String::new();
     tls.read_to_string(&mut response).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 204 "), "{response}");
@@ -836,7 +836,7 @@ async fn an_acknowledgement_that_times_out_keeps_its_points_pending_until_done()
     );
     // The client gave up on them, the engine did not: they still count against the bound.
     assert_eq!(send(h.post("/write?db=d", "m v=3i 3")).await.status, 429);
-    slow.done.unwrap().send(Ok(())).ok();
+    slow.done.unwrap().send(Ok(vec![])).ok();
     // Released as soon as done fires: a retry is taken (429 only while that is racing).
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -845,7 +845,7 @@ async fn an_acknowledgement_that_times_out_keeps_its_points_pending_until_done()
             request = h.taken.recv() => {
                 let request = request.unwrap();
                 assert_eq!(request.points[0].time, 3);
-                request.done.unwrap().send(Ok(())).ok();
+                request.done.unwrap().send(Ok(vec![])).ok();
                 assert_eq!(retry.await.unwrap().status, 204);
                 break;
             }

@@ -113,7 +113,15 @@ impl FileStore {
     }
 
     /// Makes the dead letters durable, then replaces `name` with `state`.
+    ///
+    /// Blocks on two or three fsyncs: callers are plain threads (the timely worker that
+    /// commits, the runner before the dataflow starts), never a task of the async runtime,
+    /// whose few threads every connection and write shares. Debug builds (every test) check.
     fn save(&self, name: &str, state: &impl serde::Serialize) -> Result<(), String> {
+        debug_assert!(
+            tokio::runtime::Handle::try_current().is_err(),
+            "a checkpoint saved on the async runtime: it blocks that runtime's thread on fsync"
+        );
         if let Some(dead_letters) = &self.dead_letters {
             dead_letters.sync()?;
         }
@@ -211,6 +219,56 @@ mod tests {
         assert!(err.contains("cannot write the dead-letter file"), "{err}");
         assert_eq!(store.load_backfill().unwrap(), None, "nothing saved");
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn every_dead_letter_recorded_before_a_checkpoint_is_on_disk_after_it() {
+        let dir = std::env::temp_dir().join(format!("tsmig-store-all-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let letters = DeadLetters::new("j", &dir.join("dead.jsonl"));
+        let store = FileStore::new(&dir.join("state")).with_dead_letters(letters.clone());
+        // More than the writer's queue holds, from several workers at once.
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let letters = letters.clone();
+                std::thread::spawn(move || {
+                    for i in 0..3_000 {
+                        letters.record("sink", "refused", serde_json::json!(w * 10_000 + i));
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        store
+            .save_backfill(&BackfillState::new("j", vec![]))
+            .unwrap();
+        // Read at once, every handle still open: nothing waits in a buffer or a queue.
+        let mut ids: Vec<i64> = fs::read_to_string(dir.join("dead.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["record"]
+                    .as_i64()
+                    .unwrap()
+            })
+            .collect();
+        ids.sort();
+        let expected: Vec<i64> = (0..4)
+            .flat_map(|w| (0..3_000).map(move |i| w * 10_000 + i))
+            .collect();
+        assert_eq!(ids, expected);
+        drop((store, letters));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[cfg(debug_assertions)]
+    #[tokio::test]
+    #[should_panic(expected = "a checkpoint saved on the async runtime")]
+    async fn a_checkpoint_saved_on_the_async_runtime_is_caught_in_debug_builds() {
+        let dir = std::env::temp_dir().join(format!("tsmig-store-rt-{}", std::process::id()));
+        let _ = FileStore::new(&dir).save_backfill(&BackfillState::new("j", vec![]));
     }
 
     #[test]

@@ -99,7 +99,7 @@ fn map_changes<'s>(
                         });
                     }
                 }
-                Counters::add(&counters.points_mapped, out.len() as u64);
+                counters.points_mapped.add(out.len() as u64);
                 output.session(&time).give_container(&mut out);
             });
         }

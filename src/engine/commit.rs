@@ -47,7 +47,7 @@ pub(super) trait Checkpoint<T>: 'static {
 /// worker 0 only. A state that cannot be written fails the job.
 pub(super) fn commit<'s, T: ExchangeData>(
     finished: Stream<'s, u64, Vec<T>>,
-    acks: Stream<'s, u64, Vec<()>>,
+    acks: Stream<'s, u64, Vec<super::sink::Refusal>>,
     checkpoint: Option<Box<dyn Checkpoint<T>>>,
     interval: Duration,
     control: Control,
@@ -117,7 +117,7 @@ pub(super) struct Splits {
 
 impl Checkpoint<u64> for Splits {
     fn durable(&mut self, ids: Vec<u64>) -> bool {
-        Counters::add(&self.counters.splits_done, ids.len() as u64);
+        self.counters.splits_done.add(ids.len() as u64);
         self.status.finished(&ids);
         self.state.finish(ids);
         true
@@ -176,7 +176,7 @@ impl Checkpoint<Reached> for Positions {
 
     fn save(&mut self) -> Result<(), String> {
         self.store.save_cdc(&self.state)?;
-        Counters::add(&self.counters.checkpoints, 1);
+        self.counters.checkpoints.add(1);
         self.status.checkpointed(self.state.position.to_string());
         tracing::debug!(position = %self.state.position, "checkpoint");
         Ok(())

@@ -141,7 +141,7 @@ pub(super) fn follow<'s>(
                 match rx.try_recv() {
                     Ok(ChangeEvent::Rows(mut rows)) => {
                         let n = rows.len() as u64;
-                        Counters::add(&ctx.counters.changes_read, n);
+                        ctx.counters.changes_read.add(n);
                         in_flight.add(epoch, n);
                         closer.rows(n);
                         changes_output
@@ -153,7 +153,7 @@ pub(super) fn follow<'s>(
                         position,
                         timestamp,
                     }) => {
-                        Counters::add(&ctx.counters.transactions_read, 1);
+                        ctx.counters.transactions_read.add(1);
                         closer.commit(position, timestamp);
                     }
                     Ok(ChangeEvent::Idle { position }) => {

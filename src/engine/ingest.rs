@@ -37,12 +37,16 @@
 //! acknowledge them. Only when the queue is finished (closed by the drained endpoint, and
 //! empty) is the capability dropped, and the job ends once the sinks are idle.
 //!
-//! **Acknowledge** keeps nothing of its own: for every request it emitted, take requests
-//! files the request's `done` under the epoch of its points; acknowledge sees the frontier
-//! after the sinks (every worker's, every process's: timely's progress tracking is global)
-//! and sends `Ok(())` for every epoch the frontier has passed — those points are durable
-//! in the target. Taking the frontier as an input, rather than polling a probe, gets it
-//! scheduled the moment the frontier moves.
+//! **Acknowledge**: for every request it emitted, take requests files the request's
+//! `done` under the epoch of its points; acknowledge sees the frontier after the sinks
+//! (every worker's, every process's: timely's progress tracking is global) and answers
+//! every request of an epoch the frontier has passed — those points are durable in the
+//! target. Taking the frontier as an input, rather than polling a probe, gets it
+//! scheduled the moment the frontier moves. A point the target refused is dead-lettered,
+//! not durable: the sink emits a refusal for it (only for points whose client waits)
+//! at an epoch no later than the point's, exchanged to the worker that answers the
+//! request, so by the time the frontier passes the request's epoch its refusals are in,
+//! and the request is answered with them (400, "partial write", as InfluxDB does).
 //!
 //! No backpressure here: the endpoint bounds the points accepted and not yet released
 //! (`max_pending_points`, 429 past it), so the operator takes whatever is queued.
@@ -53,13 +57,14 @@
 //! worker's state, and [`run`] abandons the queue so that the requests still in it are
 //! answered at once too, instead of waiting out `ack_timeout`.
 
+use super::sink::Refusal;
 use super::{sink, Cluster, Control, EpochClock, Services};
 use crate::error::Failure;
-use crate::model::Point;
+use crate::model::{Origin, Point};
 use crate::sink::Sink;
 use crate::source::push::{Ack, IngestQueue, Ingested};
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -70,8 +75,9 @@ use timely::dataflow::operators::{Capability, Exchange, Operator};
 use timely::dataflow::{Scope, Stream};
 use tokio::sync::oneshot;
 
-/// A point and the number of the request it came in (the order requests were taken).
-type Numbered = (u64, Point);
+/// A point, the number of the request it came in (the order requests were taken), and
+/// the worker that answers the request if its client waits.
+type Numbered = (u64, Option<u32>, Point);
 
 /// Requests taken per activation before yielding to the other operators.
 const REQUESTS_PER_ACTIVATION: usize = 64;
@@ -120,14 +126,18 @@ pub fn run<S: Sink>(job: Ingest<S>, cluster: &Cluster) -> Result<(), Failure> {
                     waiting: waiting.clone(),
                 },
             );
-            let routed = points.exchange(|(_, p): &Numbered| p.device_hash);
-            let acks = sink::write(
+            let routed = points.exchange(|(_, _, p): &Numbered| p.device_hash);
+            let refusals = sink::write(
                 in_queue_order(routed),
                 sink.clone(),
                 &services,
                 sink::Order::Ordered,
             );
-            acknowledge(acks, waiting);
+            // Each refusal goes back to the worker that answers its request.
+            acknowledge(
+                refusals.exchange(|(origin, _): &Refusal| u64::from(origin.worker)),
+                waiting,
+            );
         });
     })
     .inspect_err(|failure| queue.abandon(&failure.message))
@@ -172,6 +182,7 @@ fn take_requests<'s>(scope: Scope<'s, u64>, taking: Taking) -> Stream<'s, u64, V
         clock,
         waiting,
     } = taking;
+    let worker = scope.index() as u32;
     source::<_, CapacityContainerBuilder<Vec<Numbered>>, _, _>(
         scope,
         "TakeRequests",
@@ -205,11 +216,12 @@ fn take_requests<'s>(scope: Scope<'s, u64>, taking: Taking) -> Stream<'s, u64, V
                     if epoch > *cap.time() {
                         cap.downgrade(&epoch);
                     }
+                    let answerer = done.as_ref().map(|_| worker);
                     output
                         .session(&*cap)
-                        .give_iterator(points.into_iter().map(|p| (seq, p)));
+                        .give_iterator(points.into_iter().map(|p| (seq, answerer, p)));
                     if let Some(done) = done {
-                        waiting.borrow_mut().add(epoch, done);
+                        waiting.borrow_mut().add(epoch, seq, done);
                     }
                 }
                 if budget == 0 {
@@ -227,8 +239,11 @@ fn take_requests<'s>(scope: Scope<'s, u64>, taking: Taking) -> Stream<'s, u64, V
 }
 
 /// Hands each epoch's points to the sink once no earlier point can still arrive (the
-/// frontier has passed the epoch), in the order their requests were taken.
-fn in_queue_order(points: Stream<'_, u64, Vec<Numbered>>) -> Stream<'_, u64, Vec<Point>> {
+/// frontier has passed the epoch), in the order their requests were taken, each with the
+/// origin of a request that waits for it.
+fn in_queue_order(
+    points: Stream<'_, u64, Vec<Numbered>>,
+) -> Stream<'_, u64, Vec<(Option<Origin>, Point)>> {
     points.unary_frontier(Pipeline, "InQueueOrder", |_capability, _info| {
         let mut stash: BTreeMap<u64, (Capability<u64>, Vec<Numbered>)> = BTreeMap::new();
         move |(input, frontier), output| {
@@ -246,29 +261,37 @@ fn in_queue_order(points: Stream<'_, u64, Vec<Numbered>>) -> Stream<'_, u64, Vec
                 }
                 let (capability, mut points) = entry.remove();
                 // Stable: a request's points keep their body order.
-                points.sort_by_key(|(seq, _)| *seq);
+                points.sort_by_key(|(seq, _, _)| *seq);
                 output
                     .session(&capability)
-                    .give_iterator(points.into_iter().map(|(_, p)| p));
+                    .give_iterator(points.into_iter().map(|(request, worker, p)| {
+                        (worker.map(|worker| Origin { worker, request }), p)
+                    }));
             }
         }
     })
 }
 
-/// Sends `done` for every epoch the frontier after the sinks has passed.
-fn acknowledge(acks: Stream<'_, u64, Vec<()>>, waiting: Rc<RefCell<Waiting>>) {
-    acks.sink(Pipeline, "AcknowledgeRequests", move |(input, frontier)| {
-        // The sink's output carries no data, only its capabilities.
-        input.for_each_time(|_, _| {});
-        waiting
-            .borrow_mut()
-            .release(frontier.frontier().first().copied());
+/// Sends `done` for every epoch the frontier after the sinks has passed, with the
+/// target's reasons for the request's points it refused.
+fn acknowledge(refusals: Stream<'_, u64, Vec<Refusal>>, waiting: Rc<RefCell<Waiting>>) {
+    refusals.sink(Pipeline, "AcknowledgeRequests", move |(input, frontier)| {
+        let mut waiting = waiting.borrow_mut();
+        input.for_each_time(|_, batches| {
+            for (origin, reason) in batches.flat_map(|b| b.drain(..)) {
+                waiting.refused(origin.request, reason);
+            }
+        });
+        waiting.release(frontier.frontier().first().copied());
     });
 }
 
-/// The `done` senders of the requests emitted on this worker, by epoch.
+/// The `done` senders of the requests emitted on this worker, by epoch, and the target's
+/// refusals of their points.
 struct Waiting {
-    by_epoch: BTreeMap<u64, Vec<oneshot::Sender<Ack>>>,
+    by_epoch: BTreeMap<u64, Vec<(u64, oneshot::Sender<Ack>)>>,
+    /// Per request (by number), the reasons the target gave for points it refused.
+    refusals: HashMap<u64, Vec<String>>,
     control: Control,
 }
 
@@ -276,17 +299,27 @@ impl Waiting {
     fn new(control: Control) -> Self {
         Self {
             by_epoch: BTreeMap::new(),
+            refusals: HashMap::new(),
             control,
         }
     }
 
-    /// A request whose points were emitted at `epoch`.
-    fn add(&mut self, epoch: u64, done: oneshot::Sender<Ack>) {
-        self.by_epoch.entry(epoch).or_default().push(done);
+    /// Request number `request`, whose points were emitted at `epoch`.
+    fn add(&mut self, epoch: u64, request: u64, done: oneshot::Sender<Ack>) {
+        self.by_epoch
+            .entry(epoch)
+            .or_default()
+            .push((request, done));
     }
 
-    /// Acknowledges every request of an epoch before `frontier` (all when `None`: nothing
-    /// is pending anywhere); returns how many.
+    /// The target refused a point of request `request` (it was dead-lettered).
+    fn refused(&mut self, request: u64, reason: String) {
+        self.refusals.entry(request).or_default().push(reason);
+    }
+
+    /// Answers every request of an epoch before `frontier` (all when `None`: nothing is
+    /// pending anywhere): its points are durable, or were refused for the reasons given;
+    /// returns how many.
     fn release(&mut self, frontier: Option<u64>) -> usize {
         let durable = match frontier {
             Some(f) => {
@@ -296,9 +329,10 @@ impl Waiting {
             None => std::mem::take(&mut self.by_epoch),
         };
         let mut n = 0;
-        for done in durable.into_values().flatten() {
+        for (request, done) in durable.into_values().flatten() {
+            let refused = self.refusals.remove(&request).unwrap_or_default();
             // A client that hung up no longer listens; its points are written all the same.
-            let _ = done.send(Ok(()));
+            let _ = done.send(Ok(refused));
             n += 1;
         }
         n
@@ -312,7 +346,7 @@ impl Drop for Waiting {
         let Some(reason) = self.control.failure() else {
             return;
         };
-        for done in std::mem::take(&mut self.by_epoch).into_values().flatten() {
+        for (_, done) in std::mem::take(&mut self.by_epoch).into_values().flatten() {
             let _ = done.send(Err(reason.message.clone()));
         }
     }
@@ -323,8 +357,16 @@ mod tests {
     use super::*;
 
     fn waiter(waiting: &mut Waiting, epoch: u64) -> oneshot::Receiver<Ack> {
+        waiter_of(
+            waiting,
+            epoch,
+            epoch * 100 + waiting.by_epoch.len() as u64 * 10 + 1,
+        )
+    }
+
+    fn waiter_of(waiting: &mut Waiting, epoch: u64, request: u64) -> oneshot::Receiver<Ack> {
         let (done, answer) = oneshot::channel();
-        waiting.add(epoch, done);
+        waiting.add(epoch, request, done);
         answer
     }
 
@@ -339,15 +381,31 @@ mod tests {
         assert_eq!(waiting.release(Some(3)), 0, "epoch 3 itself is not durable");
         assert!(at3.try_recv().is_err());
         assert_eq!(waiting.release(Some(4)), 1);
-        assert_eq!(at3.try_recv().unwrap(), Ok(()));
+        assert_eq!(at3.try_recv().unwrap(), Ok(vec![]));
         assert!(at5a.try_recv().is_err());
         assert_eq!(waiting.release(Some(9)), 2);
-        assert_eq!(at5a.try_recv().unwrap(), Ok(()));
-        assert_eq!(at5b.try_recv().unwrap(), Ok(()));
+        assert_eq!(at5a.try_recv().unwrap(), Ok(vec![]));
+        assert_eq!(at5b.try_recv().unwrap(), Ok(vec![]));
         assert!(at9.try_recv().is_err());
         assert_eq!(waiting.release(None), 1, "an empty frontier: all durable");
-        assert_eq!(at9.try_recv().unwrap(), Ok(()));
+        assert_eq!(at9.try_recv().unwrap(), Ok(vec![]));
         assert_eq!(waiting.release(None), 0);
+    }
+
+    #[test]
+    fn a_request_with_points_the_target_refused_is_answered_with_the_reasons() {
+        let mut waiting = Waiting::new(Control::default());
+        let mut first = waiter_of(&mut waiting, 3, 1);
+        let mut second = waiter_of(&mut waiting, 3, 2);
+        waiting.refused(2, "field type conflict".into());
+        waiting.refused(2, "field type conflict".into());
+        assert_eq!(waiting.release(Some(4)), 2);
+        assert_eq!(first.try_recv().unwrap(), Ok(vec![]));
+        assert_eq!(
+            second.try_recv().unwrap(),
+            Ok(vec!["field type conflict".to_string(); 2])
+        );
+        assert!(waiting.refusals.is_empty(), "nothing kept once answered");
     }
 
     #[test]
@@ -383,18 +441,20 @@ mod tests {
             worker.dataflow::<u64, _, _>(|scope| {
                 let routed = input
                     .to_stream(scope)
-                    .exchange(|(_, p): &Numbered| p.device_hash);
+                    .exchange(|(_, _, p): &Numbered| p.device_hash);
                 in_queue_order(routed).sink(Pipeline, "Seen", move |(input, _)| {
                     input.for_each_time(|_, batches| {
                         for batch in batches {
-                            out.lock().unwrap().extend(batch.drain(..).map(|p| p.time));
+                            out.lock()
+                                .unwrap()
+                                .extend(batch.drain(..).map(|(_, p)| p.time));
                         }
                     });
                 });
             });
             if worker.index() == 1 {
                 // Worker 1 took request 2 and sends it at once.
-                input.send((2, point(2)));
+                input.send((2, None, point(2)));
             } else {
                 // Worker 0 took request 1 just before, but sends it after request 2 has
                 // reached the device's worker (worker 0).
@@ -402,7 +462,7 @@ mod tests {
                 while started.elapsed() < Duration::from_millis(300) {
                     worker.step();
                 }
-                input.send((1, point(1)));
+                input.send((1, None, point(1)));
             }
             drop(input);
         })

@@ -121,7 +121,7 @@ pub(super) fn read_splits<'s>(
             if let Some(r) = reading.as_mut() {
                 let mut emit = |batch: &mut Vec<Row>, in_flight: &mut InFlight| {
                     let n = batch.len() as u64;
-                    Counters::add(&ctx.counters.rows_read, n);
+                    ctx.counters.rows_read.add(n);
                     in_flight.add(epoch, n);
                     rows_output
                         .activate()

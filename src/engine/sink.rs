@@ -38,9 +38,8 @@
 
 use super::Services;
 use crate::error::Failure;
-use crate::metrics::Counters;
-use crate::model::{Change, IntoChange, Point};
-use crate::sink::deliver::{deliver, deliver_deletes, Delivery};
+use crate::model::{Change, IntoChange, Origin, Point};
+use crate::sink::deliver::{deliver, deliver_deletes, deliver_traced, Delivery};
 use crate::sink::{Batch, Sink};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::mpsc;
@@ -66,16 +65,22 @@ pub(super) enum Order {
 /// Most points asked about in one [`Sink::surviving`] request.
 const CHECK_CHUNK: usize = 500;
 
+/// A point the target refused (it is dead-lettered), for the request it came in.
+pub(super) type Refusal = (Origin, String);
+
 /// Writes `points` (points or changes) to `sink`; the returned stream's frontier is the
 /// oldest epoch not yet durable at this sink. `order` says whether each point's changes
 /// must keep their order (CDC, ingest); a backfill writes each point once and needs no
-/// such care.
+/// such care. The stream carries a [`Refusal`] for every point with an
+/// [`origin`](IntoChange::origin) that was dead-lettered instead of written, at an epoch
+/// no later than the point's: once the frontier has passed a point's epoch, its refusal
+/// (if any) has been seen.
 pub(super) fn write<'s, S: Sink, D: IntoChange + Clone + 'static>(
     points: Stream<'s, u64, Vec<D>>,
     sink: Arc<S>,
     services: &Services,
     order: Order,
-) -> Stream<'s, u64, Vec<()>> {
+) -> Stream<'s, u64, Vec<Refusal>> {
     let ordered = order != Order::Any;
     let Services {
         runtime,
@@ -107,7 +112,7 @@ pub(super) fn write<'s, S: Sink, D: IntoChange + Clone + 'static>(
         let mut capability: Option<Capability<u64>> = None;
 
         move |(input, frontier),
-              _output: &mut OutputBuilderSession<'_, u64, CapacityContainerBuilder<Vec<()>>>| {
+              output: &mut OutputBuilderSession<'_, u64, CapacityContainerBuilder<Vec<Refusal>>>| {
             input.for_each_time(|time, batches| {
                 let epoch = *time.time();
                 if capability.as_ref().is_none_or(|c| epoch < *c.time()) {
@@ -115,12 +120,16 @@ pub(super) fn write<'s, S: Sink, D: IntoChange + Clone + 'static>(
                 }
                 for points in batches {
                     for item in points.drain(..) {
+                        let origin = item.origin();
                         let change = item.into_change();
                         if let Some(checks) = checks.as_mut() {
                             checks.pushed(&change);
                         }
-                        if let Err((reason, point)) = queue.push(epoch, change, || sink.new_batch()) {
+                        if let Err((reason, point)) = queue.push(epoch, change, origin, || sink.new_batch()) {
                             dead_letters.record("sink", &reason, point.to_json());
+                            if let Some(origin) = origin {
+                                output.session(&time).give((origin, reason));
+                            }
                         }
                     }
                 }
@@ -136,9 +145,19 @@ pub(super) fn write<'s, S: Sink, D: IntoChange + Clone + 'static>(
                         });
                         return;
                     }
-                    Ok((_, batch)) => {
+                    Ok((delivery, batch)) => {
                         if let Some(checks) = checks.as_mut() {
                             checks.acknowledged(&ack.deletes);
+                        }
+                        // The request's epochs are still held: the capability is at or
+                        // before each of them.
+                        if let Some(cap) = capability.as_ref() {
+                            let mut session = output.session(cap);
+                            for (push, reason) in delivery.refused {
+                                if let Ok(i) = ack.origins.binary_search_by_key(&push, |(p, _)| *p) {
+                                    session.give((ack.origins[i].1, reason));
+                                }
+                            }
                         }
                         queue.acknowledged(&ack.epochs, &ack.keys, batch)
                     }
@@ -162,10 +181,10 @@ pub(super) fn write<'s, S: Sink, D: IntoChange + Clone + 'static>(
                     for change in again {
                         let Some(at) = at else { break };
                         if matches!(change, Change::Delete(_)) {
-                            Counters::add(&counters.points_deleted_again, 1);
+                            counters.points_deleted_again.add(1);
                         }
                         checks.pushed(&change);
-                        let _ = queue.push(at, change, || sink.new_batch());
+                        let _ = queue.push(at, change, None, || sink.new_batch());
                     }
                 }
                 let input_done = frontier.is_empty() && queue.oldest_epoch().is_none();
@@ -206,14 +225,16 @@ pub(super) fn write<'s, S: Sink, D: IntoChange + Clone + 'static>(
                         deletes,
                         epochs,
                         keys,
+                        origins,
                     } = request;
                     let result = match deliver_deletes(&*sink, &deletes, &dead_letters, &counters).await {
                         Ok(()) if batch.is_empty() => Ok((Delivery::default(), Some(batch))),
-                        Ok(()) => deliver(&*sink, batch, &dead_letters, &counters).await,
+                        Ok(()) if origins.is_empty() => deliver(&*sink, batch, &dead_letters, &counters).await,
+                        Ok(()) => deliver_traced(&*sink, batch, &dead_letters, &counters).await,
                         Err(e) => Err(e),
                     };
                     counters.write_took(started.elapsed());
-                    let _ = acks.send(Ack { epochs, keys, deletes, result });
+                    let _ = acks.send(Ack { epochs, keys, deletes, origins, result });
                     let _ = wake.activate();
                 });
             }
@@ -248,6 +269,7 @@ struct Ack<B> {
     epochs: Vec<u64>,
     keys: Vec<u64>,
     deletes: Vec<Point>,
+    origins: Vec<(usize, Origin)>,
     result: Result<(Delivery, Option<B>), Failure>,
 }
 
@@ -264,13 +286,15 @@ pub(super) struct Bounds {
     pub in_flight: usize,
 }
 
-/// One request to send: a batch, the deletes sent before it, the epochs of its changes
-/// and (ordered mode) the key hashes of its points.
+/// One request to send: a batch, the deletes sent before it, the epochs of its changes,
+/// (ordered mode) the key hashes of its points, and the origins of the points whose
+/// client waits for them, by push index in the batch.
 pub(super) struct Request<B> {
     pub batch: B,
     pub deletes: Vec<Point>,
     pub epochs: Vec<u64>,
     pub keys: Vec<u64>,
+    pub origins: Vec<(usize, Origin)>,
 }
 
 impl<B: Batch> Request<B> {
@@ -313,12 +337,14 @@ impl<B: Batch> SinkQueue<B> {
         }
     }
 
-    /// Adds a change of `epoch` to the open batch (opening one with `new_batch` if none is).
-    /// `Err` is a point the batch refused for good, with the reason: dead-letter it.
+    /// Adds a change of `epoch` to the open batch (opening one with `new_batch` if none is),
+    /// noting the `origin` of a write whose client waits for it. `Err` is a point the batch
+    /// refused for good, with the reason: dead-letter it.
     pub fn push(
         &mut self,
         epoch: u64,
         change: Change,
+        origin: Option<Origin>,
         new_batch: impl FnOnce() -> B,
     ) -> Result<(), (String, Point)> {
         let key = if self.ordered {
@@ -339,6 +365,7 @@ impl<B: Batch> SinkQueue<B> {
                     deletes: Vec::new(),
                     epochs: Vec::new(),
                     keys: Vec::new(),
+                    origins: Vec::new(),
                 },
                 Instant::now(),
             )
@@ -352,7 +379,15 @@ impl<B: Batch> SinkQueue<B> {
             current.keys.push(key);
         }
         let refused = match change {
-            Change::Write(point) => current.batch.push(&point).err().map(|r| (r, point)),
+            Change::Write(point) => match current.batch.push(&point) {
+                Ok(()) => {
+                    if let Some(origin) = origin {
+                        current.origins.push((current.batch.len() - 1, origin));
+                    }
+                    None
+                }
+                Err(reason) => Some((reason, point)),
+            },
             Change::Delete(point) => {
                 current.deletes.push(point);
                 None
@@ -672,7 +707,7 @@ mod tests {
     }
 
     fn write(q: &mut SinkQueue<Times>, epoch: u64, time: i64) {
-        q.push(epoch, Change::Write(point(time)), Times::default)
+        q.push(epoch, Change::Write(point(time)), None, Times::default)
             .unwrap();
     }
 
@@ -725,7 +760,7 @@ mod tests {
     fn ordered_changes_of_one_point_never_fly_together_and_keep_their_order() {
         let mut q = queue(100, 4, true);
         write(&mut q, 1, 10);
-        q.push(1, Change::Delete(point(10)), Times::default)
+        q.push(1, Change::Delete(point(10)), None, Times::default)
             .unwrap();
         write(&mut q, 1, 11);
         assert_eq!(q.send_due(|_| true, Instant::now()), None);
@@ -841,7 +876,7 @@ mod tests {
     #[test]
     fn a_refused_point_comes_back_and_holds_nothing() {
         let mut q = queue(10, 1, false);
-        let refused = q.push(3, Change::Write(point(-1)), Times::default);
+        let refused = q.push(3, Change::Write(point(-1)), None, Times::default);
         assert_eq!(refused.unwrap_err().0, "before 1970");
         // The empty batch is dropped and its epoch released.
         assert_eq!(q.send_due(|_| false, Instant::now()), None);

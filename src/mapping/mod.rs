@@ -570,11 +570,6 @@ impl Mappings {
         out
     }
 
-    /// Whether every mapping is append-only (CDC then needs no consolidation at all).
-    pub fn all_append_only(&self) -> bool {
-        self.per_table.iter().flatten().all(|m| m.append_only)
-    }
-
     /// A row as a JSON object, column → value.
     pub fn row_json(&self, table: usize, values: &[Option<Value>]) -> serde_json::Value {
         let names = &self.column_names[table];

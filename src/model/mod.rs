@@ -258,10 +258,38 @@ impl Change {
     }
 }
 
-/// What the sink operator takes: plain points (backfill) or changes (CDC).
+/// What the sink operator takes: plain points (backfill) or changes (CDC), or points of
+/// a client's request that waits for them (ingest, `ack: durable`).
 pub trait IntoChange {
+    /// The request that waits for this point, if one does: a point the target refuses is
+    /// then reported back to it (see [`Origin`]).
+    fn origin(&self) -> Option<Origin> {
+        None
+    }
     /// As a change.
     fn into_change(self) -> Change;
+}
+
+/// The request a point came in, for a client that waits until its points are durable:
+/// the worker that took the request (and answers it) and the request's number there.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct Origin {
+    /// The worker (index across every process) that waits for the point.
+    pub worker: u32,
+    /// The request's number: the order the process's workers took requests in.
+    pub request: u64,
+}
+
+/// A point of a request whose client waits (`origin`), or of one that does not.
+impl IntoChange for (Option<Origin>, Point) {
+    fn origin(&self) -> Option<Origin> {
+        self.0
+    }
+    fn into_change(self) -> Change {
+        Change::Write(self.1)
+    }
 }
 
 impl IntoChange for Point {

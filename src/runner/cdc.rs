@@ -178,26 +178,19 @@ async fn monitor_lag(
                 clock.lag_ms(&committed, u64::from(committed_at) * 1000, &status),
             ),
             // The server cannot be asked: the lag grows as the clock does.
-            Err(_) => (
-                Counters::get(&counters.lag_bytes),
-                clock.unreachable_lag_ms(),
-            ),
+            Err(_) => (counters.lag_bytes.get(), clock.unreachable_lag_ms()),
         };
-        counters
-            .lag_bytes
-            .store(bytes, std::sync::atomic::Ordering::Relaxed);
-        counters
-            .lag_ms
-            .store(lag_ms, std::sync::atomic::Ordering::Relaxed);
+        counters.lag_bytes.set(bytes);
+        counters.lag_seconds.set(lag_ms as f64 / 1000.0);
         n += 1;
         if n % 10 == 0 {
             tracing::info!(
                 position = %committed,
                 lag_bytes = bytes,
                 lag_seconds = lag_ms as f64 / 1000.0,
-                changes = Counters::get(&counters.changes_read),
-                written = Counters::get(&counters.points_written),
-                deleted = Counters::get(&counters.points_deleted),
+                changes = counters.changes_read.get(),
+                written = counters.points_written.get(),
+                deleted = counters.points_deleted.get(),
                 "cdc"
             );
         }

@@ -35,7 +35,6 @@ use crate::checkpoint::{BackfillState, FollowState, NextRound, Round};
 use crate::connectors::Checked;
 use crate::job::Job;
 use crate::mapping::Mappings;
-use crate::metrics::Counters;
 use crate::sink::Sink;
 use crate::source::{BoundedSource, Split};
 use std::sync::Arc;
@@ -249,10 +248,7 @@ impl<S: Sink> Rounds<'_, S> {
     /// The lag metric (`tsmig_cdc_lag_seconds`): how far the watermark is behind now.
     fn show_lag(&self, state: &FollowState) {
         let lag_ms = now_ns().saturating_sub(state.watermark).max(0) / 1_000_000;
-        self.run
-            .counters
-            .lag_ms
-            .store(lag_ms as u64, std::sync::atomic::Ordering::Relaxed);
+        self.run.counters.lag_seconds.set(lag_ms as f64 / 1000.0);
     }
 
     /// The round under way (recorded, with its plan; `true`), or a new one planned and
@@ -323,11 +319,10 @@ impl<S: Sink> Rounds<'_, S> {
                 .map(|s| s.id),
         );
         let counters = &self.run.counters;
-        Counters::add(&counters.splits_planned, pending.len() as u64);
-        Counters::add(
-            &counters.rows_expected,
-            pending.iter().map(|s| s.estimated_rows).sum(),
-        );
+        counters.splits_planned.add(pending.len() as u64);
+        counters
+            .rows_expected
+            .add(pending.iter().map(|s| s.estimated_rows).sum());
         self.run.backfill_engine(
             self.job,
             &self.options.cluster,

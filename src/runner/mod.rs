@@ -114,9 +114,27 @@ impl std::fmt::Display for RunError {
     }
 }
 
+/// The fewest threads the async runtime gets, however few CPUs there are: one task's long
+/// poll (decoding a large answer from a source) must not stall every other client of the
+/// process (the sink's acknowledgements, the CDC reader, the signal watcher) on a one-CPU
+/// machine.
+const MIN_IO_THREADS: usize = 2;
+
+/// Threads of the async runtime, from the CPUs this process may use (`available`:
+/// affinity and cgroup quotas counted, as [`std::thread::available_parallelism`] reads
+/// them). Every async client of the process runs on them — source reads, the sink's
+/// requests, the ingest endpoint's connections — and their own CPU work (decoding rows
+/// and answers, TLS, HTTP) grows with the workers a bigger machine runs; a fixed two
+/// threads made them the bottleneck there. No more than one per CPU: the timely workers
+/// need the CPUs too, and blocking work (gzip, the IoTDB client) runs on the runtime's
+/// blocking pool, not on these threads.
+fn io_threads(available: Option<std::num::NonZeroUsize>) -> usize {
+    available.map_or(MIN_IO_THREADS, |n| n.get().max(MIN_IO_THREADS))
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, RunError> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(io_threads(std::thread::available_parallelism().ok()))
         .thread_name("tsmig-io")
         .enable_all()
         .build()
@@ -399,6 +417,7 @@ impl JobRun {
         let counters = Counters::new();
         let dead_letters =
             DeadLetters::new(&job.file.name, &dead_letter_path(job, &options.cluster)?);
+        counters.show_dead_letters(dead_letters.counter());
         // A dead letter that cannot be written ends the job: it is never dropped.
         let failing = control.clone();
         dead_letters.on_failure(move |e| failing.fail(crate::error::Failure::fatal(e)));
@@ -420,7 +439,7 @@ impl JobRun {
         );
         if let Some(addr) = options.metrics_addr {
             let _guard = rt.enter();
-            crate::metrics::serve(addr, counters.clone(), dead_letters.clone())
+            crate::metrics::serve(addr, counters.registry().clone())
                 .map_err(|e| RunError::Usage(format!("--metrics-addr {addr}: {e}")))?;
         }
         if let Some(addr) = options.status_addr {
@@ -600,15 +619,12 @@ impl BackfillPhase<'_> {
             let pending = state.pending();
             // Set, not added: a restart loads the same plan again (backfill+follow's rounds
             // add theirs after this).
-            Counters::set(&counters.splits_planned, state.plan.len() as u64);
-            Counters::set(
-                &counters.splits_done,
-                (state.plan.len() - pending.len()) as u64,
-            );
-            Counters::set(
-                &counters.rows_expected,
-                Counters::get(&counters.rows_read)
-                    + pending.iter().map(|s| s.estimated_rows).sum::<u64>(),
+            counters.splits_planned.set(state.plan.len() as u64);
+            counters
+                .splits_done
+                .set((state.plan.len() - pending.len()) as u64);
+            counters.rows_expected.set(
+                counters.rows_read.get() + pending.iter().map(|s| s.estimated_rows).sum::<u64>(),
             );
             if pending.is_empty() {
                 tracing::info!("every split is already finished; run with --fresh to copy again");
@@ -780,18 +796,17 @@ pub struct Summary {
 impl Summary {
     fn read(c: &Counters, dead_lettered: u64, elapsed: Duration, stopped: bool) -> Self {
         Self {
-            rows_read: Counters::get(&c.rows_read),
-            points_written: Counters::get(&c.points_written),
+            rows_read: c.rows_read.get(),
+            points_written: c.points_written.get(),
             dead_lettered,
-            splits_done: Counters::get(&c.splits_done),
-            splits_total: Counters::get(&c.splits_planned),
-            retries: Counters::get(&c.retries),
-            // The process's: sources keep no handle to the run's counters.
-            source_retries: crate::metrics::source_retries(),
-            restarts: Counters::get(&c.restarts),
-            first_write_ms: Counters::get(&c.first_write_us) as f64 / 1000.0,
-            changes_read: Counters::get(&c.changes_read),
-            points_deleted: Counters::get(&c.points_deleted),
+            splits_done: c.splits_done.get(),
+            splits_total: c.splits_planned.get(),
+            retries: c.retries.get(),
+            source_retries: c.source_retries.get(),
+            restarts: c.restarts.get(),
+            first_write_ms: c.first_write_seconds.get() * 1000.0,
+            changes_read: c.changes_read.get(),
+            points_deleted: c.points_deleted.get(),
             elapsed,
             stopped,
         }
@@ -821,5 +836,21 @@ impl std::fmt::Display for Summary {
             " changes_read={} points_deleted={} restarts={}",
             self.changes_read, self.points_deleted, self.restarts
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::num::NonZeroUsize;
+
+    #[test]
+    fn the_runtime_has_a_thread_per_cpu_and_never_fewer_than_two() {
+        let cpus = |n| NonZeroUsize::new(n);
+        assert_eq!(io_threads(cpus(16)), 16);
+        assert_eq!(io_threads(cpus(3)), 3);
+        assert_eq!(io_threads(cpus(1)), MIN_IO_THREADS);
+        // Unknown (no /proc, an odd platform): the floor.
+        assert_eq!(io_threads(None), MIN_IO_THREADS);
     }
 }

@@ -67,7 +67,7 @@ pub fn start(mode: ProgressMode, counters: Arc<Counters>, dead_letters: DeadLett
 
 fn show_bar(done: &AtomicBool, c: &Counters, dead_letters: &DeadLetters) {
     let bar = ProgressBar::with_draw_target(
-        Some(Counters::get(&c.rows_expected).max(1)),
+        Some(c.rows_expected.get().max(1)),
         ProgressDrawTarget::stderr(),
     );
     bar.set_style(
@@ -75,15 +75,15 @@ fn show_bar(done: &AtomicBool, c: &Counters, dead_letters: &DeadLetters) {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     while !done.load(Ordering::SeqCst) {
-        let read = Counters::get(&c.rows_read);
-        bar.set_length(Counters::get(&c.rows_expected).max(read).max(1));
+        let read = c.rows_read.get();
+        bar.set_length(c.rows_expected.get().max(read).max(1));
         bar.set_position(read);
         bar.set_message(format!(
             "written {}  dead-lettered {}  splits {}/{}",
-            Counters::get(&c.points_written),
+            c.points_written.get(),
             dead_letters.count(),
-            Counters::get(&c.splits_done),
-            Counters::get(&c.splits_planned)
+            c.splits_done.get(),
+            c.splits_planned.get()
         ));
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -99,15 +99,15 @@ fn show_log(done: &AtomicBool, c: &Counters, dead_letters: &DeadLetters) {
             continue;
         }
         last = Instant::now();
-        let read = Counters::get(&c.rows_read);
+        let read = c.rows_read.get();
         tracing::info!(
             rows_read = read,
-            points_written = Counters::get(&c.points_written),
+            points_written = c.points_written.get(),
             dead_lettered = dead_letters.count(),
-            splits_done = Counters::get(&c.splits_done),
-            splits_planned = Counters::get(&c.splits_planned),
+            splits_done = c.splits_done.get(),
+            splits_planned = c.splits_planned.get(),
             rows_per_second = (read as f64 / started.elapsed().as_secs_f64()) as u64,
-            retries = Counters::get(&c.retries),
+            retries = c.retries.get(),
             "progress"
         );
     }

@@ -19,7 +19,6 @@
 
 use super::{JobRun, RunError};
 use crate::job::{Attempts, RestartConfig, RestartStrategy};
-use crate::metrics::Counters;
 use std::time::{Duration, Instant};
 
 /// Runs `attempt` until it succeeds, fails for good, or the strategy gives up.
@@ -45,7 +44,7 @@ pub(super) fn run(
                 n => format!("{cause} (gave up after {n} restarts; see `restart:`)"),
             }));
         };
-        Counters::add(&job_run.counters.restarts, 1);
+        job_run.counters.restarts.add(1);
         job_run.status.restarting(&cause);
         tracing::warn!(
             restart = restarts.count,

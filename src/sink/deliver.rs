@@ -112,6 +112,7 @@ impl BatchConfig {
 
 /// reqwest's message (with its causes, each once) without the URL, which may carry
 /// credentials: for every HTTP client in tsmig, sinks and sources alike.
+#[cfg(any(feature = "influxdb", feature = "tdengine"))]
 pub fn without_url(e: &reqwest::Error) -> String {
     let message = error_chain(e);
     match e.url() {
@@ -146,12 +147,15 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// What became of one batch.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Delivery {
     /// Points the target acknowledged.
     pub written: u64,
     /// Points dead-lettered because the target refused them.
     pub dead_lettered: u64,
+    /// Of a traced delivery ([`deliver_traced`]), each refused point's push index in the
+    /// batch ([`Batch::pushed_order`]) and the target's reason; empty otherwise.
+    pub refused: Vec<(usize, String)>,
 }
 
 /// Sends `batch` until every point is written or dead-lettered. `Err` means the job must
@@ -163,15 +167,49 @@ pub async fn deliver<S: Sink>(
     dead_letters: &DeadLetters,
     counters: &Counters,
 ) -> Result<(Delivery, Option<S::Batch>), Failure> {
+    deliver_batch(sink, batch, dead_letters, counters, false).await
+}
+
+/// [`deliver`], and say which points the target refused ([`Delivery::refused`]): for
+/// points whose client waits to hear of them.
+pub async fn deliver_traced<S: Sink>(
+    sink: &S,
+    batch: S::Batch,
+    dead_letters: &DeadLetters,
+    counters: &Counters,
+) -> Result<(Delivery, Option<S::Batch>), Failure> {
+    deliver_batch(sink, batch, dead_letters, counters, true).await
+}
+
+async fn deliver_batch<S: Sink>(
+    sink: &S,
+    batch: S::Batch,
+    dead_letters: &DeadLetters,
+    counters: &Counters,
+    traced: bool,
+) -> Result<(Delivery, Option<S::Batch>), Failure> {
     let policy = &sink.batching().retry;
     let mut delivery = Delivery::default();
-    let mut queue = vec![batch];
+    // Record i of the whole batch is push pushed[i]; a half's record j is record base + j.
+    let pushed = if traced {
+        batch.pushed_order()
+    } else {
+        Vec::new()
+    };
+    let mut refuse = |record: usize, reason: &str| {
+        if let Some(&push) = pushed.get(record) {
+            delivery.refused.push((push, reason.to_string()));
+        }
+    };
+    let mut written = 0;
+    let mut dead_lettered = 0;
+    let mut queue = vec![(batch, 0usize)];
     let mut whole = true;
     let mut reusable = None;
-    while let Some(mut batch) = queue.pop() {
+    while let Some((mut batch, base)) = queue.pop() {
         let refused = match send(policy, counters, "write", || sink.write(&batch)).await? {
             Outcome::Done => {
-                delivery.written += batch.len() as u64;
+                written += batch.len() as u64;
                 counters.written(batch.len() as u64);
                 None
             }
@@ -183,6 +221,7 @@ pub async fn deliver<S: Sink>(
                         Some(record) => {
                             refused[*index] = true;
                             dead_letters.record("sink", reason, record.clone());
+                            refuse(base + index, reason);
                         }
                         None => {
                             return Err(Failure::fatal(format!(
@@ -193,8 +232,8 @@ pub async fn deliver<S: Sink>(
                     }
                 }
                 let refused = refused.iter().filter(|r| **r).count() as u64;
-                delivery.dead_lettered += refused;
-                delivery.written += batch.len() as u64 - refused;
+                dead_lettered += refused;
+                written += batch.len() as u64 - refused;
                 counters.written(batch.len() as u64 - refused);
                 None
             }
@@ -209,9 +248,10 @@ pub async fn deliver<S: Sink>(
         };
         whole = false;
         if batch.len() <= 1 {
-            for record in batch.records() {
+            for (j, record) in batch.records().into_iter().enumerate() {
                 dead_letters.record("sink", &message, record);
-                delivery.dead_lettered += 1;
+                refuse(base + j, &message);
+                dead_lettered += 1;
             }
         } else {
             let size = batch.len();
@@ -220,11 +260,14 @@ pub async fn deliver<S: Sink>(
                     "the sink could not split a refused batch of {size} points"
                 ))
             })?;
+            let right_base = base + left.len();
             // Left last onto the stack, so it is sent first and points keep their order.
-            queue.push(right);
-            queue.push(left);
+            queue.push((right, right_base));
+            queue.push((left, base));
         }
     }
+    delivery.written = written;
+    delivery.dead_lettered = dead_lettered;
     Ok((delivery, reusable))
 }
 
@@ -252,7 +295,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), WriteError>>,
 {
-    match retry(policy, what, &counters.retries, request).await {
+    match retry(policy, what, counters.retries.as_atomic(), request).await {
         Ok(()) => Ok(Outcome::Done),
         Err(RetryError::Final(WriteError::TooLarge { message }))
         | Err(RetryError::Final(WriteError::Rejected { message })) => Ok(Outcome::Refused(message)),
@@ -293,7 +336,7 @@ pub async fn deliver_deletes<S: Sink>(
         }
         tracing::debug!("a delete batch was refused; retried point by point");
     }
-    Counters::add(&counters.points_deleted, points.len() as u64);
+    counters.points_deleted.add(points.len() as u64);
     Ok(())
 }
 
@@ -428,6 +471,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_traced_delivery_names_each_refused_point_by_its_push() {
+        let sink = picky(vec![0, 41, 42, 99], 0, 5);
+        let path = dead_letter_file("traced");
+        let dl = DeadLetters::new("t", &path);
+        let (d, _) = deliver_traced(&sink, batch(&sink, 100), &dl, &Counters::default())
+            .await
+            .unwrap();
+        let refused: Vec<usize> = d.refused.iter().map(|(i, _)| *i).collect();
+        assert_eq!(refused, vec![0, 41, 42, 99], "found through the halves");
+        assert!(d.refused.iter().all(|(_, r)| r == "bad point"));
+        assert_eq!((d.written, d.dead_lettered), (96, 4));
+        std::fs::remove_file(path).ok();
+    }
+
+    #[tokio::test]
     async fn rejected_points_are_isolated_and_dead_lettered_the_rest_written() {
         let sink = picky(vec![3, 77, 78], 2, 5);
         let path = dead_letter_file("isolate");
@@ -445,7 +503,8 @@ mod tests {
             d3,
             Delivery {
                 written: 3,
-                dead_lettered: 0
+                dead_lettered: 0,
+                refused: vec![]
             }
         );
         assert_eq!(
@@ -457,7 +516,8 @@ mod tests {
             d,
             Delivery {
                 written: 97,
-                dead_lettered: 3
+                dead_lettered: 3,
+                refused: vec![]
             }
         );
         let mut stored = sink.stored.lock().unwrap().clone();
@@ -477,7 +537,7 @@ mod tests {
             .collect();
         assert_eq!(rejected, vec![3, 77, 78]);
         assert!(text.contains("bad point"));
-        assert_eq!(Counters::get(&counters.retries), 2);
+        assert_eq!(counters.retries.get(), 2);
         std::fs::remove_file(path).unwrap();
     }
 

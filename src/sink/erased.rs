@@ -19,6 +19,7 @@ trait DynBatch: Send + Sync {
     fn bytes(&self) -> usize;
     fn split(self: Box<Self>) -> Option<(ErasedBatch, ErasedBatch)>;
     fn records(&self) -> Vec<serde_json::Value>;
+    fn pushed_order(&self) -> Vec<usize>;
     fn clear(&mut self);
     fn as_any(&self) -> &dyn Any;
 }
@@ -39,6 +40,9 @@ impl<B: Batch> DynBatch for B {
     }
     fn records(&self) -> Vec<serde_json::Value> {
         Batch::records(self)
+    }
+    fn pushed_order(&self) -> Vec<usize> {
+        Batch::pushed_order(self)
     }
     fn clear(&mut self) {
         Batch::clear(self)
@@ -63,6 +67,9 @@ impl Batch for ErasedBatch {
     }
     fn records(&self) -> Vec<serde_json::Value> {
         self.0.records()
+    }
+    fn pushed_order(&self) -> Vec<usize> {
+        self.0.pushed_order()
     }
     fn clear(&mut self) {
         self.0.clear()

@@ -168,10 +168,18 @@ pub trait Batch: Send + Sync + Sized + 'static {
     }
     /// Size of the encoded body.
     fn bytes(&self) -> usize;
-    /// Divides the batch into two non-empty halves; `None` for a single point.
+    /// Divides the batch into two non-empty halves; `None` for a single point. The left
+    /// half's records come first: `left.records()` then `right.records()` are `records()`.
     fn split(self) -> Option<(Self, Self)>;
     /// The batch's points as readable records, for the dead-letter file.
     fn records(&self) -> Vec<serde_json::Value>;
+    /// For each of [`records`](Batch::records), in that order, which push added it (0 for
+    /// the first point pushed): how a point the target refused is traced back to the
+    /// request it came in. The default is for a batch that keeps its points in push
+    /// order; a batch that groups them (per device, per table) says where each went.
+    fn pushed_order(&self) -> Vec<usize> {
+        (0..self.len()).collect()
+    }
     /// Empties the batch so it can be filled again, keeping its buffers: a sink that
     /// recycles its batches allocates (and the kernel zeroes) no fresh memory per request.
     fn clear(&mut self);
@@ -212,7 +220,10 @@ pub trait Sink: Send + Sync + 'static {
     fn new_batch(&self) -> Self::Batch;
     /// Sizes, linger, concurrency and retry policy.
     fn batching(&self) -> &BatchConfig;
-    /// Sends one batch; called on the tokio runtime, possibly several times at once.
+    /// Sends one batch; called on the tokio runtime, possibly several times at once. CPU
+    /// work of more than microseconds (compressing the body) and blocking calls go to
+    /// `tokio::task::spawn_blocking`, never inline: they would hold up the runtime's other
+    /// tasks.
     async fn write(&self, batch: &Self::Batch) -> Result<(), WriteError>;
     /// Deletes each of `points` from the target: the point at its series and time, every
     /// field it has (CDC deletes and moved keys). Called on the tokio runtime.

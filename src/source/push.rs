@@ -4,8 +4,9 @@
 //! endpoint that fills the queue.
 //!
 //! An [`Ingested`] carries one request's points (in the body's order) and, when the client
-//! waits for durability, `done`: the engine sends `Ok(())` once every point is durable in
-//! the sink, or `Err(reason)` if the job failed; dropping it counts as a failure. The
+//! waits for durability, `done`: the engine sends `Ok(refused)` once every point is durable
+//! in the sink or refused by it (`refused` holds the target's reason for each refused
+//! point), or `Err(reason)` if the job failed; dropping it counts as a failure. The
 //! [`IngestQueue`] is shared by every worker of the process and never blocks: a worker
 //! registers a waker ([`IngestQueue::on_arrival`]) and takes requests with
 //! [`IngestQueue::try_recv`]; the source is finished when the queue is closed and empty
@@ -20,15 +21,16 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// What the engine says about one request's points: `Ok` once durable, `Err(reason)` if
-/// the job failed.
-pub type Ack = Result<(), String>;
+/// What the engine says about one request's points: `Ok` once each is durable in the
+/// target or was refused by it (dead-lettered), with the target's reason for each refused
+/// one (none: every point is durable); `Err(reason)` if the job failed.
+pub type Ack = Result<Vec<String>, String>;
 
 /// One accepted write request: its valid points, and where to say they are durable.
 pub struct Ingested {
     /// The request's valid points, in body order.
     pub points: Vec<Point>,
-    /// Send Ok(()) once durable in the sink, Err(reason) if the job failed; dropping it
+    /// Send Ok(refusals) once durable in the sink (or refused by it), Err(reason) if the job failed; dropping it
     /// counts as failure. `None` for `ack: async` (the client was answered already).
     pub done: Option<tokio::sync::oneshot::Sender<Ack>>,
 }

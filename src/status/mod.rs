@@ -376,11 +376,11 @@ impl StatusBoard {
     pub fn sample(&self) {
         let c = &self.counters;
         let now = Totals {
-            rows: Counters::get(&c.rows_read),
-            points: Counters::get(&c.points_written),
-            changes: Counters::get(&c.changes_read),
+            rows: c.rows_read.get(),
+            points: c.points_written.get(),
+            changes: c.changes_read.get(),
         };
-        let lag = Counters::get(&c.lag_ms) as f64 / 1000.0;
+        let lag = c.lag_seconds.get();
         let mut b = self.board();
         if let Some((at, before)) = b.last_sample {
             let secs = at.elapsed().as_secs_f64().max(1e-3);
@@ -416,14 +416,13 @@ impl StatusBoard {
     /// Everything the API answers, now.
     pub fn snapshot(&self) -> Snapshot {
         let c = &self.counters;
-        let get = Counters::get;
         let b = self.board();
         let recent: Vec<&Sample> = b.history.iter().rev().take(10).collect();
         let rows_per_second = match recent.len() {
             0 => 0.0,
             n => recent.iter().map(|s| s.rows_per_second).sum::<f64>() / n as f64,
         };
-        let rows_read = get(&c.rows_read);
+        let rows_read = c.rows_read.get();
         let rows_expected = b.plan.values().map(|(_, n)| *n).sum::<u64>();
         let rows_left = b
             .plan
@@ -494,10 +493,10 @@ impl StatusBoard {
             },
             progress: Progress {
                 rows_read,
-                rows_expected: rows_expected.max(get(&c.rows_expected)),
-                points_written: get(&c.points_written),
-                points_deleted: get(&c.points_deleted),
-                changes_read: get(&c.changes_read),
+                rows_expected: rows_expected.max(c.rows_expected.get()),
+                points_written: c.points_written.get(),
+                points_deleted: c.points_deleted.get(),
+                changes_read: c.changes_read.get(),
                 splits_done: b.done.len() as u64,
                 splits_total: b.plan.len() as u64,
                 rows_per_second,
@@ -505,16 +504,16 @@ impl StatusBoard {
             },
             tables,
             lag: Lag {
-                bytes: get(&c.lag_bytes),
-                seconds: get(&c.lag_ms) as f64 / 1000.0,
+                bytes: c.lag_bytes.get(),
+                seconds: c.lag_seconds.get(),
             },
             checkpoint: b.checkpoint.as_ref().map(|(at, position)| Checkpoint {
                 at: rfc3339(*at),
                 position: position.clone(),
             }),
             retries: Retries {
-                sink: get(&c.retries),
-                source: crate::metrics::source_retries(),
+                sink: c.retries.get(),
+                source: c.source_retries.get(),
                 restarts: b.restart_count,
                 latest_restarts: b
                     .restarts
@@ -530,5 +529,228 @@ impl StatusBoard {
             failure: b.failure.clone(),
             history: b.history.iter().cloned().collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A board for job `j` (backfill, process 0 of 1, 2 workers), its counters and dead
+    /// letters (a file in a scratch directory, written only if a test records one).
+    fn board(name: &str) -> (StatusBoard, Arc<Counters>, DeadLetters) {
+        let dir = std::env::temp_dir().join(format!("tsmig-status-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let counters = Counters::new();
+        let letters = DeadLetters::new("j", &dir.join("dead-letter.jsonl"));
+        let board = StatusBoard::new(
+            "j",
+            "backfill",
+            (0, 1, 2),
+            counters.clone(),
+            letters.clone(),
+        );
+        (board, counters, letters)
+    }
+
+    /// Two tables: `a` with splits 0, 1, 2 (100 rows each), `b` with split 3 (1,000 rows).
+    fn two_tables(board: &StatusBoard, done: &[u64]) {
+        board.plan(
+            vec!["a".into(), "b".into()],
+            [(0, 0, 100), (1, 0, 100), (2, 0, 100), (3, 1, 1000)],
+            done.iter().copied(),
+        );
+    }
+
+    fn states(table: &TableProgress) -> Vec<(u64, &'static str)> {
+        table.splits.iter().map(|s| (s.id, s.state)).collect()
+    }
+
+    #[test]
+    fn splits_read_and_finished_show_per_table_with_the_estimates_done() {
+        let (board, _, _) = board("tables");
+        two_tables(&board, &[]);
+        board.reading(0);
+        board.reading(3);
+        board.reading(1);
+        board.read(1); // its read stopped: pending again until it is read anew
+        board.finished(&[0]);
+        let s = board.snapshot();
+        assert_eq!(s.tables.len(), 2);
+        let (a, b) = (&s.tables[0], &s.tables[1]);
+        assert_eq!(a.name, "a");
+        assert_eq!((a.splits_total, a.splits_done, a.splits_reading), (3, 1, 0));
+        assert_eq!((a.rows_estimated, a.rows_done), (300, 100));
+        assert_eq!(states(a), [(0, "done"), (1, "pending"), (2, "pending")]);
+        assert_eq!(b.name, "b");
+        assert_eq!((b.splits_total, b.splits_done, b.splits_reading), (1, 0, 1));
+        assert_eq!((b.rows_estimated, b.rows_done), (1000, 0));
+        assert_eq!(states(b), [(3, "reading")]);
+        assert_eq!((s.progress.splits_done, s.progress.splits_total), (1, 4));
+        assert_eq!(s.progress.rows_expected, 1300);
+    }
+
+    #[test]
+    fn a_resumed_plan_counts_the_splits_finished_before_and_a_new_plan_replaces_it() {
+        let (board, _, _) = board("resumed");
+        two_tables(&board, &[1, 2]);
+        board.reading(0);
+        let s = board.snapshot();
+        assert_eq!(s.tables[0].splits_done, 2);
+        assert_eq!(s.tables[0].rows_done, 200);
+        assert_eq!(s.progress.splits_done, 2);
+
+        // A new round (follow): the old splits, reads and finished ones are gone.
+        board.plan(vec!["c".into()], [(10, 0, 5)], []);
+        let s = board.snapshot();
+        assert_eq!(s.tables.len(), 1);
+        assert_eq!(s.tables[0].name, "c");
+        assert_eq!(states(&s.tables[0]), [(10, "pending")]);
+        assert_eq!((s.progress.splits_done, s.progress.splits_total), (0, 1));
+    }
+
+    #[test]
+    fn the_eta_is_the_rows_left_at_the_last_ten_seconds_rate() {
+        let (board, counters, _) = board("eta");
+        two_tables(&board, &[]);
+        assert_eq!(board.snapshot().progress.eta_seconds, None, "no rate yet");
+        board.finished(&[0, 1]);
+        {
+            let mut b = board.board();
+            // An old burst outside the last ten samples must not count.
+            for rate in [
+                1e6, 1e6, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 30.0, 30.0,
+            ] {
+                b.history.push_back(Sample {
+                    at: 0,
+                    rows_per_second: rate,
+                    points_per_second: rate,
+                    changes_per_second: 0.0,
+                    lag_seconds: 0.0,
+                });
+            }
+        }
+        counters.rows_read.add(250);
+        let s = board.snapshot();
+        assert_eq!(s.progress.rows_per_second, 14.0); // (8 × 10 + 2 × 30) / 10
+                                                      // Rows left: split 2 (100) and split 3 (1,000), whatever was read of them.
+        assert_eq!(s.progress.eta_seconds, Some(1100.0 / 14.0));
+        assert_eq!(s.progress.rows_read, 250);
+    }
+
+    #[test]
+    fn samples_turn_the_counters_into_rates_and_keep_ten_minutes() {
+        let (board, counters, _) = board("samples");
+        board.sample();
+        assert!(
+            board.snapshot().history.is_empty(),
+            "the first sample is the baseline"
+        );
+        counters.rows_read.add(500);
+        counters.points_written.add(400);
+        counters.lag_seconds.set(2.5);
+        board.sample();
+        let h = board.snapshot().history;
+        assert_eq!(h.len(), 1);
+        assert!(h[0].rows_per_second > 0.0);
+        assert!(h[0].points_per_second > 0.0 && h[0].points_per_second < h[0].rows_per_second);
+        assert_eq!(h[0].changes_per_second, 0.0);
+        assert_eq!(h[0].lag_seconds, 2.5);
+        for _ in 0..HISTORY + 50 {
+            board.sample();
+        }
+        let h = board.snapshot().history;
+        assert_eq!(h.len(), HISTORY, "the history is bounded");
+        assert!(h.windows(2).all(|w| w[0].at <= w[1].at), "oldest first");
+    }
+
+    #[test]
+    fn phases_record_since_when_and_the_end_says_done_or_failed() {
+        let (board, _, _) = board("phases");
+        let s = board.snapshot();
+        assert_eq!(s.phase, Phase::Starting);
+        assert_eq!(s.process.states, ["running"]);
+        let starting_since = s.phase_since;
+
+        std::thread::sleep(Duration::from_millis(5));
+        board.phase(Phase::Backfill);
+        let s = board.snapshot();
+        assert_eq!(board.current_phase(), Phase::Backfill);
+        assert_ne!(s.phase_since, starting_since);
+        let backfill_since = s.phase_since;
+        std::thread::sleep(Duration::from_millis(5));
+        board.phase(Phase::Backfill);
+        assert_eq!(
+            board.snapshot().phase_since,
+            backfill_since,
+            "the same phase again is no change"
+        );
+
+        board.ended(None);
+        let s = board.snapshot();
+        assert_eq!((s.phase, s.failure.clone()), (Phase::Done, None));
+        assert_eq!(s.process.states, ["done"]);
+
+        board.ended(Some("the target refused the writes".into()));
+        let s = board.snapshot();
+        assert_eq!(s.phase, Phase::Failed);
+        assert_eq!(s.failure.as_deref(), Some("the target refused the writes"));
+        assert_eq!(s.process.states, ["failed"]);
+        // The JSON names phases as the page shows them.
+        assert_eq!(serde_json::to_value(&s).unwrap()["phase"], "failed");
+    }
+
+    #[test]
+    fn restarts_count_all_and_keep_the_latest_five_causes() {
+        let (board, _, _) = board("restarts");
+        board.phase(Phase::Backfill);
+        for i in 1..=7 {
+            board.restarting(&format!("cause {i}"));
+        }
+        let s = board.snapshot();
+        assert_eq!(s.phase, Phase::Restarting);
+        assert_eq!(s.retries.restarts, 7);
+        let causes: Vec<&str> = s
+            .retries
+            .latest_restarts
+            .iter()
+            .map(|(_, c)| c.as_str())
+            .collect();
+        assert_eq!(
+            causes,
+            ["cause 3", "cause 4", "cause 5", "cause 6", "cause 7"]
+        );
+    }
+
+    #[test]
+    fn the_snapshot_joins_checkpoints_counters_and_dead_letters() {
+        let (board, counters, letters) = board("joined");
+        assert!(board.snapshot().checkpoint.is_none());
+        board.checkpointed("3 of 4 splits finished".into());
+        counters.points_written.add(7);
+        counters.points_deleted.add(2);
+        counters.changes_read.add(9);
+        counters.retries.add(3);
+        counters.lag_bytes.add(4096);
+        letters.record("mapping", "device_id is NULL", serde_json::json!({"id": 1}));
+        let s = board.snapshot();
+        assert_eq!(s.name, "j");
+        assert_eq!(s.mode, "backfill");
+        assert_eq!(
+            (s.process.index, s.process.processes, s.process.workers),
+            (0, 1, 2)
+        );
+        assert_eq!(s.checkpoint.unwrap().position, "3 of 4 splits finished");
+        assert_eq!(
+            (s.progress.points_written, s.progress.points_deleted),
+            (7, 2)
+        );
+        assert_eq!(s.progress.changes_read, 9);
+        assert_eq!(s.retries.sink, 3);
+        assert_eq!(s.lag.bytes, 4096);
+        assert_eq!(s.dead_letters.count, 1);
+        assert_eq!(s.dead_letters.latest[0].reason, "device_id is NULL");
+        assert!(s.dead_letters.file.ends_with("dead-letter.jsonl"));
+        letters.sync().unwrap();
     }
 }

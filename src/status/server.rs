@@ -182,3 +182,251 @@ fn json(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
         .body(Full::new(Bytes::from_static(body.as_bytes())))
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dead_letter::DeadLetters;
+    use crate::metrics::Counters;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A job's endpoint on a free port of `ip`, with actions that count their calls; the
+    /// cutover refuses with `cutover_refusal` when given one.
+    struct Endpoint {
+        url: String,
+        board: StatusBoard,
+        stops: Arc<AtomicUsize>,
+        cutovers: Arc<AtomicUsize>,
+    }
+
+    fn endpoint(ip: &str, token: Option<&str>, cutover_refusal: Option<&str>) -> Endpoint {
+        let dead_letters = DeadLetters::new("j", &std::env::temp_dir().join("tsmig-status-dl"));
+        let board = StatusBoard::new("j", "backfill", (0, 1, 2), Counters::new(), dead_letters);
+        let (stops, cutovers) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (s, c) = (stops.clone(), cutovers.clone());
+        let refusal = cutover_refusal.map(str::to_string);
+        let actions = Actions {
+            stop: Arc::new(move || {
+                s.fetch_add(1, Ordering::SeqCst);
+            }),
+            cutover: Arc::new(move || {
+                c.fetch_add(1, Ordering::SeqCst);
+                refusal.clone().map_or(Ok(()), Err)
+            }),
+        };
+        let addr = format!("{ip}:0").parse().unwrap();
+        let bound = serve(addr, board.clone(), actions, token.map(str::to_string)).unwrap();
+        Endpoint {
+            // A wildcard bind is reached through loopback.
+            url: format!("http://127.0.0.1:{}", bound.port()),
+            board,
+            stops,
+            cutovers,
+        }
+    }
+
+    /// (status, content type, body) of a request with an optional `Authorization`.
+    async fn call(method: &str, url: &str, authorization: Option<&str>) -> (u16, String, String) {
+        let client = reqwest::Client::new();
+        let mut request = client.request(method.parse().unwrap(), url);
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let kind = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        (status, kind, response.text().await.unwrap())
+    }
+
+    async fn get(url: &str) -> (u16, String) {
+        let (status, _, body) = call("GET", url, None).await;
+        (status, body)
+    }
+
+    async fn post(url: &str, bearer: Option<&str>) -> (u16, String) {
+        let authorization = bearer.map(|t| format!("Bearer {t}"));
+        let (status, _, body) = call("POST", url, authorization.as_deref()).await;
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn get_api_job_answers_the_board_as_json() {
+        let e = endpoint("127.0.0.1", None, None);
+        e.board
+            .plan(vec!["readings".into()], [(0, 0, 10), (1, 0, 20)], [0]);
+        e.board.reading(1);
+        e.board.phase(Phase::Backfill);
+        e.board.checkpointed("1 of 2 splits finished".into());
+        let (status, kind, body) = call("GET", &format!("{}/api/job", e.url), None).await;
+        assert_eq!(status, 200);
+        assert_eq!(kind, "application/json");
+        let job: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(job["name"], "j");
+        assert_eq!(job["mode"], "backfill");
+        assert_eq!(job["phase"], "backfill");
+        assert_eq!(job["process"]["workers"], 2);
+        assert_eq!(job["progress"]["splits_done"], 1);
+        assert_eq!(job["progress"]["splits_total"], 2);
+        assert_eq!(job["tables"][0]["name"], "readings");
+        assert_eq!(job["tables"][0]["splits_reading"], 1);
+        assert_eq!(job["tables"][0]["rows_estimated"], 30);
+        assert_eq!(job["tables"][0]["splits"][1]["state"], "reading");
+        assert_eq!(job["checkpoint"]["position"], "1 of 2 splits finished");
+        assert_eq!(job["dead_letters"]["count"], 0);
+        assert!(job["history"].is_array());
+    }
+
+    #[tokio::test]
+    async fn the_page_is_served_from_the_binary() {
+        let e = endpoint("127.0.0.1", None, None);
+        for path in ["/", "/index.html"] {
+            let (status, kind, body) = call("GET", &format!("{}{path}", e.url), None).await;
+            assert_eq!(status, 200);
+            assert_eq!(kind, "text/html; charset=utf-8");
+            assert!(body.contains("fetch('/api/job'"), "the page polls the API");
+            assert!(body.contains(r#"data-testid="splits-total""#));
+        }
+        // One file: nothing for the browser to load from elsewhere.
+        assert!(!PAGE.contains("src=\"http") && !PAGE.contains("href=\"http"));
+        // The API's strings (a job or table name, a reason) are set as text, never as HTML.
+        assert!(!PAGE.contains("innerHTML") && !PAGE.contains("insertAdjacentHTML"));
+    }
+
+    #[tokio::test]
+    async fn health_is_ok_until_the_job_fails() {
+        let e = endpoint("127.0.0.1", None, None);
+        let health = format!("{}/health", e.url);
+        assert_eq!(get(&health).await, (200, "ok\n".into()));
+        e.board.phase(Phase::Backfill);
+        assert_eq!(get(&health).await.0, 200);
+        e.board.ended(Some("the target refused".into()));
+        assert_eq!(get(&health).await, (503, "failed\n".into()));
+    }
+
+    #[tokio::test]
+    async fn ready_only_while_the_dataflow_runs() {
+        let e = endpoint("127.0.0.1", None, None);
+        let ready = format!("{}/ready", e.url);
+        assert_eq!(get(&ready).await, (503, "not ready: starting\n".into()));
+        e.board.phase(Phase::Backfill);
+        assert_eq!(get(&ready).await, (200, "ready\n".into()));
+        e.board.restarting("connection reset");
+        assert_eq!(get(&ready).await, (503, "not ready: restarting\n".into()));
+        e.board.phase(Phase::Cdc);
+        assert_eq!(get(&ready).await.0, 200);
+        e.board.phase(Phase::Draining);
+        assert_eq!(get(&ready).await, (503, "not ready: draining\n".into()));
+        e.board.ended(None);
+        assert_eq!(get(&ready).await, (503, "not ready: done\n".into()));
+    }
+
+    #[tokio::test]
+    async fn post_stop_calls_the_stop_action() {
+        let e = endpoint("127.0.0.1", None, None);
+        let (status, kind, body) = call("POST", &format!("{}/api/job/stop", e.url), None).await;
+        assert_eq!(
+            (status, kind.as_str(), body.as_str()),
+            (202, "application/json", r#"{"stopping":true}"#)
+        );
+        assert_eq!(e.stops.load(Ordering::SeqCst), 1);
+        assert_eq!(e.cutovers.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn post_cutover_calls_the_cutover_action_or_answers_409_with_its_reason() {
+        let e = endpoint("127.0.0.1", None, None);
+        let cutover = format!("{}/api/job/cutover", e.url);
+        assert_eq!(
+            post(&cutover, None).await,
+            (202, r#"{"cutover":true}"#.into())
+        );
+        assert_eq!(e.cutovers.load(Ordering::SeqCst), 1);
+
+        let e = endpoint(
+            "127.0.0.1",
+            None,
+            Some("a `backfill` job does not follow its source"),
+        );
+        let cutover = format!("{}/api/job/cutover", e.url);
+        assert_eq!(
+            post(&cutover, None).await,
+            (409, "a `backfill` job does not follow its source\n".into())
+        );
+        assert_eq!(
+            e.stops.load(Ordering::SeqCst),
+            0,
+            "a refused cutover stops nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn other_methods_and_paths_are_refused() {
+        let e = endpoint("127.0.0.1", None, None);
+        for path in ["/api/job/stop", "/api/job/cutover"] {
+            for method in ["GET", "PUT", "DELETE"] {
+                let (status, _, body) = call(method, &format!("{}{path}", e.url), None).await;
+                assert_eq!((status, body.as_str()), (405, "POST\n"), "{method} {path}");
+            }
+        }
+        assert_eq!(e.stops.load(Ordering::SeqCst), 0);
+        assert_eq!(e.cutovers.load(Ordering::SeqCst), 0);
+        for path in ["/nothing", "/api", "/api/job/pause"] {
+            assert_eq!(get(&format!("{}{path}", e.url)).await.0, 404, "{path}");
+        }
+        assert_eq!(post(&format!("{}/api/job", e.url), None).await.0, 404);
+    }
+
+    #[tokio::test]
+    async fn off_loopback_the_posts_need_a_configured_token_and_the_gets_stay_open() {
+        // No token configured (an empty one counts as none): every POST refused.
+        for token in [None, Some("")] {
+            let e = endpoint("0.0.0.0", token, None);
+            for action in ["stop", "cutover"] {
+                let (status, body) = post(&format!("{}/api/job/{action}", e.url), Some("x")).await;
+                assert_eq!(status, 403, "{token:?}");
+                assert!(body.contains("TSMIG_STATUS_TOKEN"), "{body}");
+            }
+            assert_eq!(e.stops.load(Ordering::SeqCst), 0);
+            assert_eq!(e.cutovers.load(Ordering::SeqCst), 0);
+            assert_eq!(get(&format!("{}/api/job", e.url)).await.0, 200);
+        }
+
+        let e = endpoint("0.0.0.0", Some("s3cret"), None);
+        let stop = format!("{}/api/job/stop", e.url);
+        for wrong in [None, Some("s3cre"), Some("s3cret2"), Some("S3CRET")] {
+            let (status, body) = post(&stop, wrong).await;
+            assert_eq!(status, 401, "{wrong:?}");
+            assert!(body.contains("Authorization: Bearer"), "{body}");
+        }
+        // The right token, but not as a bearer token.
+        for header in ["Basic s3cret", "s3cret"] {
+            assert_eq!(call("POST", &stop, Some(header)).await.0, 401, "{header}");
+        }
+        assert_eq!(e.stops.load(Ordering::SeqCst), 0);
+        assert_eq!(post(&stop, Some("s3cret")).await.0, 202);
+        assert_eq!(e.stops.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            post(&format!("{}/api/job/cutover", e.url), Some("s3cret"))
+                .await
+                .0,
+            202
+        );
+        assert_eq!(e.cutovers.load(Ordering::SeqCst), 1);
+        for path in ["/", "/api/job", "/health"] {
+            assert_eq!(get(&format!("{}{path}", e.url)).await.0, 200, "{path}");
+        }
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"ab"));
+        assert!(!same(b"", b"a"));
+        assert!(same(b"", b""));
+    }
+}

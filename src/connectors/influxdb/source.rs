@@ -313,7 +313,7 @@ impl InfluxSource {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Attempt>>,
     {
-        retry(&self.retry, what, &SOURCE_RETRIES, attempt)
+        retry(&self.retry, what, SOURCE_RETRIES.as_atomic(), attempt)
             .await
             .map_err(|e| match e {
                 RetryError::Final(Attempt::Fail(SourceError::Fatal(m))) => {

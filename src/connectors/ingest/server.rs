@@ -853,13 +853,14 @@ impl Endpoint {
         };
         // Queued: the points are the engine's now, bounded by max_pending_points.
         drop(hold);
-        Counters::add(&self.counters.rows_read, n);
+        self.counters.rows_read.add(n);
         self.dead_letter(&rejected, api, &target, remote);
 
+        let mut refused_by_target = Vec::new();
         if let Some(relayed) = acked {
             // Layers: the timeout, the relay task, the engine's `done`, the engine's answer.
             match tokio::time::timeout(self.config.ack_timeout, relayed).await {
-                Ok(Ok(Ok(Ok(())))) => {}
+                Ok(Ok(Ok(Ok(refused)))) => refused_by_target = refused,
                 Ok(Ok(Ok(Err(reason)))) => {
                     let mut answer = Answer::new(
                         StatusCode::INTERNAL_SERVER_ERROR,
@@ -890,6 +891,9 @@ impl Endpoint {
                 }
             }
         }
+        if !refused_by_target.is_empty() {
+            return Err(self.refused_by_target(api, rejected, &refused_by_target, n));
+        }
         if rejected.is_empty() {
             Ok(no_content())
         } else {
@@ -899,6 +903,50 @@ impl Endpoint {
             };
             Err(self.partial(rejected, &done))
         }
+    }
+
+    /// A durable request some of whose points the target refused (they are in the
+    /// dead-letter file), answered as InfluxDB answers a field-type conflict: 400
+    /// `partial write: ... dropped=N` on the 1.x API (`coordinator/points_writer.go`,
+    /// `PartialWriteError`), 422 Unprocessable Entity on the 2.x API (its write endpoint's
+    /// documented answer to points the schema refuses). Bad lines of the body, if any, are
+    /// listed too.
+    fn refused_by_target(
+        &self,
+        api: Api,
+        rejected: Vec<RejectedLine>,
+        refused: &[String],
+        n: u64,
+    ) -> Answer {
+        let dropped = refused.len();
+        let mut reasons: Vec<&str> = Vec::new();
+        for reason in refused {
+            if !reasons.contains(&reason.as_str()) && reasons.len() < LINES_IN_MESSAGE {
+                reasons.push(reason);
+            }
+        }
+        let written = n.saturating_sub(dropped as u64);
+        let mut message = format!(
+            "partial write: the target refused {dropped} of {n} points ({written} written; the refused ones are in the dead-letter file): {} dropped={dropped}",
+            reasons.join("; ")
+        );
+        if !rejected.is_empty() {
+            message.push_str(&format!("; and {} lines rejected:", rejected.len()));
+            for r in rejected.iter().take(LINES_IN_MESSAGE) {
+                message.push_str(&format!(" line {}: {};", r.line, r.reason));
+            }
+            message.pop();
+        }
+        let mut answer = match api {
+            Api::V1 => Answer::invalid(message),
+            Api::V2 => Answer::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unprocessable entity",
+                message,
+            ),
+        };
+        answer.rejected = rejected;
+        answer
     }
 
     /// 400 for a request with bad lines; `done` says what became of its good lines.

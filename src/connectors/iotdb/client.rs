@@ -1,9 +1,12 @@
-//! Sessions to IoTDB on threads of their own.
+//! Sessions to IoTDB, run on the async runtime's blocking pool.
 //!
-//! iotdb-client-rs is a blocking Thrift client, so it never runs on a timely worker or a
-//! tokio thread: each session lives on its own thread and takes work from a shared queue;
-//! [`SessionPool::run`] hands it a closure and awaits the answer. A session whose
-//! connection failed is dropped and opened again for the next call.
+//! iotdb-client-rs is a blocking Thrift client, so it never runs on a timely worker or an
+//! async thread: [`SessionPool::run`] hands a closure and a session to
+//! `tokio::task::spawn_blocking` and awaits the answer. A semaphore of `sessions` permits
+//! bounds the calls at once, and so the sessions: a call holds a permit until its session is
+//! idle again, and a session is made only when none is idle. A call owns its session while
+//! it runs, so no session serves two calls at once. A session whose connection failed is
+//! dropped and opened again by its next call.
 //!
 //! The client reports IoTDB's status as text (`code: N, message`; `Code: N, ...;` for each
 //! failed part of a batch); [`classify`] turns it into a [`WriteError`]: a broken
@@ -22,23 +25,50 @@
 use crate::sink::WriteError;
 use iotdb::client::remote::{Config, RpcSession};
 use iotdb::client::Session;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
-type Work = Box<dyn FnOnce(&mut Connection) + Send>;
-
-/// A pool of IoTDB sessions, each on a thread.
+/// At most `sessions` IoTDB sessions, each used by one call at a time.
 pub struct SessionPool {
-    work: Mutex<Option<mpsc::Sender<Work>>>,
-    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    config: Config,
+    /// One permit per session. A call holds one from before it takes a session until the
+    /// session is idle again, so no more than `sessions` calls run at once and no more than
+    /// `sessions` sessions exist, even when the task awaiting a call is dropped.
+    permits: Arc<Semaphore>,
+    /// Sessions no call holds (open, or to be opened by their next call), and how many
+    /// were made.
+    idle: Arc<Mutex<Idle>>,
+}
+
+struct Idle {
+    sessions: Vec<Connection>,
+    made: usize,
 }
 
 /// One session, opened on first use and again after a failure.
 pub struct Connection {
     config: Config,
-    session: Option<RpcSession>,
+    session: Option<OpenSession>,
+    /// Which of the pool's sessions this is: `0..sessions`.
+    number: usize,
 }
+
+/// An open session, which may move to another thread between calls.
+///
+/// `RpcSession` is not `Send` only because it keeps its Thrift protocols as `Box<dyn
+/// TInputProtocol>` and `Box<dyn TOutputProtocol>`, without a `Send` bound. What
+/// `RpcSession::new`, its only constructor, puts there is the binary or the compact
+/// protocol over framed transports over the two halves of one `TcpStream` (thrift's
+/// `TTcpChannel`), beside plain data (its config, ids): all `Send`, as
+/// `tests::a_session_may_move_between_threads` checks against thrift 0.17, the version of
+/// iotdb-client-rs 0.3.12 (pinned exactly in Cargo.toml). Nothing in it is shared with
+/// another value or tied to its thread, and a session is used by one call at a time.
+struct OpenSession(RpcSession);
+
+// SAFETY: see `OpenSession`: every part of an `RpcSession` is `Send`; only the erased type
+// of its protocols hides it.
+unsafe impl Send for OpenSession {}
 
 /// What a call to IoTDB returns.
 pub type Outcome<T> = Result<T, Box<dyn std::error::Error>>;
@@ -54,14 +84,16 @@ impl Connection {
             let mut session = RpcSession::new(self.config.clone())
                 .map_err(|e| transient(format!("cannot connect to IoTDB: {e}")))?;
             session.open().map_err(|e| classify(&e.to_string()))?;
-            self.session = Some(session);
+            tracing::debug!(session = self.number, "IoTDB session opened");
+            self.session = Some(OpenSession(session));
         }
         let session = self.session.as_mut().expect("opened above");
-        match call(session) {
+        match call(&mut session.0) {
             Ok(v) => Ok(v),
             Err(e) => {
                 let error = classify(&e.to_string());
                 if status_codes(&e.to_string()).is_empty() {
+                    tracing::debug!(session = self.number, "IoTDB session dropped: {e}");
                     self.session = None;
                 }
                 Err(error)
@@ -71,84 +103,73 @@ impl Connection {
 }
 
 impl SessionPool {
-    /// `sessions` threads, each with a session to the server `config` names.
+    /// Up to `sessions` sessions with the server `config` names, opened as calls need them.
     pub fn new(config: Config, sessions: usize) -> Self {
-        let (tx, rx) = mpsc::channel::<Work>();
-        let rx = Arc::new(Mutex::new(rx));
-        let threads = (0..sessions)
-            .map(|i| {
-                let rx = rx.clone();
-                let config = config.clone();
-                std::thread::Builder::new()
-                    .name(format!("tsmig-iotdb-{i}"))
-                    .spawn(move || {
-                        let mut connection = Connection {
-                            config,
-                            session: None,
-                        };
-                        loop {
-                            let work = match rx.lock() {
-                                Ok(rx) => rx.recv(),
-                                Err(_) => return,
-                            };
-                            match work {
-                                Ok(work) => work(&mut connection),
-                                Err(_) => break,
-                            }
-                        }
-                        if let Some(mut s) = connection.session.take() {
-                            let _ = s.close();
-                        }
-                    })
-                    .expect("spawning an IoTDB session thread")
-            })
-            .collect();
         Self {
-            work: Mutex::new(Some(tx)),
-            threads: Mutex::new(threads),
+            config,
+            permits: Arc::new(Semaphore::new(sessions)),
+            idle: Arc::new(Mutex::new(Idle {
+                sessions: Vec::with_capacity(sessions),
+                made: 0,
+            })),
         }
     }
 
-    /// Runs `call` on one of the sessions and waits (asynchronously) for its answer.
+    /// Runs `call` on one of the sessions, on the runtime's blocking pool, and waits
+    /// (asynchronously) for its answer; waits first while `sessions` calls run.
     pub async fn run<T: Send + 'static>(
         &self,
         call: impl FnOnce(&mut Connection) -> Result<T, WriteError> + Send + 'static,
     ) -> Result<T, WriteError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let work: Work = Box::new(move |connection| {
-            let _ = tx.send(call(connection));
-        });
-        {
-            let sender = self.work.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(sender) = sender.as_ref() else {
-                return Err(WriteError::Fatal {
-                    message: "the IoTDB sessions are closed".into(),
-                });
-            };
-            if sender.send(work).is_err() {
-                return Err(WriteError::Fatal {
-                    message: "the IoTDB sessions are gone".into(),
-                });
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| WriteError::Fatal {
+                message: "the IoTDB sessions are closed".into(),
+            })?;
+        let idle = self.idle.clone();
+        let mut connection = {
+            let mut idle = locked(&idle);
+            match idle.sessions.pop() {
+                Some(connection) => connection,
+                None => {
+                    idle.made += 1;
+                    Connection {
+                        config: self.config.clone(),
+                        session: None,
+                        number: idle.made - 1,
+                    }
+                }
             }
-        }
-        rx.await
-            .unwrap_or_else(|_| Err(transient("an IoTDB session thread stopped".into())))
+        };
+        let task = tokio::task::spawn_blocking(move || {
+            let result = call(&mut connection);
+            // Idle again before the permit goes: the next call takes this session.
+            locked(&idle).sessions.push(connection);
+            drop(permit);
+            result
+        });
+        task.await
+            .unwrap_or_else(|e| Err(transient(format!("an IoTDB call failed: {e}"))))
     }
 }
 
 impl Drop for SessionPool {
     fn drop(&mut self) {
-        // Closing the queue ends the threads once they finish what they hold.
-        self.work.lock().unwrap_or_else(|p| p.into_inner()).take();
-        for t in self
-            .threads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-        {
-            let _ = t.join();
+        // Closing a session is a request to the server: never on an async runtime's
+        // thread. Calls still running put theirs back and close them when they end.
+        let idle: Vec<Connection> = std::mem::take(&mut locked(&self.idle).sessions);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(move || drop(idle))),
+            Err(_) => drop(idle),
         }
     }
+}
+
+fn locked(idle: &Mutex<Idle>) -> MutexGuard<'_, Idle> {
+    idle.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn transient(message: String) -> WriteError {
@@ -298,5 +319,102 @@ mod tests {
             "code: 302, 503: Path [a] already exist; 509: bad path"
         ));
         assert!(!only_already_exists("broken pipe"));
+    }
+
+    #[test]
+    fn a_session_may_move_between_threads() {
+        // What `RpcSession::new` puts behind its `Box<dyn TInputProtocol>` and
+        // `Box<dyn TOutputProtocol>` (see `OpenSession`), all `Send`.
+        use thrift::protocol::{
+            TBinaryInputProtocol, TBinaryOutputProtocol, TCompactInputProtocol,
+            TCompactOutputProtocol,
+        };
+        use thrift::transport::{
+            ReadHalf, TFramedReadTransport, TFramedWriteTransport, TTcpChannel, WriteHalf,
+        };
+        fn send<T: Send>() {}
+        type In = TFramedReadTransport<ReadHalf<TTcpChannel>>;
+        type Out = TFramedWriteTransport<WriteHalf<TTcpChannel>>;
+        send::<TBinaryInputProtocol<In>>();
+        send::<TBinaryOutputProtocol<Out>>();
+        send::<TCompactInputProtocol<In>>();
+        send::<TCompactOutputProtocol<Out>>();
+        send::<Config>();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn never_more_calls_at_once_than_sessions_and_each_session_serves_one_call_at_a_time() {
+        use std::collections::HashSet;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        const SESSIONS: usize = 3;
+        // No server: the calls never open their sessions, they only hold them a while.
+        let pool = Arc::new(SessionPool::new(
+            config("127.0.0.1", 1, "root", "root", Duration::from_secs(1)),
+            SESSIONS,
+        ));
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let in_use = Arc::new(Mutex::new(HashSet::new()));
+        let mut calls = Vec::new();
+        for i in 0..24 {
+            let (pool, running, most, in_use) =
+                (pool.clone(), running.clone(), most.clone(), in_use.clone());
+            calls.push(tokio::spawn(async move {
+                let call = pool.run(move |connection| {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    let number = connection.number;
+                    assert!(
+                        in_use.lock().unwrap().insert(number),
+                        "session {number} serves two calls at once"
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                    in_use.lock().unwrap().remove(&number);
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    Ok(number)
+                });
+                // Every third caller stops waiting: its call still runs to its end,
+                // holding its session, and the bound still holds.
+                if i % 3 == 0 {
+                    let _ = tokio::time::timeout(Duration::from_millis(5), call).await;
+                    None
+                } else {
+                    Some(call.await.unwrap())
+                }
+            }));
+        }
+        let mut numbers = HashSet::new();
+        for call in calls {
+            numbers.extend(call.await.unwrap());
+        }
+        // The calls whose callers stopped waiting end too.
+        while running.load(Ordering::SeqCst) > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(most.load(Ordering::SeqCst), SESSIONS);
+        assert!(numbers.iter().all(|n| *n < SESSIONS), "{numbers:?}");
+        assert_eq!(locked(&pool.idle).made, SESSIONS);
+    }
+
+    #[tokio::test]
+    async fn a_session_that_cannot_connect_is_retried_by_the_next_call() {
+        // Port 1 on loopback: nothing listens.
+        let pool = SessionPool::new(
+            config("127.0.0.1", 1, "root", "root", Duration::from_secs(1)),
+            1,
+        );
+        for _ in 0..2 {
+            let error = pool
+                .run(|connection| connection.call(|s| s.set_storage_group("root.x")))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&error, WriteError::Transient { message, .. } if message.contains("cannot connect to IoTDB")),
+                "{error:?}"
+            );
+        }
+        let idle = locked(&pool.idle);
+        assert_eq!((idle.made, idle.sessions.len()), (1, 1));
+        assert!(idle.sessions[0].session.is_none());
     }
 }

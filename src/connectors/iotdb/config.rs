@@ -44,8 +44,9 @@ pub struct IotdbSinkConfig {
     /// Compression of the series tsmig creates: UNCOMPRESSED, SNAPPY, GZIP, LZ4.
     #[serde(default = "default_compressor")]
     pub compressor: String,
-    /// Sessions (connections) per process; the client is blocking, each runs on a thread
-    /// of its own.
+    /// Sessions (connections) per process: IoTDB calls at once, at most. The client is
+    /// blocking; each call runs on the async runtime's blocking pool with a session no
+    /// other call uses meanwhile.
     #[serde(default = "default_sessions")]
     pub sessions: usize,
     /// Write aligned time series. Not available yet: iotdb-client-rs 0.3 sends every tablet

@@ -150,6 +150,8 @@ struct Rows {
     times: Vec<i64>,
     /// Column-major values, one column per measurement.
     columns: Vec<Vec<Iot>>,
+    /// Which push of the batch added each row ([`Batch::pushed_order`]).
+    pushed: Vec<usize>,
 }
 
 /// Tablets of one request.
@@ -196,6 +198,7 @@ impl Batch for TabletBatch {
                     measurements,
                     times: Vec::new(),
                     columns: vec![Vec::new(); key.1.len()],
+                    pushed: Vec::new(),
                 });
                 self.index.insert(key, self.tablets.len() - 1);
                 self.tablets.len() - 1
@@ -206,6 +209,7 @@ impl Batch for TabletBatch {
         for (column, v) in rows.columns.iter_mut().zip(values) {
             column.push(v);
         }
+        rows.pushed.push(self.rows);
         self.rows += 1;
         Ok(())
     }
@@ -241,6 +245,7 @@ impl Batch for TabletBatch {
                 measurements: rows.measurements.clone(),
                 times: rows.times.split_off(half),
                 columns: rows.columns.iter_mut().map(|c| c.split_off(half)).collect(),
+                pushed: rows.pushed.split_off(half),
             });
         }
         for batch in [&mut self, &mut right] {
@@ -282,6 +287,15 @@ impl Batch for TabletBatch {
             }
         }
         out
+    }
+
+    /// Rows are grouped per tablet (device and measurements): records come tablet by
+    /// tablet, not in push order.
+    fn pushed_order(&self) -> Vec<usize> {
+        self.tablets
+            .iter()
+            .flat_map(|t| t.pushed.iter().copied())
+            .collect()
     }
 
     fn clear(&mut self) {
@@ -608,6 +622,39 @@ impl Sink for IotdbSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Value;
+
+    /// Rows are grouped per device: each still says which push added it, halves included.
+    #[test]
+    fn rows_grouped_per_device_keep_their_push_order() {
+        let mut b = TabletBatch {
+            schema: Arc::new(Schema {
+                types: [(Name::from("v"), TSDataType::Int64)].into_iter().collect(),
+                unit: 1,
+            }),
+            tablets: Vec::new(),
+            index: HashMap::new(),
+            rows: 0,
+        };
+        for (i, device) in ["root.a", "root.b", "root.a", "root.b", "root.a"]
+            .iter()
+            .enumerate()
+        {
+            b.push(&Point {
+                measurement: Name::from(*device),
+                tags: vec![],
+                fields: vec![(Name::from("v"), Value::Int(i as i64))],
+                time: i as i64,
+                device_hash: 0,
+            })
+            .unwrap();
+        }
+        assert_eq!(b.pushed_order(), vec![0, 2, 4, 1, 3]);
+        let (left, right) = b.split().unwrap();
+        let mut halves = left.pushed_order();
+        halves.extend(right.pushed_order());
+        assert_eq!(halves, vec![0, 2, 4, 1, 3]);
+    }
 
     #[test]
     fn a_window_becomes_the_whole_units_inside_it_both_ends_included() {

@@ -568,7 +568,7 @@ impl BoundedSource for MysqlSource {
                 .await
                 .map_err(ReadError)
         };
-        retry(&self.retry, &what, &SOURCE_RETRIES, read)
+        retry(&self.retry, &what, SOURCE_RETRIES.as_atomic(), read)
             .await
             .map_err(|e| match e {
                 RetryError::Final(ReadError(e)) => server(&what, e),

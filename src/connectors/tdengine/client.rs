@@ -258,7 +258,10 @@ impl RestClient {
     /// table sensors").
     pub async fn query(&self, sql: &str, what: &str) -> Result<Reply, SourceError> {
         let context = format!("TDengine at {}: {what}", self.host);
-        let attempts = retry(&self.retry, &context, &SOURCE_RETRIES, || self.attempt(sql)).await;
+        let attempts = retry(&self.retry, &context, SOURCE_RETRIES.as_atomic(), || {
+            self.attempt(sql)
+        })
+        .await;
         attempts.map_err(|e| match e {
             RetryError::Exhausted(exhausted) => SourceError::Server(exhausted.to_string()),
             RetryError::Final(Failure::Transient(message)) => {

@@ -63,6 +63,8 @@ impl TimestreamSink {
 struct Group {
     table: String,
     records: Vec<TsRecord>,
+    /// Which push of the batch added each record ([`Batch::pushed_order`]).
+    pushed: Vec<usize>,
     outcome: Mutex<Outcome>,
 }
 
@@ -80,6 +82,7 @@ impl Group {
         Self {
             table,
             records: Vec::with_capacity(limits::MAX_RECORDS_PER_WRITE),
+            pushed: Vec::new(),
             outcome: Mutex::default(),
         }
     }
@@ -92,6 +95,7 @@ impl Group {
     fn split_at(mut self, at: usize) -> (Group, Group) {
         let outcome = self.outcome().clone();
         let right_records = self.records.split_off(at);
+        let right_pushed = self.pushed.split_off(at);
         let part = |rejected: Vec<(usize, String)>| Outcome {
             written: outcome.written,
             rejected,
@@ -103,11 +107,13 @@ impl Group {
             Group {
                 table: self.table.clone(),
                 records: self.records,
+                pushed: self.pushed,
                 outcome: Mutex::new(part(left)),
             },
             Group {
                 table: self.table,
                 records: right_records,
+                pushed: right_pushed,
                 outcome: Mutex::new(part(right)),
             },
         )
@@ -194,6 +200,7 @@ impl Batch for RecordBatch {
             }
         };
         self.bytes += record_bytes(&record);
+        self.groups[index].pushed.push(self.len);
         self.len += 1;
         self.groups[index].records.push(record);
         Ok(())
@@ -241,6 +248,14 @@ impl Batch for RecordBatch {
                     .iter()
                     .map(|r| super::encoding::record_json(&g.table, r))
             })
+            .collect()
+    }
+
+    /// Records are grouped per table and request: they come group by group.
+    fn pushed_order(&self) -> Vec<usize> {
+        self.groups
+            .iter()
+            .flat_map(|g| g.pushed.iter().copied())
             .collect()
     }
 

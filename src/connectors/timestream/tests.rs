@@ -160,7 +160,8 @@ async fn rejected_records_1_and_3_of_4_are_dead_lettered_with_their_reasons_the_
         delivery,
         Delivery {
             written: 2,
-            dead_lettered: 2
+            dead_lettered: 2,
+            refused: vec![]
         }
     );
     assert_eq!(seen.lock().unwrap().len(), 1, "one request, no retry");
@@ -179,7 +180,7 @@ async fn rejected_records_1_and_3_of_4_are_dead_lettered_with_their_reasons_the_
     assert_eq!(letters[1]["record"]["measures"]["status"]["value"], "3");
     assert_eq!(letters[0]["record"]["table"], "sensors");
     assert_eq!(letters[1]["record"]["dimensions"]["device"], "d1");
-    assert_eq!(Counters::get(&counters.points_written), 2);
+    assert_eq!(counters.points_written.get(), 2);
 }
 
 #[tokio::test]
@@ -201,11 +202,12 @@ async fn throttling_is_retried_and_the_same_records_written() {
         delivery,
         Delivery {
             written: 3,
-            dead_lettered: 0
+            dead_lettered: 0,
+            refused: vec![]
         }
     );
     assert!(reusable.is_some());
-    assert_eq!(Counters::get(&counters.retries), 1);
+    assert_eq!(counters.retries.get(), 1);
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 2);
     assert_eq!(
@@ -433,4 +435,19 @@ fn a_split_keeps_what_each_group_learnt() {
     );
     assert!(right.groups[0].outcome().written && !right.groups[1].outcome().written);
     assert_eq!(right.records()[2]["table"], "machines");
+}
+
+/// Records are grouped per table; each still says which push added it, halves included.
+#[test]
+fn records_grouped_per_table_keep_their_push_order() {
+    let sink = TimestreamSink::with_client(&config(""), &batching(), client(&[]));
+    let mut b = sink.new_batch();
+    for (i, m) in ["aaa", "bbb", "aaa", "bbb", "aaa"].iter().enumerate() {
+        b.push(&point(m, i as i64)).unwrap();
+    }
+    assert_eq!(b.pushed_order(), vec![0, 2, 4, 1, 3]);
+    let (left, right) = b.split().unwrap();
+    let mut halves = left.pushed_order();
+    halves.extend(right.pushed_order());
+    assert_eq!(halves, vec![0, 2, 4, 1, 3]);
 }
