@@ -762,8 +762,8 @@ mod tests {
 
     #[test]
     fn a_row_is_routed_by_the_device_hash_its_point_will_have() {
-        let job = job(GOOD).unwrap();
-        let m = Mappings::compile(&job, &schema()).unwrap();
+        let good = job(GOOD).unwrap();
+        let m = Mappings::compile(&good, &schema()).unwrap();
         let row = |device: Option<Value>| Row {
             table: 0,
             values: vec![
