@@ -12,6 +12,9 @@ InfluxDB 1.x, it measures side by side:
   flink-influx-pN    the Flink DataStream baseline (bench/flink) into InfluxDB, parallelism N
   flink-discard-pN   the same with a discarding sink
 
+With --iotdb, instead: the IoTDB sink (see iotdb_main), a tsmig-job backfill into the
+IoTDB stand-in of the tests run as a process (bench/iotdb_standin.rs), which is no IoTDB.
+
 Every configuration runs --reps times, interleaved (rep 1 of all, then rep 2 of all, ...).
 For each run: wall time, the process's user+sys CPU and peak RSS (GNU time -v), the CPU
 mariadbd and influxd spent meanwhile (/proc/PID/stat), time to first row written, and
@@ -131,13 +134,13 @@ def timed(cmd, env=None, watch=None):
 # ------------------------------------------------------------------ preparation ---
 
 
-def prepare_table(rows):
-    have = sql(f"SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA='factory' AND TABLE_NAME='{TABLE}'")
-    count = int(sql(f"SELECT COUNT(*) FROM factory.{TABLE}")) if have == "1" else -1
+def prepare_table(rows, table=TABLE):
+    have = sql(f"SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA='factory' AND TABLE_NAME='{table}'")
+    count = int(sql(f"SELECT COUNT(*) FROM factory.{table}")) if have == "1" else -1
     if count != rows:
-        log(f"loading {rows} rows into factory.{TABLE}")
-        sh(["scripts/load-sample.sh", str(rows), "--table", TABLE], cwd=ROOT, stdout=subprocess.DEVNULL)
-    sql(f"ANALYZE TABLE factory.{TABLE}")
+        log(f"loading {rows} rows into factory.{table}")
+        sh(["scripts/load-sample.sh", str(rows), "--table", table], cwd=ROOT, stdout=subprocess.DEVNULL)
+    sql(f"ANALYZE TABLE factory.{table}")
 
 
 def prepare_lines(rows):
@@ -394,6 +397,171 @@ def build(smoke):
     return os.path.join(target, "debug" if smoke else "release", "tsmig-job")
 
 
+# ------------------------------------------------------------------ IoTDB sink ---
+
+IOTDB_TABLE = "bench_iotdb_readings"
+# Batch sizes of the IoTDB runs: the shipped job's, and small batches where each call's
+# round trip counts.
+IOTDB_BATCHES = {"": 5000, "-b100": 100}
+IOTDB_CAVEAT = (
+    "The target is the IoTDB stand-in of the tests (tests/standins/iotdb/, in memory, one "
+    "thread per connection), not IoTDB: these figures measure tsmig's IoTDB client side "
+    "(calls, CPU per point) and are no speed reference for IoTDB itself, whose writes "
+    "cost far more than the stand-in's."
+)
+
+
+def build_standin(smoke):
+    """Builds the stand-in as a process (bench/iotdb_standin.rs); returns its path."""
+    profile = [] if smoke else ["--release"]
+    out = sh(["cargo", "build", *profile, "--bench", "iotdb_standin", "--message-format=json-render-diagnostics"],
+             cwd=ROOT, capture_output=True).stdout
+    for line in out.splitlines():
+        msg = json.loads(line)
+        if msg.get("reason") == "compiler-artifact" and msg["target"]["name"] == "iotdb_standin" and msg.get("executable"):
+            return msg["executable"]
+    raise RuntimeError("cargo built no iotdb_standin executable")
+
+
+class StandIn:
+    """A running stand-in process: its port, the calls it answered, its CPU."""
+
+    def __init__(self, binary):
+        self.proc = subprocess.Popen([binary, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.port = int(self.proc.stdout.readline().strip().split("=", 1)[1])
+
+    def ask(self, command):
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def calls(self):
+        return json.loads(self.ask("calls"))
+
+    def points(self):
+        return int(self.ask("points"))
+
+    def cpu(self):
+        fields = open(f"/proc/{self.proc.pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def stop(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def iotdb_job_file(batch, rows):
+    path = os.path.join(OUT, f"job-iotdb-{batch}.yaml")
+    text = f"""name: bench-iotdb
+source:
+  type: mysql
+  url: mysql://tsmig:${{MYSQL_PASSWORD}}@127.0.0.1:13306/factory
+  time_zone: "+00:00"
+  tables:
+    - name: {IOTDB_TABLE}
+      split_by: id
+      chunk_rows: {max(1000, rows // 40)}
+sink:
+  type: iotdb
+  host: 127.0.0.1
+  port: ${{IOTDB_PORT}}
+  precision: ms
+  batch_size: {batch}
+  sessions: 2
+mappings:
+  - table: {IOTDB_TABLE}
+    device_field: device_id
+    timestamp_field: ts
+    path: root.bench.{{device_id}}
+    measurements: [temperature, humidity, pressure, status]
+checkpoint:
+  store: file:{os.path.join(OUT, "state", f"iotdb-{batch}")}
+dead_letter: {os.path.join(OUT, "dead-letter.jsonl")}
+"""
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def run_tsmig_iotdb(binary, standin_binary, batch, workers, rows, values):
+    """One backfill of the table into a fresh stand-in; `values` is the table's non-NULL
+    measurement values, each of which must be a point in the stand-in afterwards."""
+    standin = StandIn(standin_binary)
+    try:
+        env = dict(os.environ, MYSQL_PASSWORD="tsmig", RUST_LOG="warn", IOTDB_PORT=str(standin.port))
+        cmd = [binary, "-c", "backfill", "--config", iotdb_job_file(batch, rows), "--workers", str(workers), "--fresh", "--progress", "off"]
+        cpu_before = standin.cpu()
+        out, wall, cpu, rss, servers = timed(cmd, env=env)
+        standin_cpu = standin.cpu() - cpu_before
+        summary = dict(kv.split("=", 1) for kv in out.split("summary: ", 1)[1].split())
+        if int(summary["rows_read"]) != rows or int(summary["points_written"]) != rows:
+            raise RuntimeError(f"tsmig iotdb {workers}w: {summary}")
+        held = standin.points()
+        if held != values:
+            raise RuntimeError(f"tsmig iotdb {workers}w: the stand-in holds {held} points, expected {values}")
+        calls = {m: n for m, n in standin.calls().items() if m not in ("openSession", "closeSession")}
+    finally:
+        standin.stop()
+    return dict(rows=rows, wall=wall, cpu=cpu, rss=rss, servers=servers, standin_cpu=standin_cpu,
+                calls=sum(calls.values()), inserts=calls.get("insertTablets", 0))
+
+
+def iotdb_report(results, rows, reps, note, smoke, baseline):
+    build = "debug" if smoke else "release"
+    lines = [
+        f"Measured {datetime.date.today().isoformat()} on {machine()}{f' ({note})' if note else ''}; {rows:,} rows "
+        f"({IOTDB_TABLE}, 1,000 devices × 4 measurements), tsmig-job {build} build, 2 workers, "
+        f"2 sessions; median (min–max) of {reps} interleaved runs per configuration."
+        + (" `baseline` is the build --baseline named." if baseline else ""),
+        "",
+        f"**{IOTDB_CAVEAT}**",
+        "",
+        "| configuration | batch | calls | calls/s | rows/s | wall s | tsmig CPU s | tsmig CPU µs/row | stand-in CPU s | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, (batch, runs) in results.items():
+        def rng(values, digits=0):
+            return fmt_range((statistics.median(values), min(values), max(values)), digits)
+        lines.append(
+            f"| {name} | {batch} | {statistics.median(r['calls'] for r in runs):,.0f} | "
+            f"{rng([r['calls'] / r['wall'] for r in runs])} | {rng([r['rows'] / r['wall'] for r in runs])} | "
+            f"{rng([r['wall'] for r in runs], 2)} | {rng([r['cpu'] for r in runs], 2)} | "
+            f"{rng([r['cpu'] * 1e6 / r['rows'] for r in runs], 2)} | {rng([r['standin_cpu'] for r in runs], 2)} | "
+            f"{rng([r['rss'] / 1024 for r in runs])} |"
+        )
+    return "\n".join(lines)
+
+
+def iotdb_main(args):
+    """The IoTDB sink benchmark: backfills of the table into the stand-in, with the
+    shipped batch size and with small batches, by this build and (--baseline) another."""
+    rows = args.rows or (20_000 if args.smoke else 200_000)
+    reps = args.reps or (1 if args.smoke else 3)
+    os.makedirs(OUT, exist_ok=True)
+    binary = build(args.smoke)
+    standin_binary = build_standin(args.smoke)
+    prepare_table(rows, IOTDB_TABLE)
+    values = int(sql(f"SELECT COUNT(temperature) + COUNT(humidity) + COUNT(pressure) + COUNT(status) FROM factory.{IOTDB_TABLE}"))
+    builds = [("tsmig", binary)] + ([("baseline", args.baseline)] if args.baseline else [])
+    configs = [
+        (f"{label}-iotdb{suffix}-2w", batch, tsmig)
+        for suffix, batch in IOTDB_BATCHES.items()
+        for label, tsmig in builds
+    ]
+    results = {name: (batch, []) for name, batch, _ in configs}
+    for rep in range(reps):
+        for name, batch, tsmig in configs:
+            log(f"rep {rep + 1}/{reps}: {name}")
+            r = run_tsmig_iotdb(tsmig, standin_binary, batch, 2, rows, values)
+            log(f"  {r['calls']} calls, {r['calls'] / r['wall']:,.0f} calls/s, {r['rows'] / r['wall']:,.0f} rows/s, "
+                f"cpu {r['cpu']:.2f}s ({r['cpu'] * 1e6 / rows:.2f} µs/row), stand-in cpu {r['standin_cpu']:.2f}s")
+            results[name][1].append(r)
+    text = iotdb_report(results, rows, reps, args.note, args.smoke, args.baseline)
+    print(text)
+    if not args.smoke:
+        write_benchmarks(text, "iotdb")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="tiny data, one repetition, debug build; no BENCHMARKS.md")
@@ -401,7 +569,12 @@ def main():
     p.add_argument("--reps", type=int)
     p.add_argument("--no-flink", action="store_true")
     p.add_argument("--only", help="comma-separated configuration names to run")
+    p.add_argument("--iotdb", action="store_true", help="only the IoTDB sink benchmark, into the stand-in (default 200,000 rows)")
+    p.add_argument("--baseline", help="with --iotdb: another tsmig-job binary to run beside this build (e.g. one built before a change)")
+    p.add_argument("--note", help="with --iotdb: said of the machine in the report, e.g. 'shared with other builds'")
     args = p.parse_args()
+    if args.iotdb:
+        return iotdb_main(args)
     rows = args.rows or (20_000 if args.smoke else 2_000_000)
     reps = args.reps or (1 if args.smoke else 3)
     os.makedirs(OUT, exist_ok=True)

@@ -7,6 +7,10 @@
 #                           30 s of lag at 20,000 changes/s); writes BENCHMARKS.md
 #   bench/run.sh --smoke    tiny data, one repetition, debug build, no BENCHMARKS.md (part of scripts/test.sh)
 #   bench/run.sh --cdc [OPTIONS]   only the CDC benchmarks (bench/cdc.py --help)
+#   bench/run.sh --iotdb [--rows N] [--reps N] [--baseline BIN]
+#                           only the IoTDB sink into the IoTDB stand-in (200,000 rows, 3
+#                           repetitions; BIN, a tsmig-job built before a change, runs beside
+#                           this build); writes its section of BENCHMARKS.md
 #
 # Options of the backfill benchmark: --rows N, --reps N, --no-flink, --only NAMES.
 set -euo pipefail
@@ -31,4 +35,7 @@ for arg in "$@"; do
     *) exit 0 ;;
   esac
 done
+if [[ " ${cdc[*]} " == *" --smoke "* ]]; then
+  python3 bench/harness.py --iotdb --smoke
+fi
 exec "${cdc[@]}"

@@ -621,3 +621,146 @@ fn iotdbs_own_refusal_of_an_encoding_fails_the_write_naming_the_key_to_change() 
     );
     assert!(iotdb.all_points().is_empty());
 }
+
+/// The job's IoTDB sink for a table `readings` (device_id, ts, temperature, humidity)
+/// into `root.factory.{device_id}` on `iotdb`, built as a job builds it, without a
+/// database: the table's columns are given, not read.
+fn readings_sink(iotdb: &IotdbStandIn) -> tsmig::connectors::iotdb::IotdbSink {
+    use tsmig::source::{Column, ColumnKind, TableSchema};
+    let text = format!(
+        r#"name: readings
+source:
+  type: mysql
+  url: mysql://tsmig:tsmig@127.0.0.1:13306/factory
+  tables: [{{name: readings, split_by: id}}]
+sink:
+  type: iotdb
+  port: {port}
+  database: root.factory
+mappings:
+  - table: readings
+    device_field: device_id
+    timestamp_field: ts
+    path: root.factory.{{device_id}}
+    measurements: [temperature, humidity]
+"#,
+        port = iotdb.port()
+    );
+    let job = tsmig::job::Job::parse(Path::new("readings.yaml"), &text, |_| None).unwrap();
+    let column = |name: &str, kind| Column {
+        name: name.into(),
+        kind,
+        source_type: String::new(),
+    };
+    let schema = TableSchema {
+        name: "readings".into(),
+        columns: vec![
+            column("id", ColumnKind::Int),
+            column("device_id", ColumnKind::Text),
+            column("ts", ColumnKind::Time),
+            column("temperature", ColumnKind::Float),
+            column("humidity", ColumnKind::Float),
+        ],
+    };
+    let mappings = tsmig::mapping::Mappings::compile_for(
+        &job,
+        &[schema],
+        Some(std::sync::Arc::new(
+            tsmig::connectors::iotdb::path::IotdbPaths,
+        )),
+    )
+    .unwrap();
+    let (config, batching) =
+        tsmig::sink::parse_section::<tsmig::connectors::iotdb::config::IotdbSinkConfig>(&job)
+            .unwrap();
+    tsmig::connectors::iotdb::IotdbSink::new(&config, &batching, &mappings).unwrap()
+}
+
+/// A reading of `device` at `ms` milliseconds, with the fields named.
+fn reading(device: &str, ms: i64, fields: &[&str]) -> tsmig::model::Point {
+    tsmig::model::Point {
+        measurement: format!("root.factory.{device}").into(),
+        tags: Vec::new(),
+        fields: fields
+            .iter()
+            .map(|f| ((*f).into(), tsmig::model::Value::Float(ms as f64)))
+            .collect(),
+        time: ms * 1_000_000,
+        device_hash: 0,
+    }
+}
+
+#[test]
+fn deletes_of_a_batch_go_in_one_call_per_time_and_run_and_remove_exactly_those_points() {
+    use tsmig::sink::{Batch, Sink};
+    let iotdb = IotdbStandIn::start();
+    let sink = readings_sink(&iotdb);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(sink.prepare()).unwrap();
+    // 20 devices, a reading every millisecond from 1,000 to 1,049, both fields.
+    let devices: Vec<String> = (0..20).map(|d| format!("d{d:02}")).collect();
+    let both = ["temperature", "humidity"];
+    let mut batch = sink.new_batch();
+    for device in &devices {
+        for ms in 1_000..1_050 {
+            batch.push(&reading(device, ms, &both)).unwrap();
+        }
+    }
+    rt.block_on(sink.write(&batch)).unwrap();
+    let written = iotdb.all_points();
+    assert_eq!(written.values().map(Vec::len).sum::<usize>(), 2_000);
+
+    let mut deletes = Vec::new();
+    // Every device at 1,010..1,019 ms: 200 points, consecutive milliseconds.
+    for device in &devices {
+        for ms in 1_010..1_020 {
+            deletes.push(reading(device, ms, &both));
+        }
+    }
+    // Every device at 1,030, 1,035 and 1,040 ms: 60 points, three times.
+    for ms in [1_030, 1_035, 1_040] {
+        for device in &devices {
+            deletes.push(reading(device, ms, &both));
+        }
+    }
+    // d01 at 1,025 and 1,027 but not 1,026; d02's temperature alone at 1,045.
+    deletes.push(reading("d01", 1_027, &both));
+    deletes.push(reading("d01", 1_025, &both));
+    deletes.push(reading("d02", 1_045, &["temperature"]));
+    let before = iotdb.calls("deleteData");
+    rt.block_on(sink.delete(&deletes)).unwrap();
+
+    // One call for the run 1,010..=1,019 (40 series), one for each of 1,030, 1,035 and
+    // 1,040 (40 series each), one for each of d01's two times, one for d02's temperature:
+    // 7 calls for 263 points, where one call per point made 263.
+    assert_eq!(iotdb.calls("deleteData") - before, 7);
+    let deleted: std::collections::HashSet<(String, i64)> = deletes
+        .iter()
+        .flat_map(|p| {
+            p.fields
+                .iter()
+                .map(move |(f, _)| (format!("{}.{f}", p.measurement), p.time / 1_000_000))
+        })
+        .collect();
+    let expected: BTreeMap<String, Vec<(i64, V)>> = written
+        .iter()
+        .map(|(series, points)| {
+            let kept = points
+                .iter()
+                .filter(|(t, _)| !deleted.contains(&(series.clone(), *t)))
+                .cloned()
+                .collect();
+            (series.clone(), kept)
+        })
+        .collect();
+    assert_eq!(iotdb.all_points(), expected);
+    // d01's reading between its two deleted times is there.
+    assert!(iotdb
+        .points("root.factory.d01.humidity")
+        .iter()
+        .any(|(t, _)| *t == 1_026));
+    assert_eq!(
+        iotdb.all_points().values().map(Vec::len).sum::<usize>(),
+        2_000 - 2 * 263 + 1
+    );
+}

@@ -676,6 +676,31 @@ fn a_delay_slows_every_call() {
 }
 
 #[test]
+fn no_call_waits_for_a_delayed_ack() {
+    // A request frame whose length and body leave in two writes, with Nagle's algorithm on
+    // the client's socket, waits for the server's delayed ACK of the length (40 ms on
+    // Linux) before its body leaves: 50 calls took 2 s. The client sends each frame in one
+    // write with TCP_NODELAY (vendor/iotdb-client-rs/TSMIG-PATCH.md), as IoTDB's own Java
+    // client does; the stand-in answers at once, so 50 calls take milliseconds.
+    let standin = IotdbStandIn::start();
+    let mut session = session(&standin);
+    let started = Instant::now();
+    for t in 0..50 {
+        let mut tablet = Tablet::new("root.factory.d1", vec![schema("v", TSDataType::Int64)]);
+        tablet.add_row(vec![Value::Int64(t)], t).unwrap();
+        session.insert_tablet(&tablet).unwrap();
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(standin.points("root.factory.d1.v").len(), 50);
+    assert_eq!(standin.calls("insertTablet"), 50);
+    // 50 × 40 ms is 2 s; a loaded machine answers 50 calls in far less than 1 s.
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "50 calls took {elapsed:?}: a call waits for a delayed ACK"
+    );
+}
+
+#[test]
 fn the_compact_protocol_is_answered_too() {
     let standin = IotdbStandIn::start();
     let mut session = RpcSession::new(Config {

@@ -4,12 +4,14 @@
 //!
 //! ```text
 //!  worker 0 only                   every worker
-//!  ┌────────┐ splits  ┌──────────────┐ rows  ┌─────┐ points  ┌──────────┐ points ┌──────┐
-//!  │  plan  │───────▶│ read splits  │─────▶│ map │───────▶│ exchange │──────▶│ sink │──┐
-//!  └────────┘ (split  └──────────────┘       └─────┘         │ (device) │       └──────┘  │ acks
-//!             id → worker)    │ finished split ids           └──────────┘                 │ (frontier
-//!                             ▼ (exchanged to worker 0)                                     │  only)
-//!                        ┌──────────┐◀──────────────────────────────────────────────────────┘
+//!  ┌────────┐ splits  ┌──────────────┐ rows  ┌──────────┐ rows  ┌─────┐ points  ┌──────────┐ points ┌──────┐
+//!  │  plan  │───────▶│ read splits  │─────▶│ exchange │─────▶│ map │───────▶│ exchange │──────▶│ sink │──┐
+//!  └────────┘ (split  └──────────────┘       │ (device, │       └─────┘         │ (device) │       └──────┘  │ acks
+//!             id → worker)    │              │ if known)│                       └──────────┘                 │ (frontier
+//!                             │              └──────────┘                                                    │  only)
+//!                             │ finished split ids (exchanged to worker 0)                                   │
+//!                             ▼                                                                              │
+//!                        ┌──────────┐◀─────────────────────────────────────────────────────────────────────────┘
 //!                        │  commit  │  records a split as finished once its epoch is durable
 //!                        └──────────┘
 //! ```

@@ -483,6 +483,25 @@ impl Mappings {
         }
     }
 
+    /// The device hash the point of `row` will have, where it can be known without mapping
+    /// the row: its table has one mapping, whose device column holds text or an integer.
+    /// The backfill routes rows by it, so that each point is made on the worker that writes
+    /// it; `None` (several mappings, no device column, a NULL or other value) leaves that
+    /// to the points' own exchange.
+    pub fn device_hash_of(&self, row: &Row) -> Option<u64> {
+        let [m] = self.per_table.get(row.table as usize)?.as_slice() else {
+            return None;
+        };
+        let (at, _) = m.device.as_ref()?;
+        // As `Compiled::point` hashes the device: its text as `Value::render` writes it.
+        match row.values.get(*at)?.as_ref()? {
+            Value::String(s) if !s.is_empty() => Some(device_hash(s.as_bytes())),
+            Value::Int(v) => Some(device_hash(itoa::Buffer::new().format(*v).as_bytes())),
+            Value::UInt(v) => Some(device_hash(itoa::Buffer::new().format(*v).as_bytes())),
+            _ => None,
+        }
+    }
+
     /// Turns a row change into point updates by each mapping of its table: the before
     /// image's point with -1, the after image's with +1, as `on_update` / `on_delete` say.
     pub fn apply_change(
@@ -739,6 +758,59 @@ mod tests {
         assert_eq!(p.fields, vec![(Name::from("temp"), Value::Float(1.5))]);
         assert_eq!(p.time, 5);
         assert_eq!(p.device_hash, device_hash(b"d1"));
+    }
+
+    #[test]
+    fn a_row_is_routed_by_the_device_hash_its_point_will_have() {
+        let good = job(GOOD).unwrap();
+        let m = Mappings::compile(&good, &schema()).unwrap();
+        let row = |device: Option<Value>| Row {
+            table: 0,
+            values: vec![
+                device,
+                Some(Value::Time(5)),
+                Some(Value::String("s1".into())),
+                Some(Value::Float(1.5)),
+                None,
+            ],
+        };
+        for device in [Value::String("d1".into()), Value::Int(-7), Value::UInt(7)] {
+            let mut points = Vec::new();
+            let r = row(Some(device.clone()));
+            let routed = m.device_hash_of(&r);
+            m.apply(r, &mut |p| points.push(p), &mut |r| panic!("{r:?}"));
+            assert_eq!(routed, Some(points[0].device_hash), "{device:?}");
+        }
+        // Rows whose point is refused or hashed otherwise are left to the points' exchange.
+        assert_eq!(m.device_hash_of(&row(None)), None);
+        assert_eq!(
+            m.device_hash_of(&row(Some(Value::String(String::new())))),
+            None
+        );
+        assert_eq!(m.device_hash_of(&row(Some(Value::Float(1.0)))), None);
+
+        // Without a device column, or with two mappings of the table, it is not known.
+        let series = job("  - table: readings\n    timestamp_field: ts\n    tags: [device]\n    fields: [temp]\n").unwrap();
+        let series = Mappings::compile(&series, &schema()).unwrap();
+        let r = Row {
+            table: 0,
+            values: vec![
+                Some(Value::Time(5)),
+                Some(Value::String("d1".into())),
+                Some(Value::Float(1.5)),
+            ],
+        };
+        assert_eq!(series.device_hash_of(&r), None);
+        let two = job(&format!(
+            "{GOOD}{}",
+            GOOD.replace("measurement: m", "measurement: n")
+        ))
+        .unwrap();
+        let two = Mappings::compile(&two, &schema()).unwrap();
+        assert_eq!(
+            two.device_hash_of(&row(Some(Value::String("d1".into())))),
+            None
+        );
     }
 
     #[test]

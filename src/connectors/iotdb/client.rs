@@ -60,10 +60,12 @@ pub struct Connection {
 /// TInputProtocol>` and `Box<dyn TOutputProtocol>`, without a `Send` bound. What
 /// `RpcSession::new`, its only constructor, puts there is the binary or the compact
 /// protocol over framed transports over the two halves of one `TcpStream` (thrift's
-/// `TTcpChannel`), beside plain data (its config, ids): all `Send`, as
-/// `tests::a_session_may_move_between_threads` checks against thrift 0.17, the version of
-/// iotdb-client-rs 0.3.12 (pinned exactly in Cargo.toml). Nothing in it is shared with
-/// another value or tied to its thread, and a session is used by one call at a time.
+/// `TTcpChannel`; the writing half behind the patch's `WholeFrames` buffer, see
+/// vendor/iotdb-client-rs/TSMIG-PATCH.md), beside plain data (its config, ids): all
+/// `Send`, as `tests::a_session_may_move_between_threads` checks against thrift 0.17, the
+/// version of iotdb-client-rs 0.3.12 (pinned exactly in Cargo.toml). Nothing in it is
+/// shared with another value or tied to its thread, and a session is used by one call at a
+/// time.
 struct OpenSession(RpcSession);
 
 // SAFETY: see `OpenSession`: every part of an `RpcSession` is `Send`; only the erased type
@@ -325,6 +327,7 @@ mod tests {
     fn a_session_may_move_between_threads() {
         // What `RpcSession::new` puts behind its `Box<dyn TInputProtocol>` and
         // `Box<dyn TOutputProtocol>` (see `OpenSession`), all `Send`.
+        use iotdb::client::remote::WholeFrames;
         use thrift::protocol::{
             TBinaryInputProtocol, TBinaryOutputProtocol, TCompactInputProtocol,
             TCompactOutputProtocol,
@@ -334,7 +337,7 @@ mod tests {
         };
         fn send<T: Send>() {}
         type In = TFramedReadTransport<ReadHalf<TTcpChannel>>;
-        type Out = TFramedWriteTransport<WriteHalf<TTcpChannel>>;
+        type Out = TFramedWriteTransport<WholeFrames<WriteHalf<TTcpChannel>>>;
         send::<TBinaryInputProtocol<In>>();
         send::<TBinaryOutputProtocol<Out>>();
         send::<TCompactInputProtocol<In>>();

@@ -1,4 +1,5 @@
-//! The IoTDB sink: tablets per device, written on a pool of sessions.
+//! The IoTDB sink: tablets per device, written on a pool of sessions; a batch's deletes in
+//! one `deleteData` call per time range (`point_deletes`).
 
 use super::client::SessionPool;
 use super::config::IotdbSinkConfig;
@@ -7,7 +8,7 @@ use crate::model::{format_time, Name, Point};
 use crate::sink::{Batch, BatchConfig, SeriesWindow, Sink, WriteError};
 use iotdb::client::{MeasurementSchema, Session, Tablet, Value as Iot};
 use iotdb::protocal::{TSCompressionType, TSDataType, TSEncoding};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 /// What every batch of a sink needs to know: field types and the time unit.
@@ -315,7 +316,65 @@ impl IotdbSink {
         measurements: &[&str],
         time_ns: i64,
     ) -> Result<(), WriteError> {
-        if time_ns % self.schema.unit != 0 {
+        let paths = measurements
+            .iter()
+            .map(|m| format!("{device}.{}", super::path::quote_node(m)));
+        let calls = point_deletes(paths.map(|path| (path, time_ns)), self.schema.unit)?;
+        self.delete_data(calls).await
+    }
+
+    /// Makes the `deleteData` calls, one after another on one session.
+    async fn delete_data(&self, calls: Vec<DeleteCall>) -> Result<(), WriteError> {
+        if calls.is_empty() {
+            return Ok(());
+        }
+        self.pool
+            .run(move |connection| {
+                for call in &calls {
+                    connection.call(|s| {
+                        s.delete_data(
+                            call.paths.iter().map(String::as_str).collect(),
+                            call.first,
+                            call.last,
+                        )
+                    })?;
+                }
+                Ok(())
+            })
+            .await
+    }
+}
+
+/// Paths in one `deleteData` call at most: a call's frame stays small.
+const PATHS_PER_DELETE: usize = 500;
+
+/// One `deleteData(paths, first, last)`: every series of `paths` at each time from `first`
+/// to `last`, both included, in the server's unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DeleteCall {
+    paths: Vec<String>,
+    first: i64,
+    last: i64,
+}
+
+/// The `deleteData` calls that delete exactly the points `(series path, time in ns)`,
+/// and no other, in as few calls as that allows. A call takes many paths but one time
+/// range, and deletes each path at every time of it, so:
+/// - the series deleted at the same time go in one call (many devices, many fields);
+/// - a series' times that are consecutive units (t, t+1, t+2 ms at ms precision) are one
+///   range: no point of the series can lie between them. Times further apart are separate
+///   ranges, whatever the target holds between them.
+///
+/// Deletes commute with one another, so the calls' order is free. A time that is no whole
+/// unit refuses the whole delete before any call: the caller then deletes point by point
+/// and dead-letters that one.
+fn point_deletes(
+    points: impl IntoIterator<Item = (String, i64)>,
+    unit: i64,
+) -> Result<Vec<DeleteCall>, WriteError> {
+    let mut times: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+    for (path, time_ns) in points {
+        if time_ns % unit != 0 {
             return Err(WriteError::Rejected {
                 message: format!(
                     "time {} is finer than the sink's precision",
@@ -323,18 +382,39 @@ impl IotdbSink {
                 ),
             });
         }
-        let time = time_ns / self.schema.unit;
-        let paths: Vec<String> = measurements
-            .iter()
-            .map(|m| format!("{device}.{}", super::path::quote_node(m)))
-            .collect();
-        self.pool
-            .run(move |connection| {
-                connection
-                    .call(|s| s.delete_data(paths.iter().map(String::as_str).collect(), time, time))
-            })
-            .await
+        times.entry(path).or_default().insert(time_ns / unit);
     }
+    let mut by_range: BTreeMap<(i64, i64), Vec<String>> = BTreeMap::new();
+    for (path, times) in times {
+        let mut runs: Vec<(i64, i64)> = Vec::new();
+        for t in times {
+            match runs.last_mut() {
+                Some((_, last)) if last.checked_add(1) == Some(t) => *last = t,
+                _ => runs.push((t, t)),
+            }
+        }
+        for run in runs {
+            by_range.entry(run).or_default().push(path.clone());
+        }
+    }
+    Ok(in_calls(by_range))
+}
+
+/// One call per range with its paths, [`PATHS_PER_DELETE`] at most in each.
+fn in_calls(by_range: BTreeMap<(i64, i64), Vec<String>>) -> Vec<DeleteCall> {
+    by_range
+        .into_iter()
+        .flat_map(|((first, last), paths)| {
+            paths
+                .chunks(PATHS_PER_DELETE)
+                .map(|paths| DeleteCall {
+                    paths: paths.to_vec(),
+                    first,
+                    last,
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// The times in `unit`s (ns each) of `[start, end)` ns, as IoTDB's inclusive `[first,
@@ -545,16 +625,22 @@ impl Sink for IotdbSink {
     }
 
     async fn delete(&self, points: &[Point]) -> Result<(), WriteError> {
-        for p in points {
-            let fields: Vec<&str> = p.fields.iter().map(|(k, _)| k.as_str()).collect();
-            self.delete_point(&p.measurement, &fields, p.time).await?;
-        }
-        Ok(())
+        // Every field of each point: its series under the point's device.
+        let series = points.iter().flat_map(|p| {
+            p.fields.iter().map(|(field, _)| {
+                (
+                    format!("{}.{}", p.measurement, super::path::quote_node(field)),
+                    p.time,
+                )
+            })
+        });
+        let calls = point_deletes(series, self.schema.unit)?;
+        self.delete_data(calls).await
     }
 
     async fn surviving(&self, points: &[Point]) -> Result<Vec<Point>, WriteError> {
         let unit = self.schema.unit;
-        let mut by_device: std::collections::BTreeMap<&str, Vec<&Point>> = Default::default();
+        let mut by_device: BTreeMap<&str, Vec<&Point>> = BTreeMap::new();
         for p in points {
             by_device.entry(&p.measurement).or_default().push(p);
         }
@@ -578,7 +664,7 @@ impl Sink for IotdbSink {
         // IoTDB deletes [start, end], both included, in its own unit: the window's first
         // and last instants that are whole units. Windows of one range go in one call.
         let unit = self.schema.unit;
-        let mut by_range: std::collections::BTreeMap<(i64, i64), Vec<String>> = Default::default();
+        let mut by_range: BTreeMap<(i64, i64), Vec<String>> = BTreeMap::new();
         for w in windows {
             if let Some(range) = inclusive_range(w.start, w.end, unit) {
                 // Every measurement of the device: `*` is one level, the device's series.
@@ -588,19 +674,7 @@ impl Sink for IotdbSink {
                     .push(format!("{}.*", w.measurement));
             }
         }
-        for ((start, end), paths) in by_range {
-            for chunk in paths.chunks(500) {
-                let chunk = chunk.to_vec();
-                self.pool
-                    .run(move |connection| {
-                        connection.call(|s| {
-                            s.delete_data(chunk.iter().map(String::as_str).collect(), start, end)
-                        })
-                    })
-                    .await?;
-            }
-        }
-        Ok(())
+        self.delete_data(in_calls(by_range)).await
     }
 
     fn describe(&self) -> String {
@@ -671,5 +745,77 @@ mod tests {
         // Less than one unit: nothing to delete.
         assert_eq!(inclusive_range(MS + 1, 2 * MS, MS), None);
         assert_eq!(inclusive_range(7, 8, 1), Some((7, 7)));
+    }
+
+    #[test]
+    fn deletes_of_one_time_share_a_call_and_consecutive_units_one_range() {
+        const MS: i64 = 1_000_000;
+        let call = |paths: &[&str], first, last| DeleteCall {
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+            first,
+            last,
+        };
+        let points = [
+            // Two devices at 5 ms, one of them with two fields: one call.
+            ("root.f.d1.a", 5),
+            ("root.f.d1.b", 5),
+            ("root.f.d2.a", 5),
+            // d3.a at 7, 8, 9 ms: one range; at 11 ms: 10 ms lies between, its own call.
+            ("root.f.d3.a", 9),
+            ("root.f.d3.a", 7),
+            ("root.f.d3.a", 8),
+            ("root.f.d3.a", 11),
+            // d2.a again at 6 ms: 5 and 6 are one range for d2.a, 5 stays for the others.
+            ("root.f.d2.a", 6),
+            // The same point twice is one delete.
+            ("root.f.d3.a", 11),
+        ];
+        let calls = point_deletes(points.iter().map(|(p, t)| (p.to_string(), t * MS)), MS).unwrap();
+        assert_eq!(
+            calls,
+            [
+                call(&["root.f.d1.a", "root.f.d1.b"], 5, 5),
+                call(&["root.f.d2.a"], 5, 6),
+                call(&["root.f.d3.a"], 7, 9),
+                call(&["root.f.d3.a"], 11, 11),
+            ]
+        );
+        // Exactly the points asked for: every (path, time) of every call, and no other.
+        let mut covered: Vec<(String, i64)> = calls
+            .iter()
+            .flat_map(|c| {
+                c.paths
+                    .iter()
+                    .flat_map(move |p| (c.first..=c.last).map(move |t| (p.clone(), t)))
+            })
+            .collect();
+        covered.sort();
+        let mut asked: Vec<(String, i64)> =
+            points.iter().map(|(p, t)| (p.to_string(), *t)).collect();
+        asked.sort();
+        asked.dedup();
+        assert_eq!(covered, asked);
+
+        // Many paths at one time: calls of PATHS_PER_DELETE paths at most.
+        let many = (0..1_200).map(|i| (format!("root.f.d{i}.a"), 3 * MS));
+        let sizes: Vec<usize> = point_deletes(many, MS)
+            .unwrap()
+            .iter()
+            .map(|c| c.paths.len())
+            .collect();
+        assert_eq!(sizes, [500, 500, 200]);
+
+        // A time finer than the unit refuses the whole delete, before any call.
+        let fine = [
+            ("root.f.d1.a".to_string(), 5 * MS),
+            ("root.f.d1.a".to_string(), MS + 1),
+        ];
+        assert!(matches!(
+            point_deletes(fine, MS),
+            Err(WriteError::Rejected { message }) if message.contains("finer than the sink's precision")
+        ));
+        // Times at the ends of i64 do not overflow.
+        let ends = [("p".to_string(), i64::MAX), ("p".to_string(), i64::MIN)];
+        assert_eq!(point_deletes(ends, 1).unwrap().len(), 2);
     }
 }

@@ -489,6 +489,10 @@ fn accept_loop(
 
 /// Answers one connection's calls, one at a time, until the client hangs up.
 fn serve(mut stream: TcpStream, shared: &Shared) {
+    // As IoTDB's: its client service accepts on thrift's TServerSocket
+    // (AbstractThriftServiceThread.openTransport in apache/iotdb's node-commons), whose
+    // acceptImpl wraps each socket in a TSocket, and TSocket(Socket) sets TCP_NODELAY
+    // (apache/thrift, lib/java/.../transport/TSocket.java). An answer leaves in one write.
     let _ = stream.set_nodelay(true);
     let mut connection = service::Connection::default();
     loop {
