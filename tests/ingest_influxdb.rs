@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A running `tsmig-job -c ingest`, killed if the test ends without stopping it.
 struct Ingest {
@@ -93,14 +93,9 @@ dead_letter: {letters}
         child: Some(child),
         port,
     };
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the endpoint did not open"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::jobs::wait_for("the endpoint to open", Duration::from_secs(60), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
     ingest
 }
 

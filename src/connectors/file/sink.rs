@@ -214,9 +214,16 @@ mod tests {
             std::fs::read_to_string(dir.join(&open[0])).unwrap(),
             "m v=1000i 1000\n"
         );
-        // Idle past roll_after: the clock closes it.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(listing(&dir), ["points-19700101T000001Z-000000.lp"]);
+        // Idle past roll_after: the clock closes it (polled, with a deadline).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while listing(&dir) != ["points-19700101T000001Z-000000.lp"] {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not rolled after 10 s: {:?}",
+                listing(&dir)
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         sink.finish().await.unwrap();
         assert!(sink.read_back().is_err());
         assert!(
