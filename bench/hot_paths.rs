@@ -6,6 +6,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use std::hint::black_box;
 use std::path::Path;
 use tsmig::connectors::influxdb::encoding::{encode_point, Encoding};
+use tsmig::connectors::ingest::parse::{parse_body, Precision};
 use tsmig::job::{Job, TimeUnit};
 use tsmig::mapping::Mappings;
 use tsmig::model::{device_hash, Name, Point, Row, Value};
@@ -113,6 +114,60 @@ fn hot_paths(c: &mut Criterion) {
         b.iter(|| device_hash(black_box(b"dev-0042")))
     });
     group.finish();
+
+    // The ingest endpoint's parsing, per line of a 5,000-line request body like the one
+    // bench/ingest.py sends: InfluxData's parser alone, and the whole of `parse_body`
+    // (the parser, the checks around it, the points and their series hash).
+    let body = ingest_body(5_000);
+    let mut group = c.benchmark_group("per_ingested_line");
+    group.throughput(Throughput::Elements(5_000));
+    group.bench_function("influxdb_line_protocol_parse_lines", |b| {
+        b.iter(|| {
+            let text = std::str::from_utf8(black_box(&body)).unwrap();
+            influxdb_line_protocol::parse_lines(text)
+                .filter(|l| l.is_ok())
+                .count()
+        })
+    });
+    group.bench_function("parse_body", |b| {
+        b.iter(|| {
+            parse_body(black_box(&body), Precision::Nanos, 0)
+                .points
+                .len()
+        })
+    });
+    group.finish();
+}
+
+/// `lines` sensor-like lines as bench/ingest.py makes them (2 tags, 4 to 6 fields).
+fn ingest_body(lines: usize) -> Vec<u8> {
+    let mut body = String::new();
+    for i in 0..lines {
+        let d = i % 1000;
+        body.push_str(&format!(
+            "sensors,device=dev-{d:04},site=site-{} temperature={},humidity={}.5,pressure={},status={}i",
+            d % 7,
+            20.0 + (i % 97) as f64 / 8.0,
+            40 + i % 50,
+            1000.0 + (i % 300) as f64 / 10.0,
+            i % 4
+        ));
+        if i % 3 >= 1 {
+            body.push_str(&format!(",battery={}i", i % 101));
+        }
+        if i % 3 == 2 {
+            body.push_str(if i % 2 == 1 {
+                ",online=true"
+            } else {
+                ",online=false"
+            });
+        }
+        body.push_str(&format!(
+            " {}\n",
+            1_767_225_600_000_000_000i64 + (i / 1000) as i64 * 1_000_000_000
+        ));
+    }
+    body.into_bytes()
 }
 
 criterion_group!(benches, hot_paths);

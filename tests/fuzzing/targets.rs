@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 use tsmig::connectors::influxdb::encoding::{encode_point, Encoding};
-use tsmig::connectors::ingest::parse::{parse_body, parse_body_counted, point_bytes, Precision};
+use tsmig::connectors::ingest::parse::{
+    parse_body, parse_body_by_the_crate, parse_body_counted, point_bytes, Precision,
+};
 use tsmig::connectors::mysql::binlog::fuzzing::{self, Column};
 use tsmig::job::{Job, JobError, TimeUnit};
 use tsmig::model::{series_hash, Point, Value};
@@ -81,7 +83,8 @@ const PRECISIONS: [Precision; 6] = [
 /// point or a rejection with a reason, that points are what InfluxDB would store (fields,
 /// sorted unique tags, finite floats, the series hash), that the memory counted covers the
 /// points, and that a point written back as line protocol by the InfluxDB sink's encoder
-/// parses to the same point.
+/// parses to the same point; and that the lines read as plain ones, without the crate,
+/// come out as the crate reads them.
 pub fn line_protocol(data: &[u8]) -> Vec<String> {
     let (mode, body) = data.split_first().map_or((0, data), |(m, b)| (*m, b));
     let precision = PRECISIONS[mode as usize % 6];
@@ -101,6 +104,16 @@ pub fn line_protocol(data: &[u8]) -> Vec<String> {
     };
     let mut counted = 0usize;
     let parsed = parse_body_counted(body, precision, now, &check, &mut |n| counted += n);
+    // Plain lines are read without the crate (`plain`): the result must be the crate's.
+    let by_the_crate = parse_body_by_the_crate(body, precision, now, &check);
+    assert_eq!(
+        parsed.points, by_the_crate.points,
+        "plain lines read otherwise than by the crate"
+    );
+    assert_eq!(
+        parsed.rejected, by_the_crate.rejected,
+        "lines rejected otherwise than by the crate"
+    );
 
     let lines = 1 + body.iter().filter(|b| **b == b'\n').count();
     assert!(

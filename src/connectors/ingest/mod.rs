@@ -55,6 +55,7 @@ pub mod config;
 mod connections;
 pub mod explain;
 pub mod parse;
+mod plain;
 pub mod server;
 
 pub use config::IngestSourceConfig;

@@ -26,8 +26,9 @@
 //! it makes them, so the endpoint can count them in its memory budget.
 
 use super::explain;
+use super::plain::{self, Plain};
 use crate::model::{Name, Point, Value};
-use influxdb_line_protocol::{FieldValue, ParsedLine};
+use influxdb_line_protocol::FieldValue;
 
 /// The unit of the timestamps in a write request (`precision=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,13 +160,43 @@ pub fn parse_body_counted(
     check: &dyn Fn(&Point) -> Result<(), String>,
     counted: &mut dyn FnMut(usize),
 ) -> Parsed {
+    parse(body, precision, default_time, check, counted, true)
+}
+
+/// [`parse_body_counted`] with every line through the crate, none read as a plain line
+/// ([`plain`]): for the fuzz target that checks the two paths agree. Not an API.
+#[doc(hidden)]
+pub fn parse_body_by_the_crate(
+    body: &[u8],
+    precision: Precision,
+    default_time: i64,
+    check: &dyn Fn(&Point) -> Result<(), String>,
+) -> Parsed {
+    parse(body, precision, default_time, check, &mut |_| {}, false)
+}
+
+fn parse(
+    body: &[u8],
+    precision: Precision,
+    default_time: i64,
+    check: &dyn Fn(&Point) -> Result<(), String>,
+    counted: &mut dyn FnMut(usize),
+    plain_lines: bool,
+) -> Parsed {
     // InfluxDB truncates the server's time to the request's precision, so a line without
     // a timestamp lands where one with a timestamp of that precision could.
     let default_time = default_time - default_time.rem_euclid(precision.nanos());
-    let mut parsed = Parsed::default();
+    // Room for a point a line, grown at most once; bounded by the text (a body of blank
+    // lines reserves little), well inside the room the endpoint's budget made for them.
+    let lines = memchr::memchr_iter(b'\n', body).count() + 1;
+    let mut parsed = Parsed {
+        points: Vec::with_capacity(lines.min(body.len() / 32)),
+        rejected: Vec::new(),
+    };
     let mut line_number = 1;
     let mut unpaid = 0usize;
     let (mut points_seen, mut rejected_seen) = (0, 0);
+    let mut plain = Plain::default();
     for chunk in split_lines(body) {
         for point in &parsed.points[points_seen..] {
             unpaid += point_bytes(point);
@@ -179,7 +210,7 @@ pub fn parse_body_counted(
             unpaid = 0;
         }
         let first_line = line_number;
-        line_number += chunk.iter().filter(|b| **b == b'\n').count() + 1;
+        line_number += memchr::memchr_iter(b'\n', chunk).count() + 1;
         let text = match std::str::from_utf8(chunk) {
             Ok(text) => text,
             Err(e) => {
@@ -201,6 +232,25 @@ pub fn parse_body_counted(
                 reason,
             })
         };
+        // A plain line holds no NUL and no control character: the checks below pass it.
+        if plain_lines && plain::read(text, &mut plain) {
+            let tags = plain.tags.iter().copied();
+            let fields = plain.fields.iter().map(|(k, v)| (*k, v));
+            match to_point(
+                plain.measurement,
+                tags,
+                fields,
+                plain.timestamp,
+                precision,
+                default_time,
+            )
+            .and_then(|point| check(&point).map(|()| point))
+            {
+                Ok(point) => parsed.points.push(point),
+                Err(reason) => reject(&mut parsed, reason),
+            }
+            continue;
+        }
         if let Some(reason) = explain::nul_byte(text) {
             reject(&mut parsed, reason);
             continue;
@@ -220,7 +270,17 @@ pub fn parse_body_counted(
         for result in influxdb_line_protocol::parse_lines(text) {
             match result
                 .map_err(|e| explain::bad_value(text, &e).unwrap_or_else(|| e.to_string()))
-                .and_then(|line| to_point(line, precision, default_time))
+                .and_then(|line| {
+                    let tags = line.series.tag_set.as_deref().unwrap_or_default().iter();
+                    to_point(
+                        line.series.measurement.as_str(),
+                        tags.map(|(k, v)| (k.as_str(), v.as_str())),
+                        line.field_set.iter().map(|(k, v)| (k.as_str(), v)),
+                        line.timestamp,
+                        precision,
+                        default_time,
+                    )
+                })
                 .and_then(|point| check(&point).map(|()| point))
             {
                 Ok(point) => parsed.points.push(point),
@@ -274,15 +334,40 @@ fn rejected_bytes(rejected: &RejectedLine) -> usize {
 /// not escaped. This is the `influxdb-line-protocol` crate's `split_lines` (a port of the
 /// Go reference's `scanLine`) on bytes: every byte it looks at is ASCII, and no byte of a
 /// multi-byte UTF-8 character is, so the cuts are the same, and a line that is not UTF-8
-/// is cut out whole and rejected alone.
+/// is cut out whole and rejected alone. A line with neither a quote nor a backslash before
+/// its newline ends there whatever the rule says, so only the others are scanned by it.
 fn split_lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(body);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        let end = match memchr::memchr3(b'\n', b'"', b'\\', text) {
+            Some(at) if text[at] == b'\n' => Some(at),
+            Some(_) => line_end(text),
+            None => None,
+        };
+        Some(match end {
+            Some(at) => {
+                rest = Some(&text[at + 1..]);
+                &text[..at]
+            }
+            None => {
+                rest = None;
+                text
+            }
+        })
+    })
+}
+
+/// Where the line starting at `text` ends: its first newline outside a quoted string field
+/// value and not escaped (the crate's rule, see [`split_lines`]).
+fn line_end(text: &[u8]) -> Option<usize> {
     let mut quoted = false;
     let mut fields = false;
     // '=' and ',' seen in the fields part: a quote opens a string only in a field value.
     let mut equals = 0usize;
     let mut commas = 0usize;
     let mut in_escape = false;
-    body.split(move |&b| {
+    text.iter().position(|&b| {
         if in_escape {
             in_escape = false;
             return false;
@@ -293,43 +378,42 @@ fn split_lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
             b'=' if fields && !quoted => equals += 1,
             b',' if fields && !quoted => commas += 1,
             b'"' if fields && equals > commas => quoted = !quoted,
-            b'\n' if !quoted => {
-                fields = false;
-                equals = 0;
-                commas = 0;
-                return true;
-            }
+            b'\n' if !quoted => return true,
             _ => {}
         }
         false
     })
 }
 
-fn to_point(
-    line: ParsedLine<'_>,
+/// The point of one line, from its parts as parsed (tags as sent, fields in order), with
+/// the checks the crate does not make.
+fn to_point<'t, 'v: 't>(
+    measurement: &str,
+    tags: impl ExactSizeIterator<Item = (&'t str, &'t str)>,
+    fields: impl ExactSizeIterator<Item = (&'t str, &'t FieldValue<'v>)>,
+    timestamp: Option<i64>,
     precision: Precision,
     default_time: i64,
 ) -> Result<Point, String> {
-    let measurement = Name::from(line.series.measurement.as_str());
     // Names with control characters cannot be queried back; InfluxDB refuses them (tag
     // values may hold any character but NUL, refused before: `explain::nul_byte`; string
-    // fields any).
-    let control = |what: &str, name: &str| match name.chars().find(char::is_ascii_control) {
-        Some(c) => Err(format!("{what} `{name}` holds the control character {c:?}")),
+    // fields any). A control character is ASCII, so a byte of a longer character never is.
+    let control = |what: &str, name: &str| match name.bytes().find(u8::is_ascii_control) {
+        Some(b) => Err(format!(
+            "{what} `{name}` holds the control character {:?}",
+            char::from(b)
+        )),
         None => Ok(()),
     };
-    control("measurement", &measurement)?;
+    control("measurement", measurement)?;
+    let measurement = Name::from(measurement);
 
-    let mut tags: Vec<(Name, String)> = line
-        .series
-        .tag_set
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (Name::from(k.as_str()), String::from(v)))
-        .collect();
-    for (key, _) in &tags {
-        control("tag key", key)?;
-    }
+    let mut tags: Vec<(Name, String)> = tags
+        .map(|(key, value)| {
+            control("tag key", key)?;
+            Ok((Name::from(key), String::from(value)))
+        })
+        .collect::<Result<_, String>>()?;
     tags.sort_by(|a, b| a.0.cmp(&b.0));
     if let Some(pair) = tags.windows(2).find(|w| w[0].0 == w[1].0) {
         return Err(format!("duplicate tag key `{}`", pair[0].0));
@@ -337,25 +421,25 @@ fn to_point(
     // InfluxDB has no empty tag values: an empty value is an absent tag.
     tags.retain(|(_, v)| !v.is_empty());
 
-    let mut fields = Vec::with_capacity(line.field_set.len());
-    for (key, value) in line.field_set {
-        let key = Name::from(key.as_str());
-        control("field key", &key)?;
-        if fields.iter().any(|(k, _)| *k == key) {
+    let mut point_fields: Vec<(Name, Value)> = Vec::with_capacity(fields.len());
+    for (key, value) in fields {
+        control("field key", key)?;
+        let key = Name::from(key);
+        if point_fields.iter().any(|(k, _)| *k == key) {
             return Err(format!("duplicate field key `{key}`"));
         }
         let value = match value {
-            FieldValue::I64(v) => Value::Int(v),
-            FieldValue::U64(v) => Value::UInt(v),
-            FieldValue::F64(v) if v.is_finite() => Value::Float(v),
+            FieldValue::I64(v) => Value::Int(*v),
+            FieldValue::U64(v) => Value::UInt(*v),
+            FieldValue::F64(v) if v.is_finite() => Value::Float(*v),
             FieldValue::F64(_) => return Err(format!("field `{key}`: the float is out of range")),
-            FieldValue::String(v) => Value::String(String::from(v)),
-            FieldValue::Boolean(v) => Value::Bool(v),
+            FieldValue::String(v) => Value::String(String::from(v.as_str())),
+            FieldValue::Boolean(v) => Value::Bool(*v),
         };
-        fields.push((key, value));
+        point_fields.push((key, value));
     }
 
-    let time = match line.timestamp {
+    let time = match timestamp {
         None => default_time,
         Some(t) => t.checked_mul(precision.nanos()).ok_or_else(|| {
             format!(
@@ -369,7 +453,7 @@ fn to_point(
     Ok(Point {
         measurement,
         tags,
-        fields,
+        fields: point_fields,
         time,
         device_hash,
     })
@@ -489,6 +573,51 @@ mod tests {
             vec![("s".into(), Value::String("a\0b".into()))],
             "a NUL in a string value is data"
         );
+    }
+
+    #[test]
+    fn plain_lines_come_out_as_the_crate_reads_them() {
+        let body = "sensors,site=b,device=d1 t=21.5,h=40i,u=3u,ok=true 1767225600000000000\n\
+                    m v=1\n\
+                    m,a=1,a=2 v=1 1\n\
+                    m v=1,v=2 1\n\
+                    m,t=x v=1,w=-0.25,x=F 9223372036854775807\n\
+                    m v=1 -9223372036854775808\n\
+                    m v=1.5 99999999999999999999\n\
+                    m v=1e3,w=\"s\" 5\n\
+                    m\\ x,t=a\\,b v=1 5\n\
+                    refused v=1 5\n\
+                    m v=99999999999999999999i 5\n\
+                    m,t= v=1 5\r\n\
+                    m v=1 5   \n";
+        let check = |p: &Point| match p.measurement.as_str() {
+            "refused" => Err("the sink refuses it".to_string()),
+            _ => Ok(()),
+        };
+        // In seconds three timestamps overflow.
+        for (precision, points) in [(Precision::Nanos, 7), (Precision::Seconds, 4)] {
+            let ours = parse_body_checked(body.as_bytes(), precision, 7, &check);
+            let crate_only = parse_body_by_the_crate(body.as_bytes(), precision, 7, &check);
+            assert_eq!(ours.points, crate_only.points);
+            assert_eq!(ours.rejected, crate_only.rejected);
+            assert_eq!(ours.points.len(), points, "{:?}", ours.rejected);
+        }
+    }
+
+    #[test]
+    fn lines_end_at_newlines_outside_strings_and_escapes() {
+        let cut = |body: &str| -> Vec<String> {
+            split_lines(body.as_bytes())
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .collect()
+        };
+        assert_eq!(cut(""), [""]);
+        assert_eq!(cut("a\n"), ["a", ""]);
+        assert_eq!(cut("a\nb"), ["a", "b"]);
+        assert_eq!(cut("m s=\"x\ny\" 1\nm v=1"), ["m s=\"x\ny\" 1", "m v=1"]);
+        assert_eq!(cut("m\\\nx v=1\nn v=2"), ["m\\\nx v=1", "n v=2"]);
+        // A quote in a tag value opens no string.
+        assert_eq!(cut("m,t=\" v=1\nn v=2"), ["m,t=\" v=1", "n v=2"]);
     }
 
     #[test]
