@@ -315,8 +315,8 @@ pub(super) struct SinkQueue<B> {
     /// Epoch → batches (open, queued or in flight) holding its changes.
     pending: BTreeMap<u64, usize>,
     /// Ordered mode: keys in the open batch, and keys of the requests in flight.
-    open_keys: HashSet<u64>,
-    flying_keys: HashMap<u64, u32>,
+    open_keys: HashSet<u64, KeyHashes>,
+    flying_keys: HashMap<u64, u32, KeyHashes>,
     /// Emptied batches back from delivered writes, to be filled again.
     spare: Vec<B>,
 }
@@ -331,8 +331,8 @@ impl<B: Batch> SinkQueue<B> {
             queued: VecDeque::new(),
             in_flight: 0,
             pending: BTreeMap::new(),
-            open_keys: HashSet::new(),
-            flying_keys: HashMap::new(),
+            open_keys: HashSet::default(),
+            flying_keys: HashMap::default(),
             spare: Vec::new(),
         }
     }
@@ -473,6 +473,28 @@ impl<B: Batch> SinkQueue<B> {
     /// must hold.
     pub fn oldest_epoch(&self) -> Option<u64> {
         self.pending.keys().next().copied()
+    }
+}
+
+/// Sets and maps keyed by [`Point::key_hash`]: the key is an xxh3 hash already, so it is
+/// its own hash (SipHash over it cost more than the rest of the bookkeeping per point).
+type KeyHashes = std::hash::BuildHasherDefault<KeyHash>;
+
+#[derive(Default)]
+struct KeyHash(u64);
+
+impl std::hash::Hasher for KeyHash {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed; anything else is folded in all the same.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, key: u64) {
+        self.0 = key;
+    }
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
