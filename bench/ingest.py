@@ -207,7 +207,7 @@ def run(binary, ack, clients, workers, all_bodies, points, deadline, perf=None):
         time.sleep(0.2)  # every client connected and waiting
         profiler = None
         if perf:
-            profiler = subprocess.Popen(["perf", "record", "-F", "499", "--call-graph", "dwarf,16384", "-o", perf, "-p", str(proc.pid)],
+            profiler = subprocess.Popen(["perf", "record", "-F", "999", "--call-graph", "dwarf,32768", "-o", perf, "-p", str(proc.pid)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1)
         cpu0 = proc_cpu(proc.pid)

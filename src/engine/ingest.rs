@@ -79,6 +79,9 @@ use tokio::sync::oneshot;
 /// the worker that answers the request if its client waits.
 type Numbered = (u64, Option<u32>, Point);
 
+/// The most points an epoch's emptied vector may hold to be kept for the next epoch.
+const SPARE_POINTS: usize = 1 << 16;
+
 /// Requests taken per activation before yielding to the other operators.
 const REQUESTS_PER_ACTIVATION: usize = 64;
 
@@ -246,11 +249,14 @@ fn in_queue_order(
 ) -> Stream<'_, u64, Vec<(Option<Origin>, Point)>> {
     points.unary_frontier(Pipeline, "InQueueOrder", |_capability, _info| {
         let mut stash: BTreeMap<u64, (Capability<u64>, Vec<Numbered>)> = BTreeMap::new();
+        // An epoch's emptied vector, kept for the next epoch (unless it grew huge): a new
+        // one each epoch, grown by doubling, cost more in fresh pages than the sorting.
+        let mut spare: Option<Vec<Numbered>> = None;
         move |(input, frontier), output| {
             input.for_each_time(|time, batches| {
                 let (_, stashed) = stash
                     .entry(*time.time())
-                    .or_insert_with(|| (time.retain(0), Vec::new()));
+                    .or_insert_with(|| (time.retain(0), spare.take().unwrap_or_default()));
                 for batch in batches {
                     stashed.append(batch);
                 }
@@ -261,12 +267,17 @@ fn in_queue_order(
                 }
                 let (capability, mut points) = entry.remove();
                 // Stable: a request's points keep their body order.
-                points.sort_by_key(|(seq, _, _)| *seq);
+                if !points.is_sorted_by_key(|(seq, _, _)| *seq) {
+                    points.sort_by_key(|(seq, _, _)| *seq);
+                }
                 output
                     .session(&capability)
-                    .give_iterator(points.into_iter().map(|(request, worker, p)| {
+                    .give_iterator(points.drain(..).map(|(request, worker, p)| {
                         (worker.map(|worker| Origin { worker, request }), p)
                     }));
+                if points.capacity() <= SPARE_POINTS {
+                    spare = Some(points);
+                }
             }
         }
     })

@@ -357,6 +357,12 @@ impl<B: Batch> SinkQueue<B> {
             self.close_open();
         }
         let spare = &mut self.spare;
+        // Ordered: room for a batch's keys at once (grown by doubling, they cost fresh pages).
+        let keys = if self.ordered {
+            self.bounds.batch_size.min(8192)
+        } else {
+            0
+        };
         let (current, _) = self.open.get_or_insert_with(|| {
             let batch = spare.pop().unwrap_or_else(new_batch);
             (
@@ -364,7 +370,7 @@ impl<B: Batch> SinkQueue<B> {
                     batch,
                     deletes: Vec::new(),
                     epochs: Vec::new(),
-                    keys: Vec::new(),
+                    keys: Vec::with_capacity(keys),
                     origins: Vec::new(),
                 },
                 Instant::now(),

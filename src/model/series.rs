@@ -74,6 +74,10 @@ impl KeyBytes for KeyHasher {
 
 /// Writes `text` with a backslash before each `,`, `=` and `\`.
 fn escaped(out: &mut impl KeyBytes, text: &str) {
+    if !text.bytes().any(|b| matches!(b, b',' | b'=' | b'\\')) {
+        out.put(text.as_bytes());
+        return;
+    }
     let mut start = 0;
     for (at, b) in text.bytes().enumerate() {
         if matches!(b, b',' | b'=' | b'\\') {

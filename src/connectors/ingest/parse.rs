@@ -197,7 +197,7 @@ fn parse(
     let mut unpaid = 0usize;
     let (mut points_seen, mut rejected_seen) = (0, 0);
     let mut plain = Plain::default();
-    for chunk in split_lines(body) {
+    for (chunk, one_line) in split_lines(body) {
         for point in &parsed.points[points_seen..] {
             unpaid += point_bytes(point);
         }
@@ -210,7 +210,11 @@ fn parse(
             unpaid = 0;
         }
         let first_line = line_number;
-        line_number += memchr::memchr_iter(b'\n', chunk).count() + 1;
+        line_number += 1 + if one_line {
+            0
+        } else {
+            memchr::memchr_iter(b'\n', chunk).count()
+        };
         let text = match std::str::from_utf8(chunk) {
             Ok(text) => text,
             Err(e) => {
@@ -336,23 +340,24 @@ fn rejected_bytes(rejected: &RejectedLine) -> usize {
 /// multi-byte UTF-8 character is, so the cuts are the same, and a line that is not UTF-8
 /// is cut out whole and rejected alone. A line with neither a quote nor a backslash before
 /// its newline ends there whatever the rule says, so only the others are scanned by it.
-fn split_lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
+/// Each line comes with whether it is known to hold no newline (else it may span several).
+fn split_lines(body: &[u8]) -> impl Iterator<Item = (&[u8], bool)> {
     let mut rest = Some(body);
     std::iter::from_fn(move || {
         let text = rest?;
-        let end = match memchr::memchr3(b'\n', b'"', b'\\', text) {
-            Some(at) if text[at] == b'\n' => Some(at),
-            Some(_) => line_end(text),
-            None => None,
+        let (end, one_line) = match memchr::memchr3(b'\n', b'"', b'\\', text) {
+            Some(at) if text[at] == b'\n' => (Some(at), true),
+            Some(_) => (line_end(text), false),
+            None => (None, true),
         };
         Some(match end {
             Some(at) => {
                 rest = Some(&text[at + 1..]);
-                &text[..at]
+                (&text[..at], one_line)
             }
             None => {
                 rest = None;
-                text
+                (text, one_line)
             }
         })
     })
@@ -425,7 +430,10 @@ fn to_point<'t, 'v: 't>(
     for (key, value) in fields {
         control("field key", key)?;
         let key = Name::from(key);
-        if point_fields.iter().any(|(k, _)| *k == key) {
+        if point_fields
+            .iter()
+            .any(|(k, _)| k.len() == key.len() && *k == key)
+        {
             return Err(format!("duplicate field key `{key}`"));
         }
         let value = match value {
@@ -608,7 +616,7 @@ mod tests {
     fn lines_end_at_newlines_outside_strings_and_escapes() {
         let cut = |body: &str| -> Vec<String> {
             split_lines(body.as_bytes())
-                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .map(|(l, _)| String::from_utf8_lossy(l).into_owned())
                 .collect()
         };
         assert_eq!(cut(""), [""]);

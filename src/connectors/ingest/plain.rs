@@ -137,35 +137,38 @@ fn signed_digits(text: &str) -> bool {
 /// integer out of range, or a float that overflows to infinity, is left to the crate (and
 /// the checks after it) to refuse.
 fn value(text: &str) -> Option<FieldValue<'_>> {
-    if let Some(int) = text.strip_suffix('i') {
-        return signed_digits(int)
-            .then(|| int.parse().ok().map(FieldValue::I64))
-            .flatten();
+    let b = text.as_bytes();
+    match b.last()? {
+        b'i' => {
+            let int = &text[..text.len() - 1];
+            signed_digits(int).then(|| int.parse().ok().map(FieldValue::I64))?
+        }
+        b'u' => {
+            let uint = &text[..text.len() - 1];
+            let digits = !uint.is_empty() && uint.bytes().all(|b| b.is_ascii_digit());
+            digits.then(|| uint.parse().ok().map(FieldValue::U64))?
+        }
+        b'0'..=b'9' => {
+            let (whole, fraction) = match text.split_once('.') {
+                Some((whole, fraction)) => (whole, Some(fraction)),
+                None => (text, None),
+            };
+            let fraction_ok =
+                fraction.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()));
+            if !signed_digits(whole) || !fraction_ok {
+                return None;
+            }
+            text.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .map(FieldValue::F64)
+        }
+        _ => match text {
+            "t" | "T" | "true" | "True" | "TRUE" => Some(FieldValue::Boolean(true)),
+            "f" | "F" | "false" | "False" | "FALSE" => Some(FieldValue::Boolean(false)),
+            _ => None,
+        },
     }
-    if let Some(uint) = text.strip_suffix('u') {
-        let digits = !uint.is_empty() && uint.bytes().all(|b| b.is_ascii_digit());
-        return digits
-            .then(|| uint.parse().ok().map(FieldValue::U64))
-            .flatten();
-    }
-    match text {
-        "t" | "T" | "true" | "True" | "TRUE" => return Some(FieldValue::Boolean(true)),
-        "f" | "F" | "false" | "False" | "FALSE" => return Some(FieldValue::Boolean(false)),
-        _ => {}
-    }
-    let (whole, fraction) = match text.split_once('.') {
-        Some((whole, fraction)) => (whole, Some(fraction)),
-        None => (text, None),
-    };
-    let fraction_ok =
-        fraction.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()));
-    if !signed_digits(whole) || !fraction_ok {
-        return None;
-    }
-    text.parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite())
-        .map(FieldValue::F64)
 }
 
 #[cfg(test)]
