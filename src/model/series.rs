@@ -12,6 +12,27 @@ use super::Name;
 /// Where the key's bytes go: a `String`, or a hasher.
 trait KeyBytes {
     fn put(&mut self, bytes: &[u8]);
+
+    /// Puts `text` with a backslash before each `,`, `=` and `\`.
+    fn put_escaped(&mut self, text: &str)
+    where
+        Self: Sized,
+    {
+        escaped_in_pieces(self, text);
+    }
+}
+
+/// `text` with a backslash before each `,`, `=` and `\`, put piece by piece.
+fn escaped_in_pieces(out: &mut impl KeyBytes, text: &str) {
+    let mut start = 0;
+    for (at, b) in text.bytes().enumerate() {
+        if matches!(b, b',' | b'=' | b'\\') {
+            out.put(&text.as_bytes()[start..at]);
+            out.put(b"\\");
+            start = at;
+        }
+    }
+    out.put(&text.as_bytes()[start..]);
 }
 
 impl KeyBytes for String {
@@ -52,6 +73,24 @@ impl KeyHasher {
 }
 
 impl KeyBytes for KeyHasher {
+    /// Byte by byte into the buffer while it has room for the worst case (every byte
+    /// escaped): a key's pieces are short, a copy call each cost more than the loop.
+    #[inline]
+    fn put_escaped(&mut self, text: &str) {
+        if self.len + 2 * text.len() > self.buffer.len() {
+            return escaped_in_pieces(self, text);
+        }
+        for b in text.bytes() {
+            if matches!(b, b',' | b'=' | b'\\') {
+                self.buffer[self.len] = b'\\';
+                self.len += 1;
+            }
+            self.buffer[self.len] = b;
+            self.len += 1;
+        }
+    }
+
+    #[inline]
     fn put(&mut self, bytes: &[u8]) {
         if self.len + bytes.len() <= self.buffer.len() {
             self.buffer[self.len..self.len + bytes.len()].copy_from_slice(bytes);
@@ -72,35 +111,18 @@ impl KeyBytes for KeyHasher {
     }
 }
 
-/// Writes `text` with a backslash before each `,`, `=` and `\`.
-fn escaped(out: &mut impl KeyBytes, text: &str) {
-    if !text.bytes().any(|b| matches!(b, b',' | b'=' | b'\\')) {
-        out.put(text.as_bytes());
-        return;
-    }
-    let mut start = 0;
-    for (at, b) in text.bytes().enumerate() {
-        if matches!(b, b',' | b'=' | b'\\') {
-            out.put(&text.as_bytes()[start..at]);
-            out.put(b"\\");
-            start = at;
-        }
-    }
-    out.put(&text.as_bytes()[start..]);
-}
-
 /// Writes the key of a series whose tags are already sorted by key.
 fn write_key<'a>(
     out: &mut impl KeyBytes,
     measurement: &str,
     sorted_tags: impl Iterator<Item = (&'a str, &'a str)>,
 ) {
-    escaped(out, measurement);
+    out.put_escaped(measurement);
     for (k, v) in sorted_tags.filter(|(_, v)| !v.is_empty()) {
         out.put(b",");
-        escaped(out, k);
+        out.put_escaped(k);
         out.put(b"=");
-        escaped(out, v);
+        out.put_escaped(v);
     }
 }
 

@@ -36,6 +36,7 @@ pub(super) struct Plain<'a> {
 
 /// A byte of a plain name: printable ASCII but the separators, the quote and the escape.
 /// (The crate allows more in some names; those lines take its path.)
+#[inline]
 fn name_byte(b: u8) -> bool {
     (0x21..0x7f).contains(&b) && !matches!(b, b',' | b'=' | b'"' | b'\\')
 }
@@ -149,8 +150,8 @@ fn value(text: &str) -> Option<FieldValue<'_>> {
             digits.then(|| uint.parse().ok().map(FieldValue::U64))?
         }
         b'0'..=b'9' => {
-            let (whole, fraction) = match text.split_once('.') {
-                Some((whole, fraction)) => (whole, Some(fraction)),
+            let (whole, fraction) = match b.iter().position(|&c| c == b'.') {
+                Some(at) => (&text[..at], Some(&text[at + 1..])),
                 None => (text, None),
             };
             let fraction_ok =
@@ -163,9 +164,16 @@ fn value(text: &str) -> Option<FieldValue<'_>> {
                 .filter(|v| v.is_finite())
                 .map(FieldValue::F64)
         }
-        _ => match text {
-            "t" | "T" | "true" | "True" | "TRUE" => Some(FieldValue::Boolean(true)),
-            "f" | "F" | "false" | "False" | "FALSE" => Some(FieldValue::Boolean(false)),
+        // t, T, true, True, TRUE; f, F, false, False, FALSE (byte patterns: no memcmp).
+        _ => match b {
+            [b't' | b'T']
+            | [b't', b'r', b'u', b'e']
+            | [b'T', b'r', b'u', b'e']
+            | [b'T', b'R', b'U', b'E'] => Some(FieldValue::Boolean(true)),
+            [b'f' | b'F']
+            | [b'f', b'a', b'l', b's', b'e']
+            | [b'F', b'a', b'l', b's', b'e']
+            | [b'F', b'A', b'L', b'S', b'E'] => Some(FieldValue::Boolean(false)),
             _ => None,
         },
     }
