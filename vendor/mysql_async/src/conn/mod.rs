@@ -872,6 +872,13 @@ impl Conn {
 
     /// Returns `true` for ProgressReport packet.
     fn handle_packet(&mut self, packet: &PooledBuf) -> Result<bool> {
+        // tsmig patch (see TSMIG-PATCH.md): a result set's row is neither an OK, EOF nor ERR
+        // packet; telling so from its first byte spares building and dropping a parse error
+        // (an allocation) for every row. A row of the binary protocol starts with 0x00, the
+        // OK header, so only the terminator's header (0xFE) and ERR's (0xFF) are parsed.
+        if self.has_pending_result() && !matches!(packet.first(), Some(0xFE) | Some(0xFF)) {
+            return Ok(false);
+        }
         let ok_packet = if self.has_pending_result() {
             if self.has_capabilities(CapabilityFlags::CLIENT_DEPRECATE_EOF) {
                 ParseBuf(packet)

@@ -201,6 +201,51 @@ where
         }
     }
 
+    /// tsmig patch (see TSMIG-PATCH.md): reads the next row of the current result set and
+    /// hands its packet, exactly as the server sent it (a binary- or text-protocol row, as
+    /// `P` says), to `f` instead of building a [`Row`] of [`Value`](crate::Value)s; the
+    /// result set's columns are [`QueryResult::columns`].
+    ///
+    /// Returns `None`, and moves on to the next result set, where [`QueryResult::next`]
+    /// would: the same packets are read and the connection is left in the same state.
+    pub async fn next_raw<T, F>(&mut self, f: F) -> Result<Option<T>>
+    where
+        F: FnOnce(&[u8]) -> T,
+    {
+        loop {
+            let pending = match self.conn.as_mut().use_pending_result()? {
+                Some(PendingResult::Pending(meta)) => Ok(meta.columns().is_empty()),
+                Some(PendingResult::Taken(meta)) => Err(meta.clone()),
+                None => return Ok(None),
+            };
+            match pending {
+                Err(taken) => self.skip_taken(taken).await?,
+                Ok(true) => {
+                    // Empty, but not yet consumed result set.
+                    self.conn.as_mut().set_pending_result(None)?;
+                    self.next_set().await?;
+                    return Ok(None);
+                }
+                Ok(false) => {
+                    let packet = match self.conn.as_mut().read_packet().await {
+                        Ok(packet) => packet,
+                        Err(err) => {
+                            // Next row contained an error. No more data will follow.
+                            self.conn.as_mut().set_pending_result(None)?;
+                            return Err(err);
+                        }
+                    };
+                    if P::is_last_result_set_packet(self.conn.capabilities(), &packet) {
+                        self.conn.as_mut().set_pending_result(None)?;
+                        self.next_set().await?;
+                        return Ok(None);
+                    }
+                    return Ok(Some(f(&packet)));
+                }
+            }
+        }
+    }
+
     /// Last insert id, if any.
     pub fn last_insert_id(&self) -> Option<u64> {
         self.conn.last_insert_id()
