@@ -98,7 +98,7 @@ mod tests {
     fn whole_lines_are_kept_and_a_torn_tail_is_cut() {
         let batch = lines(&[point(30, "x"), point(10, "two\nlines"), point(20, "z")]);
         let body = batch.body();
-        let whole = whole_lines(&body, TimeUnit::Millis);
+        let whole = whole_lines(body, TimeUnit::Millis);
         assert_eq!(
             whole,
             WholeLines {
