@@ -202,17 +202,11 @@ impl InfluxClient {
         let request = self
             .query(&params)
             .ok_or_else(|| QueryError::Definite("not InfluxDB 1.x".into()))?;
-        let send = request.send();
-        let response = match stall {
-            Some(limit) => tokio::time::timeout(limit, send).await.map_err(|_| {
-                QueryError::Transient(format!(
-                    "no answer within {}",
-                    humantime::format_duration(limit)
-                ))
-            })?,
-            None => send.await,
-        }
-        .map_err(|e| QueryError::Transient(format!("querying InfluxDB: {}", without_url(&e))))?;
+        let response = within(stall, "no answer within", request.send())
+            .await?
+            .map_err(|e| {
+                QueryError::Transient(format!("querying InfluxDB: {}", without_url(&e)))
+            })?;
         let status = response.status();
         let response = answered(response).await.map_err(|e| match e {
             WriteError::Transient { message, .. } => QueryError::Transient(message),
@@ -621,18 +615,11 @@ impl ChunkedAnswer {
                 return parse_chunk(&line).map(Some);
             }
             let read = self.response.chunk();
-            let bytes = match self.stall {
-                Some(limit) => tokio::time::timeout(limit, read).await.map_err(|_| {
-                    QueryError::Transient(format!(
-                        "the answer stalled for {}",
-                        humantime::format_duration(limit)
-                    ))
-                })?,
-                None => read.await,
-            }
-            .map_err(|e| {
-                QueryError::Transient(format!("reading InfluxDB's answer: {}", without_url(&e)))
-            })?;
+            let bytes = within(self.stall, "the answer stalled for", read)
+                .await?
+                .map_err(|e| {
+                    QueryError::Transient(format!("reading InfluxDB's answer: {}", without_url(&e)))
+                })?;
             match bytes {
                 Some(bytes) => self.pending.extend_from_slice(&bytes),
                 None if self.pending.iter().all(u8::is_ascii_whitespace) => return Ok(None),
@@ -643,6 +630,21 @@ impl ChunkedAnswer {
             }
         }
     }
+}
+
+/// `answer` awaited for at most `stall` when set; past it, a transient error: `waited` and
+/// the limit ("no answer within 5s").
+async fn within<T>(
+    stall: Option<Duration>,
+    waited: &str,
+    answer: impl std::future::Future<Output = T>,
+) -> Result<T, QueryError> {
+    let Some(limit) = stall else {
+        return Ok(answer.await);
+    };
+    tokio::time::timeout(limit, answer).await.map_err(|_| {
+        QueryError::Transient(format!("{waited} {}", humantime::format_duration(limit)))
+    })
 }
 
 /// The column names of one series of an answer (`time` first).
@@ -872,6 +874,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(decoded, lines);
+    }
+
+    #[tokio::test]
+    async fn an_answer_past_its_stall_limit_is_transient() {
+        let limit = Some(Duration::from_millis(10));
+        assert_eq!(
+            within(limit, "no answer within", std::future::pending::<()>()).await,
+            Err(QueryError::Transient("no answer within 10ms".into()))
+        );
+        assert_eq!(within(limit, "stalled for", async { 7 }).await, Ok(7));
+        let slow = tokio::time::sleep(Duration::from_millis(30));
+        assert_eq!(within(None, "stalled for", slow).await, Ok(()));
     }
 
     #[tokio::test]
