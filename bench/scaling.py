@@ -37,6 +37,7 @@ import datetime
 import hashlib
 import http.client
 import json
+import math
 import multiprocessing
 import os
 import platform
@@ -169,7 +170,15 @@ def is_library_package(name):
 def download(names, into):
     """apt-get download of `names` into `into`; returns {name: .deb path}."""
     before = set(os.listdir(into))
-    sh(["apt-get", "download", *names], cwd=into, stdout=subprocess.DEVNULL)
+    try:
+        sh(["apt-get", "download", *names], cwd=into, stdout=subprocess.DEVNULL)
+    except subprocess.CalledProcessError:
+        # A fresh image's package lists may be empty or stale; refresh once (as root).
+        if os.geteuid() != 0:
+            die("apt-get download failed; run `apt-get update` (as root) and try again")
+        log("apt-get download failed; running apt-get update and trying again")
+        sh(["apt-get", "update", "-q"], stdout=subprocess.DEVNULL)
+        sh(["apt-get", "download", *names], cwd=into, stdout=subprocess.DEVNULL)
     found = {}
     for f in set(os.listdir(into)) - before:
         if f.endswith(".deb"):
@@ -212,6 +221,8 @@ def kit(args):
     if not os.path.isfile(binary):
         die(f"no tsmig-job at {binary}")
 
+    if os.path.isdir(kit_dir) and os.listdir(kit_dir) and not os.path.exists(os.path.join(kit_dir, "kit.json")):
+        die(f"{kit_dir} is not empty and holds no kit: not replacing it")
     shutil.rmtree(kit_dir, ignore_errors=True)
     for sub in ("bin", "lib", "glibc", "jobs"):
         os.makedirs(os.path.join(kit_dir, sub))
@@ -289,8 +300,9 @@ def kit(args):
     version = sh([tsmig, "--version"], capture_output=True).stdout.strip()
     with open(binary, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
+    # The commit is known only of a binary built here; a given one is named by its hash.
     commit = None
-    if ROOT is not None:
+    if not args.binary:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip() or None
     manifest = dict(
         made=datetime.datetime.now().isoformat(timespec="seconds"),
@@ -382,15 +394,44 @@ def wait_for(what, check, deadline_s, alive=None):
         time.sleep(0.05)
 
 
+def hwm_kb(pid):
+    """The process's peak resident set so far (VmHWM), in KiB; 0 once it is gone."""
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class Reaped:
+    """What wait4 said of a child: exit, CPU, and its peak RSS.
+
+    The kernel's ru_maxrss of a child is at least the RSS its parent had when it forked
+    (exec records the old address space's high-water mark), and this script holds the
+    ingest bodies, so the rusage figure alone would say this script's size. The peak is
+    therefore also read from /proc (VmHWM) every 10 ms while the child runs; the rusage
+    figure is taken where it is above what this script had (then it is the child's own)."""
+
+    def __init__(self, usage, sampled_kb, floor_kb):
+        self.cpu = usage.ru_utime + usage.ru_stime
+        self.rss_kb = usage.ru_maxrss if usage.ru_maxrss > floor_kb else max(sampled_kb, 1)
+
+
 def reap(proc, timeout):
-    """Waits for `proc` (Popen) up to `timeout` s; returns its rusage, or None if it is
+    """Waits for `proc` (Popen) up to `timeout` s; returns a Reaped, or None if it is
     still running."""
     deadline = time.monotonic() + timeout
+    floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    sampled = getattr(proc, "hwm_kb", 0)
     while True:
+        sampled = max(sampled, hwm_kb(proc.pid))
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
-            return usage
+            return Reaped(usage, sampled, floor)
+        proc.hwm_kb = sampled
         if time.monotonic() > deadline:
             return None
         time.sleep(0.01)
@@ -520,7 +561,6 @@ FROM seq_{lo}_to_{hi};""")
 def line_protocol(points):
     """The sensor table's rows 1..points as line protocol bodies of LINES_PER_POST lines,
     the same values the table holds (ms timestamps)."""
-    import math
     base_ms = int(datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc).timestamp() * 1000)
     bodies, lines = [], []
     for n in range(1, points + 1):
@@ -573,7 +613,7 @@ def run_backfill(kit, db, tmp, workers, rows, chunk_rows):
         raise RuntimeError(f"tsmig-job backfill failed ({proc.returncode}):\n{text[-2000:]}\n{open(err_path).read()[-4000:]}")
     if int(summary["rows_read"]) != rows or int(summary["points_written"]) != rows:
         raise RuntimeError(f"backfill {workers}w: {summary}, expected {rows} rows read and written")
-    return dict(rows=rows, wall=wall, cpu=usage.ru_utime + usage.ru_stime, rss_kb=usage.ru_maxrss,
+    return dict(rows=rows, wall=wall, cpu=usage.cpu, rss_kb=usage.rss_kb,
                 server_cpu=server, load=load)
 
 
@@ -647,7 +687,11 @@ def run_ingest(kit, tmp, workers, bodies, points, connections):
                         return r.status == 204
                 except OSError:
                     return False
-            wait_for("the ingest endpoint answering /ping", ping, 60, alive=lambda: proc.poll() is None)
+            try:
+                wait_for("the ingest endpoint answering /ping", ping, 60, alive=lambda: proc.poll() is None)
+            except RuntimeError as e:
+                err.flush()
+                raise RuntimeError(f"{e}:\n{open(err_path).read()[-4000:]}") from None
             for k in range(processes):
                 share = connections // processes + (1 if k < connections % processes else 0)
                 c = context.Process(target=client_process,
@@ -658,6 +702,7 @@ def run_ingest(kit, tmp, workers, bodies, points, connections):
             start.set()
             reports = [results.get(timeout=3600) for _ in clients]
             cpu = proc_cpu(proc.pid) - cpu_before
+            proc.hwm_kb = hwm_kb(proc.pid)
             for c in clients:
                 c.join(timeout=60)
             failures = [f for r in reports for f in r["failures"]]
@@ -679,7 +724,7 @@ def run_ingest(kit, tmp, workers, bodies, points, connections):
     if int(summary["rows_read"]) != points:
         raise RuntimeError(f"ingest {workers}w: {summary}, expected {points} points accepted")
     wall = max(r["ended"] for r in reports) - min(r["began"] for r in reports)
-    return dict(rows=points, wall=wall, cpu=cpu, rss_kb=usage.ru_maxrss, total_cpu=usage.ru_utime + usage.ru_stime,
+    return dict(rows=points, wall=wall, cpu=cpu, rss_kb=usage.rss_kb, total_cpu=usage.cpu,
                 client_cpu=sum(r["cpu"] for r in reports), retries=sum(r["retries"] for r in reports),
                 connections=connections, load=load)
 
@@ -742,8 +787,12 @@ def report(results, args, kit):
         label = f"{workers}" + (" (oversubscribed)" if workers > cores else "")
         lines.append(f"| {source} | {label} | {fmt(s['rate'])} | {speedup} | {fmt(s['cpu'], 2)} | {fmt(s['us'], 2)} | "
                      f"{fmt(s['rss'])} | {beside} |")
-    lines += ["", f"Command: `bench/scaling.sh run --workers {','.join(map(str, args.workers))} --rows {args.rows} "
-                  f"--points {args.points} --reps {args.reps}`."]
+    command = f"bench/scaling.sh run --workers {','.join(map(str, args.workers))} --rows {args.rows} --points {args.points} --reps {args.reps}"
+    if args.sources != ["backfill", "ingest"]:
+        command += f" --sources {','.join(args.sources)}"
+    if args.clients:
+        command += f" --clients {args.clients}"
+    lines += ["", f"Command: `{command}`."]
     return "\n".join(lines), summary
 
 
@@ -777,10 +826,12 @@ def run(args):
         db = MariaDB(kit, tmp, args.port or free_port(), buffer_pool_mb)
         db.start()
         load_table(db, args.rows)
-        log(f"encoding {args.points:,} points as line protocol")
-        bodies = line_protocol(args.points)
+        bodies = []
+        if "ingest" in args.sources:
+            log(f"encoding {args.points:,} points as line protocol")
+            bodies = line_protocol(args.points)
         chunk_rows = max(1000, args.rows // (max(args.workers) * CHUNKS_PER_WORKER))
-        configs = [("backfill", w) for w in args.workers] + [("ingest", w) for w in args.workers]
+        configs = [(s, w) for s in args.sources for w in args.workers]
         results = {c: [] for c in configs}
         for rep in range(args.reps):
             for source, workers in configs:
@@ -823,6 +874,13 @@ def workers_list(text):
     return values
 
 
+def sources_list(text):
+    values = [x for x in text.split(",") if x]
+    if not values or set(values) - {"backfill", "ingest"}:
+        raise argparse.ArgumentTypeError("backfill, ingest or both, comma-separated")
+    return values
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="step", required=True)
@@ -833,6 +891,8 @@ def main():
     r = sub.add_parser("run", help="measure, from the kit alone")
     r.add_argument("--kit", help=f"the kit, a folder or a .tar.xz (default {DEFAULT_KIT})")
     r.add_argument("--workers", type=workers_list, help="worker counts (default 1,2,4,8,16)")
+    r.add_argument("--sources", type=sources_list, default=["backfill", "ingest"],
+                   help="backfill, ingest or both (default backfill,ingest)")
     r.add_argument("--rows", type=int, help="rows in the table (default 2,000,000)")
     r.add_argument("--points", type=int, help="points sent to the ingest endpoint (default: --rows)")
     r.add_argument("--reps", type=int, help="repetitions of each configuration, interleaved (default 3)")
