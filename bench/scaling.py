@@ -384,6 +384,36 @@ def proc_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+class Placement:
+    """Which CPUs each process may use. Unpinned (the default) every process may use every
+    CPU. With --pin, tsmig-job gets the first `workers` CPUs (its async runtime sizes
+    itself from them too), and mariadbd and the ingest clients the others, where there
+    are others: then a run at N workers measures N cores of tsmig."""
+
+    def __init__(self, pin):
+        self.pin = pin
+        self.cpus = sorted(os.sched_getaffinity(0))
+
+    def tsmig(self, workers):
+        return set(self.cpus[:workers]) if self.pin else None
+
+    def others(self, workers):
+        if not self.pin or workers >= len(self.cpus):
+            return set(self.cpus)
+        return set(self.cpus[workers:])
+
+    def describe(self):
+        return ("pinned: tsmig-job on the first N CPUs, mariadbd and the clients on the rest"
+                if self.pin else "unpinned: every process may use every CPU")
+
+
+def pinned(cpus):
+    """A preexec_fn that restricts the child to `cpus` (None: leaves it alone)."""
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
 def wait_for(what, check, deadline_s, alive=None):
     deadline = time.monotonic() + deadline_s
     while not check():
@@ -524,6 +554,15 @@ class MariaDB:
     def cpu(self):
         return proc_cpu(self.proc.pid)
 
+    def place(self, cpus):
+        """Restricts every thread of mariadbd to `cpus` (affinity is per thread, and
+        pooled connection threads keep theirs)."""
+        for tid in os.listdir(f"/proc/{self.proc.pid}/task"):
+            try:
+                os.sched_setaffinity(int(tid), cpus)
+            except OSError:
+                pass  # a thread that ended meanwhile
+
     def stop(self):
         stop(self.proc, "mariadbd")
 
@@ -591,16 +630,18 @@ def tsmig_env(kit, tmp, extra):
     return env
 
 
-def run_backfill(kit, db, tmp, workers, rows, chunk_rows):
+def run_backfill(kit, db, tmp, workers, rows, chunk_rows, placement):
     env = tsmig_env(kit, tmp, dict(SCALING_MYSQL_PORT=db.port, SCALING_CHUNK_ROWS=chunk_rows))
     out_path, err_path = os.path.join(tmp, "backfill.out"), os.path.join(tmp, "backfill.err")
     cmd = kit.cmd("tsmig-job", "-c", "backfill", "--config", os.path.join(kit.path, "jobs", "backfill.yaml"),
                   "--workers", str(workers), "--fresh", "--progress", "off")
     load = os.getloadavg()[0]
+    db.place(placement.others(workers))
     server_before = db.cpu()
     with open(out_path, "w") as out, open(err_path, "w") as err:
         started = time.monotonic()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=tmp, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=tmp, start_new_session=True,
+                                preexec_fn=pinned(placement.tsmig(workers)))
         usage = reap(proc, 3600)
         wall = time.monotonic() - started
     if usage is None:
@@ -617,7 +658,7 @@ def run_backfill(kit, db, tmp, workers, rows, chunk_rows):
                 server_cpu=server, load=load)
 
 
-def client_process(bodies, batches, connections, port, start, results):
+def client_process(bodies, batches, connections, port, cpus, start, results):
     """One client process: `connections` threads, a keep-alive connection each, POST the
     bodies numbered `batches` until each is answered 204 (429/503 are retried)."""
     lock = threading.Lock()
@@ -653,6 +694,7 @@ def client_process(bodies, batches, connections, port, start, results):
         finally:
             conn.close()
 
+    os.sched_setaffinity(0, cpus)
     start.wait()
     began = time.monotonic()
     threads = [threading.Thread(target=send) for _ in range(connections)]
@@ -665,7 +707,7 @@ def client_process(bodies, batches, connections, port, start, results):
     results.put(dict(began=began, ended=ended, cpu=usage.ru_utime + usage.ru_stime, failures=failures, **counts))
 
 
-def run_ingest(kit, tmp, workers, bodies, points, connections):
+def run_ingest(kit, tmp, workers, bodies, points, connections, placement):
     port = free_port()
     env = tsmig_env(kit, tmp, dict(SCALING_INGEST_PORT=port,
                                    SCALING_MAX_PENDING=max(100_000, 2 * connections * LINES_PER_POST)))
@@ -679,7 +721,8 @@ def run_ingest(kit, tmp, workers, bodies, points, connections):
     start, results = context.Event(), context.Queue()
     clients = []
     with open(out_path, "w") as out, open(err_path, "w") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=tmp, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=tmp, start_new_session=True,
+                                preexec_fn=pinned(placement.tsmig(workers)))
         try:
             def ping():
                 try:
@@ -695,7 +738,8 @@ def run_ingest(kit, tmp, workers, bodies, points, connections):
             for k in range(processes):
                 share = connections // processes + (1 if k < connections % processes else 0)
                 c = context.Process(target=client_process,
-                                    args=(bodies, range(k, len(bodies), processes), share, port, start, results))
+                                    args=(bodies, range(k, len(bodies), processes), share, port,
+                                          placement.others(workers), start, results))
                 c.start()
                 clients.append(c)
             cpu_before = proc_cpu(proc.pid)
@@ -753,13 +797,13 @@ def fmt(t, digits=0):
     return f"{m:,.{digits}f} ({lo:,.{digits}f}–{hi:,.{digits}f})"
 
 
-def report(results, args, kit):
+def report(results, args, kit, placement):
     cores = os.cpu_count() or 1
     lines = [
         f"Measured {datetime.datetime.now().isoformat(timespec='minutes')} on {machine()}; "
         f"{kit.manifest['tsmig']['version']} (kit {kit.manifest['made']}, {kit.glibc_note}); "
         f"MariaDB {kit.manifest['packages'].get('mariadb-server-core', '?')}; backfill {args.rows:,} rows, "
-        f"ingest {args.points:,} points; median (min–max) of {args.reps} interleaved runs. "
+        f"ingest {args.points:,} points; {placement.describe()}; median (min–max) of {args.reps} interleaved runs. "
         "Load average (1 min) at the runs' starts: "
         f"{min(r['load'] for rs in results.values() for r in rs):.1f}–{max(r['load'] for rs in results.values() for r in rs):.1f}.",
         "",
@@ -792,6 +836,8 @@ def report(results, args, kit):
         command += f" --sources {','.join(args.sources)}"
     if args.clients:
         command += f" --clients {args.clients}"
+    if args.pin:
+        command += " --pin"
     lines += ["", f"Command: `{command}`."]
     return "\n".join(lines), summary
 
@@ -820,6 +866,7 @@ def run(args):
                 t.extractall(os.path.join(tmp, "kit"), **extra)
             (kit_path,) = [os.path.join(tmp, "kit", d) for d in os.listdir(os.path.join(tmp, "kit"))]
         kit = Kit(kit_path, args.loader)
+        placement = Placement(args.pin)
         log(f"kit {kit.path}: {kit.manifest['tsmig']['version']}, {kit.glibc_note}")
         # The table and its index, twice over, in the buffer pool: the scan reads memory.
         buffer_pool_mb = max(256, args.rows * 400 // 2**20)
@@ -836,15 +883,15 @@ def run(args):
         for rep in range(args.reps):
             for source, workers in configs:
                 if source == "backfill":
-                    r = run_backfill(kit, db, tmp, workers, args.rows, chunk_rows)
+                    r = run_backfill(kit, db, tmp, workers, args.rows, chunk_rows, placement)
                 else:
                     connections = args.clients or max(4, 4 * workers)
-                    r = run_ingest(kit, tmp, workers, bodies, args.points, connections)
+                    r = run_ingest(kit, tmp, workers, bodies, args.points, connections, placement)
                 log(f"rep {rep + 1}/{args.reps} {source} {workers}w: {r['rows'] / r['wall']:,.0f} rows/s, "
                     f"wall {r['wall']:.2f}s, cpu {r['cpu']:.2f}s ({r['cpu'] * 1e6 / r['rows']:.2f} µs/row), "
                     f"rss {r['rss_kb'] / 1024:.0f} MB, load {r['load']:.1f}")
                 results[(source, workers)].append(r)
-        text, summary = report(results, args, kit)
+        text, summary = report(results, args, kit, placement)
         print(text)
         if not args.smoke:
             os.makedirs(args.out, exist_ok=True)
@@ -853,7 +900,7 @@ def run(args):
             with open(base + ".md", "w") as f:
                 f.write(text + "\n")
             with open(base + ".json", "w") as f:
-                json.dump(dict(machine=machine(), kit=kit.manifest, glibc=kit.glibc_note, rows=args.rows,
+                json.dump(dict(machine=machine(), kit=kit.manifest, glibc=kit.glibc_note, placement=placement.describe(), rows=args.rows,
                                points=args.points, reps=args.reps, chunk_rows=chunk_rows,
                                runs={f"{s}-{w}w": rs for (s, w), rs in results.items()},
                                summary={f"{s}-{w}w": v for (s, w), v in summary.items()}), f, indent=2)
@@ -897,6 +944,8 @@ def main():
     r.add_argument("--points", type=int, help="points sent to the ingest endpoint (default: --rows)")
     r.add_argument("--reps", type=int, help="repetitions of each configuration, interleaved (default 3)")
     r.add_argument("--clients", type=int, help="keep-alive connections of the ingest clients (default 4 per worker, at least 4)")
+    r.add_argument("--pin", action="store_true",
+                   help="tsmig-job on the first N CPUs at N workers, mariadbd and the clients on the rest")
     r.add_argument("--port", type=int, help="MariaDB's port (default: a free one)")
     r.add_argument("--out", default=DEFAULT_OUT, help=f"where the results go (default {DEFAULT_OUT})")
     r.add_argument("--tmp", help="parent of the temp dir (default: $TMPDIR or /tmp)")
