@@ -12,7 +12,9 @@
 #                           repetitions; BIN, a tsmig-job built before a change, runs beside
 #                           this build); writes its section of BENCHMARKS.md
 #
-# Options of the backfill benchmark: --rows N, --reps N, --no-flink, --only NAMES.
+# Options of the backfill benchmark: --rows N, --reps N, --no-flink, --only NAMES,
+# --binary BIN (measure BIN, build nothing), --baseline BIN (each tsmig-* configuration also
+# run by BIN, interleaved, as baseline-*; for before/after figures; writes no BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/services.sh start >&2

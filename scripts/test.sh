@@ -81,6 +81,15 @@ cargo test --all-targets --no-fail-fast -- "$@" 2>&1 | tee "$log" || status=$?
 if [[ $status -eq 0 && $# -eq 0 ]]; then
   bench/run.sh --smoke || status=$?
 fi
+# The scaling run in miniature, from a kit made here with the debug build (≈20 s: the
+# packages' download, the strip, a private MariaDB, 20,000 rows at 1 and 2 workers), so its
+# kit and run steps cannot rot. The real run is bench/scaling.sh (BENCHMARKS.md, "Scaling").
+if [[ $status -eq 0 && $# -eq 0 ]]; then
+  scaling_kit="$(mktemp -d)"
+  { bench/scaling.sh kit "$scaling_kit/kit" --binary "${CARGO_TARGET_DIR:-target}/debug/tsmig-job" \
+      && bench/scaling.sh run --smoke --kit "$scaling_kit/kit"; } || status=$?
+  rm -rf "$scaling_kit"
+fi
 
 if (( started_here )); then
   trap - EXIT

@@ -1,7 +1,7 @@
 //! Points → InfluxDB line protocol, written straight into a buffer. A format, not a
-//! connector: every sink that writes it shares this one encoder (the InfluxDB sink's
-//! request bodies, the file sink's files); the ingest source reads it with InfluxData's own
-//! parser.
+//! connector: every sink that writes it shares this one encoder and its batch,
+//! [`LineBatch`] (the InfluxDB sink's request bodies, the file sink's appends); the ingest
+//! source reads it with InfluxData's own parser.
 //!
 //! Escaping follows InfluxDB: in a measurement `,` and space take a backslash; in tag keys,
 //! tag values and field keys `,`, `=` and space do; string field values escape `"` and
@@ -14,6 +14,8 @@
 
 use crate::job::TimeUnit;
 use crate::model::{format_time, Point, Value};
+use crate::sink::Batch;
+use std::sync::Arc;
 
 /// How points are written: timestamp precision and the dialect of the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +24,133 @@ pub struct Encoding {
     pub precision: TimeUnit,
     /// Whether the target has unsigned integers (InfluxDB 2); 1.x gets `i` when they fit.
     pub unsigned: bool,
+}
+
+/// Lines of line protocol for one write (an HTTP request body, an append to a file), one
+/// point a line, encoded straight into one buffer; with [`LineBatch::with_times`] also each
+/// line's point time.
+///
+/// The body is shared with the write ([`LineBatch::shared_body`]) rather than copied into
+/// it; once the write is done the batch is the only owner again, and the buffer is reused
+/// for the next one.
+pub struct LineBatch {
+    encoding: Encoding,
+    body: Arc<Vec<u8>>,
+    /// Offset just past each line's newline.
+    ends: Vec<usize>,
+    /// Each line's point time, ns, when the sink asked for them.
+    times: Option<Vec<i64>>,
+}
+
+/// A [`LineBatch`]'s body, borrowed by a write without copying (an HTTP request's body
+/// through `Bytes::from_owner`, a file append on a blocking thread).
+pub struct SharedBody(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for SharedBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl LineBatch {
+    /// An empty batch of lines written with `encoding`, with room for about `capacity`
+    /// points.
+    pub fn new(encoding: Encoding, capacity: usize) -> Self {
+        let capacity = capacity.min(100_000);
+        Self {
+            encoding,
+            body: Arc::new(Vec::with_capacity(capacity * 96)),
+            ends: Vec::with_capacity(capacity),
+            times: None,
+        }
+    }
+
+    /// An empty batch that also keeps each line's point time ([`LineBatch::first_time`]).
+    pub fn with_times(encoding: Encoding, capacity: usize) -> Self {
+        Self {
+            times: Some(Vec::with_capacity(capacity.min(100_000))),
+            ..Self::new(encoding, capacity)
+        }
+    }
+
+    /// The earliest point time in the batch, ns; `None` when empty or not keeping times.
+    pub fn first_time(&self) -> Option<i64> {
+        self.times.iter().flatten().copied().min()
+    }
+
+    /// The lines, each with its newline.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The body for a write to borrow. Nothing is pushed or cut while it is out.
+    pub fn shared_body(&self) -> SharedBody {
+        SharedBody(self.body.clone())
+    }
+
+    fn body_mut(&mut self) -> &mut Vec<u8> {
+        // Unique except while a write is out, when nothing is pushed or cut.
+        Arc::make_mut(&mut self.body)
+    }
+}
+
+impl Batch for LineBatch {
+    fn push(&mut self, point: &Point) -> Result<(), String> {
+        let encoding = self.encoding;
+        let body = self.body_mut();
+        encode_point(body, point, encoding)?;
+        let end = body.len();
+        self.ends.push(end);
+        if let Some(times) = &mut self.times {
+            times.push(point.time);
+        }
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn bytes(&self) -> usize {
+        self.body.len()
+    }
+
+    fn split(mut self) -> Option<(Self, Self)> {
+        if self.ends.len() < 2 {
+            return None;
+        }
+        let half = self.ends.len() / 2;
+        let cut = self.ends[half - 1];
+        let right = LineBatch {
+            encoding: self.encoding,
+            body: Arc::new(self.body[cut..].to_vec()),
+            ends: self.ends[half..].iter().map(|e| e - cut).collect(),
+            times: self.times.as_mut().map(|times| times.split_off(half)),
+        };
+        self.body_mut().truncate(cut);
+        self.ends.truncate(half);
+        Some((self, right))
+    }
+
+    fn records(&self) -> Vec<serde_json::Value> {
+        let mut start = 0;
+        self.ends
+            .iter()
+            .map(|&end| {
+                let line = String::from_utf8_lossy(&self.body[start..end - 1]).into_owned();
+                start = end;
+                serde_json::Value::String(line)
+            })
+            .collect()
+    }
+
+    fn clear(&mut self) {
+        self.body_mut().clear();
+        self.ends.clear();
+        if let Some(times) = &mut self.times {
+            times.clear();
+        }
+    }
 }
 
 /// Appends `point` as one line (with its newline) to `out`. On error `out` is unchanged.
@@ -376,5 +505,72 @@ mod tests {
         }
         let big = point(&[], vec![("f", Value::UInt(u64::MAX))], 0);
         assert_eq!(line(&big, V2_NS).unwrap(), "m f=18446744073709551615u 0\n");
+    }
+
+    #[test]
+    fn a_batch_splits_into_halves_at_line_boundaries() {
+        let mut b = LineBatch::new(
+            Encoding {
+                precision: TimeUnit::Nanos,
+                unsigned: false,
+            },
+            0,
+        );
+        for t in 0..5 {
+            b.push(&point(&[], vec![("f", Value::Int(t))], t)).unwrap();
+        }
+        assert_eq!(b.first_time(), None, "times are kept only when asked for");
+        let (left, right) = b.split().unwrap();
+        assert_eq!(left.records(), vec!["m f=0i 0", "m f=1i 1"]);
+        assert_eq!(right.records(), vec!["m f=2i 2", "m f=3i 3", "m f=4i 4"]);
+        assert_eq!(right.body(), &b"m f=2i 2\nm f=3i 3\nm f=4i 4\n"[..]);
+        let (one, _) = left.split().unwrap();
+        assert!(one.split().is_none());
+    }
+
+    #[test]
+    fn a_batch_with_times_knows_its_earliest_and_splits_them_with_the_lines() {
+        let mut batch = LineBatch::with_times(V1_MS, 10);
+        for (time, text) in [(30, "x"), (10, "y"), (20, "z")] {
+            let p = point(
+                &[("d", "a b")],
+                vec![("s", Value::String(text.into()))],
+                time * 1_000_000,
+            );
+            batch.push(&p).unwrap();
+        }
+        assert_eq!(batch.first_time(), Some(10_000_000));
+        assert_eq!(
+            String::from_utf8(batch.body().to_vec()).unwrap(),
+            "m,d=a\\ b s=\"x\" 30\nm,d=a\\ b s=\"y\" 10\nm,d=a\\ b s=\"z\" 20\n"
+        );
+        let (left, right) = batch.split().unwrap();
+        assert_eq!(left.records(), vec!["m,d=a\\ b s=\"x\" 30"]);
+        assert_eq!(left.first_time(), Some(30_000_000));
+        assert_eq!(right.len(), 2);
+        assert_eq!(right.first_time(), Some(10_000_000));
+        assert!(right.body().starts_with(b"m,d=a\\ b s=\"y\""));
+    }
+
+    #[test]
+    fn a_cleared_batch_reuses_its_buffer_once_the_write_is_done() {
+        let mut batch = LineBatch::with_times(V1_MS, 10);
+        batch
+            .push(&point(&[], vec![("f", Value::Int(1))], 5_000_000))
+            .unwrap();
+        let written = batch.shared_body();
+        let buffer = written.as_ref().as_ptr();
+        drop(written);
+        batch.clear();
+        assert_eq!(
+            (batch.len(), batch.bytes(), batch.first_time()),
+            (0, 0, None)
+        );
+        batch
+            .push(&point(&[], vec![("f", Value::Int(2))], 7_000_000))
+            .unwrap();
+        assert_eq!(batch.body().as_ptr(), buffer, "the same buffer, not a copy");
+        assert_eq!(batch.records(), vec!["m f=2i 7"]);
+        assert_eq!(batch.first_time(), Some(7_000_000));
     }
 }

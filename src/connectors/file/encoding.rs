@@ -1,107 +1,13 @@
-//! Points → the lines one append writes, and a file's lines read back: what recovery keeps
-//! of a file a crash left open.
+//! A file's lines read back: what recovery keeps of a file a crash left open.
 //!
-//! The lines are InfluxDB line protocol from the shared encoder
-//! ([`crate::sink::line_protocol`]), one point a line, so this connector needs no other
-//! connector's feature. Reading back uses InfluxData's own parser
-//! ([`influxdb_line_protocol`]), the one the ingest endpoint reads clients with: a file
-//! recovery keeps is a file InfluxDB, Telegraf or the ingest endpoint reads whole.
+//! The lines are InfluxDB line protocol, one point a line, written by the shared batch
+//! ([`crate::sink::line_protocol::LineBatch`], keeping each line's point time for the
+//! file's name), so this connector needs no other connector's feature. Reading back uses
+//! InfluxData's own parser ([`influxdb_line_protocol`]), the one the ingest endpoint reads
+//! clients with: a file recovery keeps is a file InfluxDB, Telegraf or the ingest endpoint
+//! reads whole.
 
 use crate::job::TimeUnit;
-use crate::model::Point;
-use crate::sink::line_protocol::{encode_point, Encoding};
-use crate::sink::Batch;
-use std::sync::Arc;
-
-/// Lines of line protocol for one append, and each one's point time.
-///
-/// The body is shared with the blocking task that writes it rather than copied; once the
-/// write is done the batch is the only owner again, and the buffer is reused.
-pub struct Lines {
-    encoding: Encoding,
-    pub(super) body: Arc<Vec<u8>>,
-    /// Offset just past each line's newline.
-    ends: Vec<usize>,
-    /// Each line's point time, ns (the earliest names the file).
-    times: Vec<i64>,
-}
-
-impl Lines {
-    /// An empty batch of lines written with `encoding`.
-    pub fn new(encoding: Encoding, capacity: usize) -> Self {
-        Self {
-            encoding,
-            body: Arc::new(Vec::with_capacity(capacity.min(100_000) * 96)),
-            ends: Vec::with_capacity(capacity.min(100_000)),
-            times: Vec::with_capacity(capacity.min(100_000)),
-        }
-    }
-
-    /// The earliest point time in the batch, ns.
-    pub fn first_time(&self) -> Option<i64> {
-        self.times.iter().copied().min()
-    }
-
-    fn body_mut(&mut self) -> &mut Vec<u8> {
-        // Unique except while a write is out, when nothing is pushed or cut.
-        Arc::make_mut(&mut self.body)
-    }
-}
-
-impl Batch for Lines {
-    fn push(&mut self, point: &Point) -> Result<(), String> {
-        let encoding = self.encoding;
-        let body = self.body_mut();
-        encode_point(body, point, encoding)?;
-        let end = body.len();
-        self.ends.push(end);
-        self.times.push(point.time);
-        Ok(())
-    }
-
-    fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    fn bytes(&self) -> usize {
-        self.body.len()
-    }
-
-    fn split(mut self) -> Option<(Self, Self)> {
-        if self.ends.len() < 2 {
-            return None;
-        }
-        let half = self.ends.len() / 2;
-        let cut = self.ends[half - 1];
-        let right = Lines {
-            encoding: self.encoding,
-            body: Arc::new(self.body[cut..].to_vec()),
-            ends: self.ends[half..].iter().map(|e| e - cut).collect(),
-            times: self.times.split_off(half),
-        };
-        self.body_mut().truncate(cut);
-        self.ends.truncate(half);
-        Some((self, right))
-    }
-
-    fn records(&self) -> Vec<serde_json::Value> {
-        let mut start = 0;
-        self.ends
-            .iter()
-            .map(|&end| {
-                let line = String::from_utf8_lossy(&self.body[start..end - 1]).into_owned();
-                start = end;
-                serde_json::Value::String(line)
-            })
-            .collect()
-    }
-
-    fn clear(&mut self) {
-        self.body_mut().clear();
-        self.ends.clear();
-        self.times.clear();
-    }
-}
 
 /// What a file's bytes hold: the longest prefix of whole lines that each parse as one point
 /// with a time (in `precision`).
@@ -158,7 +64,9 @@ pub fn whole_lines(bytes: &[u8], precision: TimeUnit) -> WholeLines {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Name, Value};
+    use crate::model::{Name, Point, Value};
+    use crate::sink::line_protocol::{Encoding, LineBatch};
+    use crate::sink::Batch;
 
     const MS: Encoding = Encoding {
         precision: TimeUnit::Millis,
@@ -178,8 +86,8 @@ mod tests {
         }
     }
 
-    fn lines(points: &[Point]) -> Lines {
-        let mut lines = Lines::new(MS, 10);
+    fn lines(points: &[Point]) -> LineBatch {
+        let mut lines = LineBatch::with_times(MS, 10);
         for p in points {
             lines.push(p).unwrap();
         }
@@ -187,25 +95,10 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_knows_its_earliest_time_and_splits_at_line_boundaries() {
-        let batch = lines(&[point(30, "x"), point(10, "y"), point(20, "z")]);
-        assert_eq!(batch.first_time(), Some(10_000_000));
-        assert_eq!(
-            String::from_utf8(batch.body.to_vec()).unwrap(),
-            "m,d=a\\ b v=30u,s=\"x\" 30\nm,d=a\\ b v=10u,s=\"y\" 10\nm,d=a\\ b v=20u,s=\"z\" 20\n"
-        );
-        let (left, right) = batch.split().unwrap();
-        assert_eq!(left.records(), vec!["m,d=a\\ b v=30u,s=\"x\" 30"]);
-        assert_eq!(left.first_time(), Some(30_000_000));
-        assert_eq!(right.len(), 2);
-        assert_eq!(right.first_time(), Some(10_000_000));
-        assert!(right.body.starts_with(b"m,d=a\\ b v=10u"));
-    }
-
-    #[test]
     fn whole_lines_are_kept_and_a_torn_tail_is_cut() {
-        let body = lines(&[point(30, "x"), point(10, "two\nlines"), point(20, "z")]).body;
-        let whole = whole_lines(&body, TimeUnit::Millis);
+        let batch = lines(&[point(30, "x"), point(10, "two\nlines"), point(20, "z")]);
+        let body = batch.body();
+        let whole = whole_lines(body, TimeUnit::Millis);
         assert_eq!(
             whole,
             WholeLines {

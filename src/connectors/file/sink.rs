@@ -3,8 +3,7 @@
 
 use super::client::{Directory, Recovered};
 use super::config::FileSinkConfig;
-use super::encoding::Lines;
-use crate::sink::line_protocol::Encoding;
+use crate::sink::line_protocol::{Encoding, LineBatch};
 use crate::sink::{BatchConfig, Sink, WriteError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,20 +61,20 @@ impl FileSink {
 
 #[async_trait::async_trait]
 impl Sink for FileSink {
-    type Batch = Lines;
+    type Batch = LineBatch;
 
-    fn new_batch(&self) -> Lines {
-        Lines::new(self.encoding, self.batching.batch_size)
+    fn new_batch(&self) -> LineBatch {
+        LineBatch::with_times(self.encoding, self.batching.batch_size)
     }
 
     fn batching(&self) -> &BatchConfig {
         &self.batching
     }
 
-    async fn write(&self, batch: &Lines) -> Result<(), WriteError> {
-        let body = batch.body.clone();
+    async fn write(&self, batch: &LineBatch) -> Result<(), WriteError> {
+        let body = batch.shared_body();
         let first_time = batch.first_time();
-        self.blocking(move |directory| directory.append(&body, first_time))
+        self.blocking(move |directory| directory.append(body.as_ref(), first_time))
             .await
     }
 

@@ -202,29 +202,19 @@ impl InfluxClient {
         let request = self
             .query(&params)
             .ok_or_else(|| QueryError::Definite("not InfluxDB 1.x".into()))?;
-        let send = request.send();
-        let response = match stall {
-            Some(limit) => tokio::time::timeout(limit, send).await.map_err(|_| {
-                QueryError::Transient(format!(
-                    "no answer within {}",
-                    humantime::format_duration(limit)
-                ))
-            })?,
-            None => send.await,
-        }
-        .map_err(|e| QueryError::Transient(format!("querying InfluxDB: {}", without_url(&e))))?;
+        let response = within(stall, "no answer within", request.send())
+            .await?
+            .map_err(|e| {
+                QueryError::Transient(format!("querying InfluxDB: {}", without_url(&e)))
+            })?;
         let status = response.status();
-        if !status.is_success() {
-            let retry_after = retry_after(response.headers());
-            let body = response.text().await.unwrap_or_default();
-            return Err(match classify(status, &body, retry_after) {
-                WriteError::Transient { message, .. } => QueryError::Transient(message),
-                WriteError::TooLarge { message }
-                | WriteError::Rejected { message }
-                | WriteError::Fatal { message } => QueryError::Definite(message),
-                WriteError::Partial { .. } => QueryError::Definite(format!("HTTP {status}")),
-            });
-        }
+        let response = answered(response).await.map_err(|e| match e {
+            WriteError::Transient { message, .. } => QueryError::Transient(message),
+            WriteError::TooLarge { message }
+            | WriteError::Rejected { message }
+            | WriteError::Fatal { message } => QueryError::Definite(message),
+            WriteError::Partial { .. } => QueryError::Definite(format!("HTTP {status}")),
+        })?;
         Ok(ChunkedAnswer {
             response,
             pending: Vec::new(),
@@ -253,24 +243,15 @@ impl InfluxClient {
     pub async fn delete(&self, points: &[DeleteKey<'_>]) -> Result<(), WriteError> {
         match self {
             InfluxClient::V1 { database, .. } => {
-                let mut q = String::new();
-                for p in points {
-                    if !q.is_empty() {
-                        q.push(';');
-                    }
-                    q.push_str("DELETE FROM ");
-                    q.push_str(&quote_ident(p.measurement));
-                    q.push_str(" WHERE ");
-                    if !p.tags.is_empty() {
-                        q.push_str(&series_predicate(&p.tags));
-                        q.push_str(" AND ");
-                    }
-                    q.push_str(&format!("time = {}", p.time));
-                }
-                let request = self
-                    .query(&[("db", database.as_str()), ("q", q.as_str())])
-                    .expect("version 1");
-                statement(request).await
+                let statements = points.iter().map(|p| {
+                    on_series(
+                        "DELETE",
+                        p.measurement,
+                        &p.tags,
+                        &format!("time = {}", p.time),
+                    )
+                });
+                self.statements(database, statements).await
             }
             InfluxClient::V2 { .. } => {
                 for p in points {
@@ -294,24 +275,11 @@ impl InfluxClient {
     pub async fn delete_ranges(&self, ranges: &[RangeKey<'_>]) -> Result<(), WriteError> {
         match self {
             InfluxClient::V1 { database, .. } => {
-                let mut q = String::new();
-                for r in ranges {
-                    if !q.is_empty() {
-                        q.push(';');
-                    }
-                    q.push_str("DELETE FROM ");
-                    q.push_str(&quote_ident(r.measurement));
-                    q.push_str(" WHERE ");
-                    if !r.tags.is_empty() {
-                        q.push_str(&series_predicate(&r.tags));
-                        q.push_str(" AND ");
-                    }
-                    q.push_str(&format!("time >= {} AND time < {}", r.start, r.end));
-                }
-                let request = self
-                    .query(&[("db", database.as_str()), ("q", q.as_str())])
-                    .expect("version 1");
-                statement(request).await
+                let statements = ranges.iter().map(|r| {
+                    let times = format!("time >= {} AND time < {}", r.start, r.end);
+                    on_series("DELETE", r.measurement, &r.tags, &times)
+                });
+                self.statements(database, statements).await
             }
             InfluxClient::V2 { .. } => {
                 for r in ranges {
@@ -347,30 +315,24 @@ impl InfluxClient {
         if points.is_empty() {
             return Ok(Vec::new());
         }
-        let mut q = String::new();
-        for (p, fields) in points {
-            if !q.is_empty() {
-                q.push(';');
-            }
-            q.push_str("SELECT ");
-            if fields.is_empty() {
-                q.push('*');
-            }
-            for (i, f) in fields.iter().enumerate() {
-                if i > 0 {
-                    q.push(',');
-                }
-                q.push_str(&quote_ident(f));
-            }
-            q.push_str(" FROM ");
-            q.push_str(&quote_ident(p.measurement));
-            q.push_str(" WHERE ");
-            if !p.tags.is_empty() {
-                q.push_str(&series_predicate(&p.tags));
-                q.push_str(" AND ");
-            }
-            q.push_str(&format!("time = {}", p.time));
-        }
+        let q: Vec<String> = points
+            .iter()
+            .map(|(p, fields)| {
+                let fields: Vec<String> = fields.iter().map(|f| quote_ident(f)).collect();
+                let select = if fields.is_empty() {
+                    "SELECT *".to_string()
+                } else {
+                    format!("SELECT {}", fields.join(","))
+                };
+                on_series(
+                    &select,
+                    p.measurement,
+                    &p.tags,
+                    &format!("time = {}", p.time),
+                )
+            })
+            .collect();
+        let q = q.join(";");
         let request = self
             .query(&[
                 ("db", database.as_str()),
@@ -378,13 +340,7 @@ impl InfluxClient {
                 ("epoch", "ns"),
             ])
             .expect("version 1");
-        let response = request.send().await.map_err(transport)?;
-        let status = response.status();
-        let retry_after = retry_after(response.headers());
-        let body = response.text().await.unwrap_or_default();
-        if !status.is_success() {
-            return Err(classify(status, &body, retry_after));
-        }
+        let body = send(request).await?.text().await.unwrap_or_default();
         let json: serde_json::Value =
             serde_json::from_str(&body).map_err(|e| WriteError::Transient {
                 message: format!("InfluxDB's answer is not JSON: {e}"),
@@ -412,6 +368,17 @@ impl InfluxClient {
         Ok(found)
     }
 
+    /// Runs `statements` that answer no data in `database`, in one request (version 1).
+    async fn statements(
+        &self,
+        database: &str,
+        statements: impl Iterator<Item = String>,
+    ) -> Result<(), WriteError> {
+        let q = statements.collect::<Vec<_>>().join(";");
+        let request = self.query(&[("db", database), ("q", q.as_str())]);
+        statement(request.expect("version 1")).await
+    }
+
     /// One call of InfluxDB 2's delete API: the points in `[start, stop]` (RFC 3339, both
     /// included) of the series `predicate` matches.
     async fn v2_delete(&self, start: &str, stop: &str, predicate: &str) -> Result<(), WriteError> {
@@ -427,20 +394,11 @@ impl InfluxClient {
             });
         };
         let body = serde_json::json!({"start": start, "stop": stop, "predicate": predicate});
-        let response = http
+        let request = http
             .post(delete_url.as_str())
             .header("Authorization", format!("Token {token}"))
-            .json(&body)
-            .send()
-            .await
-            .map_err(transport)?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let retry_after = retry_after(response.headers());
-        let body = response.text().await.unwrap_or_default();
-        Err(classify(status, &body, retry_after))
+            .json(&body);
+        send(request).await.map(drop)
     }
 
     /// Writes one body of line protocol.
@@ -477,14 +435,7 @@ impl InfluxClient {
                 }
             }
         };
-        let response = request.send().await.map_err(transport)?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let retry_after = retry_after(response.headers());
-        let body = response.text().await.unwrap_or_default();
-        Err(classify(status, &body, retry_after))
+        send(request).await.map(drop)
     }
 }
 
@@ -605,6 +556,18 @@ pub fn series_predicate(tags: &[(&str, &str)]) -> String {
         .join(" AND ")
 }
 
+/// `<verb> FROM <measurement> WHERE <series> AND <times>`: an InfluxQL statement on exactly
+/// the one series of `tags` ([`series_predicate`]) at `times`.
+fn on_series(verb: &str, measurement: &str, tags: &[(&str, &str)], times: &str) -> String {
+    let mut q = format!("{verb} FROM {} WHERE ", quote_ident(measurement));
+    if !tags.is_empty() {
+        q.push_str(&series_predicate(tags));
+        q.push_str(" AND ");
+    }
+    q.push_str(times);
+    q
+}
+
 /// How an InfluxQL query failed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum QueryError {
@@ -652,18 +615,11 @@ impl ChunkedAnswer {
                 return parse_chunk(&line).map(Some);
             }
             let read = self.response.chunk();
-            let bytes = match self.stall {
-                Some(limit) => tokio::time::timeout(limit, read).await.map_err(|_| {
-                    QueryError::Transient(format!(
-                        "the answer stalled for {}",
-                        humantime::format_duration(limit)
-                    ))
-                })?,
-                None => read.await,
-            }
-            .map_err(|e| {
-                QueryError::Transient(format!("reading InfluxDB's answer: {}", without_url(&e)))
-            })?;
+            let bytes = within(self.stall, "the answer stalled for", read)
+                .await?
+                .map_err(|e| {
+                    QueryError::Transient(format!("reading InfluxDB's answer: {}", without_url(&e)))
+                })?;
             match bytes {
                 Some(bytes) => self.pending.extend_from_slice(&bytes),
                 None if self.pending.iter().all(u8::is_ascii_whitespace) => return Ok(None),
@@ -674,6 +630,21 @@ impl ChunkedAnswer {
             }
         }
     }
+}
+
+/// `answer` awaited for at most `stall` when set; past it, a transient error: `waited` and
+/// the limit ("no answer within 5s").
+async fn within<T>(
+    stall: Option<Duration>,
+    waited: &str,
+    answer: impl std::future::Future<Output = T>,
+) -> Result<T, QueryError> {
+    let Some(limit) = stall else {
+        return Ok(answer.await);
+    };
+    tokio::time::timeout(limit, answer).await.map_err(|_| {
+        QueryError::Transient(format!("{waited} {}", humantime::format_duration(limit)))
+    })
 }
 
 /// The column names of one series of an answer (`time` first).
@@ -706,16 +677,28 @@ fn parse_chunk(line: &[u8]) -> Result<serde_json::Value, QueryError> {
 /// Sends an InfluxQL request whose answer carries no data: an error in the body (InfluxDB
 /// answers 200 with `"error"` for a statement that failed) counts as a failure.
 async fn statement(request: reqwest::RequestBuilder) -> Result<(), WriteError> {
-    let response = request.send().await.map_err(transport)?;
-    let status = response.status();
-    let retry_after = retry_after(response.headers());
-    let body = response.text().await.unwrap_or_default();
-    if status.is_success() && !body.contains("\"error\"") {
-        return Ok(());
-    }
-    if status.is_success() {
+    let body = send(request).await?.text().await.unwrap_or_default();
+    if body.contains("\"error\"") {
         return Err(statement_error(&body));
     }
+    Ok(())
+}
+
+/// Sends `request`: the answer when its status is 2xx, else what [`answered`] makes of it;
+/// no answer at all (the network, the timeout) is transient.
+async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, WriteError> {
+    answered(request.send().await.map_err(transport)?).await
+}
+
+/// `response` when its status is 2xx, else what [`classify`] makes of the status, the
+/// server's message in the body and its Retry-After.
+async fn answered(response: reqwest::Response) -> Result<reqwest::Response, WriteError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let retry_after = retry_after(response.headers());
+    let body = response.text().await.unwrap_or_default();
     Err(classify(status, &body, retry_after))
 }
 
@@ -796,6 +779,28 @@ mod tests {
     }
 
     #[test]
+    fn a_statement_names_its_one_series_and_times() {
+        assert_eq!(
+            on_series(
+                "DELETE",
+                "cpu",
+                &[("host", "a"), ("region", "")],
+                "time = 5"
+            ),
+            r#"DELETE FROM "cpu" WHERE "host" = 'a' AND "region" = '' AND time = 5"#
+        );
+        assert_eq!(
+            on_series(
+                "SELECT \"f\",\"g\"",
+                "m \"x\"",
+                &[],
+                "time >= 1 AND time < 2"
+            ),
+            r#"SELECT "f","g" FROM "m \"x\"" WHERE time >= 1 AND time < 2"#
+        );
+    }
+
+    #[test]
     fn a_delete_predicate_quotes_every_tag_key_and_escapes_values() {
         assert_eq!(
             v2_predicate(
@@ -869,6 +874,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(decoded, lines);
+    }
+
+    #[tokio::test]
+    async fn an_answer_past_its_stall_limit_is_transient() {
+        let limit = Some(Duration::from_millis(10));
+        assert_eq!(
+            within(limit, "no answer within", std::future::pending::<()>()).await,
+            Err(QueryError::Transient("no answer within 10ms".into()))
+        );
+        assert_eq!(within(limit, "stalled for", async { 7 }).await, Ok(7));
+        let slow = tokio::time::sleep(Duration::from_millis(30));
+        assert_eq!(within(None, "stalled for", slow).await, Ok(()));
     }
 
     #[tokio::test]

@@ -1,12 +1,12 @@
 //! The InfluxDB sink (1.x and 2.x): points become line protocol in one buffer per request.
 
 use super::client::InfluxClient;
-use super::encoding::{encode_point, Encoding};
+use super::encoding::Encoding;
 use super::sink_config::InfluxSinkConfig;
 use crate::model::Point;
-use crate::sink::{Batch, BatchConfig, SeriesWindow, Sink, WriteError};
+use crate::sink::line_protocol::LineBatch;
+use crate::sink::{BatchConfig, SeriesWindow, Sink, WriteError};
 use bytes::Bytes;
-use std::sync::Arc;
 
 /// Writes points to one InfluxDB server.
 pub struct InfluxSink {
@@ -86,97 +86,12 @@ impl InfluxSink {
     }
 }
 
-/// Lines of line protocol, one request body.
-///
-/// The body is shared with the HTTP request rather than copied into it; once the request
-/// is done the batch is the only owner again, and the buffer is reused for the next one.
-pub struct LineBatch {
-    encoding: Encoding,
-    body: Arc<Vec<u8>>,
-    /// Offset just past each line's newline.
-    ends: Vec<usize>,
-}
-
-/// A request body borrowed from a [`LineBatch`] without copying.
-struct SharedBody(Arc<Vec<u8>>);
-
-impl AsRef<[u8]> for SharedBody {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl LineBatch {
-    fn body_mut(&mut self) -> &mut Vec<u8> {
-        // Unique except while a request is out, when nothing is pushed or cut.
-        Arc::make_mut(&mut self.body)
-    }
-}
-
-impl Batch for LineBatch {
-    fn push(&mut self, point: &Point) -> Result<(), String> {
-        let encoding = self.encoding;
-        let body = self.body_mut();
-        encode_point(body, point, encoding)?;
-        let end = body.len();
-        self.ends.push(end);
-        Ok(())
-    }
-
-    fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    fn bytes(&self) -> usize {
-        self.body.len()
-    }
-
-    fn split(mut self) -> Option<(Self, Self)> {
-        if self.ends.len() < 2 {
-            return None;
-        }
-        let half = self.ends.len() / 2;
-        let cut = self.ends[half - 1];
-        let right = LineBatch {
-            encoding: self.encoding,
-            body: Arc::new(self.body[cut..].to_vec()),
-            ends: self.ends[half..].iter().map(|e| e - cut).collect(),
-        };
-        self.body_mut().truncate(cut);
-        self.ends.truncate(half);
-        Some((self, right))
-    }
-
-    fn records(&self) -> Vec<serde_json::Value> {
-        let mut start = 0;
-        self.ends
-            .iter()
-            .map(|&end| {
-                let line = String::from_utf8_lossy(&self.body[start..end - 1]).into_owned();
-                start = end;
-                serde_json::Value::String(line)
-            })
-            .collect()
-    }
-
-    fn clear(&mut self) {
-        self.body_mut().clear();
-        self.ends.clear();
-    }
-}
-
 #[async_trait::async_trait]
 impl Sink for InfluxSink {
     type Batch = LineBatch;
 
     fn new_batch(&self) -> LineBatch {
-        LineBatch {
-            encoding: self.encoding,
-            body: Arc::new(Vec::with_capacity(
-                self.batching.batch_size.min(100_000) * 96,
-            )),
-            ends: Vec::with_capacity(self.batching.batch_size.min(100_000)),
-        }
+        LineBatch::new(self.encoding, self.batching.batch_size)
     }
 
     fn batching(&self) -> &BatchConfig {
@@ -185,7 +100,7 @@ impl Sink for InfluxSink {
 
     async fn write(&self, batch: &LineBatch) -> Result<(), WriteError> {
         self.client
-            .write(Bytes::from_owner(SharedBody(batch.body.clone())))
+            .write(Bytes::from_owner(batch.shared_body()))
             .await
     }
 
@@ -281,43 +196,5 @@ impl Sink for InfluxSink {
 
     fn read_back(&self) -> Result<&dyn crate::sink::ReadBack, String> {
         Ok(self)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::job::TimeUnit;
-    use crate::model::{Name, Value};
-
-    #[test]
-    fn a_batch_splits_into_halves_at_line_boundaries() {
-        let mut b = LineBatch {
-            encoding: Encoding {
-                precision: TimeUnit::Nanos,
-                unsigned: false,
-            },
-            body: Arc::new(Vec::new()),
-            ends: Vec::new(),
-        };
-        for t in 0..5 {
-            let p = Point {
-                measurement: Name::from("m"),
-                tags: vec![],
-                fields: vec![(Name::from("f"), Value::Int(t))],
-                time: t,
-                device_hash: 0,
-            };
-            b.push(&p).unwrap();
-        }
-        let (left, right) = b.split().unwrap();
-        assert_eq!(left.records(), vec!["m f=0i 0", "m f=1i 1"]);
-        assert_eq!(right.records(), vec!["m f=2i 2", "m f=3i 3", "m f=4i 4"]);
-        assert_eq!(
-            right.body.as_slice(),
-            &b"m f=2i 2\nm f=3i 3\nm f=4i 4\n"[..]
-        );
-        let (one, _) = left.split().unwrap();
-        assert!(one.split().is_none());
     }
 }

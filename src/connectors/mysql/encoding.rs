@@ -69,22 +69,70 @@ pub fn classify(data_type: &str, column_type: &str) -> (Conversion, ColumnKind) 
     }
 }
 
-/// Converts one value. `offset_ns` is the job's DATETIME offset (east of UTC).
+/// A MySQL value as it is on the wire, its text and bytes borrowed: what the binary-protocol
+/// row decoder ([`super::binrow`]) reads and what a mysql_async [`My`] value lends. Each
+/// variant is the one mysql_common would build for the same bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Raw<'a> {
+    /// SQL NULL.
+    Null,
+    /// An integer that fits in an `i64` (unsigned ones too, where they fit).
+    Int(i64),
+    /// An unsigned BIGINT above `i64::MAX`.
+    UInt(u64),
+    /// FLOAT.
+    Float(f32),
+    /// DOUBLE.
+    Double(f64),
+    /// Text, DECIMAL, BIT, ENUM, SET, JSON, blobs: the value's bytes.
+    Bytes(&'a [u8]),
+    /// DATE, DATETIME, TIMESTAMP: year, month, day, hour, minute, second, microsecond.
+    Date(u16, u8, u8, u8, u8, u8, u32),
+    /// TIME: negative, days, hours, minutes, seconds, microseconds.
+    Time(bool, u32, u8, u8, u8, u32),
+}
+
+impl<'a> From<&'a My> for Raw<'a> {
+    fn from(value: &'a My) -> Self {
+        match *value {
+            My::NULL => Raw::Null,
+            My::Bytes(ref b) => Raw::Bytes(b),
+            My::Int(i) => Raw::Int(i),
+            My::UInt(u) => Raw::UInt(u),
+            My::Float(f) => Raw::Float(f),
+            My::Double(f) => Raw::Double(f),
+            My::Date(y, mo, d, h, mi, s, us) => Raw::Date(y, mo, d, h, mi, s, us),
+            My::Time(neg, d, h, mi, s, us) => Raw::Time(neg, d, h, mi, s, us),
+        }
+    }
+}
+
+/// Converts one mysql_async value. `offset_ns` is the job's DATETIME offset (east of UTC).
 pub fn convert(value: My, conversion: Conversion, offset_ns: i64) -> Result<Option<Value>, String> {
+    convert_raw(Raw::from(&value), conversion, offset_ns)
+}
+
+/// Converts one value read from the wire. `offset_ns` is the job's DATETIME offset (east of
+/// UTC). Text is copied once, into the value kept.
+pub fn convert_raw(
+    value: Raw<'_>,
+    conversion: Conversion,
+    offset_ns: i64,
+) -> Result<Option<Value>, String> {
     let v = match (conversion, value) {
-        (_, My::NULL) => return Ok(None),
-        (Conversion::Int, My::Int(i)) => Value::Int(i),
-        (Conversion::Int, My::UInt(u)) => {
+        (_, Raw::Null) => return Ok(None),
+        (Conversion::Int, Raw::Int(i)) => Value::Int(i),
+        (Conversion::Int, Raw::UInt(u)) => {
             Value::Int(i64::try_from(u).map_err(|_| format!("{u} is out of range"))?)
         }
-        (Conversion::UInt, My::UInt(u)) => Value::UInt(u),
-        (Conversion::UInt, My::Int(i)) => Value::UInt(
+        (Conversion::UInt, Raw::UInt(u)) => Value::UInt(u),
+        (Conversion::UInt, Raw::Int(i)) => Value::UInt(
             u64::try_from(i).map_err(|_| format!("{i} is negative in an unsigned column"))?,
         ),
-        (Conversion::Float32, My::Float(f)) => Value::from_f32(f),
-        (Conversion::Float32 | Conversion::Float64, My::Double(f)) => Value::Float(f),
-        (Conversion::Decimal, My::Bytes(b)) => {
-            let text = std::str::from_utf8(&b).map_err(|_| "DECIMAL is not text".to_string())?;
+        (Conversion::Float32, Raw::Float(f)) => Value::from_f32(f),
+        (Conversion::Float32 | Conversion::Float64, Raw::Double(f)) => Value::Float(f),
+        (Conversion::Decimal, Raw::Bytes(b)) => {
+            let text = std::str::from_utf8(b).map_err(|_| "DECIMAL is not text".to_string())?;
             if text.is_empty()
                 || !text
                     .bytes()
@@ -94,7 +142,7 @@ pub fn convert(value: My, conversion: Conversion, offset_ns: i64) -> Result<Opti
             }
             Value::Decimal(Name::from(text))
         }
-        (Conversion::Bool, My::Int(i)) => match i {
+        (Conversion::Bool, Raw::Int(i)) => match i {
             0 => Value::Bool(false),
             1 => Value::Bool(true),
             other => {
@@ -103,9 +151,9 @@ pub fn convert(value: My, conversion: Conversion, offset_ns: i64) -> Result<Opti
                 ))
             }
         },
-        (Conversion::Bool, My::UInt(u)) if u <= 1 => Value::Bool(u == 1),
-        (Conversion::Bool, My::Bytes(b)) => Value::Bool(b.iter().any(|&x| x != 0)),
-        (Conversion::Bits, My::Bytes(b)) => {
+        (Conversion::Bool, Raw::UInt(u)) if u <= 1 => Value::Bool(u == 1),
+        (Conversion::Bool, Raw::Bytes(b)) => Value::Bool(b.iter().any(|&x| x != 0)),
+        (Conversion::Bits, Raw::Bytes(b)) => {
             if b.len() > 8 {
                 return Err(format!(
                     "BIT value of {} bytes is wider than 64 bits",
@@ -114,22 +162,41 @@ pub fn convert(value: My, conversion: Conversion, offset_ns: i64) -> Result<Opti
             }
             Value::UInt(b.iter().fold(0u64, |acc, &x| (acc << 8) | x as u64))
         }
-        (Conversion::Text, My::Bytes(b)) => Value::String(
-            String::from_utf8(b).map_err(|e| format!("text is not valid UTF-8 ({e})"))?,
+        (Conversion::Text, Raw::Bytes(b)) => Value::String(
+            std::str::from_utf8(b)
+                .map_err(|e| format!("text is not valid UTF-8 ({e})"))?
+                .to_owned(),
         ),
-        (Conversion::LocalTime, My::Date(y, mo, d, h, mi, s, us)) => {
+        (Conversion::LocalTime, Raw::Date(y, mo, d, h, mi, s, us)) => {
             Value::Time(civil_nanos(y, mo, d, h, mi, s, us)? - offset_ns)
         }
-        (Conversion::UtcTime, My::Date(y, mo, d, h, mi, s, us)) => {
+        (Conversion::UtcTime, Raw::Date(y, mo, d, h, mi, s, us)) => {
             Value::Time(civil_nanos(y, mo, d, h, mi, s, us)?)
         }
         (conversion, value) => {
             return Err(format!(
-                "unexpected value {value:?} for a {conversion:?} column"
+                "unexpected value {:?} for a {conversion:?} column",
+                My::from(value)
             ))
         }
     };
     Ok(Some(v))
+}
+
+impl From<Raw<'_>> for My {
+    /// The mysql_async value, for messages that show it as mysql_async does.
+    fn from(value: Raw<'_>) -> Self {
+        match value {
+            Raw::Null => My::NULL,
+            Raw::Bytes(b) => My::Bytes(b.to_vec()),
+            Raw::Int(i) => My::Int(i),
+            Raw::UInt(u) => My::UInt(u),
+            Raw::Float(f) => My::Float(f),
+            Raw::Double(f) => My::Double(f),
+            Raw::Date(y, mo, d, h, mi, s, us) => My::Date(y, mo, d, h, mi, s, us),
+            Raw::Time(neg, d, h, mi, s, us) => My::Time(neg, d, h, mi, s, us),
+        }
+    }
 }
 
 /// Nanoseconds since the epoch of a wall-clock time read as UTC.

@@ -9,12 +9,13 @@
 //! still read; rows whose key is NULL get a chunk of their own.
 //!
 //! Reading a chunk is one streaming `SELECT` over the binary protocol (typed values, no
-//! text parsing), sent on in batches through a bounded channel; a lost connection re-reads
+//! text parsing), each row's packet decoded in place (`binrow.rs`), sent on in batches through a bounded channel; a lost connection re-reads
 //! the chunk from its start, as the section's retry keys say (writes are idempotent, so
 //! rows sent twice do no harm).
 
+use super::binrow::{self, Layout};
 use super::config::{parse_offset, MysqlSourceConfig};
-use super::encoding::{classify, convert, Conversion};
+use super::encoding::{classify, convert_raw, Conversion};
 use crate::dead_letter::DeadLetters;
 use crate::job::Job;
 use crate::metrics::SOURCE_RETRIES;
@@ -440,15 +441,26 @@ impl MysqlSource {
         }
         let mut conn = self.pool.get_conn().await?;
         let mut result = conn.exec_iter(sql, params).await?;
+        let columns = result.columns().unwrap_or_else(|| Vec::new().into());
+        // Not a lost connection: reading the chunk again would not help.
+        let definite = |reason: String| mysql_async::Error::Other(reason.into());
+        let layout = Layout::new(&columns).map_err(definite)?;
+        if layout.len() != table.projection.len() {
+            return Err(definite(format!(
+                "the server answered {} columns for the {} selected",
+                layout.len(),
+                table.projection.len()
+            )));
+        }
         let mut batch = Vec::with_capacity(ROWS_PER_BATCH);
         let mut sent = 0u64;
-        while let Some(row) = result.next().await? {
-            let values = row.unwrap();
-            let mut converted = Vec::with_capacity(values.len());
+        // Each row's packet is decoded in place (binrow.rs): no mysql_async `Row` is built.
+        let read_row = |packet: &[u8]| {
+            let mut converted = Vec::with_capacity(layout.len());
             let mut failure = None;
-            for (i, value) in values.into_iter().enumerate() {
+            binrow::decode(packet, &layout, |i, raw| {
                 let column = table.projection[i];
-                match convert(value, table.conversions[column], self.offset_ns) {
+                match convert_raw(raw, table.conversions[column], self.offset_ns) {
                     Ok(v) => converted.push(v),
                     Err(reason) => {
                         failure = Some(format!(
@@ -458,7 +470,16 @@ impl MysqlSource {
                         converted.push(None);
                     }
                 }
-            }
+            })
+            .map(|()| (converted, failure))
+        };
+        while let Some(decoded) = result.next_raw(&read_row).await? {
+            let (converted, failure) = decoded.map_err(|binrow::Malformed(reason)| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("a malformed row: {reason}"),
+                )
+            })?;
             if let Some(reason) = failure {
                 dead_letter_row(
                     dead_letters,
