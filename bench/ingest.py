@@ -3,17 +3,18 @@
 into the blackhole sink, so what is measured is the endpoint and the engine alone.
 
 For each configuration a fresh `tsmig-job -c ingest` (release; --smoke: debug) listens on
-a free port with `--workers W` (default 2). N sensor-like points (default 2,000,000;
+a free port with `--workers W`. N sensor-like points (default 2,000,000;
 `sensors,device=dev-0042,site=site-3`, 4 to 6 fields of floats, integers and booleans,
 nanosecond timestamps, one point per device and second) are encoded once, before any
 run, into request bodies of --batch lines (default 5,000, ~0.5 MB), and K client
 processes (fork; one keep-alive `http.client` connection each) POST their share of the
 bodies to `/api/v2/write?bucket=bench&precision=ns` back to back:
 
-  {label}-{ack}-Kc   K clients, the job's `ack` mode: `durable` (each 204 once the sink
-                     has the points, a round trip of about one 20 ms epoch per request) or
-                     `async` (204 once queued; the job then has them all once its
-                     `tsmig_sink_points_written_total` reaches N)
+  {label}-{ack}-Kc-Ww  K clients (--clients, default 1,2,4), W workers (--workers, default
+                       2), the job's `ack` mode: `durable` (each 204 once the sink has the
+                       points, a round trip of about one 20 ms epoch per request) or
+                       `async` (204 once queued; max_pending_points is set past N, so the
+                       points queue up in memory: peak RSS grows with N)
 
 A request answered 429 or 503 is retried after its Retry-After (counted); any other answer
 than 204 fails the run. The run ends when every point is counted by the sink (the
@@ -23,7 +24,8 @@ and its summary must say rows_read = points_written = N and nothing dead-lettere
 Measured per run: wall time from the first request to the last point counted; the job's
 CPU (user+sys from /proc/PID/stat) over the same interval, so startup is not charged;
 its peak RSS (VmHWM); and the clients' own CPU (the Python side: sending the bodies,
-reading the answers), reported apart. On this 2-core machine the clients and the job share
+reading the answers), reported apart. `--perf FILE` records the job of the first run with
+`perf record --call-graph dwarf` (its CPU figures then include perf's own cost). On this 2-core machine the clients and the job share
 the cores; CPU per point is the figure to compare, points/s depends on the clients too.
 
 --baseline BIN runs another tsmig-job (e.g. one built before a change) beside this build,
@@ -273,10 +275,11 @@ def rng(values, digits=0):
     return H.fmt_range((statistics.median(values), min(values), max(values)), digits)
 
 
-def report(results, points, batch, workers, reps, loads, build, baseline):
+def report(results, points, batch, reps, loads, build, baseline):
     lines = [
         f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {H.machine()}; "
-        f"{points:,} points in {batch:,}-line requests, tsmig-job {build} build, {workers} workers, blackhole sink; "
+        f"{points:,} points in {batch:,}-line requests, tsmig-job {build}, blackhole sink "
+        f"(configuration: build-ack-clients-workers); "
         f"median (min–max) of {reps} interleaved runs per configuration; load average "
         f"{min(loads):.1f}–{max(loads):.1f} (1 min, sampled before each run)."
         + (f" `baseline` is {baseline}." if baseline else ""),
@@ -296,12 +299,12 @@ def report(results, points, batch, workers, reps, loads, build, baseline):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--smoke", action="store_true", help="10,000 points in 1,000-line requests, one repetition, debug build")
+    p.add_argument("--smoke", action="store_true", help="10,000 points in 1,000-line requests, 1 and 2 clients, one repetition, debug build")
     p.add_argument("--points", type=int)
     p.add_argument("--batch", type=int, help="lines per request (default 5,000)")
     p.add_argument("--clients", default=None, help="comma-separated client counts (default 1,2,4)")
     p.add_argument("--ack", default="durable,async", help="comma-separated ack modes (default durable,async)")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", default="2", help="comma-separated worker counts (default 2)")
     p.add_argument("--reps", type=int)
     p.add_argument("--binary", help="tsmig-job to run (default: built here)")
     p.add_argument("--baseline", metavar="BIN", help="another tsmig-job to run beside this build, interleaved")
@@ -325,20 +328,23 @@ def main():
     log(f"{points:,} points in {len(all_bodies)} bodies of {batch:,} lines, "
         f"{sum(map(len, all_bodies)) / 1e6:.0f} MB, encoded in {time.monotonic() - began:.1f} s")
 
-    configs = [(f"{label}-{ack}-{k}c", tsmig, ack, k) for ack in acks for k in counts for label, tsmig in builds]
+    workers = [int(w) for w in args.workers.split(",")]
+    configs = [(f"{label}-{ack}-{k}c-{w}w", tsmig, ack, k, w)
+               for w in workers for ack in acks for k in counts for label, tsmig in builds]
     results = {name: [] for name, *_ in configs}
     loads = []
     for rep in range(reps):
-        for name, tsmig, ack, k in configs:
+        for name, tsmig, ack, k, w in configs:
             loads.append(os.getloadavg()[0])
             log(f"rep {rep + 1}/{reps}: {name} (load {loads[-1]:.2f})")
             perf, args.perf = args.perf, None
-            r = run(tsmig, ack, k, args.workers, all_bodies, points, args.deadline, perf)
+            r = run(tsmig, ack, k, w, all_bodies, points, args.deadline, perf)
             log(f"  {r['rows'] / r['wall']:,.0f} points/s, wall {r['wall']:.2f}s, cpu {r['cpu']:.2f}s "
                 f"({r['cpu'] * 1e6 / r['rows']:.2f} µs/point), rss {r['rss'] / 1024:.0f} MB, "
                 f"clients {r['client_cpu'] * 1e6 / r['rows']:.2f} µs/point, {r['retries']} retries")
             results[name].append(r)
-    print(report(results, points, batch, args.workers, reps, loads, "debug" if args.smoke and not args.binary else "release", args.baseline))
+    build = args.binary or ("debug build" if args.smoke else "release build")
+    print(report(results, points, batch, reps, loads, build, args.baseline))
 
 
 if __name__ == "__main__":

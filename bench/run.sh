@@ -7,6 +7,7 @@
 #                           30 s of lag at 20,000 changes/s); writes BENCHMARKS.md
 #   bench/run.sh --smoke    tiny data, one repetition, debug build, no BENCHMARKS.md (part of scripts/test.sh)
 #   bench/run.sh --cdc [OPTIONS]   only the CDC benchmarks (bench/cdc.py --help)
+#   bench/run.sh --ingest [OPTIONS]   only the ingest endpoint into the blackhole (bench/ingest.py --help)
 #   bench/run.sh --iotdb [--rows N] [--reps N] [--baseline BIN]
 #                           only the IoTDB sink into the IoTDB stand-in (200,000 rows, 3
 #                           repetitions; BIN, a tsmig-job built before a change, runs beside
@@ -26,6 +27,10 @@ command -v /usr/bin/time >/dev/null 2>&1 || {
 if [[ ${1:-} == --cdc ]]; then
   shift
   exec python3 bench/cdc.py "$@"
+fi
+if [[ ${1:-} == --ingest ]]; then
+  shift
+  exec python3 bench/ingest.py "$@"
 fi
 python3 bench/harness.py "$@"
 # The CDC benchmarks follow a plain full or smoke run (not one narrowed by --rows/--only).

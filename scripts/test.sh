@@ -80,6 +80,8 @@ cargo test --all-targets --no-fail-fast -- "$@" 2>&1 | tee "$log" || status=$?
 # the harness cannot rot; its numbers mean nothing. The real run is bench/run.sh.
 if [[ $status -eq 0 && $# -eq 0 ]]; then
   bench/run.sh --smoke || status=$?
+  # The ingest endpoint's benchmark (bench/ingest.py): 10,000 points, debug build.
+  bench/run.sh --ingest --smoke || status=$?
 fi
 # The scaling run in miniature, from a kit made here with the debug build (≈20 s: the
 # packages' download, the strip, a private MariaDB, 20,000 rows at 1 and 2 workers), so its
