@@ -183,7 +183,10 @@ fn value(text: &str) -> Option<FieldValue<'_>> {
 mod tests {
     use super::*;
 
-    fn plain(line: &str) -> Option<(String, Vec<(String, String)>, Vec<String>, Option<i64>)> {
+    /// Measurement, tags, fields (`key=Debug of the value`), timestamp.
+    type Parts = (String, Vec<(String, String)>, Vec<String>, Option<i64>);
+
+    fn plain(line: &str) -> Option<Parts> {
         let mut out = Plain::default();
         read(line, &mut out).then(|| {
             (
