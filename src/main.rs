@@ -194,6 +194,12 @@ impl From<Entry> for Mode {
 }
 
 fn main() -> ExitCode {
+    // No transparent huge pages for this process: mimalloc's arenas are 2 MiB-aligned, so
+    // with THP each touched region is backed by a whole huge page, and a job's peak RSS was
+    // ~80 MB instead of ~50 at the same CPU (BENCHMARKS.md, "Peak memory"). mimalloc's
+    // `no_thp` feature stops it asking for them (THP "madvise"); this stops the kernel
+    // giving them anyway (THP "always"). A kernel without the flag changes nothing.
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     tsmig::metrics::process_start();
     let cli = Cli::parse();
     match run(cli) {

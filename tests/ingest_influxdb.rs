@@ -171,3 +171,21 @@ fn a_point_influxdb_refuses_is_answered_as_a_partial_write_not_204() {
     drop(ingest);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A running job has transparent huge pages turned off (src/main.rs): with them, mimalloc's
+/// 2 MiB-aligned arenas were backed by whole huge pages and a backfill's peak RSS was ~80 MB
+/// instead of ~50 (BENCHMARKS.md, "Peak memory").
+#[test]
+fn a_running_job_has_transparent_huge_pages_off() {
+    let db = unique("ingest_thp");
+    let dir = scratch(&db);
+    fresh_influx_db(&db);
+    let _cleanup = Cleanup::default().database(&db);
+    let ingest = start(&dir, &db);
+    let pid = ingest.child.as_ref().unwrap().id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    // Kernels before 6.x do not show the flag; there is nothing to check on them.
+    if let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) {
+        assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+    }
+}
