@@ -108,8 +108,14 @@ impl<'a> From<&'a My> for Raw<'a> {
 }
 
 /// Converts one mysql_async value. `offset_ns` is the job's DATETIME offset (east of UTC).
+/// Text keeps the value's own buffer (no copy); everything else is [`convert_raw`]'s.
 pub fn convert(value: My, conversion: Conversion, offset_ns: i64) -> Result<Option<Value>, String> {
-    convert_raw(Raw::from(&value), conversion, offset_ns)
+    match (conversion, value) {
+        (Conversion::Text, My::Bytes(b)) => String::from_utf8(b)
+            .map(|text| Some(Value::String(text)))
+            .map_err(|e| format!("text is not valid UTF-8 ({})", e.utf8_error())),
+        (conversion, value) => convert_raw(Raw::from(&value), conversion, offset_ns),
+    }
 }
 
 /// Converts one value read from the wire. `offset_ns` is the job's DATETIME offset (east of
@@ -268,6 +274,16 @@ mod tests {
             Some(Value::Time(1_767_225_600_000_000_000))
         );
         assert_eq!(convert(My::NULL, Conversion::Int, 0).unwrap(), None);
+    }
+
+    #[test]
+    fn text_reads_the_same_owned_or_borrowed() {
+        for bytes in [b"dev-1".to_vec(), vec![0xff, b'a'], Vec::new()] {
+            assert_eq!(
+                convert(My::Bytes(bytes.clone()), Conversion::Text, 0),
+                convert_raw(Raw::Bytes(&bytes), Conversion::Text, 0)
+            );
+        }
     }
 
     #[test]
