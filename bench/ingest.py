@@ -154,12 +154,15 @@ def ping(port):
 # ------------------------------------------------------------------ clients ---
 
 
-def client(port, my_bodies, start, results):
-    """One client: its bodies, one after the other, on one keep-alive connection."""
+def client(port, my_bodies, ready, start, results):
+    """One client: its bodies, one after the other, on one keep-alive connection. It
+    connects, says so (`ready`), then waits for `start`."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     path = "/api/v2/write?bucket=bench&precision=ns"
     headers = {"Content-Type": "text/plain; charset=utf-8"}
     retries = 0
+    conn.connect()
+    ready.release()
     start.wait()
     cpu0 = time.process_time()
     try:
@@ -196,22 +199,30 @@ def run(binary, ack, clients, workers, all_bodies, points, deadline, perf=None):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(os.path.join(work, "job.log"), "w"),
                             text=True, env=env, cwd=work)
     ctx = multiprocessing.get_context("fork")
-    start, results = ctx.Event(), ctx.Queue()
+    ready, start, results = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
     children = []
     try:
         wait_for(lambda: proc.poll() is not None or ping(port), 60, "the endpoint to answer /ping")
         if proc.poll() is not None:
             raise RuntimeError(f"tsmig-job exited ({proc.returncode}):\n{open(os.path.join(work, 'job.log')).read()[-3000:]}")
-        children = [ctx.Process(target=client, args=(port, all_bodies[k::clients], start, results))
+        children = [ctx.Process(target=client, args=(port, all_bodies[k::clients], ready, start, results))
                     for k in range(clients)]
         for c in children:
             c.start()
-        time.sleep(0.2)  # every client connected and waiting
+        for _ in children:  # every client connected and waiting
+            if not ready.acquire(timeout=60):
+                raise RuntimeError("a client did not connect within 60 s")
         profiler = None
         if perf:
+            if os.path.exists(perf):
+                os.remove(perf)
             profiler = subprocess.Popen(["perf", "record", "-F", "999", "--call-graph", "dwarf,32768", "-o", perf, "-p", str(proc.pid)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(1)
+            # perf writes its file's header once it is attached.
+            wait_for(lambda: profiler.poll() is not None or (os.path.exists(perf) and os.path.getsize(perf) > 0),
+                     30, "perf to attach")
+            if profiler.poll() is not None:
+                raise RuntimeError(f"perf record exited ({profiler.returncode})")
         cpu0 = proc_cpu(proc.pid)
         began = time.monotonic()
         start.set()

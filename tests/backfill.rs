@@ -271,40 +271,10 @@ dead_letter: {dl}
     );
 }
 
-/// A table of `rows` and a job that copies it slowly (small chunks, one request in flight,
-/// few rows in flight), long enough to be interrupted while some chunks are finished and
-/// others are not: (cleanup, table, database, scratch dir, job file).
-fn slow_job(
-    name: &str,
-    rows: u64,
-) -> (
-    Cleanup,
-    String,
-    String,
-    std::path::PathBuf,
-    std::path::PathBuf,
-) {
-    let table = unique(name);
-    let db = unique(name);
-    let cleanup = Cleanup::default().table(&table).database(&db);
-    load_sensor_table(&table, rows);
-    fresh_influx_db(&db);
-    let dir = scratch(&db);
-    let job = sensor_job(
-        &dir,
-        &table,
-        &db,
-        5_000,
-        "  in_flight: 1",
-        "flow:\n  epoch: 50ms\n  max_in_flight_rows: 2000",
-    );
-    (cleanup, table, db, dir, job)
-}
-
 #[test]
 fn killed_mid_run_then_restarted_rereads_only_unfinished_chunks() {
     let rows = 100_000;
-    let (_cleanup, table, db, dir, job) = slow_job("kill", rows);
+    let (_cleanup, table, db, dir, job) = slow_sensor_run("kill", rows);
     let job = job.to_str().unwrap();
     let state_file = dir.join("state/backfill.json");
 
@@ -355,7 +325,7 @@ fn killed_mid_run_then_restarted_rereads_only_unfinished_chunks() {
 #[test]
 fn sigterm_stops_reading_writes_what_was_read_and_checkpoints() {
     let rows = 100_000;
-    let (_cleanup, _table, db, dir, job) = slow_job("term", rows);
+    let (_cleanup, _table, db, dir, job) = slow_sensor_run("term", rows);
     let job = job.to_str().unwrap();
     let child = tsmig()
         .args([

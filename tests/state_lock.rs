@@ -26,21 +26,8 @@ fn error_line(stderr: &[u8]) -> String {
 #[test]
 fn a_second_copy_is_refused_at_once_and_a_killed_holders_lock_is_taken_over() {
     let rows = 100_000;
-    let table = unique("lock");
-    let db = unique("lock");
-    let _cleanup = Cleanup::default().table(&table).database(&db);
-    load_sensor_table(&table, rows);
-    fresh_influx_db(&db);
-    let dir = scratch(&db);
     // Slow enough (small chunks, one request in flight) to be running for a while.
-    let job = sensor_job(
-        &dir,
-        &table,
-        &db,
-        5_000,
-        "  in_flight: 1",
-        "flow:\n  epoch: 50ms\n  max_in_flight_rows: 2000",
-    );
+    let (_cleanup, _table, db, dir, job) = slow_sensor_run("lock", rows);
     let state = dir.join("state");
 
     let first = backfill_command(&job, "2")

@@ -124,21 +124,14 @@ fn rows_left(state: &serde_json::Value) -> u64 {
 #[test]
 fn the_page_shows_the_apis_numbers_and_its_stop_button_drains_the_job() {
     let (chromium, browser_dir) = browser();
-    let table = unique("status_page");
-    let db = unique("status_page");
-    let _cleanup = Cleanup::default().table(&table).database(&db);
-    load_sensor_table(&table, ROWS);
-    fresh_influx_db(&db);
-    let dir = scratch(&db);
     // Held back whatever the machine: a worker reads on only while it has fewer than 1,000
     // rows not yet durable, and rows become durable an epoch (250 ms) after they are read
     // at the earliest. The source sends 1,024 rows a batch; a split's last batches (the
     // read task's channel, 4 batches) are taken at once. About 5,000 rows/s a worker
     // at most (7,000-10,000 in all here): the job would take 40 s or more.
-    let job = sensor_job(
-        &dir,
-        &table,
-        &db,
+    let (_cleanup, table, db, dir, job) = sensor_run(
+        "status_page",
+        ROWS,
         CHUNK_ROWS,
         "",
         "flow:\n  epoch: 250ms\n  max_in_flight_rows: 1000",

@@ -13,8 +13,9 @@ use std::collections::BTreeSet;
 /// and is no secret anyway.
 const MIN_SECRET_CHARS: usize = 5;
 
-/// Keys whose values are secret, or may carry one (a URL with a password in it).
-fn is_secret_key(line: &str) -> bool {
+/// Whether a job-file line's key marks its value secret, or one that may carry a secret
+/// (a URL with a password in it).
+pub fn is_secret_key(line: &str) -> bool {
     let key = line
         .trim_start()
         .trim_start_matches("- ")

@@ -227,6 +227,39 @@ pub fn sensor_job(
     )
 }
 
+/// A sensor table of `rows`, a fresh InfluxDB database and a scratch dir, all named after
+/// `name`, and a [`sensor_job`] copying one into the other (its `chunk_rows`, `sink_extra`
+/// and `flow`): (cleanup, table, database, scratch dir, job file).
+pub fn sensor_run(
+    name: &str,
+    rows: u64,
+    chunk_rows: u64,
+    sink_extra: &str,
+    flow: &str,
+) -> (Cleanup, String, String, PathBuf, PathBuf) {
+    let table = unique(name);
+    let db = unique(name);
+    let cleanup = Cleanup::default().table(&table).database(&db);
+    load_sensor_table(&table, rows);
+    fresh_influx_db(&db);
+    let dir = scratch(&db);
+    let job = sensor_job(&dir, &table, &db, chunk_rows, sink_extra, flow);
+    (cleanup, table, db, dir, job)
+}
+
+/// [`sensor_run`] of a job that copies slowly (small chunks, one request in flight, few
+/// rows in flight), long enough to be interrupted while some chunks are finished and
+/// others are not.
+pub fn slow_sensor_run(name: &str, rows: u64) -> (Cleanup, String, String, PathBuf, PathBuf) {
+    sensor_run(
+        name,
+        rows,
+        5_000,
+        "  in_flight: 1",
+        "flow:\n  epoch: 50ms\n  max_in_flight_rows: 2000",
+    )
+}
+
 /// `sensor_job` with the MariaDB at `servers.0` (`host:port`) and the InfluxDB at
 /// `servers.1` (a URL).
 pub fn sensor_job_at(

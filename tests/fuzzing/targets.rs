@@ -526,10 +526,12 @@ fn check_job_error(e: &JobError, text: &str) {
             &["INFLUX_TOKEN", "TOKEN"]
         };
         let marked = yaml_lines(text).into_iter().any(|line| {
-            names.iter().any(|n| line.contains(&format!("${{{n}}}"))) && secret_line(line)
+            names.iter().any(|n| line.contains(&format!("${{{n}}}")))
+                && tsmig::spec::env::is_secret_key(line)
         });
         let elsewhere = yaml_lines(text).into_iter().any(|line| {
-            (names.iter().any(|n| line.contains(&format!("${{{n}"))) && !secret_line(line))
+            (names.iter().any(|n| line.contains(&format!("${{{n}")))
+                && !tsmig::spec::env::is_secret_key(line))
                 || line.contains(value)
         });
         if marked && !elsewhere {
@@ -561,28 +563,6 @@ pub fn yaml_lines(text: &str) -> Vec<&str> {
     }
     lines.push(&text[start..]);
     lines
-}
-
-/// A line whose key marks its value secret (as the loader's `env` decides).
-fn secret_line(line: &str) -> bool {
-    let key = line
-        .trim_start()
-        .trim_start_matches("- ")
-        .split(':')
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    [
-        "password",
-        "token",
-        "secret",
-        "key",
-        "url",
-        "dsn",
-        "credential",
-    ]
-    .iter()
-    .any(|k| key.contains(k))
 }
 
 // --- Binlog row images -------------------------------------------------------------
