@@ -664,6 +664,19 @@ mod tests {
         assert!(h.windows(2).all(|w| w[0].at <= w[1].at), "oldest first");
     }
 
+    /// Polls (with a deadline) until the clock, as a snapshot renders it, reads other than
+    /// `shown`: a phase changed after this has a `since` of its own.
+    fn until_the_clock_shows_other_than(shown: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while rfc3339(SystemTime::now()) == shown {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the clock stood still"
+            );
+            std::thread::yield_now();
+        }
+    }
+
     #[test]
     fn phases_record_since_when_and_the_end_says_done_or_failed() {
         let (board, _, _) = board("phases");
@@ -672,13 +685,13 @@ mod tests {
         assert_eq!(s.process.states, ["running"]);
         let starting_since = s.phase_since;
 
-        std::thread::sleep(Duration::from_millis(5));
+        until_the_clock_shows_other_than(&starting_since);
         board.phase(Phase::Backfill);
         let s = board.snapshot();
         assert_eq!(board.current_phase(), Phase::Backfill);
         assert_ne!(s.phase_since, starting_since);
         let backfill_since = s.phase_since;
-        std::thread::sleep(Duration::from_millis(5));
+        until_the_clock_shows_other_than(&backfill_since);
         board.phase(Phase::Backfill);
         assert_eq!(
             board.snapshot().phase_since,
