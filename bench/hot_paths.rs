@@ -55,9 +55,9 @@ fn row(n: i64) -> Row {
     Row {
         table: 0,
         values: vec![
-            Some(Value::String(format!("dev-{:04}", n % 1000))),
+            Some(Value::String(format!("dev-{:04}", n % 1000).into())),
             Some(Value::Time(1_767_225_600_000_000_000 + n * 1_000_000)),
-            Some(Value::String(format!("site-{}", n % 7))),
+            Some(Value::String(format!("site-{}", n % 7).into())),
             Some(Value::Float(20.0 + (n % 100) as f64 / 7.0)),
             Some(Value::Decimal(Name::from("45"))),
             Some(Value::Decimal(Name::from("1012.30"))),

@@ -1004,7 +1004,7 @@ fn version_2_deletes_quote_tag_keys_influxdb_reads_otherwise_name_and_site_id() 
         measurement: "m".into(),
         tags: tags("pump 1")
             .into_iter()
-            .map(|(k, v): (String, String)| (k.as_str().into(), v))
+            .map(|(k, v): (String, String)| (k.as_str().into(), v.into()))
             .collect(),
         fields: vec![("v".into(), tsmig::model::Value::Float(1.0))],
         time: 10,

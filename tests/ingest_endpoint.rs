@@ -164,9 +164,9 @@ impl Harness {
 }
 
 fn point(measurement: &str, tags: &[(&str, &str)], fields: Vec<(&str, Value)>, time: i64) -> Point {
-    let tags: Vec<(tsmig::model::Name, String)> = tags
+    let tags: Vec<(tsmig::model::Name, tsmig::model::Text)> = tags
         .iter()
-        .map(|(k, v)| ((*k).into(), v.to_string()))
+        .map(|(k, v)| ((*k).into(), (*v).into()))
         .collect();
     Point {
         device_hash: series_hash(measurement, &tags),

@@ -346,7 +346,7 @@ impl Table {
             }
             let mut tags = vec![(
                 Name::from("device"),
-                ["a", "b", "c"][r.device as usize].to_string(),
+                ["a", "b", "c"][r.device as usize].into(),
             )];
             if r.site > 0 {
                 tags.push((Name::from("site"), ["", "x", "y"][r.site as usize].into()));

@@ -21,9 +21,9 @@ const T0: i64 = 1_767_225_600_000_000_000;
 const SECOND: i64 = 1_000_000_000;
 
 fn point(measurement: &str, tags: &[(&str, &str)], fields: &[&str], time: i64) -> Point {
-    let mut tags: Vec<(Name, String)> = tags
+    let mut tags: Vec<(Name, tsmig::model::Text)> = tags
         .iter()
-        .map(|(k, v)| (Name::from(*k), v.to_string()))
+        .map(|(k, v)| (Name::from(*k), (*v).into()))
         .collect();
     tags.sort();
     Point {

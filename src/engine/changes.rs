@@ -233,7 +233,7 @@ mod tests {
     fn point(device: &str, time: i64, fields: &[(&str, f64)]) -> Point {
         Point {
             measurement: "m".into(),
-            tags: vec![("device".into(), device.to_string())],
+            tags: vec![("device".into(), device.to_string().into())],
             fields: fields
                 .iter()
                 .map(|(k, v)| ((*k).into(), Value::Float(*v)))

@@ -7,7 +7,7 @@
 //! lookups; a row that cannot become a point is rejected with the reason.
 
 use crate::job::{Job, JobError, MappingConfig, OnDelete, OnUpdate, TimeUnit};
-use crate::model::{device_hash, Name, Point, Row, Value};
+use crate::model::{device_hash, Name, Point, Row, Text, Value};
 use crate::source::RowChange;
 use crate::source::{ColumnKind, TableSchema};
 
@@ -637,7 +637,8 @@ impl Compiled {
             let text = match (&mut values[*at], take) {
                 (None, _) => continue,
                 (Some(Value::String(s)), true) => std::mem::take(s),
-                (Some(v), _) => v.to_string(),
+                (Some(Value::String(s)), false) => s.clone(),
+                (Some(v), _) => Text::from(v.to_string()),
             };
             // InfluxDB has no empty tag values: an empty value is an absent tag.
             if !text.is_empty() {
@@ -744,7 +745,7 @@ mod tests {
             values: vec![
                 Some(Value::String("d1".into())),
                 Some(Value::Time(5)),
-                Some(Value::String(String::new())),
+                Some(Value::String(Text::default())),
                 Some(Value::Float(1.5)),
                 None,
             ],
@@ -754,7 +755,7 @@ mod tests {
         assert_eq!(points.len(), 1);
         let p = &points[0];
         assert_eq!(&*p.measurement, "m");
-        assert_eq!(p.tags, vec![(Name::from("device"), "d1".to_string())]);
+        assert_eq!(p.tags, vec![(Name::from("device"), Text::from("d1"))]);
         assert_eq!(p.fields, vec![(Name::from("temp"), Value::Float(1.5))]);
         assert_eq!(p.time, 5);
         assert_eq!(p.device_hash, device_hash(b"d1"));
@@ -784,7 +785,7 @@ mod tests {
         // Rows whose point is refused or hashed otherwise are left to the points' exchange.
         assert_eq!(m.device_hash_of(&row(None)), None);
         assert_eq!(
-            m.device_hash_of(&row(Some(Value::String(String::new())))),
+            m.device_hash_of(&row(Some(Value::String(Text::default())))),
             None
         );
         assert_eq!(m.device_hash_of(&row(Some(Value::Float(1.0)))), None);

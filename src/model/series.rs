@@ -7,7 +7,7 @@
 //! exactly the measurement and tags. Names without those characters read as they are.
 //! [`series_hash`] hashes the same bytes without building the text.
 
-use super::Name;
+use super::{Name, Text};
 
 /// Where the key's bytes go: a `String`, or a hasher.
 trait KeyBytes {
@@ -138,7 +138,7 @@ pub fn series_key<'a>(measurement: &str, tags: impl Iterator<Item = (&'a str, &'
 /// The hash of [`series_key`] (xxh3, as every device key), computed from tags sorted by
 /// key without building the text: what the exchange routes a series by when it has no
 /// device column.
-pub fn series_hash(measurement: &str, sorted_tags: &[(Name, String)]) -> u64 {
+pub fn series_hash(measurement: &str, sorted_tags: &[(Name, Text)]) -> u64 {
     let mut h = KeyHasher::new();
     write_key(
         &mut h,
@@ -149,7 +149,7 @@ pub fn series_hash(measurement: &str, sorted_tags: &[(Name, String)]) -> u64 {
 }
 
 /// The hash of a point's identity in the target: its series key and its time.
-pub(super) fn point_hash(measurement: &str, sorted_tags: &[(Name, String)], time: i64) -> u64 {
+pub(super) fn point_hash(measurement: &str, sorted_tags: &[(Name, Text)], time: i64) -> u64 {
     let mut h = KeyHasher::new();
     write_key(
         &mut h,
@@ -231,9 +231,9 @@ mod tests {
     #[test]
     fn the_hash_is_the_hash_of_the_key_text() {
         let tags = vec![
-            (Name::from("a,b"), "x=y".to_string()),
-            (Name::from("site"), String::new()),
-            (Name::from("z"), "back\\slash".to_string()),
+            (Name::from("a,b"), Text::from("x=y")),
+            (Name::from("site"), Text::default()),
+            (Name::from("z"), Text::from("back\\slash")),
         ];
         let key = series_key("m 1", tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         assert_eq!(key, "m 1,a\\,b=x\\=y,z=back\\\\slash");
@@ -250,8 +250,8 @@ mod tests {
         for len in [0, 1, 150, 191, 192, 193, 400, 5000] {
             let value = "v".repeat(len);
             let tags = vec![
-                (Name::from("k"), value.clone()),
-                (Name::from("z"), "=".repeat(len / 3)),
+                (Name::from("k"), Text::from(value.as_str())),
+                (Name::from("z"), Text::from("=".repeat(len / 3))),
             ];
             let key = series_key("m", tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             assert_eq!(

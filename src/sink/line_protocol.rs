@@ -385,7 +385,7 @@ pub fn write_float(out: &mut Vec<u8>, f: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Name;
+    use crate::model::{Name, Text};
 
     fn float(f: f64) -> String {
         let mut out = Vec::new();
@@ -422,7 +422,10 @@ mod tests {
         let name = |s: &str| -> Name { Name::from(s) };
         Point {
             measurement: name("m"),
-            tags: tags.iter().map(|(k, v)| (name(k), v.to_string())).collect(),
+            tags: tags
+                .iter()
+                .map(|(k, v)| (name(k), Text::from(*v)))
+                .collect(),
             fields: fields.into_iter().map(|(k, v)| (name(k), v)).collect(),
             time,
             device_hash: 0,

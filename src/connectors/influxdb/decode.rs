@@ -81,7 +81,7 @@ impl FieldType {
             FieldType::Float => json.as_f64().map(Value::Float),
             FieldType::Integer => json.as_i64().map(Value::Int),
             FieldType::Unsigned => json.as_u64().map(Value::UInt),
-            FieldType::String => json.as_str().map(|s| Value::String(s.to_string())),
+            FieldType::String => json.as_str().map(|s| Value::String(s.into())),
             FieldType::Boolean => json.as_bool().map(Value::Bool),
         };
         value

@@ -38,7 +38,7 @@ pub fn canonical(value: &Value) -> Canonical {
         Value::Float(f) => Canonical::Float(*f),
         Value::Decimal(d) => Canonical::Float(d.parse().unwrap_or(f64::NAN)),
         Value::Bool(b) => Canonical::Bool(*b),
-        Value::String(s) => Canonical::Text(s.clone()),
+        Value::String(s) => Canonical::Text(s.to_string()),
         Value::Time(ns) => Canonical::Text(format_time(*ns)),
     }
 }
@@ -316,7 +316,7 @@ impl FluxReader<'_> {
                     .tags
                     .iter()
                     .filter(|(_, v)| !v.is_empty())
-                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect();
                 tags.sort();
                 // A point naming no field asks about the point itself.

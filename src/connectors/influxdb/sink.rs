@@ -72,10 +72,10 @@ impl InfluxSink {
     fn every_tag<'a>(
         &'a self,
         measurement: &str,
-        tags: &'a [(impl AsRef<str>, String)],
+        tags: &'a [(impl AsRef<str>, impl AsRef<str>)],
     ) -> Vec<(&'a str, &'a str)> {
         let mut all: Vec<(&str, &str)> =
-            tags.iter().map(|(k, v)| (k.as_ref(), v.as_str())).collect();
+            tags.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect();
         for k in self.tag_keys.get(measurement).into_iter().flatten() {
             if !all.iter().any(|(t, _)| t == k) {
                 all.push((k.as_str(), ""));

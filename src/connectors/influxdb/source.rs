@@ -827,7 +827,7 @@ fn rows_of_series(
         for slot in &slots {
             row.push(match slot {
                 Slot::Time => Some(Value::Time(time)),
-                Slot::Tag(v) => v.clone().map(Value::String),
+                Slot::Tag(v) => v.as_deref().map(|v| Value::String(v.into())),
                 Slot::Field(None, _) => None,
                 Slot::Field(Some(at), ty) => match ty.convert(&values[*at]) {
                     Ok(v) => {

@@ -29,7 +29,7 @@
 
 use super::explain;
 use super::plain::{self, Plain};
-use crate::model::{Name, Point, Value};
+use crate::model::{Name, Point, Text, Value};
 use influxdb_line_protocol::FieldValue;
 
 /// The unit of the timestamps in a write request (`precision=`).
@@ -307,25 +307,25 @@ fn parse(
 }
 
 /// About the memory a point takes: the struct, its tag and field vectors and the text they
-/// hold outside them (a name of up to 24 bytes is stored inline).
+/// hold outside them (a name or text of up to 24 bytes is stored inline).
 pub fn point_bytes(point: &Point) -> usize {
     use std::mem::size_of;
     let name = |n: &Name| if n.is_heap_allocated() { n.len() } else { 0 };
-    let tags: usize = point.tags.iter().map(|(k, v)| name(k) + v.capacity()).sum();
+    let tags: usize = point.tags.iter().map(|(k, v)| name(k) + name(v)).sum();
     let fields: usize = point
         .fields
         .iter()
         .map(|(k, v)| {
             name(k)
                 + match v {
-                    Value::String(s) => s.capacity(),
+                    Value::String(s) => name(s),
                     _ => 0,
                 }
         })
         .sum();
     size_of::<Point>()
         + name(&point.measurement)
-        + point.tags.capacity() * size_of::<(Name, String)>()
+        + point.tags.capacity() * size_of::<(Name, Text)>()
         + tags
         + point.fields.capacity() * size_of::<(Name, Value)>()
         + fields
@@ -415,14 +415,14 @@ fn to_point<'t, 'v: 't>(
     control("measurement", measurement)?;
     let measurement = Name::from(measurement);
 
-    let mut sorted: Vec<(Name, String)> = Vec::with_capacity(tags.len());
+    let mut sorted: Vec<(Name, Text)> = Vec::with_capacity(tags.len());
     for (key, value) in tags {
         control("tag key", key)?;
-        sorted.push((Name::from(key), String::from(value)));
+        sorted.push((Name::from(key), Text::from(value)));
     }
     let mut tags = sorted;
     // Tag keys mostly differ in their first byte: compared there first (no memcmp call).
-    let by_key = |a: &(Name, String), b: &(Name, String)| {
+    let by_key = |a: &(Name, Text), b: &(Name, Text)| {
         let (a, b) = (a.0.as_bytes(), b.0.as_bytes());
         a.first().cmp(&b.first()).then_with(|| a.cmp(b))
     };
@@ -450,7 +450,7 @@ fn to_point<'t, 'v: 't>(
             FieldValue::U64(v) => Value::UInt(*v),
             FieldValue::F64(v) if v.is_finite() => Value::Float(*v),
             FieldValue::F64(_) => return Err(format!("field `{key}`: the float is out of range")),
-            FieldValue::String(v) => Value::String(String::from(v.as_str())),
+            FieldValue::String(v) => Value::String(v.as_str().into()),
             FieldValue::Boolean(v) => Value::Bool(*v),
         };
         point_fields.push((key, value));

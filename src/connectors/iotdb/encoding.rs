@@ -198,7 +198,7 @@ pub fn convert(value: &Value, t: &TSDataType) -> Result<Iot, String> {
         (TSDataType::Double, Value::Decimal(d)) => Iot::Double(d.parse().map_err(|_| mismatch())?),
         (TSDataType::Double, Value::Int(i)) => Iot::Double(*i as f64),
         (TSDataType::Double, Value::UInt(u)) => Iot::Double(*u as f64),
-        (TSDataType::Text, Value::String(s)) => Iot::Text(s.clone()),
+        (TSDataType::Text, Value::String(s)) => Iot::Text(s.to_string()),
         (TSDataType::Text, Value::Time(ns)) => Iot::Text(format_time(*ns)),
         (TSDataType::Text, Value::Decimal(d)) => Iot::Text(d.to_string()),
         (TSDataType::Text, other) => Iot::Text(other.to_string()),

@@ -43,7 +43,7 @@ pub const CONNECTOR: super::Connector = super::Connector {
 pub use sink::MemorySink;
 pub use source::MemorySource;
 
-use crate::model::{Name, Value};
+use crate::model::{Name, Text, Value};
 use crate::source::TableSchema;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -297,7 +297,7 @@ enum Crash {
 }
 
 /// A point of a memory target: (measurement, tags, time).
-pub type PointKey = (Name, Vec<(Name, String)>, i64);
+pub type PointKey = (Name, Vec<(Name, Text)>, i64);
 
 /// What a memory target holds: fields per point.
 pub type Points = BTreeMap<PointKey, BTreeMap<Name, Value>>;

@@ -515,7 +515,7 @@ fn decode_value(
             My::Bytes(member_text(true, members, mask)?.into_bytes())
         }
         (Conversion::Text, _, My::Bytes(b)) if d.latin1 && d.members.is_none() => {
-            return Ok(Some(Value::String(latin1_text(&b))));
+            return Ok(Some(Value::String(latin1_text(&b).into())));
         }
         (_, _, v) => v,
     };
@@ -1482,8 +1482,8 @@ mod tests {
         assert_eq!(at(minimum, "dec0"), Some(V::Decimal("-99999".into())));
         assert_eq!(at(minimum, "d"), Some(V::Float(-2.25e-300)));
         assert_eq!(at(maximum, "vs"), Some(V::String("ü€".into())));
-        assert_eq!(at(maximum, "vl"), Some(V::String(long.clone())));
-        assert_eq!(at(maximum, "tx"), Some(V::String("t".repeat(7000))));
+        assert_eq!(at(maximum, "vl"), Some(V::String(long.as_str().into())));
+        assert_eq!(at(maximum, "tx"), Some(V::String("t".repeat(7000).into())));
         assert_eq!(at(maximum, "dt6"), Some(V::Time(1_782_822_896_789_123_000)));
         assert_eq!(at(minimum, "dt2"), Some(V::Time(-10_000_000)));
         assert_eq!(at(minimum, "dd"), Some(V::Time(-2_208_988_800_000_000_000)));

@@ -112,7 +112,7 @@ impl<'a> From<&'a My> for Raw<'a> {
 pub fn convert(value: My, conversion: Conversion, offset_ns: i64) -> Result<Option<Value>, String> {
     match (conversion, value) {
         (Conversion::Text, My::Bytes(b)) => String::from_utf8(b)
-            .map(|text| Some(Value::String(text)))
+            .map(|text| Some(Value::String(text.into())))
             .map_err(|e| format!("text is not valid UTF-8 ({})", e.utf8_error())),
         (conversion, value) => convert_raw(Raw::from(&value), conversion, offset_ns),
     }
@@ -171,7 +171,7 @@ pub fn convert_raw(
         (Conversion::Text, Raw::Bytes(b)) => Value::String(
             std::str::from_utf8(b)
                 .map_err(|e| format!("text is not valid UTF-8 ({e})"))?
-                .to_owned(),
+                .into(),
         ),
         (Conversion::LocalTime, Raw::Date(y, mo, d, h, mi, s, us)) => {
             Value::Time(civil_nanos(y, mo, d, h, mi, s, us)? - offset_ns)

@@ -115,8 +115,10 @@ pub fn convert(
             }
             Value::Decimal(Name::from(text.as_str()))
         }
-        (Conversion::Text | Conversion::Json, Json::String(text)) => Value::String(text.clone()),
-        (Conversion::Json, other) => Value::String(other.to_string()),
+        (Conversion::Text | Conversion::Json, Json::String(text)) => {
+            Value::String(text.as_str().into())
+        }
+        (Conversion::Json, other) => Value::String(other.to_string().into()),
         (conversion, value) => {
             return Err(format!(
                 "unexpected value {value} for a {conversion:?} column"

@@ -216,7 +216,7 @@ impl TdengineSource {
         let mut failure = None;
         for (&column, slot) in table.projection.iter().zip(&table.slots) {
             let converted = match slot {
-                None => Ok(Some(Value::String(sub_table.to_string()))),
+                None => Ok(Some(Value::String(sub_table.into()))),
                 Some(at) => convert(&row[*at], table.conversions[column], self.precision),
             };
             match converted {

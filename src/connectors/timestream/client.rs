@@ -255,7 +255,7 @@ pub fn request(
     encoder: &Encoder,
     hoist: bool,
 ) -> Result<(Record, Vec<Record>), WriteError> {
-    let shared: Vec<&(crate::model::Name, String)> = match records.split_first() {
+    let shared: Vec<&(crate::model::Name, crate::model::Text)> = match records.split_first() {
         Some((first, rest)) if hoist => first
             .dimensions
             .iter()
@@ -263,10 +263,10 @@ pub fn request(
             .collect(),
         _ => Vec::new(),
     };
-    let dimension = |(name, value): &(crate::model::Name, String)| {
+    let dimension = |(name, value): &(crate::model::Name, crate::model::Text)| {
         Dimension::builder()
             .name(name.as_str())
-            .value(value)
+            .value(value.as_str())
             .build()
             .map_err(|e| fatal(format!("dimension: {e}")))
     };

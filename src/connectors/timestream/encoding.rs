@@ -15,7 +15,7 @@
 //! the unit Timestream applies to TIMESTAMP measures.
 
 use crate::job::TimeUnit;
-use crate::model::{Name, Point, Value};
+use crate::model::{Name, Point, Text, Value};
 use std::sync::atomic::{AtomicI64, Ordering};
 
 /// Timestream's quotas on what one write may carry, with the checks that use them.
@@ -142,7 +142,7 @@ pub struct Measure {
 #[derive(Clone, Debug, PartialEq)]
 pub struct TsRecord {
     /// Dimension names and values: the tags, sorted by name.
-    pub dimensions: Vec<(Name, String)>,
+    pub dimensions: Vec<(Name, Text)>,
     /// The measures: the fields.
     pub measures: Vec<Measure>,
     /// The time in the sink's time unit.
@@ -186,7 +186,7 @@ pub fn measure(name: &Name, value: &Value) -> Result<Measure, String> {
                 ))
             }
         },
-        Value::String(s) => (s.clone(), MeasureType::Varchar),
+        Value::String(s) => (s.to_string(), MeasureType::Varchar),
         Value::Time(ns) => (itoa::Buffer::new().format(*ns).to_string(), MeasureType::Bigint),
     };
     Ok(Measure {
@@ -244,11 +244,11 @@ impl Encoder {
             ));
         }
 
-        let mut dimensions: Vec<(Name, String)> = Vec::with_capacity(point.tags.len() + 1);
+        let mut dimensions: Vec<(Name, Text)> = Vec::with_capacity(point.tags.len() + 1);
         if self.single_table.is_some() {
             dimensions.push((
                 self.measurement_dimension.clone(),
-                point.measurement.to_string(),
+                point.measurement.clone(),
             ));
         }
         dimensions.extend(point.tags.iter().cloned());
@@ -387,7 +387,10 @@ mod tests {
     fn point(tags: Vec<(String, String)>, fields: Vec<(String, Value)>, time: i64) -> Point {
         Point {
             measurement: "sensors".into(),
-            tags: tags.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+            tags: tags
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
             fields: fields.into_iter().map(|(k, v)| (k.into(), v)).collect(),
             time,
             device_hash: 0,
@@ -542,10 +545,17 @@ mod tests {
     fn measure_values_2048_bytes_pass_the_value_limit_2049_fail() {
         // 2048 bytes of value pass the measure-value limit; such a record is then over 2 KB
         // as a whole, which is the next limit and says so.
-        let at = encode(&simple(vec![("s".into(), Value::String("x".repeat(2048)))])).unwrap_err();
+        let at = encode(&simple(vec![(
+            "s".into(),
+            Value::String("x".repeat(2048).into()),
+        )]))
+        .unwrap_err();
         assert!(at.starts_with("record of"), "{at}");
-        let past =
-            encode(&simple(vec![("s".into(), Value::String("x".repeat(2049)))])).unwrap_err();
+        let past = encode(&simple(vec![(
+            "s".into(),
+            Value::String("x".repeat(2049).into()),
+        )]))
+        .unwrap_err();
         assert_eq!(
             past,
             "measure values of 2049 bytes; Timestream takes at most 2048 per record"
@@ -558,12 +568,12 @@ mod tests {
         let fixed = 8 + 7 + 6 + 2 + 1;
         let ok = encode(&simple(vec![(
             "s".into(),
-            Value::String("x".repeat(2048 - fixed)),
+            Value::String("x".repeat(2048 - fixed).into()),
         )]));
         assert!(ok.is_ok(), "{ok:?}");
         let e = encode(&simple(vec![(
             "s".into(),
-            Value::String("x".repeat(2049 - fixed)),
+            Value::String("x".repeat(2049 - fixed).into()),
         )]))
         .unwrap_err();
         assert_eq!(

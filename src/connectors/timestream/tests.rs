@@ -52,7 +52,7 @@ fn point(measurement: &str, i: i64) -> Point {
     Point {
         measurement: Name::from(measurement),
         tags: vec![
-            (Name::from("device"), format!("d{}", i % 2)),
+            (Name::from("device"), format!("d{}", i % 2).into()),
             (Name::from("site"), "north".into()),
         ],
         fields: vec![
