@@ -145,43 +145,59 @@ fn decide<'s>(updates: Stream<'s, u64, Vec<(Point, i8)>>) -> Stream<'s, u64, Vec
 
 /// One epoch's updates, in log order → changes, by the rule in the module docs.
 pub(super) fn decide_epoch(updates: Vec<(Point, i8)>) -> Vec<Change> {
-    // Group by point, keeping log order within a group.
-    let mut updates: Vec<(usize, Point, i8)> = updates
-        .into_iter()
-        .enumerate()
-        .map(|(i, (p, d))| (i, p, d))
-        .collect();
-    updates.sort_by(|(i, a, _), (j, b, _)| {
-        (a.time, &a.measurement, &a.tags, i).cmp(&(b.time, &b.measurement, &b.tags, j))
+    // Group by point, keeping log order within a group: positions sorted by time and device
+    // hash first (plain numbers; every update of one point has the same, the hash the
+    // exchange brought them here by), then by series, then by position in the log.
+    let mut order: Vec<usize> = (0..updates.len()).collect();
+    order.sort_unstable_by(|&i, &j| {
+        let (a, b) = (&updates[i].0, &updates[j].0);
+        (a.time, a.device_hash)
+            .cmp(&(b.time, b.device_hash))
+            .then_with(|| (&a.measurement, &a.tags).cmp(&(&b.measurement, &b.tags)))
+            .then(i.cmp(&j))
     });
-    let mut changes = Vec::new();
-    let mut rest = updates.as_slice();
-    while let Some((_, first, _)) = rest.first() {
+    let mut slots: Vec<Option<(Point, i8)>> = updates.into_iter().map(Some).collect();
+    fn held(slots: &[Option<(Point, i8)>], i: usize) -> &(Point, i8) {
+        slots[i].as_ref().expect("each update is decided once")
+    }
+    let mut changes = Vec::with_capacity(slots.len());
+    let mut rest = order.as_slice();
+    while let Some(&first) = rest.first() {
+        let key = &held(&slots, first).0;
         let n = rest
             .iter()
-            .position(|(_, p, _)| !p.same_key(first))
+            .position(|&i| !held(&slots, i).0.same_key(key))
             .unwrap_or(rest.len());
         let (group, tail) = rest.split_at(n);
         rest = tail;
-        decide_point(group, &mut changes);
+        if let [only] = group {
+            // One update (most points): written if +1, else deleted, as the rule below
+            // decides; the point moves to the sink without a copy.
+            let (point, diff) = slots[*only].take().expect("each update is decided once");
+            changes.push(match diff > 0 {
+                true => Change::Write(point),
+                false => Change::Delete(point),
+            });
+        } else {
+            let group: Vec<&(Point, i8)> = group.iter().map(|&i| held(&slots, i)).collect();
+            decide_point(&group, &mut changes);
+        }
     }
     changes
 }
 
 /// The changes for one point, given its updates in log order.
-fn decide_point(group: &[(usize, Point, i8)], changes: &mut Vec<Change>) {
+fn decide_point(group: &[&(Point, i8)], changes: &mut Vec<Change>) {
     // The final state. Each version's count starts at what the epoch's log implies it was
     // before (a version first removed was there), plus its updates; of the versions still
     // there at the end, the one written last. (With a consistent log and a unique key that
     // is simply the last update, if it is a +1.)
     let last = if group.len() == 1 {
-        Some(&group[0])
-            .filter(|(_, _, d)| *d > 0)
-            .map(|(_, p, _)| p)
+        Some(group[0]).filter(|(_, d)| *d > 0).map(|(p, _)| p)
     } else {
         // Per version: (running sum, lowest running sum, position of its last +1).
         let mut versions: HashMap<&Point, (i64, i64, usize)> = HashMap::new();
-        for (at, (_, p, d)) in group.iter().enumerate() {
+        for (at, (p, d)) in group.iter().enumerate() {
             let (sum, low, written) = versions.entry(p).or_insert((0, 0, 0));
             *sum += i64::from(*d);
             *low = (*low).min(*sum);
@@ -197,14 +213,14 @@ fn decide_point(group: &[(usize, Point, i8)], changes: &mut Vec<Change>) {
     };
     // Every field any version had: the target may hold any of them at this point now.
     let mut fields: Vec<(Name, Value)> = Vec::new();
-    for (_, p, _) in group {
+    for (p, _) in group {
         for (k, v) in &p.fields {
             if !fields.iter().any(|(f, _)| f == k) {
                 fields.push((k.clone(), v.clone()));
             }
         }
     }
-    let (_, template, _) = &group[0];
+    let (template, _) = group[0];
     let delete = |fields: Vec<(Name, Value)>| {
         Change::Delete(Point {
             measurement: template.measurement.clone(),
@@ -271,6 +287,33 @@ mod tests {
             show(decide_epoch(vec![(old.clone(), -1), (nulled.clone(), 1)])),
             ["delete a@1 t,h", "write a@1 t"]
         );
+    }
+
+    #[test]
+    fn updates_of_points_interleaved_in_the_log_are_grouped_per_point() {
+        // Sorted by time and device hash first: points of several devices at one time,
+        // their updates interleaved, each decided on its own updates in log order.
+        let at = |device: &str, hash: u64, t: f64| Point {
+            device_hash: hash,
+            ..point(device, 1, &[("t", t)])
+        };
+        let mut changes = show(decide_epoch(vec![
+            (at("b", 9, 1.0), 1),
+            (at("a", 3, 1.0), 1),
+            (at("c", 9, 1.0), 1),
+            (at("b", 9, 1.0), -1),
+            (at("a", 3, 1.0), -1),
+            (at("b", 9, 2.0), 1),
+            (at("a", 3, 2.0), 1),
+            (at("c", 9, 1.0), -1),
+        ]));
+        changes.sort();
+        assert_eq!(changes, ["delete c@1 t", "write a@1 t", "write b@1 t"]);
+        let values: Vec<Value> = decide_epoch(vec![(at("a", 3, 1.0), 1), (at("a", 3, 2.0), 1)])
+            .iter()
+            .map(|c| c.point().fields[0].1.clone())
+            .collect();
+        assert_eq!(values, [Value::Float(2.0)], "the later version is written");
     }
 
     #[test]

@@ -525,18 +525,26 @@ impl Mappings {
             });
             return;
         };
-        let RowChange { before, after } = change;
+        let RowChange {
+            mut before,
+            mut after,
+        } = change;
         let update = before.is_some() && after.is_some();
-        for m in mappings {
-            let skip = (update && m.on_update == OnUpdate::Ignore)
-                || (after.is_none() && m.on_delete == OnDelete::Ignore);
-            if skip {
+        let delete = after.is_none();
+        let applies = |m: &Compiled| {
+            !((update && m.on_update == OnUpdate::Ignore)
+                || (delete && m.on_delete == OnDelete::Ignore))
+        };
+        // As in `apply`: the last mapping that reads the change may move values out of its
+        // rows; earlier ones copy.
+        let last = mappings.iter().rposition(|m| applies(m));
+        for (at, m) in mappings.iter().enumerate() {
+            if !applies(m) {
                 continue;
             }
-            for (image, diff) in [(&before, -1i8), (&after, 1)] {
+            for (image, diff) in [(&mut before, -1i8), (&mut after, 1)] {
                 let Some(row) = image else { continue };
-                let mut values = row.values.clone();
-                match m.point(&mut values, true) {
+                match m.point(&mut row.values, Some(at) == last) {
                     Ok(point) => emit(PointUpdate {
                         point,
                         diff,
@@ -621,8 +629,8 @@ impl Compiled {
             }),
         };
 
-        // Checked before tags and fields move values out of the row: the dead letter
-        // shows the row as it was read (as CDC's, which maps a copy, does).
+        // Checked before tags and fields move values out of the row: a refused row is left
+        // as it was read, for its dead letter. Nothing below refuses.
         if self.fields.iter().all(|(_, at)| values[*at].is_none()) {
             return Err("every field is NULL: nothing to write".into());
         }
