@@ -166,7 +166,10 @@ pub(super) fn decide_epoch(updates: Vec<(Point, i8)>) -> Vec<Change> {
         let key = &held(&slots, first).0;
         let n = rest
             .iter()
-            .position(|&i| !held(&slots, i).0.same_key(key))
+            .position(|&i| {
+                let p = &held(&slots, i).0;
+                p.device_hash != key.device_hash || !p.same_key(key)
+            })
             .unwrap_or(rest.len());
         let (group, tail) = rest.split_at(n);
         rest = tail;

@@ -122,10 +122,12 @@ pub(super) fn write<'s, S: Sink, D: IntoChange + Clone + 'static>(
                     for item in points.drain(..) {
                         let origin = item.origin();
                         let change = item.into_change();
+                        // Ordered: the point's key, hashed once for the checks and the queue.
+                        let key = if ordered { change.point().key_hash() } else { 0 };
                         if let Some(checks) = checks.as_mut() {
-                            checks.pushed(&change);
+                            checks.pushed(&change, key);
                         }
-                        if let Err((reason, point)) = queue.push(epoch, change, origin, || sink.new_batch()) {
+                        if let Err((reason, point)) = queue.push(epoch, change, key, origin, || sink.new_batch()) {
                             dead_letters.record("sink", &reason, point.to_json());
                             if let Some(origin) = origin {
                                 output.session(&time).give((origin, reason));
@@ -183,8 +185,9 @@ pub(super) fn write<'s, S: Sink, D: IntoChange + Clone + 'static>(
                         if matches!(change, Change::Delete(_)) {
                             counters.points_deleted_again.add(1);
                         }
-                        checks.pushed(&change);
-                        let _ = queue.push(at, change, None, || sink.new_batch());
+                        let key = change.point().key_hash();
+                        checks.pushed(&change, key);
+                        let _ = queue.push(at, change, key, None, || sink.new_batch());
                     }
                 }
                 let input_done = frontier.is_empty() && queue.oldest_epoch().is_none();
@@ -338,20 +341,18 @@ impl<B: Batch> SinkQueue<B> {
     }
 
     /// Adds a change of `epoch` to the open batch (opening one with `new_batch` if none is),
-    /// noting the `origin` of a write whose client waits for it. `Err` is a point the batch
+    /// noting the `origin` of a write whose client waits for it. `key` is the point's
+    /// [`Point::key_hash`] in ordered mode (unused otherwise). `Err` is a point the batch
     /// refused for good, with the reason: dead-letter it.
     pub fn push(
         &mut self,
         epoch: u64,
         change: Change,
+        key: u64,
         origin: Option<Origin>,
         new_batch: impl FnOnce() -> B,
     ) -> Result<(), (String, Point)> {
-        let key = if self.ordered {
-            change.point().key_hash()
-        } else {
-            0
-        };
+        debug_assert!(!self.ordered || key == change.point().key_hash());
         if self.ordered && self.open_keys.contains(&key) {
             // The point changes again: its earlier change goes first.
             self.close_open();
@@ -552,9 +553,9 @@ impl DeleteChecks {
         }
     }
 
-    /// A change is on its way to the target.
-    pub fn pushed(&mut self, change: &Change) {
-        let key = change.point().key_hash();
+    /// A change is on its way to the target; `key` is its point's [`Point::key_hash`].
+    pub fn pushed(&mut self, change: &Change, key: u64) {
+        debug_assert_eq!(key, change.point().key_hash());
         match change {
             Change::Delete(p) => {
                 // This delete supersedes what an earlier one of the point left to check.
@@ -681,6 +682,17 @@ fn release(pending: &mut BTreeMap<u64, usize>, epochs: &[u64]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `q.push` of a change with its key, as the operator does.
+    fn push(q: &mut SinkQueue<Times>, epoch: u64, change: Change) -> Result<(), (String, Point)> {
+        let key = change.point().key_hash();
+        q.push(epoch, change, key, None, Times::default)
+    }
+
+    /// `c.pushed` of a change with its key, as the operator does.
+    fn pushed(c: &mut DeleteChecks, change: &Change) {
+        c.pushed(change, change.point().key_hash());
+    }
     use crate::model::Value;
 
     /// A batch of points, remembered by time.
@@ -735,8 +747,7 @@ mod tests {
     }
 
     fn write(q: &mut SinkQueue<Times>, epoch: u64, time: i64) {
-        q.push(epoch, Change::Write(point(time)), None, Times::default)
-            .unwrap();
+        push(q, epoch, Change::Write(point(time))).unwrap();
     }
 
     #[test]
@@ -788,8 +799,7 @@ mod tests {
     fn ordered_changes_of_one_point_never_fly_together_and_keep_their_order() {
         let mut q = queue(100, 4, true);
         write(&mut q, 1, 10);
-        q.push(1, Change::Delete(point(10)), None, Times::default)
-            .unwrap();
+        push(&mut q, 1, Change::Delete(point(10))).unwrap();
         write(&mut q, 1, 11);
         assert_eq!(q.send_due(|_| true, Instant::now()), None);
         let first = q.next_request().expect("the write of 10");
@@ -810,7 +820,7 @@ mod tests {
         let start = Instant::now();
         let (a, b) = (point(1), point(2));
         for p in [&a, &b] {
-            c.pushed(&Change::Delete(p.clone()));
+            pushed(&mut c, &Change::Delete(p.clone()));
         }
         assert_eq!(c.due(start, true), None, "nothing acknowledged yet");
         c.acknowledged(&[a.clone(), b.clone()]);
@@ -824,7 +834,7 @@ mod tests {
             "one check at a time"
         );
         // While the check is out, b is written again: its survival is the write's.
-        c.pushed(&Change::Write(b.clone()));
+        pushed(&mut c, &Change::Write(b.clone()));
         let (again, kept) = c.answered(vec![a.clone(), b]);
         assert_eq!((again, kept), (vec![Change::Delete(a.clone())], vec![]));
         assert!(!c.busy());
@@ -836,8 +846,8 @@ mod tests {
         let mut old = point(1);
         old.fields.push(("h".into(), Value::Int(7)));
         let new = point(1);
-        c.pushed(&Change::Delete(old.clone()));
-        c.pushed(&Change::Write(new.clone()));
+        pushed(&mut c, &Change::Delete(old.clone()));
+        pushed(&mut c, &Change::Write(new.clone()));
         c.acknowledged(std::slice::from_ref(&old));
         let asked = c.due(Instant::now(), false).unwrap();
         let fields: Vec<&str> = asked[0].fields.iter().map(|(k, _)| k.as_str()).collect();
@@ -854,8 +864,8 @@ mod tests {
         );
         // A write bringing every field back needs no check at all.
         let mut d = DeleteChecks::new(Duration::ZERO);
-        d.pushed(&Change::Delete(point(2)));
-        d.pushed(&Change::Write(point(2)));
+        pushed(&mut d, &Change::Delete(point(2)));
+        pushed(&mut d, &Change::Write(point(2)));
         d.acknowledged(&[point(2)]);
         assert_eq!(d.due(Instant::now(), true), None);
     }
@@ -872,9 +882,9 @@ mod tests {
                 ..point(1)
             },
         );
-        c.pushed(&Change::Delete(v1.clone()));
-        c.pushed(&Change::Write(v2.clone()));
-        c.pushed(&Change::Delete(v2.clone()));
+        pushed(&mut c, &Change::Delete(v1.clone()));
+        pushed(&mut c, &Change::Write(v2.clone()));
+        pushed(&mut c, &Change::Delete(v2.clone()));
         c.acknowledged(std::slice::from_ref(&v1));
         assert_eq!(c.due(Instant::now(), true), None);
         c.acknowledged(std::slice::from_ref(&v2));
@@ -887,7 +897,7 @@ mod tests {
         let a = point(1);
         let mut sent = 1;
         loop {
-            c.pushed(&Change::Delete(a.clone()));
+            pushed(&mut c, &Change::Delete(a.clone()));
             c.acknowledged(std::slice::from_ref(&a));
             assert!(c.due(Instant::now(), false).is_some());
             let (again, kept) = c.answered(vec![a.clone()]);
@@ -904,7 +914,7 @@ mod tests {
     #[test]
     fn a_refused_point_comes_back_and_holds_nothing() {
         let mut q = queue(10, 1, false);
-        let refused = q.push(3, Change::Write(point(-1)), None, Times::default);
+        let refused = push(&mut q, 3, Change::Write(point(-1)));
         assert_eq!(refused.unwrap_err().0, "before 1970");
         // The empty batch is dropped and its epoch released.
         assert_eq!(q.send_due(|_| false, Instant::now()), None);
