@@ -28,7 +28,7 @@
 //! that wrong without any sign in the row images, so the reader stops at the first sign of
 //! one (schema_change.rs).
 
-use super::encoding::{convert, Conversion};
+use super::encoding::{convert, convert_raw, Conversion, Raw};
 use super::rowimage::RowImage;
 use super::schema_change::{self, Signature, TableDefinition};
 use super::source::{server, MysqlSource};
@@ -608,22 +608,58 @@ fn decode_row(
     }))
 }
 
-/// The projected values of one row image (from [`RowImage::read`]) → the job's row, or
-/// why not.
-fn decode_values(values: &mut Vec<My>, t: &MappedTable, offset_ns: i64) -> Result<Row, Refused> {
-    let mut out = Vec::with_capacity(t.decoders.len());
-    for (value, d) in values.drain(..).zip(&t.decoders) {
-        out.push(
-            decode_value(BinlogValue::Value(value), d, offset_ns).map_err(|reason| Refused {
-                column: d.index,
-                reason,
-            })?,
-        );
-    }
-    Ok(Row {
-        table: t.table,
-        values: out,
+/// One row image read by the lean decoder from the front of `data` → the job's row, or why
+/// not (the first column in the row's order that cannot be converted, as
+/// [`decode_row`] reports it). `Err` when the bytes are not a row image.
+fn decode_image(
+    image: &RowImage,
+    data: &mut &[u8],
+    scratch: &mut String,
+    t: &MappedTable,
+    offset_ns: i64,
+) -> std::io::Result<Result<Row, Refused>> {
+    let mut values: Vec<Option<Value>> = vec![None; image.projected()];
+    let mut refused: Option<(usize, Refused)> = None;
+    image.read(data, scratch, |slot, raw| {
+        let d = &t.decoders[slot];
+        match decode_raw(raw, d, offset_ns) {
+            Ok(v) => values[slot] = v,
+            Err(reason) => {
+                if refused.as_ref().is_none_or(|(first, _)| slot < *first) {
+                    let column = d.index;
+                    refused = Some((slot, Refused { column, reason }));
+                }
+            }
+        }
+    })?;
+    Ok(match refused {
+        Some((_, refused)) => Err(refused),
+        None => Ok(Row {
+            table: t.table,
+            values,
+        }),
     })
+}
+
+/// A value the lean decoder read → the job's value, exactly as [`decode_value`] converts
+/// the mysql_async value `rows()` gives for the same bytes. Where none of its fix-ups can
+/// apply (UTF-8 text, floats, DECIMAL, DATETIME, DATE, integers already signed as the
+/// column is) the value is converted where it lies, without building that value.
+fn decode_raw(raw: Raw<'_>, d: &ColumnDecoder, offset_ns: i64) -> Result<Option<Value>, String> {
+    let plain = match (d.conversion, raw) {
+        (Conversion::Text, Raw::Bytes(_)) => !d.latin1 && d.members.is_none(),
+        (Conversion::Float32 | Conversion::Float64, Raw::Float(_) | Raw::Double(_))
+        | (Conversion::Decimal, Raw::Bytes(_))
+        | (Conversion::LocalTime, Raw::Date(..))
+        | (Conversion::UInt, Raw::UInt(_)) => true,
+        // Sign-extended by the lean decoder from the table map's width, as `signed` does.
+        (Conversion::Int | Conversion::Bool, Raw::Int(_)) => true,
+        _ => false,
+    };
+    match plain {
+        true => convert_raw(raw, d.conversion, offset_ns),
+        false => decode_value(BinlogValue::Value(My::from(raw)), d, offset_ns),
+    }
 }
 
 /// A row change, or why one of its images cannot become a row.
@@ -644,14 +680,13 @@ fn decode_images(
         rows.columns_before_image().is_some(),
         rows.columns_after_image().is_some(),
     );
-    let mut values = Vec::new();
+    let mut scratch = String::new();
     let mut read =
         |data: &mut &[u8], wanted: bool| -> std::io::Result<Option<Result<Row, Refused>>> {
             if !wanted {
                 return Ok(None);
             }
-            image.read(data, &mut values)?;
-            Ok(Some(decode_values(&mut values, t, offset_ns)))
+            decode_image(image, data, &mut scratch, t, offset_ns).map(Some)
         };
     while !data.is_empty() {
         let b = read(&mut data, before)?.transpose();

@@ -5,9 +5,10 @@
 //! `Arc` of them, the optional-metadata iterators), and finds each column's metadata by
 //! walking the table map from its start: 2–3 µs a row, most of it allocation — the CDC
 //! reader's bottleneck (BENCHMARKS.md). This module reads the same bytes directly, once the
-//! table map has been turned into a [`RowImage`] (a layout per column), and yields only the
-//! job's projected columns as the very `mysql_async::Value`s `rows()` would give, which
-//! `binlog.rs` then fixes up and converts exactly as before.
+//! table map has been turned into a [`RowImage`] (a layout per column), and hands over only
+//! the job's projected columns, each as the value `rows()` would give, borrowed from the
+//! event's bytes (a [`Raw`]: no allocation per value); `binlog.rs` converts them as it
+//! converts `rows()`'s values, fixing them up where `rows()` needs it.
 //!
 //! Types read here: TINYINT, SMALLINT, MEDIUMINT, INT, BIGINT (signed or unsigned), FLOAT,
 //! DOUBLE, DECIMAL, CHAR/VARCHAR, TEXT/BLOB, DATETIME(0..6), TIMESTAMP(0..6), DATE. A table
@@ -20,10 +21,9 @@
 //! UNSIGNED column come as `UInt` even without `binlog_row_metadata=FULL` (signedness is
 //! taken from the column's conversion, i.e. from information_schema).
 
-use super::encoding::Conversion;
+use super::encoding::{Conversion, Raw};
 use mysql_async::binlog::events::TableMapEvent;
 use mysql_async::consts::ColumnType;
-use mysql_async::Value as My;
 use std::fmt::Write;
 use std::io;
 
@@ -96,18 +96,28 @@ impl RowImage {
         })
     }
 
+    /// How many columns the job reads: the slots `read` fills.
+    pub(super) fn projected(&self) -> usize {
+        self.projected
+    }
+
     /// Reads one full row image (null bitmap, then the non-null values) from the front of
-    /// `data`; `out` receives the projected columns in row order (NULL as `Value::NULL`).
-    pub(super) fn read(&self, data: &mut &[u8], out: &mut Vec<My>) -> io::Result<()> {
-        out.clear();
-        out.resize(self.projected, My::NULL);
+    /// `data`, calling `each(slot, value)` for every projected column that is not NULL, in
+    /// the table's column order (`slot`: its place in the job's row). DECIMAL and
+    /// TIMESTAMP values are text written into `scratch`.
+    pub(super) fn read(
+        &self,
+        data: &mut &[u8],
+        scratch: &mut String,
+        mut each: impl FnMut(usize, Raw<'_>),
+    ) -> io::Result<()> {
         let nulls = take(data, self.columns.len().div_ceil(8))?;
         for (i, column) in self.columns.iter().enumerate() {
             if nulls[i / 8] & (1 << (i % 8)) != 0 {
                 continue;
             }
             match column.slot {
-                Some(slot) => out[slot as usize] = value(data, column)?,
+                Some(slot) => each(slot as usize, value(data, column, &mut *scratch)?),
                 None => skip(data, column.layout)?,
             }
         }
@@ -202,31 +212,43 @@ fn skip(data: &mut &[u8], layout: Layout) -> io::Result<()> {
     take(data, n).map(|_| ())
 }
 
-fn value(data: &mut &[u8], column: &Column) -> io::Result<My> {
+/// One value: borrowed from `data`, or (DECIMAL and TIMESTAMP, which `rows()` gives as
+/// text) written into `scratch`.
+fn value<'a: 'r, 's: 'r, 'r>(
+    data: &mut &'a [u8],
+    column: &Column,
+    scratch: &'s mut String,
+) -> io::Result<Raw<'r>> {
     Ok(match column.layout {
         Layout::Int(n) => {
             let raw = le(take(data, n as usize)?);
             if column.unsigned {
-                My::UInt(raw)
+                Raw::UInt(raw)
             } else {
                 let shift = 64 - 8 * u32::from(n);
-                My::Int(((raw << shift) as i64) >> shift)
+                Raw::Int(((raw << shift) as i64) >> shift)
             }
         }
-        Layout::Float => My::Float(f32::from_le_bytes(
+        Layout::Float => Raw::Float(f32::from_le_bytes(
             take(data, 4)?.try_into().expect("4 bytes"),
         )),
-        Layout::Double => My::Double(f64::from_le_bytes(
+        Layout::Double => Raw::Double(f64::from_le_bytes(
             take(data, 8)?.try_into().expect("8 bytes"),
         )),
         Layout::Decimal { precision, scale } => {
             let size = decimal_bin_size(precision as usize, scale as usize);
-            let text = decimal_text(take(data, size)?, precision as usize, scale as usize)?;
-            My::Bytes(text.into_bytes())
+            scratch.clear();
+            decimal_text(
+                take(data, size)?,
+                precision as usize,
+                scale as usize,
+                scratch,
+            )?;
+            Raw::Bytes(scratch.as_bytes())
         }
         Layout::Bytes(n) => {
             let len = le(take(data, n as usize)?) as usize;
-            My::Bytes(take(data, len)?.to_vec())
+            Raw::Bytes(take(data, len)?)
         }
         Layout::Datetime(dec) => {
             let bytes = take(data, 5 + frac_bytes(dec))?;
@@ -237,15 +259,16 @@ fn value(data: &mut &[u8], column: &Column) -> io::Result<My> {
             let bytes = take(data, 4 + frac_bytes(dec))?;
             let sec = be(&bytes[..4]) as u32 as i32;
             let usec = fraction(&bytes[4..], dec);
-            My::Bytes(if usec == 0 {
-                sec.to_string().into_bytes()
-            } else {
-                format!("{sec}.{usec:06}").into_bytes()
-            })
+            scratch.clear();
+            let _ = match usec {
+                0 => write!(scratch, "{sec}"),
+                _ => write!(scratch, "{sec}.{usec:06}"),
+            };
+            Raw::Bytes(scratch.as_bytes())
         }
         Layout::Date => {
             let raw = le(take(data, 3)?);
-            My::Date(
+            Raw::Date(
                 (raw >> 9) as u16,
                 ((raw >> 5) & 15) as u8,
                 (raw & 31) as u8,
@@ -282,7 +305,7 @@ fn fraction(bytes: &[u8], dec: u8) -> i32 {
 /// (MySQL's TIME_from_longlong_datetime_packed). `Err` for bytes at the very ends of the
 /// range, which no server writes (years run to 9999) and whose sum overflows (found by
 /// fuzzing; mysql_common overflows alike).
-fn datetime(int: i64, usec: i32) -> io::Result<My> {
+fn datetime(int: i64, usec: i32) -> io::Result<Raw<'static>> {
     let packed = (int << 24)
         .checked_add(i64::from(usec))
         .and_then(i64::checked_abs)
@@ -292,7 +315,7 @@ fn datetime(int: i64, usec: i32) -> io::Result<My> {
     let ymd = ymdhms >> 17;
     let ym = ymd >> 5;
     let hms = ymdhms % (1 << 17);
-    Ok(My::Date(
+    Ok(Raw::Date(
         (ym / 13) as u16,
         (ym % 13) as u8,
         (ymd % (1 << 5)) as u8,
@@ -319,22 +342,29 @@ fn decimal_bin_size(precision: usize, scale: usize) -> usize {
 /// A binary DECIMAL as text, digit for digit as mysql_common's `Decimal` shows it: leading
 /// zero words dropped, `0` before a bare fraction, every fraction digit of the scale kept
 /// (`-0.500`, `12`, `0.000`).
-fn decimal_text(bytes: &[u8], precision: usize, scale: usize) -> io::Result<String> {
-    let mut bytes = bytes.to_vec();
-    let Some(first) = bytes.first_mut() else {
+fn decimal_text(bytes: &[u8], precision: usize, scale: usize, text: &mut String) -> io::Result<()> {
+    let Some(&first) = bytes.first() else {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "empty DECIMAL"));
     };
-    *first ^= 0x80;
-    let mask: i32 = if bytes[0] & 0x80 == 0 { 0 } else { -1 };
+    // The sign bit is stored inverted; the first word is read with it flipped back.
+    let first = first ^ 0x80;
+    let mask: i32 = if first & 0x80 == 0 { 0 } else { -1 };
     let negative = mask != 0;
     let intg = precision.saturating_sub(scale);
     let (prefix, intg_words) = (intg % DIGITS_PER_WORD, intg / DIGITS_PER_WORD);
     let (suffix, frac_words) = (scale % DIGITS_PER_WORD, scale / DIGITS_PER_WORD);
-    let mut rest = &bytes[..];
-    let mut word =
-        |n: usize| be_signed(take(&mut rest, n).expect("sized by decimal_bin_size")) ^ mask;
+    let mut rest = bytes;
+    let mut at_start = true;
+    let mut word = |n: usize| {
+        let mut word = [0u8; 4];
+        word[..n].copy_from_slice(take(&mut rest, n).expect("sized by decimal_bin_size"));
+        if std::mem::take(&mut at_start) {
+            word[0] = first;
+        }
+        be_signed(&word[..n]) ^ mask
+    };
 
-    let mut text = String::with_capacity(precision + 3);
+    let start = text.len();
     if negative {
         text.push('-');
     }
@@ -350,16 +380,18 @@ fn decimal_text(bytes: &[u8], precision: usize, scale: usize) -> io::Result<Stri
     };
     if prefix > 0 {
         let x = word(DIGIT_BYTES[prefix]);
-        integer(x, &mut text);
+        integer(x, text);
     }
     for _ in 0..intg_words {
         let x = word(4);
-        integer(x, &mut text);
+        integer(x, text);
     }
     if !started {
         if scale == 0 {
             // Zero of a DECIMAL(p, 0) is unsigned.
-            return Ok("0".into());
+            text.truncate(start);
+            text.push('0');
+            return Ok(());
         }
         text.push('0');
     }
@@ -374,7 +406,7 @@ fn decimal_text(bytes: &[u8], precision: usize, scale: usize) -> io::Result<Stri
         let x = word(DIGIT_BYTES[suffix]);
         let _ = write!(text, "{x:0suffix$}");
     }
-    Ok(text)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -417,7 +449,7 @@ mod tests {
     fn datetime_bytes_at_the_ends_of_the_range_are_an_error() {
         assert_eq!(
             datetime(packed(2026, 1, 2, (3, 4, 5)), 123_456).unwrap(),
-            My::Date(2026, 1, 2, 3, 4, 5, 123_456)
+            Raw::Date(2026, 1, 2, 3, 4, 5, 123_456)
         );
         let lowest = -(1i64 << 39);
         assert!(datetime(lowest, -1).is_err(), "the sum overflows");
