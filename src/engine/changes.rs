@@ -148,14 +148,21 @@ pub(super) fn decide_epoch(updates: Vec<(Point, i8)>) -> Vec<Change> {
     // Group by point, keeping log order within a group: positions sorted by time and device
     // hash first (plain numbers; every update of one point has the same, the hash the
     // exchange brought them here by), then by series, then by position in the log.
-    let mut order: Vec<usize> = (0..updates.len()).collect();
-    order.sort_unstable_by(|&i, &j| {
-        let (a, b) = (&updates[i].0, &updates[j].0);
-        (a.time, a.device_hash)
-            .cmp(&(b.time, b.device_hash))
-            .then_with(|| (&a.measurement, &a.tags).cmp(&(&b.measurement, &b.tags)))
-            .then(i.cmp(&j))
+    // The numbers are copied out, so that most comparisons touch no point.
+    let mut sorted: Vec<(i64, u64, usize)> = updates
+        .iter()
+        .enumerate()
+        .map(|(i, (p, _))| (p.time, p.device_hash, i))
+        .collect();
+    sorted.sort_unstable_by(|&(t, h, i), &(u, g, j)| {
+        (t, h).cmp(&(u, g)).then_with(|| {
+            let (a, b) = (&updates[i].0, &updates[j].0);
+            (&a.measurement, &a.tags)
+                .cmp(&(&b.measurement, &b.tags))
+                .then(i.cmp(&j))
+        })
     });
+    let order: Vec<usize> = sorted.into_iter().map(|(_, _, i)| i).collect();
     let mut slots: Vec<Option<(Point, i8)>> = updates.into_iter().map(Some).collect();
     fn held(slots: &[Option<(Point, i8)>], i: usize) -> &(Point, i8) {
         slots[i].as_ref().expect("each update is decided once")
