@@ -80,6 +80,13 @@ impl KeyBytes for KeyHasher {
         if self.len + 2 * text.len() > self.buffer.len() {
             return escaped_in_pieces(self, text);
         }
+        // Names and values rarely need an escape: checked first, then copied at once.
+        let bytes = text.as_bytes();
+        if !bytes.iter().any(|&b| matches!(b, b',' | b'=' | b'\\')) {
+            self.buffer[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+            self.len += bytes.len();
+            return;
+        }
         for b in text.bytes() {
             if matches!(b, b',' | b'=' | b'\\') {
                 self.buffer[self.len] = b'\\';
