@@ -171,13 +171,14 @@ pub(super) fn decide_epoch(updates: Vec<(Point, i8)>) -> Vec<Change> {
     let mut rest = order.as_slice();
     while let Some(&first) = rest.first() {
         let key = &held(&slots, first).0;
-        let n = rest
+        // The group: the first update and every next one of the same point.
+        let n = 1 + rest[1..]
             .iter()
             .position(|&i| {
                 let p = &held(&slots, i).0;
                 p.device_hash != key.device_hash || !p.same_key(key)
             })
-            .unwrap_or(rest.len());
+            .unwrap_or(rest.len() - 1);
         let (group, tail) = rest.split_at(n);
         rest = tail;
         if let [only] = group {

@@ -537,7 +537,7 @@ impl Mappings {
         };
         // As in `apply`: the last mapping that reads the change may move values out of its
         // rows; earlier ones copy.
-        let last = mappings.iter().rposition(|m| applies(m));
+        let last = mappings.iter().rposition(&applies);
         for (at, m) in mappings.iter().enumerate() {
             if !applies(m) {
                 continue;
