@@ -25,7 +25,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -34,6 +33,9 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine import machine  # noqa: E402  (bench/machine.py; callers use H.machine)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
@@ -318,17 +320,6 @@ def fmt_range(t, digits=0, scale=1.0):
     return f"{med:,.{digits}f} ({lo:,.{digits}f}–{hi:,.{digits}f})"
 
 
-def machine():
-    model = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-        mem = int(open("/proc/meminfo").readline().split()[1]) / 1024 / 1024
-    except OSError:
-        mem = 0
-    return f"{os.cpu_count()} cores, {model}, {mem:.0f} GiB, Linux {platform.release()}"
 
 
 def report(summary, rows, reps):

@@ -56,6 +56,8 @@ import time
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from machine import machine, os_release  # noqa: E402  (bench/machine.py, in the kit beside this file)
 # Run from a kit (the copy `kit` puts there), the kit is this script's own folder.
 IN_KIT = os.path.exists(os.path.join(HERE, "kit.json"))
 ROOT = None if IN_KIT else os.path.dirname(HERE)
@@ -297,6 +299,8 @@ def kit(args):
         f.write(INGEST_JOB)
     shutil.copy2(os.path.abspath(__file__), os.path.join(kit_dir, "scaling.py"))
     shutil.copy2(os.path.join(HERE, "scaling.sh"), os.path.join(kit_dir, "scaling.sh"))
+    shutil.copy2(os.path.join(HERE, "machine.py"), os.path.join(kit_dir, "machine.py"))
+    shutil.copy2(sample_table_sql(), os.path.join(kit_dir, "sample-table.sql"))
     version = sh([tsmig, "--version"], capture_output=True).stdout.strip()
     with open(binary, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
@@ -330,14 +334,6 @@ def kit(args):
         log(f"archive {archive}: {os.path.getsize(archive) / 2**20:.1f} MiB")
 
 
-def os_release():
-    try:
-        for line in open("/etc/os-release"):
-            if line.startswith("PRETTY_NAME="):
-                return line.split("=", 1)[1].strip().strip('"')
-    except OSError:
-        pass
-    return platform.platform()
 
 
 # ------------------------------------------------------------------------ run ---
@@ -567,29 +563,23 @@ class MariaDB:
         stop(self.proc, "mariadbd")
 
 
+def sample_table_sql():
+    """scripts/sample-table.sql: in the kit beside this file, else in the repository."""
+    for path in (os.path.join(HERE, "sample-table.sql"), os.path.join(HERE, "..", "scripts", "sample-table.sql")):
+        if os.path.exists(path):
+            return path
+    die("no sample-table.sql beside scaling.py or in ../scripts")
+
+
 def load_table(db, rows):
-    """The sensor table, exactly as scripts/load-sample.sh makes it."""
+    """The sensor table, exactly as scripts/load-sample.sh makes it (the same SQL file)."""
     started = time.monotonic()
-    db.sql(f"""CREATE TABLE {TABLE} (
-  id BIGINT NOT NULL PRIMARY KEY,
-  device_id VARCHAR(64) NOT NULL,
-  site VARCHAR(32) NOT NULL,
-  ts DATETIME(3) NOT NULL,
-  temperature DOUBLE NULL,
-  humidity FLOAT NULL,
-  pressure DECIMAL(8,2) NULL,
-  status TINYINT NULL,
-  KEY device_ts (device_id, ts)
-) ENGINE=InnoDB;""")
+    create, insert = open(sample_table_sql()).read().split("\n-- rows\n")
+    db.sql(create.replace("@TABLE@", TABLE))
     slice_rows = 500_000
     for lo in range(1, rows + 1, slice_rows):
         hi = min(lo + slice_rows - 1, rows)
-        db.sql(f"""INSERT INTO {TABLE} (id, device_id, site, ts, temperature, humidity, pressure, status)
-SELECT seq, CONCAT('dev-', LPAD(seq MOD 1000, 4, '0')), CONCAT('site-', (seq MOD 1000) MOD 7),
-  TIMESTAMPADD(SECOND, seq DIV 1000, '2026-01-01 00:00:00'),
-  ROUND(20 + 5 * SIN(seq / 1000.0) + (seq MOD 13) / 10.0, 3),
-  IF(seq MOD 97 = 0, NULL, 40 + (seq MOD 50)), 1000 + (seq MOD 300) / 10, seq MOD 4
-FROM seq_{lo}_to_{hi};""")
+        db.sql(insert.replace("@TABLE@", TABLE).replace("@LO@", str(lo)).replace("@HI@", str(hi)))
     db.sql(f"ANALYZE TABLE {TABLE}")
     count = int(db.sql(f"SELECT COUNT(*) FROM {TABLE}"))
     if count != rows:
@@ -773,17 +763,6 @@ def run_ingest(kit, tmp, workers, bodies, points, connections, placement):
                 connections=connections, load=load)
 
 
-def machine():
-    model = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-        mem = int(open("/proc/meminfo").readline().split()[1]) / 2**20
-    except OSError:
-        mem = 0
-    return f"{os.cpu_count()} cores, {model}, {mem:.0f} GiB, {os_release()}, Linux {platform.release()}"
 
 
 def med(values):

@@ -4,9 +4,10 @@
 #   scripts/load-sample.sh [ROWS] [--table NAME]     (default 2000000 rows,
 #                                                     table sensor_readings)
 #
-# The table is dropped and recreated. Rows are generated server-side from the
-# SEQUENCE engine, so no row crosses the client connection; the data is a
-# pure function of n, which lets tests predict any row's values.
+# The table is dropped and recreated (scripts/sample-table.sql). Rows are
+# generated server-side from the SEQUENCE engine, so no row crosses the client
+# connection; the data is a pure function of n, which lets tests predict any
+# row's values.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -35,39 +36,18 @@ require_mariadb
 
 start_ns=$(date +%s%N)
 
-mysql_cli "$TSMIG_DB" <<SQL
-DROP TABLE IF EXISTS \`$table\`;
-CREATE TABLE \`$table\` (
-  id BIGINT NOT NULL PRIMARY KEY,
-  device_id VARCHAR(64) NOT NULL,
-  site VARCHAR(32) NOT NULL,
-  ts DATETIME(3) NOT NULL,
-  temperature DOUBLE NULL,
-  humidity FLOAT NULL,
-  pressure DECIMAL(8,2) NULL,
-  status TINYINT NULL,
-  KEY device_ts (device_id, ts)
-) ENGINE=InnoDB;
-SQL
+# The table and its rows: scripts/sample-table.sql (bench/scaling.py reads it too).
+sql="$SCRIPT_DIR/sample-table.sql"
+[[ -r $sql ]] || die "missing $sql"
+{
+  printf 'DROP TABLE IF EXISTS `%s`;\n' "$table"
+  sed -n '1,/^-- rows$/p' "$sql" | sed "s/@TABLE@/$table/g"
+} | mysql_cli "$TSMIG_DB"
 
-# Device = n MOD 1000 and second = n DIV 1000, so every device reports once
-# per second and (device_id, ts) is unique.
 for (( lo = 1; lo <= rows; lo += SLICE )); do
   hi=$(( lo + SLICE - 1 < rows ? lo + SLICE - 1 : rows ))
-  mysql_cli "$TSMIG_DB" <<SQL
-INSERT INTO \`$table\`
-  (id, device_id, site, ts, temperature, humidity, pressure, status)
-SELECT
-  seq,
-  CONCAT('dev-', LPAD(seq MOD 1000, 4, '0')),
-  CONCAT('site-', (seq MOD 1000) MOD 7),
-  TIMESTAMPADD(SECOND, seq DIV 1000, '2026-01-01 00:00:00'),
-  ROUND(20 + 5 * SIN(seq / 1000.0) + (seq MOD 13) / 10.0, 3),
-  IF(seq MOD 97 = 0, NULL, 40 + (seq MOD 50)),
-  1000 + (seq MOD 300) / 10,
-  seq MOD 4
-FROM seq_${lo}_to_${hi};
-SQL
+  sed -n '/^-- rows$/,$p' "$sql" | sed "s/@TABLE@/$table/g; s/@LO@/$lo/g; s/@HI@/$hi/g" \
+    | mysql_cli "$TSMIG_DB"
   log "$table: rows $lo..$hi loaded"
 done
 
