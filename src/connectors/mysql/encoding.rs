@@ -207,44 +207,6 @@ impl From<Raw<'_>> for My {
 
 /// Nanoseconds since the epoch of a wall-clock time read as UTC.
 fn civil_nanos(y: u16, mo: u8, d: u8, h: u8, mi: u8, s: u8, us: u32) -> Result<i64, String> {
-    // Every DATETIME a sensor table holds is in range and valid: counted directly (days from
-    // the civil date, Howard Hinnant's algorithm). Anything else, and every error, through
-    // chrono (zero dates, leap seconds, years nanoseconds cannot hold).
-    let days_in_month = |y: u16, mo: u8| match mo {
-        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    };
-    if (1678..=2261).contains(&y)
-        && (1..=12).contains(&mo)
-        && d >= 1
-        && d <= days_in_month(y, mo)
-        && h < 24
-        && mi < 60
-        && s < 60
-        && us < 1_000_000
-    {
-        let (m, y) = (i64::from(mo), i64::from(y) - i64::from(mo <= 2));
-        let (era, yoe) = (y.div_euclid(400), y.rem_euclid(400));
-        let doy = (153 * ((m + 9) % 12) + 2) / 5 + i64::from(d) - 1;
-        let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
-        let seconds = days * 86_400 + i64::from(h) * 3_600 + i64::from(mi) * 60 + i64::from(s);
-        return Ok(seconds * 1_000_000_000 + i64::from(us) * 1_000);
-    }
-    civil_nanos_checked(y, mo, d, h, mi, s, us)
-}
-
-/// [`civil_nanos`] through chrono, with its errors.
-fn civil_nanos_checked(
-    y: u16,
-    mo: u8,
-    d: u8,
-    h: u8,
-    mi: u8,
-    s: u8,
-    us: u32,
-) -> Result<i64, String> {
     let date = chrono::NaiveDate::from_ymd_opt(y as i32, mo as u32, d as u32)
         .ok_or_else(|| format!("{y:04}-{mo:02}-{d:02} is not a date (a zero date?)"))?;
     let time = date
@@ -258,48 +220,6 @@ fn civil_nanos_checked(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(20_000))]
-
-        /// The direct count gives what chrono gives, for valid and invalid fields alike.
-        #[test]
-        fn civil_nanos_is_chronos(
-            y in prop_oneof![0u16..=10_000, 1670u16..=2270],
-            mo in 0u8..=13,
-            d in 0u8..=32,
-            h in 0u8..=25,
-            mi in 0u8..=61,
-            s in 0u8..=61,
-            us in prop_oneof![0u32..=1_000_000, 999_990u32..=2_000_001],
-        ) {
-            prop_assert_eq!(
-                civil_nanos(y, mo, d, h, mi, s, us),
-                civil_nanos_checked(y, mo, d, h, mi, s, us)
-            );
-        }
-    }
-
-    #[test]
-    fn civil_nanos_at_the_edges() {
-        for (y, mo, d) in [
-            (1678, 1, 1),
-            (2261, 12, 31),
-            (2000, 2, 29),
-            (1900, 2, 28),
-            (2024, 2, 29),
-        ] {
-            for (h, mi, s, us) in [(0, 0, 0, 0), (23, 59, 59, 999_999)] {
-                assert_eq!(
-                    civil_nanos(y, mo, d, h, mi, s, us),
-                    civil_nanos_checked(y, mo, d, h, mi, s, us)
-                );
-            }
-        }
-        assert!(civil_nanos(1900, 2, 29, 0, 0, 0, 0).is_err());
-        assert!(civil_nanos(2023, 2, 29, 0, 0, 0, 0).is_err());
-    }
 
     #[test]
     fn classifies_sensor_table_types() {
