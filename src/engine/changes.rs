@@ -162,26 +162,25 @@ pub(super) fn decide_epoch(updates: Vec<(Point, i8)>) -> Vec<Change> {
                 .then(i.cmp(&j))
         })
     });
-    let order: Vec<usize> = sorted.into_iter().map(|(_, _, i)| i).collect();
     let mut slots: Vec<Option<(Point, i8)>> = updates.into_iter().map(Some).collect();
     fn held(slots: &[Option<(Point, i8)>], i: usize) -> &(Point, i8) {
         slots[i].as_ref().expect("each update is decided once")
     }
     let mut changes = Vec::with_capacity(slots.len());
-    let mut rest = order.as_slice();
-    while let Some(&first) = rest.first() {
+    let mut rest = sorted.as_slice();
+    while let Some(&(_, _, first)) = rest.first() {
         let key = &held(&slots, first).0;
         // The group: the first update and every next one of the same point.
         let n = 1 + rest[1..]
             .iter()
-            .position(|&i| {
+            .position(|&(_, _, i)| {
                 let p = &held(&slots, i).0;
                 p.device_hash != key.device_hash || !p.same_key(key)
             })
             .unwrap_or(rest.len() - 1);
         let (group, tail) = rest.split_at(n);
         rest = tail;
-        if let [only] = group {
+        if let [(_, _, only)] = group {
             // One update (most points): written if +1, else deleted, as the rule below
             // decides; the point moves to the sink without a copy.
             let (point, diff) = slots[*only].take().expect("each update is decided once");
@@ -190,7 +189,7 @@ pub(super) fn decide_epoch(updates: Vec<(Point, i8)>) -> Vec<Change> {
                 false => Change::Delete(point),
             });
         } else {
-            let group: Vec<&(Point, i8)> = group.iter().map(|&i| held(&slots, i)).collect();
+            let group: Vec<&(Point, i8)> = group.iter().map(|&(_, _, i)| held(&slots, i)).collect();
             decide_point(&group, &mut changes);
         }
     }

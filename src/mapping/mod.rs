@@ -822,6 +822,67 @@ mod tests {
         );
     }
 
+    /// CDC: the last mapping of a table may move values out of the change's rows; a
+    /// mapping before it must still see every value, and a refused row's dead letter is the
+    /// row as read, whichever mapping refused it.
+    #[test]
+    fn every_mapping_of_a_change_sees_the_whole_row() {
+        let two = job(&format!(
+            "{GOOD}{}",
+            GOOD.replace("measurement: m", "measurement: n")
+        ))
+        .unwrap();
+        let two = Mappings::compile(&two, &schema()).unwrap();
+        let row = |site: &str, ts: Option<i64>, temp: f64| Row {
+            table: 0,
+            values: vec![
+                Some(Value::String("d1".into())),
+                ts.map(Value::Time),
+                Some(Value::String(site.into())),
+                Some(Value::Float(temp)),
+                Some(Value::Bool(true)),
+            ],
+        };
+        let (mut updates, mut rejected) = (Vec::new(), Vec::new());
+        let update = RowChange {
+            before: Some(row("a", Some(5), 1.0)),
+            after: Some(row("b", Some(5), 2.0)),
+        };
+        two.apply_change(update, &mut |u| updates.push(u), &mut |r| rejected.push(r));
+        assert!(rejected.is_empty(), "{rejected:?}");
+        let shown: Vec<String> = updates
+            .iter()
+            .map(|u| {
+                let p = &u.point;
+                format!("{}{:+} {:?} {:?}", p.measurement, u.diff, p.tags, p.fields)
+            })
+            .collect();
+        let tags = |site: &str| format!("[(\"device\", \"d1\"), (\"site\", \"{site}\")]");
+        let fields = |t: f64| format!("[(\"temp\", Float({t:?})), (\"ok\", Bool(true))]");
+        assert_eq!(
+            shown,
+            [
+                format!("m-1 {} {}", tags("a"), fields(1.0)),
+                format!("m+1 {} {}", tags("b"), fields(2.0)),
+                format!("n-1 {} {}", tags("a"), fields(1.0)),
+                format!("n+1 {} {}", tags("b"), fields(2.0)),
+            ]
+        );
+
+        let refused = RowChange {
+            before: None,
+            after: Some(row("b", None, 2.0)),
+        };
+        two.apply_change(refused, &mut |u| updates.push(u), &mut |r| rejected.push(r));
+        assert_eq!(rejected.len(), 2, "refused by both mappings");
+        for r in &rejected {
+            assert_eq!(r.row["device"], "d1");
+            assert_eq!(r.row["site"], "b");
+            assert_eq!(r.row["temp"], 2.0);
+            assert_eq!(r.row["ok"], true);
+        }
+    }
+
     #[test]
     fn without_a_device_column_the_series_is_the_exchange_key() {
         let job = job("  - table: readings\n    timestamp_field: ts\n    tags: [site, device]\n    fields: [temp]\n").unwrap();
