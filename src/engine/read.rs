@@ -22,7 +22,7 @@ use super::{Control, EpochClock};
 use crate::dead_letter::DeadLetters;
 use crate::metrics::Counters;
 use crate::model::Row;
-use crate::source::{BoundedSource, RowSender, SourceError, Split};
+use crate::source::{BoundedSource, RowBatch, RowSender, SourceError, Split};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use timely::container::CapacityContainerBuilder;
@@ -36,8 +36,10 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Row batches buffered between a read task and the operator.
 const CHANNEL_BATCHES: usize = 4;
-/// Row batches emitted per activation before yielding to other operators.
-const BATCHES_PER_ACTIVATION: usize = 32;
+/// Row batches emitted per activation before yielding to other operators. Few: the rows
+/// emitted stay in memory until the operators after this one run, and a read task refills
+/// the channel while the batches taken are decoded.
+const BATCHES_PER_ACTIVATION: usize = CHANNEL_BATCHES;
 
 /// What the read operator needs besides its input.
 pub(super) struct ReadContext {
@@ -57,7 +59,7 @@ pub(super) struct ReadContext {
 /// A split being read by a tokio task.
 struct Reading {
     split: u64,
-    rows: mpsc::Receiver<Vec<Row>>,
+    rows: mpsc::Receiver<RowBatch>,
     done: oneshot::Receiver<Result<u64, SourceError>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -119,31 +121,45 @@ pub(super) fn read_splits<'s>(
 
             let mut more_ready = false;
             if let Some(r) = reading.as_mut() {
-                let mut emit = |batch: &mut Vec<Row>, in_flight: &mut InFlight| {
-                    let n = batch.len() as u64;
+                // A batch still encoded is decoded here, on the worker that maps its rows.
+                let mut emit = |batch: RowBatch, in_flight: &mut InFlight| {
+                    let mut rows = batch.into_rows(&ctx.dead_letters)?;
+                    let n = rows.len() as u64;
                     ctx.counters.rows_read.add(n);
                     in_flight.add(epoch, n);
-                    rows_output
-                        .activate()
-                        .session(&*rows_cap_ref)
-                        .give_container(batch);
+                    if n > 0 {
+                        rows_output
+                            .activate()
+                            .session(&*rows_cap_ref)
+                            .give_container(&mut rows);
+                    }
+                    Ok::<_, SourceError>(())
                 };
                 let mut budget = BATCHES_PER_ACTIVATION;
-                while in_flight.rows < ctx.max_in_flight_rows && budget > 0 {
+                let mut emitted = Ok(());
+                while emitted.is_ok() && in_flight.rows < ctx.max_in_flight_rows && budget > 0 {
                     match r.rows.try_recv() {
-                        Ok(mut batch) => emit(&mut batch, &mut in_flight),
+                        Ok(batch) => emitted = emit(batch, &mut in_flight),
                         Err(_) => break,
                     }
                     budget -= 1;
                 }
                 more_ready = budget == 0;
-                match r.done.try_recv() {
+                let done = match emitted {
+                    Ok(()) => r.done.try_recv(),
+                    Err(e) => Ok(Err(e)),
+                };
+                match done {
                     Err(oneshot::error::TryRecvError::Empty) => {}
                     Ok(Ok(_rows)) => {
                         // The task sent its last rows before it finished: take them all now,
                         // so the split is marked finished no earlier than its last row.
-                        while let Ok(mut batch) = r.rows.try_recv() {
-                            emit(&mut batch, &mut in_flight);
+                        while let Ok(batch) = r.rows.try_recv() {
+                            if let Err(e) = emit(batch, &mut in_flight) {
+                                r.task.abort();
+                                ctx.control.fail(e.into());
+                                return;
+                            }
                         }
                         finished_output
                             .activate()
@@ -156,6 +172,7 @@ pub(super) fn read_splits<'s>(
                         reading = None;
                     }
                     Ok(Err(e)) => {
+                        r.task.abort();
                         ctx.control.fail(e.into());
                         return;
                     }

@@ -184,7 +184,7 @@ impl<S: Sink> Verifier<'_, S> {
             &unmapped,
             move |mut split, mappings, sink, unmapped| async move {
                 let mut summaries = Summaries::new(bucket);
-                while let Some(rows) = split.rows.recv().await {
+                while let Some(rows) = split.next().await {
                     for row in rows {
                         mappings.apply(
                             row,
@@ -362,7 +362,7 @@ impl<S: Sink> Verifier<'_, S> {
                     let mut refused = 0u64;
                     let mut batch = sink.new_batch();
                     let mut points: Vec<Point> = Vec::new();
-                    while let Some(rows) = split.rows.recv().await {
+                    while let Some(rows) = split.next().await {
                         for row in rows {
                             // Rows that map to no point were reported by the verify before.
                             mappings.apply(row, &mut |p| points.push(p), &mut |_| {});
@@ -439,11 +439,14 @@ fn point_series(p: &Point) -> String {
     )
 }
 
-/// One split being read: its rows arrive on `rows`; [`SplitRows::finish`] says whether the
-/// read ended well.
+/// One split being read: its rows arrive through [`SplitRows::next`]; [`SplitRows::finish`]
+/// says whether the read ended well.
 struct SplitRows {
-    rows: tokio::sync::mpsc::Receiver<Vec<crate::model::Row>>,
+    rows: tokio::sync::mpsc::Receiver<crate::source::RowBatch>,
     reader: tokio::task::JoinHandle<Result<u64, crate::source::SourceError>>,
+    dead_letters: DeadLetters,
+    /// Why a batch could not be decoded, if one could not.
+    failed: Option<crate::source::SourceError>,
 }
 
 impl SplitRows {
@@ -451,13 +454,40 @@ impl SplitRows {
     fn start(source: Arc<dyn BoundedSource>, split: Split, dead_letters: DeadLetters) -> Self {
         let (tx, rows) = tokio::sync::mpsc::channel(4);
         let sender = RowSender::new(tx, Arc::new(|| {}));
-        let reader = tokio::spawn(async move { source.read(&split, &sender, &dead_letters).await });
-        Self { rows, reader }
+        let reader = {
+            let dead_letters = dead_letters.clone();
+            tokio::spawn(async move { source.read(&split, &sender, &dead_letters).await })
+        };
+        Self {
+            rows,
+            reader,
+            dead_letters,
+            failed: None,
+        }
+    }
+
+    /// The next batch of rows, decoded; `None` at the end (or where a batch could not be
+    /// decoded: [`SplitRows::finish`] then says why).
+    async fn next(&mut self) -> Option<Vec<crate::model::Row>> {
+        if self.failed.is_some() {
+            return None;
+        }
+        match self.rows.recv().await?.into_rows(&self.dead_letters) {
+            Ok(rows) => Some(rows),
+            Err(e) => {
+                self.failed = Some(e);
+                None
+            }
+        }
     }
 
     /// Waits for the read to end (every row taken).
     async fn finish(self) -> Result<(), String> {
         drop(self.rows);
+        if let Some(e) = self.failed {
+            self.reader.abort();
+            return Err(e.to_string());
+        }
         self.reader
             .await
             .map_err(|e| e.to_string())?

@@ -196,7 +196,7 @@ impl<T> BatchSender<T> {
 }
 
 /// Where a split's rows go.
-pub type RowSender = BatchSender<Vec<Row>>;
+pub type RowSender = BatchSender<RowBatch>;
 
 impl RowSender {
     /// Sends one batch of rows (nothing for an empty one).
@@ -204,8 +204,42 @@ impl RowSender {
         if rows.is_empty() {
             return Ok(());
         }
-        self.send_batch(rows).await
+        self.send_batch(RowBatch::Rows(rows)).await
     }
+
+    /// Sends one batch of rows still in the source's own encoding.
+    pub async fn send_encoded(&self, rows: Box<dyn EncodedRows>) -> Result<(), SourceError> {
+        self.send_batch(RowBatch::Encoded(rows)).await
+    }
+}
+
+/// One batch of a split's rows, as its read task hands it to the engine.
+pub enum RowBatch {
+    /// Rows already decoded.
+    Rows(Vec<Row>),
+    /// Rows still as the server sent them, decoded by the worker that takes the batch: a
+    /// row is then built on the core that maps it (its values still in that core's cache)
+    /// and only the rows' packed bytes cross from the I/O thread to the worker.
+    Encoded(Box<dyn EncodedRows>),
+}
+
+impl RowBatch {
+    /// The batch's rows, decoded if they are not yet; a row holding a value that cannot be
+    /// converted is dead-lettered (and left out), as a source that decodes does.
+    pub fn into_rows(self, dead_letters: &DeadLetters) -> Result<Vec<Row>, SourceError> {
+        match self {
+            RowBatch::Rows(rows) => Ok(rows),
+            RowBatch::Encoded(encoded) => encoded.decode(dead_letters),
+        }
+    }
+}
+
+/// Rows in a source's wire encoding, with what decoding them needs (see [`RowBatch`]).
+pub trait EncodedRows: Send {
+    /// The rows, decoded. A row with a value that cannot be converted is dead-lettered
+    /// (naming the column) and left out; bytes that are no row at all fail the batch
+    /// (a fatal error: reading them again would not help).
+    fn decode(self: Box<Self>, dead_letters: &DeadLetters) -> Result<Vec<Row>, SourceError>;
 }
 
 /// Dead-letters a source row holding a value that could not be converted: the row as

@@ -9,7 +9,8 @@
 //! still read; rows whose key is NULL get a chunk of their own.
 //!
 //! Reading a chunk is one streaming `SELECT` over the binary protocol (typed values, no
-//! text parsing), each row's packet decoded in place (`binrow.rs`), sent on in batches through a bounded channel; a lost connection re-reads
+//! text parsing), each row's packet sent on as it came, in batches through a bounded channel, and decoded
+//! in place (`binrow.rs`) by the worker that takes the batch; a lost connection re-reads
 //! the chunk from its start, as the section's retry keys say (writes are idempotent, so
 //! rows sent twice do no harm).
 
@@ -22,13 +23,17 @@ use crate::metrics::SOURCE_RETRIES;
 use crate::model::Row;
 use crate::retry::{retry, RetryError, RetryPolicy, Retryable};
 use crate::source::{
-    dead_letter_row, BoundedSource, Column, ColumnKind, RowSender, SourceError, Split, TableSchema,
+    dead_letter_row, BoundedSource, Column, ColumnKind, EncodedRows, RowSender, SourceError, Split,
+    TableSchema,
 };
+use std::sync::Arc;
 use mysql_async::prelude::*;
 use std::time::Duration;
 
 /// Rows sent to the engine per batch.
 const ROWS_PER_BATCH: usize = 1024;
+/// Bytes of row packets after which a batch is sent even with fewer rows (wide rows).
+const BYTES_PER_BATCH: usize = 1 << 20;
 /// How many times the planner may cut a piece again.
 const MAX_REFINE_DEPTH: u32 = 8;
 
@@ -415,7 +420,6 @@ impl MysqlSource {
         &self,
         split: &Split,
         out: &RowSender,
-        dead_letters: &DeadLetters,
     ) -> Result<u64, mysql_async::Error> {
         let table = &self.tables[split.table as usize];
         let mut sql = table.select.clone();
@@ -452,65 +456,118 @@ impl MysqlSource {
                 table.projection.len()
             )));
         }
-        let mut batch = Vec::with_capacity(ROWS_PER_BATCH);
+        // Each row's packet is copied as it came into a batch (no mysql_async `Row` is
+        // built); the worker that takes the batch decodes it (binrow.rs).
+        let decoder = Arc::new(ChunkDecoder {
+            table: split.table,
+            layout,
+            conversions: table
+                .projection
+                .iter()
+                .map(|&c| table.conversions[c])
+                .collect(),
+            projection: table.projection.clone(),
+            schema: table.schema.clone(),
+            offset_ns: self.offset_ns,
+        });
+        let mut batch = PackedRows::new(decoder.clone(), 0);
         let mut sent = 0u64;
-        // Each row's packet is decoded in place (binrow.rs): no mysql_async `Row` is built.
-        let read_row = |packet: &[u8]| {
-            let mut converted = Vec::with_capacity(layout.len());
-            let mut failure = None;
-            binrow::decode(packet, &layout, |i, raw| {
-                let column = table.projection[i];
-                match convert_raw(raw, table.conversions[column], self.offset_ns) {
-                    Ok(v) => converted.push(v),
-                    Err(reason) => {
-                        failure = Some(format!(
-                            "column `{}`: {reason}",
-                            table.schema.columns[column].name
-                        ));
-                        converted.push(None);
-                    }
-                }
-            })
-            .map(|()| (converted, failure))
-        };
-        while let Some(decoded) = result.next_raw(&read_row).await? {
-            let (converted, failure) = decoded.map_err(|binrow::Malformed(reason)| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("a malformed row: {reason}"),
-                )
-            })?;
-            if let Some(reason) = failure {
-                dead_letter_row(
-                    dead_letters,
-                    &table.schema,
-                    &table.projection,
-                    &converted,
-                    &reason,
-                );
-                continue;
-            }
-            batch.push(Row {
-                table: split.table,
-                values: converted,
-            });
-            if batch.len() == ROWS_PER_BATCH {
-                sent += batch.len() as u64;
-                if out
-                    .send(std::mem::replace(
-                        &mut batch,
-                        Vec::with_capacity(ROWS_PER_BATCH),
-                    ))
-                    .await
-                    .is_err()
-                {
+        while let Some(()) = result.next_raw(|packet| batch.push(packet)).await? {
+            if batch.ends.len() == ROWS_PER_BATCH || batch.bytes.len() >= BYTES_PER_BATCH {
+                sent += batch.ends.len() as u64;
+                let next = PackedRows::new(decoder.clone(), batch.bytes.len());
+                let full = std::mem::replace(&mut batch, next);
+                if out.send_encoded(Box::new(full)).await.is_err() {
                     return Ok(sent);
                 }
             }
         }
-        sent += batch.len() as u64;
-        let _ = out.send(batch).await;
+        if !batch.ends.is_empty() {
+            sent += batch.ends.len() as u64;
+            let _ = out.send_encoded(Box::new(batch)).await;
+        }
         Ok(sent)
+    }
+}
+
+/// What decoding a chunk's rows needs; shared by the chunk's batches.
+struct ChunkDecoder {
+    /// The table's index in the job file.
+    table: u32,
+    /// The result set's wire types.
+    layout: Layout,
+    /// Per result column: how its values are converted.
+    conversions: Vec<Conversion>,
+    /// Per result column: the schema column it is (for dead letters).
+    projection: Vec<usize>,
+    schema: TableSchema,
+    offset_ns: i64,
+}
+
+/// A batch of a chunk's rows as the server sent them: binary-protocol row packets one after
+/// the other in `bytes`, the `i`-th ending at `ends[i]`. Decoded by the worker that takes
+/// it ([`EncodedRows`]).
+struct PackedRows {
+    decoder: Arc<ChunkDecoder>,
+    bytes: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+impl PackedRows {
+    fn new(decoder: Arc<ChunkDecoder>, bytes: usize) -> Self {
+        Self {
+            decoder,
+            bytes: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(ROWS_PER_BATCH),
+        }
+    }
+
+    fn push(&mut self, packet: &[u8]) {
+        self.bytes.extend_from_slice(packet);
+        // A batch is sent once it passes BYTES_PER_BATCH and a packet is at most 1 GiB
+        // (the server's `max_allowed_packet` limit), so an end always fits in a u32.
+        self.ends.push(self.bytes.len() as u32);
+    }
+}
+
+impl EncodedRows for PackedRows {
+    fn decode(self: Box<Self>, dead_letters: &DeadLetters) -> Result<Vec<Row>, SourceError> {
+        let d = &*self.decoder;
+        let mut rows = Vec::with_capacity(self.ends.len());
+        let mut start = 0;
+        for &end in &self.ends {
+            let packet = &self.bytes[start..end as usize];
+            start = end as usize;
+            let mut values = Vec::with_capacity(d.layout.len());
+            let mut failure = None;
+            binrow::decode(packet, &d.layout, |i, raw| {
+                match convert_raw(raw, d.conversions[i], d.offset_ns) {
+                    Ok(v) => values.push(v),
+                    Err(reason) => {
+                        failure = Some(format!(
+                            "column `{}`: {reason}",
+                            d.schema.columns[d.projection[i]].name
+                        ));
+                        values.push(None);
+                    }
+                }
+            })
+            .map_err(|binrow::Malformed(reason)| {
+                SourceError::Fatal(format!(
+                    "table {}: the server sent a malformed row: {reason}",
+                    d.schema.name
+                ))
+            })?;
+            if let Some(reason) = failure {
+                dead_letter_row(dead_letters, &d.schema, &d.projection, &values, &reason);
+                continue;
+            }
+            rows.push(Row {
+                table: d.table,
+                values,
+            });
+        }
+        Ok(rows)
     }
 }
 
@@ -578,14 +635,15 @@ impl BoundedSource for MysqlSource {
         &self,
         split: &Split,
         out: &RowSender,
-        dead_letters: &DeadLetters,
+        // Rows are decoded, and dead-lettered, by the worker that takes their batch.
+        _dead_letters: &DeadLetters,
     ) -> Result<u64, SourceError> {
         let table = &self.tables[split.table as usize].schema.name;
         let what = format!("reading chunk {} of table {table}", split.id);
         // A lost connection reads the chunk again from its start: rows sent twice are
         // harmless, since writes are idempotent.
         let read = || async {
-            self.read_once(split, out, dead_letters)
+            self.read_once(split, out)
                 .await
                 .map_err(ReadError)
         };
@@ -601,6 +659,93 @@ impl BoundedSource for MysqlSource {
 #[cfg(test)]
 mod tests {
     use super::even_cuts;
+
+    /// A batch decoded on a worker: its rows in order, a row with a value that cannot be
+    /// converted dead-lettered with its column named (the rows around it kept), and bytes
+    /// that are no row refused as a fatal error naming the table.
+    #[test]
+    fn a_packed_batch_decodes_on_the_worker_and_dead_letters_a_bad_row() {
+        use super::{ChunkDecoder, Conversion, Layout, PackedRows};
+        use crate::model::Value;
+        use crate::source::{Column, ColumnKind, EncodedRows, SourceError, TableSchema};
+        use mysql_async::consts::ColumnType;
+        use std::sync::Arc;
+
+        let metadata = vec![
+            mysql_async::Column::new(ColumnType::MYSQL_TYPE_LONGLONG),
+            mysql_async::Column::new(ColumnType::MYSQL_TYPE_TINY),
+        ];
+        let column = |name: &str, kind| Column {
+            name: name.into(),
+            kind,
+            source_type: String::new(),
+        };
+        // The table has a column the job does not read: projection [0, 2].
+        let schema = TableSchema {
+            name: "readings".into(),
+            columns: vec![
+                column("id", ColumnKind::Int),
+                column("unread", ColumnKind::Int),
+                column("ok", ColumnKind::Bool),
+            ],
+        };
+        let decoder = Arc::new(ChunkDecoder {
+            table: 3,
+            layout: Layout::new(&metadata).unwrap(),
+            conversions: vec![Conversion::Int, Conversion::Bool],
+            projection: vec![0, 2],
+            schema,
+            offset_ns: 0,
+        });
+        let row = |id: i64, ok: u8| {
+            let mut packet = vec![0x00, 0x00];
+            packet.extend_from_slice(&id.to_le_bytes());
+            packet.push(ok);
+            packet
+        };
+        let dir = std::env::temp_dir().join(format!("tsmig-packed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let dead_letters = crate::dead_letter::DeadLetters::new("j", &dir.join("dl.jsonl"));
+
+        let mut batch = PackedRows::new(decoder.clone(), 0);
+        batch.push(&row(1, 1));
+        batch.push(&row(2, 7)); // 7 in a TINYINT(1) is no boolean
+        batch.push(&row(3, 0));
+        let rows = Box::new(batch).decode(&dead_letters).unwrap();
+        let got: Vec<_> = rows.iter().map(|r| (r.table, r.values.clone())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (3, vec![Some(Value::Int(1)), Some(Value::Bool(true))]),
+                (3, vec![Some(Value::Int(3)), Some(Value::Bool(false))]),
+            ]
+        );
+        dead_letters.sync().unwrap();
+        let letter: serde_json::Value = serde_json::from_str(
+            std::fs::read_to_string(dir.join("dl.jsonl"))
+                .unwrap()
+                .trim(),
+        )
+        .unwrap();
+        assert_eq!(letter["stage"], "source");
+        assert_eq!(
+            letter["reason"],
+            "table readings: column `ok`: 7 in a boolean column (TINYINT(1)) is neither 0 nor 1"
+        );
+        assert_eq!(letter["record"], serde_json::json!({"id": 2, "ok": null}));
+        assert_eq!(dead_letters.count(), 1);
+
+        let mut broken = PackedRows::new(decoder, 0);
+        broken.push(&row(4, 1)[..6]);
+        match Box::new(broken).decode(&dead_letters) {
+            Err(SourceError::Fatal(message)) => assert_eq!(
+                message,
+                "table readings: the server sent a malformed row: the row ends 4 bytes early"
+            ),
+            other => panic!("a malformed row must fail the batch, got {:?}", other.map(|r| r.len())),
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     #[test]
     fn the_socket_is_preferred_only_when_the_url_says_so() {

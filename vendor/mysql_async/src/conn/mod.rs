@@ -921,8 +921,19 @@ impl Conn {
     }
 
     pub(crate) async fn read_packet(&mut self) -> Result<PooledBuf> {
+        self.read_packet_touching(true).await
+    }
+
+    /// tsmig patch (see TSMIG-PATCH.md): [`Conn::read_packet`], updating the last-I/O
+    /// instant (a clock read) only if `touch`.
+    pub(crate) async fn read_packet_touching(&mut self, touch: bool) -> Result<PooledBuf> {
         loop {
-            let packet = crate::io::ReadPacket::new(&mut *self)
+            let read = if touch {
+                crate::io::ReadPacket::new(&mut *self)
+            } else {
+                crate::io::ReadPacket::untouched(&mut *self)
+            };
+            let packet = read
                 .await
                 .map_err(|io_err| {
                     self.inner.stream.take();

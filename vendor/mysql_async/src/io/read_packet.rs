@@ -20,11 +20,17 @@ use crate::{buffer_pool::PooledBuf, connection_like::Connection, error::IoError}
 /// Reads a packet.
 #[derive(Debug)]
 #[must_use = "futures do nothing unless you `.await` or poll them"]
-pub struct ReadPacket<'a, 't>(pub(crate) Connection<'a, 't>);
+pub struct ReadPacket<'a, 't>(pub(crate) Connection<'a, 't>, bool);
 
 impl<'a, 't> ReadPacket<'a, 't> {
     pub(crate) fn new<T: Into<Connection<'a, 't>>>(conn: T) -> Self {
-        Self(conn.into())
+        Self(conn.into(), true)
+    }
+
+    /// tsmig patch (see TSMIG-PATCH.md): a read that leaves the connection's last-I/O
+    /// instant as it is; the caller touches it once at the end of what it reads.
+    pub(crate) fn untouched<T: Into<Connection<'a, 't>>>(conn: T) -> Self {
+        Self(conn.into(), false)
     }
 
     #[cfg(feature = "binlog")]
@@ -45,7 +51,9 @@ impl Future for ReadPacket<'_, '_> {
 
         match packet_opt {
             Some(packet) => {
-                self.0.as_mut().touch();
+                if self.1 {
+                    self.0.as_mut().touch();
+                }
                 Poll::Ready(Ok(packet))
             }
             None => Poll::Ready(Err(Error::new(

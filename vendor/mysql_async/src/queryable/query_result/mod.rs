@@ -227,15 +227,19 @@ where
                     return Ok(None);
                 }
                 Ok(false) => {
-                    let packet = match self.conn.as_mut().read_packet().await {
+                    // A row's read leaves the last-I/O instant alone (a clock read per row);
+                    // the set's last packet sets it.
+                    let packet = match self.conn.as_mut().read_packet_touching(false).await {
                         Ok(packet) => packet,
                         Err(err) => {
                             // Next row contained an error. No more data will follow.
+                            self.conn.as_mut().touch();
                             self.conn.as_mut().set_pending_result(None)?;
                             return Err(err);
                         }
                     };
                     if P::is_last_result_set_packet(self.conn.capabilities(), &packet) {
+                        self.conn.as_mut().touch();
                         self.conn.as_mut().set_pending_result(None)?;
                         self.next_set().await?;
                         return Ok(None);
