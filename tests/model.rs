@@ -449,6 +449,8 @@ struct Harness {
     retries: &'static str,
     /// The `restart:` section.
     restart: &'static str,
+    /// `flow.max_in_flight_rows`.
+    in_flight_rows: u64,
 }
 
 impl Harness {
@@ -476,6 +478,7 @@ impl Harness {
             retries: "1000000",
             // The model's runs end by a crash or by catching up: no restarts of their own.
             restart: "{strategy: none}",
+            in_flight_rows: 6,
         }
     }
 
@@ -510,7 +513,7 @@ checkpoint:
 restart: {restart}
 flow:
   epoch: {epoch}
-  max_in_flight_rows: 6
+  max_in_flight_rows: {in_flight_rows}
 ",
             name = self.name,
             deletes = self.deletes,
@@ -519,6 +522,7 @@ flow:
             mapping = self.mapping,
             retries = self.retries,
             restart = self.restart,
+            in_flight_rows = self.in_flight_rows,
             state = self.state.display(),
         );
         Job::parse(Path::new("model.yaml"), &text, |_| None).expect("the model's job file")
@@ -958,6 +962,56 @@ fn a_target_that_is_down_holds_the_backfill_at_max_in_flight_rows() {
     });
     harness.compare(&table.expected()).unwrap();
     assert_eq!(harness.db.rows_read(), 200);
+}
+
+/// A target slower than the source holds the backfill at what its requests in flight and
+/// as many full batches waiting carry, however far `flow.max_in_flight_rows` lets the reader
+/// run ahead: rows read beyond that would only wait in memory, encoded. Without the sink's
+/// backlog holding the reader back, the whole table was read while the first few requests
+/// were out.
+#[test]
+fn a_slow_target_holds_the_backfill_at_its_backlog() {
+    let (db, table) = table_of(250);
+    db.set_snapshot_at(db.end());
+    let mut harness = Harness::new(db);
+    harness.mode = Mode::Backfill;
+    harness.in_flight_rows = 100_000;
+    // The job's sink: batches of 3 points, 3 requests in flight. Ahead of what the target
+    // holds: 3 requests out, 3 full batches waiting, the open one; the read task's channel
+    // (4 batches of the memory source's 3 rows) and the emitted batches the operators after
+    // the reader have not yet taken (4 more); the split being read (`chunk_rows`).
+    let bound = (3 + 3 + 1) * 3 + 2 * 4 * 3 + harness.db.chunk_rows as usize;
+    std::thread::scope(|scope| {
+        let run = scope.spawn(|| {
+            harness.run(
+                1,
+                SinkFaults {
+                    seed: 7,
+                    max_delay: Duration::from_millis(20),
+                    ..SinkFaults::default()
+                },
+            )
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut most = 0;
+        while !run.is_finished() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the backfill never ended"
+            );
+            let written = harness.target.points().len();
+            let read = harness.db.rows_read() as usize;
+            most = most.max(read.saturating_sub(written));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(run.join().unwrap(), Ok(false));
+        assert!(
+            most <= bound,
+            "{most} rows were read ahead of the target (at most {bound} may be)"
+        );
+    });
+    harness.compare(&table.expected()).unwrap();
+    assert_eq!(harness.db.rows_read(), 250);
 }
 
 /// The issue's hang: a failure on one worker of a multi-worker job used to leave the others

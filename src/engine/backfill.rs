@@ -85,6 +85,7 @@ pub fn run<S: Sink>(job: Backfill<S>, cluster: &Cluster) -> Result<(), Failure> 
         let durable = ProbeHandle::new();
 
         worker.dataflow::<u64, _, _>(|scope| {
+            let backlog = sink::Backlog::default();
             let splits = plan::splits(scope, pending);
             let (rows, finished) = read_splits(
                 splits,
@@ -98,6 +99,7 @@ pub fn run<S: Sink>(job: Backfill<S>, cluster: &Cluster) -> Result<(), Failure> 
                     max_in_flight_rows,
                     durable: durable.clone(),
                     status: services.status.clone(),
+                    backlog: backlog.clone(),
                 },
             );
             // Rows go to the worker that will write their points before they are mapped:
@@ -115,8 +117,14 @@ pub fn run<S: Sink>(job: Backfill<S>, cluster: &Cluster) -> Result<(), Failure> 
             };
             let points = map::rows_to_points(rows, mappings.clone(), dead_letters.clone());
             let routed = points.exchange(|p: &Point| p.device_hash);
-            let acks =
-                sink::write(routed, sink.clone(), &services, sink::Order::Any).probe_with(&durable);
+            let acks = sink::write(
+                routed,
+                sink.clone(),
+                &services,
+                sink::Order::Any,
+                Some(backlog),
+            )
+            .probe_with(&durable);
             commit(
                 finished,
                 acks,

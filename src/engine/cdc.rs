@@ -131,6 +131,7 @@ pub fn run<S: Sink>(job: Cdc<S>, cluster: &Cluster) -> Result<(), Failure> {
                 sink.clone(),
                 &services,
                 sink::Order::Changes(checkpoint_interval),
+                None,
             )
             .probe_with(&durable);
             commit(

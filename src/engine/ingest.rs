@@ -135,6 +135,7 @@ pub fn run<S: Sink>(job: Ingest<S>, cluster: &Cluster) -> Result<(), Failure> {
                 sink.clone(),
                 &services,
                 sink::Order::Ordered,
+                None,
             );
             // Each refusal goes back to the worker that answers its request.
             acknowledge(

@@ -17,6 +17,8 @@
 //! flight; past `max_in_flight_rows` the operator stops draining the read task's bounded
 //! channel, so the task (and the database cursor) wait too, and starts no further split.
 //! A worker's rows in flight stay near the bound: at most what the channel holds past it.
+//! It also stops while the worker's sink has a full backlog ([`super::sink::Backlog`]): a
+//! slow target then bounds what waits in memory, encoded, rather than the row count.
 
 use super::{Control, EpochClock};
 use crate::dead_letter::DeadLetters;
@@ -54,6 +56,9 @@ pub(super) struct ReadContext {
     pub durable: ProbeHandle<u64>,
     /// Which splits are being read, for the status page.
     pub status: crate::status::StatusBoard,
+    /// Whether this worker's sink has a full backlog: no further rows are taken while it
+    /// has (see [`super::sink::Backlog`]).
+    pub backlog: super::sink::Backlog,
 }
 
 /// A split being read by a tokio task.
@@ -137,7 +142,11 @@ pub(super) fn read_splits<'s>(
                 };
                 let mut budget = BATCHES_PER_ACTIVATION;
                 let mut emitted = Ok(());
-                while emitted.is_ok() && in_flight.rows < ctx.max_in_flight_rows && budget > 0 {
+                while emitted.is_ok()
+                    && in_flight.rows < ctx.max_in_flight_rows
+                    && !ctx.backlog.full()
+                    && budget > 0
+                {
                     match r.rows.try_recv() {
                         Ok(batch) => emitted = emit(batch, &mut in_flight),
                         Err(_) => break,
@@ -186,12 +195,13 @@ pub(super) fn read_splits<'s>(
                 }
             }
 
-            // The next split starts only below the bound: a split whose rows all fit in
-            // the task's channel finishes at once, and would otherwise be followed by the
-            // next one whatever is in flight.
+            // The next split starts only below the bound (and with room at the sink): a
+            // split whose rows all fit in the task's channel finishes at once, and would
+            // otherwise be followed by the next one whatever is in flight.
             if reading.is_none()
                 && !ctx.control.stopping()
                 && in_flight.rows < ctx.max_in_flight_rows
+                && !ctx.backlog.full()
             {
                 if let Some(split) = queue.pop_front() {
                     reading = Some(start(&ctx, split, wake.clone()));

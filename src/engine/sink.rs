@@ -68,6 +68,22 @@ const CHECK_CHUNK: usize = 500;
 /// A point the target refused (it is dead-lettered), for the request it came in.
 pub(super) type Refusal = (Origin, String);
 
+/// Whether a worker's sink has as many full batches waiting for a request slot as it may
+/// have requests in flight. The backfill's read operator on the same worker reads no
+/// further while it has: a target slower than the source then holds at most that much
+/// encoded and waiting, however many rows `flow.max_in_flight_rows` would let the source
+/// read ahead (those rows would only wait, encoded, in memory). A fast target never fills
+/// it, and there the bound on rows in flight is what keeps the pipeline full.
+#[derive(Clone, Default)]
+pub(super) struct Backlog(std::rc::Rc<std::cell::Cell<bool>>);
+
+impl Backlog {
+    /// Whether the sink has a full backlog (as of its last activation).
+    pub fn full(&self) -> bool {
+        self.0.get()
+    }
+}
+
 /// Writes `points` (points or changes) to `sink`; the returned stream's frontier is the
 /// oldest epoch not yet durable at this sink. `order` says whether each point's changes
 /// must keep their order (CDC, ingest); a backfill writes each point once and needs no
@@ -80,6 +96,7 @@ pub(super) fn write<'s, S: Sink, D: IntoChange + Clone + 'static>(
     sink: Arc<S>,
     services: &Services,
     order: Order,
+    backlog: Option<Backlog>,
 ) -> Stream<'s, u64, Vec<Refusal>> {
     let ordered = order != Order::Any;
     let Services {
@@ -100,6 +117,8 @@ pub(super) fn write<'s, S: Sink, D: IntoChange + Clone + 'static>(
             _ => None,
         };
         let batching = sink.batching();
+        // The backlog is full with as many batches waiting as may be in flight.
+        let full_backlog = batching.in_flight.max(1);
         let mut queue = SinkQueue::new(
             Bounds {
                 batch_size: batching.batch_size,
@@ -240,6 +259,9 @@ pub(super) fn write<'s, S: Sink, D: IntoChange + Clone + 'static>(
                     let _ = acks.send(Ack { epochs, keys, deletes, origins, result });
                     let _ = wake.activate();
                 });
+            }
+            if let Some(backlog) = &backlog {
+                backlog.0.set(queue.waiting() >= full_backlog);
             }
 
             // Hold the oldest pending epoch, nothing more; while deletes wait for their
@@ -406,6 +428,11 @@ impl<B: Batch> SinkQueue<B> {
             self.close_open();
         }
         refused.map_or(Ok(()), Err)
+    }
+
+    /// Full batches waiting for a request slot.
+    pub fn waiting(&self) -> usize {
+        self.queued.len()
     }
 
     fn close_open(&mut self) {

@@ -42,6 +42,30 @@ pub struct LineBatch {
     times: Option<Vec<i64>>,
 }
 
+/// How large a sink's request bodies grow, learned from those it wrote, so that its next
+/// batches start with room for that much. A body that grows while it fills is copied each
+/// time and may end with half its memory unused: with lines longer than guessed, every
+/// batch of a backfill into InfluxDB held twice the memory its lines needed.
+#[derive(Debug, Default)]
+pub struct BodySize(std::sync::atomic::AtomicUsize);
+
+impl BodySize {
+    /// Notes a body of `bytes` bytes that was written.
+    pub fn saw(&self, bytes: usize) {
+        self.0
+            .fetch_max(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Room for a new body of up to `points` lines: the largest body written so far and a
+    /// sixteenth more, or 128 bytes a line before any was written.
+    pub fn room(&self, points: usize) -> usize {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => points.min(100_000) * 128,
+            seen => seen + seen / 16,
+        }
+    }
+}
+
 /// A [`LineBatch`]'s body, borrowed by a write without copying (an HTTP request's body
 /// through `Bytes::from_owner`, a file append on a blocking thread).
 pub struct SharedBody(Arc<Vec<u8>>);
@@ -61,6 +85,17 @@ impl LineBatch {
             encoding,
             body: Arc::new(Vec::with_capacity(capacity * 96)),
             ends: Vec::with_capacity(capacity),
+            times: None,
+        }
+    }
+
+    /// An empty batch with room for `points` lines in `bytes` bytes (see [`BodySize`]).
+    pub fn sized(encoding: Encoding, points: usize, bytes: usize) -> Self {
+        let points = points.min(100_000);
+        Self {
+            encoding,
+            body: Arc::new(Vec::with_capacity(bytes)),
+            ends: Vec::with_capacity(points),
             times: None,
         }
     }

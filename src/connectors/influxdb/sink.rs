@@ -19,6 +19,8 @@ pub struct InfluxSink {
     pub(super) measurements: Vec<String>,
     /// Every tag key of each measurement, sorted (CDC deletes name them all).
     pub(super) tag_keys: std::collections::BTreeMap<String, Vec<String>>,
+    /// How large the request bodies grow: new batches start that large.
+    pub(super) body_size: crate::sink::line_protocol::BodySize,
 }
 
 impl InfluxSink {
@@ -54,6 +56,7 @@ impl InfluxSink {
             target,
             measurements,
             tag_keys: Default::default(),
+            body_size: Default::default(),
         })
     }
 
@@ -91,7 +94,8 @@ impl Sink for InfluxSink {
     type Batch = LineBatch;
 
     fn new_batch(&self) -> LineBatch {
-        LineBatch::new(self.encoding, self.batching.batch_size)
+        let points = self.batching.batch_size;
+        LineBatch::sized(self.encoding, points, self.body_size.room(points))
     }
 
     fn batching(&self) -> &BatchConfig {
@@ -99,6 +103,7 @@ impl Sink for InfluxSink {
     }
 
     async fn write(&self, batch: &LineBatch) -> Result<(), WriteError> {
+        self.body_size.saw(batch.body().len());
         self.client
             .write(Bytes::from_owner(batch.shared_body()))
             .await

@@ -26,8 +26,8 @@ use crate::source::{
     dead_letter_row, BoundedSource, Column, ColumnKind, EncodedRows, RowSender, SourceError, Split,
     TableSchema,
 };
-use std::sync::Arc;
 use mysql_async::prelude::*;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Rows sent to the engine per batch.
@@ -416,11 +416,7 @@ impl MysqlSource {
         Ok(splits)
     }
 
-    async fn read_once(
-        &self,
-        split: &Split,
-        out: &RowSender,
-    ) -> Result<u64, mysql_async::Error> {
+    async fn read_once(&self, split: &Split, out: &RowSender) -> Result<u64, mysql_async::Error> {
         let table = &self.tables[split.table as usize];
         let mut sql = table.select.clone();
         let mut params: Vec<mysql_async::Value> = Vec::new();
@@ -642,11 +638,7 @@ impl BoundedSource for MysqlSource {
         let what = format!("reading chunk {} of table {table}", split.id);
         // A lost connection reads the chunk again from its start: rows sent twice are
         // harmless, since writes are idempotent.
-        let read = || async {
-            self.read_once(split, out)
-                .await
-                .map_err(ReadError)
-        };
+        let read = || async { self.read_once(split, out).await.map_err(ReadError) };
         retry(&self.retry, &what, SOURCE_RETRIES.as_atomic(), read)
             .await
             .map_err(|e| match e {
@@ -742,7 +734,10 @@ mod tests {
                 message,
                 "table readings: the server sent a malformed row: the row ends 4 bytes early"
             ),
-            other => panic!("a malformed row must fail the batch, got {:?}", other.map(|r| r.len())),
+            other => panic!(
+                "a malformed row must fail the batch, got {:?}",
+                other.map(|r| r.len())
+            ),
         }
         std::fs::remove_dir_all(dir).unwrap();
     }
