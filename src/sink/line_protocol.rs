@@ -429,6 +429,18 @@ mod tests {
     }
 
     #[test]
+    fn a_new_body_has_room_for_the_largest_written() {
+        let size = BodySize::default();
+        assert_eq!(size.room(5_000), 640_000, "128 bytes a line before any write");
+        size.saw(550_000);
+        size.saw(120_000);
+        assert_eq!(size.room(5_000), 550_000 + 34_375);
+        let batch = LineBatch::sized(V1_MS, 5_000, size.room(5_000));
+        assert!(batch.body().is_empty() && Arc::strong_count(&batch.body) == 1);
+        assert!(batch.body.capacity() >= 584_375);
+    }
+
+    #[test]
     fn floats_read_as_go_writes_them() {
         for (f, text) in [
             (1.0, "1"),
