@@ -547,16 +547,16 @@ pub(super) struct DeleteChecks {
     every: Duration,
     last: Instant,
     /// Deletes sent, not yet acknowledged (the last of each point).
-    sent: HashMap<u64, Tracked>,
+    sent: HashMap<u64, Tracked, KeyHashes>,
     /// Per point, deletes sent and not yet acknowledged: the last one's tracking waits for
     /// every one of them (an earlier delete's answer says nothing of a later one).
-    unanswered: HashMap<u64, u32>,
+    unanswered: HashMap<u64, u32, KeyHashes>,
     /// Deletes acknowledged since the last check.
-    done: HashMap<u64, Tracked>,
+    done: HashMap<u64, Tracked, KeyHashes>,
     /// Asked about; `None` when no check is out.
-    asking: Option<HashMap<u64, Tracked>>,
+    asking: Option<HashMap<u64, Tracked, KeyHashes>>,
     /// Deletes sent per point that the target did not take.
-    attempts: HashMap<u64, u8>,
+    attempts: HashMap<u64, u8, KeyHashes>,
 }
 
 /// A deleted point: what must be gone, and the write sent after the delete, if any.
@@ -572,11 +572,11 @@ impl DeleteChecks {
         Self {
             every,
             last: Instant::now(),
-            sent: HashMap::new(),
-            unanswered: HashMap::new(),
-            done: HashMap::new(),
+            sent: HashMap::default(),
+            unanswered: HashMap::default(),
+            done: HashMap::default(),
             asking: None,
-            attempts: HashMap::new(),
+            attempts: HashMap::default(),
         }
     }
 
