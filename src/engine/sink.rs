@@ -62,6 +62,11 @@ pub(super) enum Order {
     Changes(Duration),
 }
 
+/// How many points ahead of the one being pushed the sink asks for a point's vectors to be
+/// loaded ([`Point::prefetch`]): far enough for the loads to overlap, near enough that
+/// they are still in cache when the point's turn comes.
+const PREFETCH_AHEAD: usize = 4;
+
 /// Most points asked about in one [`Sink::surviving`] request.
 const CHECK_CHUNK: usize = 500;
 
@@ -138,7 +143,11 @@ pub(super) fn write<'s, S: Sink, D: IntoChange + Clone + 'static>(
                     capability = Some(time.retain(0));
                 }
                 for points in batches {
-                    for item in points.drain(..) {
+                    let mut items = points.drain(..);
+                    while let Some(item) = items.next() {
+                        if let Some(ahead) = items.as_slice().get(PREFETCH_AHEAD) {
+                            ahead.point().prefetch();
+                        }
                         let origin = item.origin();
                         let change = item.into_change();
                         // Ordered: the point's key, hashed once for the checks and the queue.

@@ -223,6 +223,30 @@ impl Point {
         series::point_hash(&self.measurement, &self.tags, self.time)
     }
 
+    /// Asks the CPU to start loading the point's tag and field vectors, which a point that
+    /// waited (for its epoch, in a channel from another thread) no longer has in cache: an
+    /// operator walking a batch of points calls it a few points ahead of the one it works
+    /// on, so that those loads overlap instead of each stalling in turn. A hint only:
+    /// nothing is read, nothing changes, and elsewhere than on x86-64 it does nothing.
+    #[inline]
+    pub fn prefetch(&self) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            fn lines<T>(items: &[T]) {
+                let start = items.as_ptr().cast::<i8>();
+                let bytes = std::mem::size_of_val(items);
+                for offset in (0..bytes).step_by(64) {
+                    // SAFETY: a prefetch reads nothing and cannot fault; the address lies
+                    // within `items` (`wrapping_add` would do as well).
+                    unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset)) };
+                }
+            }
+            lines(&self.tags);
+            lines(&self.fields);
+        }
+    }
+
     /// Whether `self` and `other` are the same point of the target (same series and time).
     pub fn same_key(&self, other: &Point) -> bool {
         self.time == other.time && self.measurement == other.measurement && self.tags == other.tags
@@ -273,6 +297,8 @@ pub trait IntoChange {
     }
     /// As a change.
     fn into_change(self) -> Change;
+    /// The point written or deleted.
+    fn point(&self) -> &Point;
 }
 
 /// The request a point came in, for a client that waits until its points are durable:
@@ -295,17 +321,26 @@ impl IntoChange for (Option<Origin>, Point) {
     fn into_change(self) -> Change {
         Change::Write(self.1)
     }
+    fn point(&self) -> &Point {
+        &self.1
+    }
 }
 
 impl IntoChange for Point {
     fn into_change(self) -> Change {
         Change::Write(self)
     }
+    fn point(&self) -> &Point {
+        self
+    }
 }
 
 impl IntoChange for Change {
     fn into_change(self) -> Change {
         self
+    }
+    fn point(&self) -> &Point {
+        Change::point(self)
     }
 }
 
@@ -349,6 +384,29 @@ mod tests {
             h.finish()
         };
         assert_eq!(hash(&Value::Float(-0.0)), hash(&Value::Float(0.0)));
+    }
+
+    #[test]
+    fn a_prefetch_changes_nothing() {
+        let empty = Point {
+            measurement: "m".into(),
+            tags: vec![],
+            fields: vec![],
+            time: 0,
+            device_hash: 0,
+        };
+        let full = Point {
+            tags: vec![("site".into(), "north".into())],
+            fields: (0..9)
+                .map(|i| (Name::from(format!("f{i}")), Value::Int(i)))
+                .collect(),
+            ..empty.clone()
+        };
+        for point in [&empty, &full] {
+            let before = point.clone();
+            point.prefetch();
+            assert_eq!(*point, before);
+        }
     }
 
     #[test]

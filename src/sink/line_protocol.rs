@@ -431,7 +431,11 @@ mod tests {
     #[test]
     fn a_new_body_has_room_for_the_largest_written() {
         let size = BodySize::default();
-        assert_eq!(size.room(5_000), 640_000, "128 bytes a line before any write");
+        assert_eq!(
+            size.room(5_000),
+            640_000,
+            "128 bytes a line before any write"
+        );
         size.saw(550_000);
         size.saw(120_000);
         assert_eq!(size.room(5_000), 550_000 + 34_375);
