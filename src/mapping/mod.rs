@@ -644,8 +644,9 @@ impl Compiled {
         for (key, at) in &self.tags {
             let text = match (&mut values[*at], take) {
                 (None, _) => continue,
-                (Some(Value::String(s)), true) => std::mem::take(s),
-                (Some(Value::String(s)), false) => s.clone(),
+                // Moved only when it owns memory: a copy leaves the row as it is (below).
+                (Some(Value::String(s)), true) if s.is_heap_allocated() => std::mem::take(s),
+                (Some(Value::String(s)), _) => s.clone(),
                 (Some(v), _) => Text::from(v.to_string()),
             };
             // InfluxDB has no empty tag values: an empty value is an absent tag.
@@ -657,7 +658,7 @@ impl Compiled {
         let mut fields = Vec::with_capacity(self.fields.len());
         for (key, at) in &self.fields {
             let value = if take {
-                values[*at].take()
+                take_or_copy(&mut values[*at])
             } else {
                 values[*at].clone()
             };
@@ -675,6 +676,17 @@ impl Compiled {
             time,
             device_hash,
         })
+    }
+}
+
+/// The value in `slot`, moved out where it owns memory (a text too long to be inline),
+/// else copied. A copy costs what a move does and leaves the row unwritten: a row that was
+/// decoded on another worker's core is then only read here, not taken over line by line
+/// (a write to it would pull each of its cache lines across).
+fn take_or_copy(slot: &mut Option<Value>) -> Option<Value> {
+    match slot {
+        Some(Value::String(s) | Value::Decimal(s)) if s.is_heap_allocated() => slot.take(),
+        other => other.clone(),
     }
 }
 
