@@ -7,7 +7,17 @@
 // modified, or distributed except according to those terms.
 
 use crossbeam_queue::ArrayQueue;
-use std::{mem::take, ops::Deref, sync::Arc};
+use std::{mem::take, ops::Deref};
+
+/// tsmig patch (see TSMIG-PATCH.md): spare buffers a thread keeps for itself, before the
+/// pool shared by every thread: taking a buffer for each packet from the shared queue, and
+/// counting a reference to the pool, made threads reading different connections contend
+/// for the same cache lines on every packet.
+const SPARE_PER_THREAD: usize = 8;
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 #[derive(Debug)]
 pub struct BufferPool {
@@ -40,28 +50,46 @@ impl BufferPool {
         }
     }
 
-    pub fn get(self: &Arc<Self>) -> PooledBuf {
-        let buf = self
-            .pool
-            .pop()
+    pub fn get(&'static self) -> PooledBuf {
+        // tsmig patch (see TSMIG-PATCH.md): the thread's own spare buffers first.
+        let buf = SPARE
+            .with(|spare| spare.borrow_mut().pop())
+            .or_else(|| self.pool.pop())
             .unwrap_or_else(|| Vec::with_capacity(self.buffer_init_cap));
         debug_assert_eq!(buf.len(), 0);
-        PooledBuf(buf, self.clone())
+        PooledBuf(buf, self)
     }
 
-    pub fn get_with<T: AsRef<[u8]>>(self: &Arc<Self>, content: T) -> PooledBuf {
+    pub fn get_with<T: AsRef<[u8]>>(&'static self, content: T) -> PooledBuf {
         let mut buf = self.get();
         buf.as_mut().extend_from_slice(content.as_ref());
         buf
     }
 
-    fn put(self: &Arc<Self>, mut buf: Vec<u8>) {
+    fn put(&self, mut buf: Vec<u8>) {
         // SAFETY:
         // 1. OK – 0 is always within capacity
         // 2. OK - nothing to initialize
         unsafe { buf.set_len(0) }
 
         buf.shrink_to(self.buffer_size_cap);
+
+        // tsmig patch (see TSMIG-PATCH.md): kept by the thread while it has few spare ones
+        // (a packet is mostly taken and given back on one thread).
+        let buf = match SPARE.try_with(|spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() < SPARE_PER_THREAD {
+                spare.push(buf);
+                None
+            } else {
+                Some(buf)
+            }
+        }) {
+            Ok(None) => return,
+            Ok(Some(buf)) => buf,
+            // The thread is ending: its spare buffers are gone.
+            Err(_) => return,
+        };
 
         // ArrayQueue will make sure to drop the buffer if capacity is exceeded
         let _ = self.pool.push(buf);
@@ -75,7 +103,7 @@ impl Default for BufferPool {
 }
 
 #[derive(Debug)]
-pub struct PooledBuf(Vec<u8>, Arc<BufferPool>);
+pub struct PooledBuf(Vec<u8>, &'static BufferPool);
 
 impl AsMut<Vec<u8>> for PooledBuf {
     fn as_mut(&mut self) -> &mut Vec<u8> {
