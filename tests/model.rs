@@ -980,7 +980,7 @@ fn a_slow_target_holds_the_backfill_at_its_backlog() {
     // holds: 3 requests out, 3 full batches waiting, the open one; the read task's channel
     // (4 batches of the memory source's 3 rows) and the emitted batches the operators after
     // the reader have not yet taken (4 more); the split being read (`chunk_rows`).
-    let bound = (3 + 3 + 1) * 3 + 2 * 4 * 3 + harness.db.chunk_rows as usize;
+    let bound = (3 + 3 + 1) * 3 + 2 * 4 * 3 + harness.db.chunk_rows;
     std::thread::scope(|scope| {
         let run = scope.spawn(|| {
             harness.run(
