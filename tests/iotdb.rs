@@ -626,7 +626,7 @@ fn iotdbs_own_refusal_of_an_encoding_fails_the_write_naming_the_key_to_change() 
 /// into `root.factory.{device_id}` on `iotdb`, built as a job builds it, without a
 /// database: the table's columns are given, not read.
 fn readings_sink(iotdb: &IotdbStandIn) -> tsmig::connectors::iotdb::IotdbSink {
-    use tsmig::source::{Column, ColumnKind, TableSchema};
+    use tsmig::source::{ColumnKind, TableSchema};
     let text = format!(
         r#"name: readings
 source:
@@ -647,21 +647,16 @@ mappings:
         port = iotdb.port()
     );
     let job = tsmig::job::Job::parse(Path::new("readings.yaml"), &text, |_| None).unwrap();
-    let column = |name: &str, kind| Column {
-        name: name.into(),
-        kind,
-        source_type: String::new(),
-    };
-    let schema = TableSchema {
-        name: "readings".into(),
-        columns: vec![
-            column("id", ColumnKind::Int),
-            column("device_id", ColumnKind::Text),
-            column("ts", ColumnKind::Time),
-            column("temperature", ColumnKind::Float),
-            column("humidity", ColumnKind::Float),
+    let schema = TableSchema::of(
+        "readings",
+        [
+            ("id", ColumnKind::Int),
+            ("device_id", ColumnKind::Text),
+            ("ts", ColumnKind::Time),
+            ("temperature", ColumnKind::Float),
+            ("humidity", ColumnKind::Float),
         ],
-    };
+    );
     let mappings = tsmig::mapping::Mappings::compile_for(
         &job,
         &[schema],

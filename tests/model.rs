@@ -24,7 +24,7 @@ use tsmig::engine::Cluster;
 use tsmig::job::{Job, Mode};
 use tsmig::model::{Name, Value};
 use tsmig::runner::{ProgressMode, RunOptions};
-use tsmig::source::{Column, ColumnKind, TableSchema};
+use tsmig::source::{ColumnKind, TableSchema};
 
 /// A row of the model table: `readings(id, device, site, ts, temp, status)`.
 #[derive(Clone, PartialEq)]
@@ -361,22 +361,17 @@ impl Table {
 }
 
 fn schema() -> TableSchema {
-    let col = |name: &str, kind: ColumnKind| Column {
-        name: name.into(),
-        kind,
-        source_type: String::new(),
-    };
-    TableSchema {
-        name: "readings".into(),
-        columns: vec![
-            col("id", ColumnKind::Int),
-            col("device", ColumnKind::Text),
-            col("site", ColumnKind::Text),
-            col("ts", ColumnKind::Time),
-            col("temp", ColumnKind::Float),
-            col("status", ColumnKind::Int),
+    TableSchema::of(
+        "readings",
+        [
+            ("id", ColumnKind::Int),
+            ("device", ColumnKind::Text),
+            ("site", ColumnKind::Text),
+            ("ts", ColumnKind::Time),
+            ("temp", ColumnKind::Float),
+            ("status", ColumnKind::Int),
         ],
-    }
+    )
 }
 
 /// Builds the case's database; returns it with the model of its final table.

@@ -722,27 +722,21 @@ fn render_path(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::Column;
     use std::path::Path;
 
     fn schema() -> Vec<TableSchema> {
-        let col = |name: &str, kind: ColumnKind| Column {
-            name: name.into(),
-            kind,
-            source_type: String::new(),
-        };
-        vec![TableSchema {
-            name: "readings".into(),
-            columns: vec![
-                col("id", ColumnKind::Int),
-                col("device", ColumnKind::Text),
-                col("site", ColumnKind::Text),
-                col("ts", ColumnKind::Time),
-                col("temp", ColumnKind::Float),
-                col("ok", ColumnKind::Bool),
-                col("blob", ColumnKind::Unsupported("blob".into())),
+        vec![TableSchema::of(
+            "readings",
+            [
+                ("id", ColumnKind::Int),
+                ("device", ColumnKind::Text),
+                ("site", ColumnKind::Text),
+                ("ts", ColumnKind::Time),
+                ("temp", ColumnKind::Float),
+                ("ok", ColumnKind::Bool),
+                ("blob", ColumnKind::Unsupported("blob".into())),
             ],
-        }]
+        )]
     }
 
     fn job(mapping: &str) -> Result<Job, JobError> {

@@ -107,6 +107,24 @@ pub struct TableSchema {
     pub columns: Vec<Column>,
 }
 
+impl TableSchema {
+    /// A table of these named columns, without the server's own type names (an in-memory
+    /// table, a test's).
+    pub fn of(name: &str, columns: impl IntoIterator<Item = (&'static str, ColumnKind)>) -> Self {
+        Self {
+            name: name.into(),
+            columns: columns
+                .into_iter()
+                .map(|(name, kind)| Column {
+                    name: name.into(),
+                    kind,
+                    source_type: String::new(),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// A bounded piece of a source's input, read by one worker.
 ///
 /// `start..end` is half-open over the source's split dimension (the split key for MySQL);

@@ -659,7 +659,7 @@ mod tests {
     fn a_packed_batch_decodes_on_the_worker_and_dead_letters_a_bad_row() {
         use super::{ChunkDecoder, Conversion, Layout, PackedRows};
         use crate::model::Value;
-        use crate::source::{Column, ColumnKind, EncodedRows, SourceError, TableSchema};
+        use crate::source::{ColumnKind, EncodedRows, SourceError, TableSchema};
         use mysql_async::consts::ColumnType;
         use std::sync::Arc;
 
@@ -667,20 +667,15 @@ mod tests {
             mysql_async::Column::new(ColumnType::MYSQL_TYPE_LONGLONG),
             mysql_async::Column::new(ColumnType::MYSQL_TYPE_TINY),
         ];
-        let column = |name: &str, kind| Column {
-            name: name.into(),
-            kind,
-            source_type: String::new(),
-        };
         // The table has a column the job does not read: projection [0, 2].
-        let schema = TableSchema {
-            name: "readings".into(),
-            columns: vec![
-                column("id", ColumnKind::Int),
-                column("unread", ColumnKind::Int),
-                column("ok", ColumnKind::Bool),
+        let schema = TableSchema::of(
+            "readings",
+            [
+                ("id", ColumnKind::Int),
+                ("unread", ColumnKind::Int),
+                ("ok", ColumnKind::Bool),
             ],
-        };
+        );
         let decoder = Arc::new(ChunkDecoder {
             table: 3,
             layout: Layout::new(&metadata).unwrap(),
