@@ -85,6 +85,8 @@ pub fn run<S: Sink>(job: Backfill<S>, cluster: &Cluster) -> Result<(), Failure> 
         let durable = ProbeHandle::new();
 
         worker.dataflow::<u64, _, _>(|scope| {
+            // The sink tells this worker's reader when as many batches wait as may be in
+            // flight: the reader then takes no more rows (`sink::Backlog`).
             let backlog = sink::Backlog::default();
             let splits = plan::splits(scope, pending);
             let (rows, finished) = read_splits(
