@@ -51,9 +51,12 @@ impl BufferPool {
     }
 
     pub fn get(&'static self) -> PooledBuf {
-        // tsmig patch (see TSMIG-PATCH.md): the thread's own spare buffers first.
+        // tsmig patch (see TSMIG-PATCH.md): the thread's own spare buffers first (none
+        // while the thread ends).
         let buf = SPARE
-            .with(|spare| spare.borrow_mut().pop())
+            .try_with(|spare| spare.borrow_mut().pop())
+            .ok()
+            .flatten()
             .or_else(|| self.pool.pop())
             .unwrap_or_else(|| Vec::with_capacity(self.buffer_init_cap));
         debug_assert_eq!(buf.len(), 0);
