@@ -1047,6 +1047,28 @@ fn a_failure_on_one_worker_ends_the_job_on_every_worker_with_its_cause() {
             .expect("the job must end, not hang");
             assert_eq!(result, Err(format!("cannot read split {split}")));
         }
+
+        // A split whose rows the worker taking them cannot decode (a malformed row): the
+        // job ends with the cause, and a run after it, without the fault, copies the table
+        // whole — what the failed run wrote or left out is neither lost nor wrong.
+        for split in [0, 3] {
+            let (db, table) = table_of(24);
+            db.set_faults(SourceFaults {
+                malformed_split: Some((split, format!("split {split}: a malformed row"))),
+                ..SourceFaults::default()
+            });
+            let mut harness = Harness::new(db);
+            harness.mode = Mode::Backfill;
+            let (job, options) = (harness.job(), run_options(workers));
+            let result = within(Duration::from_secs(20), move || {
+                tsmig::runner::run(&job, Mode::Backfill, &options).map_err(|e| e.to_string())
+            })
+            .expect("the job must end, not hang");
+            assert_eq!(result, Err(format!("split {split}: a malformed row")));
+            harness.db.set_faults(SourceFaults::default());
+            assert_eq!(harness.run(workers, SinkFaults::default()), Ok(false));
+            harness.compare(&table.expected()).unwrap();
+        }
     }
 }
 

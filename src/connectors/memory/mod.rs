@@ -116,6 +116,9 @@ pub struct MemoryDatabase {
 pub struct SourceFaults {
     /// Reading this split fails with this message.
     pub fail_split: Option<(u64, String)>,
+    /// This split's rows arrive as bytes that are no row: the worker that decodes its
+    /// first batch fails with this message (a fatal error, as a malformed MySQL row).
+    pub malformed_split: Option<(u64, String)>,
     /// Following the log fails with this message on reaching this position.
     pub fail_log_at: Option<(u64, String)>,
 }

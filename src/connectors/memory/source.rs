@@ -4,8 +4,8 @@ use super::{Entry, MemoryDatabase, Values};
 use crate::dead_letter::DeadLetters;
 use crate::model::Row;
 use crate::source::{
-    BoundedSource, ChangeEvent, ChangeSender, ChangeSource, LogPosition, LogStatus, RowChange,
-    RowSender, SourceError, Split, TableSchema,
+    BoundedSource, ChangeEvent, ChangeSender, ChangeSource, EncodedRows, LogPosition, LogStatus,
+    RowChange, RowSender, SourceError, Split, TableSchema,
 };
 use std::sync::Arc;
 
@@ -115,14 +115,48 @@ impl BoundedSource for MemorySource {
             .map(|(_, values)| self.row(table, values))
             .collect();
         let n = rows.len() as u64;
-        for batch in rows.chunks(ROWS_PER_BATCH) {
-            out.send(batch.to_vec()).await?;
+        let malformed = self
+            .db
+            .faults()
+            .malformed_split
+            .filter(|(id, _)| *id == split.id)
+            .map(|(_, message)| message);
+        for (i, batch) in rows.chunks(ROWS_PER_BATCH).enumerate() {
+            // Every other batch is handed over still "encoded", to be decoded by the
+            // worker that takes it, as a MySQL source's are: both kinds of batch go
+            // through the engine in every model run.
+            if i % 2 == 0 {
+                out.send_encoded(Box::new(Encoded {
+                    rows: batch.to_vec(),
+                    malformed: malformed.clone(),
+                }))
+                .await?;
+            } else {
+                out.send(batch.to_vec()).await?;
+            }
             self.db
                 .rows_read
                 .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::SeqCst);
             tokio::task::yield_now().await;
         }
         Ok(n)
+    }
+}
+
+/// A batch of a memory table's rows handed over as a source's encoded rows are: decoded
+/// (here: given back as they are, or refused as malformed) by the worker that takes it.
+struct Encoded {
+    rows: Vec<Row>,
+    /// The scripted fault: the batch's bytes are no row.
+    malformed: Option<String>,
+}
+
+impl EncodedRows for Encoded {
+    fn decode(self: Box<Self>, _dead_letters: &DeadLetters) -> Result<Vec<Row>, SourceError> {
+        match self.malformed {
+            Some(message) => Err(SourceError::Fatal(message)),
+            None => Ok(self.rows),
+        }
     }
 }
 
