@@ -1,19 +1,20 @@
 //! The backfill dataflow, assembled top to bottom in [`run`].
 
 use super::commit::{commit, Checkpoint, Splits};
-use super::read::{read_splits, ReadContext};
+use super::read::{read_splits, ReadContext, Router};
 use super::{map, plan, sink, Cluster, EpochClock, Services};
 use crate::checkpoint::store::FileStore;
 use crate::checkpoint::BackfillState;
 use crate::error::Failure;
 use crate::mapping::Mappings;
-use crate::model::{Point, Row};
+use crate::model::Point;
 use crate::sink::Sink;
-use crate::source::BoundedSource;
+use crate::source::{BoundedSource, RowBatch};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
-use timely::dataflow::operators::{Exchange, Probe};
+use timely::dataflow::operators::{Exchange as _, Probe};
 
 /// Everything a backfill needs, built by the caller.
 pub struct Backfill<S: Sink> {
@@ -61,6 +62,8 @@ pub fn run<S: Sink>(job: Backfill<S>, cluster: &Cluster) -> Result<(), Failure> 
         ..
     } = services.clone();
 
+    // timely numbers workers process by process.
+    let local = cluster.process * cluster.workers..(cluster.process + 1) * cluster.workers;
     let worker_control = control.clone();
     super::workers::execute(cluster, &control, move |worker| {
         let control = worker_control.clone();
@@ -89,7 +92,7 @@ pub fn run<S: Sink>(job: Backfill<S>, cluster: &Cluster) -> Result<(), Failure> 
             // flight: the reader then takes no more rows (`sink::Backlog`).
             let backlog = sink::Backlog::default();
             let splits = plan::splits(scope, pending);
-            let (rows, finished) = read_splits(
+            let (batches, finished) = read_splits(
                 splits,
                 ReadContext {
                     source: source.clone(),
@@ -102,22 +105,36 @@ pub fn run<S: Sink>(job: Backfill<S>, cluster: &Cluster) -> Result<(), Failure> 
                     durable: durable.clone(),
                     status: services.status.clone(),
                     backlog: backlog.clone(),
+                    router: Router {
+                        mappings: mappings.clone(),
+                        peers: scope.peers(),
+                        here: scope.index(),
+                        local: local.clone(),
+                    },
                 },
             );
-            // Rows go to the worker that will write their points before they are mapped:
-            // a point made on one worker and written (then freed) on another costs a
-            // cross-thread free of each of its allocations, which made two workers spend
-            // a third more CPU per row than one. A row whose device cannot be told before
-            // mapping stays here; the points' exchange below still routes every point, so
-            // this one only saves work, and a point already on its worker stays put.
-            let rows = if scope.peers() > 1 {
-                let here = scope.index() as u64;
-                let route = mappings.clone();
-                rows.exchange(move |row: &Row| route.device_hash_of(row).unwrap_or(here))
+            // Rows go to the worker that will write their points before they are decoded
+            // and mapped (`read::Router`): a row or point made on one worker and written
+            // (then freed) on another costs a cross-thread free of each of its
+            // allocations and the cache lines it crossed in.
+            let points = if scope.peers() > 1 {
+                let to_owner = Exchange::new(|(to, _): &(u64, RowBatch)| *to);
+                map::batches_to_points(
+                    batches,
+                    to_owner,
+                    mappings.clone(),
+                    dead_letters.clone(),
+                    control.clone(),
+                )
             } else {
-                rows
+                map::batches_to_points(
+                    batches,
+                    Pipeline,
+                    mappings.clone(),
+                    dead_letters.clone(),
+                    control.clone(),
+                )
             };
-            let points = map::rows_to_points(rows, mappings.clone(), dead_letters.clone());
             let routed = points.exchange(|p: &Point| p.device_hash);
             let acks = sink::write(
                 routed,

@@ -457,7 +457,19 @@ impl Mappings {
         emit: &mut impl FnMut(Point),
         reject: &mut impl FnMut(Rejected),
     ) {
-        let table = row.table as usize;
+        self.apply_values(row.table, &mut row.values, emit, reject)
+    }
+
+    /// [`Mappings::apply`] for a row of table `table` whose values are in `values`, which
+    /// it may take values out of (a source decoding rows into a buffer it reuses).
+    pub fn apply_values(
+        &self,
+        table: u32,
+        values: &mut [Option<Value>],
+        emit: &mut impl FnMut(Point),
+        reject: &mut impl FnMut(Rejected),
+    ) {
+        let table = table as usize;
         let Some(mappings) = self.per_table.get(table) else {
             reject(Rejected {
                 reason: format!("row of unknown table index {table}"),
@@ -469,15 +481,15 @@ impl Mappings {
         for (i, m) in mappings.iter().enumerate() {
             // The last mapping may move values out of the row; earlier ones copy.
             let result = if i == last {
-                m.point(&mut row.values, true)
+                m.point(values, true)
             } else {
-                m.point(&mut row.values, false)
+                m.point(values, false)
             };
             match result {
                 Ok(point) => emit(point),
                 Err(reason) => reject(Rejected {
                     reason,
-                    row: self.row_json(table, &row.values),
+                    row: self.row_json(table, values),
                 }),
             }
         }
@@ -489,12 +501,25 @@ impl Mappings {
     /// it; `None` (several mappings, no device column, a NULL or other value) leaves that
     /// to the points' own exchange.
     pub fn device_hash_of(&self, row: &Row) -> Option<u64> {
-        let [m] = self.per_table.get(row.table as usize)?.as_slice() else {
+        let at = self.device_column(row.table)?;
+        Self::device_hash_of_value(row.values.get(at)?.as_ref()?)
+    }
+
+    /// The column (in the source's projection of table `table`) whose value alone tells
+    /// the device hash of a row's point ([`Mappings::device_hash_of_value`]): where the
+    /// table has one mapping and it names a device column.
+    pub fn device_column(&self, table: u32) -> Option<usize> {
+        let [m] = self.per_table.get(table as usize)?.as_slice() else {
             return None;
         };
-        let (at, _) = m.device.as_ref()?;
+        m.device.as_ref().map(|(at, _)| *at)
+    }
+
+    /// The device hash a point gets from `value` in its device column, for text and
+    /// integers (`None` for other values, which the points' own exchange routes).
+    pub fn device_hash_of_value(value: &Value) -> Option<u64> {
         // As `Compiled::point` hashes the device: its text as `Value::render` writes it.
-        match row.values.get(*at)?.as_ref()? {
+        match value {
             Value::String(s) if !s.is_empty() => Some(device_hash(s.as_bytes())),
             Value::Int(v) => Some(device_hash(itoa::Buffer::new().format(*v).as_bytes())),
             Value::UInt(v) => Some(device_hash(itoa::Buffer::new().format(*v).as_bytes())),
@@ -651,7 +676,7 @@ impl Compiled {
             };
             // InfluxDB has no empty tag values: an empty value is an absent tag.
             if !text.is_empty() {
-                tags.push((key.clone(), text));
+                push_pair(&mut tags, key.clone(), text);
             }
         }
 
@@ -663,7 +688,7 @@ impl Compiled {
                 values[*at].clone()
             };
             if let Some(v) = value {
-                fields.push((key.clone(), v));
+                push_pair(&mut fields, key.clone(), v);
             }
         }
         // Without a device column the series is the device: one worker owns each series.
@@ -687,6 +712,24 @@ fn take_or_copy(slot: &mut Option<Value>) -> Option<Value> {
     match slot {
         Some(Value::String(s) | Value::Decimal(s)) if s.is_heap_allocated() => slot.take(),
         other => other.clone(),
+    }
+}
+
+/// Appends `(a, b)` to `pairs`, each half written straight into the vector's memory. A
+/// `push` of the tuple builds it on the stack first and copies it with wide loads that
+/// span the halves' separate stores: the CPU cannot forward those stores to the load and
+/// waits for them to retire, once per tag and field of every point.
+#[inline(always)]
+fn push_pair<A, B>(pairs: &mut Vec<(A, B)>, a: A, b: B) {
+    pairs.reserve(1);
+    let len = pairs.len();
+    // SAFETY: `reserve` left room for one more element at `len`; both halves are written
+    // before the length counts it, and nothing can panic in between.
+    unsafe {
+        let slot = pairs.as_mut_ptr().add(len);
+        std::ptr::addr_of_mut!((*slot).0).write(a);
+        std::ptr::addr_of_mut!((*slot).1).write(b);
+        pairs.set_len(len + 1);
     }
 }
 

@@ -235,9 +235,12 @@ impl RowSender {
 pub enum RowBatch {
     /// Rows already decoded.
     Rows(Vec<Row>),
-    /// Rows still as the server sent them, decoded by the worker that takes the batch: a
-    /// row is then built on the core that maps it (its values still in that core's cache)
-    /// and only the rows' packed bytes cross from the I/O thread to the worker.
+    /// Rows still as the server sent them, decoded by the worker that maps them: the
+    /// engine sorts a batch's rows by the worker that owns their device
+    /// ([`EncodedRows::split`]), and that worker decodes each row into a buffer it reuses
+    /// and maps it there ([`EncodedRows::for_each_row`]). Only the rows' packed bytes cross
+    /// from the I/O thread to the workers; no decoded row is made on one core and read,
+    /// then freed, on another.
     Encoded(Box<dyn EncodedRows>),
 }
 
@@ -250,14 +253,103 @@ impl RowBatch {
             RowBatch::Encoded(encoded) => encoded.decode(dead_letters),
         }
     }
+
+    /// How many rows the batch holds (rows that will turn out not to convert included).
+    pub fn len(&self) -> usize {
+        match self {
+            RowBatch::Rows(rows) => rows.len(),
+            RowBatch::Encoded(encoded) => encoded.len(),
+        }
+    }
+
+    /// Whether the batch holds no row.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Clone for RowBatch {
+    fn clone(&self) -> Self {
+        match self {
+            RowBatch::Rows(rows) => RowBatch::Rows(rows.clone()),
+            RowBatch::Encoded(encoded) => RowBatch::Encoded(encoded.clone_box()),
+        }
+    }
+}
+
+/// A batch crosses to another process only decoded: the engine decodes a batch bound for
+/// a worker of another process before it sends it (`engine::read`), so an encoded one
+/// reaching the serializer is a bug in the engine, refused rather than sent half-made.
+impl Serialize for RowBatch {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RowBatch::Rows(rows) => rows.serialize(serializer),
+            RowBatch::Encoded(_) => Err(serde::ser::Error::custom(
+                "an encoded row batch cannot cross to another process; decode it first",
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RowBatch {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<Row>::deserialize(deserializer).map(RowBatch::Rows)
+    }
 }
 
 /// Rows in a source's wire encoding, with what decoding them needs (see [`RowBatch`]).
 pub trait EncodedRows: Send {
-    /// The rows, decoded. A row with a value that cannot be converted is dead-lettered
+    /// Decodes the rows one at a time into `values` (cleared first, its capacity reused)
+    /// and hands each to `each` with its table's index, in order. `each` may take values
+    /// out of the vector. A row with a value that cannot be converted is dead-lettered
     /// (naming the column) and left out; bytes that are no row at all fail the batch
-    /// (a fatal error: reading them again would not help).
-    fn decode(self: Box<Self>, dead_letters: &DeadLetters) -> Result<Vec<Row>, SourceError>;
+    /// (a fatal error: reading them again would not help), after the rows before them
+    /// were handed over.
+    fn for_each_row(
+        self: Box<Self>,
+        dead_letters: &DeadLetters,
+        values: &mut Vec<Option<Value>>,
+        each: &mut dyn FnMut(u32, &mut Vec<Option<Value>>),
+    ) -> Result<(), SourceError>;
+
+    /// The rows, decoded, as [`EncodedRows::for_each_row`] hands them over.
+    fn decode(self: Box<Self>, dead_letters: &DeadLetters) -> Result<Vec<Row>, SourceError> {
+        let mut rows = Vec::with_capacity(self.len());
+        let mut values = Vec::new();
+        self.for_each_row(dead_letters, &mut values, &mut |table, values| {
+            rows.push(Row {
+                table,
+                values: std::mem::take(values),
+            })
+        })?;
+        Ok(rows)
+    }
+
+    /// How many rows the batch holds.
+    fn len(&self) -> usize;
+
+    /// Whether the batch holds no row.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The index (in the job file) of the table the rows come from.
+    fn table(&self) -> u32;
+
+    /// Sorts the rows into `parts` batches, in order: a row goes to the part `part`
+    /// returns for the value of its column `column` (in the source's projection order),
+    /// `None` where that value is NULL or cannot be read or converted (the part that
+    /// decodes the row then refuses it as [`EncodedRows::for_each_row`] says). Parts that
+    /// get no row are `None`.
+    fn split(
+        self: Box<Self>,
+        column: usize,
+        parts: usize,
+        part: &mut dyn FnMut(Option<&Value>) -> usize,
+    ) -> Vec<Option<Box<dyn EncodedRows>>>;
+
+    /// A copy of the batch.
+    fn clone_box(&self) -> Box<dyn EncodedRows>;
 }
 
 /// Dead-letters a source row holding a value that could not be converted: the row as

@@ -2,7 +2,7 @@
 
 use super::{Entry, MemoryDatabase, Values};
 use crate::dead_letter::DeadLetters;
-use crate::model::Row;
+use crate::model::{Row, Value};
 use crate::source::{
     BoundedSource, ChangeEvent, ChangeSender, ChangeSource, EncodedRows, LogPosition, LogStatus,
     RowChange, RowSender, SourceError, Split, TableSchema,
@@ -127,6 +127,7 @@ impl BoundedSource for MemorySource {
             // through the engine in every model run.
             if i % 2 == 0 {
                 out.send_encoded(Box::new(Encoded {
+                    table: table as u32,
                     rows: batch.to_vec(),
                     malformed: malformed.clone(),
                 }))
@@ -145,18 +146,71 @@ impl BoundedSource for MemorySource {
 
 /// A batch of a memory table's rows handed over as a source's encoded rows are: decoded
 /// (here: given back as they are, or refused as malformed) by the worker that takes it.
+#[derive(Clone)]
 struct Encoded {
+    table: u32,
     rows: Vec<Row>,
     /// The scripted fault: the batch's bytes are no row.
     malformed: Option<String>,
 }
 
 impl EncodedRows for Encoded {
-    fn decode(self: Box<Self>, _dead_letters: &DeadLetters) -> Result<Vec<Row>, SourceError> {
-        match self.malformed {
-            Some(message) => Err(SourceError::Fatal(message)),
-            None => Ok(self.rows),
+    fn for_each_row(
+        self: Box<Self>,
+        _dead_letters: &DeadLetters,
+        values: &mut Vec<Option<Value>>,
+        each: &mut dyn FnMut(u32, &mut Vec<Option<Value>>),
+    ) -> Result<(), SourceError> {
+        if let Some(message) = self.malformed {
+            return Err(SourceError::Fatal(message));
         }
+        for row in self.rows {
+            values.clear();
+            values.extend(row.values);
+            each(row.table, values);
+        }
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn table(&self) -> u32 {
+        self.table
+    }
+
+    fn split(
+        self: Box<Self>,
+        column: usize,
+        parts: usize,
+        part: &mut dyn FnMut(Option<&Value>) -> usize,
+    ) -> Vec<Option<Box<dyn EncodedRows>>> {
+        let mut split: Vec<Option<Encoded>> = (0..parts).map(|_| None).collect();
+        for row in self.rows {
+            // Bytes that are no row have no device to read: the part for "none" takes them.
+            let value = match self.malformed {
+                Some(_) => None,
+                None => row.values.get(column).and_then(Option::as_ref),
+            };
+            let at = part(value);
+            split[at]
+                .get_or_insert_with(|| Encoded {
+                    table: self.table,
+                    rows: Vec::new(),
+                    malformed: self.malformed.clone(),
+                })
+                .rows
+                .push(row);
+        }
+        split
+            .into_iter()
+            .map(|p| p.map(|p| Box::new(p) as Box<dyn EncodedRows>))
+            .collect()
+    }
+
+    fn clone_box(&self) -> Box<dyn EncodedRows> {
+        Box::new(self.clone())
     }
 }
 

@@ -163,68 +163,92 @@ pub fn decode<'a>(
         let bit = i + 2;
         if bitmap[bit / 8] & (1 << (bit % 8)) != 0 {
             each(i, Raw::Null);
-            continue;
+        } else {
+            each(i, read_value(&mut buf, wire)?);
         }
-        let value = match wire {
-            Wire::Int(1, false) => Raw::Int(buf.u8()? as i8 as i64),
-            Wire::Int(1, true) => Raw::Int(buf.u8()? as i64),
-            Wire::Int(2, false) => Raw::Int(i16::from_le_bytes(buf.array()?) as i64),
-            Wire::Int(2, true) => Raw::Int(u16::from_le_bytes(buf.array()?) as i64),
-            Wire::Int(4, false) => Raw::Int(i32::from_le_bytes(buf.array()?) as i64),
-            Wire::Int(4, true) => Raw::Int(u32::from_le_bytes(buf.array()?) as i64),
-            Wire::Int(_, false) => Raw::Int(i64::from_le_bytes(buf.array()?)),
-            Wire::Int(_, true) => {
-                let u = u64::from_le_bytes(buf.array()?);
-                i64::try_from(u).map_or(Raw::UInt(u), Raw::Int)
-            }
-            Wire::Float => Raw::Float(f32::from_le_bytes(buf.array()?)),
-            Wire::Double => Raw::Double(f64::from_le_bytes(buf.array()?)),
-            Wire::DateTime => {
-                let len = buf.u8()? as usize;
-                let b = buf.take(len)?;
-                let mut v = (0u16, 0u8, 0u8, 0u8, 0u8, 0u8, 0u32);
-                if len >= 4 {
-                    v.0 = u16::from_le_bytes([b[0], b[1]]);
-                    v.1 = b[2];
-                    v.2 = b[3];
-                }
-                if len >= 7 {
-                    v.3 = b[4];
-                    v.4 = b[5];
-                    v.5 = b[6];
-                }
-                if len == 11 {
-                    v.6 = u32::from_le_bytes([b[7], b[8], b[9], b[10]]);
-                }
-                Raw::Date(v.0, v.1, v.2, v.3, v.4, v.5, v.6)
-            }
-            Wire::Time => {
-                let len = buf.u8()? as usize;
-                let b = buf.take(len)?;
-                let mut v = (false, 0u32, 0u8, 0u8, 0u8, 0u32);
-                if len >= 8 {
-                    v.0 = b[0] == 1;
-                    v.1 = u32::from_le_bytes([b[1], b[2], b[3], b[4]]);
-                    v.2 = b[5];
-                    v.3 = b[6];
-                    v.4 = b[7];
-                }
-                if len == 12 {
-                    v.5 = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
-                }
-                Raw::Time(v.0, v.1, v.2, v.3, v.4, v.5)
-            }
-            Wire::Bytes => {
-                let len = buf.lenenc()?;
-                let len = usize::try_from(len)
-                    .map_err(|_| Malformed(format!("a string of {len} bytes")))?;
-                Raw::Bytes(buf.take(len)?)
-            }
-            Wire::Null => Raw::Null,
-        };
-        each(i, value);
     }
     Ok(())
+}
+
+/// The value of column `at` of one row packet, reading no further than it.
+pub fn column<'a>(packet: &'a [u8], layout: &Layout, at: usize) -> Result<Raw<'a>, Malformed> {
+    let mut buf = Cursor(packet);
+    buf.u8()?; // the header
+    let bitmap = buf.take((layout.wires.len() + 7 + 2) / 8)?;
+    for (i, &wire) in layout.wires.iter().enumerate().take(at + 1) {
+        let bit = i + 2;
+        let value = if bitmap[bit / 8] & (1 << (bit % 8)) != 0 {
+            Raw::Null
+        } else {
+            read_value(&mut buf, wire)?
+        };
+        if i == at {
+            return Ok(value);
+        }
+    }
+    Err(Malformed(format!("the row has no column {at}")))
+}
+
+/// Reads one non-NULL value of wire type `wire` off the front of `buf`.
+#[inline(always)]
+fn read_value<'a>(buf: &mut Cursor<'a>, wire: Wire) -> Result<Raw<'a>, Malformed> {
+    Ok(match wire {
+        Wire::Int(1, false) => Raw::Int(buf.u8()? as i8 as i64),
+        Wire::Int(1, true) => Raw::Int(buf.u8()? as i64),
+        Wire::Int(2, false) => Raw::Int(i16::from_le_bytes(buf.array()?) as i64),
+        Wire::Int(2, true) => Raw::Int(u16::from_le_bytes(buf.array()?) as i64),
+        Wire::Int(4, false) => Raw::Int(i32::from_le_bytes(buf.array()?) as i64),
+        Wire::Int(4, true) => Raw::Int(u32::from_le_bytes(buf.array()?) as i64),
+        Wire::Int(_, false) => Raw::Int(i64::from_le_bytes(buf.array()?)),
+        Wire::Int(_, true) => {
+            let u = u64::from_le_bytes(buf.array()?);
+            i64::try_from(u).map_or(Raw::UInt(u), Raw::Int)
+        }
+        Wire::Float => Raw::Float(f32::from_le_bytes(buf.array()?)),
+        Wire::Double => Raw::Double(f64::from_le_bytes(buf.array()?)),
+        Wire::DateTime => {
+            let len = buf.u8()? as usize;
+            let b = buf.take(len)?;
+            let mut v = (0u16, 0u8, 0u8, 0u8, 0u8, 0u8, 0u32);
+            if len >= 4 {
+                v.0 = u16::from_le_bytes([b[0], b[1]]);
+                v.1 = b[2];
+                v.2 = b[3];
+            }
+            if len >= 7 {
+                v.3 = b[4];
+                v.4 = b[5];
+                v.5 = b[6];
+            }
+            if len == 11 {
+                v.6 = u32::from_le_bytes([b[7], b[8], b[9], b[10]]);
+            }
+            Raw::Date(v.0, v.1, v.2, v.3, v.4, v.5, v.6)
+        }
+        Wire::Time => {
+            let len = buf.u8()? as usize;
+            let b = buf.take(len)?;
+            let mut v = (false, 0u32, 0u8, 0u8, 0u8, 0u32);
+            if len >= 8 {
+                v.0 = b[0] == 1;
+                v.1 = u32::from_le_bytes([b[1], b[2], b[3], b[4]]);
+                v.2 = b[5];
+                v.3 = b[6];
+                v.4 = b[7];
+            }
+            if len == 12 {
+                v.5 = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
+            }
+            Raw::Time(v.0, v.1, v.2, v.3, v.4, v.5)
+        }
+        Wire::Bytes => {
+            let len = buf.lenenc()?;
+            let len =
+                usize::try_from(len).map_err(|_| Malformed(format!("a string of {len} bytes")))?;
+            Raw::Bytes(buf.take(len)?)
+        }
+        Wire::Null => Raw::Null,
+    })
 }
 
 #[cfg(test)]
@@ -375,6 +399,11 @@ mod tests {
             let whole = ours(&packet, &layout);
             prop_assert!(whole.is_some(), "a well-formed row was refused");
             prop_assert_eq!(&whole, &reference(&packet, &metadata));
+            // One column read on its own is the value the whole row's decode gives it.
+            for (i, value) in whole.iter().flatten().enumerate() {
+                let one = column(&packet, &layout, i).map(|raw| exact(&My::from(raw)));
+                prop_assert_eq!(one.as_ref(), Ok(value));
+            }
             let mut cut_short = packet.clone();
             cut_short.truncate(cut as usize % (packet.len() + 1));
             prop_assert_eq!(ours(&cut_short, &layout), reference(&cut_short, &metadata));

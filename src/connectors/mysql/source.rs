@@ -20,7 +20,7 @@ use super::encoding::{classify, convert_raw, Conversion};
 use crate::dead_letter::DeadLetters;
 use crate::job::Job;
 use crate::metrics::SOURCE_RETRIES;
-use crate::model::Row;
+use crate::model::Value;
 use crate::retry::{retry, RetryError, RetryPolicy, Retryable};
 use crate::source::{
     dead_letter_row, BoundedSource, Column, ColumnKind, EncodedRows, RowSender, SourceError, Split,
@@ -503,6 +503,7 @@ struct ChunkDecoder {
 /// A batch of a chunk's rows as the server sent them: binary-protocol row packets one after
 /// the other in `bytes`, the `i`-th ending at `ends[i]`. Decoded by the worker that takes
 /// it ([`EncodedRows`]).
+#[derive(Clone)]
 struct PackedRows {
     decoder: Arc<ChunkDecoder>,
     bytes: Vec<u8>,
@@ -526,45 +527,177 @@ impl PackedRows {
     }
 }
 
-impl EncodedRows for PackedRows {
-    fn decode(self: Box<Self>, dead_letters: &DeadLetters) -> Result<Vec<Row>, SourceError> {
-        let d = &*self.decoder;
-        let mut rows = Vec::with_capacity(self.ends.len());
+impl PackedRows {
+    /// Each row's packet as its start and end in `bytes`.
+    fn spans(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
         let mut start = 0;
-        for &end in &self.ends {
-            let packet = &self.bytes[start..end as usize];
-            start = end as usize;
-            let mut values = Vec::with_capacity(d.layout.len());
-            let mut failure = None;
-            binrow::decode(packet, &d.layout, |i, raw| {
-                match convert_raw(raw, d.conversions[i], d.offset_ns) {
-                    Ok(v) => values.push(v),
-                    Err(reason) => {
-                        failure = Some(format!(
-                            "column `{}`: {reason}",
-                            d.schema.columns[d.projection[i]].name
-                        ));
-                        values.push(None);
-                    }
-                }
-            })
-            .map_err(|binrow::Malformed(reason)| {
-                SourceError::Fatal(format!(
-                    "table {}: the server sent a malformed row: {reason}",
-                    d.schema.name
-                ))
-            })?;
-            if let Some(reason) = failure {
-                dead_letter_row(dead_letters, &d.schema, &d.projection, &values, &reason);
-                continue;
-            }
-            rows.push(Row {
-                table: d.table,
-                values,
-            });
-        }
-        Ok(rows)
+        self.ends.iter().map(move |&end| {
+            let span = (start, end);
+            start = end;
+            span
+        })
     }
+}
+
+/// Some of a [`PackedRows`]'s rows (those [`EncodedRows::split`] gave one worker): the
+/// batch's bytes, shared by its parts, and where each of this part's rows lies in them.
+/// Splitting copies no packet.
+#[derive(Clone)]
+struct PackedPart {
+    decoder: Arc<ChunkDecoder>,
+    bytes: Arc<Vec<u8>>,
+    spans: Vec<(u32, u32)>,
+}
+
+impl EncodedRows for PackedRows {
+    fn for_each_row(
+        self: Box<Self>,
+        dead_letters: &DeadLetters,
+        values: &mut Vec<Option<Value>>,
+        each: &mut dyn FnMut(u32, &mut Vec<Option<Value>>),
+    ) -> Result<(), SourceError> {
+        let packets = self
+            .spans()
+            .map(|(a, b)| &self.bytes[a as usize..b as usize]);
+        decode_packets(&self.decoder, packets, dead_letters, values, each)
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn table(&self) -> u32 {
+        self.decoder.table
+    }
+
+    fn split(
+        self: Box<Self>,
+        column: usize,
+        parts: usize,
+        part: &mut dyn FnMut(Option<&Value>) -> usize,
+    ) -> Vec<Option<Box<dyn EncodedRows>>> {
+        let spans: Vec<(u32, u32)> = self.spans().collect();
+        let PackedRows { decoder, bytes, .. } = *self;
+        split_packets(decoder, Arc::new(bytes), spans, column, parts, part)
+    }
+
+    fn clone_box(&self) -> Box<dyn EncodedRows> {
+        Box::new(self.clone())
+    }
+}
+
+impl EncodedRows for PackedPart {
+    fn for_each_row(
+        self: Box<Self>,
+        dead_letters: &DeadLetters,
+        values: &mut Vec<Option<Value>>,
+        each: &mut dyn FnMut(u32, &mut Vec<Option<Value>>),
+    ) -> Result<(), SourceError> {
+        let packets = self
+            .spans
+            .iter()
+            .map(|&(a, b)| &self.bytes[a as usize..b as usize]);
+        decode_packets(&self.decoder, packets, dead_letters, values, each)
+    }
+
+    fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    fn table(&self) -> u32 {
+        self.decoder.table
+    }
+
+    fn split(
+        self: Box<Self>,
+        column: usize,
+        parts: usize,
+        part: &mut dyn FnMut(Option<&Value>) -> usize,
+    ) -> Vec<Option<Box<dyn EncodedRows>>> {
+        let PackedPart {
+            decoder,
+            bytes,
+            spans,
+        } = *self;
+        split_packets(decoder, bytes, spans, column, parts, part)
+    }
+
+    fn clone_box(&self) -> Box<dyn EncodedRows> {
+        Box::new(self.clone())
+    }
+}
+
+/// Decodes `packets` as [`EncodedRows::for_each_row`] says.
+fn decode_packets<'a>(
+    d: &ChunkDecoder,
+    packets: impl Iterator<Item = &'a [u8]>,
+    dead_letters: &DeadLetters,
+    values: &mut Vec<Option<Value>>,
+    each: &mut dyn FnMut(u32, &mut Vec<Option<Value>>),
+) -> Result<(), SourceError> {
+    for packet in packets {
+        values.clear();
+        values.reserve(d.layout.len());
+        let mut failure = None;
+        binrow::decode(packet, &d.layout, |i, raw| {
+            match convert_raw(raw, d.conversions[i], d.offset_ns) {
+                Ok(v) => values.push(v),
+                Err(reason) => {
+                    failure = Some(format!(
+                        "column `{}`: {reason}",
+                        d.schema.columns[d.projection[i]].name
+                    ));
+                    values.push(None);
+                }
+            }
+        })
+        .map_err(|binrow::Malformed(reason)| {
+            SourceError::Fatal(format!(
+                "table {}: the server sent a malformed row: {reason}",
+                d.schema.name
+            ))
+        })?;
+        if let Some(reason) = failure {
+            dead_letter_row(dead_letters, &d.schema, &d.projection, values, &reason);
+            continue;
+        }
+        each(d.table, values);
+    }
+    Ok(())
+}
+
+/// Sorts the rows at `spans` of `bytes` into parts as [`EncodedRows::split`] says, reading
+/// only each row's column `column`.
+fn split_packets(
+    decoder: Arc<ChunkDecoder>,
+    bytes: Arc<Vec<u8>>,
+    spans: Vec<(u32, u32)>,
+    column: usize,
+    parts: usize,
+    part: &mut dyn FnMut(Option<&Value>) -> usize,
+) -> Vec<Option<Box<dyn EncodedRows>>> {
+    let d = &*decoder;
+    let mut split: Vec<Vec<(u32, u32)>> = (0..parts).map(|_| Vec::new()).collect();
+    for (a, b) in spans {
+        let packet = &bytes[a as usize..b as usize];
+        let value = binrow::column(packet, &d.layout, column)
+            .ok()
+            .and_then(|raw| convert_raw(raw, d.conversions[column], d.offset_ns).ok())
+            .flatten();
+        split[part(value.as_ref())].push((a, b));
+    }
+    split
+        .into_iter()
+        .map(|spans| {
+            (!spans.is_empty()).then(|| {
+                Box::new(PackedPart {
+                    decoder: decoder.clone(),
+                    bytes: bytes.clone(),
+                    spans,
+                }) as Box<dyn EncodedRows>
+            })
+        })
+        .collect()
 }
 
 /// `[start, end)` cut into `parts` even pieces (fewer if the range is narrower).
@@ -735,6 +868,105 @@ mod tests {
             ),
         }
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A batch split by a column's value: each part holds the rows given it, in order, and
+    /// decodes to exactly them; a row whose column is NULL or cannot be read goes where
+    /// the router sends "none" (and still fails or is dead-lettered where it is decoded);
+    /// a part split again splits the same way.
+    #[test]
+    fn a_packed_batch_splits_by_a_column_without_copying_a_row_twice() {
+        use super::{ChunkDecoder, Conversion, Layout, PackedRows};
+        use crate::model::Value;
+        use crate::source::{ColumnKind, EncodedRows, SourceError, TableSchema};
+        use mysql_async::consts::ColumnType;
+        use std::sync::Arc;
+
+        let metadata = vec![
+            mysql_async::Column::new(ColumnType::MYSQL_TYPE_LONGLONG),
+            mysql_async::Column::new(ColumnType::MYSQL_TYPE_VAR_STRING),
+        ];
+        let schema = TableSchema::of(
+            "readings",
+            [("id", ColumnKind::Int), ("device", ColumnKind::Text)],
+        );
+        let decoder = Arc::new(ChunkDecoder {
+            table: 1,
+            layout: Layout::new(&metadata).unwrap(),
+            conversions: vec![Conversion::Int, Conversion::Text],
+            projection: vec![0, 1],
+            schema,
+            offset_ns: 0,
+        });
+        // id, then the device (NULL where `None`).
+        let row = |id: i64, device: Option<&str>| {
+            let mut packet = vec![0x00, if device.is_none() { 0b1000 } else { 0 }];
+            packet.extend_from_slice(&id.to_le_bytes());
+            if let Some(d) = device {
+                packet.push(d.len() as u8);
+                packet.extend_from_slice(d.as_bytes());
+            }
+            packet
+        };
+        let mut batch = PackedRows::new(decoder.clone(), 0);
+        for (id, device) in [
+            (1, Some("a")),
+            (2, Some("b")),
+            (3, None),
+            (4, Some("a")),
+            (5, Some("c")),
+        ] {
+            batch.push(&row(id, device));
+        }
+        let dir = std::env::temp_dir().join(format!("tsmig-split-{}", std::process::id()));
+        let dead_letters = crate::dead_letter::DeadLetters::new("j", &dir.join("dl.jsonl"));
+        // "a" → part 0, anything else → 1, none → 2.
+        let mut route = |v: Option<&Value>| match v {
+            Some(Value::String(s)) if s == "a" => 0,
+            Some(_) => 1,
+            None => 2,
+        };
+        let ids = |part: Box<dyn EncodedRows>| -> Vec<i64> {
+            let rows = part.decode(&dead_letters).unwrap();
+            assert!(rows.iter().all(|r| r.table == 1));
+            rows.iter()
+                .map(|r| match r.values[0] {
+                    Some(Value::Int(id)) => id,
+                    ref other => panic!("id {other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(EncodedRows::len(&batch), 5);
+        let mut parts = Box::new(batch).split(1, 3, &mut route).into_iter();
+        let (a, other, none) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
+        assert_eq!(
+            (a.as_ref().unwrap().len(), other.as_ref().unwrap().len()),
+            (2, 2)
+        );
+        assert_eq!(ids(a.unwrap()), vec![1, 4]);
+        assert_eq!(ids(none.unwrap()), vec![3]);
+        // A part splits again by the same rule; a part that gets no row is `None`.
+        let again = other.unwrap().split(1, 3, &mut route);
+        assert!(again[0].is_none() && again[2].is_none());
+        assert_eq!(ids(again.into_iter().nth(1).flatten().unwrap()), vec![2, 5]);
+
+        // A row too short to hold its device goes to "none", where decoding it fails.
+        let mut broken = PackedRows::new(decoder, 0);
+        broken.push(&row(6, Some("a")));
+        broken.push(&row(7, Some("abc"))[..12]);
+        let parts = Box::new(broken).split(1, 3, &mut route);
+        assert_eq!(parts[0].as_ref().map(|p| p.len()), Some(1));
+        let none = parts.into_iter().nth(2).flatten().unwrap();
+        assert!(matches!(
+            none.decode(&dead_letters),
+            Err(SourceError::Fatal(_))
+        ));
+        assert_eq!(dead_letters.count(), 0);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
