@@ -64,9 +64,16 @@ impl Value {
         if !f.is_finite() {
             return Value::Float(f as f64);
         }
-        let mut buffer = ryu::Buffer::new();
+        let mut buffer = zmij::Buffer::new();
         let text = buffer.format_finite(f);
-        Value::Decimal(Name::from(text.strip_suffix(".0").unwrap_or(text)))
+        let text = text.strip_suffix(".0").unwrap_or(text);
+        // As ryu wrote it (and MySQL shows it): `1e16`, not zmij's `1e+16`.
+        match text.split_once("e+") {
+            None => Value::Decimal(Name::from(text)),
+            Some((mantissa, exponent)) => {
+                Value::Decimal(compact_str::format_compact!("{mantissa}e{exponent}"))
+            }
+        }
     }
 
     /// The value as it reads in a tag, in a dead letter or in an error message.
