@@ -618,7 +618,9 @@ fn decode_image(
     t: &MappedTable,
     offset_ns: i64,
 ) -> std::io::Result<Result<Row, Refused>> {
-    let mut values: Vec<Option<Value>> = vec![None; image.projected()];
+    // Not `vec![None; n]`: that clones `None` value by value through `Value::clone`.
+    let mut values: Vec<Option<Value>> = Vec::with_capacity(image.projected());
+    values.resize_with(image.projected(), || None);
     let mut refused: Option<(usize, Refused)> = None;
     image.read(data, scratch, |slot, raw| {
         let d = &t.decoders[slot];
