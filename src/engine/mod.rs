@@ -4,14 +4,15 @@
 //!
 //! ```text
 //!  worker 0 only                   every worker
-//!  ┌────────┐ splits  ┌──────────────┐ rows  ┌──────────┐ rows  ┌─────┐ points  ┌──────────┐ points ┌──────┐
-//!  │  plan  │───────▶│ read splits  │─────▶│ exchange │─────▶│ map │───────▶│ exchange │──────▶│ sink │──┐
-//!  └────────┘ (split  └──────────────┘       │ (device, │       └─────┘         │ (device) │       └──────┘  │ acks
-//!             id → worker)    │              │ if known)│                       └──────────┘                 │ (frontier
-//!                             │              └──────────┘                                                    │  only)
-//!                             │ finished split ids (exchanged to worker 0)                                   │
-//!                             ▼                                                                              │
-//!                        ┌──────────┐◀─────────────────────────────────────────────────────────────────────────┘
+//!  ┌────────┐ splits  ┌──────────────┐ batches ┌──────────┐ batches ┌──────────────┐ points ┌──────────┐ points ┌──────┐
+//!  │  plan  │───────▶│ read splits  │───────▶│ exchange │───────▶│ decode + map │──────▶│ exchange │──────▶│ sink │──┐
+//!  └────────┘ (split  └──────────────┘ (split  │ (to the  │         └──────────────┘        │ (device) │       └──────┘  │ acks
+//!             id → worker)    │        by row's │ worker   │                                 └──────────┘                 │ (frontier
+//!                             │        device)  │ named)   │                                                              │  only)
+//!                             │                 └──────────┘                                                              │
+//!                             │ finished split ids (exchanged to worker 0)                                                │
+//!                             ▼                                                                                           │
+//!                        ┌──────────┐◀──────────────────────────────────────────────────────────────────────────────────────┘
 //!                        │  commit  │  records a split as finished once its epoch is durable
 //!                        └──────────┘
 //! ```

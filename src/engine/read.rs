@@ -94,6 +94,8 @@ impl Router {
         if self.peers <= 1 {
             return Ok(vec![(self.here as u64, batch)]);
         }
+        // The worker timely's exchange sends a point of this device hash to: the hash
+        // modulo the workers (a mask where they are a power of two: the same worker).
         let owner =
             |hash: Option<u64>| hash.map_or(self.here, |h| (h % self.peers as u64) as usize);
         let mut routed = Vec::with_capacity(self.peers);

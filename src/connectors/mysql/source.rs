@@ -9,8 +9,10 @@
 //! still read; rows whose key is NULL get a chunk of their own.
 //!
 //! Reading a chunk is one streaming `SELECT` over the binary protocol (typed values, no
-//! text parsing), each row's packet sent on as it came, in batches through a bounded channel, and decoded
-//! in place (`binrow.rs`) by the worker that takes the batch; a lost connection re-reads
+//! text parsing), each row's packet sent on as it came, in batches through a bounded channel;
+//! the engine splits a batch by the rows' device column (read alone, `binrow::column`) and
+//! the worker that owns the devices decodes its part in place (`binrow.rs`) a row at a
+//! time, right before mapping it; a lost connection re-reads
 //! the chunk from its start, as the section's retry keys say (writes are idempotent, so
 //! rows sent twice do no harm).
 
@@ -453,7 +455,7 @@ impl MysqlSource {
             )));
         }
         // Each row's packet is copied as it came into a batch (no mysql_async `Row` is
-        // built); the worker that takes the batch decodes it (binrow.rs).
+        // built); the worker that maps a row decodes it (binrow.rs).
         let decoder = Arc::new(ChunkDecoder {
             table: split.table,
             layout,
@@ -501,8 +503,8 @@ struct ChunkDecoder {
 }
 
 /// A batch of a chunk's rows as the server sent them: binary-protocol row packets one after
-/// the other in `bytes`, the `i`-th ending at `ends[i]`. Decoded by the worker that takes
-/// it ([`EncodedRows`]).
+/// the other in `bytes`, the `i`-th ending at `ends[i]`. Split by the engine into
+/// [`PackedPart`]s, or decoded whole by the worker that takes it ([`EncodedRows`]).
 #[derive(Clone)]
 struct PackedRows {
     decoder: Arc<ChunkDecoder>,
@@ -764,7 +766,7 @@ impl BoundedSource for MysqlSource {
         &self,
         split: &Split,
         out: &RowSender,
-        // Rows are decoded, and dead-lettered, by the worker that takes their batch.
+        // Rows are decoded, and dead-lettered, by the worker that maps them.
         _dead_letters: &DeadLetters,
     ) -> Result<u64, SourceError> {
         let table = &self.tables[split.table as usize].schema.name;
