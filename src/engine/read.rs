@@ -351,3 +351,108 @@ fn start(ctx: &ReadContext, split: Split, wake: Arc<dyn Fn() + Send + Sync>) -> 
         task,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Router;
+    use crate::connectors::memory::MemorySource;
+    use crate::dead_letter::DeadLetters;
+    use crate::job::Job;
+    use crate::mapping::Mappings;
+    use crate::model::{Row, Value};
+    use crate::source::{ColumnKind, RowBatch, TableSchema};
+    use std::path::Path;
+    use std::sync::Arc;
+
+    /// Sensor rows of devices d0..d23 (projection: device, ts, temp), and one whose device
+    /// is NULL.
+    fn rows() -> Vec<Row> {
+        let row = |device: Option<Value>, t: i64| Row {
+            table: 0,
+            values: vec![device, Some(Value::Time(t)), Some(Value::Float(1.5))],
+        };
+        let mut rows: Vec<Row> = (0..24)
+            .map(|i| row(Some(Value::String(format!("d{i}").into())), i))
+            .collect();
+        rows.insert(7, row(None, 99));
+        rows
+    }
+
+    /// Every row reaches the worker that writes its point: the one the points' exchange
+    /// sends the point to (its device hash modulo the workers), whether the batch is
+    /// decoded or encoded; a row without a device stays here; rows keep their order; and a
+    /// part for a worker of another process leaves decoded.
+    #[test]
+    fn a_batch_is_split_to_the_workers_that_write_its_points() {
+        let text = "name: t\nsource:\n  type: mysql\n  url: mysql://u@h/db\n  tables:\n    - name: r\nsink:\n  type: blackhole\nmappings:\n  - table: r\n    measurement: m\n    device_field: device\n    timestamp_field: ts\n    fields: [temp]\n";
+        let job = Job::parse(Path::new("job.yaml"), text, |_| None).unwrap();
+        let schema = TableSchema::of(
+            "r",
+            [
+                ("device", ColumnKind::Text),
+                ("ts", ColumnKind::Time),
+                ("temp", ColumnKind::Float),
+            ],
+        );
+        let mappings = Arc::new(Mappings::compile(&job, &[schema]).unwrap());
+        let dir = std::env::temp_dir().join(format!("tsmig-router-{}", std::process::id()));
+        let dead_letters = DeadLetters::new("t", &dir.join("dl.jsonl"));
+        let owner_of = |row: &Row| {
+            let mut points = Vec::new();
+            mappings.apply(row.clone(), &mut |p| points.push(p), &mut |_| {});
+            points.first().map(|p| p.device_hash % 3)
+        };
+        for (local, encoded) in [(0..3, false), (0..3, true), (0..2, true)] {
+            let router = Router {
+                mappings: mappings.clone(),
+                peers: 3,
+                here: 1,
+                local: local.clone(),
+            };
+            let batch = match encoded {
+                true => RowBatch::Encoded(MemorySource::encoded(0, rows())),
+                false => RowBatch::Rows(rows()),
+            };
+            let routed = router.route(batch, &dead_letters).unwrap();
+            let time = |r: &Row| match r.values[1] {
+                Some(Value::Time(t)) => t,
+                _ => unreachable!(),
+            };
+            // Where each row stood in the batch (times are distinct).
+            let at: Vec<i64> = rows().iter().map(time).collect();
+            let position = |r: &Row| at.iter().position(|&t| t == time(r)).unwrap();
+            let mut seen = Vec::new();
+            for (to, batch) in routed {
+                let remote = !local.contains(&(to as usize));
+                let is_encoded = matches!(batch, RowBatch::Encoded(_));
+                assert_eq!(
+                    is_encoded,
+                    encoded && !remote,
+                    "worker {to}, local {local:?}"
+                );
+                let part = batch.into_rows(&dead_letters).unwrap();
+                for row in &part {
+                    assert_eq!(owner_of(row).unwrap_or(1), to, "row {row:?}");
+                }
+                // In the batch's order.
+                let positions: Vec<usize> = part.iter().map(position).collect();
+                assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+                seen.extend(positions);
+            }
+            // Every row once.
+            seen.sort_unstable();
+            assert_eq!(seen, (0..at.len()).collect::<Vec<_>>());
+        }
+        // One worker: the batch as it is.
+        let alone = Router {
+            mappings,
+            peers: 1,
+            here: 0,
+            local: 0..1,
+        };
+        let routed = alone.route(RowBatch::Rows(rows()), &dead_letters).unwrap();
+        assert_eq!(routed.len(), 1);
+        assert_eq!(routed[0].0, 0);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -144,6 +144,18 @@ impl BoundedSource for MemorySource {
     }
 }
 
+impl MemorySource {
+    /// `rows` of table `table` as one batch still "encoded", as `read` hands over every
+    /// other batch: for tests of what the engine does with encoded batches.
+    pub fn encoded(table: u32, rows: Vec<Row>) -> Box<dyn EncodedRows> {
+        Box::new(Encoded {
+            table,
+            rows,
+            malformed: None,
+        })
+    }
+}
+
 /// A batch of a memory table's rows handed over as a source's encoded rows are: decoded
 /// (here: given back as they are, or refused as malformed) by the worker that takes it.
 #[derive(Clone)]
