@@ -40,8 +40,10 @@ use crate::model::{Name, Value};
 use crate::source::RowChange;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::vec::Partition;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::{Capability, Concat, Operator};
 use timely::dataflow::Stream;
 
@@ -52,10 +54,7 @@ pub(super) fn to_sink_changes<'s>(
     dead_letters: DeadLetters,
     counters: Arc<Counters>,
 ) -> Stream<'s, u64, Vec<Change>> {
-    let updates = map_changes(changes, mappings, dead_letters, counters);
-    let mut parts = updates.partition(2, |u: PointUpdate| (u64::from(u.direct), (u.point, u.diff)));
-    let direct = parts.pop().expect("two parts");
-    let per_point = parts.pop().expect("two parts");
+    let (per_point, direct) = map_changes(changes, mappings, dead_letters, counters);
     let decided = decide(per_point);
 
     let in_order = direct.unary(
@@ -82,28 +81,63 @@ pub(super) fn to_sink_changes<'s>(
     decided.concat(in_order)
 }
 
+/// Point updates, each with its +1 or -1.
+type Updates<'s> = Stream<'s, u64, Vec<(Point, i8)>>;
+
+/// Maps row changes to point updates: those of per-point mappings on the first stream,
+/// those of append-only mappings on the second. Each output's batch is sized for the
+/// changes mapped at once (a vector grown a push at a time was copied at each doubling);
+/// the operator holds no capability of its own.
 fn map_changes<'s>(
     changes: Stream<'s, u64, Vec<RowChange>>,
     mappings: Arc<Mappings>,
     dead_letters: DeadLetters,
     counters: Arc<Counters>,
-) -> Stream<'s, u64, Vec<PointUpdate>> {
-    changes.unary(Pipeline, "MapChanges", move |_, _| {
-        let mut out = Vec::new();
-        move |input, output| {
+) -> (Updates<'s>, Updates<'s>) {
+    let mut builder = OperatorBuilder::new("MapChanges".to_owned(), changes.scope());
+    let mut input = builder.new_input(changes, Pipeline);
+    let (grouped_output, grouped_stream) = builder.new_output::<Vec<(Point, i8)>>();
+    let (direct_output, direct_stream) = builder.new_output::<Vec<(Point, i8)>>();
+    let mut grouped_output =
+        OutputBuilder::<u64, CapacityContainerBuilder<Vec<(Point, i8)>>>::from(grouped_output);
+    let mut direct_output =
+        OutputBuilder::<u64, CapacityContainerBuilder<Vec<(Point, i8)>>>::from(direct_output);
+    builder.build(move |_capabilities| {
+        let mut grouped = Vec::new();
+        let mut direct = Vec::new();
+        move |_frontiers| {
             input.for_each_time(|time, batches| {
                 for batch in batches {
+                    grouped.reserve(batch.len());
                     for change in batch.drain(..) {
-                        mappings.apply_change(change, &mut |u| out.push(u), &mut |r| {
+                        let mut emit = |u: PointUpdate| match u.direct {
+                            false => grouped.push((u.point, u.diff)),
+                            true => direct.push((u.point, u.diff)),
+                        };
+                        mappings.apply_change(change, &mut emit, &mut |r| {
                             dead_letters.record("mapping", &r.reason, r.row)
                         });
                     }
                 }
-                counters.points_mapped.add(out.len() as u64);
-                output.session(&time).give_container(&mut out);
+                counters
+                    .points_mapped
+                    .add((grouped.len() + direct.len()) as u64);
+                if !grouped.is_empty() {
+                    grouped_output
+                        .activate()
+                        .session(&time)
+                        .give_container(&mut grouped);
+                }
+                if !direct.is_empty() {
+                    direct_output
+                        .activate()
+                        .session(&time)
+                        .give_container(&mut direct);
+                }
             });
         }
-    })
+    });
+    (grouped_stream, direct_stream)
 }
 
 /// An epoch's updates, in arrival order, held until the epoch is complete, with its
@@ -125,7 +159,12 @@ fn decide<'s>(updates: Stream<'s, u64, Vec<(Point, i8)>>) -> Stream<'s, u64, Vec
                         .entry(epoch)
                         .or_insert_with(|| (time.retain(0), Vec::new()));
                     for batch in batches {
-                        updates.append(batch);
+                        // The first batch of an epoch becomes its list (no copy).
+                        if updates.is_empty() {
+                            std::mem::swap(updates, batch);
+                        } else {
+                            updates.append(batch);
+                        }
                     }
                 });
                 while let Some(entry) = stash.first_entry() {
