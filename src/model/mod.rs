@@ -67,12 +67,15 @@ impl Value {
         let mut buffer = zmij::Buffer::new();
         let text = buffer.format_finite(f);
         let text = text.strip_suffix(".0").unwrap_or(text);
-        // As ryu wrote it (and MySQL shows it): `1e16`, not zmij's `1e+16`.
-        match text.split_once("e+") {
+        // As ryu wrote it (and MySQL shows it): `1e16`, not zmij's `1e+16`. (A `char`
+        // pattern: a `&str` one builds a substring searcher on every call.)
+        match text.find('+') {
             None => Value::Decimal(Name::from(text)),
-            Some((mantissa, exponent)) => {
-                Value::Decimal(compact_str::format_compact!("{mantissa}e{exponent}"))
-            }
+            Some(plus) => Value::Decimal(compact_str::format_compact!(
+                "{}{}",
+                &text[..plus],
+                &text[plus + 1..]
+            )),
         }
     }
 
@@ -366,6 +369,36 @@ pub fn device_hash(device: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(20_000))]
+        /// A FLOAT's text is ryu's shortest digits less a trailing `.0`, exponents as ryu
+        /// writes them (`1e16`): what it was before zmij wrote it.
+        #[test]
+        fn a_float32_reads_as_ryu_wrote_it(bits: u32) {
+            let f = f32::from_bits(bits);
+            let expected = match f.is_finite() {
+                true => {
+                    let mut buffer = ryu::Buffer::new();
+                    let text = buffer.format_finite(f);
+                    Value::Decimal(Name::from(text.strip_suffix(".0").unwrap_or(text)))
+                }
+                false => Value::Float(f as f64),
+            };
+            let got = Value::from_f32(f);
+            // NaN is itself here (`Value`'s order compares floats by their bits).
+            proptest::prop_assert_eq!(got, expected);
+        }
+    }
+
+    #[test]
+    fn a_float32_is_the_number_its_database_shows() {
+        let text = |f: f32| Value::from_f32(f).to_string();
+        assert_eq!(text(12.3), "12.3");
+        assert_eq!(text(41.0), "41");
+        assert_eq!(text(1e16), "1e16");
+        assert_eq!(text(-2.5e-7), "-2.5e-7");
+    }
 
     #[test]
     fn time_renders_as_rfc3339_utc() {
