@@ -25,8 +25,8 @@ use super::{Control, EpochClock};
 use crate::dead_letter::DeadLetters;
 use crate::mapping::Mappings;
 use crate::metrics::Counters;
-use crate::model::Row;
-use crate::source::{BoundedSource, RowBatch, RowSender, SourceError, Split};
+use crate::model::{device_hash, Row};
+use crate::source::{BoundedSource, RowBatch, RowSender, SourceError, Split, SplitKey};
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::Arc;
@@ -115,8 +115,13 @@ impl Router {
                 let Some(column) = self.mappings.device_column(encoded.table()) else {
                     return Ok(vec![(self.here as u64, RowBatch::Encoded(encoded))]);
                 };
-                let parts = encoded.split(column, self.peers, &mut |value| {
-                    owner(value.and_then(Mappings::device_hash_of_value))
+                let parts = encoded.split(column, self.peers, &mut |key| {
+                    owner(match key {
+                        // As `Mappings::device_hash_of_value` hashes text.
+                        SplitKey::Text(text) if !text.is_empty() => Some(device_hash(text)),
+                        SplitKey::Text(_) | SplitKey::None => None,
+                        SplitKey::Value(value) => Mappings::device_hash_of_value(value),
+                    })
                 });
                 for (to, part) in parts.into_iter().enumerate() {
                     let Some(part) = part else { continue };

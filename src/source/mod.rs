@@ -297,6 +297,19 @@ impl<'de> Deserialize<'de> for RowBatch {
     }
 }
 
+/// A row's column as [`EncodedRows::split`] reads it to sort the row.
+#[derive(Debug, Clone, Copy)]
+pub enum SplitKey<'a> {
+    /// Text, as its bytes: the value the row will have once decoded, unread (bytes that
+    /// are not UTF-8 are refused where the row is decoded).
+    Text(&'a [u8]),
+    /// Any other value, converted.
+    Value(&'a Value),
+    /// NULL, or a value that cannot be read or converted (the part that decodes the row
+    /// then refuses it as [`EncodedRows::for_each_row`] says).
+    None,
+}
+
 /// Rows in a source's wire encoding, with what decoding them needs (see [`RowBatch`]).
 pub trait EncodedRows: Send {
     /// Decodes the rows one at a time into `values` (cleared first, its capacity reused)
@@ -337,15 +350,13 @@ pub trait EncodedRows: Send {
     fn table(&self) -> u32;
 
     /// Sorts the rows into `parts` batches, in order: a row goes to the part `part`
-    /// returns for the value of its column `column` (in the source's projection order),
-    /// `None` where that value is NULL or cannot be read or converted (the part that
-    /// decodes the row then refuses it as [`EncodedRows::for_each_row`] says). Parts that
-    /// get no row are `None`.
+    /// returns for its column `column` (in the source's projection order), read as a
+    /// [`SplitKey`]. Parts that get no row are `None`.
     fn split(
         self: Box<Self>,
         column: usize,
         parts: usize,
-        part: &mut dyn FnMut(Option<&Value>) -> usize,
+        part: &mut dyn FnMut(SplitKey<'_>) -> usize,
     ) -> Vec<Option<Box<dyn EncodedRows>>>;
 
     /// A copy of the batch.

@@ -5,7 +5,7 @@ use crate::dead_letter::DeadLetters;
 use crate::model::{Row, Value};
 use crate::source::{
     BoundedSource, ChangeEvent, ChangeSender, ChangeSource, EncodedRows, LogPosition, LogStatus,
-    RowChange, RowSender, SourceError, Split, TableSchema,
+    RowChange, RowSender, SourceError, Split, SplitKey, TableSchema,
 };
 use std::sync::Arc;
 
@@ -196,16 +196,17 @@ impl EncodedRows for Encoded {
         self: Box<Self>,
         column: usize,
         parts: usize,
-        part: &mut dyn FnMut(Option<&Value>) -> usize,
+        part: &mut dyn FnMut(SplitKey<'_>) -> usize,
     ) -> Vec<Option<Box<dyn EncodedRows>>> {
         let mut split: Vec<Option<Encoded>> = (0..parts).map(|_| None).collect();
         for row in self.rows {
             // Bytes that are no row have no device to read: the part for "none" takes them.
-            let value = match self.malformed {
-                Some(_) => None,
-                None => row.values.get(column).and_then(Option::as_ref),
+            let key = match (&self.malformed, row.values.get(column)) {
+                (None, Some(Some(Value::String(s)))) => SplitKey::Text(s.as_bytes()),
+                (None, Some(Some(v))) => SplitKey::Value(v),
+                _ => SplitKey::None,
             };
-            let at = part(value);
+            let at = part(key);
             split[at]
                 .get_or_insert_with(|| Encoded {
                     table: self.table,

@@ -18,7 +18,7 @@
 
 use super::binrow::{self, Layout};
 use super::config::{parse_offset, MysqlSourceConfig};
-use super::encoding::{classify, convert_raw, Conversion};
+use super::encoding::{classify, convert_raw, Conversion, Raw};
 use crate::dead_letter::DeadLetters;
 use crate::job::Job;
 use crate::metrics::SOURCE_RETRIES;
@@ -26,7 +26,7 @@ use crate::model::Value;
 use crate::retry::{retry, RetryError, RetryPolicy, Retryable};
 use crate::source::{
     dead_letter_row, BoundedSource, Column, ColumnKind, EncodedRows, RowSender, SourceError, Split,
-    TableSchema,
+    SplitKey, TableSchema,
 };
 use mysql_async::prelude::*;
 use std::sync::Arc;
@@ -576,7 +576,7 @@ impl EncodedRows for PackedRows {
         self: Box<Self>,
         column: usize,
         parts: usize,
-        part: &mut dyn FnMut(Option<&Value>) -> usize,
+        part: &mut dyn FnMut(SplitKey<'_>) -> usize,
     ) -> Vec<Option<Box<dyn EncodedRows>>> {
         let spans: Vec<(u32, u32)> = self.spans().collect();
         let PackedRows { decoder, bytes, .. } = *self;
@@ -614,7 +614,7 @@ impl EncodedRows for PackedPart {
         self: Box<Self>,
         column: usize,
         parts: usize,
-        part: &mut dyn FnMut(Option<&Value>) -> usize,
+        part: &mut dyn FnMut(SplitKey<'_>) -> usize,
     ) -> Vec<Option<Box<dyn EncodedRows>>> {
         let PackedPart {
             decoder,
@@ -676,17 +676,25 @@ fn split_packets(
     spans: Vec<(u32, u32)>,
     column: usize,
     parts: usize,
-    part: &mut dyn FnMut(Option<&Value>) -> usize,
+    part: &mut dyn FnMut(SplitKey<'_>) -> usize,
 ) -> Vec<Option<Box<dyn EncodedRows>>> {
     let d = &*decoder;
-    let mut split: Vec<Vec<(u32, u32)>> = (0..parts).map(|_| Vec::new()).collect();
+    let conversion = d.conversions[column];
+    let mut split: Vec<Vec<(u32, u32)>> = (0..parts)
+        .map(|_| Vec::with_capacity(spans.len() / parts.max(1) + 16))
+        .collect();
     for (a, b) in spans {
         let packet = &bytes[a as usize..b as usize];
-        let value = binrow::column(packet, &d.layout, column)
-            .ok()
-            .and_then(|raw| convert_raw(raw, d.conversions[column], d.offset_ns).ok())
-            .flatten();
-        split[part(value.as_ref())].push((a, b));
+        let to = match binrow::column(packet, &d.layout, column) {
+            // Text is its bytes (no copy, no check: decoding checks it).
+            Ok(Raw::Bytes(text)) if conversion == Conversion::Text => part(SplitKey::Text(text)),
+            Ok(raw) => match convert_raw(raw, conversion, d.offset_ns) {
+                Ok(Some(value)) => part(SplitKey::Value(&value)),
+                Ok(None) | Err(_) => part(SplitKey::None),
+            },
+            Err(_) => part(SplitKey::None),
+        };
+        split[to].push((a, b));
     }
     split
         .into_iter()
@@ -880,7 +888,7 @@ mod tests {
     fn a_packed_batch_splits_by_a_column_without_copying_a_row_twice() {
         use super::{ChunkDecoder, Conversion, Layout, PackedRows};
         use crate::model::Value;
-        use crate::source::{ColumnKind, EncodedRows, SourceError, TableSchema};
+        use crate::source::{ColumnKind, EncodedRows, SourceError, SplitKey, TableSchema};
         use mysql_async::consts::ColumnType;
         use std::sync::Arc;
 
@@ -923,10 +931,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tsmig-split-{}", std::process::id()));
         let dead_letters = crate::dead_letter::DeadLetters::new("j", &dir.join("dl.jsonl"));
         // "a" → part 0, anything else → 1, none → 2.
-        let mut route = |v: Option<&Value>| match v {
-            Some(Value::String(s)) if s == "a" => 0,
-            Some(_) => 1,
-            None => 2,
+        let mut route = |key: SplitKey<'_>| match key {
+            SplitKey::Text(b"a") => 0,
+            SplitKey::Text(_) | SplitKey::Value(_) => 1,
+            SplitKey::None => 2,
         };
         let ids = |part: Box<dyn EncodedRows>| -> Vec<i64> {
             let rows = part.decode(&dead_letters).unwrap();
