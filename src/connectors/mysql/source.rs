@@ -475,14 +475,14 @@ impl MysqlSource {
                 sent += batch.ends.len() as u64;
                 let next = PackedRows::new(decoder.clone(), batch.bytes.len());
                 let full = std::mem::replace(&mut batch, next);
-                if out.send_encoded(Box::new(full)).await.is_err() {
+                if out.send_encoded(Box::new(full.finish())).await.is_err() {
                     return Ok(sent);
                 }
             }
         }
         if !batch.ends.is_empty() {
             sent += batch.ends.len() as u64;
-            let _ = out.send_encoded(Box::new(batch)).await;
+            let _ = out.send_encoded(Box::new(batch.finish())).await;
         }
         Ok(sent)
     }
@@ -503,9 +503,8 @@ struct ChunkDecoder {
 }
 
 /// A batch of a chunk's rows as the server sent them: binary-protocol row packets one after
-/// the other in `bytes`, the `i`-th ending at `ends[i]`. Split by the engine into
-/// [`PackedPart`]s, or decoded whole by the worker that takes it ([`EncodedRows`]).
-#[derive(Clone)]
+/// the other in `bytes`, the `i`-th ending at `ends[i]`, as the read task fills it; sent
+/// as a [`PackedPart`].
 struct PackedRows {
     decoder: Arc<ChunkDecoder>,
     bytes: Vec<u8>,
@@ -530,62 +529,36 @@ impl PackedRows {
 }
 
 impl PackedRows {
-    /// Each row's packet as its start and end in `bytes`.
-    fn spans(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+    /// The batch as the engine takes it: its bytes shared (a split copies none) and each
+    /// row's packet as its start and end in them.
+    fn finish(self) -> PackedPart {
         let mut start = 0;
-        self.ends.iter().map(move |&end| {
-            let span = (start, end);
-            start = end;
-            span
-        })
+        let spans = self
+            .ends
+            .iter()
+            .map(|&end| {
+                let span = (start, end);
+                start = end;
+                span
+            })
+            .collect();
+        PackedPart {
+            decoder: self.decoder,
+            bytes: Arc::new(self.bytes),
+            spans,
+        }
     }
 }
 
-/// Some of a [`PackedRows`]'s rows (those [`EncodedRows::split`] gave one worker): the
-/// batch's bytes, shared by its parts, and where each of this part's rows lies in them.
-/// Splitting copies no packet.
+/// A chunk's rows as the engine takes them ([`PackedRows::finish`]), or some of them (those
+/// [`EncodedRows::split`] gave one worker): the batch's bytes, shared by its parts, and
+/// where each row lies in them. Splitting copies no packet; the worker that maps a row
+/// decodes it.
 #[derive(Clone)]
 struct PackedPart {
     decoder: Arc<ChunkDecoder>,
     bytes: Arc<Vec<u8>>,
     spans: Vec<(u32, u32)>,
-}
-
-impl EncodedRows for PackedRows {
-    fn for_each_row(
-        self: Box<Self>,
-        dead_letters: &DeadLetters,
-        values: &mut Vec<Option<Value>>,
-        each: &mut dyn FnMut(u32, &mut Vec<Option<Value>>),
-    ) -> Result<(), SourceError> {
-        let packets = self
-            .spans()
-            .map(|(a, b)| &self.bytes[a as usize..b as usize]);
-        decode_packets(&self.decoder, packets, dead_letters, values, each)
-    }
-
-    fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    fn table(&self) -> u32 {
-        self.decoder.table
-    }
-
-    fn split(
-        self: Box<Self>,
-        column: usize,
-        parts: usize,
-        part: &mut dyn FnMut(SplitKey<'_>) -> usize,
-    ) -> Vec<Option<Box<dyn EncodedRows>>> {
-        let spans: Vec<(u32, u32)> = self.spans().collect();
-        let PackedRows { decoder, bytes, .. } = *self;
-        split_packets(decoder, Arc::new(bytes), spans, column, parts, part)
-    }
-
-    fn clone_box(&self) -> Box<dyn EncodedRows> {
-        Box::new(self.clone())
-    }
 }
 
 impl EncodedRows for PackedPart {
@@ -841,7 +814,7 @@ mod tests {
         batch.push(&row(1, 1));
         batch.push(&row(2, 7)); // 7 in a TINYINT(1) is no boolean
         batch.push(&row(3, 0));
-        let rows = Box::new(batch).decode(&dead_letters).unwrap();
+        let rows = Box::new(batch.finish()).decode(&dead_letters).unwrap();
         let got: Vec<_> = rows.iter().map(|r| (r.table, r.values.clone())).collect();
         assert_eq!(
             got,
@@ -867,7 +840,7 @@ mod tests {
 
         let mut broken = PackedRows::new(decoder, 0);
         broken.push(&row(4, 1)[..6]);
-        match Box::new(broken).decode(&dead_letters) {
+        match Box::new(broken.finish()).decode(&dead_letters) {
             Err(SourceError::Fatal(message)) => assert_eq!(
                 message,
                 "table readings: the server sent a malformed row: the row ends 4 bytes early"
@@ -946,7 +919,8 @@ mod tests {
                 })
                 .collect()
         };
-        assert_eq!(EncodedRows::len(&batch), 5);
+        let batch = batch.finish();
+        assert_eq!(batch.len(), 5);
         let mut parts = Box::new(batch).split(1, 3, &mut route).into_iter();
         let (a, other, none) = (
             parts.next().unwrap(),
@@ -968,7 +942,7 @@ mod tests {
         let mut broken = PackedRows::new(decoder, 0);
         broken.push(&row(6, Some("a")));
         broken.push(&row(7, Some("abc"))[..12]);
-        let parts = Box::new(broken).split(1, 3, &mut route);
+        let parts = Box::new(broken.finish()).split(1, 3, &mut route);
         assert_eq!(parts[0].as_ref().map(|p| p.len()), Some(1));
         let none = parts.into_iter().nth(2).flatten().unwrap();
         assert!(matches!(
