@@ -1031,13 +1031,9 @@ fn a_failure_on_one_worker_ends_the_job_on_every_worker_with_its_cause() {
         let (result, _harness) = outcome.expect("the job must end, not hang");
         assert_eq!(result, Ok(true), "ended by the target's failure");
 
-        // A split that cannot be read, on whichever worker reads it.
-        for split in [0, 1, 3] {
-            let (db, _) = table_of(24);
-            db.set_faults(SourceFaults {
-                fail_split: Some((split, format!("cannot read split {split}"))),
-                ..SourceFaults::default()
-            });
+        // A backfill of `db` with its source faults: how the job ended (it must end).
+        let run_with = |db: MemoryDatabase, faults: SourceFaults| {
+            db.set_faults(faults);
             let mut harness = Harness::new(db);
             harness.mode = Mode::Backfill;
             let (job, options) = (harness.job(), run_options(workers));
@@ -1045,6 +1041,17 @@ fn a_failure_on_one_worker_ends_the_job_on_every_worker_with_its_cause() {
                 tsmig::runner::run(&job, Mode::Backfill, &options).map_err(|e| e.to_string())
             })
             .expect("the job must end, not hang");
+            (result, harness)
+        };
+
+        // A split that cannot be read, on whichever worker reads it.
+        for split in [0, 1, 3] {
+            let (db, _) = table_of(24);
+            let faults = SourceFaults {
+                fail_split: Some((split, format!("cannot read split {split}"))),
+                ..SourceFaults::default()
+            };
+            let (result, _) = run_with(db, faults);
             assert_eq!(result, Err(format!("cannot read split {split}")));
         }
 
@@ -1053,17 +1060,11 @@ fn a_failure_on_one_worker_ends_the_job_on_every_worker_with_its_cause() {
         // whole — what the failed run wrote or left out is neither lost nor wrong.
         for split in [0, 3] {
             let (db, table) = table_of(24);
-            db.set_faults(SourceFaults {
+            let faults = SourceFaults {
                 malformed_split: Some((split, format!("split {split}: a malformed row"))),
                 ..SourceFaults::default()
-            });
-            let mut harness = Harness::new(db);
-            harness.mode = Mode::Backfill;
-            let (job, options) = (harness.job(), run_options(workers));
-            let result = within(Duration::from_secs(20), move || {
-                tsmig::runner::run(&job, Mode::Backfill, &options).map_err(|e| e.to_string())
-            })
-            .expect("the job must end, not hang");
+            };
+            let (result, harness) = run_with(db, faults);
             assert_eq!(result, Err(format!("split {split}: a malformed row")));
             harness.db.set_faults(SourceFaults::default());
             assert_eq!(harness.run(workers, SinkFaults::default()), Ok(false));

@@ -25,7 +25,7 @@ use super::{Control, EpochClock};
 use crate::dead_letter::DeadLetters;
 use crate::mapping::Mappings;
 use crate::metrics::Counters;
-use crate::model::{device_hash, Row};
+use crate::model::Row;
 use crate::source::{BoundedSource, RowBatch, RowSender, SourceError, Split, SplitKey};
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -117,10 +117,9 @@ impl Router {
                 };
                 let parts = encoded.split(column, self.peers, &mut |key| {
                     owner(match key {
-                        // As `Mappings::device_hash_of_value` hashes text.
-                        SplitKey::Text(text) if !text.is_empty() => Some(device_hash(text)),
-                        SplitKey::Text(_) | SplitKey::None => None,
+                        SplitKey::Text(text) => Mappings::device_hash_of_text(text),
                         SplitKey::Value(value) => Mappings::device_hash_of_value(value),
+                        SplitKey::None => None,
                     })
                 });
                 for (to, part) in parts.into_iter().enumerate() {

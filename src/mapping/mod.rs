@@ -520,11 +520,17 @@ impl Mappings {
     pub fn device_hash_of_value(value: &Value) -> Option<u64> {
         // As `Compiled::point` hashes the device: its text as `Value::render` writes it.
         match value {
-            Value::String(s) if !s.is_empty() => Some(device_hash(s.as_bytes())),
+            Value::String(s) => Self::device_hash_of_text(s.as_bytes()),
             Value::Int(v) => Some(device_hash(itoa::Buffer::new().format(*v).as_bytes())),
             Value::UInt(v) => Some(device_hash(itoa::Buffer::new().format(*v).as_bytes())),
             _ => None,
         }
+    }
+
+    /// [`Mappings::device_hash_of_value`] for text, given as its bytes (`None` when empty:
+    /// a point has no empty device).
+    pub fn device_hash_of_text(text: &[u8]) -> Option<u64> {
+        (!text.is_empty()).then(|| device_hash(text))
     }
 
     /// Turns a row change into point updates by each mapping of its table: the before

@@ -766,23 +766,50 @@ impl BoundedSource for MysqlSource {
 
 #[cfg(test)]
 mod tests {
-    use super::even_cuts;
+    use super::{even_cuts, ChunkDecoder, Conversion, Layout};
+    use crate::dead_letter::DeadLetters;
+    use crate::source::TableSchema;
+    use mysql_async::consts::ColumnType;
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    /// What decoding a chunk of table `table` needs: result columns of wire types `types`,
+    /// converted by `conversions`, which are `schema`'s columns `projection`.
+    fn decoder(
+        table: u32,
+        types: &[ColumnType],
+        conversions: Vec<Conversion>,
+        projection: Vec<usize>,
+        schema: TableSchema,
+    ) -> Arc<ChunkDecoder> {
+        let metadata: Vec<_> = types.iter().map(|&t| mysql_async::Column::new(t)).collect();
+        Arc::new(ChunkDecoder {
+            table,
+            layout: Layout::new(&metadata).unwrap(),
+            conversions,
+            projection,
+            schema,
+            offset_ns: 0,
+        })
+    }
+
+    /// Dead letters in a fresh directory of their own (removed by the caller).
+    fn dead_letters(name: &str) -> (PathBuf, DeadLetters) {
+        let dir = std::env::temp_dir().join(format!("tsmig-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let dead_letters = DeadLetters::new("j", &dir.join("dl.jsonl"));
+        (dir, dead_letters)
+    }
 
     /// A batch decoded on a worker: its rows in order, a row with a value that cannot be
     /// converted dead-lettered with its column named (the rows around it kept), and bytes
     /// that are no row refused as a fatal error naming the table.
     #[test]
     fn a_packed_batch_decodes_on_the_worker_and_dead_letters_a_bad_row() {
-        use super::{ChunkDecoder, Conversion, Layout, PackedRows};
+        use super::PackedRows;
         use crate::model::Value;
-        use crate::source::{ColumnKind, EncodedRows, SourceError, TableSchema};
-        use mysql_async::consts::ColumnType;
-        use std::sync::Arc;
+        use crate::source::{ColumnKind, EncodedRows, SourceError};
 
-        let metadata = vec![
-            mysql_async::Column::new(ColumnType::MYSQL_TYPE_LONGLONG),
-            mysql_async::Column::new(ColumnType::MYSQL_TYPE_TINY),
-        ];
         // The table has a column the job does not read: projection [0, 2].
         let schema = TableSchema::of(
             "readings",
@@ -792,23 +819,21 @@ mod tests {
                 ("ok", ColumnKind::Bool),
             ],
         );
-        let decoder = Arc::new(ChunkDecoder {
-            table: 3,
-            layout: Layout::new(&metadata).unwrap(),
-            conversions: vec![Conversion::Int, Conversion::Bool],
-            projection: vec![0, 2],
+        let types = [ColumnType::MYSQL_TYPE_LONGLONG, ColumnType::MYSQL_TYPE_TINY];
+        let decoder = decoder(
+            3,
+            &types,
+            vec![Conversion::Int, Conversion::Bool],
+            vec![0, 2],
             schema,
-            offset_ns: 0,
-        });
+        );
         let row = |id: i64, ok: u8| {
             let mut packet = vec![0x00, 0x00];
             packet.extend_from_slice(&id.to_le_bytes());
             packet.push(ok);
             packet
         };
-        let dir = std::env::temp_dir().join(format!("tsmig-packed-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let dead_letters = crate::dead_letter::DeadLetters::new("j", &dir.join("dl.jsonl"));
+        let (dir, dead_letters) = dead_letters("packed");
 
         let mut batch = PackedRows::new(decoder.clone(), 0);
         batch.push(&row(1, 1));
@@ -859,28 +884,25 @@ mod tests {
     /// a part split again splits the same way.
     #[test]
     fn a_packed_batch_splits_by_a_column_without_copying_a_row_twice() {
-        use super::{ChunkDecoder, Conversion, Layout, PackedRows};
+        use super::PackedRows;
         use crate::model::Value;
-        use crate::source::{ColumnKind, EncodedRows, SourceError, SplitKey, TableSchema};
-        use mysql_async::consts::ColumnType;
-        use std::sync::Arc;
+        use crate::source::{ColumnKind, EncodedRows, SourceError, SplitKey};
 
-        let metadata = vec![
-            mysql_async::Column::new(ColumnType::MYSQL_TYPE_LONGLONG),
-            mysql_async::Column::new(ColumnType::MYSQL_TYPE_VAR_STRING),
-        ];
         let schema = TableSchema::of(
             "readings",
             [("id", ColumnKind::Int), ("device", ColumnKind::Text)],
         );
-        let decoder = Arc::new(ChunkDecoder {
-            table: 1,
-            layout: Layout::new(&metadata).unwrap(),
-            conversions: vec![Conversion::Int, Conversion::Text],
-            projection: vec![0, 1],
+        let types = [
+            ColumnType::MYSQL_TYPE_LONGLONG,
+            ColumnType::MYSQL_TYPE_VAR_STRING,
+        ];
+        let decoder = decoder(
+            1,
+            &types,
+            vec![Conversion::Int, Conversion::Text],
+            vec![0, 1],
             schema,
-            offset_ns: 0,
-        });
+        );
         // id, then the device (NULL where `None`).
         let row = |id: i64, device: Option<&str>| {
             let mut packet = vec![0x00, if device.is_none() { 0b1000 } else { 0 }];
@@ -901,8 +923,7 @@ mod tests {
         ] {
             batch.push(&row(id, device));
         }
-        let dir = std::env::temp_dir().join(format!("tsmig-split-{}", std::process::id()));
-        let dead_letters = crate::dead_letter::DeadLetters::new("j", &dir.join("dl.jsonl"));
+        let (dir, dead_letters) = dead_letters("split");
         // "a" → part 0, anything else → 1, none → 2.
         let mut route = |key: SplitKey<'_>| match key {
             SplitKey::Text(b"a") => 0,
