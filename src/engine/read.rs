@@ -368,8 +368,8 @@ mod tests {
     use std::path::Path;
     use std::sync::Arc;
 
-    /// Sensor rows of devices d0..d23 (projection: device, ts, temp), and one whose device
-    /// is NULL.
+    /// Sensor rows of devices d0..d23 (projection: device, ts, temp), three whose device is
+    /// an integer, and one whose device is NULL.
     fn rows() -> Vec<Row> {
         let row = |device: Option<Value>, t: i64| Row {
             table: 0,
@@ -379,6 +379,9 @@ mod tests {
             .map(|i| row(Some(Value::String(format!("d{i}").into())), i))
             .collect();
         rows.insert(7, row(None, 99));
+        rows.push(row(Some(Value::Int(-7)), 100));
+        rows.push(row(Some(Value::Int(42)), 101));
+        rows.push(row(Some(Value::UInt(u64::MAX)), 102));
         rows
     }
 

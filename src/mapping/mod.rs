@@ -516,9 +516,10 @@ impl Mappings {
     }
 
     /// The device hash a point gets from `value` in its device column, for text and
-    /// integers (`None` for other values, which the points' own exchange routes).
+    /// integers (`None` for other values, which the points' own exchange routes):
+    /// `Compiled::point` hashes these by this same function, other values by their text as
+    /// `Value::render` writes it, which is what this hashes (without rendering) too.
     pub fn device_hash_of_value(value: &Value) -> Option<u64> {
-        // As `Compiled::point` hashes the device: its text as `Value::render` writes it.
         match value {
             Value::String(s) => Self::device_hash_of_text(s.as_bytes()),
             Value::Int(v) => Some(device_hash(itoa::Buffer::new().format(*v).as_bytes())),
@@ -655,8 +656,10 @@ impl Compiled {
                 Some(Value::String(s)) if s.is_empty() => {
                     return Err(format!("device column `{column}` is empty"))
                 }
-                Some(Value::String(s)) => device_hash(s.as_bytes()),
-                Some(v) => device_hash(v.to_string().as_bytes()),
+                // The rule the router sends rows by (text, integers), so that a row and
+                // its point go to one worker; other values hashed as they render.
+                Some(v) => Mappings::device_hash_of_value(v)
+                    .unwrap_or_else(|| device_hash(v.to_string().as_bytes())),
             }),
         };
 

@@ -312,15 +312,21 @@ fn write_name(out: &mut Vec<u8>, name: &str, escape: u8, what: &str) -> Result<(
         put(out, bytes);
         return Ok(());
     }
-    write_name_escaped(out, name, escape, what)
+    write_name_escaped(out, name, classes, escape, what)
 }
 
-/// [`write_name`] for a name with a byte to escape or refuse.
+/// [`write_name`] for a name with a byte to escape or refuse; `classes` are its bytes'
+/// classes together.
 #[cold]
 #[inline(never)]
-fn write_name_escaped(out: &mut Vec<u8>, name: &str, escape: u8, what: &str) -> Result<(), String> {
+fn write_name_escaped(
+    out: &mut Vec<u8>,
+    name: &str,
+    classes: u8,
+    escape: u8,
+    what: &str,
+) -> Result<(), String> {
     let bytes = name.as_bytes();
-    let classes = bytes.iter().fold(0, |acc, &b| acc | CLASS[b as usize]);
     if classes & LINE_BREAK != 0 {
         return Err(format!(
             "{what} {name:?} contains a line break, which line protocol cannot carry"
