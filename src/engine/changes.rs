@@ -39,6 +39,7 @@ use crate::model::{Change, Point};
 use crate::model::{Name, Value};
 use crate::source::RowChange;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -184,56 +185,120 @@ fn decide<'s>(updates: Stream<'s, u64, Vec<(Point, i8)>>) -> Stream<'s, u64, Vec
 
 /// One epoch's updates, in log order → changes, by the rule in the module docs.
 pub(super) fn decide_epoch(updates: Vec<(Point, i8)>) -> Vec<Change> {
-    // Group by point, keeping log order within a group: positions sorted by time and device
-    // hash first (plain numbers; every update of one point has the same, the hash the
-    // exchange brought them here by), then by series, then by position in the log.
-    // The numbers are copied out, so that most comparisons touch no point.
-    let mut sorted: Vec<(i64, u64, usize)> = updates
-        .iter()
-        .enumerate()
-        .map(|(i, (p, _))| (p.time, p.device_hash, i))
-        .collect();
-    sorted.sort_unstable_by(|&(t, h, i), &(u, g, j)| {
-        (t, h).cmp(&(u, g)).then_with(|| {
-            let (a, b) = (&updates[i].0, &updates[j].0);
-            (&a.measurement, &a.tags)
-                .cmp(&(&b.measurement, &b.tags))
-                .then(i.cmp(&j))
-        })
-    });
-    let mut slots: Vec<Option<(Point, i8)>> = updates.into_iter().map(Some).collect();
-    fn held(slots: &[Option<(Point, i8)>], i: usize) -> &(Point, i8) {
-        slots[i].as_ref().expect("each update is decided once")
+    // Every update of one point has the same time and device hash (the hash the exchange
+    // brought them here by). Updates with the same pair are chained in log order: `next[i]`
+    // is the one after update `i`, found through the last one seen per pair. One hash
+    // lookup an update, where sorting the epoch cost a comparison per level of the sort.
+    let n = updates.len();
+    let mut next = vec![NONE; n];
+    let mut last: HashMap<(i64, u64), usize, BuildHasherDefault<PairHasher>> =
+        HashMap::with_capacity_and_hasher(n, BuildHasherDefault::default());
+    let mut chained = false;
+    for (i, (p, _)) in updates.iter().enumerate() {
+        if let Some(before) = last.insert((p.time, p.device_hash), i) {
+            next[before] = i;
+            chained = true;
+        }
     }
-    let mut changes = Vec::with_capacity(slots.len());
-    let mut rest = sorted.as_slice();
-    while let Some(&(_, _, first)) = rest.first() {
-        let key = &held(&slots, first).0;
-        // The group: the first update and every next one of the same point.
-        let n = 1 + rest[1..]
-            .iter()
-            .position(|&(_, _, i)| {
-                let p = &held(&slots, i).0;
-                p.device_hash != key.device_hash || !p.same_key(key)
-            })
-            .unwrap_or(rest.len() - 1);
-        let (group, tail) = rest.split_at(n);
-        rest = tail;
-        if let [(_, _, only)] = group {
-            // One update (most points): written if +1, else deleted, as the rule below
-            // decides; the point moves to the sink without a copy.
-            let (point, diff) = slots[*only].take().expect("each update is decided once");
-            changes.push(match diff > 0 {
-                true => Change::Write(point),
-                false => Change::Delete(point),
-            });
-        } else {
-            let group: Vec<&(Point, i8)> = group.iter().map(|&(_, _, i)| held(&slots, i)).collect();
-            decide_point(&group, &mut changes);
+    drop(last);
+    if !chained {
+        // Every point updated once: each is written if +1, else deleted (the rule below
+        // with one update), and moves to the sink without a copy.
+        return updates.into_iter().map(single).collect();
+    }
+    let mut slots: Vec<Option<(Point, i8)>> = updates.into_iter().map(Some).collect();
+    let mut changes = Vec::with_capacity(n);
+    let mut chain = Vec::new();
+    for head in 0..n {
+        // Taken with the head of its chain, which comes first in the log.
+        if slots[head].is_none() {
+            continue;
+        }
+        if next[head] == NONE {
+            changes.push(single(slots[head].take().expect("not yet decided")));
+            continue;
+        }
+        chain.clear();
+        let mut at = head;
+        while at != NONE {
+            chain.push(at);
+            at = next[at];
+        }
+        // A chain is one point's updates, unless points of another series share the time
+        // and device hash (several mappings of one table, or a collision): each point's
+        // updates are moved to the front in turn, log order kept, and decided together.
+        let mut rest = chain.as_mut_slice();
+        while !rest.is_empty() {
+            let mut same = 1;
+            for j in 1..rest.len() {
+                let (p, key) = (held(&slots, rest[j]), held(&slots, rest[0]));
+                if p.0.same_key(&key.0) {
+                    rest[same..=j].rotate_right(1);
+                    same += 1;
+                }
+            }
+            let (group, tail) = rest.split_at_mut(same);
+            if let [only] = group {
+                changes.push(single(slots[*only].take().expect("not yet decided")));
+            } else {
+                let updates: Vec<&(Point, i8)> = group.iter().map(|&i| held(&slots, i)).collect();
+                decide_point(&updates, &mut changes);
+                for &i in group.iter() {
+                    slots[i] = None;
+                }
+            }
+            rest = tail;
         }
     }
     changes
 }
+
+/// No next update in a chain.
+const NONE: usize = usize::MAX;
+
+/// An update not yet decided.
+fn held(slots: &[Option<(Point, i8)>], i: usize) -> &(Point, i8) {
+    slots[i].as_ref().expect("each update is decided once")
+}
+
+/// A point's only update in an epoch: written if +1, else deleted.
+fn single((point, diff): (Point, i8)) -> Change {
+    match diff > 0 {
+        true => Change::Write(point),
+        false => Change::Delete(point),
+    }
+}
+
+/// Hashes a (time, device hash) pair: the device hash is xxh3's already; the time is
+/// mixed in by a multiplication (a splitmix64 step), as cheap as the pair is.
+#[derive(Default)]
+struct PairHasher(u64);
+
+impl std::hash::Hasher for PairHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only the pair's two integers are hashed; anything else is folded in all the same.
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0 ^ x)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
+    }
+    fn write_i64(&mut self, x: i64) {
+        self.write_u64(x as u64);
+    }
+    fn finish(&self) -> u64 {
+        let x = self.0;
+        (x ^ (x >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9)
+    }
+}
+
+/// Versions of a point looked for one by one before an index is built: a point's updates
+/// in one epoch are few (an UPDATE is two), and comparing a few points costs less than
+/// hashing them.
+const SCAN_VERSIONS: usize = 8;
 
 /// The changes for one point, given its updates in log order.
 fn decide_point(group: &[&(Point, i8)], changes: &mut Vec<Change>) {
@@ -241,25 +306,7 @@ fn decide_point(group: &[&(Point, i8)], changes: &mut Vec<Change>) {
     // before (a version first removed was there), plus its updates; of the versions still
     // there at the end, the one written last. (With a consistent log and a unique key that
     // is simply the last update, if it is a +1.)
-    let last = if group.len() == 1 {
-        Some(group[0]).filter(|(_, d)| *d > 0).map(|(p, _)| p)
-    } else {
-        // Per version: (running sum, lowest running sum, position of its last +1).
-        let mut versions: HashMap<&Point, (i64, i64, usize)> = HashMap::new();
-        for (at, (p, d)) in group.iter().enumerate() {
-            let (sum, low, written) = versions.entry(p).or_insert((0, 0, 0));
-            *sum += i64::from(*d);
-            *low = (*low).min(*sum);
-            if *d > 0 {
-                *written = at;
-            }
-        }
-        versions
-            .into_iter()
-            .filter(|(_, (sum, low, _))| sum - low > 0)
-            .max_by_key(|(_, (_, _, written))| *written)
-            .map(|(p, _)| p)
-    };
+    let last = final_state(group, SCAN_VERSIONS);
     // Every field any version had: the target may hold any of them at this point now.
     let mut fields: Vec<(Name, Value)> = Vec::new();
     for (p, _) in group {
@@ -291,9 +338,54 @@ fn decide_point(group: &[&(Point, i8)], changes: &mut Vec<Change>) {
     }
 }
 
+/// The final state of a point given its updates in log order, by the rule in
+/// [`decide_point`]; versions are found by comparison among the first `scan`, then
+/// through an index.
+fn final_state<'a>(group: &[&'a (Point, i8)], scan: usize) -> Option<&'a Point> {
+    if let [(p, d)] = group {
+        return (*d > 0).then_some(p);
+    }
+    // Per version: the point, its running sum, lowest running sum and the position of its
+    // last +1.
+    let mut versions: Vec<(&Point, i64, i64, usize)> = Vec::new();
+    let mut index: HashMap<&Point, usize> = HashMap::new();
+    for (at, (p, d)) in group.iter().enumerate() {
+        let found = match versions.len() < scan {
+            true => versions.iter().position(|v| v.0 == p),
+            false => {
+                // The versions are distinct: those not indexed yet are the last ones.
+                let indexed = index.len();
+                index.extend(
+                    versions[indexed..]
+                        .iter()
+                        .zip(indexed..)
+                        .map(|(v, i)| (v.0, i)),
+                );
+                index.get(p).copied()
+            }
+        };
+        let i = found.unwrap_or_else(|| {
+            versions.push((p, 0, 0, 0));
+            versions.len() - 1
+        });
+        let (_, sum, low, written) = &mut versions[i];
+        *sum += i64::from(*d);
+        *low = (*low).min(*sum);
+        if *d > 0 {
+            *written = at;
+        }
+    }
+    versions
+        .into_iter()
+        .filter(|(_, sum, low, _)| sum - low > 0)
+        .max_by_key(|(_, _, _, written)| *written)
+        .map(|(p, ..)| p)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn point(device: &str, time: i64, fields: &[(&str, f64)]) -> Point {
         Point {
@@ -340,8 +432,8 @@ mod tests {
 
     #[test]
     fn updates_of_points_interleaved_in_the_log_are_grouped_per_point() {
-        // Sorted by time and device hash first: points of several devices at one time,
-        // their updates interleaved, each decided on its own updates in log order.
+        // Points of several devices at one time, their updates interleaved, two of them
+        // (b and c) with one device hash: each decided on its own updates in log order.
         let at = |device: &str, hash: u64, t: f64| Point {
             device_hash: hash,
             ..point(device, 1, &[("t", t)])
@@ -409,6 +501,67 @@ mod tests {
         // Back to an earlier version: that version is the final state.
         let back = decide_epoch(vec![(v1.clone(), 1), (v1.clone(), -1), (v1.clone(), 1)]);
         assert_eq!(back, vec![Change::Write(v1.clone())]);
+    }
+
+    /// Random epochs: points of four devices (a and b share a device hash, as c and d do)
+    /// at three times, a field of few values and one sometimes missing, each +1 or -1.
+    fn epochs() -> impl Strategy<Value = Vec<(Point, i8)>> {
+        let update = (0..4usize, 0..3i64, 0..4u8, any::<bool>(), any::<bool>());
+        prop::collection::vec(update, 0..40).prop_map(|updates| {
+            updates
+                .into_iter()
+                .map(|(d, time, v, h, plus)| {
+                    let mut p = point(["a", "b", "c", "d"][d], time, &[("t", f64::from(v))]);
+                    if h {
+                        p.fields.push(("h".into(), Value::Float(1.0)));
+                    }
+                    p.device_hash = (d / 2) as u64;
+                    (p, if plus { 1 } else { -1 })
+                })
+                .collect()
+        })
+    }
+
+    /// A point's identity, for grouping changes in the tests.
+    fn key(p: &Point) -> String {
+        format!("{}@{}", p.tags[0].1, p.time)
+    }
+
+    proptest! {
+        /// Whatever the grouping finds, each point's changes are what its own updates, in
+        /// log order, decide: against a plain ordered map of the updates per point.
+        #[test]
+        fn each_point_is_decided_on_its_own_updates_in_log_order(updates in epochs()) {
+            let mut groups: BTreeMap<String, Vec<&(Point, i8)>> = BTreeMap::new();
+            for u in &updates {
+                groups.entry(key(&u.0)).or_default().push(u);
+            }
+            let mut expected: BTreeMap<String, Vec<Change>> = BTreeMap::new();
+            for (k, group) in groups {
+                decide_point(&group, expected.entry(k).or_default());
+            }
+            let mut got: BTreeMap<String, Vec<Change>> = BTreeMap::new();
+            for change in decide_epoch(updates.clone()) {
+                got.entry(key(change.point())).or_default().push(change);
+            }
+            prop_assert_eq!(got, expected);
+        }
+
+        /// One point's versions (up to twelve, more than are compared one by one) are found
+        /// alike by comparison and through the index.
+        #[test]
+        fn versions_are_found_alike_by_comparison_and_by_index(
+            updates in prop::collection::vec((0..12u8, any::<bool>()), 1..40),
+        ) {
+            let updates: Vec<(Point, i8)> = updates
+                .into_iter()
+                .map(|(v, plus)| (point("a", 1, &[("t", f64::from(v))]), if plus { 1 } else { -1 }))
+                .collect();
+            let group: Vec<&(Point, i8)> = updates.iter().collect();
+            let compared = final_state(&group, usize::MAX);
+            prop_assert_eq!(final_state(&group, 0), compared);
+            prop_assert_eq!(final_state(&group, SCAN_VERSIONS), compared);
+        }
     }
 
     #[test]
