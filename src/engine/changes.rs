@@ -224,26 +224,29 @@ pub(super) fn decide_epoch(updates: Vec<(Point, i8)>) -> Vec<Change> {
             chain.push(at);
             at = next[at];
         }
-        // A chain is one point's updates, unless points of another series share the time
-        // and device hash (several mappings of one table, or a collision): each point's
-        // updates are moved to the front in turn, log order kept, and decided together.
-        let mut rest = chain.as_mut_slice();
-        while !rest.is_empty() {
-            let mut same = 1;
-            for j in 1..rest.len() {
-                let (p, key) = (held(&slots, rest[j]), held(&slots, rest[0]));
-                if p.0.same_key(&key.0) {
-                    rest[same..=j].rotate_right(1);
-                    same += 1;
-                }
-            }
-            let (group, tail) = rest.split_at_mut(same);
+        // A chain is one point's updates, unless points of other series share the time and
+        // device hash (several mappings of one table, tags besides the device, or a
+        // collision): sorted by series, log order kept within one (a stable sort, in
+        // O(n log n) however many series), and each series' run decided on its own.
+        let held_slots = &slots;
+        chain.sort_by(|&a, &b| {
+            let (a, b) = (&held(held_slots, a).0, &held(held_slots, b).0);
+            (&a.measurement, &a.tags).cmp(&(&b.measurement, &b.tags))
+        });
+        let mut rest = chain.as_slice();
+        while let Some(&first) = rest.first() {
+            let key = &held(&slots, first).0;
+            let same = rest
+                .iter()
+                .position(|&i| !held(&slots, i).0.same_key(key))
+                .unwrap_or(rest.len());
+            let (group, tail) = rest.split_at(same);
             if let [only] = group {
                 changes.push(single(slots[*only].take().expect("not yet decided")));
             } else {
                 let updates: Vec<&(Point, i8)> = group.iter().map(|&i| held(&slots, i)).collect();
                 decide_point(&updates, &mut changes);
-                for &i in group.iter() {
+                for &i in group {
                     slots[i] = None;
                 }
             }
