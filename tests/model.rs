@@ -7,8 +7,8 @@
 //! missing, none extra, every field exact.
 //!
 //! Every run goes through the same runner as `tsmig-job -c backfill+cdc` (the in-memory
-//! connectors of `tsmig::connectors::memory` stand in for MySQL and the target), on 1 and
-//! 2 workers. A failing case shrinks to a short history; `PROPTEST_CASES` sets how many
+//! connectors of `tsmig::connectors::memory` stand in for MySQL and the target), on 1, 2
+//! and 3 workers. A failing case shrinks to a short history; `PROPTEST_CASES` sets how many
 //! cases run (the default is sized for CI).
 
 use proptest::prelude::*;
@@ -440,6 +440,8 @@ struct Harness {
     mode: Mode,
     /// More keys of the mapping, e.g. `append_only: true`.
     mapping: &'static str,
+    /// The mapping's device and tag keys.
+    device: &'static str,
     /// `sink.max_retries`.
     retries: &'static str,
     /// The `restart:` section.
@@ -470,6 +472,7 @@ impl Harness {
             checkpoint: "1ms",
             mode: Mode::BackfillCdc,
             mapping: "",
+            device: "device_field: device\n    tags: [site]",
             retries: "1000000",
             // The model's runs end by a crash or by catching up: no restarts of their own.
             restart: "{strategy: none}",
@@ -497,9 +500,8 @@ sink:
 mappings:
   - table: readings
     measurement: m
-    device_field: device
+    {device}
     timestamp_field: ts
-    tags: [site]
     fields: [temp, status]
     {mapping}
 checkpoint:
@@ -515,6 +517,7 @@ flow:
             checkpoint = self.checkpoint,
             epoch = self.epoch,
             mapping = self.mapping,
+            device = self.device,
             retries = self.retries,
             restart = self.restart,
             in_flight_rows = self.in_flight_rows,
@@ -624,6 +627,20 @@ fn check_backfill(case: &Case, workers: usize) -> Result<(), String> {
     harness.compare(&table.expected())
 }
 
+/// A plain backfill as [`check_backfill`], of a mapping without a device column: the
+/// device tag is a plain tag and each series is its own device, so no row's owner can be
+/// told before it is mapped (each is mapped where it was read and its point routed).
+fn check_backfill_by_series(case: &Case, workers: usize) -> Result<(), String> {
+    let (db, table) = database(case);
+    db.set_snapshot_at(db.end());
+    db.set_chunk_reads(ChunkReads::AtSnapshot);
+    let mut harness = Harness::new(db);
+    harness.mode = Mode::Backfill;
+    harness.device = "tags: [device, site]";
+    run_case(&harness, case, workers)?;
+    harness.compare(&table.expected())
+}
+
 /// `backfill+cdc` of an append-only mapping: no grouping, every change in log order.
 fn check_append_only(case: &Case, workers: usize) -> Result<(), String> {
     let (db, table) = database(case);
@@ -665,6 +682,11 @@ proptest! {
     #[test]
     fn a_backfill_with_crashes_copies_every_row_once(case in case()) {
         check_backfill(&case, 2).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
+    fn a_backfill_of_rows_mapped_where_they_are_read_copies_every_row_once(case in case()) {
+        check_backfill_by_series(&case, 3).map_err(TestCaseError::fail)?;
     }
 
     #[test]
@@ -1070,6 +1092,31 @@ fn a_failure_on_one_worker_ends_the_job_on_every_worker_with_its_cause() {
             assert_eq!(harness.run(workers, SinkFaults::default()), Ok(false));
             harness.compare(&table.expected()).unwrap();
         }
+    }
+}
+
+/// A panic on one worker (a bug in an operator) ends the job with the panic as its cause,
+/// on every worker: the others used to wait for the panicked one for ever.
+#[test]
+fn a_panic_on_one_worker_ends_the_job_with_it_instead_of_hanging() {
+    for workers in [1, 2, 3] {
+        let (db, _) = table_of(24);
+        let mut harness = Harness::new(db);
+        harness.mode = Mode::Backfill;
+        harness.target.set_faults(SinkFaults {
+            panic_after_points: Some(5),
+            ..SinkFaults::default()
+        });
+        let (job, options) = (harness.job(), run_options(workers));
+        let result = within(Duration::from_secs(30), move || {
+            tsmig::runner::run(&job, Mode::Backfill, &options).map_err(|e| e.to_string())
+        })
+        .expect("the job must end, not hang");
+        let message = result.expect_err("the panic fails the job");
+        assert!(
+            message.contains("a worker panicked: the memory target's scripted panic"),
+            "{workers} workers: {message}"
+        );
     }
 }
 

@@ -9,10 +9,9 @@ use crate::error::Failure;
 use crate::mapping::Mappings;
 use crate::model::Point;
 use crate::sink::Sink;
-use crate::source::{BoundedSource, RowBatch};
+use crate::source::BoundedSource;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::operators::{Exchange as _, Probe};
 
@@ -114,30 +113,30 @@ pub fn run<S: Sink>(job: Backfill<S>, cluster: &Cluster) -> Result<(), Failure> 
                 },
             );
             // Rows go to the worker that will write their points before they are decoded
-            // and mapped (`read::Router`): a row or point made on one worker and written
-            // (then freed) on another costs a cross-thread free of each of its
-            // allocations and the cache lines it crossed in.
-            let points = if scope.peers() > 1 {
-                let to_owner = Exchange::new(|(to, _): &(u64, RowBatch)| *to);
-                map::batches_to_points(
-                    batches,
-                    to_owner,
-                    mappings.clone(),
-                    dead_letters.clone(),
-                    control.clone(),
-                )
-            } else {
-                map::batches_to_points(
-                    batches,
-                    Pipeline,
-                    mappings.clone(),
-                    dead_letters.clone(),
-                    control.clone(),
-                )
+            // and mapped (`read::Router`), and its sink maps them as it writes them
+            // (`map::MapRows`): a row or point made on one worker and written (then freed)
+            // on another costs a cross-thread free of each of its allocations and the cache
+            // lines it crossed in, and a point made long before it is encoded is read back
+            // from memory. Rows whose owner is not known are mapped here and their points
+            // routed.
+            let feed = map::batches_to_feed(
+                batches,
+                mappings.clone(),
+                dead_letters.clone(),
+                control.clone(),
+            )
+            .exchange(|f: &map::Feed| f.route());
+            let feeder = map::MapRows {
+                mappings: mappings.clone(),
+                dead_letters: dead_letters.clone(),
+                control: control.clone(),
+                values: Vec::new(),
+                point: Point::default(),
+                worker: (scope.index() as u64, scope.peers() as u64),
             };
-            let routed = points.exchange(|p: &Point| p.device_hash);
             let acks = sink::write(
-                routed,
+                feed,
+                feeder,
                 sink.clone(),
                 &services,
                 sink::Order::Any,

@@ -128,6 +128,7 @@ pub fn run<S: Sink>(job: Cdc<S>, cluster: &Cluster) -> Result<(), Failure> {
             );
             let acks = sink::write(
                 changes,
+                sink::Changes,
                 sink.clone(),
                 &services,
                 sink::Order::Changes(checkpoint_interval),

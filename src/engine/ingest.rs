@@ -132,6 +132,7 @@ pub fn run<S: Sink>(job: Ingest<S>, cluster: &Cluster) -> Result<(), Failure> {
             let routed = points.exchange(|(_, _, p): &Numbered| p.device_hash);
             let refusals = sink::write(
                 in_queue_order(routed),
+                sink::Changes,
                 sink.clone(),
                 &services,
                 sink::Order::Ordered,

@@ -69,9 +69,11 @@ pub(super) struct ReadContext {
 /// Sorts a batch's rows by the worker that will write their points, before they are
 /// mapped: a point is then made, written and freed on one core, and an encoded batch's
 /// rows are decoded there too (the batch is split still encoded, reading only each row's
-/// device column). A row whose device cannot be told before mapping (no device column,
-/// several mappings, a NULL or other value) stays on this worker; the points' own exchange
-/// after the mapping still routes every point, so this only saves work.
+/// device column). A part is addressed `Some(worker)` when that worker writes every point
+/// of its rows (the sink there maps them as it writes them), `None` when the owner of its
+/// rows' points cannot be told before mapping (no device column, several mappings, a NULL
+/// or other value): those rows are mapped on this worker and their points routed by the
+/// points' own exchange.
 pub(super) struct Router {
     /// The job's mappings, which say where a row's device is.
     pub mappings: Arc<Mappings>,
@@ -84,52 +86,59 @@ pub(super) struct Router {
     pub local: Range<usize>,
 }
 
+/// A part of a batch and the worker that writes its rows' points (`None`: not known before
+/// mapping; see [`Router`]).
+pub(super) type Addressed = (Option<u64>, RowBatch);
+
 impl Router {
-    /// The batch's rows, as batches addressed to their workers.
+    /// The batch's rows, as parts addressed to the workers that write their points.
     pub fn route(
         &self,
         batch: RowBatch,
         dead_letters: &DeadLetters,
-    ) -> Result<Vec<(u64, RowBatch)>, SourceError> {
+    ) -> Result<Vec<Addressed>, SourceError> {
         if self.peers <= 1 {
-            return Ok(vec![(self.here as u64, batch)]);
+            return Ok(vec![(Some(self.here as u64), batch)]);
         }
         // The worker timely's exchange sends a point of this device hash to: the hash
-        // modulo the workers (a mask where they are a power of two: the same worker).
-        let owner =
-            |hash: Option<u64>| hash.map_or(self.here, |h| (h % self.peers as u64) as usize);
-        let mut routed = Vec::with_capacity(self.peers);
+        // modulo the workers (a mask where they are a power of two: the same worker); rows
+        // whose device hash cannot be told go to the part after the workers'.
+        let unknown = self.peers;
+        let owner = |hash: Option<u64>| hash.map_or(unknown, |h| (h % self.peers as u64) as usize);
+        let address = |part: usize| (part != unknown).then_some(part as u64);
+        let mut routed = Vec::with_capacity(self.peers + 1);
         match batch {
             RowBatch::Rows(rows) => {
-                let mut parts: Vec<Vec<Row>> = (0..self.peers).map(|_| Vec::new()).collect();
+                let mut parts: Vec<Vec<Row>> = (0..=self.peers).map(|_| Vec::new()).collect();
                 for row in rows {
                     parts[owner(self.mappings.device_hash_of(&row))].push(row);
                 }
-                for (to, rows) in parts.into_iter().enumerate() {
+                for (part, rows) in parts.into_iter().enumerate() {
                     if !rows.is_empty() {
-                        routed.push((to as u64, RowBatch::Rows(rows)));
+                        routed.push((address(part), RowBatch::Rows(rows)));
                     }
                 }
             }
             RowBatch::Encoded(encoded) => {
                 let Some(column) = self.mappings.device_column(encoded.table()) else {
-                    return Ok(vec![(self.here as u64, RowBatch::Encoded(encoded))]);
+                    return Ok(vec![(None, RowBatch::Encoded(encoded))]);
                 };
-                let parts = encoded.split(column, self.peers, &mut |key| {
+                let parts = encoded.split(column, self.peers + 1, &mut |key| {
                     owner(match key {
                         SplitKey::Text(text) => Mappings::device_hash_of_text(text),
                         SplitKey::Value(value) => Mappings::device_hash_of_value(value),
                         SplitKey::None => None,
                     })
                 });
-                for (to, part) in parts.into_iter().enumerate() {
-                    let Some(part) = part else { continue };
-                    let batch = if self.local.contains(&to) {
-                        RowBatch::Encoded(part)
+                for (part, rows) in parts.into_iter().enumerate() {
+                    let Some(rows) = rows else { continue };
+                    // Rows mapped here (`None`) stay encoded too.
+                    let batch = if part == unknown || self.local.contains(&part) {
+                        RowBatch::Encoded(rows)
                     } else {
-                        RowBatch::Rows(part.decode(dead_letters)?)
+                        RowBatch::Rows(rows.decode(dead_letters)?)
                     };
-                    routed.push((to as u64, batch));
+                    routed.push((address(part), batch));
                 }
             }
         }
@@ -145,8 +154,8 @@ struct Reading {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Row batches, each with the index of the worker it goes to.
-pub(super) type Routed<'s> = Stream<'s, u64, Vec<(u64, RowBatch)>>;
+/// Row batches, each addressed to the worker that writes its points ([`Addressed`]).
+pub(super) type Routed<'s> = Stream<'s, u64, Vec<Addressed>>;
 type Finished<'s> = Stream<'s, u64, Vec<u64>>;
 
 /// Reads `splits`; returns the rows and the ids of finished splits.
@@ -158,10 +167,10 @@ pub(super) fn read_splits<'s>(
     let mut builder = OperatorBuilder::new("ReadSplits".to_owned(), scope);
     let info = builder.operator_info();
     let mut input = builder.new_input(splits, Pipeline);
-    let (rows_output, rows) = builder.new_output::<Vec<(u64, RowBatch)>>();
+    let (rows_output, rows) = builder.new_output::<Vec<Addressed>>();
     let (finished_output, finished) = builder.new_output::<Vec<u64>>();
     let mut rows_output =
-        OutputBuilder::<u64, CapacityContainerBuilder<Vec<(u64, RowBatch)>>>::from(rows_output);
+        OutputBuilder::<u64, CapacityContainerBuilder<Vec<Addressed>>>::from(rows_output);
     let mut finished_output =
         OutputBuilder::<u64, CapacityContainerBuilder<Vec<u64>>>::from(finished_output);
     let activator = scope.activator_for(info.address.clone());
@@ -387,8 +396,9 @@ mod tests {
 
     /// Every row reaches the worker that writes its point: the one the points' exchange
     /// sends the point to (its device hash modulo the workers), whether the batch is
-    /// decoded or encoded; a row without a device stays here; rows keep their order; and a
-    /// part for a worker of another process leaves decoded.
+    /// decoded or encoded; a row without a device is addressed to no worker (it is mapped
+    /// where it was read); rows keep their order; and a part for a worker of another
+    /// process leaves decoded.
     #[test]
     fn a_batch_is_split_to_the_workers_that_write_its_points() {
         let text = "name: t\nsource:\n  type: mysql\n  url: mysql://u@h/db\n  tables:\n    - name: r\nsink:\n  type: blackhole\nmappings:\n  - table: r\n    measurement: m\n    device_field: device\n    timestamp_field: ts\n    fields: [temp]\n";
@@ -430,16 +440,16 @@ mod tests {
             let position = |r: &Row| at.iter().position(|&t| t == time(r)).unwrap();
             let mut seen = Vec::new();
             for (to, batch) in routed {
-                let remote = !local.contains(&(to as usize));
+                let remote = to.is_some_and(|to| !local.contains(&(to as usize)));
                 let is_encoded = matches!(batch, RowBatch::Encoded(_));
                 assert_eq!(
                     is_encoded,
                     encoded && !remote,
-                    "worker {to}, local {local:?}"
+                    "worker {to:?}, local {local:?}"
                 );
                 let part = batch.into_rows(&dead_letters).unwrap();
                 for row in &part {
-                    assert_eq!(owner_of(row).unwrap_or(1), to, "row {row:?}");
+                    assert_eq!(owner_of(row), to, "row {row:?}");
                 }
                 // In the batch's order.
                 let positions: Vec<usize> = part.iter().map(position).collect();
@@ -459,7 +469,7 @@ mod tests {
         };
         let routed = alone.route(RowBatch::Rows(rows()), &dead_letters).unwrap();
         assert_eq!(routed.len(), 1);
-        assert_eq!(routed[0].0, 0);
+        assert_eq!(routed[0].0, Some(0));
         let _ = std::fs::remove_dir_all(dir);
     }
 }

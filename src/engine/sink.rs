@@ -96,8 +96,9 @@ impl Backlog {
 /// [`origin`](IntoChange::origin) that was dead-lettered instead of written, at an epoch
 /// no later than the point's: once the frontier has passed a point's epoch, its refusal
 /// (if any) has been seen.
-pub(super) fn write<'s, S: Sink, D: IntoChange + Clone + 'static>(
+pub(super) fn write<'s, S: Sink, D: Clone + 'static>(
     points: Stream<'s, u64, Vec<D>>,
+    mut feeder: impl Feeder<D>,
     sink: Arc<S>,
     services: &Services,
     order: Order,
@@ -142,26 +143,28 @@ pub(super) fn write<'s, S: Sink, D: IntoChange + Clone + 'static>(
                 if capability.as_ref().is_none_or(|c| epoch < *c.time()) {
                     capability = Some(time.retain(0));
                 }
-                for points in batches {
-                    let mut items = points.drain(..);
-                    while let Some(item) = items.next() {
-                        if let Some(ahead) = items.as_slice().get(PREFETCH_AHEAD) {
-                            ahead.point().prefetch();
-                        }
-                        let origin = item.origin();
-                        let change = item.into_change();
-                        // Ordered: the point's key, hashed once for the checks and the queue.
-                        let key = if ordered { change.point().key_hash() } else { 0 };
-                        if let Some(checks) = checks.as_mut() {
-                            checks.pushed(&change, key);
-                        }
-                        if let Err((reason, point)) = queue.push(epoch, change, key, origin, || sink.new_batch()) {
-                            dead_letters.record("sink", &reason, point.to_json());
-                            if let Some(origin) = origin {
-                                output.session(&time).give((origin, reason));
+                for items in batches {
+                    feeder.feed(items, &mut |fed| match fed {
+                        Fed::Change(origin, change) => {
+                            // Ordered: the point's key, hashed once for the checks and the queue.
+                            let key = if ordered { change.point().key_hash() } else { 0 };
+                            if let Some(checks) = checks.as_mut() {
+                                checks.pushed(&change, key);
+                            }
+                            if let Err((reason, point)) = queue.push(epoch, change, key, origin, || sink.new_batch()) {
+                                dead_letters.record("sink", &reason, point.to_json());
+                                if let Some(origin) = origin {
+                                    output.session(&time).give((origin, reason));
+                                }
                             }
                         }
-                    }
+                        Fed::Write(point) => {
+                            debug_assert!(!ordered, "a point lent to the sink is not kept");
+                            if let Err(reason) = queue.push_write(epoch, point, || sink.new_batch()) {
+                                dead_letters.record("sink", &reason, point.to_json());
+                            }
+                        }
+                    });
                 }
             });
 
@@ -298,6 +301,39 @@ pub(super) fn write<'s, S: Sink, D: IntoChange + Clone + 'static>(
     })
 }
 
+/// How the sink operator takes its input apart into what it writes: most inputs are
+/// changes already ([`Changes`]); a backfill's are mostly row batches, which its sink maps
+/// as it writes them (`map::MapRows`).
+pub(super) trait Feeder<D>: 'static {
+    /// Hands everything `items` holds to `push`, in order, leaving `items` empty.
+    fn feed(&mut self, items: &mut Vec<D>, push: &mut dyn FnMut(Fed<'_>));
+}
+
+/// One thing for the sink to write.
+pub(super) enum Fed<'a> {
+    /// A change the sink keeps until it is written, with the request that waits for it.
+    Change(Option<Origin>, Change),
+    /// A point to write that the sink encodes at once and keeps nothing of (the caller
+    /// makes its next point in the same place): a backfill's, with no order to keep and no
+    /// request waiting. Only for a sink in [`Order::Any`].
+    Write(&'a Point),
+}
+
+/// The feeder of inputs that are changes: points, CDC's changes, a request's points.
+pub(super) struct Changes;
+
+impl<D: IntoChange + 'static> Feeder<D> for Changes {
+    fn feed(&mut self, items: &mut Vec<D>, push: &mut dyn FnMut(Fed<'_>)) {
+        let mut items = items.drain(..);
+        while let Some(item) = items.next() {
+            if let Some(ahead) = items.as_slice().get(PREFETCH_AHEAD) {
+                ahead.point().prefetch();
+            }
+            push(Fed::Change(item.origin(), item.into_change()));
+        }
+    }
+}
+
 /// A request's outcome, back from its task.
 struct Ack<B> {
     epochs: Vec<u64>,
@@ -384,6 +420,45 @@ impl<B: Batch> SinkQueue<B> {
         new_batch: impl FnOnce() -> B,
     ) -> Result<(), (String, Point)> {
         debug_assert!(!self.ordered || key == change.point().key_hash());
+        let current = self.open_for(epoch, key, new_batch);
+        let refused = match change {
+            Change::Write(point) => match current.batch.push(&point) {
+                Ok(()) => {
+                    if let Some(origin) = origin {
+                        current.origins.push((current.batch.len() - 1, origin));
+                    }
+                    None
+                }
+                Err(reason) => Some((reason, point)),
+            },
+            Change::Delete(point) => {
+                current.deletes.push(point);
+                None
+            }
+        };
+        self.close_if_full();
+        refused.map_or(Ok(()), Err)
+    }
+
+    /// Adds a write of `point` at `epoch` to the open batch, which encodes it at once and
+    /// keeps nothing of it: the caller may make its next point in the same place. Unordered
+    /// mode only (a backfill's rows, mapped by the sink). `Err` is the reason the batch
+    /// refused the point for good: dead-letter it.
+    pub fn push_write(
+        &mut self,
+        epoch: u64,
+        point: &Point,
+        new_batch: impl FnOnce() -> B,
+    ) -> Result<(), String> {
+        debug_assert!(!self.ordered, "an ordered sink keeps each point's key");
+        let refused = self.open_for(epoch, 0, new_batch).batch.push(point);
+        self.close_if_full();
+        refused
+    }
+
+    /// The open batch, ready for a change of `epoch` to point `key` (ordered mode): opened
+    /// with `new_batch` if none is, closed first if it holds that point already.
+    fn open_for(&mut self, epoch: u64, key: u64, new_batch: impl FnOnce() -> B) -> &mut Request<B> {
         if self.ordered && self.open_keys.contains(&key) {
             // The point changes again: its earlier change goes first.
             self.close_open();
@@ -416,27 +491,18 @@ impl<B: Batch> SinkQueue<B> {
             self.open_keys.insert(key);
             current.keys.push(key);
         }
-        let refused = match change {
-            Change::Write(point) => match current.batch.push(&point) {
-                Ok(()) => {
-                    if let Some(origin) = origin {
-                        current.origins.push((current.batch.len() - 1, origin));
-                    }
-                    None
-                }
-                Err(reason) => Some((reason, point)),
-            },
-            Change::Delete(point) => {
-                current.deletes.push(point);
-                None
+        current
+    }
+
+    /// Queues the open batch if it is full (changes or bytes).
+    fn close_if_full(&mut self) {
+        if let Some((current, _)) = &self.open {
+            if current.len() >= self.bounds.batch_size
+                || current.batch.bytes() >= self.bounds.batch_bytes
+            {
+                self.close_open();
             }
-        };
-        if current.len() >= self.bounds.batch_size
-            || current.batch.bytes() >= self.bounds.batch_bytes
-        {
-            self.close_open();
         }
-        refused.map_or(Ok(()), Err)
     }
 
     /// Full batches waiting for a request slot.

@@ -14,7 +14,8 @@
 //! A failure is recorded in the process's [`Control`] by whichever operator or task meets
 //! it; the control unparks every worker of the process, and each worker, between two steps,
 //! drops the job's dataflow. Nothing unwinds: a worker that panicked would leave the others
-//! waiting for it for ever (timely's progress tracking waits for every worker).
+//! waiting for it for ever (timely's progress tracking waits for every worker). A panic (a
+//! bug) is caught where the worker runs and recorded as the job's failure like any other.
 //!
 //! Other processes learn of it through the failure watch, a second, tiny dataflow. Its
 //! `announce` operator holds one capability per worker for as long as the job's dataflow
@@ -62,7 +63,16 @@ where
     // lost peer): that must end as an error, not as this thread's panic.
     let joined = std::panic::catch_unwind(AssertUnwindSafe(move || {
         let guards = timely::execute(config, move |worker| {
-            run_worker(worker, &worker_control, process, &build);
+            let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                run_worker(worker, &worker_control, process, &build)
+            }));
+            if let Err(panic) = ran {
+                // The job fails with the panic as its cause: the other workers drop the
+                // dataflow instead of waiting for this one for ever.
+                let cause = format!("a worker panicked: {}", panic_text(&*panic));
+                worker_control.fail(Failure::fatal(cause));
+                drop_dataflows(worker);
+            }
         })?;
         Ok::<_, String>(guards.join())
     }));
@@ -133,6 +143,16 @@ fn run_worker(
         if failed_at.is_some_and(|t| t.elapsed() >= PEER_WAIT) {
             break;
         }
+    }
+    // A peer that never answered leaves the watch unfinished: timely would step it for
+    // ever after this returns.
+    drop_dataflows(worker);
+}
+
+/// Drops every dataflow still installed on `worker`.
+fn drop_dataflows(worker: &mut Worker) {
+    for id in worker.installed_dataflows() {
+        worker.drop_dataflow(id);
     }
 }
 

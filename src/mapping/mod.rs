@@ -469,6 +469,28 @@ impl Mappings {
         emit: &mut impl FnMut(Point),
         reject: &mut impl FnMut(Rejected),
     ) {
+        let mut point = Point::default();
+        self.apply_values_into(
+            table,
+            values,
+            &mut point,
+            &mut |p| emit(std::mem::take(p)),
+            reject,
+        )
+    }
+
+    /// [`Mappings::apply_values`] into one point the caller keeps: each point of the row is
+    /// made in `point` (its vectors emptied and filled again, no allocation once they are
+    /// large enough) and lent to `emit`, which must be done with it when it returns. A
+    /// sink that encodes each point as it comes makes every point of a batch in one place.
+    pub fn apply_values_into(
+        &self,
+        table: u32,
+        values: &mut [Option<Value>],
+        point: &mut Point,
+        emit: &mut impl FnMut(&mut Point),
+        reject: &mut impl FnMut(Rejected),
+    ) {
         let table = table as usize;
         let Some(mappings) = self.per_table.get(table) else {
             reject(Rejected {
@@ -480,13 +502,8 @@ impl Mappings {
         let last = mappings.len() - 1;
         for (i, m) in mappings.iter().enumerate() {
             // The last mapping may move values out of the row; earlier ones copy.
-            let result = if i == last {
-                m.point(values, true)
-            } else {
-                m.point(values, false)
-            };
-            match result {
-                Ok(point) => emit(point),
+            match m.point_into(values, i == last, point) {
+                Ok(()) => emit(point),
                 Err(reason) => reject(Rejected {
                     reason,
                     row: self.row_json(table, values),
@@ -631,6 +648,20 @@ impl Mappings {
 
 impl Compiled {
     fn point(&self, values: &mut [Option<Value>], take: bool) -> Result<Point, String> {
+        let mut point = Point::default();
+        self.point_into(values, take, &mut point)?;
+        Ok(point)
+    }
+
+    /// The point of the row in `values`, made in `out` (whatever it held is replaced; its
+    /// vectors are reused). `take`: values that own memory may be moved out of the row. On
+    /// `Err` the row is as it was and `out` holds nothing to use.
+    fn point_into(
+        &self,
+        values: &mut [Option<Value>],
+        take: bool,
+        out: &mut Point,
+    ) -> Result<(), String> {
         let time = match (&values[self.time], self.time_source) {
             (None, _) => return Err(format!("timestamp column `{}` is NULL", self.time_column)),
             (Some(Value::Time(ns)), TimeSource::Instant) => *ns,
@@ -674,7 +705,9 @@ impl Compiled {
             Some((levels, names)) => render_path(levels, &**names, values)?,
         };
 
-        let mut tags = Vec::with_capacity(self.tags.len());
+        let tags = &mut out.tags;
+        tags.clear();
+        tags.reserve_exact(self.tags.len());
         for (key, at) in &self.tags {
             let text = match (&mut values[*at], take) {
                 (None, _) => continue,
@@ -685,11 +718,13 @@ impl Compiled {
             };
             // InfluxDB has no empty tag values: an empty value is an absent tag.
             if !text.is_empty() {
-                push_pair(&mut tags, key.clone(), text);
+                push_pair(tags, key.clone(), text);
             }
         }
 
-        let mut fields = Vec::with_capacity(self.fields.len());
+        let fields = &mut out.fields;
+        fields.clear();
+        fields.reserve_exact(self.fields.len());
         for (key, at) in &self.fields {
             let value = if take {
                 take_or_copy(&mut values[*at])
@@ -697,19 +732,15 @@ impl Compiled {
                 values[*at].clone()
             };
             if let Some(v) = value {
-                push_pair(&mut fields, key.clone(), v);
+                push_pair(fields, key.clone(), v);
             }
         }
         // Without a device column the series is the device: one worker owns each series.
-        let device_hash = device.unwrap_or_else(|| crate::model::series_hash(&measurement, &tags));
-
-        Ok(Point {
-            measurement,
-            tags,
-            fields,
-            time,
-            device_hash,
-        })
+        out.device_hash =
+            device.unwrap_or_else(|| crate::model::series_hash(&measurement, &out.tags));
+        out.measurement = measurement;
+        out.time = time;
+        Ok(())
     }
 }
 
@@ -1089,5 +1120,87 @@ mod tests {
         let job2 = job("  - table: readings\n    device_field: device\n    timestamp_field: id\n    timestamp_unit: ms\n    fields: [blob]\n").unwrap();
         let err = Mappings::compile(&job2, &schema()).unwrap_err();
         assert!(err.message.contains("type blob"), "{}", err.message);
+    }
+
+    /// A generated row: device, site, time, temperature, status.
+    type Generated = (
+        Option<Value>,
+        Option<Value>,
+        Option<i64>,
+        Option<f64>,
+        Option<bool>,
+    );
+
+    /// A value for a text column: NULL, empty, inline or long enough to own memory.
+    fn text_value() -> impl proptest::strategy::Strategy<Value = Option<Value>> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(None),
+            Just(Some(Value::String(Text::default()))),
+            "[a-c]{1,3}".prop_map(|s| Some(Value::String(s.into()))),
+            "[a-c]{25,30}".prop_map(|s| Some(Value::String(s.into()))),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Rows mapped one after the other into one point that is kept (what the backfill's
+        /// sink does) give the points, and the rejections, that mapping each row into
+        /// points of its own gives: nothing of an earlier row's point (a tag, a field, a
+        /// long text moved out of its row) is left in a later one. Two mappings of the
+        /// table, the first copying from the row and the last moving out of it.
+        #[test]
+        fn rows_mapped_into_one_kept_point_are_the_points_mapped_one_by_one(
+            rows in proptest::collection::vec(
+                (
+                    text_value(),
+                    text_value(),
+                    proptest::option::of(0i64..3),
+                    proptest::option::of(-2.0f64..2.0),
+                    proptest::option::of(proptest::bool::ANY),
+                ),
+                1..12,
+            )
+        ) {
+            let two = format!(
+                "{GOOD}  - table: readings\n    measurement: m2\n    timestamp_field: ts\n    tags: [device]\n    fields: [ok]\n"
+            );
+            let m = Mappings::compile(&job(&two).unwrap(), &schema()).unwrap();
+            let row = |(device, site, ts, temp, ok): &Generated| {
+                // The schema's columns, in the projection's order.
+                let by_column = [
+                    None,
+                    device.clone(),
+                    site.clone(),
+                    ts.map(Value::Time),
+                    temp.map(Value::Float),
+                    ok.map(Value::Bool),
+                    None,
+                ];
+                m.projection(0).iter().map(|&c| by_column[c].clone()).collect::<Vec<_>>()
+            };
+            // Points and rejections in the order they came.
+            let one_by_one = std::cell::RefCell::new(Vec::new());
+            for r in &rows {
+                m.apply_values(
+                    0,
+                    &mut row(r),
+                    &mut |p| one_by_one.borrow_mut().push(Ok(p)),
+                    &mut |r| one_by_one.borrow_mut().push(Err(r.reason)),
+                );
+            }
+            let mut kept = Point::default();
+            let into_one = std::cell::RefCell::new(Vec::new());
+            for r in &rows {
+                m.apply_values_into(
+                    0,
+                    &mut row(r),
+                    &mut kept,
+                    &mut |p| into_one.borrow_mut().push(Ok(p.clone())),
+                    &mut |r| into_one.borrow_mut().push(Err(r.reason)),
+                );
+            }
+            let (into_one, one_by_one) = (into_one.into_inner(), one_by_one.into_inner());
+            proptest::prop_assert_eq!(into_one, one_by_one);
+        }
     }
 }

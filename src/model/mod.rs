@@ -212,7 +212,7 @@ pub struct Row {
 
 /// One time-series point, ready for a sink. Ordered and hashable like [`Value`], so CDC
 /// can consolidate changes of points.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Point {
     /// InfluxDB measurement; for IoTDB, the device path.
     pub measurement: Name,

@@ -279,6 +279,9 @@ pub struct SinkFaults {
     pub lose_deletes: f64,
     /// The first this many requests fail transiently (a target that is down, then back).
     pub down_for: u64,
+    /// The worker that hands the sink its point after this many panics, as a bug in an
+    /// operator would: for tests that a panic ends the job rather than hanging it.
+    pub panic_after_points: Option<u64>,
 }
 
 /// What becomes of one request.
@@ -310,6 +313,8 @@ pub struct MemoryTarget {
     points: Mutex<Points>,
     faults: Mutex<(SinkFaults, fastrand::Rng)>,
     requests: AtomicU64,
+    /// Points handed to the sink's batches since the faults were set.
+    pushed: AtomicU64,
     crashed: std::sync::atomic::AtomicBool,
     /// Points whose delete was lost once (`lose_deletes`).
     lost: Mutex<std::collections::HashSet<PointKey>>,
@@ -321,6 +326,7 @@ impl Default for MemoryTarget {
             points: Mutex::new(Points::new()),
             faults: Mutex::new((SinkFaults::default(), fastrand::Rng::with_seed(0))),
             requests: AtomicU64::new(0),
+            pushed: AtomicU64::new(0),
             crashed: Default::default(),
             lost: Default::default(),
         }
@@ -342,7 +348,18 @@ impl MemoryTarget {
         let rng = fastrand::Rng::with_seed(faults.seed);
         *self.faults.lock().unwrap_or_else(|p| p.into_inner()) = (faults, rng);
         self.requests.store(0, Ordering::SeqCst);
+        self.pushed.store(0, Ordering::SeqCst);
         self.crashed.store(false, Ordering::SeqCst);
+    }
+
+    /// A point is handed to a batch (on a worker): the scripted panic, if it is due.
+    fn pushed(&self) {
+        let n = self.pushed.fetch_add(1, Ordering::SeqCst);
+        let faults = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+        if faults.0.panic_after_points == Some(n) {
+            drop(faults);
+            panic!("the memory target's scripted panic");
+        }
     }
 
     fn crash(&self) {

@@ -66,10 +66,15 @@ fn transient(what: &str) -> WriteError {
 pub struct MemoryBatch {
     points: Vec<Point>,
     bytes: usize,
+    /// The target, for its scripted panic.
+    target: Option<Arc<MemoryTarget>>,
 }
 
 impl Batch for MemoryBatch {
     fn push(&mut self, point: &Point) -> Result<(), String> {
+        if let Some(target) = &self.target {
+            target.pushed();
+        }
         self.bytes += 64 + point.fields.len() * 16;
         self.points.push(point.clone());
         Ok(())
@@ -93,10 +98,12 @@ impl Batch for MemoryBatch {
             MemoryBatch {
                 points: self.points,
                 bytes: half,
+                target: self.target.clone(),
             },
             MemoryBatch {
                 points: tail,
                 bytes: half,
+                target: self.target,
             },
         ))
     }
@@ -116,7 +123,10 @@ impl Sink for MemorySink {
     type Batch = MemoryBatch;
 
     fn new_batch(&self) -> MemoryBatch {
-        MemoryBatch::default()
+        MemoryBatch {
+            target: Some(self.target.clone()),
+            ..MemoryBatch::default()
+        }
     }
 
     fn batching(&self) -> &BatchConfig {
