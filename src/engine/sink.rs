@@ -32,6 +32,11 @@
 //! (never behind it, so checkpoints are not held back), so the dataflow cannot end before
 //! the last check.
 //!
+//! What comes in is taken apart by a [`Feeder`]: changes as they are ([`Changes`]), or in a
+//! backfill row batches that the sink maps itself (`map::MapRows`), each row into one point
+//! that is encoded into the open batch at once ([`Fed::Write`], [`SinkQueue::push_write`])
+//! and then made again for the next row: a backfill allocates, sends and frees no point.
+//!
 //! The bookkeeping is [`SinkQueue`] and [`DeleteChecks`], which know nothing of timely or
 //! of the target and are unit-tested on their own; the operator feeds them and spawns the
 //! requests they hand out.

@@ -68,8 +68,10 @@ where
             }));
             if let Err(panic) = ran {
                 // The job fails with the panic as its cause: the other workers drop the
-                // dataflow instead of waiting for this one for ever.
-                let cause = format!("a worker panicked: {}", panic_text(&*panic));
+                // dataflow instead of waiting for this one for ever. A worker that panicked
+                // on the queues of a lost peer's connection reports the lost peer.
+                let cause = lost_peer()
+                    .unwrap_or_else(|| format!("a worker panicked: {}", panic_text(&*panic)));
                 worker_control.fail(Failure::fatal(cause));
                 drop_dataflows(worker);
             }
