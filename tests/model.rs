@@ -618,25 +618,30 @@ fn run_case(harness: &Harness, case: &Case, workers: usize) -> Result<(), String
 
 /// A plain backfill of the table as it is at the end of the case's log.
 fn check_backfill(case: &Case, workers: usize) -> Result<(), String> {
-    let (db, table) = database(case);
-    db.set_snapshot_at(db.end());
-    db.set_chunk_reads(ChunkReads::AtSnapshot);
-    let mut harness = Harness::new(db);
-    harness.mode = Mode::Backfill;
-    run_case(&harness, case, workers)?;
-    harness.compare(&table.expected())
+    backfill_with_mapping(case, workers, None)
 }
 
 /// A plain backfill as [`check_backfill`], of a mapping without a device column: the
 /// device tag is a plain tag and each series is its own device, so no row's owner can be
 /// told before it is mapped (each is mapped where it was read and its point routed).
 fn check_backfill_by_series(case: &Case, workers: usize) -> Result<(), String> {
+    backfill_with_mapping(case, workers, Some("tags: [device, site]"))
+}
+
+/// A plain backfill, with the mapping's device and tag keys `device` where given.
+fn backfill_with_mapping(
+    case: &Case,
+    workers: usize,
+    device: Option<&'static str>,
+) -> Result<(), String> {
     let (db, table) = database(case);
     db.set_snapshot_at(db.end());
     db.set_chunk_reads(ChunkReads::AtSnapshot);
     let mut harness = Harness::new(db);
     harness.mode = Mode::Backfill;
-    harness.device = "tags: [device, site]";
+    if let Some(device) = device {
+        harness.device = device;
+    }
     run_case(&harness, case, workers)?;
     harness.compare(&table.expected())
 }
