@@ -164,7 +164,6 @@ pub(super) fn write<'s, S: Sink, D: Clone + 'static>(
                             }
                         }
                         Fed::Write(point) => {
-                            debug_assert!(!ordered, "a point lent to the sink is not kept");
                             if let Err(reason) = queue.push_write(epoch, point, || sink.new_batch()) {
                                 dead_letters.record("sink", &reason, point.to_json());
                             }
